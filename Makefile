@@ -1,0 +1,69 @@
+# switchboard — the two commands a newcomer needs are `make run` and `make test`.
+GO       ?= go
+BIN      := bin
+RUN_DIR  ?= run
+SOCKET   ?= $(RUN_DIR)/switchboard.sock
+CMDS     := switchboard sbctl sbbench telsim
+PKGS     := ./...
+BENCH    ?= .
+COUNT    ?= 6
+FUZZTIME ?= 10s
+
+.PHONY: all build run test test-short bench bench-compare fuzz lint cover clean
+
+all: build
+
+## build: every binary into bin/
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
+
+## run: build and start the daemon on its embedded default (three in-process simulated tiers)
+run: build
+	@mkdir -p $(RUN_DIR)/data
+	@echo "switchboard: socket $(SOCKET), data $(RUN_DIR)/data — stop with Ctrl-C"
+	@echo "try it, in another terminal:"
+	@echo "  $(BIN)/sbctl -socket $(SOCKET) ping"
+	@echo "  $(BIN)/sbctl -socket $(SOCKET) -json allocate -name 'Sample Teleconference-only meeting'"
+	@echo "  $(BIN)/sbctl -socket $(SOCKET) lookup KEY"
+	@echo "  $(BIN)/sbbench -socket $(SOCKET) -concurrency 32 -duration 5s"
+	$(BIN)/switchboard -socket $(SOCKET) -data-dir $(RUN_DIR)/data
+
+## test: vet, then every test with the race detector (what CI runs)
+test:
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+## test-short: fast tests only, no race detector
+test-short:
+	$(GO) test -short -count=1 $(PKGS)
+
+## bench: every benchmark, COUNT runs, into bench/results/latest.txt (compare with benchstat)
+bench:
+	@mkdir -p bench/results
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(COUNT) $(PKGS) | tee bench/results/latest.txt
+
+## bench-compare REF=<git ref>: benchstat of REF against the working tree
+bench-compare:
+	@test -n "$(REF)" || (echo "usage: make bench-compare REF=<git ref>"; exit 2)
+	./bench/compare.sh $(REF)
+
+## fuzz: run every fuzz target for FUZZTIME each
+fuzz:
+	@for t in $$($(GO) test -list '^Fuzz' ./fuzz | grep '^Fuzz'); do \
+		echo "== $$t"; \
+		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./fuzz || exit 1; \
+	done
+
+## lint: gofmt and go vet
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+## cover: coverage profile and summary
+cover:
+	$(GO) test -count=1 -coverprofile=cover.out $(PKGS)
+	$(GO) tool cover -func=cover.out | tail -1
+
+clean:
+	rm -rf $(BIN) $(RUN_DIR) cover.out

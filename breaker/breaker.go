@@ -1,0 +1,316 @@
+package breaker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+
+	"switchboard/wire"
+)
+
+// State is a breaker's state as the request path sees it.
+type State int32
+
+// States.
+const (
+	Closed   State = 0
+	HalfOpen State = 1
+	Open     State = 2
+)
+
+func (s State) String() string {
+	switch s {
+	case Closed:
+		return "closed"
+	case HalfOpen:
+		return "half-open"
+	case Open:
+		return "open"
+	}
+	return fmt.Sprintf("state(%d)", int32(s))
+}
+
+// Override is an operator's decision that replaces the breaker's own.
+type Override int32
+
+// Overrides.
+const (
+	Auto        Override = 0 // the breaker decides
+	ForceOpen   Override = 1 // every attempt is refused (ErrForcedOpen)
+	ForceClosed Override = 2 // every attempt is admitted and nothing is counted
+)
+
+func (o Override) String() string {
+	switch o {
+	case Auto:
+		return "auto"
+	case ForceOpen:
+		return "open"
+	case ForceClosed:
+		return "closed"
+	}
+	return fmt.Sprintf("override(%d)", int32(o))
+}
+
+// ParseOverride parses "auto", "open" or "closed".
+func ParseOverride(s string) (Override, error) {
+	switch s {
+	case "auto":
+		return Auto, nil
+	case "open":
+		return ForceOpen, nil
+	case "closed":
+		return ForceClosed, nil
+	}
+	return Auto, fmt.Errorf("breaker: unknown override %q (want auto, open or closed)", s)
+}
+
+// Errors returned by Allow. All mean "skip this tier"; none is sent anywhere.
+var (
+	ErrOpen          = errors.New("breaker: open")
+	ErrTooManyProbes = errors.New("breaker: half-open, probes in flight")
+	ErrForcedOpen    = errors.New("breaker: forced open by an operator")
+	// ErrCallerGone marks an attempt that ended because the caller went away
+	// (its context was cancelled or its overall deadline passed): the tier is
+	// not to blame, so it counts neither as a success nor as a failure.
+	ErrCallerGone = errors.New("breaker: caller gone")
+)
+
+// Settings tune one breaker. The zero value of each field means its default.
+type Settings struct {
+	// Failures is how many consecutive failed attempts open the breaker.
+	// Default 5.
+	Failures uint32
+	// OpenFor is how long an open breaker refuses before it lets probes
+	// through (half-open). Default 2s.
+	OpenFor time.Duration
+	// Probes is how many attempts a half-open breaker admits at once; that
+	// many consecutive successes close it, any failure re-opens it. Default 1.
+	Probes uint32
+	// Window is the period after which a closed breaker forgets its counts.
+	// Default 10s.
+	Window time.Duration
+}
+
+// DefaultSettings returns the documented defaults.
+func DefaultSettings() Settings {
+	return Settings{Failures: 5, OpenFor: 2 * time.Second, Probes: 1, Window: 10 * time.Second}
+}
+
+// withDefaults fills zero fields.
+func (s Settings) withDefaults() Settings {
+	d := DefaultSettings()
+	if s.Failures == 0 {
+		s.Failures = d.Failures
+	}
+	if s.OpenFor == 0 {
+		s.OpenFor = d.OpenFor
+	}
+	if s.Probes == 0 {
+		s.Probes = d.Probes
+	}
+	if s.Window == 0 {
+		s.Window = d.Window
+	}
+	return s
+}
+
+// Validate reports settings that cannot work.
+func (s Settings) Validate() error {
+	switch {
+	case s.OpenFor < 0:
+		return fmt.Errorf("open_for %v: must not be negative", s.OpenFor)
+	case s.Window < 0:
+		return fmt.Errorf("window %v: must not be negative", s.Window)
+	case s.Failures > 1_000_000:
+		return fmt.Errorf("failures %d: at most 1000000", s.Failures)
+	case s.Probes > 10_000:
+		return fmt.Errorf("probes %d: at most 10000", s.Probes)
+	}
+	return nil
+}
+
+// IsFailure reports whether an attempt's error counts against the tier:
+// transport errors, timeouts, INTERNAL, DRAINING and anything unexpected do;
+// success, CAPACITY, KEY_EXISTS, BAD_REQUEST and NOT_FOUND are healthy
+// answers; caller cancellation is neither (see IsExcluded).
+func IsFailure(err error) bool {
+	return err != nil && !isHealthyAnswer(err) && !IsExcluded(err)
+}
+
+func isHealthyAnswer(err error) bool {
+	return errors.Is(err, wire.StatusCapacity) || errors.Is(err, wire.StatusKeyExists) ||
+		errors.Is(err, wire.StatusBadRequest) || errors.Is(err, wire.StatusNotFound)
+}
+
+// IsExcluded reports whether an attempt's error says nothing about the tier.
+func IsExcluded(err error) bool {
+	return errors.Is(err, ErrCallerGone) || errors.Is(err, context.Canceled)
+}
+
+// Done reports an attempt's outcome. Only its first call counts.
+type Done struct {
+	once *atomic.Bool
+	fn   func(error)
+}
+
+// Report records the outcome err (nil for success). Calls after the first are
+// ignored, so a deferred Report after an early one is harmless.
+func (d Done) Report(err error) {
+	if d.fn == nil || !d.once.CompareAndSwap(false, true) {
+		return
+	}
+	d.fn(err)
+}
+
+// Breaker is one tier's circuit breaker. It is safe for concurrent use.
+type Breaker struct {
+	tier     string
+	now      func() time.Time
+	onChange func(tier string, from, to State)
+
+	cb       atomic.Pointer[gobreaker.TwoStepCircuitBreaker[struct{}]]
+	settings atomic.Pointer[Settings]
+	// state mirrors gobreaker's state; openUntil is when an open breaker
+	// will next admit a probe (Unix nanoseconds). Both are written only by
+	// OnStateChange, read by Allow without any lock.
+	state     atomic.Int32
+	openUntil atomic.Int64
+	override  atomic.Int32
+}
+
+// Option configures a Breaker.
+type Option func(*Breaker)
+
+// WithOnStateChange registers f to be told of state changes. f runs under
+// gobreaker's lock: it must only store values or send without blocking.
+func WithOnStateChange(f func(tier string, from, to State)) Option {
+	return func(b *Breaker) { b.onChange = f }
+}
+
+// WithClock replaces time.Now for the mirror's open period (tests).
+func WithClock(now func() time.Time) Option { return func(b *Breaker) { b.now = now } }
+
+// New returns a closed breaker for tier.
+func New(tier string, s Settings, opts ...Option) *Breaker {
+	b := &Breaker{tier: tier, now: time.Now}
+	for _, o := range opts {
+		o(b)
+	}
+	b.install(s)
+	return b
+}
+
+func (b *Breaker) install(s Settings) {
+	s = s.withDefaults()
+	b.settings.Store(&s)
+	failures := s.Failures
+	var cb *gobreaker.TwoStepCircuitBreaker[struct{}]
+	cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        b.tier,
+		MaxRequests: s.Probes,
+		Interval:    s.Window,
+		Timeout:     s.OpenFor,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= failures },
+		IsSuccessful: func(err error) bool {
+			return err == nil || isHealthyAnswer(err)
+		},
+		IsExcluded: IsExcluded,
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			// Runs under gobreaker's mutex: atomics and the owner's
+			// non-blocking hook only. A replaced breaker stays silent.
+			if b.cb.Load() != cb {
+				return
+			}
+			b.mirror(fromGo(from), fromGo(to), s.OpenFor)
+		},
+	})
+	old := b.cb.Swap(cb)
+	if old != nil && State(b.state.Load()) != Closed {
+		// The new gobreaker starts closed: say so.
+		b.mirror(State(b.state.Load()), Closed, s.OpenFor)
+	}
+}
+
+func (b *Breaker) mirror(from, to State, openFor time.Duration) {
+	if to == Open {
+		b.openUntil.Store(b.now().Add(openFor).UnixNano())
+	}
+	b.state.Store(int32(to))
+	if b.onChange != nil {
+		b.onChange(b.tier, from, to)
+	}
+}
+
+func fromGo(s gobreaker.State) State {
+	switch s {
+	case gobreaker.StateOpen:
+		return Open
+	case gobreaker.StateHalfOpen:
+		return HalfOpen
+	}
+	return Closed
+}
+
+// Tier returns the tier's name.
+func (b *Breaker) Tier() string { return b.tier }
+
+// Settings returns the settings in force, defaults filled in.
+func (b *Breaker) Settings() Settings { return *b.settings.Load() }
+
+// State returns the mirrored state: an atomic load.
+func (b *Breaker) State() State { return State(b.state.Load()) }
+
+// Override returns the operator override in force.
+func (b *Breaker) Override() Override { return Override(b.override.Load()) }
+
+// SetOverride installs an operator override.
+func (b *Breaker) SetOverride(o Override) { b.override.Store(int32(o)) }
+
+// Retune installs new settings. The breaker restarts closed; the override
+// stays.
+func (b *Breaker) Retune(s Settings) { b.install(s) }
+
+// Skip reports, at the cost of atomic loads, whether an attempt would surely
+// be refused now. It never changes state; Allow is still the gate.
+func (b *Breaker) Skip() bool {
+	switch Override(b.override.Load()) {
+	case ForceOpen:
+		return true
+	case ForceClosed:
+		return false
+	}
+	return State(b.state.Load()) == Open && b.now().UnixNano() < b.openUntil.Load()
+}
+
+var nopDone = Done{}
+
+// Allow asks whether an attempt may go to the tier. On success the caller
+// must Report the outcome exactly once (extra Reports are ignored); on error
+// the tier is to be skipped and there is nothing to report.
+func (b *Breaker) Allow() (Done, error) {
+	switch Override(b.override.Load()) {
+	case ForceOpen:
+		return nopDone, ErrForcedOpen
+	case ForceClosed:
+		return nopDone, nil
+	}
+	if State(b.state.Load()) == Open && b.now().UnixNano() < b.openUntil.Load() {
+		return nopDone, ErrOpen
+	}
+	done, err := b.cb.Load().Allow()
+	if err != nil {
+		if errors.Is(err, gobreaker.ErrTooManyRequests) {
+			return nopDone, ErrTooManyProbes
+		}
+		return nopDone, ErrOpen
+	}
+	return Done{once: new(atomic.Bool), fn: done}, nil
+}
+
+// Counts returns gobreaker's counts (takes its mutex; not for the hot path).
+func (b *Breaker) Counts() gobreaker.Counts { return b.cb.Load().Counts() }

@@ -1,0 +1,234 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"go.uber.org/zap"
+
+	"switchboard/mux"
+	"switchboard/wire"
+)
+
+// Sentinel errors. Match them with errors.Is.
+var (
+	// ErrClosed: the Client was closed. Not sent.
+	ErrClosed = errors.New("client: closed")
+)
+
+// Dialer opens a connection to the daemon's socket.
+type Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// Option configures a Client.
+type Option func(*options)
+
+type options struct {
+	conns    int
+	maxFrame int
+	dial     Dialer
+	log      *zap.Logger
+}
+
+// WithConns sets the number of connections calls are spread over (default
+// 1; n < 1 means 1).
+func WithConns(n int) Option {
+	return func(o *options) { o.conns = max(n, 1) }
+}
+
+// WithMaxFrame sets the largest frame sent or accepted (default
+// wire.DefaultMaxFrame; it must match the daemon's, and at least
+// wire.MinMaxFrame).
+func WithMaxFrame(n int) Option { return func(o *options) { o.maxFrame = n } }
+
+// WithDialer replaces the dialer (default: net.Dialer on network "unix").
+func WithDialer(d Dialer) Option {
+	return func(o *options) {
+		if d != nil {
+			o.dial = d
+		}
+	}
+}
+
+// WithLogger sets the logger (default: none).
+func WithLogger(l *zap.Logger) Option {
+	return func(o *options) {
+		if l != nil {
+			o.log = l
+		}
+	}
+}
+
+// Client is a pipelining client of the daemon's socket. It is safe for
+// concurrent use.
+type Client struct {
+	path   string
+	dial   Dialer
+	muxCfg mux.Config
+	log    *zap.Logger
+
+	slots  []*slot
+	rr     atomic.Uint64
+	closed atomic.Bool
+}
+
+// slot is one connection position; its connection is replaced when it dies.
+type slot struct {
+	mc atomic.Pointer[mux.Conn]
+
+	mu sync.Mutex
+	// Guarded by mu.
+	redial chan struct{} // non-nil while a redial is in progress; closed when it ends
+	err    error         // the last redial's error, for its waiters
+	closed bool          // Close ran: no new connection is stored
+}
+
+// Dial connects to the daemon's socket at socketPath with every connection
+// WithConns asks for. ctx bounds the dials only.
+func Dial(ctx context.Context, socketPath string, opts ...Option) (*Client, error) {
+	o := options{conns: 1, maxFrame: wire.DefaultMaxFrame, log: zap.NewNop()}
+	o.dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.maxFrame < wire.MinMaxFrame {
+		return nil, fmt.Errorf("client: max frame %d is below %d", o.maxFrame, wire.MinMaxFrame)
+	}
+	c := &Client{path: socketPath, dial: o.dial, log: o.log, muxCfg: mux.Config{MaxFrame: o.maxFrame}}
+	if err := c.muxCfg.Validate(); err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	for range o.conns {
+		s := &slot{}
+		mc, err := c.connect(ctx)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		s.mc.Store(mc)
+		c.slots = append(c.slots, s)
+	}
+	return c, nil
+}
+
+func (c *Client) connect(ctx context.Context) (*mux.Conn, error) {
+	nc, err := c.dial(ctx, "unix", c.path)
+	if err != nil {
+		return nil, fmt.Errorf("client: dial %s: %w", c.path, err)
+	}
+	return mux.New(nc, c.muxCfg, mux.WithLogger(c.log)), nil
+}
+
+// Close closes every connection, failing calls in flight with
+// mux.ErrConnLost, and waits for their reader goroutines. Idempotent.
+func (c *Client) Close() error {
+	c.closed.Store(true)
+	var errs []error
+	for _, s := range c.slots {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		if mc := s.mc.Load(); mc != nil {
+			if err := mc.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// conn returns a live connection, redialing the picked slot if it is dead.
+func (c *Client) conn(ctx context.Context) (*mux.Conn, error) {
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
+	s := c.slots[c.rr.Add(1)%uint64(len(c.slots))]
+	if mc := s.mc.Load(); mc.Alive() {
+		return mc, nil
+	}
+	return c.redial(ctx, s)
+}
+
+// redial replaces s's dead connection. Concurrent callers share one dial;
+// no lock is held across it.
+func (c *Client) redial(ctx context.Context, s *slot) (*mux.Conn, error) {
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if mc := s.mc.Load(); mc.Alive() {
+			s.mu.Unlock()
+			return mc, nil
+		}
+		if wait := s.redial; wait != nil {
+			s.mu.Unlock()
+			select {
+			case <-wait:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			s.mu.Lock()
+			err := s.err
+			s.mu.Unlock()
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		done := make(chan struct{})
+		s.redial = done
+		old := s.mc.Load()
+		s.mu.Unlock()
+
+		old.Close() // dead already: reaps its reader
+		mc, err := c.connect(ctx)
+		s.mu.Lock()
+		s.redial, s.err = nil, err
+		if err == nil {
+			if s.closed {
+				err = ErrClosed
+			} else {
+				s.mc.Store(mc)
+			}
+		}
+		close(done)
+		s.mu.Unlock()
+		if err != nil {
+			if mc != nil {
+				mc.Close()
+			}
+			return nil, err
+		}
+		if ce := c.log.Check(zap.InfoLevel, "client: reconnected"); ce != nil {
+			ce.Write(zap.String("socket", c.path), zap.NamedError("previous", old.Err()))
+		}
+		return mc, nil
+	}
+}
+
+// call sends one request and returns its reply. A connection found dead
+// before the request was written is redialed and the call retried once.
+func (c *Client) call(ctx context.Context, op wire.Op, req wire.Payload) (*mux.Reply, error) {
+	for attempt := 0; ; attempt++ {
+		mc, err := c.conn(ctx)
+		if err != nil {
+			return nil, err
+		}
+		rep, err := mc.Call(ctx, op, req)
+		if err != nil && attempt == 0 && errors.Is(err, mux.ErrClosed) && !mux.Sent(err) {
+			continue
+		}
+		if err != nil && c.closed.Load() && errors.Is(err, mux.ErrClosed) {
+			return nil, ErrClosed
+		}
+		return rep, err
+	}
+}

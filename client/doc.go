@@ -1,0 +1,31 @@
+// Package client is the Go client of the switchboard daemon's front-end
+// socket (a Unix socket speaking the front-end wire protocol).
+//
+// The daemon is built to serve many requests per connection at once, so a
+// Client pipelines: it is safe for concurrent use, every call gets its own
+// request id on a shared connection (mux.Conn) and replies are matched by id
+// in any order. WithConns spreads calls round-robin over several
+// connections, which helps a load harness use more than one daemon worker.
+//
+// Results are plain Go values (strings, copied bytes): nothing returned
+// aliases a network buffer.
+//
+// # Errors
+//
+// An error answered by the daemon is a *wire.RemoteError: match it with
+// errors.Is(err, wire.StatusNotFound), wire.StatusUnavailable, and so on.
+// Invalid arguments are refused before anything is sent (the error wraps
+// wire.ErrFieldTooLong or wire.ErrBadValue). Transport errors come from mux:
+// mux.Sent(err) tells whether the request may have reached the daemon, and
+// errors.Is(err, mux.ErrUnknownOutcome) marks a call whose effect is unknown
+// (retry an Allocate with the same idempotency token to learn its result).
+//
+// # Dead connections
+//
+// A connection that dies is not redialed in the background: the next call
+// that picks it redials it (once, concurrent callers share the dial) and a
+// call that found it dead before sending anything is retried once on the new
+// connection. Calls that were in flight when it died fail with
+// mux.ErrConnLost and are never retried, since they may have been executed.
+// After Close every call fails with ErrClosed.
+package client

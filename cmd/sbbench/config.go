@@ -1,0 +1,151 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"switchboard/mux"
+	"switchboard/wire"
+)
+
+// Socket defaults, shared with sbctl and the daemon.
+const (
+	// DefaultSocket is the daemon's default front-end socket.
+	DefaultSocket = "/run/switchboard/switchboard.sock"
+	// SocketEnv, when set, replaces DefaultSocket.
+	SocketEnv = "SWITCHBOARD_SOCKET"
+)
+
+// errUsage marks a command-line error (exit status 2).
+var errUsage = errors.New("usage")
+
+// config is one run's settings, from the command line.
+type config struct {
+	socket      string        // front-end socket; default $SWITCHBOARD_SOCKET or DefaultSocket
+	rate        float64       // open loop: allocations per second; 0 = not this mode
+	concurrency int           // closed loop: workers; 0 = not this mode
+	duration    time.Duration // measured period; default 10s
+	warmup      time.Duration // unmeasured period before it; default 0
+	requests    int64         // cap on allocations sent, warmup included; default 0 = no cap
+	conns       int           // client connections; default 1
+	jsonOut     bool          // one JSON object instead of text
+	namePrefix  string        // conference names are "<prefix> <n>"; default "sbbench"
+	metaBytes   int           // size of each request's meta; default 256
+	timeout     time.Duration // per request (allocate, release) and for the dial; default 5s
+	maxInFlight int           // open loop: cap on allocations in flight; default 0 = conns × mux.DefaultMaxInFlight
+	spin        time.Duration // open loop: spin this long before each send; default 0
+	releasers   int           // release workers; default 16
+}
+
+// mode names the load model, as printed and in JSON.
+func (c *config) mode() string {
+	if c.rate > 0 {
+		return "rate"
+	}
+	return "concurrency"
+}
+
+func defaultSocket() string {
+	if s := os.Getenv(SocketEnv); s != "" {
+		return s
+	}
+	return DefaultSocket
+}
+
+const usageText = `usage: sbbench [-socket PATH] (-rate N | -concurrency N) [-duration D] [flags]
+
+Drives ALLOCATE at switchboard's front-end socket, releases what it
+allocated, and prints latency percentiles, errors by code and allocations
+per tier. -rate is an open loop with latency measured from each request's
+intended send time (no coordinated omission); -concurrency is a closed loop.
+
+The default socket is $` + SocketEnv + ` if set, else ` + DefaultSocket + `.
+
+Flags:
+`
+
+// parseFlags parses args (without the program name). -h prints the usage
+// to stdout and returns flag.ErrHelp; any other problem returns an error
+// wrapping errUsage.
+func parseFlags(args []string, stdout io.Writer) (config, error) {
+	c := config{}
+	fs := flag.NewFlagSet("sbbench", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&c.socket, "socket", defaultSocket(), "daemon front-end socket `path`")
+	fs.Float64Var(&c.rate, "rate", 0, "open loop: `N` allocations per second")
+	fs.IntVar(&c.concurrency, "concurrency", 0, "closed loop: `N` workers")
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measured `period`")
+	fs.DurationVar(&c.warmup, "warmup", 0, "unmeasured `period` before the measured one")
+	fs.Int64Var(&c.requests, "requests", 0, "stop after `N` allocations, warmup included (0: no cap)")
+	fs.IntVar(&c.conns, "conns", 1, "client `connections` (requests are pipelined on each)")
+	fs.BoolVar(&c.jsonOut, "json", false, "print one JSON object")
+	fs.StringVar(&c.namePrefix, "name-prefix", "sbbench", "conference names are \"`prefix` N\"")
+	fs.IntVar(&c.metaBytes, "meta-bytes", 256, "`size` of each request's opaque meta")
+	fs.DurationVar(&c.timeout, "timeout", 5*time.Second, "per-request `deadline` (allocate, release, dial)")
+	fs.IntVar(&c.maxInFlight, "max-inflight", 0, "open loop: cap on allocations in flight; beyond it: client_backlog (0: 1024 per connection, the client's own cap)")
+	fs.DurationVar(&c.spin, "spin", 0, "open loop: spin (yielding) for the last `D` before each send instead of sleeping")
+	fs.IntVar(&c.releasers, "release-workers", 16, "`N` goroutines releasing allocated keys")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usageText)
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return c, err
+		}
+		return c, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() != 0 {
+		return c, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	if err := c.validate(); err != nil {
+		return c, err
+	}
+	if c.maxInFlight == 0 {
+		// Beyond the client's per-connection cap requests would fail as
+		// client_busy; stop at it and count client_backlog instead.
+		c.maxInFlight = c.conns * mux.DefaultMaxInFlight
+	}
+	return c, nil
+}
+
+// validate reports the first setting that cannot work.
+func (c *config) validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{errUsage}, a...)...)
+	}
+	switch {
+	case c.socket == "":
+		return bad("-socket is empty")
+	case (c.rate > 0) == (c.concurrency > 0):
+		return bad("give exactly one of -rate N and -concurrency N, with N > 0")
+	case c.rate < 0 || c.concurrency < 0:
+		return bad("-rate and -concurrency must not be negative")
+	case c.rate > 1e7:
+		return bad("-rate %g is above 10,000,000/s", c.rate)
+	case c.duration <= 0:
+		return bad("-duration must be positive")
+	case c.warmup < 0:
+		return bad("-warmup must not be negative")
+	case c.requests < 0:
+		return bad("-requests must not be negative")
+	case c.conns < 1:
+		return bad("-conns must be at least 1")
+	case c.metaBytes < 0 || c.metaBytes > wire.MaxMeta:
+		return bad("-meta-bytes must be within 0..%d", wire.MaxMeta)
+	case len(c.namePrefix)+21 > wire.MaxName:
+		return bad("-name-prefix is longer than %d bytes", wire.MaxName-21)
+	case c.timeout <= 0:
+		return bad("-timeout must be positive")
+	case c.maxInFlight < 0:
+		return bad("-max-inflight must not be negative")
+	case c.spin < 0:
+		return bad("-spin must not be negative")
+	case c.releasers < 1:
+		return bad("-release-workers must be at least 1")
+	}
+	return nil
+}

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Exit statuses.
+const (
+	exitOK    = 0
+	exitFail  = 1
+	exitUsage = 2
+)
+
+// run is the whole command, minus the process: main gives it a context
+// that ends on SIGINT/SIGTERM and exits with what it returns. Errors are
+// one line on stderr; the summary goes to stdout.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, err := parseFlags(args, stdout)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case err != nil:
+		fail(stderr, strings.TrimPrefix(err.Error(), errUsage.Error()+": ")+" (see sbbench -h)")
+		return exitUsage
+	}
+
+	dctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+	tgt, err := dialTarget(dctx, cfg.socket, cfg.conns)
+	cancel()
+	if err != nil {
+		fail(stderr, fmt.Sprintf("dial %s: %v", cfg.socket, err))
+		return exitFail
+	}
+	defer tgt.Close()
+
+	clk := realClock{spin: cfg.spin}
+	start := clk.Now()
+	rec := newRecorder(start.Add(cfg.warmup))
+	r := &runner{
+		spec: loadSpec{
+			rate:        cfg.rate,
+			concurrency: cfg.concurrency,
+			warmup:      cfg.warmup,
+			duration:    cfg.duration,
+			requests:    cfg.requests,
+			timeout:     cfg.timeout,
+			maxInFlight: cfg.maxInFlight,
+			releasers:   cfg.releasers,
+		},
+		tgt:   tgt,
+		clk:   clk,
+		obs:   rec,
+		build: newRequestBuilder(newRunID(), cfg.namePrefix, cfg.metaBytes, start),
+	}
+	stopped := r.run(ctx, start)
+
+	s := rec.summary(stopped)
+	s.Mode = cfg.mode()
+	s.TargetRate = cfg.rate
+	s.Concurrency = cfg.concurrency
+	s.Conns = cfg.conns
+	s.Socket = cfg.socket
+	s.WarmupS = cfg.warmup.Seconds()
+	s.Interrupted = ctx.Err() != nil
+	if cfg.jsonOut {
+		err = writeJSON(stdout, &s)
+	} else {
+		err = writeText(stdout, &s)
+	}
+	if err != nil {
+		fail(stderr, "write summary: "+err.Error())
+		return exitFail
+	}
+	return exitOK
+}
+
+// fail prints msg as exactly one line on w.
+func fail(w io.Writer, msg string) {
+	fmt.Fprintln(w, "sbbench: "+strings.ReplaceAll(msg, "\n", " "))
+}

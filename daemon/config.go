@@ -1,0 +1,512 @@
+package daemon
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"switchboard/breaker"
+	"switchboard/configs"
+	"switchboard/wire"
+)
+
+// Default locations, used when neither the config file nor a flag says
+// otherwise.
+const (
+	DefaultSocket  = "/run/switchboard/switchboard.sock"
+	DefaultDataDir = "/var/lib/switchboard"
+)
+
+// ErrConfig wraps every configuration error.
+var ErrConfig = errors.New("invalid configuration")
+
+// Config is the daemon's whole configuration: what the YAML file holds. A
+// zero field takes the default documented beside it (applyDefaults); the
+// embedded default file is configs/default.yaml.
+type Config struct {
+	// Instance names this daemon in HELLO to telephony servers and in logs.
+	// Default: the host name.
+	Instance string `yaml:"instance"`
+	// Socket is the front-end Unix socket's path. Default DefaultSocket; the
+	// -socket flag overrides it. Cannot change on reload.
+	Socket string `yaml:"socket"`
+	// DataDir holds the key lease file and the key secret. Default
+	// DefaultDataDir; the -data-dir flag overrides it. Cannot change on
+	// reload.
+	DataDir string `yaml:"data_dir"`
+
+	Log     LogConfig     `yaml:"log"`
+	Server  ServerConfig  `yaml:"server"`
+	Keys    KeysConfig    `yaml:"keys"`
+	Cache   CacheConfig   `yaml:"cache"`
+	Pool    PoolConfig    `yaml:"pool"`
+	Breaker BreakerConfig `yaml:"breaker"`
+	// Tiers in failover order: the first tier that can serve a request
+	// takes it. At least one.
+	Tiers []TierConfig `yaml:"tiers"`
+	// Simulators configures in-process telephony simulators named by
+	// sim://NAME servers. A sim:// name not listed gets the defaults.
+	Simulators []SimConfig `yaml:"simulators"`
+}
+
+// LogConfig sets up logging.
+type LogConfig struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+	// Format is auto (console on a terminal, JSON otherwise), json or
+	// console. Default auto.
+	Format string `yaml:"format"`
+}
+
+// ServerConfig tunes the front-end socket server.
+type ServerConfig struct {
+	// MaxFrame is the largest front-end frame accepted, in bytes. Default
+	// 65536 (wire.DefaultMaxFrame); at least 16384.
+	MaxFrame int `yaml:"max_frame"`
+	// MaxInFlight bounds requests in progress across the daemon; a request
+	// beyond it is answered OVERLOADED at once. Default 4096.
+	MaxInFlight int `yaml:"max_in_flight"`
+	// MaxConnInFlight bounds requests in progress on one connection.
+	// Default 1024.
+	MaxConnInFlight int `yaml:"max_conn_in_flight"`
+	// RequestTimeout bounds one request, every tier attempt included.
+	// Default 2s.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// ReadTimeout bounds how long a started frame may take to arrive
+	// completely (a slow or stuck writer is disconnected). Default 5s.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds writing a response to a client that does not
+	// read. Default 5s.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// ReadyTimeout bounds the wait for warm pools at start. Default 5s.
+	ReadyTimeout time.Duration `yaml:"ready_timeout"`
+	// ShutdownTimeout bounds the drain of in-flight requests on SIGTERM.
+	// Default 10s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// KeysConfig configures session keys. Digits and Secret cannot change on
+// reload (they would reissue keys).
+type KeysConfig struct {
+	// Digits is the number of decimal digits of a session key, 6–18.
+	// Default 9.
+	Digits int `yaml:"digits"`
+	// BlockSize is how many counters are leased (persisted with fsync) at
+	// once: the most keys a crash can waste. Default 4096.
+	BlockSize uint64 `yaml:"block_size"`
+	// Secret is the permutation key, hex-encoded (at least 16 bytes). Empty:
+	// generated at first start and kept in the data directory.
+	Secret string `yaml:"secret"`
+	// Node partitions the key space among daemons sharing it.
+	Node NodeConfig `yaml:"node"`
+}
+
+// NodeConfig is this daemon's share of the key space.
+type NodeConfig struct {
+	// ID is this daemon's index, 0 ≤ ID < Count. Default 0.
+	ID int `yaml:"id"`
+	// Count is how many daemons share the key space. Default 1.
+	Count int `yaml:"count"`
+}
+
+// CacheConfig sizes the session index and the idempotency cache.
+type CacheConfig struct {
+	// SizeMB is the fastcache size in MiB (rounded up to 32 MiB steps).
+	// Default 64.
+	SizeMB int `yaml:"size_mb"`
+	// TokenTTL is how long an idempotency token is remembered. Default 24h.
+	TokenTTL time.Duration `yaml:"token_ttl"`
+}
+
+// PoolConfig tunes telephony connection pools. At the top level it gives the
+// defaults for every tier; in a tier it overrides them field by field (a zero
+// field inherits).
+type PoolConfig struct {
+	// MinConns is how many warm connections are kept per server. Default 2.
+	MinConns int `yaml:"min_conns"`
+	// MaxInFlight bounds requests in flight per connection. Default 1024.
+	MaxInFlight int `yaml:"max_in_flight"`
+	// DialTimeout bounds a dial and its HELLO. Default 1s.
+	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// HeartbeatInterval is the PING period per connection. Default 1s.
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	// HeartbeatTimeout is how long a PONG may take before the connection is
+	// declared dead. Default 1s.
+	HeartbeatTimeout time.Duration `yaml:"heartbeat_timeout"`
+	// BackoffBase and BackoffMax bound reconnect backoff (exponential, full
+	// jitter). Defaults 50ms and 5s.
+	BackoffBase time.Duration `yaml:"backoff_base"`
+	BackoffMax  time.Duration `yaml:"backoff_max"`
+	// MaxAge recycles connections older than this (jittered by MaxAge/10);
+	// 0 never. Default 0.
+	MaxAge time.Duration `yaml:"max_age"`
+}
+
+// BreakerConfig tunes per-tier circuit breakers; in a tier it overrides the
+// top level field by field.
+type BreakerConfig struct {
+	// Failures is how many consecutive failed attempts open a breaker.
+	// Default 5.
+	Failures uint32 `yaml:"failures"`
+	// OpenFor is how long an open breaker refuses before probing. Default 2s.
+	OpenFor time.Duration `yaml:"open_for"`
+	// Probes is how many attempts a half-open breaker admits. Default 1.
+	Probes uint32 `yaml:"probes"`
+	// Window is how long a closed breaker remembers failures. Default 10s.
+	Window time.Duration `yaml:"window"`
+}
+
+// TierConfig is one telephony tier.
+type TierConfig struct {
+	// Name identifies the tier (primary-large, nextgen, backup2-large, …);
+	// unique, [a-z0-9-], at most 64 bytes.
+	Name string `yaml:"name"`
+	// Servers are tcp://host:port or sim://NAME URLs. At least one.
+	Servers []string `yaml:"servers"`
+	// AttemptTimeout bounds one RESERVE on this tier before the request
+	// moves on to the next tier. Default 250ms.
+	AttemptTimeout time.Duration `yaml:"attempt_timeout"`
+	// Pool overrides the top-level pool settings for this tier.
+	Pool PoolConfig `yaml:"pool"`
+	// Breaker overrides the top-level breaker settings for this tier.
+	Breaker BreakerConfig `yaml:"breaker"`
+}
+
+// SimConfig configures one in-process telephony simulator.
+type SimConfig struct {
+	// Name is the NAME of sim://NAME.
+	Name string `yaml:"name"`
+	// Capacity is the number of bridges it holds. Default 100000.
+	Capacity int `yaml:"capacity"`
+	// Latency is added to every reply. Default 0.
+	Latency time.Duration `yaml:"latency"`
+}
+
+// DefaultConfig returns the embedded default configuration
+// (configs/default.yaml) with every default applied.
+func DefaultConfig() (*Config, error) {
+	return ParseConfig(configs.Default, "embedded default")
+}
+
+// LoadConfig reads, strictly decodes, defaults and validates a config file.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	return ParseConfig(b, path)
+}
+
+// ParseConfig strictly decodes YAML (an unknown field is an error with its
+// line), applies defaults and validates. name labels errors.
+func ParseConfig(b []byte, name string) (*Config, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	var c Config
+	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%w: %s: empty document", ErrConfig, name)
+		}
+		return nil, fmt.Errorf("%w: %s: %s", ErrConfig, name, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, fmt.Errorf("%w: %s: more than one YAML document", ErrConfig, name)
+	}
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, name, err)
+	}
+	return &c, nil
+}
+
+func orInt(v *int, d int) {
+	if *v == 0 {
+		*v = d
+	}
+}
+
+func orDur(v *time.Duration, d time.Duration) {
+	if *v == 0 {
+		*v = d
+	}
+}
+
+func (c *Config) applyDefaults() {
+	if c.Instance == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			h = "switchboard"
+		}
+		c.Instance = h
+	}
+	if c.Socket == "" {
+		c.Socket = DefaultSocket
+	}
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "auto"
+	}
+	s := &c.Server
+	orInt(&s.MaxFrame, wire.DefaultMaxFrame)
+	orInt(&s.MaxInFlight, 4096)
+	orInt(&s.MaxConnInFlight, 1024)
+	orDur(&s.RequestTimeout, 2*time.Second)
+	orDur(&s.ReadTimeout, 5*time.Second)
+	orDur(&s.WriteTimeout, 5*time.Second)
+	orDur(&s.ReadyTimeout, 5*time.Second)
+	orDur(&s.ShutdownTimeout, 10*time.Second)
+	orInt(&c.Keys.Digits, 9)
+	if c.Keys.BlockSize == 0 {
+		c.Keys.BlockSize = 4096
+	}
+	orInt(&c.Keys.Node.Count, 1)
+	orInt(&c.Cache.SizeMB, 64)
+	orDur(&c.Cache.TokenTTL, 24*time.Hour)
+	p := &c.Pool
+	orInt(&p.MinConns, 2)
+	orInt(&p.MaxInFlight, 1024)
+	orDur(&p.DialTimeout, time.Second)
+	orDur(&p.HeartbeatInterval, time.Second)
+	orDur(&p.HeartbeatTimeout, time.Second)
+	orDur(&p.BackoffBase, 50*time.Millisecond)
+	orDur(&p.BackoffMax, 5*time.Second)
+	bd := breaker.DefaultSettings()
+	b := &c.Breaker
+	if b.Failures == 0 {
+		b.Failures = bd.Failures
+	}
+	orDur(&b.OpenFor, bd.OpenFor)
+	if b.Probes == 0 {
+		b.Probes = bd.Probes
+	}
+	orDur(&b.Window, bd.Window)
+	for i := range c.Tiers {
+		t := &c.Tiers[i]
+		orDur(&t.AttemptTimeout, 250*time.Millisecond)
+		t.Pool.inherit(*p)
+		t.Breaker.inherit(*b)
+	}
+	for i := range c.Simulators {
+		orInt(&c.Simulators[i].Capacity, 100000)
+	}
+}
+
+func (p *PoolConfig) inherit(d PoolConfig) {
+	orInt(&p.MinConns, d.MinConns)
+	orInt(&p.MaxInFlight, d.MaxInFlight)
+	orDur(&p.DialTimeout, d.DialTimeout)
+	orDur(&p.HeartbeatInterval, d.HeartbeatInterval)
+	orDur(&p.HeartbeatTimeout, d.HeartbeatTimeout)
+	orDur(&p.BackoffBase, d.BackoffBase)
+	orDur(&p.BackoffMax, d.BackoffMax)
+	orDur(&p.MaxAge, d.MaxAge)
+}
+
+func (b *BreakerConfig) inherit(d BreakerConfig) {
+	if b.Failures == 0 {
+		b.Failures = d.Failures
+	}
+	orDur(&b.OpenFor, d.OpenFor)
+	if b.Probes == 0 {
+		b.Probes = d.Probes
+	}
+	orDur(&b.Window, d.Window)
+}
+
+// settings converts to the breaker package's plain value.
+func (b BreakerConfig) settings() breaker.Settings {
+	return breaker.Settings{Failures: b.Failures, OpenFor: b.OpenFor, Probes: b.Probes, Window: b.Window}
+}
+
+// Validate checks a defaulted config and returns every problem found, each
+// naming its field.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "auto", "json", "console":
+	default:
+		bad("log.format", "%q is not one of auto, json, console", c.Log.Format)
+	}
+	if len(c.Instance) > wire.MaxShort {
+		bad("instance", "%d bytes, at most %d", len(c.Instance), wire.MaxShort)
+	}
+	s := c.Server
+	if s.MaxFrame < wire.MinMaxFrame || s.MaxFrame > 16<<20 {
+		bad("server.max_frame", "%d not in %d..%d", s.MaxFrame, wire.MinMaxFrame, 16<<20)
+	}
+	positive := func(field string, v int) {
+		if v <= 0 {
+			bad(field, "%d must be positive", v)
+		}
+	}
+	positiveDur := func(field string, v time.Duration) {
+		if v <= 0 {
+			bad(field, "%v must be positive", v)
+		}
+	}
+	positive("server.max_in_flight", s.MaxInFlight)
+	positive("server.max_conn_in_flight", s.MaxConnInFlight)
+	positiveDur("server.request_timeout", s.RequestTimeout)
+	positiveDur("server.read_timeout", s.ReadTimeout)
+	positiveDur("server.write_timeout", s.WriteTimeout)
+	positiveDur("server.ready_timeout", s.ReadyTimeout)
+	positiveDur("server.shutdown_timeout", s.ShutdownTimeout)
+	if c.Keys.Digits < 6 || c.Keys.Digits > 18 {
+		bad("keys.digits", "%d not in 6..18", c.Keys.Digits)
+	}
+	if c.Keys.BlockSize > 1<<20 {
+		bad("keys.block_size", "%d: at most %d", c.Keys.BlockSize, 1<<20)
+	}
+	if c.Keys.Secret != "" {
+		if b, err := hex.DecodeString(c.Keys.Secret); err != nil || len(b) < 16 {
+			bad("keys.secret", "must be at least 32 hex digits (16 bytes)")
+		}
+	}
+	if n := c.Keys.Node; n.Count < 1 || n.ID < 0 || n.ID >= n.Count {
+		bad("keys.node", "id %d, count %d: want 0 <= id < count", n.ID, n.Count)
+	}
+	if c.Cache.SizeMB < 32 || c.Cache.SizeMB > 64<<10 {
+		bad("cache.size_mb", "%d not in 32..65536", c.Cache.SizeMB)
+	}
+	positiveDur("cache.token_ttl", c.Cache.TokenTTL)
+	if len(c.Tiers) == 0 {
+		bad("tiers", "at least one tier is required")
+	}
+	names := map[string]bool{}
+	for i, t := range c.Tiers {
+		f := "tiers[" + strconv.Itoa(i) + "]"
+		if !validName(t.Name) {
+			bad(f+".name", "%q: want 1-64 characters of a-z, 0-9 and -", t.Name)
+		} else {
+			f = "tiers[" + t.Name + "]"
+		}
+		if names[t.Name] {
+			bad(f+".name", "%q appears twice", t.Name)
+		}
+		names[t.Name] = true
+		if len(t.Servers) == 0 {
+			bad(f+".servers", "at least one server is required")
+		}
+		seen := map[string]bool{}
+		for j, u := range t.Servers {
+			if _, err := ParseServer(u); err != nil {
+				bad(fmt.Sprintf("%s.servers[%d]", f, j), "%v", err)
+			}
+			if seen[u] {
+				bad(fmt.Sprintf("%s.servers[%d]", f, j), "%q appears twice", u)
+			}
+			seen[u] = true
+		}
+		positiveDur(f+".attempt_timeout", t.AttemptTimeout)
+		t.Pool.validate(f+".pool", bad)
+		if err := t.Breaker.settings().Validate(); err != nil {
+			bad(f+".breaker", "%v", err)
+		}
+	}
+	sims := map[string]bool{}
+	for i, s := range c.Simulators {
+		f := "simulators[" + strconv.Itoa(i) + "]"
+		if !validName(s.Name) {
+			bad(f+".name", "%q: want 1-64 characters of a-z, 0-9 and -", s.Name)
+		}
+		if sims[s.Name] {
+			bad(f+".name", "%q appears twice", s.Name)
+		}
+		sims[s.Name] = true
+		positive(f+".capacity", s.Capacity)
+		if s.Latency < 0 {
+			bad(f+".latency", "%v must not be negative", s.Latency)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (p PoolConfig) validate(f string, bad func(string, string, ...any)) {
+	if p.MinConns < 1 || p.MinConns > 64 {
+		bad(f+".min_conns", "%d not in 1..64", p.MinConns)
+	}
+	if p.MaxInFlight < 1 {
+		bad(f+".max_in_flight", "%d must be positive", p.MaxInFlight)
+	}
+	for _, d := range []struct {
+		n string
+		v time.Duration
+	}{{"dial_timeout", p.DialTimeout}, {"heartbeat_interval", p.HeartbeatInterval},
+		{"heartbeat_timeout", p.HeartbeatTimeout}, {"backoff_base", p.BackoffBase}, {"backoff_max", p.BackoffMax}} {
+		if d.v <= 0 {
+			bad(f+"."+d.n, "%v must be positive", d.v)
+		}
+	}
+	if p.BackoffMax < p.BackoffBase {
+		bad(f+".backoff_max", "%v is below backoff_base %v", p.BackoffMax, p.BackoffBase)
+	}
+	if p.MaxAge < 0 {
+		bad(f+".max_age", "%v must not be negative", p.MaxAge)
+	}
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// Server is a parsed tier server URL.
+type Server struct {
+	// Sim is the NAME of sim://NAME, empty for tcp://.
+	Sim string
+	// Addr is host:port for tcp://.
+	Addr string
+}
+
+// ParseServer parses tcp://host:port or sim://NAME.
+func ParseServer(u string) (Server, error) {
+	switch {
+	case strings.HasPrefix(u, "sim://"):
+		n := strings.TrimPrefix(u, "sim://")
+		if !validName(n) {
+			return Server{}, fmt.Errorf("%q: sim://NAME wants a name of a-z, 0-9 and -", u)
+		}
+		return Server{Sim: n}, nil
+	case strings.HasPrefix(u, "tcp://"):
+		a := strings.TrimPrefix(u, "tcp://")
+		host, port, err := net.SplitHostPort(a)
+		if err != nil || host == "" {
+			return Server{}, fmt.Errorf("%q: want tcp://host:port", u)
+		}
+		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+			return Server{}, fmt.Errorf("%q: port %q not in 1..65535", u, port)
+		}
+		return Server{Addr: a}, nil
+	}
+	return Server{}, fmt.Errorf("%q: want tcp://host:port or sim://NAME", u)
+}

@@ -1,0 +1,159 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"switchboard/wire"
+)
+
+// maxOrphans bounds the queue of possibly-orphaned reservations. Past it an
+// orphan is logged at error level and dropped (its bridge may leak until the
+// telephony server's own expiry): a bounded daemon beats an unbounded one.
+const maxOrphans = 1 << 16
+
+// orphan is a reservation whose outcome is unknown: RESERVE was sent, no
+// answer came (timeout, connection lost), so the server may hold a bridge
+// under key that nobody will use.
+type orphan struct {
+	tier string
+	key  uint64
+}
+
+// orphans releases possible orphans once their tier answers again, so no
+// bridge leaks. One goroutine owns the retry loop; add never blocks. It is
+// safe for concurrent use.
+type orphans struct {
+	log      *zap.Logger
+	tiers    func() []*tier
+	interval time.Duration
+
+	mu      sync.Mutex
+	pending []orphan
+
+	wake chan struct{}
+	stop chan struct{}
+	done chan struct{}
+
+	released, dropped uint64
+}
+
+func newOrphans(log *zap.Logger, tiers func() []*tier, interval time.Duration) *orphans {
+	return &orphans{log: log, tiers: tiers, interval: interval,
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+func (o *orphans) add(tierName string, key uint64) {
+	o.mu.Lock()
+	if len(o.pending) >= maxOrphans {
+		o.dropped++
+		o.mu.Unlock()
+		o.log.Error("orphan queue full, dropping a possible orphan", zap.String("tier", tierName), zap.Uint64("key", key))
+		return
+	}
+	o.pending = append(o.pending, orphan{tier: tierName, key: key})
+	o.mu.Unlock()
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// count returns how many possible orphans wait for release.
+func (o *orphans) count() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.pending)
+}
+
+func (o *orphans) run() {
+	defer close(o.done)
+	t := time.NewTicker(o.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-o.stop:
+			return
+		case <-o.wake:
+		case <-t.C:
+		}
+		o.sweep()
+	}
+}
+
+// sweep tries to release every pending orphan whose tier has a live
+// connection; the rest wait for the next sweep.
+func (o *orphans) sweep() {
+	o.mu.Lock()
+	batch := o.pending
+	o.pending = nil
+	o.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	byName := map[string]*tier{}
+	for _, t := range o.tiers() {
+		byName[t.name] = t
+	}
+	var keep []orphan
+	for i, or := range batch {
+		select {
+		case <-o.stop:
+			keep = append(keep, batch[i:]...)
+			o.requeue(keep)
+			return
+		default:
+		}
+		t := byName[or.tier]
+		if t == nil {
+			o.log.Warn("possible orphan on a tier no longer configured", zap.String("tier", or.tier), zap.Uint64("key", or.key))
+			continue
+		}
+		if t.pool.Live() == 0 {
+			keep = append(keep, or)
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), t.attempt*4)
+		reply, err := t.pool.RoundTrip(ctx, wire.OpTelRelease, &wire.KeyRequest{Key: or.key})
+		cancel()
+		switch {
+		case err == nil:
+			reply.Release()
+			o.log.Info("released a possible orphan", zap.String("tier", or.tier), zap.Uint64("key", or.key))
+		case errors.Is(err, wire.StatusNotFound):
+			// The RESERVE never landed: nothing to release.
+		default:
+			keep = append(keep, or)
+			continue
+		}
+		o.mu.Lock()
+		o.released++
+		o.mu.Unlock()
+	}
+	o.requeue(keep)
+}
+
+func (o *orphans) requeue(keep []orphan) {
+	if len(keep) == 0 {
+		return
+	}
+	o.mu.Lock()
+	o.pending = append(keep, o.pending...)
+	o.mu.Unlock()
+}
+
+func (o *orphans) close() {
+	select {
+	case <-o.stop:
+	default:
+		close(o.stop)
+	}
+	<-o.done
+	if n := o.count(); n > 0 {
+		o.log.Warn("possible orphans left unreleased at shutdown", zap.Int("count", n))
+	}
+}

@@ -1,0 +1,412 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"switchboard/breaker"
+	"switchboard/keygen"
+	"switchboard/mux"
+	"switchboard/pool"
+	"switchboard/wire"
+)
+
+// tier is one telephony tier as the request path sees it: its pool, its
+// breaker and the operator's drain switch. Every field the request path
+// reads is immutable or atomic.
+type tier struct {
+	name    string
+	nameB   []byte
+	pos     int
+	pool    *pool.Pool
+	br      *breaker.Breaker
+	attempt time.Duration
+	drained atomic.Bool
+}
+
+// available reports, with atomic loads only, whether a new allocation may be
+// tried on t: not drained, at least one live connection, breaker not known
+// open.
+func (t *tier) available() bool {
+	return !t.drained.Load() && t.pool.Live() > 0 && !t.br.Skip()
+}
+
+// keySource issues session keys (keygen.Generator in production).
+type keySource interface {
+	Next() (uint64, error)
+}
+
+// maxKeyExists bounds how many fresh keys one allocation tries when a
+// telephony server says a key is taken (it never should: keys are unique by
+// construction; this is the last line of defence).
+const maxKeyExists = 4
+
+// service implements the front-end operations on top of keys, tiers and the
+// index. It is safe for concurrent use.
+type service struct {
+	log     *zap.Logger
+	keys    keySource
+	tiers   atomic.Pointer[[]*tier]
+	idx     *index
+	flights flights
+	orphans *orphans
+	stats   serviceStats
+}
+
+type serviceStats struct {
+	failovers atomic.Uint64 // allocations served by a tier other than the first tried
+	keyExists atomic.Uint64
+}
+
+// errf builds a front-end error: status plus a message for the client.
+func errf(s wire.Status, format string, args ...any) error {
+	return &wire.RemoteError{Status: s, Message: fmt.Sprintf(format, args...)}
+}
+
+// statusOf maps any error to the front-end status and message to answer.
+func statusOf(err error) (wire.Status, string) {
+	var re *wire.RemoteError
+	switch {
+	case errors.As(err, &re):
+		return re.Status, re.Message
+	case errors.Is(err, context.DeadlineExceeded):
+		return wire.StatusTimeout, "request deadline passed"
+	case errors.Is(err, keygen.ErrExhausted):
+		return wire.StatusKeysExhausted, "session key space exhausted"
+	case errors.Is(err, keygen.ErrUnavailable):
+		return wire.StatusKeysExhausted, "no session keys available: key lease store failing"
+	}
+	var s wire.Status
+	if errors.As(err, &s) {
+		return s, ""
+	}
+	return wire.StatusInternal, "internal error"
+}
+
+// attemptCtx derives the per-attempt context. When the caller's own context
+// ends first the attempt's error is marked ErrCallerGone so the breaker does
+// not blame the tier.
+func attemptErr(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("%w: %w", breaker.ErrCallerGone, err)
+	}
+	return err
+}
+
+// allocate reserves a bridge for req on the first tier that takes it and
+// appends the AllocateResponse payload to out.
+func (s *service) allocate(ctx context.Context, rs *reqState, req *wire.AllocateRequest, out []byte) ([]byte, error) {
+	if len(req.Token) == 0 {
+		return s.allocateOnce(ctx, rs, req, out)
+	}
+	if v, ok := s.replay(rs, req.Token); ok {
+		return s.appendReplayed(out, v)
+	}
+	f, leader := s.flights.join(req.Token)
+	if !leader {
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return out, ctx.Err()
+		}
+		if f.err != nil {
+			return out, f.err
+		}
+		return s.appendReplayed(out, f.resp)
+	}
+	start := len(out)
+	out, err := s.allocateOnce(ctx, rs, req, out)
+	if err == nil {
+		f.resp = append([]byte(nil), out[start:]...)
+		// Remember the answer: the payload just encoded, with Replayed set
+		// when it is read back.
+		rs.kbuf, rs.scratch = s.idx.putTokenRaw(req.Token, f.resp, rs.kbuf, rs.scratch)
+	}
+	f.err = err
+	s.flights.finish(req.Token, f)
+	return out, err
+}
+
+func (s *service) replay(rs *reqState, token []byte) ([]byte, bool) {
+	var v []byte
+	var ok bool
+	rs.kbuf, v, ok = s.idx.getToken(token, rs.kbuf, rs.scratch)
+	rs.scratch = v
+	if !ok {
+		return nil, false
+	}
+	return v[8:], true
+}
+
+// appendReplayed appends a remembered AllocateResponse payload with its
+// Replayed flag set.
+func (s *service) appendReplayed(out, v []byte) ([]byte, error) {
+	var r wire.AllocateResponse
+	if err := r.Decode(v); err != nil {
+		return out, errf(wire.StatusInternal, "corrupt idempotency record")
+	}
+	r.Replayed = true
+	return r.AppendTo(out), nil
+}
+
+func (s *service) allocateOnce(ctx context.Context, rs *reqState, req *wire.AllocateRequest, out []byte) ([]byte, error) {
+	key, err := s.keys.Next()
+	if err != nil {
+		return out, err
+	}
+	tiers := *s.tiers.Load()
+	var (
+		sawCapacity, sawFailure bool
+		first                   = -1
+		last                    error
+	)
+	for _, t := range tiers {
+		if !t.available() {
+			continue
+		}
+		for tries := 0; ; tries++ {
+			done, err := t.br.Allow()
+			if err != nil {
+				break // open or probes busy: next tier
+			}
+			if first < 0 {
+				first = t.pos
+			}
+			rs.ureq = wire.UpdateRequest{Key: key, Spec: req.Spec, Meta: req.Meta}
+			actx, cancel := context.WithTimeout(ctx, t.attempt)
+			reply, err := t.pool.RoundTrip(actx, wire.OpReserve, &rs.ureq)
+			cancel()
+			err = attemptErr(ctx, err)
+			done.Report(err)
+			if err == nil {
+				out, err = s.accept(rs, t, key, req, reply, out)
+				reply.Release()
+				if err == nil && t.pos != first {
+					s.stats.failovers.Add(1)
+				}
+				return out, err
+			}
+			last = err
+			if errors.Is(err, mux.ErrUnknownOutcome) {
+				// The server may hold a bridge under key: release it once
+				// the tier answers again; never reuse the key.
+				s.orphans.add(t.name, key)
+			}
+			switch {
+			case ctx.Err() != nil:
+				return out, ctx.Err()
+			case errors.Is(err, wire.StatusKeyExists) && tries < maxKeyExists:
+				s.stats.keyExists.Add(1)
+				if ce := s.log.Check(zap.WarnLevel, "telephony server reports key in use, taking the next"); ce != nil {
+					ce.Write(zap.String("tier", t.name), zap.Uint64("key", key))
+				}
+				if key, err = s.keys.Next(); err != nil {
+					return out, err
+				}
+				continue
+			case errors.Is(err, wire.StatusBadRequest):
+				return out, errf(wire.StatusBadRequest, "telephony tier %s rejected the request: %v", t.name, err)
+			case errors.Is(err, wire.StatusCapacity):
+				sawCapacity = true
+			default:
+				sawFailure = true
+				if ce := s.log.Check(zap.InfoLevel, "tier attempt failed, failing over"); ce != nil {
+					ce.Write(zap.String("tier", t.name), zap.Error(err))
+				}
+			}
+			if errors.Is(err, mux.ErrUnknownOutcome) {
+				// The key may be held on t: the next tier gets a fresh one.
+				if key, err = s.keys.Next(); err != nil {
+					return out, err
+				}
+			}
+			break
+		}
+	}
+	switch {
+	case sawCapacity && !sawFailure:
+		return out, errf(wire.StatusCapacity, "every tier is full")
+	case last != nil:
+		return out, errf(wire.StatusUnavailable, "no tier could serve: last error: %v", last)
+	}
+	return out, errf(wire.StatusUnavailable, "no tier available")
+}
+
+// accept records a successful RESERVE and appends the AllocateResponse.
+func (s *service) accept(rs *reqState, t *tier, key uint64, req *wire.AllocateRequest, reply *mux.Reply, out []byte) ([]byte, error) {
+	var b wire.Bridge
+	if err := b.Decode(reply.Payload); err != nil {
+		// The bridge is reserved but we cannot say which: release it.
+		s.orphans.add(t.name, key)
+		return out, errf(wire.StatusInternal, "tier %s sent an undecodable RESERVE reply", t.name)
+	}
+	rs.res = wire.Reservation{Key: key, Tier: t.nameB, Bridge: b, Spec: req.Spec, Meta: req.Meta}
+	rs.scratch = s.idx.putSession(&rs.res, rs.scratch)
+	resp := wire.AllocateResponse{Key: key, Tier: t.nameB, Bridge: b}
+	return resp.AppendTo(out), nil
+}
+
+// locate finds the session key in the index or, failing that, on the tiers
+// (the telephony servers are the system of record), caching what it finds.
+// On success rs.res holds the reservation (aliasing rs buffers).
+func (s *service) locate(ctx context.Context, rs *reqState, key uint64) (*tier, error) {
+	tiers := *s.tiers.Load()
+	v, ok := s.idx.getSession(key, rs.cached)
+	rs.cached = v
+	if ok {
+		if err := rs.res.Decode(v); err == nil {
+			for _, t := range tiers {
+				if string(rs.res.Tier) == t.name {
+					return t, nil
+				}
+			}
+		}
+		s.idx.delSession(key) // stale (tier gone) or corrupt: ask the tiers
+	}
+	var unreachable error
+	for _, t := range tiers {
+		if t.pool.Live() == 0 {
+			unreachable = fmt.Errorf("tier %s has no live connection", t.name)
+			continue
+		}
+		actx, cancel := context.WithTimeout(ctx, t.attempt)
+		rs.kreq = wire.KeyRequest{Key: key}
+		reply, err := t.pool.RoundTrip(actx, wire.OpTelLookup, &rs.kreq)
+		cancel()
+		if err != nil {
+			if errors.Is(err, wire.StatusNotFound) {
+				continue
+			}
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			unreachable = fmt.Errorf("tier %s: %w", t.name, err)
+			continue
+		}
+		var rec wire.Record
+		if err := rec.Decode(reply.Payload); err != nil {
+			reply.Release()
+			return nil, errf(wire.StatusInternal, "tier %s sent an undecodable LOOKUP reply", t.name)
+		}
+		rs.res = wire.Reservation{Key: key, Tier: t.nameB, Bridge: rec.Bridge, Spec: rec.Spec, Meta: rec.Meta}
+		rs.scratch = s.idx.putSession(&rs.res, rs.scratch)
+		reply.Release()
+		// rs.res aliased the reply: re-point it at our own copy.
+		if err := rs.res.Decode(rs.scratch); err != nil {
+			return nil, errf(wire.StatusInternal, "re-decoding a reservation: %v", err)
+		}
+		return t, nil
+	}
+	if unreachable != nil {
+		return nil, errf(wire.StatusUnavailable, "session %d not found on reachable tiers; %v", key, unreachable)
+	}
+	return nil, errf(wire.StatusNotFound, "no session %d", key)
+}
+
+func (s *service) lookup(ctx context.Context, rs *reqState, key uint64, out []byte) ([]byte, error) {
+	if _, err := s.locate(ctx, rs, key); err != nil {
+		return out, err
+	}
+	return rs.res.AppendTo(out), nil
+}
+
+func (s *service) update(ctx context.Context, rs *reqState, req *wire.UpdateRequest, out []byte) ([]byte, error) {
+	t, err := s.locate(ctx, rs, req.Key)
+	if err != nil {
+		return out, err
+	}
+	actx, cancel := context.WithTimeout(ctx, t.attempt)
+	reply, err := t.pool.RoundTrip(actx, wire.OpTelUpdate, req)
+	cancel()
+	if err != nil {
+		if errors.Is(err, wire.StatusNotFound) {
+			s.idx.delSession(req.Key)
+			return out, errf(wire.StatusNotFound, "no session %d", req.Key)
+		}
+		return out, tierErr(ctx, t, err)
+	}
+	defer reply.Release()
+	var b wire.Bridge
+	if err := b.Decode(reply.Payload); err != nil {
+		return out, errf(wire.StatusInternal, "tier %s sent an undecodable UPDATE reply", t.name)
+	}
+	rs.res = wire.Reservation{Key: req.Key, Tier: t.nameB, Bridge: b, Spec: req.Spec, Meta: req.Meta}
+	rs.scratch = s.idx.putSession(&rs.res, rs.scratch)
+	return rs.res.AppendTo(out), nil
+}
+
+func (s *service) release(ctx context.Context, rs *reqState, key uint64, out []byte) ([]byte, error) {
+	t, err := s.locate(ctx, rs, key)
+	if err != nil {
+		return out, err
+	}
+	actx, cancel := context.WithTimeout(ctx, t.attempt)
+	rs.kreq = wire.KeyRequest{Key: key}
+	reply, err := t.pool.RoundTrip(actx, wire.OpTelRelease, &rs.kreq)
+	cancel()
+	if err != nil {
+		if errors.Is(err, wire.StatusNotFound) {
+			s.idx.delSession(key)
+			return out, errf(wire.StatusNotFound, "no session %d", key)
+		}
+		if errors.Is(err, mux.ErrUnknownOutcome) {
+			s.orphans.add(t.name, key)
+		}
+		return out, tierErr(ctx, t, err)
+	}
+	reply.Release()
+	s.idx.delSession(key)
+	return out, nil
+}
+
+// tierErr maps a failed call to the tier that holds a session.
+func tierErr(ctx context.Context, t *tier, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var re *wire.RemoteError
+	if errors.As(err, &re) && re.Status == wire.StatusBadRequest {
+		return errf(wire.StatusBadRequest, "tier %s: %s", t.name, re.Message)
+	}
+	return errf(wire.StatusUnavailable, "tier %s holding the session: %v", t.name, err)
+}
+
+// flights makes concurrent ALLOCATEs with one idempotency token share one
+// allocation: the first leads, the others wait for its answer.
+type flights struct {
+	mu sync.Mutex
+	m  map[string]*flight
+}
+
+type flight struct {
+	done chan struct{}
+	resp []byte // AllocateResponse payload, set before done closes
+	err  error
+}
+
+func (fs *flights) join(token []byte) (*flight, bool) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if f, ok := fs.m[string(token)]; ok {
+		return f, false
+	}
+	if fs.m == nil {
+		fs.m = make(map[string]*flight)
+	}
+	f := &flight{done: make(chan struct{})}
+	fs.m[string(token)] = f
+	return f, true
+}
+
+func (fs *flights) finish(token []byte, f *flight) {
+	fs.mu.Lock()
+	delete(fs.m, string(token))
+	fs.mu.Unlock()
+	close(f.done)
+}

@@ -1,0 +1,40 @@
+package keygen
+
+import "errors"
+
+// Sentinel errors. Match them with errors.Is; returned errors wrap them with
+// detail (and, for lease failures, the store's own error, so errors.Is also
+// matches e.g. syscall.ENOSPC).
+var (
+	// ErrExhausted: every counter of this node's partition has been issued.
+	// Final: the generator never wraps. The front end sees KEYS_EXHAUSTED.
+	ErrExhausted = errors.New("keygen: key space exhausted")
+	// ErrUnavailable: no key is buffered and the lease store is failing (or
+	// has not delivered the next block yet). Transient: keys resume when the
+	// store works again.
+	ErrUnavailable = errors.New("keygen: no key available")
+	// ErrClosed: the generator or store was closed.
+	ErrClosed = errors.New("keygen: closed")
+	// ErrInvalidConfig: Config.Validate rejected the configuration.
+	ErrInvalidConfig = errors.New("keygen: invalid config")
+	// ErrBindingChanged: the data directory (or store) was initialised with a
+	// different secret, digit count or node partition, and keys were issued
+	// under it. Accepting the change would reissue keys.
+	ErrBindingChanged = errors.New("keygen: key space changed on an existing data directory (would reissue keys)")
+	// ErrSecret: the secret is missing, unreadable, malformed or stored with
+	// permissions wider than 0600.
+	ErrSecret = errors.New("keygen: unusable secret")
+	// ErrStateCorrupt: the lease state file cannot be parsed or fails its
+	// checksum. The generator refuses to guess a high-water mark.
+	ErrStateCorrupt = errors.New("keygen: lease state corrupt")
+	// ErrStateMissing: the secret file exists but the lease state does not,
+	// so the high-water mark was lost; starting from zero would reissue keys.
+	ErrStateMissing = errors.New("keygen: lease state missing")
+	// ErrLocked: another process holds the data directory's lock.
+	ErrLocked = errors.New("keygen: data directory in use by another process")
+	// ErrNotBound: Lease was called before Bind.
+	ErrNotBound = errors.New("keygen: lease store not bound")
+	// ErrBadLease: a store returned a range outside its partition, overlapping
+	// an earlier lease or larger than asked; the range is never used.
+	ErrBadLease = errors.New("keygen: lease store returned an invalid range")
+)

@@ -1,0 +1,72 @@
+package keygen
+
+import (
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Option is a test seam or an operational hook of New and NewFileStore: the
+// logger, the clock and the file system. Configuration proper is Config.
+type Option func(*options)
+
+type options struct {
+	log   *zap.Logger
+	clock Clock
+	fs    FS
+	// fill computes a block's keys; tests of the hot path replace the
+	// permutation with a cheap stand-in so the refill keeps up with a tight
+	// benchmark loop (the permutation has its own benchmark).
+	fill func(p *Permutation, dst []uint64, c uint64)
+}
+
+func buildOptions(opts []Option) options {
+	o := options{log: zap.NewNop(), clock: systemClock{}, fs: OSFS{}, fill: (*Permutation).FillKeys}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// WithLogger sets the logger (default: none). keygen logs lease failures and
+// recoveries, the low-key-space warnings and exhaustion, never the secret.
+func WithLogger(l *zap.Logger) Option {
+	return func(o *options) {
+		if l != nil {
+			o.log = l
+		}
+	}
+}
+
+// WithClock sets the clock that times lease retries and lease durations
+// (default: the system clock).
+func WithClock(c Clock) Option {
+	return func(o *options) {
+		if c != nil {
+			o.clock = c
+		}
+	}
+}
+
+// WithFS sets the file system used by the file store and the secret file
+// (default OSFS); tests use it to inject disk faults.
+func WithFS(fsys FS) Option {
+	return func(o *options) {
+		if fsys != nil {
+			o.fs = fsys
+		}
+	}
+}
+
+// Clock is the time seam: the refill loop waits on After between failed
+// leases. Implementations must be safe for concurrent use.
+type Clock interface {
+	Now() time.Time
+	// After returns a channel that receives once d has passed.
+	After(d time.Duration) <-chan time.Time
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time                         { return time.Now() }
+func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }

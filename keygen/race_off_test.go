@@ -1,0 +1,5 @@
+//go:build !race
+
+package keygen
+
+const raceEnabled = false

@@ -1,0 +1,441 @@
+package mux
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"switchboard/wire"
+)
+
+const (
+	// readBufSize is the bufio.Reader size of the reader goroutine: enough
+	// for many small pipelined replies per read syscall.
+	readBufSize = 32 << 10
+	// maxKeptBuf is the largest write or reply buffer kept for reuse; a burst
+	// that grew one beyond it gives the memory back instead.
+	maxKeptBuf = 256 << 10
+	// callerFlushRounds is how many writes a caller does on behalf of others
+	// before it hands the rest to a helper goroutine and goes back to
+	// waiting for its own reply: under sustained load there is always more
+	// pending, and one caller must not write forever.
+	callerFlushRounds = 4
+)
+
+// Option customises a Conn; options are seams for the owner, not tuning
+// (tuning lives in Config).
+type Option func(*options)
+
+type options struct {
+	onClose func(error)
+	log     *zap.Logger
+}
+
+// WithOnClose registers f to run exactly once when the connection dies, with
+// the cause of death (Err). It runs on the reader goroutine after the
+// connection is marked dead and every in-flight call has been failed, and
+// before Close returns. f must be quick and must not call Close or
+// CloseWithError (they wait for the reader goroutine, which is running f).
+func WithOnClose(f func(error)) Option { return func(o *options) { o.onClose = f } }
+
+// WithLogger sets the logger (default: no logging). The connection logs only
+// through Check, at Debug level, with constant messages.
+func WithLogger(l *zap.Logger) Option {
+	return func(o *options) {
+		if l != nil {
+			o.log = l
+		}
+	}
+}
+
+// Reply is a successful response. Payload aliases a pooled buffer that is
+// valid until Release; copy what must outlive it. A Reply is owned by one
+// goroutine at a time (not safe for concurrent use).
+type Reply struct {
+	// Header is the response's frame header (Status is always StatusOK).
+	Header wire.Header
+	// Payload is the response's payload, valid until Release.
+	Payload []byte
+
+	buf []byte
+}
+
+var replyPool = sync.Pool{New: func() any { return new(Reply) }}
+
+// Release returns the reply's buffer for reuse. Call it exactly once, after
+// the last use of Payload. A nil Reply is ignored.
+func (r *Reply) Release() {
+	if r == nil {
+		return
+	}
+	r.Header, r.Payload = wire.Header{}, nil
+	if cap(r.buf) > maxKeptBuf {
+		r.buf = nil
+	}
+	replyPool.Put(r)
+}
+
+// result is what a waiter receives: a reply or an error.
+type result struct {
+	rep *Reply
+	err error
+}
+
+// call is one waiting request. Pooled: ch is 1-buffered and exactly one
+// result is sent to it per registration, by whoever removes the call from
+// Conn.calls.
+type call struct {
+	op wire.Op
+	ch chan result
+}
+
+var callPool = sync.Pool{New: func() any { return &call{ch: make(chan result, 1)} }}
+
+// Conn is one multiplexed request/response connection. It is safe for
+// concurrent use: any number of goroutines may Call at once.
+type Conn struct {
+	nc      net.Conn
+	cfg     Config
+	log     *zap.Logger
+	onClose func(error)
+
+	alive       atomic.Bool
+	inFlight    atomic.Int64
+	maxInFlight atomic.Int64
+	late        atomic.Uint64
+
+	// deadlineSet is when the flusher last armed the write deadline. Only
+	// the current flusher (c.flushing) touches it.
+	deadlineSet time.Time
+
+	mu sync.Mutex
+	// Guarded by mu.
+	nextID    uint64           // last id issued; ids start at 1
+	calls     map[uint64]*call // waiting calls by id
+	pending   []byte           // encoded frames not yet handed to Write
+	spare     []byte           // the other write buffer, while not being written
+	flushing  bool             // a caller is writing; others only append
+	err       error            // cause of death; nil while alive
+	lostErr   error            // what in-flight calls get: matches ErrConnLost
+	closedErr error            // what later calls get: matches ErrClosed
+
+	readerDone chan struct{}
+	helpers    sync.WaitGroup // flush helpers; none starts after death
+}
+
+// New wraps nc and starts the connection's single reader goroutine, which
+// runs until the connection dies; Close waits for it. Zero fields of cfg mean
+// their defaults; an invalid cfg panics (validate it first: a programmer
+// error).
+func New(nc net.Conn, cfg Config, opts ...Option) *Conn {
+	if err := cfg.Validate(); err != nil {
+		panic(err)
+	}
+	o := options{log: zap.NewNop()}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	c := &Conn{
+		nc:         nc,
+		cfg:        cfg.withDefaults(),
+		log:        o.log,
+		onClose:    o.onClose,
+		calls:      make(map[uint64]*call),
+		readerDone: make(chan struct{}),
+	}
+	c.maxInFlight.Store(int64(c.cfg.MaxInFlight))
+	c.alive.Store(true)
+	go c.readLoop()
+	return c
+}
+
+// Alive reports whether the connection is usable (an atomic load).
+func (c *Conn) Alive() bool { return c.alive.Load() }
+
+// InFlight returns the number of calls currently waiting for a reply.
+func (c *Conn) InFlight() int { return int(c.inFlight.Load()) }
+
+// LateReplies returns how many replies arrived for calls that had already
+// given up (timed out or cancelled); they were dropped.
+func (c *Conn) LateReplies() uint64 { return c.late.Load() }
+
+// SetMaxInFlight changes the in-flight limit live; n ≤ 0 means the default.
+// Calls already waiting are not affected.
+func (c *Conn) SetMaxInFlight(n int) {
+	if n <= 0 {
+		n = DefaultMaxInFlight
+	}
+	c.maxInFlight.Store(int64(n))
+}
+
+// Err returns why the connection died, or nil while it is alive.
+func (c *Conn) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Close kills the connection (if alive), fails every in-flight call with
+// ErrConnLost and waits for the reader goroutine (and so for OnClose). It is
+// idempotent; it returns the error of closing the underlying connection the
+// first time and nil afterwards.
+func (c *Conn) Close() error { return c.CloseWithError(ErrClosed) }
+
+// CloseWithError is Close with a cause of death other than ErrClosed, e.g. a
+// missed heartbeat; Err and the errors of failed calls unwrap to it.
+func (c *Conn) CloseWithError(cause error) error {
+	if cause == nil {
+		cause = ErrClosed
+	}
+	var err error
+	c.mu.Lock()
+	first := c.killLocked(cause)
+	c.mu.Unlock()
+	if first {
+		err = c.nc.Close()
+	}
+	<-c.readerDone
+	c.helpers.Wait()
+	return err
+}
+
+// kill is CloseWithError without waiting for the reader.
+func (c *Conn) kill(cause error) {
+	c.mu.Lock()
+	first := c.killLocked(cause)
+	c.mu.Unlock()
+	if first {
+		_ = c.nc.Close()
+	}
+}
+
+// killLocked marks the connection dead with cause and fails every waiting
+// call at once (a non-blocking send: each call's channel has room for its
+// one result). It reports whether this was the first death; the caller then
+// closes nc after unlocking.
+func (c *Conn) killLocked(cause error) bool {
+	if c.err != nil {
+		return false
+	}
+	c.err = cause
+	c.lostErr = &lostError{cause: cause}
+	if errors.Is(cause, ErrClosed) {
+		c.closedErr = cause
+	} else {
+		c.closedErr = &closedError{cause: cause}
+	}
+	c.alive.Store(false)
+	for _, cl := range c.calls {
+		cl.ch <- result{err: c.lostErr}
+	}
+	clear(c.calls)
+	c.pending = c.pending[:0]
+	return true
+}
+
+// Call sends a request with a fresh id and waits for its reply, ctx's end or
+// the connection's death. On success the caller owns the Reply and must
+// Release it. An error response from the peer is returned as a
+// *wire.RemoteError (errors.Is matches its wire.Status). See Sent and the
+// package documentation for which errors mean "not sent".
+func (c *Conn) Call(ctx context.Context, op wire.Op, req wire.Payload) (*Reply, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if !c.alive.Load() {
+		return nil, c.deadErr()
+	}
+	if c.inFlight.Add(1) > c.maxInFlight.Load() {
+		c.inFlight.Add(-1)
+		return nil, ErrBusy
+	}
+	cl := callPool.Get().(*call)
+	cl.op = op
+
+	c.mu.Lock()
+	if c.err != nil {
+		err := c.closedErr
+		c.mu.Unlock()
+		c.finish(cl)
+		return nil, err
+	}
+	var err error
+	c.nextID++
+	id := c.nextID
+	c.pending, err = wire.AppendFrame(c.pending, wire.Header{Op: op, ID: id}, req, c.cfg.MaxFrame)
+	if err != nil {
+		c.mu.Unlock()
+		c.finish(cl)
+		return nil, fmt.Errorf("mux: encode %v request: %w", op, err)
+	}
+	c.calls[id] = cl
+	if c.flushing {
+		c.mu.Unlock()
+	} else {
+		c.flushLocked(callerFlushRounds)
+	}
+
+	select {
+	case res := <-cl.ch:
+		c.finish(cl)
+		return res.rep, res.err
+	case <-ctx.Done():
+	}
+	c.mu.Lock()
+	if c.calls[id] == cl {
+		delete(c.calls, id)
+		c.mu.Unlock()
+		c.finish(cl)
+		return nil, &afterSendError{cause: ctx.Err()}
+	}
+	c.mu.Unlock()
+	// The reader or a kill already took the call: its result is on the way
+	// (sent right after removal, without blocking), so take it.
+	res := <-cl.ch
+	c.finish(cl)
+	return res.rep, res.err
+}
+
+func (c *Conn) deadErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closedErr
+}
+
+// finish returns a call whose channel is empty to the pool.
+func (c *Conn) finish(cl *call) {
+	c.inFlight.Add(-1)
+	cl.op = 0
+	callPool.Put(cl)
+}
+
+// flushLocked makes the caller the flusher: it writes pending buffers until
+// none is left, unlocking around each write. After rounds writes (0: no
+// limit) it hands what is still pending to a helper goroutine. Called with
+// c.mu held; returns with c.mu released.
+func (c *Conn) flushLocked(rounds int) {
+	c.flushing = true
+	for n := 0; len(c.pending) > 0; n++ {
+		if n == rounds && rounds > 0 {
+			// Still flushing: the helper inherits the role. Pending is
+			// non-empty, so the connection is alive and Close has not
+			// started waiting for helpers.
+			c.helpers.Add(1)
+			go c.flushHelper()
+			c.mu.Unlock()
+			return
+		}
+		out := c.pending
+		c.pending, c.spare = c.spare[:0], nil
+		c.mu.Unlock()
+		err := c.write(out)
+		c.mu.Lock()
+		if cap(out) <= maxKeptBuf {
+			c.spare = out[:0]
+		}
+		if err != nil {
+			c.flushing = false
+			first := c.killLocked(fmt.Errorf("mux: write: %w", err))
+			c.mu.Unlock()
+			if first {
+				_ = c.nc.Close()
+			}
+			return
+		}
+	}
+	c.flushing = false
+	c.mu.Unlock()
+}
+
+// flushHelper finishes a flush a caller handed over. Owner: the Conn
+// (helpers); stop: nothing left pending, or the connection's death (a write
+// error, or Close making the write fail); done: helpers.
+func (c *Conn) flushHelper() {
+	defer c.helpers.Done()
+	c.mu.Lock()
+	c.flushLocked(0)
+}
+
+// write writes b under the write deadline. The deadline is re-armed only
+// when a quarter of WriteTimeout has passed since it was last armed, so each
+// write gets between 3/4 and all of WriteTimeout without a timer update per
+// write.
+func (c *Conn) write(b []byte) error {
+	if wt := c.cfg.WriteTimeout; wt > 0 {
+		now := time.Now()
+		if c.deadlineSet.IsZero() || now.Sub(c.deadlineSet) > wt/4 {
+			if err := c.nc.SetWriteDeadline(now.Add(wt)); err != nil {
+				return err
+			}
+			c.deadlineSet = now
+		}
+	}
+	_, err := c.nc.Write(b)
+	return err
+}
+
+// readLoop is the connection's reader goroutine: it dispatches replies until
+// a read or protocol error, kills the connection with that error, runs
+// OnClose and exits. Owner: the Conn; stop: the connection's death (Close
+// closes nc); done: readerDone.
+func (c *Conn) readLoop() {
+	defer close(c.readerDone)
+	br := bufio.NewReaderSize(c.nc, readBufSize)
+	rep := replyPool.Get().(*Reply)
+	for {
+		h, payload, buf, err := wire.ReadFrame(br, rep.buf, c.cfg.MaxFrame)
+		rep.buf = buf
+		if err != nil {
+			c.kill(fmt.Errorf("mux: read: %w", err))
+			break
+		}
+		if !h.IsResponse() {
+			c.kill(fmt.Errorf("%w: request frame %v id %d from the peer", ErrProtocol, h.Op, h.ID))
+			break
+		}
+		c.mu.Lock()
+		cl := c.calls[h.ID]
+		if cl != nil && cl.op == h.Op {
+			delete(c.calls, h.ID)
+		}
+		issued := c.nextID
+		c.mu.Unlock()
+		if cl == nil {
+			if h.ID == 0 || h.ID > issued {
+				c.kill(fmt.Errorf("%w: reply to id %d, never issued", ErrProtocol, h.ID))
+				break
+			}
+			c.late.Add(1)
+			if ce := c.log.Check(zap.DebugLevel, "mux: late reply dropped"); ce != nil {
+				ce.Write(zap.Stringer("op", h.Op), zap.Uint64("id", h.ID), zap.Stringer("status", h.Status))
+			}
+			continue
+		}
+		if cl.op != h.Op {
+			c.kill(fmt.Errorf("%w: reply op %v to a %v request (id %d)", ErrProtocol, h.Op, cl.op, h.ID))
+			break
+		}
+		if h.Status != wire.StatusOK {
+			cl.ch <- result{err: wire.DecodeError(h.Status, payload)}
+			continue
+		}
+		rep.Header, rep.Payload = h, payload
+		cl.ch <- result{rep: rep}
+		rep = replyPool.Get().(*Reply)
+	}
+	rep.Release()
+	cause := c.Err()
+	if ce := c.log.Check(zap.DebugLevel, "mux: connection dead"); ce != nil {
+		ce.Write(zap.Error(cause), zap.Uint64("late_replies", c.late.Load()))
+	}
+	if c.onClose != nil {
+		c.onClose(cause)
+	}
+}

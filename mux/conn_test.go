@@ -1,0 +1,580 @@
+package mux
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"switchboard/wire"
+)
+
+func TestConfigValidate(t *testing.T) {
+	if err := (Config{}).Validate(); err != nil {
+		t.Fatalf("zero config: %v", err)
+	}
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatalf("default config: %v", err)
+	}
+	for _, c := range []Config{{MaxFrame: 3}, {MaxInFlight: -1}, {WriteTimeout: -time.Second}} {
+		if err := c.Validate(); err == nil {
+			t.Errorf("%+v: want an error", c)
+		}
+	}
+	if got := (Config{}).withDefaults(); got != DefaultConfig() {
+		t.Errorf("withDefaults = %+v, want %+v", got, DefaultConfig())
+	}
+}
+
+func TestConcurrentCalls(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			c, _ := newConn(t, tr.pair, Config{}, echo)
+			const workers, calls = 32, 200
+			var wg sync.WaitGroup
+			errs := make(chan error, workers)
+			for w := range workers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range calls {
+						key := uint64(w)<<32 | uint64(i)
+						rep, err := c.Call(context.Background(), wire.OpLookup, &wire.KeyRequest{Key: key})
+						if err != nil {
+							errs <- err
+							return
+						}
+						var kr wire.KeyRequest
+						err = kr.Decode(rep.Payload)
+						if rep.Header.Op != wire.OpLookup || !rep.Header.IsResponse() {
+							err = fmt.Errorf("bad header %+v", rep.Header)
+						}
+						rep.Release()
+						if err == nil && kr.Key != key {
+							err = fmt.Errorf("got key %x, want %x", kr.Key, key)
+						}
+						if err != nil {
+							errs <- err
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+			if n := c.InFlight(); n != 0 {
+				t.Errorf("InFlight = %d after all calls returned", n)
+			}
+			if !c.Alive() || c.Err() != nil {
+				t.Errorf("Alive = %v, Err = %v", c.Alive(), c.Err())
+			}
+		})
+	}
+}
+
+func TestOutOfOrderReplies(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			const n = 16
+			var (
+				mu      sync.Mutex
+				held    []wire.Header
+				payload = map[uint64][]byte{}
+			)
+			// Hold n requests, then answer them newest first.
+			c, _ := newConn(t, tr.pair, Config{}, func(p *peer, h wire.Header, pl []byte) {
+				mu.Lock()
+				defer mu.Unlock()
+				held = append(held, h)
+				payload[h.ID] = bytes.Clone(pl)
+				if len(held) < n {
+					return
+				}
+				for i := len(held) - 1; i >= 0; i-- {
+					_ = p.reply(held[i], payload[held[i].ID])
+				}
+			})
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					rep, err := c.Call(context.Background(), wire.OpRelease, &wire.KeyRequest{Key: uint64(i)})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					defer rep.Release()
+					if got := binary.BigEndian.Uint64(rep.Payload); got != uint64(i) {
+						t.Errorf("call %d got the reply of %d", i, got)
+					}
+				}()
+			}
+			within(t, 10*time.Second, "out-of-order calls", wg.Wait)
+		})
+	}
+}
+
+func TestErrorResponse(t *testing.T) {
+	c, _ := newConn(t, transports[0].pair, Config{}, func(p *peer, h wire.Header, pl []byte) {
+		_ = p.replyErr(h, wire.StatusNotFound, "no such key")
+	})
+	rep, err := c.Call(context.Background(), wire.OpLookup, &wire.KeyRequest{Key: 1})
+	if rep != nil {
+		t.Fatal("reply on an error response")
+	}
+	var re *wire.RemoteError
+	if !errors.As(err, &re) || !errors.Is(err, wire.StatusNotFound) || re.Message != "no such key" {
+		t.Fatalf("err = %#v, want a RemoteError NOT_FOUND", err)
+	}
+	if !Sent(err) || errors.Is(err, ErrUnknownOutcome) {
+		t.Errorf("Sent = %v, unknown = %v", Sent(err), errors.Is(err, ErrUnknownOutcome))
+	}
+	if !c.Alive() {
+		t.Error("an error response killed the connection")
+	}
+}
+
+func TestTimeoutThenLateReply(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			hold := make(chan wire.Header, 1)
+			c, p := newConn(t, tr.pair, Config{}, func(p *peer, h wire.Header, pl []byte) {
+				if h.Op == wire.OpPing {
+					_ = p.reply(h, nil)
+					return
+				}
+				hold <- h // never answered now
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+			defer cancel()
+			_, err := c.Call(ctx, wire.OpAllocate, nil)
+			if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ErrUnknownOutcome) || !Sent(err) {
+				t.Fatalf("err = %v: want DeadlineExceeded and ErrUnknownOutcome", err)
+			}
+			var te interface{ Timeout() bool }
+			if !errors.As(err, &te) || !te.Timeout() {
+				t.Errorf("%v is not a Timeout() error", err)
+			}
+			if c.InFlight() != 0 {
+				t.Errorf("InFlight = %d after the timeout", c.InFlight())
+			}
+			// The late reply is dropped and counted; the conn lives on.
+			if err := p.reply(<-hold, []byte("late")); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := c.Call(context.Background(), wire.OpPing, nil)
+			if err != nil {
+				t.Fatalf("call after a late reply: %v", err)
+			}
+			rep.Release()
+			if got := c.LateReplies(); got != 1 {
+				t.Errorf("LateReplies = %d, want 1", got)
+			}
+		})
+	}
+}
+
+func TestContextDoneBeforeSend(t *testing.T) {
+	var seen atomic.Int32
+	c, _ := newConn(t, transports[0].pair, Config{}, func(p *peer, h wire.Header, pl []byte) {
+		seen.Add(1)
+		_ = p.reply(h, nil)
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := c.Call(ctx, wire.OpPing, nil)
+	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrUnknownOutcome) || Sent(err) {
+		t.Fatalf("err = %v: want a bare context.Canceled", err)
+	}
+	rep, err := c.Call(context.Background(), wire.OpPing, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := rep.Header.ID
+	rep.Release()
+	if id != 1 || seen.Load() != 1 {
+		t.Errorf("the cancelled call reached the peer: id %d, peer saw %d", id, seen.Load())
+	}
+}
+
+// TestPeerCloseFailsInFlight: the peer closing fails every in-flight call at
+// once with ErrConnLost, although none has a deadline that would end it.
+func TestPeerCloseFailsInFlight(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			const n = 64
+			var received atomic.Int32
+			allIn := make(chan struct{})
+			var closes atomic.Int32
+			var closeCause error
+			cc, sc := tr.pair(t)
+			p := newPeer(sc)
+			srvDone := make(chan struct{})
+			go func() {
+				defer close(srvDone)
+				for {
+					if _, _, err := p.read(); err != nil {
+						return
+					}
+					if received.Add(1) == n {
+						close(allIn)
+					}
+				}
+			}()
+			c := New(cc, Config{}, WithOnClose(func(err error) { closes.Add(1); closeCause = err }))
+			defer func() { c.Close(); sc.Close(); <-srvDone }()
+
+			errs := make(chan error, n)
+			for range n {
+				go func() {
+					_, err := c.Call(context.Background(), wire.OpAllocate, nil)
+					errs <- err
+				}()
+			}
+			<-allIn
+			start := time.Now()
+			sc.Close()
+			for range n {
+				select {
+				case err := <-errs:
+					if !errors.Is(err, ErrConnLost) || !errors.Is(err, ErrUnknownOutcome) || !Sent(err) {
+						t.Fatalf("in-flight call: %v, want ErrConnLost", err)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatal("in-flight calls were not failed by the peer's close")
+				}
+			}
+			t.Logf("%d in-flight calls failed %v after the peer closed", n, time.Since(start))
+			if c.Alive() {
+				t.Error("Alive after the peer closed")
+			}
+			c.Close() // waits for the reader, hence for OnClose
+			if closes.Load() != 1 || !isNetClosed(closeCause) {
+				t.Errorf("OnClose ran %d times with %v", closes.Load(), closeCause)
+			}
+			_, err := c.Call(context.Background(), wire.OpPing, nil)
+			if !errors.Is(err, ErrClosed) || Sent(err) || !isNetClosed(err) {
+				t.Errorf("call on a dead conn: %v, want ErrClosed wrapping the cause", err)
+			}
+		})
+	}
+}
+
+func TestOversizeFrameKillsConn(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			c, _ := newConn(t, tr.pair, Config{MaxFrame: 1024}, func(p *peer, h wire.Header, pl []byte) {
+				b, _ := wire.BeginFrame(nil, h.Response(wire.StatusOK))
+				binary.BigEndian.PutUint32(b, 1<<20) // claims 1 MiB, sends nothing more
+				_ = p.writeRaw(b)
+			})
+			_, err := c.Call(context.Background(), wire.OpPing, nil)
+			if !errors.Is(err, ErrConnLost) || !errors.Is(err, wire.ErrFrameTooLarge) {
+				t.Fatalf("err = %v, want ErrConnLost caused by ErrFrameTooLarge", err)
+			}
+			if c.Alive() || !errors.Is(c.Err(), wire.ErrFrameTooLarge) {
+				t.Errorf("Alive = %v, Err = %v", c.Alive(), c.Err())
+			}
+		})
+	}
+}
+
+func TestProtocolViolations(t *testing.T) {
+	cases := map[string]func(p *peer, h wire.Header){
+		"request frame": func(p *peer, h wire.Header) {
+			b, _ := wire.AppendFrame(nil, wire.Header{Op: wire.OpPing, ID: 7}, nil, 1<<20)
+			_ = p.writeRaw(b)
+		},
+		"never issued id": func(p *peer, h wire.Header) {
+			h.ID += 100
+			_ = p.reply(h, nil)
+		},
+		"wrong op": func(p *peer, h wire.Header) {
+			h.Op = wire.OpRelease
+			_ = p.reply(h, nil)
+		},
+		"bad version": func(p *peer, h wire.Header) {
+			b, _ := wire.AppendFrame(nil, h.Response(wire.StatusOK), nil, 1<<20)
+			b[4] = 9
+			_ = p.writeRaw(b)
+		},
+	}
+	for name, misbehave := range cases {
+		t.Run(name, func(t *testing.T) {
+			c, _ := newConn(t, transports[0].pair, Config{}, func(p *peer, h wire.Header, pl []byte) { misbehave(p, h) })
+			_, err := c.Call(context.Background(), wire.OpPing, nil)
+			if !errors.Is(err, ErrConnLost) {
+				t.Fatalf("err = %v, want ErrConnLost", err)
+			}
+			if c.Alive() {
+				t.Error("conn alive after a protocol violation")
+			}
+			if name != "bad version" && !errors.Is(c.Err(), ErrProtocol) {
+				t.Errorf("Err = %v, want ErrProtocol", c.Err())
+			}
+		})
+	}
+}
+
+func TestBusy(t *testing.T) {
+	release := make(chan struct{})
+	c, _ := newConn(t, transports[1].pair, Config{MaxInFlight: 2}, func(p *peer, h wire.Header, pl []byte) {
+		go func() {
+			<-release
+			_ = p.reply(h, nil)
+		}()
+	})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rep, err := c.Call(context.Background(), wire.OpPing, nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			rep.Release()
+		}()
+	}
+	waitFor(t, func() bool { return c.InFlight() == 2 })
+	if _, err := c.Call(context.Background(), wire.OpPing, nil); !errors.Is(err, ErrBusy) || Sent(err) {
+		t.Fatalf("third call: %v, want ErrBusy", err)
+	}
+	c.SetMaxInFlight(3)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		rep, err := c.Call(context.Background(), wire.OpPing, nil)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		rep.Release()
+	}()
+	waitFor(t, func() bool { return c.InFlight() == 3 })
+	close(release)
+	within(t, 10*time.Second, "held calls", wg.Wait)
+}
+
+func TestEncodeTooLarge(t *testing.T) {
+	c, _ := newConn(t, transports[0].pair, Config{MaxFrame: 128}, echo)
+	_, err := c.Call(context.Background(), wire.OpAllocate, raw(make([]byte, 200)))
+	if !errors.Is(err, wire.ErrFrameTooLarge) || Sent(err) {
+		t.Fatalf("err = %v, want ErrFrameTooLarge, not sent", err)
+	}
+	// The failed frame left nothing behind: the next call works.
+	rep, err := c.Call(context.Background(), wire.OpAllocate, raw("ok"))
+	if err != nil || string(rep.Payload) != "ok" {
+		t.Fatalf("next call: %v", err)
+	}
+	rep.Release()
+}
+
+// TestWriteTimeoutKillsConn: a peer that never reads cannot block callers
+// forever: the write deadline kills the connection.
+func TestWriteTimeoutKillsConn(t *testing.T) {
+	cc, sc := transports[0].pair(t) // net.Pipe: no buffering, a write waits for a reader
+	defer sc.Close()
+	c := New(cc, Config{WriteTimeout: 30 * time.Millisecond})
+	defer c.Close()
+	_, err := c.Call(context.Background(), wire.OpPing, nil)
+	if !errors.Is(err, ErrConnLost) || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("err = %v, want ErrConnLost caused by the write deadline", err)
+	}
+	if c.Alive() {
+		t.Error("alive after a write timeout")
+	}
+}
+
+func TestCloseIdempotent(t *testing.T) {
+	var closes atomic.Int32
+	cc, sc := transports[0].pair(t)
+	serve(t, sc, echo)
+	c := New(cc, Config{}, WithOnClose(func(err error) {
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("OnClose cause %v, want ErrClosed", err)
+		}
+		closes.Add(1)
+	}))
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.Close() }()
+	}
+	wg.Wait()
+	if err := c.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if closes.Load() != 1 {
+		t.Errorf("OnClose ran %d times", closes.Load())
+	}
+	if _, err := c.Call(context.Background(), wire.OpPing, nil); !errors.Is(err, ErrClosed) || Sent(err) {
+		t.Errorf("call after Close: %v", err)
+	}
+}
+
+func TestCloseWithErrorFailsInFlight(t *testing.T) {
+	errHB := errors.New("heartbeat missed")
+	c, _ := newConn(t, transports[1].pair, Config{}, func(*peer, wire.Header, []byte) {})
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Call(context.Background(), wire.OpPing, nil)
+		errc <- err
+	}()
+	waitFor(t, func() bool { return c.InFlight() == 1 })
+	c.CloseWithError(errHB)
+	err := <-errc
+	if !errors.Is(err, ErrConnLost) || !errors.Is(err, errHB) {
+		t.Fatalf("err = %v", err)
+	}
+	if !errors.Is(c.Err(), errHB) {
+		t.Errorf("Err = %v", c.Err())
+	}
+	if _, err := c.Call(context.Background(), wire.OpPing, nil); !errors.Is(err, ErrClosed) || !errors.Is(err, errHB) {
+		t.Errorf("call after death: %v", err)
+	}
+}
+
+// waitFor polls cond until it holds (bounded; a progress wait, not timing).
+func waitFor(t testing.TB, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestCallsRaceClose: callers racing a Close get only ErrClosed or
+// ErrConnLost (never a hang, a wrong reply or a leaked waiter).
+func TestCallsRaceClose(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			c, _ := newConn(t, tr.pair, Config{}, echo)
+			var wg sync.WaitGroup
+			var ok atomic.Int64
+			for range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						rep, err := c.Call(context.Background(), wire.OpPing, nil)
+						switch {
+						case err == nil:
+							rep.Release()
+							ok.Add(1)
+						case errors.Is(err, ErrClosed) && errors.Is(err, ErrConnLost):
+							t.Errorf("%v matches both ErrClosed and ErrConnLost", err)
+							return
+						case errors.Is(err, ErrClosed):
+							if Sent(err) {
+								t.Errorf("Sent(%v)", err)
+							}
+							return
+						case errors.Is(err, ErrConnLost):
+						default:
+							t.Errorf("unexpected error %v", err)
+							return
+						}
+					}
+				}()
+			}
+			waitFor(t, func() bool { return ok.Load() > 100 })
+			c.Close()
+			within(t, 10*time.Second, "callers after Close", wg.Wait)
+			if c.InFlight() != 0 {
+				t.Errorf("InFlight = %d", c.InFlight())
+			}
+		})
+	}
+}
+
+// gatedConn blocks every Write until the test lets it through.
+type gatedConn struct {
+	net.Conn
+	entered chan struct{} // a Write is waiting
+	gate    chan struct{} // lets one Write through
+}
+
+func (g *gatedConn) Write(b []byte) (int, error) {
+	g.entered <- struct{}{}
+	<-g.gate
+	return g.Conn.Write(b)
+}
+
+// TestFlusherHandsOff: a caller writes at most callerFlushRounds batches for
+// others, then hands the rest to a helper and returns with its own reply.
+func TestFlusherHandsOff(t *testing.T) {
+	cc, sc := tcpPair(t)
+	serve(t, sc, echo)
+	g := &gatedConn{Conn: cc, entered: make(chan struct{}), gate: make(chan struct{})}
+	c := New(g, Config{})
+	defer c.Close()
+
+	type res struct {
+		i   int
+		err error
+	}
+	first := make(chan res, 1)
+	others := make(chan res, callerFlushRounds)
+	call := func(i int) {
+		rep, err := c.Call(context.Background(), wire.OpLookup, &wire.KeyRequest{Key: uint64(i)})
+		if err == nil {
+			if binary.BigEndian.Uint64(rep.Payload) != uint64(i) {
+				err = fmt.Errorf("call %d got another reply", i)
+			}
+			rep.Release()
+		}
+		if i == 0 {
+			first <- res{i, err}
+		} else {
+			others <- res{i, err}
+		}
+	}
+	go call(0) // becomes the flusher
+	<-g.entered
+	for i := 1; i <= callerFlushRounds; i++ {
+		go call(i)               // appends while the flusher is in Write
+		waitFor(t, func() bool { // its frame is pending
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return len(c.pending) > 0
+		})
+		g.gate <- struct{}{} // finish the current write; the flusher takes the next batch
+		if i < callerFlushRounds {
+			<-g.entered
+		}
+	}
+	// Call 0 has written callerFlushRounds batches and one more is pending.
+	// Its own reply came long ago: it must hand off and return now, while
+	// the helper's write is still waiting at the gate.
+	select {
+	case r := <-first:
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+	case <-g.entered:
+		t.Fatal("the first caller kept flushing instead of handing off")
+	}
+	<-g.entered // the helper's write
+	g.gate <- struct{}{}
+	for range callerFlushRounds {
+		if r := <-others; r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
+}

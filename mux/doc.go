@@ -1,0 +1,54 @@
+// Package mux multiplexes many concurrent request/response calls over one
+// framed connection that speaks the wire protocol.
+//
+// Both the daemon's telephony pools (pool) and the Go client of the daemon's
+// socket (client) need the same thing: one long-lived connection shared by
+// many goroutines, each request tagged with a fresh id and its answer matched
+// by that id, in any order. Getting that right — no lock across a syscall,
+// every waiter failed at once when the connection dies, no allocation per
+// call — is subtle enough that it exists exactly once, here.
+//
+// # Design
+//
+// Writes use flush-combining instead of a writer goroutine: a caller encodes
+// its frame into a shared pending buffer under a mutex; if nobody is writing,
+// it becomes the flusher, swaps the pending buffer for a spare one, unlocks,
+// writes, re-locks and repeats until nothing is pending. Concurrent callers
+// thus share one write syscall, no lock is held across I/O, and there is no
+// goroutine handoff on the request path. Under sustained load there is
+// always more pending, so a caller writes at most a few batches for others
+// and then hands the flush to a short-lived helper goroutine (Close waits
+// for it) and goes back to its own reply. Each write has a deadline
+// (Config.WriteTimeout), so a peer that never reads cannot wedge the flusher;
+// a write error kills the connection. A caller that is writing returns only
+// when its write ends, so its context can be overrun by up to one write.
+//
+// One reader goroutine per connection reads frames (wire.ReadFrame over a
+// bufio.Reader, the length checked against Config.MaxFrame before the
+// payload is read) straight into pooled reply buffers and hands each reply to
+// its waiter through the waiter's 1-buffered channel.
+//
+// # What the reader tolerates and what kills the connection
+//
+//   - A response whose id no longer has a waiter, but which this connection
+//     did issue, is a late reply to a call that timed out: expected, counted
+//     (Conn.LateReplies) and dropped.
+//   - A response to an id never issued, a response whose op differs from the
+//     request's, or a request frame from the peer (mux is the requesting side
+//     only) is a protocol violation: ErrProtocol kills the connection.
+//   - Any framing error (a frame over MaxFrame, a bad version or flags, a
+//     truncated frame) and any read error kill the connection.
+//
+// On death the connection is marked dead (an atomic the callers read), every
+// in-flight call fails at once with an error matching ErrConnLost, and the
+// OnClose callback runs exactly once, on the reader goroutine.
+//
+// # Outcomes
+//
+// Call's errors say whether the request may have reached the peer, which a
+// caller needs to decide whether a retry is safe (Sent). ErrBusy, ErrClosed,
+// encoding errors and a context that ended before the write guarantee that
+// nothing was sent. ErrConnLost and a context that ended after the write
+// leave the outcome unknown and match ErrUnknownOutcome. An error response
+// from the peer is a *wire.RemoteError that matches its wire.Status.
+package mux

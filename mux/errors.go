@@ -1,0 +1,83 @@
+package mux
+
+import (
+	"context"
+	"errors"
+
+	"switchboard/wire"
+)
+
+// Sentinel errors. Match them with errors.Is: Call wraps them with detail.
+var (
+	// ErrBusy: the connection already has MaxInFlight calls waiting. Not sent.
+	ErrBusy = errors.New("mux: too many calls in flight")
+	// ErrClosed: the connection was already dead (closed by us or lost)
+	// when the call started. Not sent.
+	ErrClosed = errors.New("mux: connection closed")
+	// ErrConnLost: the connection died after the request was queued or
+	// written and before its reply arrived. The outcome is unknown: every
+	// such error also matches ErrUnknownOutcome, and none matches ErrClosed
+	// (even when the death was a local Close).
+	ErrConnLost = errors.New("mux: connection lost before the reply")
+	// ErrUnknownOutcome is matched by every error that leaves it open
+	// whether the peer received and executed the request: ErrConnLost and a
+	// context that ended after the write.
+	ErrUnknownOutcome = errors.New("mux: request outcome unknown")
+	// ErrProtocol: the peer broke the protocol (a request frame, a reply
+	// to an id never issued, a reply with the wrong op). Kills the
+	// connection.
+	ErrProtocol = errors.New("mux: protocol violation by the peer")
+)
+
+// lostError is what in-flight calls get when the connection dies. It
+// matches ErrConnLost and ErrUnknownOutcome and unwraps to the cause of
+// death, except when that cause is a local Close: an error that matches
+// ErrConnLost never matches ErrClosed, which means "not sent".
+type lostError struct{ cause error }
+
+func (e *lostError) Error() string { return ErrConnLost.Error() + ": " + e.cause.Error() }
+func (e *lostError) Unwrap() error {
+	if errors.Is(e.cause, ErrClosed) {
+		return nil
+	}
+	return e.cause
+}
+func (e *lostError) Is(target error) bool {
+	return target == ErrConnLost || target == ErrUnknownOutcome
+}
+
+// closedError is what calls on an already dead connection get. It matches
+// ErrClosed and unwraps to the cause of death.
+type closedError struct{ cause error }
+
+func (e *closedError) Error() string        { return ErrClosed.Error() + ": " + e.cause.Error() }
+func (e *closedError) Unwrap() error        { return e.cause }
+func (e *closedError) Is(target error) bool { return target == ErrClosed }
+
+// afterSendError is what a call gets when its context ends after the
+// request was queued for writing. It matches ErrUnknownOutcome and unwraps to
+// the context's error (context.DeadlineExceeded or context.Canceled).
+type afterSendError struct{ cause error }
+
+func (e *afterSendError) Error() string {
+	return "mux: no reply before the context ended (outcome unknown): " + e.cause.Error()
+}
+func (e *afterSendError) Unwrap() error        { return e.cause }
+func (e *afterSendError) Is(target error) bool { return target == ErrUnknownOutcome }
+
+// Timeout reports whether the context's deadline passed (net.Error style).
+func (e *afterSendError) Timeout() bool { return errors.Is(e.cause, context.DeadlineExceeded) }
+
+// Sent reports whether the request behind err, an error returned by Call,
+// may have reached the peer: true for nil (success), for an error response
+// from the peer (*wire.RemoteError) and for every error matching
+// ErrUnknownOutcome; false for errors that guarantee nothing was written
+// (ErrBusy, ErrClosed, an encoding error, a context that ended before the
+// write). A request that was not sent is always safe to retry elsewhere.
+func Sent(err error) bool {
+	if err == nil || errors.Is(err, ErrUnknownOutcome) {
+		return true
+	}
+	var re *wire.RemoteError
+	return errors.As(err, &re)
+}

@@ -1,0 +1,372 @@
+package pool
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"switchboard/wire"
+)
+
+// TestMain checks for leaked goroutines. netpoll's poller goroutines are
+// process-global, started on first use and never stopped (libraries.md §3):
+// they are not ours to leak.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/cloudwego/netpoll.(*defaultPoll).Wait"))
+}
+
+// telServer is a minimal telephony server written with wire: HELLO, TPING
+// (PONG carries the number of pings answered as InUse) and RESERVE (the
+// bridge id is the key in decimal). Everything else gets UNSUPPORTED.
+type telServer struct {
+	t    testing.TB
+	tier string
+	ln   net.Listener
+	addr string
+
+	silent atomic.Bool   // stop answering TPING
+	flap   atomic.Bool   // close each connection right after its HELLO
+	hold   chan struct{} // when set, RESERVE replies wait for it to close
+
+	accepted atomic.Int32
+	reserves atomic.Int32
+	pings    atomic.Uint32
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+	dead   chan struct{} // closed by kill: held replies are dropped
+	wg     sync.WaitGroup
+}
+
+// startTel listens on addr ("127.0.0.1:0" for a fresh port) and serves until
+// kill (registered as cleanup).
+func startTel(t testing.TB, addr string) *telServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &telServer{t: t, tier: "primary-large", ln: ln, addr: ln.Addr().String(), conns: map[net.Conn]struct{}{}, dead: make(chan struct{})}
+	s.wg.Add(1)
+	go s.accept()
+	t.Cleanup(s.kill)
+	return s
+}
+
+func (s *telServer) accept() {
+	defer s.wg.Done()
+	for {
+		nc, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			nc.Close()
+			return
+		}
+		s.conns[nc] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		s.accepted.Add(1)
+		go s.serve(nc)
+	}
+}
+
+// open returns the number of connections the server holds open.
+func (s *telServer) open() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// kill closes the listener and every connection (a server crash: the
+// peers see EOF/RST) and waits for the server's goroutines. Idempotent.
+func (s *telServer) kill() {
+	s.mu.Lock()
+	if !s.closed {
+		close(s.dead)
+	}
+	s.closed = true
+	s.ln.Close()
+	for nc := range s.conns {
+		nc.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+func (s *telServer) serve(nc net.Conn) {
+	defer s.wg.Done()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, nc)
+		s.mu.Unlock()
+		nc.Close()
+	}()
+	br := bufio.NewReader(nc)
+	var (
+		buf []byte
+		wmu sync.Mutex
+		hwg sync.WaitGroup
+	)
+	defer hwg.Wait()
+	send := func(h wire.Header, p wire.Payload) {
+		wmu.Lock()
+		defer wmu.Unlock()
+		b, _ := wire.AppendFrame(nil, h.Response(wire.StatusOK), p, wire.DefaultMaxFrame)
+		_, _ = nc.Write(b)
+	}
+	for {
+		h, pl, b, err := wire.ReadFrame(br, buf, wire.DefaultMaxFrame)
+		buf = b
+		if err != nil {
+			return
+		}
+		switch h.Op {
+		case wire.OpHello:
+			send(h, &wire.HelloResponse{Server: []byte("tel-" + s.addr), Tier: []byte(s.tier), Load: wire.Load{Capacity: 100}})
+			if s.flap.Load() {
+				return
+			}
+		case wire.OpTelPing:
+			if !s.silent.Load() {
+				send(h, &wire.Load{Capacity: 100, InUse: s.pings.Add(1)})
+			}
+		case wire.OpReserve:
+			var r wire.UpdateRequest
+			if err := r.Decode(pl); err != nil {
+				wmu.Lock()
+				_, _ = nc.Write(wire.AppendError(nil, h, wire.StatusBadRequest, err.Error()))
+				wmu.Unlock()
+				continue
+			}
+			s.reserves.Add(1)
+			br := &wire.Bridge{ID: strconv.AppendUint(nil, r.Key, 10), Toll: []byte("+1 555 0100")}
+			if hold := s.hold; hold != nil {
+				hwg.Add(1)
+				go func() {
+					defer hwg.Done()
+					select {
+					case <-hold:
+						send(h, br)
+					case <-s.dead:
+					}
+				}()
+				continue
+			}
+			send(h, br)
+		default:
+			wmu.Lock()
+			_, _ = nc.Write(wire.AppendError(nil, h, wire.StatusUnsupported, "unsupported"))
+			wmu.Unlock()
+		}
+	}
+}
+
+// reserve sends one RESERVE through p and checks the bridge id.
+func reserve(ctx context.Context, p *Pool, key uint64) error {
+	rep, err := p.RoundTrip(ctx, wire.OpReserve, &wire.UpdateRequest{Key: key, Spec: wire.Spec{Name: []byte("standup"), TimeZone: -1}})
+	if err != nil {
+		return err
+	}
+	defer rep.Release()
+	var b wire.Bridge
+	if err := b.Decode(rep.Payload); err != nil {
+		return err
+	}
+	if got := string(b.ID); got != strconv.FormatUint(key, 10) {
+		return &mismatch{got: got, key: key}
+	}
+	return nil
+}
+
+type mismatch struct {
+	got string
+	key uint64
+}
+
+func (m *mismatch) Error() string {
+	return "bridge " + m.got + " for key " + strconv.FormatUint(m.key, 10)
+}
+
+// testConfig is a pool config for servers with test-friendly backoff.
+func testConfig(servers ...string) Config {
+	return Config{Tier: "primary-large", Client: "test", Servers: servers, BackoffBase: time.Millisecond, BackoffMax: 10 * time.Millisecond}
+}
+
+// newPool starts a pool and shuts it down at cleanup.
+func newPool(t testing.TB, cfg Config, opts ...Option) *Pool {
+	t.Helper()
+	p, err := New(cfg, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := p.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	})
+	return p
+}
+
+func waitReady(t testing.TB, p *Pool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitFor polls cond until it holds (bounded; a progress wait, not timing).
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not reached within 10s", what)
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+}
+
+// fakeClock is a Clock that moves only when told to.
+type fakeClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers map[*fakeTimer]struct{}
+}
+
+type fakeTimer struct {
+	c     *fakeClock
+	ch    chan time.Time // NewTimer
+	f     func()         // AfterFunc
+	when  time.Time
+	armed bool
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), timers: map[*fakeTimer]struct{}{}}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) NewTimer(d time.Duration) Timer {
+	t := &fakeTimer{c: c, ch: make(chan time.Time, 1)}
+	t.Reset(d)
+	return t
+}
+
+func (c *fakeClock) AfterFunc(d time.Duration, f func()) Timer {
+	t := &fakeTimer{c: c, f: f}
+	t.Reset(d)
+	return t
+}
+
+func (t *fakeTimer) C() <-chan time.Time { return t.ch }
+
+func (t *fakeTimer) Reset(d time.Duration) bool {
+	t.c.mu.Lock()
+	was := t.armed
+	t.armed, t.when = true, t.c.now.Add(d)
+	t.c.timers[t] = struct{}{}
+	t.drainLocked()
+	t.c.mu.Unlock()
+	if d <= 0 {
+		t.c.Advance(0)
+	}
+	return was
+}
+
+func (t *fakeTimer) Stop() bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	was := t.armed
+	t.armed = false
+	delete(t.c.timers, t)
+	t.drainLocked()
+	return was
+}
+
+func (t *fakeTimer) drainLocked() {
+	if t.ch != nil {
+		select {
+		case <-t.ch:
+		default:
+		}
+	}
+}
+
+// Advance moves the clock and fires the timers that are due.
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	var due []*fakeTimer
+	for t := range c.timers {
+		if !t.when.After(c.now) {
+			t.armed = false
+			delete(c.timers, t)
+			due = append(due, t)
+		}
+	}
+	now := c.now
+	c.mu.Unlock()
+	for _, t := range due {
+		if t.f != nil {
+			t.f()
+		} else {
+			select {
+			case t.ch <- now:
+			default:
+			}
+		}
+	}
+}
+
+// armed returns the delays of the armed timers (AfterFunc ones apart).
+func (c *fakeClock) armed() (timers, funcs []time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for t := range c.timers {
+		if t.f != nil {
+			funcs = append(funcs, t.when.Sub(c.now))
+		} else {
+			timers = append(timers, t.when.Sub(c.now))
+		}
+	}
+	return timers, funcs
+}
+
+// waitArmed waits until a channel timer (or, with funcs, an AfterFunc timer)
+// is armed exactly d from now.
+func (c *fakeClock) waitArmed(t testing.TB, d time.Duration, funcs bool) {
+	t.Helper()
+	waitFor(t, "timer armed at +"+d.String(), func() bool {
+		tm, fn := c.armed()
+		if funcs {
+			tm = fn
+		}
+		for _, x := range tm {
+			if x == d {
+				return true
+			}
+		}
+		return false
+	})
+}

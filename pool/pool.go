@@ -1,0 +1,413 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"switchboard/mux"
+	"switchboard/wire"
+)
+
+// Sentinel errors. Match them with errors.Is.
+var (
+	// ErrNoConn: the pool has no live connection right now. Not sent;
+	// returned at once, never after waiting for a dial.
+	ErrNoConn = errors.New("pool: no live connection")
+	// ErrClosed: the pool is shutting down or shut down. Not sent.
+	ErrClosed = errors.New("pool: closed")
+	// ErrRequiresNewPool: Retune was asked to change Tier, Client, Servers
+	// or MaxFrame, which only a new Pool can do.
+	ErrRequiresNewPool = errors.New("pool: change requires a new pool")
+	// ErrHeartbeatTimeout is the cause of death of a connection whose
+	// PONG did not arrive within HeartbeatTimeout.
+	ErrHeartbeatTimeout = errors.New("pool: heartbeat timeout")
+)
+
+// Option sets a test seam or collaborator of a Pool.
+type Option func(*options)
+
+type options struct {
+	dial  Dialer
+	log   *zap.Logger
+	clock Clock
+	randN func(n int64) int64
+}
+
+// WithDialer replaces the dialer (default NetDialer; see NetpollDialer).
+func WithDialer(d Dialer) Option {
+	return func(o *options) {
+		if d != nil {
+			o.dial = d
+		}
+	}
+}
+
+// WithLogger sets the logger (default: none). The pool adds a "tier" field.
+func WithLogger(l *zap.Logger) Option {
+	return func(o *options) {
+		if l != nil {
+			o.log = l
+		}
+	}
+}
+
+// WithClock replaces the wall clock (tests).
+func WithClock(c Clock) Option {
+	return func(o *options) {
+		if c != nil {
+			o.clock = c
+		}
+	}
+}
+
+// WithRand replaces the random source of backoff and max-age jitter: r(n)
+// returns a uniform value in [0, n) for n > 0. It is only called with the
+// pool's mutex held, so it need not be safe for concurrent use.
+func WithRand(r func(n int64) int64) Option {
+	return func(o *options) {
+		if r != nil {
+			o.randN = r
+		}
+	}
+}
+
+// Pool is a warm pool of multiplexed connections to the servers of one tier.
+// It is safe for concurrent use; RoundTrip and Live are lock-free.
+type Pool struct {
+	dial  Dialer
+	log   *zap.Logger
+	clock Clock
+	randN func(n int64) int64
+
+	cfg  atomic.Pointer[Config]  // current tuning; Retune swaps it
+	live atomic.Pointer[[]*conn] // immutable snapshot of usable connections
+	rr   atomic.Uint64           // round-robin cursor
+
+	closed    atomic.Bool  // Shutdown started: RoundTrip refuses
+	calls     atomic.Int64 // RoundTrips in progress
+	drainOnce sync.Once
+	drained   chan struct{} // closed when calls reach 0 after closed
+
+	ctx      context.Context // cancelled by Shutdown: dials and heartbeats stop
+	cancel   context.CancelFunc
+	wake     chan struct{} // 1-buffered: wakes the maintenance goroutine
+	stop     chan struct{} // closed by Shutdown: every goroutine returns
+	maintEnd chan struct{} // closed when the maintenance goroutine returns
+	wg       sync.WaitGroup
+	teardown sync.Once
+
+	mu sync.Mutex
+	// Guarded by mu.
+	servers []*server
+	changed chan struct{} // closed and replaced when the live set changes
+	shut    bool          // teardown started: no connection is added any more
+}
+
+// server is the state of one server address. Guarded by Pool.mu.
+type server struct {
+	addr     string
+	conns    []*conn // handshaken connections that have not died yet (live, replacing or draining)
+	dialing  int
+	failures int       // consecutive failed dials (and short-lived connections)
+	nextDial time.Time // no dial before, while failures > 0
+
+	dials, dialFailures uint64
+	lastErr             error
+	lastErrAt           time.Time
+	serverID            string
+	load                wire.Load
+	loadAt              time.Time
+}
+
+// New validates cfg, fills in defaults and starts the pool's maintenance
+// goroutine, which begins dialing at once; New itself does not dial. Use
+// WaitReady to wait for the warm-up.
+func New(cfg Config, opts ...Option) (*Pool, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	o := options{dial: NetDialer, log: zap.NewNop(), clock: realClock{}, randN: rand.Int64N}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	p := &Pool{
+		dial:     o.dial,
+		log:      o.log.With(zap.String("tier", cfg.Tier)),
+		clock:    o.clock,
+		randN:    o.randN,
+		drained:  make(chan struct{}),
+		wake:     make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		maintEnd: make(chan struct{}),
+		changed:  make(chan struct{}),
+	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.cfg.Store(&cfg)
+	p.live.Store(new([]*conn))
+	for _, addr := range cfg.Servers {
+		p.servers = append(p.servers, &server{addr: addr})
+	}
+	go p.maintain()
+	p.kick()
+	return p, nil
+}
+
+// kick wakes the maintenance goroutine without blocking.
+func (p *Pool) kick() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Live returns the number of live, handshaken connections RoundTrip can use
+// (an atomic load).
+func (p *Pool) Live() int { return len(*p.live.Load()) }
+
+// RoundTrip sends one request on a live connection and waits for its reply
+// (see mux.Conn.Call for the reply's ownership and the errors). It never
+// dials and never waits for a connection: with none live it returns
+// ErrNoConn at once. A connection that turns out dead or full before the
+// request is written is skipped for the next one.
+func (p *Pool) RoundTrip(ctx context.Context, op wire.Op, req wire.Payload) (*mux.Reply, error) {
+	p.calls.Add(1)
+	defer p.callDone()
+	if p.closed.Load() {
+		return nil, ErrClosed
+	}
+	live := *p.live.Load()
+	n := uint64(len(live))
+	if n == 0 {
+		return nil, ErrNoConn
+	}
+	i := p.rr.Add(1)
+	if n > 1 && live[(i+1)%n].inflight.Load() < live[i%n].inflight.Load() {
+		i++ // the less loaded of two neighbours
+	}
+	var busy error
+	for k := uint64(0); k < n; k++ {
+		c := live[(i+k)%n]
+		c.inflight.Add(1)
+		rep, err := c.mc.Call(ctx, op, req)
+		if c.inflight.Add(-1) == 0 && c.draining.Load() {
+			c.kick()
+		}
+		switch {
+		case err == nil:
+			return rep, nil
+		case mux.Sent(err):
+			return nil, err
+		case errors.Is(err, mux.ErrBusy):
+			busy = err
+		case errors.Is(err, mux.ErrClosed):
+			// Died since the snapshot was taken; nothing was sent.
+		default:
+			return nil, err
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	if busy != nil {
+		return nil, busy
+	}
+	return nil, ErrNoConn
+}
+
+// callDone ends a RoundTrip and tells a waiting Shutdown when the last one is
+// done.
+func (p *Pool) callDone() {
+	if p.calls.Add(-1) == 0 && p.closed.Load() {
+		p.drainOnce.Do(func() { close(p.drained) })
+	}
+}
+
+// WaitReady waits until every server has MinConns live connections. When ctx
+// ends first it returns an error wrapping ctx's error that names the servers
+// not ready and why; after Shutdown it returns ErrClosed.
+func (p *Pool) WaitReady(ctx context.Context) error {
+	for {
+		p.mu.Lock()
+		shut, ready, ch := p.shut, p.readyLocked(), p.changed
+		var missing []string
+		if !ready && ctx.Err() != nil {
+			missing = p.notReadyLocked()
+		}
+		p.mu.Unlock()
+		switch {
+		case shut || p.closed.Load():
+			return ErrClosed
+		case ready:
+			return nil
+		case missing != nil:
+			return fmt.Errorf("pool %q not ready: %s: %w", p.cfg.Load().Tier, strings.Join(missing, "; "), ctx.Err())
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+		}
+	}
+}
+
+func (p *Pool) readyLocked() bool {
+	want := p.cfg.Load().MinConns
+	for _, s := range p.servers {
+		if s.usableLocked() < want {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *Pool) notReadyLocked() []string {
+	want := p.cfg.Load().MinConns
+	var out []string
+	for _, s := range p.servers {
+		if n := s.usableLocked(); n < want {
+			msg := fmt.Sprintf("%s has %d/%d live", s.addr, n, want)
+			if s.lastErr != nil {
+				msg += " (last error: " + s.lastErr.Error() + ")"
+			}
+			out = append(out, msg)
+		}
+	}
+	return out
+}
+
+// usableLocked counts the server's connections that are in the live set.
+func (s *server) usableLocked() int {
+	n := 0
+	for _, c := range s.conns {
+		if !c.draining.Load() {
+			n++
+		}
+	}
+	return n
+}
+
+// publishLocked rebuilds the live snapshot (servers interleaved, so round
+// robin alternates between them) and wakes WaitReady callers.
+func (p *Pool) publishLocked() {
+	var live []*conn
+	for i := 0; ; i++ {
+		added := false
+		for _, s := range p.servers {
+			k := 0
+			for _, c := range s.conns {
+				if c.draining.Load() {
+					continue
+				}
+				if k == i {
+					live = append(live, c)
+					added = true
+					break
+				}
+				k++
+			}
+		}
+		if !added {
+			break
+		}
+	}
+	if p.shut {
+		live = nil
+	}
+	p.live.Store(&live)
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// Retune applies a new configuration live: MinConns, MaxInFlight,
+// DialTimeout, heartbeats, backoff and max age. Tier, Client, Servers and
+// MaxFrame cannot change (ErrRequiresNewPool). It does not block: the
+// maintenance goroutine and the connections pick the change up at once
+// (a heartbeat interval from the connection's next heartbeat).
+func (p *Pool) Retune(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	cfg = cfg.withDefaults()
+	if p.closed.Load() {
+		return ErrClosed
+	}
+	p.mu.Lock()
+	if old := p.cfg.Load(); !old.sameFixed(&cfg) {
+		p.mu.Unlock()
+		return fmt.Errorf("%w: Tier, Client, Servers and MaxFrame are fixed for pool %q", ErrRequiresNewPool, old.Tier)
+	}
+	p.cfg.Store(&cfg)
+	for _, s := range p.servers {
+		for _, c := range s.conns {
+			c.mc.SetMaxInFlight(cfg.MaxInFlight)
+			c.kick()
+		}
+	}
+	p.publishLocked() // readiness may have changed with MinConns
+	p.mu.Unlock()
+	p.kick()
+	return nil
+}
+
+// Shutdown stops taking calls (RoundTrip returns ErrClosed), waits for the
+// calls in flight to finish or for ctx to end, then closes every connection
+// (failing what is still in flight with mux.ErrConnLost) and waits for every
+// goroutine of the pool. It is idempotent; it returns ctx's error if the
+// drain was cut short.
+func (p *Pool) Shutdown(ctx context.Context) error {
+	p.closed.Store(true)
+	var err error
+	for p.calls.Load() > 0 && err == nil {
+		select {
+		case <-p.drained:
+			runtime.Gosched() // a RoundTrip that saw closed is leaving
+		case <-ctx.Done():
+			err = fmt.Errorf("pool %q: shutdown cut the drain short: %w", p.cfg.Load().Tier, ctx.Err())
+		}
+	}
+	p.teardown.Do(p.tearDown)
+	return err
+}
+
+func (p *Pool) tearDown() {
+	close(p.stop)
+	p.cancel()
+	<-p.maintEnd
+	p.mu.Lock()
+	p.shut = true
+	var all []*conn
+	for _, s := range p.servers {
+		all = append(all, s.conns...)
+	}
+	p.publishLocked()
+	p.mu.Unlock()
+	for _, c := range all {
+		c.mc.Close()
+	}
+	p.wg.Wait()
+	p.log.Info("pool: shut down")
+}
+
+// backoff returns the delay before dial number failures+1 after failures
+// consecutive failures: full jitter, uniform in [0, min(max, base·2^(failures-1))].
+func backoff(base, maxD time.Duration, failures int, randN func(int64) int64) time.Duration {
+	if failures <= 0 {
+		return 0
+	}
+	ceil := maxD
+	if failures-1 < 62 {
+		if b := base << (failures - 1); b > 0 && b < maxD && b>>(failures-1) == base {
+			ceil = b
+		}
+	}
+	return time.Duration(randN(int64(ceil) + 1))
+}
