@@ -25,13 +25,13 @@ type Daemon struct {
 	now   func() time.Time
 	ready chan struct{}
 
-	sims  map[string]*telsim.Server
-	keys  *keygen.Generator
+	sims map[string]*telsim.Server
+	keys *keygen.Generator
 	// keysOverride, when set by a test, replaces keys on the request path.
 	keysOverride keySource
-	store keygen.LeaseStore
-	svc   *service
-	srv   *server
+	store        keygen.LeaseStore
+	svc          *service
+	srv          *server
 
 	started time.Time
 }

@@ -22,7 +22,7 @@ var benchSink atomic.Uint64
 
 func benchSource(b *testing.B, im impl) source {
 	b.Helper()
-	g, err := im.open(Config{Digits: 18, BlockSize: MaxBlockSize, Secret: testSecret}, newMemStore(), withFill(identityFill))
+	g, err := im.open(Config{Digits: 18, BlockSize: 262144, Secret: testSecret}, newMemStore(), withFill(identityFill))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,0 +1,254 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"switchboard/client"
+	"switchboard/wire"
+)
+
+// daemonBin is the switchboard binary, built once by TestMain.
+var daemonBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		dir, err := os.MkdirTemp("", "sbbin")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		daemonBin = filepath.Join(dir, "switchboard")
+		if out, err := exec.Command("go", "build", "-o", daemonBin, ".").CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+			return 1
+		}
+		code := m.Run()
+		if code == 0 {
+			if err := goleak.Find(); err != nil {
+				fmt.Fprintln(os.Stderr, "goroutine leak:", err)
+				return 1
+			}
+		}
+		return code
+	}())
+}
+
+type proc struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+// start runs the daemon binary and waits until its socket answers PING.
+func start(t *testing.T, bin, sock, data string, extra ...string) *proc {
+	t.Helper()
+	args := append([]string{"-socket", sock, "-data-dir", data}, extra...)
+	cmd := exec.Command(bin, args...)
+	var logs strings.Builder
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-p.done
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		c, err := client.Dial(ctx, sock)
+		if err == nil {
+			err = c.Ping(ctx)
+			c.Close()
+		}
+		cancel()
+		if err == nil {
+			return p
+		}
+		select {
+		case err := <-p.done:
+			t.Fatalf("daemon exited at start: %v\n%s", err, logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon not answering after 10s: %v\n%s", err, logs.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func shortDir(t *testing.T) string {
+	dir, err := os.MkdirTemp("", "sbcrash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// TestKillNineNeverRepeatsAKey is the crash proof of the session-key scheme:
+// the real daemon is killed with SIGKILL at random moments while clients
+// allocate through its socket, restarted on the same data directory each
+// time, and no acknowledged key may ever be issued twice, nor fall outside
+// the 9-digit domain.
+func TestKillNineNeverRepeatsAKey(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills the daemon binary")
+	}
+	dir := shortDir(t)
+	bin := daemonBin
+	sock := filepath.Join(dir, "sb.sock")
+	data := filepath.Join(dir, "data")
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	seed := rng.Uint64()
+	t.Logf("seed %d", seed)
+	rng = rand.New(rand.NewPCG(seed, 7))
+
+	seen := map[uint64]int{}
+	const kills = 20
+	total := 0
+	for round := 0; round < kills; round++ {
+		p := start(t, bin, sock, data)
+		keys := loadUntilKilled(t, sock, p, time.Duration(20+rng.IntN(180))*time.Millisecond)
+		for _, k := range keys {
+			if k < 100_000_000 || k > 999_999_999 {
+				t.Fatalf("round %d: key %d outside the 9-digit domain", round, k)
+			}
+			if prev, dup := seen[k]; dup {
+				t.Fatalf("key %d acknowledged in round %d and again in round %d", k, prev, round)
+			}
+			seen[k] = round
+		}
+		total += len(keys)
+	}
+	if total < kills {
+		t.Fatalf("only %d keys acknowledged over %d rounds: the load did not run", total, kills)
+	}
+	t.Logf("%d kills, %d acknowledged keys, no duplicate", kills, total)
+}
+
+// loadUntilKilled allocates from 8 goroutines over 2 connections, kills the
+// daemon with SIGKILL after d, and returns every key the daemon acknowledged.
+func loadUntilKilled(t *testing.T, sock string, p *proc, d time.Duration) []uint64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, sock, client.WithConns(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var (
+		mu   sync.Mutex
+		keys []uint64
+		wg   sync.WaitGroup
+	)
+	stop := make(chan struct{})
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				a, err := c.Allocate(ctx, &wire.AllocateRequest{Spec: wire.Spec{Name: []byte(fmt.Sprint("crash ", w, i))}})
+				if err != nil {
+					// Expected once the daemon dies: the request's fate is
+					// unknown to us and its key, if any, was never ours.
+					if errors.Is(err, wire.StatusBadRequest) {
+						t.Errorf("allocation refused: %v", err)
+					}
+					select {
+					case <-stop:
+						return
+					case <-time.After(time.Millisecond):
+					}
+					continue
+				}
+				mu.Lock()
+				keys = append(keys, a.Key)
+				mu.Unlock()
+			}
+		}(w)
+	}
+	time.Sleep(d)
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
+	p.done <- nil // for the cleanup's receive
+	close(stop)
+	wg.Wait()
+	return keys
+}
+
+// TestSIGTERMExitsZero checks the graceful path of the real binary.
+func TestSIGTERMExitsZero(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the daemon binary")
+	}
+	dir := shortDir(t)
+	bin := daemonBin
+	sock := filepath.Join(dir, "sb.sock")
+	p := start(t, bin, sock, filepath.Join(dir, "data"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Allocate(ctx, &wire.AllocateRequest{Spec: wire.Spec{Name: []byte("bye")}}); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		p.done <- err
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no exit 15s after SIGTERM")
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Fatalf("socket left behind after SIGTERM: %v", err)
+	}
+}
+
+func TestCheckConfig(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the daemon binary")
+	}
+	dir := shortDir(t)
+	bin := daemonBin
+	good := filepath.Join("..", "..", "configs", "default.yaml")
+	out, err := exec.Command(bin, "-check-config", good).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "ok" {
+		t.Fatalf("check of the default: %v %q", err, out)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("tiers: []\nbogus: true\n"), 0o600)
+	out, err = exec.Command(bin, "-check-config", bad).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "line 2: field bogus not found") {
+		t.Fatalf("check of a bad file: %v %q", err, out)
+	}
+}
