@@ -18,5 +18,6 @@ require (
 	github.com/cloudwego/gopkg v0.1.4 // indirect
 	github.com/golang/snappy v1.0.0 // indirect
 	go.uber.org/multierr v1.10.0 // indirect
+	golang.org/x/crypto v0.40.0 // indirect
 	golang.org/x/sys v0.34.0 // indirect
 )

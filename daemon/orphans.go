@@ -32,8 +32,9 @@ type orphans struct {
 	tiers    func() []*tier
 	interval time.Duration
 
-	mu      sync.Mutex
-	pending []orphan
+	mu       sync.Mutex
+	pending  []orphan
+	sweeping int // orphans taken by the sweep in progress
 
 	wake chan struct{}
 	stop chan struct{}
@@ -67,7 +68,7 @@ func (o *orphans) add(tierName string, key uint64) {
 func (o *orphans) count() int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return len(o.pending)
+	return len(o.pending) + o.sweeping
 }
 
 func (o *orphans) run() {
@@ -91,7 +92,13 @@ func (o *orphans) sweep() {
 	o.mu.Lock()
 	batch := o.pending
 	o.pending = nil
+	o.sweeping = len(batch)
 	o.mu.Unlock()
+	defer func() {
+		o.mu.Lock()
+		o.sweeping = 0
+		o.mu.Unlock()
+	}()
 	if len(batch) == 0 {
 		return
 	}

@@ -183,15 +183,23 @@ func (s *service) allocateOnce(ctx context.Context, rs *reqState, req *wire.Allo
 			reply, err := t.pool.RoundTrip(actx, wire.OpReserve, &rs.ureq)
 			cancel()
 			err = attemptErr(ctx, err)
-			done.Report(err)
 			if err == nil {
-				out, err = s.accept(rs, t, key, req, reply, out)
-				reply.Release()
-				if err == nil && t.pos != first {
-					s.stats.failovers.Add(1)
+				var b wire.Bridge
+				if err = b.Decode(reply.Payload); err == nil {
+					done.Report(nil)
+					out = s.accept(rs, t, key, req, &b, out)
+					reply.Release()
+					if t.pos != first {
+						s.stats.failovers.Add(1)
+					}
+					return out, nil
 				}
-				return out, err
+				reply.Release()
+				// A reply we cannot read from a server that reserved a
+				// bridge: a tier failure with an unknown outcome.
+				err = fmt.Errorf("%w: undecodable RESERVE reply from tier %s: %w", mux.ErrUnknownOutcome, t.name, err)
 			}
+			done.Report(err)
 			last = err
 			if errors.Is(err, mux.ErrUnknownOutcome) {
 				// The server may hold a bridge under key: release it once
@@ -239,17 +247,11 @@ func (s *service) allocateOnce(ctx context.Context, rs *reqState, req *wire.Allo
 }
 
 // accept records a successful RESERVE and appends the AllocateResponse.
-func (s *service) accept(rs *reqState, t *tier, key uint64, req *wire.AllocateRequest, reply *mux.Reply, out []byte) ([]byte, error) {
-	var b wire.Bridge
-	if err := b.Decode(reply.Payload); err != nil {
-		// The bridge is reserved but we cannot say which: release it.
-		s.orphans.add(t.name, key)
-		return out, errf(wire.StatusInternal, "tier %s sent an undecodable RESERVE reply", t.name)
-	}
-	rs.res = wire.Reservation{Key: key, Tier: t.nameB, Bridge: b, Spec: req.Spec, Meta: req.Meta}
+func (s *service) accept(rs *reqState, t *tier, key uint64, req *wire.AllocateRequest, b *wire.Bridge, out []byte) []byte {
+	rs.res = wire.Reservation{Key: key, Tier: t.nameB, Bridge: *b, Spec: req.Spec, Meta: req.Meta}
 	rs.scratch = s.idx.putSession(&rs.res, rs.scratch)
-	resp := wire.AllocateResponse{Key: key, Tier: t.nameB, Bridge: b}
-	return resp.AppendTo(out), nil
+	resp := wire.AllocateResponse{Key: key, Tier: t.nameB, Bridge: *b}
+	return resp.AppendTo(out)
 }
 
 // locate finds the session key in the index or, failing that, on the tiers
@@ -350,17 +352,24 @@ func (s *service) release(ctx context.Context, rs *reqState, key uint64, out []b
 	rs.kreq = wire.KeyRequest{Key: key}
 	reply, err := t.pool.RoundTrip(actx, wire.OpTelRelease, &rs.kreq)
 	cancel()
-	if err != nil {
-		if errors.Is(err, wire.StatusNotFound) {
-			s.idx.delSession(key)
-			return out, errf(wire.StatusNotFound, "no session %d", key)
-		}
-		if errors.Is(err, mux.ErrUnknownOutcome) {
-			s.orphans.add(t.name, key)
-		}
+	switch {
+	case err == nil:
+		reply.Release()
+	case errors.Is(err, wire.StatusNotFound):
+		s.idx.delSession(key)
+		return out, errf(wire.StatusNotFound, "no session %d", key)
+	case errors.Is(err, wire.StatusBadRequest):
 		return out, tierErr(ctx, t, err)
+	default:
+		// The tier holding the session cannot answer now (down, timed
+		// out, failing). The release is accepted and handed to the
+		// releaser, which retries until the tier confirms: the front end
+		// sees no error, and the bridge does not leak.
+		s.orphans.add(t.name, key)
+		if ce := s.log.Check(zap.InfoLevel, "release deferred until the tier answers"); ce != nil {
+			ce.Write(zap.String("tier", t.name), zap.Uint64("key", key), zap.Error(err))
+		}
 	}
-	reply.Release()
 	s.idx.delSession(key)
 	return out, nil
 }

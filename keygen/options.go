@@ -14,19 +14,25 @@ type options struct {
 	log   *zap.Logger
 	clock Clock
 	fs    FS
-	// fill computes a block's keys; tests of the hot path replace the
-	// permutation with a cheap stand-in so the refill keeps up with a tight
-	// benchmark loop (the permutation has its own benchmark).
-	fill func(p *Permutation, dst []uint64, c uint64)
+	// Test seams of the refill loop: alloc returns the buffer for a block's
+	// keys, fill computes them. Tests that issue a whole domain under the race
+	// detector replace the permutation with a cheap stand-in, and the hot-path
+	// benchmarks also reuse one buffer, so that the refill keeps up with a
+	// loop that does nothing but call Next (the permutation and the lease have
+	// their own benchmarks).
+	alloc func(n uint64) []uint64
+	fill  func(p *Permutation, dst []uint64, c uint64)
 }
 
 func buildOptions(opts []Option) options {
-	o := options{log: zap.NewNop(), clock: systemClock{}, fs: OSFS{}, fill: (*Permutation).FillKeys}
+	o := options{log: zap.NewNop(), clock: systemClock{}, fs: OSFS{}, alloc: allocKeys, fill: (*Permutation).FillKeys}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	return o
 }
+
+func allocKeys(n uint64) []uint64 { return make([]uint64, n) }
 
 // WithLogger sets the logger (default: none). keygen logs lease failures and
 // recoveries, the low-key-space warnings and exhaustion, never the secret.

@@ -71,6 +71,7 @@ type supply struct {
 	ownsStore bool
 	log       *zap.Logger
 	clock     Clock
+	allocKeys func(n uint64) []uint64
 	fillKeys  func(p *Permutation, dst []uint64, c uint64)
 	part      Partition // as bound
 	chunkSize uint64
@@ -181,6 +182,7 @@ func newSupply(cfg Config, store LeaseStore, stripes int, opts []Option) (_ *sup
 		ownsStore: owns,
 		log:       o.log,
 		clock:     o.clock,
+		allocKeys: o.alloc,
 		fillKeys:  o.fill,
 		part:      part,
 		chunkSize: chunkSize,
@@ -334,7 +336,7 @@ func (s *supply) leaseBlock() error {
 		return err
 	}
 
-	keys := make([]uint64, end-start)
+	keys := s.allocKeys(end - start)
 	s.fillKeys(s.perm, keys, start)
 	chunks := make([]chunk, (uint64(len(keys))+s.chunkSize-1)/s.chunkSize)
 	for i := range chunks {

@@ -15,10 +15,24 @@ type clock interface {
 	SleepUntil(ctx context.Context, t time.Time) error
 }
 
-// realClock sleeps on a Go timer, then spins (yielding) for the last spin
-// of every wait. Go timers on an idle process wake up to about 1 ms late,
-// which an open loop would report as latency; spinning removes that at
-// the cost of CPU. A realClock is safe for concurrent use.
+// pinner is implemented by clocks that sleep better on a goroutine set up
+// for it: the open loop calls pin on its scheduling goroutine and unpin
+// when it is done.
+type pinner interface {
+	pin() (unpin func())
+}
+
+// shortSleepMax is the longest wait realClock sleeps with shortSleep; longer
+// waits first sleep on a Go timer, which ctx can interrupt.
+const shortSleepMax = 2 * time.Millisecond
+
+// realClock paces the open loop. A Go timer wakes an idle process up to
+// about 1 ms late (the runtime's netpoller waits in whole milliseconds),
+// which an open loop would report as latency on every request; so the last
+// shortSleepMax of a wait is a nanosleep of the thread (on Linux, pinned
+// with a 1 ns timer slack: tens of µs late instead of a millisecond), and
+// the last spin of it a busy wait that yields, which is precise but burns
+// a core. A realClock is safe for concurrent use.
 type realClock struct {
 	spin time.Duration
 }
@@ -26,8 +40,21 @@ type realClock struct {
 func (realClock) Now() time.Time { return time.Now() }
 
 func (c realClock) SleepUntil(ctx context.Context, t time.Time) error {
-	if d := time.Until(t) - c.spin; d > 0 {
-		timer := time.NewTimer(d)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		d := time.Until(t) - c.spin
+		if d <= 0 {
+			break
+		}
+		if d <= shortSleepMax {
+			shortSleep(d)
+			continue
+		}
+		// Long waits: a Go timer (which ctx can interrupt) to within
+		// shortSleepMax of the deadline, then precise short sleeps.
+		timer := time.NewTimer(d - shortSleepMax/2)
 		select {
 		case <-timer.C:
 		case <-ctx.Done():

@@ -22,10 +22,13 @@
 //     its latencies are measured from the actual send.
 //
 // The generator's own lateness is reported as "send lag" (actual send minus
-// intended send). Go timers wake up to about a millisecond late on an idle
-// process, so at low rates the lag can dominate; -spin D makes the
-// scheduler spin (yielding) for the last D before each send, trading CPU on
-// the load host for precision.
+// intended send); it is part of every open-loop latency, so read the two
+// together. Go timers wake an idle process up to a millisecond late, so the
+// scheduler finishes each wait with nanosleep on a thread pinned with a
+// 1 ns timer slack (Linux): on the 2-core reference VM that is a p50 lag of
+// about 50 µs instead of about 550 µs. -spin D makes it busy-wait (yielding)
+// for the last D before each send: a lag of a few µs, for a core's worth
+// of CPU on the load host at rates above ~1/D.
 //
 // Every allocation carries a unique idempotency token. Each allocated key is
 // released by a small pool of release workers while the load runs (release

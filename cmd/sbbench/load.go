@@ -77,6 +77,9 @@ func intendedTime(start time.Time, rate float64, i int64) time.Time {
 // client_backlog and not sent). When the scheduler itself falls behind,
 // due requests go out at once and keep their intended time.
 func (r *runner) openLoop(ctx context.Context, start, end time.Time, rel *releaser) time.Time {
+	if p, ok := r.clk.(pinner); ok {
+		defer p.pin()()
+	}
 	sem := make(chan struct{}, r.spec.maxInFlight)
 	var wg sync.WaitGroup
 	stopped := time.Time{}

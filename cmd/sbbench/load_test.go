@@ -387,14 +387,20 @@ func TestErrorCode(t *testing.T) {
 
 func TestRealClockSleepUntil(t *testing.T) {
 	ctx := context.Background()
-	for _, spin := range []time.Duration{0, 500 * time.Microsecond} {
-		c := realClock{spin: spin}
-		due := time.Now().Add(2 * time.Millisecond)
-		if err := c.SleepUntil(ctx, due); err != nil {
+	for _, c := range []struct {
+		spin, wait time.Duration
+	}{
+		{0, time.Millisecond},                      // nanosleep only
+		{0, 3 * shortSleepMax},                     // timer, then nanosleep
+		{500 * time.Microsecond, time.Millisecond}, // nanosleep, then spin
+		{shortSleepMax, shortSleepMax},             // spin only
+	} {
+		due := time.Now().Add(c.wait)
+		if err := (realClock{spin: c.spin}).SleepUntil(ctx, due); err != nil {
 			t.Fatal(err)
 		}
 		if now := time.Now(); now.Before(due) {
-			t.Fatalf("spin %v: woke %v early", spin, due.Sub(now))
+			t.Fatalf("spin %v, wait %v: woke %v early", c.spin, c.wait, due.Sub(now))
 		}
 	}
 	cctx, cancel := context.WithCancel(ctx)
@@ -404,6 +410,16 @@ func TestRealClockSleepUntil(t *testing.T) {
 	}
 	if err := (realClock{spin: time.Hour}).SleepUntil(cctx, time.Now().Add(time.Minute)); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled spin returned %v", err)
+	}
+	// A long sleep ends promptly when ctx ends during it.
+	cctx, cancel = context.WithTimeout(ctx, 10*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := (realClock{}).SleepUntil(cctx, time.Now().Add(time.Hour)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("sleep interrupted by a deadline returned %v", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("an interrupted one-hour sleep took %v", d)
 	}
 }
 
