@@ -2,14 +2,17 @@ package bench
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"switchboard/bench/fakedaemon"
+	"switchboard/daemon"
 	"switchboard/wire"
 )
 
@@ -18,21 +21,49 @@ import (
 const benchSocketEnv = "SWITCHBOARD_BENCH_SOCKET"
 
 // startDaemon returns the front-end socket of the daemon BenchmarkAllocate
-// measures.
-//
-// THE SEAM FOR THE END-TO-END BENCHMARK: once daemon/ exists, this helper
-// starts an in-process daemon (its socket in tb.TempDir(), the embedded
-// default's three sim:// tiers, data directory in tb.TempDir()), waits until
-// it is ready (pools warm), and shuts it down in tb.Cleanup, so that
-// `go test -bench Allocate ./bench` needs nothing else. Until then it uses
-// the daemon named by $SWITCHBOARD_BENCH_SOCKET and skips without one.
-func startDaemon(tb testing.TB) string {
+// measures: the daemon named by $SWITCHBOARD_BENCH_SOCKET if set (for
+// example one started with `make run`), else an in-process daemon on the
+// embedded default (three sim:// tiers on TCP loopback), its socket and data
+// in a temporary directory, stopped at cleanup.
+func startDaemon(tb testing.TB, transport string) string {
 	tb.Helper()
 	if p := os.Getenv(benchSocketEnv); p != "" {
 		return p
 	}
-	tb.Skipf("no daemon to measure: set %s to a running daemon's socket (the in-process helper lands with daemon/)", benchSocketEnv)
-	return ""
+	cfg, err := daemon.DefaultConfig()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "sbbench")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { os.RemoveAll(dir) })
+	cfg.Socket = filepath.Join(dir, "sb.sock")
+	cfg.DataDir = filepath.Join(dir, "data")
+	cfg.Log.Level = "error"
+	if transport != "" {
+		cfg.Server.Transport = transport
+	}
+	d, err := daemon.New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Errorf("daemon: %v", err)
+		}
+	})
+	select {
+	case <-d.Ready():
+	case err := <-done:
+		tb.Fatalf("daemon did not start: %v", err)
+	}
+	return cfg.Socket
 }
 
 // releaseBatch is how many allocations BenchmarkAllocate makes before it
@@ -135,7 +166,18 @@ func (a *allocClient) releaseAll() error {
 // it reports x-floor = allocation p50 / (UDS floor p50 + TCP floor p50),
 // the floor measured right after in the same process. Budget: x-floor ≤ 1.25.
 func BenchmarkAllocate(b *testing.B) {
-	a := dialAlloc(b, startDaemon(b))
+	if os.Getenv(benchSocketEnv) != "" {
+		benchAllocate(b, "")
+		return
+	}
+	// Both front-end transports, measured in the same run (libraries.md P9).
+	for _, tr := range []string{"net", "netpoll"} {
+		b.Run(tr, func(b *testing.B) { benchAllocate(b, tr) })
+	}
+}
+
+func benchAllocate(b *testing.B, transport string) {
+	a := dialAlloc(b, startDaemon(b, transport))
 	for range warmupRoundTrips {
 		if err := a.allocate(); err != nil {
 			b.Fatal(err)

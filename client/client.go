@@ -20,10 +20,11 @@ var (
 	ErrClosed = errors.New("client: closed")
 )
 
-// Dialer opens a connection to the daemon's socket.
+// Dialer opens a connection to the daemon's socket. It must be safe for
+// concurrent use (redials of different connections may overlap).
 type Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
 
-// Option configures a Client.
+// Option configures a Client. Options are applied once, by Dial.
 type Option func(*options)
 
 type options struct {

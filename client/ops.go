@@ -7,7 +7,9 @@ import (
 	"switchboard/wire"
 )
 
-// Bridge is how people dial in to a reserved conference.
+// Bridge is how people dial in to a reserved conference. Bridge,
+// Allocation, Spec and Reservation are plain values that own their memory:
+// safe to keep and to read concurrently.
 type Bridge struct {
 	ID           string // the telephony server's bridge id
 	Toll         string // toll call-in number

@@ -141,7 +141,7 @@ func chaosRun(t *testing.T, f telsim.Fault, broken []string) {
 		}
 	}
 	// Traffic returns to primary.
-	waitFor(t, "allocations on primary again", 5*time.Second, func() bool {
+	waitFor(t, "allocations on primary again", 10*time.Second, func() bool {
 		a, err := h.c.Allocate(ctx, &wire.AllocateRequest{Spec: spec("probe")})
 		if err != nil {
 			return false
@@ -162,7 +162,7 @@ func chaosRun(t *testing.T, f telsim.Fault, broken []string) {
 	// timed out is released by the orphan releaser.
 	for _, n := range []string{"primary-large", "nextgen", "backup2-large"} {
 		sim := h.d.Simulator(n)
-		waitFor(t, "no reservation left on "+n, 5*time.Second, func() bool { return sim.Stats().Reservations == 0 })
+		waitFor(t, "no reservation left on "+n, 10*time.Second, func() bool { return sim.Stats().Reservations == 0 })
 	}
 }
 

@@ -69,6 +69,13 @@ type LogConfig struct {
 
 // ServerConfig tunes the front-end socket server.
 type ServerConfig struct {
+	// Transport serves the socket with "netpoll" (cloudwego/netpoll: no
+	// goroutine per idle connection, the choice for thousands of mostly idle
+	// front-end connections) or "net" (the standard library: one goroutine
+	// per connection, the lowest latency for a few busy connections, which
+	// is how front ends use the daemon). Default net; see
+	// bench/results for the measurements behind it.
+	Transport string `yaml:"transport"`
 	// MaxFrame is the largest front-end frame accepted, in bytes. Default
 	// 65536 (wire.DefaultMaxFrame); at least 16384.
 	MaxFrame int `yaml:"max_frame"`
@@ -262,6 +269,9 @@ func (c *Config) applyDefaults() {
 		c.Log.Format = "auto"
 	}
 	s := &c.Server
+	if s.Transport == "" {
+		s.Transport = "net"
+	}
 	orInt(&s.MaxFrame, wire.DefaultMaxFrame)
 	orInt(&s.MaxInFlight, 4096)
 	orInt(&s.MaxConnInFlight, 1024)
@@ -354,6 +364,9 @@ func (c *Config) Validate() error {
 		bad("instance", "%d bytes, at most %d", len(c.Instance), wire.MaxShort)
 	}
 	s := c.Server
+	if s.Transport != "net" && s.Transport != "netpoll" {
+		bad("server.transport", "%q is not one of net, netpoll", s.Transport)
+	}
 	if s.MaxFrame < wire.MinMaxFrame || s.MaxFrame > 16<<20 {
 		bad("server.max_frame", "%d not in %d..%d", s.MaxFrame, wire.MinMaxFrame, 16<<20)
 	}

@@ -303,4 +303,4 @@ func closeTiers(tiers []*tier, timeout time.Duration) {
 }
 
 // SocketAddr returns the front-end socket's address once Ready.
-func (d *Daemon) SocketAddr() net.Addr { return d.srv.ln.Addr() }
+func (d *Daemon) SocketAddr() net.Addr { return d.srv.tr.addr() }

@@ -114,8 +114,21 @@ func spec(name string) wire.Spec {
 		FullAttendees: 1, LimitedAttendees: 1}
 }
 
+// transports are the front-end transports every socket-level test runs on.
+var transports = []string{"net", "netpoll"}
+
+func withTransport(tr string) func(*Config) {
+	return func(c *Config) { c.Server.Transport = tr }
+}
+
 func TestLifecycleAllocateLookupUpdateRelease(t *testing.T) {
-	h := startDaemon(t, nil)
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) { testLifecycle(t, tr) })
+	}
+}
+
+func testLifecycle(t *testing.T, tr string) {
+	h := startDaemon(t, withTransport(tr))
 	ctx := ctxT(t)
 	if err := h.c.Ping(ctx); err != nil {
 		t.Fatal(err)
@@ -295,7 +308,13 @@ func TestKeyExistsTakesTheNextKey(t *testing.T) {
 }
 
 func TestTenThousandConcurrentAllocationsAreDistinct(t *testing.T) {
-	h := startDaemon(t, nil)
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) { testTenThousand(t, tr) })
+	}
+}
+
+func testTenThousand(t *testing.T, tr string) {
+	h := startDaemon(t, withTransport(tr))
 	ctx := ctxT(t)
 	const n, workers = 10000, 64
 	keys := make(chan uint64, n)
@@ -380,7 +399,13 @@ func rawConn(t *testing.T, sock string) net.Conn {
 }
 
 func TestBadFrames(t *testing.T) {
-	h := startDaemon(t, nil)
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) { testBadFrames(t, tr) })
+	}
+}
+
+func testBadFrames(t *testing.T, tr string) {
+	h := startDaemon(t, withTransport(tr))
 
 	t.Run("oversize length is refused before the payload", func(t *testing.T) {
 		c := rawConn(t, h.sock)
@@ -428,7 +453,14 @@ func TestBadFrames(t *testing.T) {
 }
 
 func TestShutdownFinishesInFlight(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) { testShutdown(t, tr) })
+	}
+}
+
+func testShutdown(t *testing.T, tr string) {
 	cfg := func(c *Config) {
+		c.Server.Transport = tr
 		for i := range c.Simulators {
 			c.Simulators[i].Latency = 200 * time.Millisecond
 		}

@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/cloudwego/netpoll"
 	"go.uber.org/zap"
 
 	"switchboard/wire"
@@ -46,7 +44,7 @@ var reqPool = sync.Pool{New: func() any { return &reqState{out: make([]byte, 0, 
 // used by one goroutine at a time (libraries.md P2).
 type conn struct {
 	s  *server
-	nc netpoll.Connection
+	tc transportConn
 
 	inFlight atomic.Int32
 
@@ -62,48 +60,38 @@ type server struct {
 	svc *service
 	cfg ServerConfig
 
-	evl      netpoll.EventLoop
-	ln       net.Listener
+	tr       transport
 	path     string
 	inFlight atomic.Int64
 	draining atomic.Bool
 	handlers sync.WaitGroup
-
-	conns sync.Map // *conn → struct{}
 
 	stats struct {
 		requests, overloaded, badFrames atomic.Uint64
 	}
 }
 
-type connKey struct{}
+// transportConn is the part of a front-end connection that differs between
+// transports: writing bytes and closing.
+type transportConn interface {
+	// writeAll writes b completely (bounded by the write timeout).
+	writeAll(b []byte) error
+	close() error
+}
 
-// listenUnix creates the socket, refusing to steal one a live daemon serves.
-func listenUnix(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return nil, fmt.Errorf("socket directory: %w", err)
-	}
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("%s exists and is not a socket", path)
-		}
-		if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("%s: another daemon is serving this socket", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("removing stale socket: %w", err)
-		}
-	}
-	ln, err := netpoll.CreateListener("unix", path)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.Chmod(path, 0o660); err != nil {
-		ln.Close()
-		return nil, err
-	}
-	return ln, nil
+// transport is a front-end socket server: it accepts connections, reads
+// frames and hands each to server.dispatch. Two exist (transport_netpoll.go
+// and transport_net.go) because netpoll is required for its scaling with
+// many idle connections while the standard library wins single ping-pong
+// latency on this hardware (libraries.md P9); server.transport picks one.
+type transport interface {
+	serve() error
+	// stopAccepting closes the listener.
+	stopAccepting()
+	// closeAll closes every connection and waits for the transport's
+	// goroutines.
+	closeAll(ctx context.Context)
+	addr() net.Addr
 }
 
 func newServer(log *zap.Logger, svc *service, cfg ServerConfig, path string) (*server, error) {
@@ -112,13 +100,12 @@ func newServer(log *zap.Logger, svc *service, cfg ServerConfig, path string) (*s
 	if err != nil {
 		return nil, err
 	}
-	s.ln = ln
-	s.evl, err = netpoll.NewEventLoop(s.onRequest,
-		netpoll.WithOnPrepare(s.onPrepare),
-		netpoll.WithOnDisconnect(s.onDisconnect),
-		netpoll.WithReadTimeout(cfg.ReadTimeout),
-		netpoll.WithWriteTimeout(cfg.WriteTimeout),
-	)
+	switch cfg.Transport {
+	case "net":
+		s.tr = newNetTransport(s, ln)
+	default:
+		s.tr, err = newNetpollTransport(s, ln)
+	}
 	if err != nil {
 		ln.Close()
 		return nil, err
@@ -126,94 +113,63 @@ func newServer(log *zap.Logger, svc *service, cfg ServerConfig, path string) (*s
 	return s, nil
 }
 
-// serve runs the event loop until shutdown.
-func (s *server) serve() error { return s.evl.Serve(s.ln) }
+// serve runs the transport until shutdown.
+func (s *server) serve() error { return s.tr.serve() }
 
-// onPrepare runs on the poller: tiny and non-blocking (P8).
-func (s *server) onPrepare(nc netpoll.Connection) context.Context {
-	if s.draining.Load() {
-		nc.Close()
-		return context.Background()
-	}
-	c := &conn{s: s, nc: nc}
-	s.conns.Store(c, struct{}{})
-	nc.AddCloseCallback(func(netpoll.Connection) error {
-		s.conns.Delete(c)
-		return nil
-	})
-	return context.WithValue(context.Background(), connKey{}, c)
-}
-
-func (s *server) onDisconnect(ctx context.Context, nc netpoll.Connection) {}
-
-// onRequest drains every complete frame buffered on the connection (P1:
-// returning with unread bytes would rerun it in a loop). A partial frame
-// blocks in Peek/Next under the read timeout; a frame over the maximum is
-// refused from its header, before its payload is read.
-func (s *server) onRequest(ctx context.Context, nc netpoll.Connection) error {
-	c, _ := ctx.Value(connKey{}).(*conn)
-	if c == nil {
-		return nc.Close()
-	}
-	r := nc.Reader()
-	for r.Len() > 0 {
-		hb, err := r.Peek(wire.HeaderSize)
-		if err != nil {
-			return nc.Close() // read timeout on a partial header, or closed
-		}
-		h, n, err := wire.ParseHeader(hb, s.cfg.MaxFrame)
-		if err != nil {
-			s.stats.badFrames.Add(1)
-			c.fatal(h, err)
-			return nil
-		}
-		frame, err := r.Next(n)
-		if err != nil {
-			return nc.Close()
-		}
-		if h.IsResponse() {
-			s.stats.badFrames.Add(1)
-			c.fatal(h, errors.New("response frame sent to the daemon"))
-			return nil
-		}
-		s.stats.requests.Add(1)
-		if h.Op == wire.OpPing {
-			// Answered inline: no allocation, no goroutine.
-			if len(frame) != wire.HeaderSize {
-				c.writeError(h, wire.StatusBadRequest, "PING carries no payload")
-			} else {
-				c.writePing(h)
-			}
-			continue
-		}
-		if !h.Op.IsFrontEnd() {
-			c.writeError(h, wire.StatusUnsupported, "unsupported op "+h.Op.String())
-			continue
-		}
-		if s.draining.Load() {
-			c.writeError(h, wire.StatusUnavailable, "daemon shutting down")
-			continue
-		}
-		if s.inFlight.Add(1) > int64(s.cfg.MaxInFlight) {
-			s.inFlight.Add(-1)
-			s.stats.overloaded.Add(1)
-			c.writeError(h, wire.StatusOverloaded, "daemon at its in-flight limit")
-			continue
-		}
-		if c.inFlight.Add(1) > int32(s.cfg.MaxConnInFlight) {
-			c.inFlight.Add(-1)
-			s.inFlight.Add(-1)
-			s.stats.overloaded.Add(1)
-			c.writeError(h, wire.StatusOverloaded, "connection at its in-flight limit")
-			continue
-		}
-		rs := reqPool.Get().(*reqState)
-		rs.h = h
-		rs.in = append(rs.in[:0], frame[wire.HeaderSize:]...)
-		s.handlers.Add(1)
+// dispatch handles one well-framed request: PING inline, protocol and
+// admission checks, then the request on its own goroutine. payload is only
+// valid during the call (it is copied).
+func (s *server) dispatch(c *conn, h wire.Header, payload []byte) {
+	if rs := s.admit(c, h, payload); rs != nil {
 		go s.handle(c, rs)
 	}
-	return r.Release()
+}
+
+// admit answers what needs no handler (PING, protocol errors, shedding) and
+// returns the request state of one that does, counted in flight; the caller
+// must run s.handle on it exactly once.
+func (s *server) admit(c *conn, h wire.Header, payload []byte) *reqState {
+	if h.IsResponse() {
+		s.stats.badFrames.Add(1)
+		c.fatal(h, errors.New("response frame sent to the daemon"))
+		return nil
+	}
+	s.stats.requests.Add(1)
+	if h.Op == wire.OpPing {
+		// Answered inline: no allocation, no goroutine.
+		if len(payload) != 0 {
+			c.writeError(h, wire.StatusBadRequest, "PING carries no payload")
+		} else {
+			c.writePing(h)
+		}
+		return nil
+	}
+	if !h.Op.IsFrontEnd() {
+		c.writeError(h, wire.StatusUnsupported, "unsupported op "+h.Op.String())
+		return nil
+	}
+	if s.draining.Load() {
+		c.writeError(h, wire.StatusUnavailable, "daemon shutting down")
+		return nil
+	}
+	if s.inFlight.Add(1) > int64(s.cfg.MaxInFlight) {
+		s.inFlight.Add(-1)
+		s.stats.overloaded.Add(1)
+		c.writeError(h, wire.StatusOverloaded, "daemon at its in-flight limit")
+		return nil
+	}
+	if c.inFlight.Add(1) > int32(s.cfg.MaxConnInFlight) {
+		c.inFlight.Add(-1)
+		s.inFlight.Add(-1)
+		s.stats.overloaded.Add(1)
+		c.writeError(h, wire.StatusOverloaded, "connection at its in-flight limit")
+		return nil
+	}
+	rs := reqPool.Get().(*reqState)
+	rs.h = h
+	rs.in = append(rs.in[:0], payload...)
+	s.handlers.Add(1)
+	return rs
 }
 
 // handle runs one request to completion and writes its response.
@@ -274,7 +230,7 @@ func (c *conn) write(frame []byte) {
 	if len(c.pending)+len(frame) > maxPending {
 		c.mu.Unlock()
 		c.s.log.Warn("client not reading its responses, closing its connection")
-		c.nc.Close()
+		c.tc.close()
 		return
 	}
 	c.pending = append(c.pending, frame...)
@@ -300,13 +256,8 @@ func (c *conn) write(frame []byte) {
 }
 
 func (c *conn) flush(b []byte) error {
-	w := c.nc.Writer()
-	if _, err := w.WriteBinary(b); err != nil {
-		c.nc.Close()
-		return err
-	}
-	if err := w.Flush(); err != nil {
-		c.nc.Close()
+	if err := c.tc.writeAll(b); err != nil {
+		c.tc.close()
 		return err
 	}
 	return nil
@@ -332,13 +283,18 @@ func (c *conn) fatal(h wire.Header, err error) {
 		ce.Write(zap.Error(err))
 	}
 	c.writeError(h, wire.StatusBadRequest, err.Error())
-	c.nc.Close()
+	c.tc.close()
 }
 
 // shutdown stops taking requests, waits (bounded by ctx) for in-flight ones
 // to be answered, then closes the listener and every connection.
 func (s *server) shutdown(ctx context.Context) error {
 	s.draining.Store(true)
+	if _, ok := s.tr.(*netTransport); ok {
+		// The standard library's listener can stop at once; netpoll's
+		// Shutdown closes it together with the connections, below.
+		s.tr.stopAccepting()
+	}
 	done := make(chan struct{})
 	go func() { s.handlers.Wait(); close(done) }()
 	var err error
@@ -349,11 +305,8 @@ func (s *server) shutdown(ctx context.Context) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	s.evl.Shutdown(sctx)
-	s.conns.Range(func(k, _ any) bool {
-		k.(*conn).nc.Close()
-		return true
-	})
+	s.tr.stopAccepting()
+	s.tr.closeAll(sctx)
 	os.Remove(s.path)
 	<-done // handlers end by their own request deadline
 	return err

@@ -9,7 +9,7 @@ import (
 )
 
 // The hot-path benchmarks measure Next as the daemon calls it — an atomic
-// increment and a slice read per key, a chunk swap every 256 keys (maxChunk),
+// increment and a slice read per key, a chunk swap every maxChunk (1024) keys,
 // a block swap every block — with the refill goroutine running, but with its
 // work made nearly free: the largest block, keys written once into one shared
 // buffer (so keys repeat across blocks, which only a benchmark may do), no

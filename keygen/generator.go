@@ -85,7 +85,13 @@ func stripeCount(procs int) int {
 // Next returns a new key. Errors: ErrUnavailable (nothing buffered and the
 // lease store failing or slow; transient, wraps the store's error),
 // ErrExhausted (this node's partition is used up; final), ErrClosed. It never
-// blocks, never allocates, and never returns a key twice.
+// waits for I/O or for the refill, never allocates, and never returns a key
+// twice. The fast path is lock-free; once per chunk (≤ 1024 keys) it takes
+// its stripe's mutex, held only for a non-blocking channel receive.
+//
+// At the very end of the key space, ErrExhausted may reach one caller while
+// another is installing the last chunk; those keys are still issued to later
+// calls. ErrExhausted is final once Stats().Buffered is zero.
 func (g *Generator) Next() (uint64, error) {
 	st := g.home()
 	c := st.cur.Load()

@@ -8,6 +8,7 @@ import (
 )
 
 // Config tunes one Conn. The zero value of every field means its default.
+// It is a plain value: safe to copy and to read concurrently.
 type Config struct {
 	// MaxFrame is the largest frame, header included, accepted from the peer
 	// and sent to it. Default wire.DefaultMaxFrame; at least wire.HeaderSize.

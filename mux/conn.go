@@ -30,7 +30,7 @@ const (
 )
 
 // Option customises a Conn; options are seams for the owner, not tuning
-// (tuning lives in Config).
+// (tuning lives in Config). Options are applied once, by New.
 type Option func(*options)
 
 type options struct {

@@ -10,7 +10,8 @@ import (
 )
 
 // Config describes one tier's pool. The zero value of every tunable field
-// means its default; Tier and Servers are required.
+// means its default; Tier and Servers are required. It is a plain value:
+// New and Retune copy it, so the caller may reuse it.
 type Config struct {
 	// Tier is the tier's name, for logs and stats, e.g. "primary-large".
 	// Required. A server whose HELLO names another tier is logged, not

@@ -10,7 +10,8 @@ import (
 )
 
 // Dialer opens a connection to a telephony server. It must honour ctx (the
-// pool's dial deadline and its shutdown).
+// pool's dial deadline and its shutdown) and be safe for concurrent use:
+// dials to different servers run at once.
 type Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
 
 // NetDialer is the default Dialer: the standard library's TCP stack with

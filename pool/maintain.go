@@ -138,13 +138,18 @@ func (p *Pool) dialOne(s *server) {
 
 	p.mu.Lock()
 	s.dialing--
+	var lost *conn
 	if err == nil && !c.mc.Alive() {
-		// Died between its HELLO and now (mux's OnClose saw it unregistered):
-		// a server that accepts and drops must be backed off like a refusal.
-		c.mc.Close() // dead already: returns at once, never runs OnClose again
+		// Died between its HELLO and now (mux's OnClose finds it
+		// unregistered): a server that accepts and drops is backed off like
+		// one that refuses.
+		lost = c
 		err = fmt.Errorf("connection to %s lost right after HELLO: %w", s.addr, c.mc.Err())
 	}
 	if err != nil {
+		if lost != nil {
+			defer lost.mc.Close() // after unlocking: Close waits for OnClose, which takes p.mu
+		}
 		if p.shut {
 			p.mu.Unlock()
 			return

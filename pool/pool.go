@@ -32,7 +32,8 @@ var (
 	ErrHeartbeatTimeout = errors.New("pool: heartbeat timeout")
 )
 
-// Option sets a test seam or collaborator of a Pool.
+// Option sets a test seam or collaborator of a Pool. Options are applied
+// once, by New.
 type Option func(*options)
 
 type options struct {

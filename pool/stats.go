@@ -6,7 +6,8 @@ import (
 	"switchboard/wire"
 )
 
-// Stats is a snapshot of a pool, for sbctl, metrics and logs.
+// Stats is a snapshot of a pool, for sbctl, metrics and logs. It is a
+// plain value owned by the caller.
 type Stats struct {
 	Tier     string
 	Live     int // connections RoundTrip can use
@@ -14,7 +15,7 @@ type Stats struct {
 	Servers  []ServerStats
 }
 
-// ServerStats is a snapshot of one server's connections.
+// ServerStats is a snapshot of one server's connections (a plain value).
 type ServerStats struct {
 	Addr                string
 	ServerID            string    // from its last HELLO

@@ -1,0 +1,310 @@
+package xmlapi
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// DefaultYAML is the embedded default configuration (xmlapi/default.yaml):
+// the documented defaults and the seed's sample account (webExID hostid,
+// password hostpassword, siteID 0000, partnerID 9999, email
+// johnsmith@xyz.com), so that the seed request works out of the box.
+//
+//go:embed default.yaml
+var DefaultYAML []byte
+
+// Config is the front end's whole configuration: what the YAML file holds.
+// A zero field takes the default documented beside it. A Config is a plain
+// value; the Handler copies what it needs at construction.
+type Config struct {
+	HTTP    HTTPConfig    `yaml:"http"`
+	XML     XMLConfig     `yaml:"xml"`
+	Backend BackendConfig `yaml:"backend"`
+	Auth    AuthConfig    `yaml:"auth"`
+	Log     LogConfig     `yaml:"log"`
+	// Accounts are the hosts allowed to call the API. At least one.
+	Accounts []Account `yaml:"accounts"`
+}
+
+// HTTPConfig bounds the HTTP side.
+type HTTPConfig struct {
+	// MaxBodyBytes caps a request body; a longer one gets a FAILURE 000000
+	// and the connection is closed. Default 131072 (128 KiB), 4 KiB–16 MiB.
+	MaxBodyBytes int `yaml:"max_body_bytes"`
+	// MaxHeaderBytes caps the request line and headers. Default 16384.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// ReadHeaderTimeout bounds reading the request headers. Default 5s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// ReadTimeout bounds reading a whole request, body included (a slow
+	// sender is cut off). Default 10s.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds a request from the end of its headers to the end
+	// of the response, backend call included; it must exceed
+	// backend.request_timeout. Default 15s.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// IdleTimeout closes a keep-alive connection idle this long. Default 60s.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// ShutdownTimeout bounds the drain of requests in flight on SIGINT or
+	// SIGTERM. Default 10s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// XMLConfig tunes parsing and rendering.
+type XMLConfig struct {
+	// MaxDepth caps element nesting; a deeper document gets a FAILURE
+	// 000000 before anything else is done. Default 32, 8–1000 (the deepest
+	// legitimate path, message/body/bodyContent/fullAccessAttendees/
+	// attendee/phones/phone, is 7).
+	MaxDepth int `yaml:"max_depth"`
+	// GSBStatus is the serv:gsbStatus of every response: PRIMARY, or BACKUP
+	// for a front end serving as a Global Site Backup. Default PRIMARY.
+	GSBStatus string `yaml:"gsb_status"`
+}
+
+// BackendConfig says how the daemon is called.
+type BackendConfig struct {
+	// RequestTimeout bounds all daemon calls of one XML request (a Set is a
+	// LOOKUP then an UPDATE). It should exceed the daemon's own
+	// server.request_timeout (default 2s) so that the daemon's TIMEOUT is
+	// seen rather than ours. Default 3s.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// Conns is the number of pipelined connections to the daemon. Default 2.
+	Conns int `yaml:"conns"`
+	// DialTimeout bounds one dial of the daemon's socket. Default 1s.
+	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// ConnectTimeout is how long cmd/xmlapi waits at start for the daemon's
+	// socket to accept (it may start at the same time). Default 10s.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+}
+
+// AuthConfig tunes password checking.
+type AuthConfig struct {
+	// CacheTTL is how long a verified (account, password) pair skips the
+	// slow hash: WebEx clients send the password with every request, and a
+	// bcrypt or argon2id check costs tens of milliseconds. Only a keyed
+	// HMAC of the pair is kept, in memory. Default 5m; negative disables.
+	CacheTTL time.Duration `yaml:"cache_ttl"`
+	// CacheSize caps the verified pairs remembered. Default 4096.
+	CacheSize int `yaml:"cache_size"`
+	// MaxConcurrentHashes caps slow hash checks running at once, so that a
+	// flood of wrong passwords cannot take every core. Default GOMAXPROCS.
+	MaxConcurrentHashes int `yaml:"max_concurrent_hashes"`
+}
+
+// LogConfig sets up cmd/xmlapi's logger.
+type LogConfig struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+	// Format is json or console. Default json.
+	Format string `yaml:"format"`
+}
+
+// Account is a host allowed to call the API. Passwords are stored only as
+// hashes; generate one with `xmlapi -hash-password`.
+type Account struct {
+	// WebExID is the host's user name; unique, case-insensitive, at most 64
+	// bytes. Required.
+	WebExID string `yaml:"web_ex_id"`
+	// Email lets the host sign in with securityContext/email instead of
+	// webExID; unique, case-insensitive. Optional.
+	Email string `yaml:"email"`
+	// SiteID is the numeric site the account belongs to (compared as a
+	// number: "0000" equals "0"). SiteID or SiteName is required.
+	SiteID string `yaml:"site_id"`
+	// SiteName is the site's name (the subdomain), case-insensitive.
+	SiteName string `yaml:"site_name"`
+	// PartnerID, when set, must match a securityContext/partnerID the
+	// client sends (a client that sends none is not refused).
+	PartnerID string `yaml:"partner_id"`
+	// PasswordHash is a bcrypt ($2a$/$2b$/$2y$) or argon2id (PHC string
+	// $argon2id$v=19$m=…,t=…,p=…$salt$hash) hash. Required.
+	PasswordHash string `yaml:"password_hash"`
+	// TimeZoneID is the host's time zone, used when a request gives a
+	// startDate without a timeZoneID. Default 4 (GMT-08:00 San Jose).
+	TimeZoneID *int `yaml:"time_zone_id"`
+}
+
+// DefaultConfig returns the embedded default configuration with every
+// default applied.
+func DefaultConfig() (*Config, error) { return ParseConfig(DefaultYAML, "embedded default") }
+
+// LoadConfig reads, strictly decodes, defaults and validates a config file.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	return ParseConfig(b, path)
+}
+
+// ParseConfig strictly decodes YAML (an unknown field is an error with its
+// line), applies the defaults and validates. name labels errors.
+func ParseConfig(b []byte, name string) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, name, err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%w: %s: more than one YAML document", ErrConfig, name)
+	}
+	c.ApplyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return &c, nil
+}
+
+func orInt(v *int, d int) {
+	if *v == 0 {
+		*v = d
+	}
+}
+
+func orDur(v *time.Duration, d time.Duration) {
+	if *v == 0 {
+		*v = d
+	}
+}
+
+// ApplyDefaults fills every zero field with its documented default.
+func (c *Config) ApplyDefaults() {
+	orInt(&c.HTTP.MaxBodyBytes, 128<<10)
+	orInt(&c.HTTP.MaxHeaderBytes, 16<<10)
+	orDur(&c.HTTP.ReadHeaderTimeout, 5*time.Second)
+	orDur(&c.HTTP.ReadTimeout, 10*time.Second)
+	orDur(&c.HTTP.WriteTimeout, 15*time.Second)
+	orDur(&c.HTTP.IdleTimeout, 60*time.Second)
+	orDur(&c.HTTP.ShutdownTimeout, 10*time.Second)
+	orInt(&c.XML.MaxDepth, 32)
+	if c.XML.GSBStatus == "" {
+		c.XML.GSBStatus = "PRIMARY"
+	}
+	orDur(&c.Backend.RequestTimeout, 3*time.Second)
+	orInt(&c.Backend.Conns, 2)
+	orDur(&c.Backend.DialTimeout, time.Second)
+	orDur(&c.Backend.ConnectTimeout, 10*time.Second)
+	orDur(&c.Auth.CacheTTL, 5*time.Minute)
+	orInt(&c.Auth.CacheSize, 4096)
+	orInt(&c.Auth.MaxConcurrentHashes, runtime.GOMAXPROCS(0))
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "json"
+	}
+	for i := range c.Accounts {
+		if c.Accounts[i].TimeZoneID == nil {
+			tz := DefaultTimeZoneID
+			c.Accounts[i].TimeZoneID = &tz
+		}
+	}
+}
+
+// Validate reports every invalid field, each error wrapping ErrConfig.
+// Call ApplyDefaults first (ParseConfig does).
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...)))
+	}
+	if n := c.HTTP.MaxBodyBytes; n < 4<<10 || n > 16<<20 {
+		bad("http.max_body_bytes", "%d not in 4096..16777216", n)
+	}
+	if n := c.HTTP.MaxHeaderBytes; n < 1<<10 || n > 1<<20 {
+		bad("http.max_header_bytes", "%d not in 1024..1048576", n)
+	}
+	for _, d := range []struct {
+		f string
+		v time.Duration
+	}{
+		{"http.read_header_timeout", c.HTTP.ReadHeaderTimeout}, {"http.read_timeout", c.HTTP.ReadTimeout},
+		{"http.write_timeout", c.HTTP.WriteTimeout}, {"http.idle_timeout", c.HTTP.IdleTimeout},
+		{"http.shutdown_timeout", c.HTTP.ShutdownTimeout}, {"backend.request_timeout", c.Backend.RequestTimeout},
+		{"backend.dial_timeout", c.Backend.DialTimeout}, {"backend.connect_timeout", c.Backend.ConnectTimeout},
+	} {
+		if d.v < 0 {
+			bad(d.f, "must not be negative")
+		}
+	}
+	if c.HTTP.WriteTimeout <= c.Backend.RequestTimeout {
+		bad("http.write_timeout", "%v must exceed backend.request_timeout %v", c.HTTP.WriteTimeout, c.Backend.RequestTimeout)
+	}
+	if n := c.XML.MaxDepth; n < 8 || n > 1000 {
+		bad("xml.max_depth", "%d not in 8..1000", n)
+	}
+	if s := c.XML.GSBStatus; s != "PRIMARY" && s != "BACKUP" {
+		bad("xml.gsb_status", "%q is not PRIMARY or BACKUP", s)
+	}
+	if n := c.Backend.Conns; n < 1 || n > 64 {
+		bad("backend.conns", "%d not in 1..64", n)
+	}
+	if n := c.Auth.CacheSize; n < 1 {
+		bad("auth.cache_size", "%d must be positive", n)
+	}
+	if n := c.Auth.MaxConcurrentHashes; n < 1 {
+		bad("auth.max_concurrent_hashes", "%d must be positive", n)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not debug, info, warn or error", c.Log.Level)
+	}
+	if f := c.Log.Format; f != "json" && f != "console" {
+		bad("log.format", "%q is not json or console", f)
+	}
+	if len(c.Accounts) == 0 {
+		bad("accounts", "at least one account is required")
+	}
+	ids := map[string]int{}
+	emails := map[string]int{}
+	for i, a := range c.Accounts {
+		f := fmt.Sprintf("accounts[%d]", i)
+		switch {
+		case a.WebExID == "":
+			bad(f+".web_ex_id", "required")
+		case len(a.WebExID) > 64:
+			bad(f+".web_ex_id", "longer than 64 bytes")
+		default:
+			k := strings.ToLower(a.WebExID)
+			if j, dup := ids[k]; dup {
+				bad(f+".web_ex_id", "%q already used by accounts[%d]", a.WebExID, j)
+			}
+			ids[k] = i
+		}
+		if a.Email != "" {
+			k := strings.ToLower(a.Email)
+			if j, dup := emails[k]; dup {
+				bad(f+".email", "%q already used by accounts[%d]", a.Email, j)
+			}
+			emails[k] = i
+		}
+		if a.SiteID == "" && a.SiteName == "" {
+			bad(f, "site_id or site_name is required")
+		}
+		if a.SiteID != "" {
+			if _, err := strconv.ParseInt(a.SiteID, 10, 64); err != nil {
+				bad(f+".site_id", "%q is not a number", a.SiteID)
+			}
+		}
+		if _, err := parseHash(a.PasswordHash); err != nil {
+			bad(f+".password_hash", "%v", err)
+		}
+		if a.TimeZoneID != nil && (*a.TimeZoneID < 0 || *a.TimeZoneID > MaxTimeZoneID) {
+			bad(f+".time_zone_id", "%d not in 0..%d", *a.TimeZoneID, MaxTimeZoneID)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,77 @@
+// Package xmlapi is switchboard's WebEx XML API front end: it accepts the
+// teleconference-only ("AUO") requests real WebEx clients post to
+// /WBXService/XMLService, turns them into calls on the daemon's socket
+// (package client) and answers in the exact shape those clients parse.
+//
+// Why a separate, thin layer: the daemon speaks a small binary protocol and
+// never parses meeting data; everything WebEx-specific (XML dialects,
+// accounts, the meeting record, exception IDs) lives here, so the daemon's
+// hot path stays free of it and this layer can be replaced or run several
+// times over without state: the whole meeting travels to the daemon as the
+// reservation's opaque meta blob (record.go) and comes back on LOOKUP, so a
+// Get works after this process or the daemon restarts.
+//
+// # Operations
+//
+//   - CreateTeleconferenceSession: ALLOCATE → auo:sessionKey.
+//   - GetTeleconferenceSession: LOOKUP → the stored meeting and the bridge's
+//     toll and toll-free numbers and access codes.
+//   - SetTeleconferenceSession: LOOKUP, merge, UPDATE → empty body.
+//   - DelSession: LOOKUP (ownership), RELEASE → empty body.
+//
+// Any other operation is a FAILURE 000000. A host may only Get, Set or
+// Delete its own sessions (000001 otherwise). Exception IDs: errors.go.
+//
+// # What is accepted (webex-xml-api.md §2.2, §11)
+//
+// Elements are matched by local name, ignoring namespaces and prefixes
+// (declared or not) and letter case (`siteId`); the root may be
+// serv:message or message; element order is free; unknown elements are
+// ignored; the operation comes from bodyContent/@xsi:type in the documented
+// "java:…Op" form or as a JAXB QName; booleans are true/false/1/0 in any
+// case; ISO-8859-1, Windows-1252 and other declared encodings are read
+// (charset.go says how far); the Content-Type is ignored and the body is
+// never form-decoded. Malformed, oversized or too deeply nested documents
+// get a FAILURE 000000, never a 500.
+//
+// # Decisions on the unknowns of webex-xml-api.md §12
+//
+//   - Exception IDs (§12.1): errors.go; our own IDs are in the 0699xx block.
+//   - Required fields (§12.2): confName on Create (and after a Set); an
+//     email per attendee; sessionKey on Set, Get and DelSession. Missing
+//     duration is 60 minutes, missing timeZoneID the account's zone.
+//     Validation failures are 069900 and name the element.
+//   - Response samples (§12.3): Create as the seed; Set and DelSession an
+//     empty typed bodyContent (auo:setTeleconferenceSessionResponse,
+//     ep:delSessionResponse); Get as render.go describes.
+//   - QName xsi:type and qualified bodies (§12.4): accepted; names match
+//     case-insensitively.
+//   - Order, unknown elements, listing (§12.5): order is free, unknown
+//     elements are ignored, listing is PUBLIC or PRIVATE only (UNLISTED is
+//     refused, as the AUO schema says).
+//   - Failover (§12.6): never in the XML (gsbStatus is a different axis);
+//     the tier is in the X-Switchboard-Tier response header.
+//   - Password criteria (§12.7): sessionPassword at most 16 characters,
+//     nothing else (site policies are not modelled).
+//   - Nested prefixes (§12.8): com: for common.xsd children (tracking
+//     codes, phones), auo: for the rest.
+//   - DelMeeting (§12.9): not supported; DelSession is the AUO delete.
+//   - duration (§12.10): minutes; remind and validateFormat are stored and
+//     returned but have no effect.
+//   - Enumerations are read case-insensitively and written in the schema's
+//     case. startDate is converted to UTC with the fixed offsets of the
+//     timeZoneID table (timezone.go; no daylight saving time).
+//   - Set changes only the elements it carries; an attendee list or the
+//     repeat element replaces the stored one whole. Two concurrent Sets of
+//     one session: the last one wins.
+//
+// # Security
+//
+// Accounts come from the config with bcrypt or argon2id password hashes;
+// the securityContext rule is (siteName or siteID) and (webExID or email)
+// and password. A verified (account, password) pair is remembered as a
+// keyed HMAC for auth.cache_ttl so that the slow hash is not paid on every
+// request; slow checks are bounded in number. Logs never contain
+// passwords, meeting content or meta: one line per request with the
+// operation, user, key, tier, exception ID and offending element path.
+package xmlapi

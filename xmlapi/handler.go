@@ -1,0 +1,472 @@
+package xmlapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"switchboard/client"
+	"switchboard/mux"
+	"switchboard/wire"
+)
+
+// Path is where WebEx clients post requests.
+const Path = "/WBXService/XMLService"
+
+// TierHeader is the response header naming the telephony tier that holds
+// the session (Create, Get, Set). It is for operators: a failover never
+// shows in the XML, which has no field for it.
+const TierHeader = "X-Switchboard-Tier"
+
+// IdempotencyHeader is an optional request header. A client that retries a
+// Create it is not sure went through sends the same value again and gets
+// the first result instead of a second meeting (see Handler).
+const IdempotencyHeader = "Idempotency-Key"
+
+// defaultDuration is the duration of a meeting whose request names none,
+// in minutes (the WebEx default).
+const defaultDuration = 60
+
+// Backend is the daemon, as the front end uses it. *client.Client
+// implements it.
+type Backend interface {
+	Allocate(ctx context.Context, req *wire.AllocateRequest) (client.Allocation, error)
+	Lookup(ctx context.Context, key uint64) (client.Reservation, error)
+	Update(ctx context.Context, key uint64, spec *wire.Spec, meta []byte) (client.Reservation, error)
+	Release(ctx context.Context, key uint64) error
+}
+
+var _ Backend = (*client.Client)(nil)
+
+// Option configures a Handler (test seams).
+type Option func(*Handler)
+
+// WithLogger sets the logger (default: none).
+func WithLogger(l *zap.Logger) Option {
+	return func(h *Handler) {
+		if l != nil {
+			h.log = l
+		}
+	}
+}
+
+// WithClock replaces time.Now (it dates the password cache).
+func WithClock(now func() time.Time) Option {
+	return func(h *Handler) {
+		if now != nil {
+			h.now = now
+		}
+	}
+}
+
+// WithRandom replaces crypto/rand as the source of idempotency tokens.
+func WithRandom(r io.Reader) Option {
+	return func(h *Handler) {
+		if r != nil {
+			h.rand = r
+		}
+	}
+}
+
+// Handler serves the WebEx XML API (CreateTeleconferenceSession,
+// SetTeleconferenceSession, GetTeleconferenceSession, DelSession) on top
+// of the daemon. It keeps no meeting state: the meeting record travels as
+// the reservation's meta. It is safe for concurrent use and starts no
+// goroutines.
+//
+// Idempotency (decision): a Create gets a fresh random token, reused for
+// the Handler's own retry when the daemon connection is lost mid-call, so
+// that retry never makes a second bridge. The token is not derived from
+// the request's content: WebEx Create has no request id, and two identical
+// Creates are two meetings (the daemon remembers a token for a day). A
+// client that wants its own retries deduplicated sends an Idempotency-Key
+// header; the token is then a hash of the account and that key.
+type Handler struct {
+	be      Backend
+	auth    *authenticator
+	log     *zap.Logger
+	now     func() time.Time
+	rand    io.Reader
+	maxBody int
+	depth   int
+	gsb     string
+	timeout time.Duration
+	bufs    sync.Pool // *[]byte
+}
+
+// NewHandler returns a Handler for cfg (defaulted and validated, as
+// ParseConfig returns it) calling be.
+func NewHandler(cfg *Config, be Backend, opts ...Option) (*Handler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	h := &Handler{be: be, log: zap.NewNop(), now: time.Now, rand: rand.Reader, maxBody: cfg.HTTP.MaxBodyBytes,
+		depth: cfg.XML.MaxDepth, gsb: cfg.XML.GSBStatus, timeout: cfg.Backend.RequestTimeout}
+	for _, o := range opts {
+		o(h)
+	}
+	var err error
+	if h.auth, err = newAuthenticator(cfg, h.now); err != nil {
+		return nil, fmt.Errorf("xmlapi: %w", err)
+	}
+	h.bufs.New = func() any { b := make([]byte, 0, 4096); return &b }
+	return h, nil
+}
+
+func (h *Handler) getBuf() *[]byte { return h.bufs.Get().(*[]byte) }
+
+func (h *Handler) putBuf(b *[]byte) {
+	if cap(*b) > 1<<20 {
+		return // do not keep a huge body's buffer
+	}
+	*b = (*b)[:0]
+	h.bufs.Put(b)
+}
+
+// outcome is what one request did, for the log line.
+type outcome struct {
+	op    op
+	user  string
+	key   uint64
+	tier  string
+	fault *Fault
+	err   error // the daemon error behind a fault, if any
+}
+
+// ServeHTTP answers one POST. Every answer is XML with HTTP 200, FAILURE
+// included (a non-POST method gets 405 with a FAILURE body); the request
+// body is read raw whatever its Content-Type and is never form-decoded.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := h.now()
+	out := h.getBuf()
+	defer h.putBuf(out)
+	var oc outcome
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			h.log.Error("xml request panicked", zap.Any("panic", p), zap.Stack("stack"))
+			oc.fault = &Fault{ID: ExcInternal, Reason: "Internal error"}
+			*out = appendFailure((*out)[:0], svcNone, h.gsb, oc.fault)
+			h.write(w, http.StatusOK, *out, "")
+		}
+	}()
+
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		oc.fault = forwardFault("method %s, use POST", r.Method)
+		*out = appendFailure(*out, svcNone, h.gsb, oc.fault)
+		h.write(w, http.StatusMethodNotAllowed, *out, "")
+		h.logOutcome(&oc, start)
+		return
+	}
+	in := h.getBuf()
+	defer h.putBuf(in)
+	body, err := readBody(r.Body, *in, h.maxBody)
+	*in = body[:0]
+	switch {
+	case errors.Is(err, errTooLarge):
+		w.Header().Set("Connection", "close") // do not read the rest
+		oc.fault = forwardFault("request larger than %d bytes", h.maxBody)
+	case err != nil:
+		oc.fault = forwardFault("cannot read the request body")
+	}
+	if oc.fault != nil {
+		*out = appendFailure(*out, svcNone, h.gsb, oc.fault)
+		h.write(w, http.StatusOK, *out, "")
+		h.logOutcome(&oc, start)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.timeout)
+	defer cancel()
+	*out = h.serve(ctx, body, r.Header.Get(IdempotencyHeader), *out, &oc)
+	h.write(w, http.StatusOK, *out, oc.tier)
+	h.logOutcome(&oc, start)
+}
+
+var errTooLarge = errors.New("body too large")
+
+// readBody reads r into buf, failing with errTooLarge past max bytes.
+func readBody(r io.Reader, buf []byte, max int) ([]byte, error) {
+	b := bytes.NewBuffer(buf[:0])
+	n, err := b.ReadFrom(io.LimitReader(r, int64(max)+1))
+	if err != nil {
+		return b.Bytes(), err
+	}
+	if n > int64(max) {
+		return b.Bytes(), errTooLarge
+	}
+	return b.Bytes(), nil
+}
+
+func (h *Handler) write(w http.ResponseWriter, status int, body []byte, tier string) {
+	hd := w.Header()
+	hd.Set("Content-Type", "text/xml;charset=UTF-8")
+	hd.Set("Pragma", "no-cache")
+	hd.Set("Cache-Control", "no-cache")
+	hd.Set("Expires", "Thu, 01 Jan 1970 00:00:00 GMT")
+	hd.Set("Content-Length", strconv.Itoa(len(body)))
+	if tier != "" {
+		hd.Set(TierHeader, tier)
+	}
+	w.WriteHeader(status)
+	w.Write(body) // an error here is the client's departure: nothing to do
+}
+
+var opNames = [...]string{opNone: "none", opCreate: "CreateTeleconferenceSession", opSet: "SetTeleconferenceSession",
+	opGet: "GetTeleconferenceSession", opDel: "DelSession"}
+
+// logOutcome writes one line per request. It never logs request content:
+// no password, no meeting field, no meta, no FAILURE reason (which may
+// quote a value); the offending element's path is enough.
+func (h *Handler) logOutcome(oc *outcome, start time.Time) {
+	lvl := zap.DebugLevel
+	msg := "xml request served"
+	if oc.fault != nil {
+		msg = "xml request failed"
+		switch oc.fault.ID {
+		case ExcAuth, ExcAccessDenied:
+			lvl = zap.WarnLevel
+		case ExcNotResponding, ExcUnavailable, ExcCapacity, ExcOverloaded, ExcKeysExhausted, ExcInternal:
+			lvl = zap.ErrorLevel
+		default:
+			lvl = zap.InfoLevel
+		}
+	}
+	if ce := h.log.Check(lvl, msg); ce != nil {
+		fs := make([]zap.Field, 0, 8)
+		fs = append(fs, zap.String("op", opNames[oc.op]), zap.Duration("took", h.now().Sub(start)))
+		if oc.user != "" {
+			fs = append(fs, zap.String("user", oc.user))
+		}
+		if oc.key != 0 {
+			fs = append(fs, zap.Uint64("key", oc.key))
+		}
+		if oc.tier != "" {
+			fs = append(fs, zap.String("tier", oc.tier))
+		}
+		if oc.fault != nil {
+			fs = append(fs, zap.String("exception", oc.fault.ID))
+			if oc.fault.Elem != "" {
+				fs = append(fs, zap.String("element", oc.fault.Elem))
+			}
+		}
+		if oc.err != nil {
+			fs = append(fs, zap.Error(oc.err))
+		}
+		ce.Write(fs...)
+	}
+}
+
+// serve handles one request document and appends the response to dst.
+func (h *Handler) serve(ctx context.Context, body []byte, idemKey string, dst []byte, oc *outcome) []byte {
+	var req request
+	if f := parseRequest(body, h.depth, &req); f != nil {
+		oc.fault = f
+		return appendFailure(dst, serviceOf(req.op), h.gsb, f)
+	}
+	oc.op = req.op
+	svc := serviceOf(req.op)
+	acc, f := h.auth.authenticate(ctx, &req.cred)
+	if f != nil {
+		oc.fault = f
+		return appendFailure(dst, svc, h.gsb, f)
+	}
+	oc.user = acc.webExID
+	if req.fault != nil {
+		oc.fault = req.fault
+		return appendFailure(dst, svc, h.gsb, req.fault)
+	}
+	var out []byte
+	switch req.op {
+	case opCreate:
+		out, f = h.create(ctx, acc, &req, idemKey, dst, oc)
+	case opGet:
+		out, f = h.get(ctx, acc, &req, dst, oc)
+	case opSet:
+		out, f = h.set(ctx, acc, &req, dst, oc)
+	case opDel:
+		out, f = h.del(ctx, acc, &req, dst, oc)
+	}
+	if f != nil {
+		oc.fault = f
+		return appendFailure(dst, svc, h.gsb, f)
+	}
+	return out
+}
+
+// checkHost refuses scheduling for another host: hostWebExID, when given,
+// must name the caller (delegated scheduling is not supported).
+func checkHost(m *meeting, acc *account) *Fault {
+	if m.isSet(fHostWebExID) && m.str(fHostWebExID) != "" && !strings.EqualFold(m.str(fHostWebExID), acc.webExID) {
+		return &Fault{ID: ExcAccessDenied, Elem: "schedule/hostWebExID",
+			Reason: "Access denied: schedule/hostWebExID names another host"}
+	}
+	return nil
+}
+
+// encodeMeta validates m as a whole and encodes it as the meta blob.
+func encodeMeta(acc *account, m *meeting) ([]byte, *Fault) {
+	if !m.isSet(fConfName) || m.str(fConfName) == "" {
+		return nil, invalidFault("metaData/confName", "required")
+	}
+	if f := checkHost(m, acc); f != nil {
+		return nil, f
+	}
+	if f := m.finish(); f != nil {
+		return nil, f
+	}
+	meta := appendRecord(make([]byte, 0, 512), &record{owner: acc.webExID, site: acc.siteKey(), m: *m})
+	if len(meta) > wire.MaxMeta {
+		return nil, &Fault{ID: ExcTooLarge, Reason: fmt.Sprintf("Meeting record too large: %d bytes, at most %d; shorten the attendee lists", len(meta), wire.MaxMeta)}
+	}
+	return meta, nil
+}
+
+// retry runs call once more when its outcome is unknown (the connection to
+// the daemon died after the request was sent) and time remains. Every
+// daemon call made here is safe to repeat: ALLOCATE carries the same
+// token, LOOKUP reads, UPDATE replaces, RELEASE answers NOT_FOUND the
+// second time (del handles that).
+func retry(ctx context.Context, call func() error) (retried bool, err error) {
+	err = call()
+	if err != nil && errors.Is(err, mux.ErrUnknownOutcome) && ctx.Err() == nil {
+		return true, call()
+	}
+	return false, err
+}
+
+func (h *Handler) token(acc *account, idemKey string) ([]byte, *Fault) {
+	if idemKey != "" {
+		if len(idemKey) > 128 {
+			return nil, forwardFault("%s longer than 128 bytes", IdempotencyHeader)
+		}
+		sum := sha256.Sum256([]byte(strings.ToLower(acc.webExID) + "\x00" + idemKey))
+		return sum[:], nil
+	}
+	t := make([]byte, 16)
+	if _, err := io.ReadFull(h.rand, t); err != nil {
+		return nil, &Fault{ID: ExcInternal, Reason: "Internal error"}
+	}
+	return t, nil
+}
+
+func (h *Handler) create(ctx context.Context, acc *account, req *request, idemKey string, dst []byte, oc *outcome) ([]byte, *Fault) {
+	m := &req.m
+	if !m.isSet(fTimeZoneID) {
+		m.set(fTimeZoneID, value{n: int64(acc.tz)})
+	}
+	if !m.isSet(fDuration) {
+		m.set(fDuration, value{n: defaultDuration})
+	}
+	meta, f := encodeMeta(acc, m)
+	if f != nil {
+		return nil, f
+	}
+	tok, f := h.token(acc, idemKey)
+	if f != nil {
+		return nil, f
+	}
+	areq := wire.AllocateRequest{Token: tok, Spec: m.spec(), Meta: meta}
+	var a client.Allocation
+	_, err := retry(ctx, func() (err error) {
+		a, err = h.be.Allocate(ctx, &areq)
+		return err
+	})
+	if err != nil {
+		oc.err = err
+		return nil, backendFault(err)
+	}
+	oc.key, oc.tier = a.Key, a.Tier
+	return appendCreateResponse(dst, h.gsb, a.Key), nil
+}
+
+// owned looks up the session and checks that acc owns it. A reservation
+// whose meta is not a meeting record (allocated by another client of the
+// daemon) is not a meeting of this API: 060001.
+func (h *Handler) owned(ctx context.Context, acc *account, req *request, oc *outcome) (client.Reservation, *record, *Fault) {
+	if !req.hasKey {
+		return client.Reservation{}, nil, invalidFault("sessionKey", "required")
+	}
+	oc.key = req.key
+	var res client.Reservation
+	_, err := retry(ctx, func() (err error) {
+		res, err = h.be.Lookup(ctx, req.key)
+		return err
+	})
+	if err != nil {
+		oc.err = err
+		return res, nil, backendFault(err)
+	}
+	rec, err := decodeRecord(res.Meta)
+	switch {
+	case errors.Is(err, ErrRecordVersion):
+		oc.err = err
+		return res, nil, &Fault{ID: ExcInternal, Reason: "Meeting record written by a newer version"}
+	case err != nil:
+		return res, nil, faultNotFound
+	}
+	if !strings.EqualFold(rec.owner, acc.webExID) || rec.site != acc.siteKey() {
+		return res, nil, faultDenied
+	}
+	oc.tier = res.Tier
+	return res, rec, nil
+}
+
+func (h *Handler) get(ctx context.Context, acc *account, req *request, dst []byte, oc *outcome) ([]byte, *Fault) {
+	res, rec, f := h.owned(ctx, acc, req, oc)
+	if f != nil {
+		return nil, f
+	}
+	return appendGetResponse(dst, h.gsb, req.key, &rec.m, &res.Bridge), nil
+}
+
+func (h *Handler) set(ctx context.Context, acc *account, req *request, dst []byte, oc *outcome) ([]byte, *Fault) {
+	_, rec, f := h.owned(ctx, acc, req, oc)
+	if f != nil {
+		return nil, f
+	}
+	m := rec.m
+	m.merge(&req.m)
+	meta, f := encodeMeta(acc, &m)
+	if f != nil {
+		return nil, f
+	}
+	spec := m.spec()
+	var res client.Reservation
+	_, err := retry(ctx, func() (err error) {
+		res, err = h.be.Update(ctx, req.key, &spec, meta)
+		return err
+	})
+	if err != nil {
+		oc.err = err
+		return nil, backendFault(err)
+	}
+	oc.tier = res.Tier
+	return appendEmptyResponse(dst, svcAuo, h.gsb, "auo:setTeleconferenceSessionResponse"), nil
+}
+
+func (h *Handler) del(ctx context.Context, acc *account, req *request, dst []byte, oc *outcome) ([]byte, *Fault) {
+	if _, _, f := h.owned(ctx, acc, req, oc); f != nil {
+		return nil, f
+	}
+	oc.tier = ""
+	retried, err := retry(ctx, func() error { return h.be.Release(ctx, req.key) })
+	if err != nil && !(retried && errors.Is(err, wire.StatusNotFound)) {
+		oc.err = err
+		return nil, backendFault(err)
+	}
+	return appendEmptyResponse(dst, svcEp, h.gsb, "ep:delSessionResponse"), nil
+}
