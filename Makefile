@@ -3,7 +3,8 @@ GO       ?= go
 BIN      := bin
 RUN_DIR  ?= run
 SOCKET   ?= $(RUN_DIR)/switchboard.sock
-CMDS     := switchboard sbctl sbbench telsim
+CMDS     := switchboard sbctl sbbench telsim xmlapi
+XML_ADDR ?= 127.0.0.1:8080
 PKGS     := ./...
 BENCH    ?= .
 COUNT    ?= 6
@@ -18,15 +19,19 @@ build:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
 
-## run: build and start the daemon on its embedded default (three in-process simulated tiers)
+## run: build and start the daemon on its embedded default (three in-process simulated
+##      tiers) and the XML API front end beside it; Ctrl-C stops both
 run: build
 	@mkdir -p $(RUN_DIR)/data
-	@echo "switchboard: socket $(SOCKET), data $(RUN_DIR)/data — stop with Ctrl-C"
+	@echo "switchboard: socket $(SOCKET), data $(RUN_DIR)/data; XML API on http://$(XML_ADDR)/WBXService/XMLService"
 	@echo "try it, in another terminal:"
-	@echo "  $(BIN)/sbctl -socket $(SOCKET) ping"
+	@echo "  curl -sS -i --data-binary @xmlapi/testdata/seed_request.xml http://$(XML_ADDR)/WBXService/XMLService"
 	@echo "  $(BIN)/sbctl -socket $(SOCKET) -json allocate -name 'Sample Teleconference-only meeting'"
 	@echo "  $(BIN)/sbctl -socket $(SOCKET) lookup KEY"
 	@echo "  $(BIN)/sbbench -socket $(SOCKET) -concurrency 32 -duration 5s"
+	@echo "stop with Ctrl-C"
+	@trap 'kill $$xp 2>/dev/null; wait $$xp 2>/dev/null' EXIT INT TERM; \
+	$(BIN)/xmlapi -listen $(XML_ADDR) -socket $(SOCKET) & xp=$$!; \
 	$(BIN)/switchboard -socket $(SOCKET) -data-dir $(RUN_DIR)/data
 
 ## test: vet, then every test with the race detector (what CI runs)

@@ -115,25 +115,9 @@ func (g *Generator) home() *stripe {
 // slow runs when the caller's chunk is drained: install the next chunk, or
 // take a leftover key from another stripe, or report why there is none.
 func (g *Generator) slow(st *stripe) (uint64, error) {
-	st.mu.Lock()
-	// Another caller of this stripe may have installed a chunk meanwhile.
-	if c := st.cur.Load(); c.left() > 0 {
-		if i := c.next.Add(1) - 1; i < uint64(len(c.keys)) {
-			st.mu.Unlock()
-			return c.keys[i], nil
-		}
+	if k, ok, err := g.install(st); ok || err != nil {
+		return k, err
 	}
-	if g.closed.Load() {
-		st.mu.Unlock()
-		return 0, ErrClosed
-	}
-	if c := g.s.take(); c != nil {
-		c.next.Store(1) // c is not visible to anyone else yet: key 0 is ours
-		st.cur.Store(c)
-		st.mu.Unlock()
-		return c.keys[0], nil
-	}
-	st.mu.Unlock()
 	// Nothing queued. Keys may still sit in other stripes' chunks (stripes
 	// whose goroutines went quiet): hand those out before failing, so no
 	// key is stranded when the store fails or the space ends.
@@ -145,7 +129,37 @@ func (g *Generator) slow(st *stripe) (uint64, error) {
 			}
 		}
 	}
-	return 0, g.s.failure()
+	// The refill loop queues a block's chunks before it records success or
+	// exhaustion, so with the reason read first, one more look at the queue
+	// sees any chunk queued since the first look.
+	err := g.s.failure()
+	if k, ok, ierr := g.install(st); ok || ierr != nil {
+		return k, ierr
+	}
+	return 0, err
+}
+
+// install returns a key from st's chunk if another caller refilled it, or
+// takes the next chunk from the queue into st and returns its first key.
+// ok is false when the queue is empty.
+func (g *Generator) install(st *stripe) (key uint64, ok bool, err error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if c := st.cur.Load(); c.left() > 0 {
+		if i := c.next.Add(1) - 1; i < uint64(len(c.keys)) {
+			return c.keys[i], true, nil
+		}
+	}
+	if g.closed.Load() {
+		return 0, false, ErrClosed
+	}
+	c := g.s.take()
+	if c == nil {
+		return 0, false, nil
+	}
+	c.next.Store(1) // c is not visible to anyone else yet: key 0 is ours
+	st.cur.Store(c)
+	return c.keys[0], true, nil
 }
 
 // Stats returns a snapshot of the generator's counters.

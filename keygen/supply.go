@@ -387,10 +387,12 @@ func (s *supply) exhausted(err error) {
 	if s.final.Load() != nil {
 		return
 	}
-	s.final.Store(&leaseFailure{err: err, at: s.clock.Now()})
-	s.failing.Store(nil)
+	// Logged before it takes effect, so that whoever sees ErrExhausted can
+	// also find the log entry.
 	s.log.Error("session keys: key space exhausted; ALLOCATE fails once the buffered keys are used",
 		zap.Error(err), zap.Int64("buffered", s.queued.Load()))
+	s.final.Store(&leaseFailure{err: err, at: s.clock.Now()})
+	s.failing.Store(nil)
 }
 
 // warnIfLow logs a warning each time the leased fraction of the partition

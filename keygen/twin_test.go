@@ -35,17 +35,27 @@ func (g *mutexGen) Next() (uint64, error) {
 		g.mu.Unlock()
 		return k, nil
 	}
+	k, err := g.nextChunkLocked()
+	g.mu.Unlock()
+	return k, err
+}
+
+// nextChunkLocked moves to the next queued chunk, or reports why there is
+// none (looking at the queue once more after reading the reason, as
+// Generator.slow does). g.mu is held.
+func (g *mutexGen) nextChunkLocked() (uint64, error) {
 	if g.closed.Load() {
-		g.mu.Unlock()
 		return 0, ErrClosed
 	}
-	if c := g.s.take(); c != nil {
-		g.cur, g.i = c, 1
-		g.mu.Unlock()
-		return c.keys[0], nil
+	c := g.s.take()
+	if c == nil {
+		err := g.s.failure()
+		if c = g.s.take(); c == nil {
+			return 0, err
+		}
 	}
-	g.mu.Unlock()
-	return 0, g.s.failure()
+	g.cur, g.i = c, 1
+	return c.keys[0], nil
 }
 
 func (g *mutexGen) Stats() Stats {

@@ -59,18 +59,29 @@ type authenticator struct {
 
 	mu sync.Mutex
 	// Guarded by mu.
-	cache map[[32]byte]time.Time // HMAC(account, password) → expiry
+	cache    map[[32]byte]time.Time   // HMAC(account, password) → expiry
+	inflight map[[32]byte]*hashFlight // slow checks in progress, shared by identical requests
+}
+
+// hashFlight is one slow check that concurrent requests with the same
+// credentials wait for, instead of each paying for it (a cold cache under
+// load would otherwise queue hundreds of identical bcrypt runs).
+type hashFlight struct {
+	done chan struct{} // closed when ok and err are set
+	ok   bool
+	err  error
 }
 
 func newAuthenticator(cfg *Config, now func() time.Time) (*authenticator, error) {
 	a := &authenticator{
-		byID:    map[string]*account{},
-		byEmail: map[string]*account{},
-		sem:     make(chan struct{}, cfg.Auth.MaxConcurrentHashes),
-		now:     now,
-		ttl:     cfg.Auth.CacheTTL,
-		size:    cfg.Auth.CacheSize,
-		cache:   map[[32]byte]time.Time{},
+		byID:     map[string]*account{},
+		byEmail:  map[string]*account{},
+		sem:      make(chan struct{}, cfg.Auth.MaxConcurrentHashes),
+		now:      now,
+		ttl:      cfg.Auth.CacheTTL,
+		size:     cfg.Auth.CacheSize,
+		cache:    map[[32]byte]time.Time{},
+		inflight: map[[32]byte]*hashFlight{},
 	}
 	if _, err := rand.Read(a.macKey[:]); err != nil {
 		return nil, err
@@ -128,18 +139,56 @@ func (a *authenticator) authenticate(ctx context.Context, c *credentials) (*acco
 		a.slowVerify(ctx, a.dummy, c.password)
 		return nil, faultAuth
 	}
-	if a.cached(acc, c.password) {
-		return acc, nil
-	}
-	ok, err := a.slowVerify(ctx, acc.hash, c.password)
+	ok, err := a.verify(ctx, acc, c.password)
 	if err != nil {
 		return nil, backendFault(err)
 	}
 	if !ok {
 		return nil, faultAuth
 	}
-	a.remember(acc, c.password)
 	return acc, nil
+}
+
+// verify checks password against acc: from the cache, else by joining an
+// identical check in flight, else by a slow check that it remembers.
+func (a *authenticator) verify(ctx context.Context, acc *account, password string) (bool, error) {
+	if a.ttl <= 0 {
+		return a.slowVerify(ctx, acc.hash, password)
+	}
+	k := a.mac(acc, password)
+	now := a.now()
+	a.mu.Lock()
+	if exp, ok := a.cache[k]; ok {
+		if !now.After(exp) {
+			a.mu.Unlock()
+			return true, nil
+		}
+		delete(a.cache, k)
+	}
+	if fl, ok := a.inflight[k]; ok {
+		a.mu.Unlock()
+		select {
+		case <-fl.done:
+			return fl.ok, fl.err
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+	fl := &hashFlight{done: make(chan struct{})}
+	a.inflight[k] = fl
+	a.mu.Unlock()
+
+	// The check runs under the first caller's context; if that ends
+	// first, the waiters get its error and retry on their next request.
+	fl.ok, fl.err = a.slowVerify(ctx, acc.hash, password)
+	a.mu.Lock()
+	delete(a.inflight, k)
+	if fl.ok {
+		a.rememberLocked(k, a.now())
+	}
+	a.mu.Unlock()
+	close(fl.done)
+	return fl.ok, fl.err
 }
 
 // match finds the account the identity and site fields name, or nil.
@@ -196,30 +245,8 @@ func (a *authenticator) mac(acc *account, password string) [32]byte {
 	return out
 }
 
-func (a *authenticator) cached(acc *account, password string) bool {
-	if a.ttl <= 0 {
-		return false
-	}
-	k := a.mac(acc, password)
-	now := a.now()
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	exp, ok := a.cache[k]
-	if ok && now.After(exp) {
-		delete(a.cache, k)
-		return false
-	}
-	return ok
-}
-
-func (a *authenticator) remember(acc *account, password string) {
-	if a.ttl <= 0 {
-		return
-	}
-	k := a.mac(acc, password)
-	now := a.now()
-	a.mu.Lock()
-	defer a.mu.Unlock()
+// rememberLocked caches a verified pair. a.mu must be held.
+func (a *authenticator) rememberLocked(k [32]byte, now time.Time) {
 	if len(a.cache) >= a.size {
 		for ck, exp := range a.cache {
 			if now.After(exp) {

@@ -301,7 +301,7 @@ func (h *Handler) serve(ctx context.Context, body []byte, idemKey string, dst []
 		out, f = h.del(ctx, acc, &req, dst, oc)
 	}
 	if f != nil {
-		oc.fault = f
+		oc.fault, oc.tier = f, "" // the tier header is for successes only
 		return appendFailure(dst, svc, h.gsb, f)
 	}
 	return out

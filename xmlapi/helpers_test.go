@@ -3,6 +3,7 @@ package xmlapi
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
 
 	"switchboard/client"
@@ -45,22 +47,33 @@ func readFile(t testing.TB, name string) []byte {
 	return b
 }
 
-// Test accounts beside the seed's hostid (whose hash in default.yaml is
-// bcrypt cost 10). Theirs are cheap so that wrong-password tests stay fast.
+// Test accounts beside the seed's hostid. All test hashes are cheap so that
+// wrong-password tests stay fast under the race detector.
 const (
 	otherPassword = "other-secret"
 	argonPassword = "argon-secret"
 )
 
-var testHashes = sync.OnceValues(func() ([2]string, error) {
-	b, err := bcrypt.GenerateFromPassword([]byte(otherPassword), bcrypt.MinCost)
-	if err != nil {
-		return [2]string{}, err
+var testHashes = sync.OnceValues(func() ([3]string, error) {
+	var out [3]string
+	for i, pw := range []string{otherPassword, "hostpassword"} {
+		b, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+		if err != nil {
+			return out, err
+		}
+		out[i] = string(b)
 	}
-	// A light argon2id hash in PHC form, as HashPassword writes them.
-	a, err := HashPassword(Argon2id, []byte(argonPassword))
-	return [2]string{string(b), a}, err
+	// A light argon2id hash in the PHC form HashPassword writes (whose own
+	// parameters, 64 MiB × 3 passes, are slow under the race detector).
+	out[2] = lightArgon2id(argonPassword)
+	return out, nil
 })
+
+func lightArgon2id(pw string) string {
+	salt := []byte("0123456789abcdef")
+	key := argon2.IDKey([]byte(pw), salt, 1, 64, 1, 32)
+	return fmt.Sprintf("$argon2id$v=19$m=64,t=1,p=1$%s$%s", base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key))
+}
 
 // testConfig is the embedded default plus two accounts: "otherhost" on the
 // seed's site (for ownership tests) and "argonhost" on site name "acme"
@@ -76,9 +89,12 @@ func testConfig(t testing.TB) *Config {
 		t.Fatal(err)
 	}
 	tz := 45
+	// hostid keeps its identity but gets a cheap hash of the same password
+	// (the embedded cost-10 one is exercised by TestSeedRequestEndToEnd).
+	cfg.Accounts[0].PasswordHash = h[1]
 	cfg.Accounts = append(cfg.Accounts,
 		Account{WebExID: "otherhost", Email: "other@xyz.com", SiteID: "0", PasswordHash: h[0], TimeZoneID: &tz},
-		Account{WebExID: "argonhost", SiteName: "Acme", PasswordHash: h[1]})
+		Account{WebExID: "argonhost", SiteName: "Acme", PasswordHash: h[2]})
 	cfg.ApplyDefaults()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -430,3 +446,5 @@ func (f *fakeBackend) setErr(err error) {
 }
 
 var errNotResponding = errors.New("dial unix /nowhere: connect: connection refused")
+
+type daemonConfig = daemon.Config

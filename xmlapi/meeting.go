@@ -318,30 +318,33 @@ func appendDate(dst []byte, local int64) []byte {
 	return time.Unix(local, 0).UTC().AppendFormat(dst, "01/02/2006 15:04:05")
 }
 
-// parseAttendeeField sets one attendee field; name is lower case.
-func parseAttendeeField(a *attendee, name, text, path string) *Fault {
+// parseAttendeeField sets one attendee field from the element with
+// lower-case name lname; at is the attendee's path for reasons, e.g.
+// "fullAccessAttendees/attendee[2]". Unknown elements are ignored.
+func parseAttendeeField(a *attendee, lname, text, at string) *Fault {
 	var dst *string
 	var limit int
-	switch name {
+	var name string
+	switch lname {
 	case "name":
-		dst, limit = &a.name, attendeeLimits.name
+		dst, limit, name = &a.name, attendeeLimits.name, "name"
 	case "firstname":
-		dst, limit = &a.firstName, attendeeLimits.part
+		dst, limit, name = &a.firstName, attendeeLimits.part, "firstName"
 	case "lastname":
-		dst, limit = &a.lastName, attendeeLimits.part
+		dst, limit, name = &a.lastName, attendeeLimits.part, "lastName"
 	case "email":
-		dst, limit = &a.email, attendeeLimits.email
+		dst, limit, name = &a.email, attendeeLimits.email, "email"
 	case "phone":
-		dst, limit = &a.phone, attendeeLimits.phone
+		dst, limit, name = &a.phone, attendeeLimits.phone, "phones/phone"
 	case "mobilephone":
-		dst, limit = &a.mobilePhone, attendeeLimits.phone
+		dst, limit, name = &a.mobilePhone, attendeeLimits.phone, "phones/mobilePhone"
 	case "fax":
-		dst, limit = &a.fax, attendeeLimits.phone
+		dst, limit, name = &a.fax, attendeeLimits.phone, "phones/fax"
 	default:
-		return nil // unknown element: ignored
+		return nil
 	}
 	if n := utf8.RuneCountInString(text); n > limit {
-		return invalidFault(path, "%d characters, at most %d", n, limit)
+		return invalidFault(at+"/"+name, "%d characters, at most %d", n, limit)
 	}
 	*dst = text
 	return nil

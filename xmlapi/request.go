@@ -161,6 +161,8 @@ func parseRequest(body []byte, maxDepth int, req *request) *Fault {
 		return forwardFault("no message element")
 	case p.bodies == 0:
 		return forwardFault("no bodyContent")
+	case req.opName == "":
+		return forwardFault("bodyContent has no xsi:type naming the operation")
 	case req.op == opNone:
 		return forwardFault("unsupported operation %q", clip(req.opName))
 	}
@@ -392,8 +394,8 @@ func (p *parser) end() *Fault {
 			list, name = &req.m.full, "fullAccessAttendees"
 		}
 		i := len(*list) - 1
-		path := name + "/attendee[" + strconv.Itoa(i+1) + "]/" + f.name
-		if fl := parseAttendeeField(&(*list)[i], f.name, text, path); fl != nil {
+		at := name + "/attendee[" + strconv.Itoa(i+1) + "]"
+		if fl := parseAttendeeField(&(*list)[i], f.name, text, at); fl != nil {
 			keep(fl)
 		}
 	}

@@ -1,0 +1,29 @@
+// Command xmlapi is switchboard's WebEx XML API front end: it serves
+// POST /WBXService/XMLService over HTTP and calls the switchboard daemon
+// over its Unix socket.
+//
+//	xmlapi [-listen 127.0.0.1:8080] [-socket PATH] [-config FILE]
+//	xmlapi -check-config FILE
+//	xmlapi -hash-password [-hash-alg bcrypt|argon2id] < password
+//	xmlapi -print-default-config
+//
+// Without -config it runs the embedded default (xmlapi/default.yaml), whose
+// one account is the seed's sample host (hostid / hostpassword, site 0000).
+// It waits up to backend.connect_timeout for the daemon's socket at start.
+// SIGINT or SIGTERM stop it gracefully. Exit codes: 0 clean stop, 1 runtime
+// failure, 2 bad flags or configuration.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, nil)
+	stop()
+	os.Exit(code)
+}

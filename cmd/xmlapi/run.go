@@ -1,0 +1,173 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"switchboard/client"
+	"switchboard/xmlapi"
+)
+
+// defaultSocket is the daemon's default socket (daemon.DefaultSocket).
+const defaultSocket = "/run/switchboard/switchboard.sock"
+
+// run is the whole program; ready, when set, learns the listening address.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, ready func(net.Addr)) int {
+	fs := flag.NewFlagSet("xmlapi", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:8080", "HTTP listen `address`")
+	socket := fs.String("socket", defaultSocket, "the switchboard daemon's Unix socket `path`")
+	configPath := fs.String("config", "", "config `file` (default: the embedded xmlapi/default.yaml)")
+	check := fs.String("check-config", "", "validate config `file`, print ok or every error, and exit")
+	hash := fs.Bool("hash-password", false, "read a password from standard input, print its hash for accounts[].password_hash, and exit")
+	hashAlg := fs.String("hash-alg", "bcrypt", "hash `algorithm` for -hash-password: bcrypt or argon2id")
+	printDefault := fs.Bool("print-default-config", false, "print the embedded default config and exit")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "xmlapi: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	switch {
+	case *printDefault:
+		stdout.Write(xmlapi.DefaultYAML)
+		return 0
+	case *hash:
+		return hashPassword(stdin, stdout, stderr, *hashAlg)
+	case *check != "":
+		if _, err := xmlapi.LoadConfig(*check); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 2
+		}
+		fmt.Fprintln(stdout, "ok")
+		return 0
+	}
+
+	var cfg *xmlapi.Config
+	var err error
+	if *configPath != "" {
+		cfg, err = xmlapi.LoadConfig(*configPath)
+	} else {
+		cfg, err = xmlapi.DefaultConfig()
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	log, err := newLogger(cfg.Log, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "xmlapi: logger:", err)
+		return 2
+	}
+	defer log.Sync()
+	if err := serve(ctx, cfg, *listen, *socket, log, ready); err != nil {
+		log.Error("xmlapi stopped", zap.Error(err))
+		return 1
+	}
+	return 0
+}
+
+// serve connects to the daemon, then serves HTTP until ctx ends.
+func serve(ctx context.Context, cfg *xmlapi.Config, listen, socket string, log *zap.Logger, ready func(net.Addr)) error {
+	c, err := dialDaemon(ctx, cfg.Backend, socket, log)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	h, err := xmlapi.NewHandler(cfg, c, xmlapi.WithLogger(log.Named("xml")))
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	log.Info("xmlapi ready", zap.String("listen", ln.Addr().String()), zap.String("path", xmlapi.Path),
+		zap.String("socket", socket), zap.Int("accounts", len(cfg.Accounts)))
+	if ready != nil {
+		ready(ln.Addr())
+	}
+	err = xmlapi.Serve(ctx, cfg, xmlapi.NewServer(cfg, h, log), ln)
+	log.Info("xmlapi stopped gracefully")
+	return err
+}
+
+// dialDaemon connects to the daemon, retrying until
+// backend.connect_timeout: at boot the daemon may not be listening yet.
+func dialDaemon(ctx context.Context, b xmlapi.BackendConfig, socket string, log *zap.Logger) (*client.Client, error) {
+	deadline := time.Now().Add(b.ConnectTimeout)
+	for attempt := 0; ; attempt++ {
+		dctx, cancel := context.WithTimeout(ctx, b.DialTimeout)
+		c, err := client.Dial(dctx, socket, client.WithConns(b.Conns), client.WithLogger(log.Named("client")))
+		cancel()
+		if err == nil {
+			return c, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("daemon socket %s not reachable within %v: %w", socket, b.ConnectTimeout, err)
+		}
+		if attempt == 0 {
+			log.Info("waiting for the daemon socket", zap.String("socket", socket), zap.Error(err))
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// hashPassword prints the hash of the first line of stdin.
+func hashPassword(stdin io.Reader, stdout, stderr io.Writer, alg string) int {
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		fmt.Fprintln(stderr, "xmlapi: reading the password:", err)
+		return 1
+	}
+	pw := strings.TrimRight(line, "\r\n")
+	if pw == "" {
+		fmt.Fprintln(stderr, "xmlapi: empty password on standard input")
+		return 2
+	}
+	h, err := xmlapi.HashPassword(xmlapi.Algorithm(alg), []byte(pw))
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	fmt.Fprintln(stdout, h)
+	return 0
+}
+
+// newLogger builds the process logger: JSON or console on w, at the
+// configured level, ISO 8601 times.
+func newLogger(c xmlapi.LogConfig, w io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(c.Level)
+	if err != nil {
+		return nil, err
+	}
+	ec := zap.NewProductionEncoderConfig()
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	if c.Format == "console" {
+		ec.EncodeLevel = zapcore.CapitalLevelEncoder
+		enc = zapcore.NewConsoleEncoder(ec)
+	} else {
+		enc = zapcore.NewJSONEncoder(ec)
+	}
+	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)
+	return zap.New(core, zap.Fields(zap.String("svc", "xmlapi"))), nil
+}
