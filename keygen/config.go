@@ -35,7 +35,7 @@ type Config struct {
 	Digits int
 	// BlockSize is the number of counters leased (made durable) at a time,
 	// 1–MaxBlockSize. Larger blocks mean fewer disk writes and more keys lost
-	// per crash (see DESIGN.md). Default 4096.
+	// per crash (see docs/architecture.md). Default 4096.
 	BlockSize uint64
 	// Secret keys the permutation: at least MinSecretLen bytes, the same on
 	// every node of a deployment. Default nil: load <Dir>/keygen.secret, or

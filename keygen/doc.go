@@ -27,7 +27,7 @@
 // Several daemons share one key space by giving each a disjoint slice of the
 // counter space (NodeConfig, NodePartition) and the same secret; the
 // LeaseStore interface is where a store on a distributed engine (etcd) plugs
-// in later. DESIGN.md explains the scheme, its guarantees and its costs.
+// in later. docs/architecture.md ("Session keys") explains the scheme, its guarantees and its costs.
 //
 // The package starts one goroutine per Generator (the refill loop), owned by
 // the Generator and stopped by Close. File locking uses flock(2), so the file

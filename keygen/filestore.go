@@ -17,7 +17,7 @@ import (
 // Names of the files keygen keeps in its data directory.
 const (
 	// StateFile holds the binding and the durable high-water mark (text,
-	// with a CRC-32C; see DESIGN.md). Mode 0600.
+	// with a CRC-32C; see docs/architecture.md). Mode 0600.
 	StateFile = "keygen.lease"
 	// SecretFile holds the generated secret in hex. Mode 0600, checked.
 	SecretFile = "keygen.secret"

@@ -127,7 +127,7 @@ func TestPermutationFillKeysMatchesKey(t *testing.T) {
 // counters already used to different keys and so reissue keys on upgrade.
 // If this test fails, the change needs a new scheme version, not new vectors.
 // The vectors come from testdata/ref_perm.py, an independent implementation
-// of the construction as DESIGN.md specifies it.
+// of the construction as docs/architecture.md specifies it.
 func TestPermutationGolden(t *testing.T) {
 	cases := []struct {
 		digits  int

@@ -39,6 +39,8 @@ type config struct {
 	maxInFlight int           // open loop: cap on allocations in flight; default 0 = conns × mux.DefaultMaxInFlight
 	spin        time.Duration // open loop: spin this long before each send; default 0
 	releasers   int           // release workers; default 16
+	faults      faultList     // -fault, repeatable: injected into telsim control APIs; default none
+	step        time.Duration // timeline row width; default 1s (widened past maxTimelineRows rows)
 }
 
 // mode names the load model, as printed and in JSON.
@@ -60,8 +62,17 @@ const usageText = `usage: sbbench [-socket PATH] (-rate N | -concurrency N) [-du
 
 Drives ALLOCATE at switchboard's front-end socket, releases what it
 allocated, and prints latency percentiles, errors by code and allocations
-per tier. -rate is an open loop with latency measured from each request's
-intended send time (no coordinated omission); -concurrency is a closed loop.
+per tier, then a timeline of the same numbers per second. -rate is an open
+loop with latency measured from each request's intended send time (no
+coordinated omission); -concurrency is a closed loop.
+
+-fault ADDR=MODE[:K=V,...]@SECONDS (repeatable) injects a telsim fault
+through the control API at ADDR, SECONDS after the end of warmup, e.g.
+  -fault 127.0.0.1:7201=down@3 -fault 127.0.0.1:7201=none@6
+  -fault 127.0.0.1:7201=slow:latency=5ms,jitter=1ms@2
+  -fault 127.0.0.1:7201=errors:fraction=0.1@2   -fault 127.0.0.1:7201=flap:period=500ms@2
+Each injection (time, address, mode, result) is in the output and in the
+timeline row it fell in; a failed one is reported and the run goes on.
 
 The default socket is $` + SocketEnv + ` if set, else ` + DefaultSocket + `.
 
@@ -89,6 +100,8 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	fs.IntVar(&c.maxInFlight, "max-inflight", 0, "open loop: cap on allocations in flight; beyond it: client_backlog (0: 1024 per connection, the client's own cap)")
 	fs.DurationVar(&c.spin, "spin", 0, "open loop: spin (yielding) for the last `D` before each send instead of sleeping")
 	fs.IntVar(&c.releasers, "release-workers", 16, "`N` goroutines releasing allocated keys")
+	fs.Var(&c.faults, "fault", "inject a telsim fault: `ADDR=MODE[:K=V,...]@SECONDS` after the end of warmup (repeatable)")
+	fs.DurationVar(&c.step, "timeline-step", defaultTimelineStep, "timeline row `width` (widened to keep at most 600 rows)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usageText)
@@ -146,6 +159,13 @@ func (c *config) validate() error {
 		return bad("-spin must not be negative")
 	case c.releasers < 1:
 		return bad("-release-workers must be at least 1")
+	case c.step < minTimelineStep:
+		return bad("-timeline-step must be at least %v", minTimelineStep)
+	}
+	for _, f := range c.faults {
+		if f.at >= c.duration {
+			return bad("-fault %s: due at %v, not within the measured -duration %v", f.text, f.at, c.duration)
+		}
 	}
 	return nil
 }

@@ -3,6 +3,7 @@
 // latency percentiles, error counts by code and allocations per tier.
 //
 //	sbbench -socket PATH (-rate N | -concurrency N) -duration D [-conns C] [-json] [-warmup D] [-name-prefix S]
+//	        [-fault ADDR=MODE[:K=V,...]@SECONDS]... [-timeline-step D]
 //
 // Two load models, because they answer different questions:
 //
@@ -34,6 +35,34 @@
 // released by a small pool of release workers while the load runs (release
 // latency and release errors are reported separately, never mixed into the
 // allocation numbers); all releases finish before sbbench exits.
+//
+// # Timeline and fault injection
+//
+// After the summary comes a timeline: the measured window in rows of one
+// second (-timeline-step; widened to keep at most 600 rows), each with the
+// allocations due in it (sent, ok, errors by code), the p50 and p99 of its
+// ok allocations, its allocations by tier and the faults injected in it.
+// Rows are by intended send time, so a stall shows in the row where the
+// requests were due. It is what makes a failover visible: the second
+// primary-large goes down, its column drops to 0 and the next tier's takes
+// over, and it comes back after the tier recovers.
+//
+// -fault ADDR=MODE[:K=V,...]@SECONDS (repeatable) makes that happen during
+// the run: SECONDS after the end of warmup (a number, or a Go duration),
+// sbbench sets the fault MODE (a telsim mode: none, down, refuse, reset,
+// blackhole, slow, errors, garbage, cut, full, flap; K=V are the mode's
+// arguments: latency and jitter for slow, fraction for errors, period for
+// flap) through the telsim control API at ADDR (telsim -control ADDR):
+//
+//	sbbench -rate 2000 -duration 10s -fault 127.0.0.1:7201=down@3 -fault 127.0.0.1:7201=none@6
+//
+// Faults are injected by a goroutine per control address, off the load
+// loop, each call bounded by -timeout. Every injection is reported with the
+// time it was issued, the address, the fault and the result (the fault the
+// server says is in force, or the error): a failed injection is data, not a
+// reason to stop the run. Faults not yet due when the run ends are
+// reported as skipped. sbbench does not undo its faults at the end: give a
+// final "none" if the tier should be left healthy.
 //
 // The run stops by itself after -warmup plus -duration (or -requests
 // allocations); SIGINT stops it early and the summary is still printed.

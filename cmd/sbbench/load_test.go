@@ -19,13 +19,46 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // fakeClock only moves when told to: SleepUntil jumps to the deadline.
-// It is safe for concurrent use.
+// Other goroutines can follow it (follower): their SleepUntil waits until
+// the clock has been moved past the deadline. It is safe for concurrent use.
 type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
+	mu      sync.Mutex
+	now     time.Time
+	changed chan struct{} // closed (and replaced) whenever now moves
 }
 
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_800_000_000, 0)} }
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Unix(1_800_000_000, 0), changed: make(chan struct{})}
+}
+
+// setLocked moves the clock to t and wakes the followers.
+func (c *fakeClock) setLocked(t time.Time) {
+	c.now = t
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// follower is a view of a fakeClock that never moves it: SleepUntil waits
+// for whoever drives the clock to reach the deadline.
+type follower struct{ c *fakeClock }
+
+func (f follower) Now() time.Time { return f.c.Now() }
+
+func (f follower) SleepUntil(ctx context.Context, t time.Time) error {
+	for {
+		f.c.mu.Lock()
+		reached, ch := !t.After(f.c.now), f.c.changed
+		f.c.mu.Unlock()
+		if reached {
+			return ctx.Err()
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
 
 func (c *fakeClock) Now() time.Time {
 	c.mu.Lock()
@@ -40,7 +73,7 @@ func (c *fakeClock) SleepUntil(ctx context.Context, t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if t.After(c.now) {
-		c.now = t
+		c.setLocked(t)
 	}
 	return nil
 }
@@ -48,7 +81,7 @@ func (c *fakeClock) SleepUntil(ctx context.Context, t time.Time) error {
 func (c *fakeClock) advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+	c.setLocked(c.now.Add(d))
 }
 
 // fakeTarget answers at once, or after service(n) of fake time for the

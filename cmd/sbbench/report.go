@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
+	"text/tabwriter"
+	"time"
 )
 
 // summary is a run's result: what -json prints, field for field. Latencies
@@ -46,9 +49,21 @@ type summary struct {
 	ReleaseP99    float64          `json:"release_p99_us"`
 
 	Interrupted bool `json:"interrupted"` // stopped early by a signal
+
+	// Every -fault, in time order, with what became of it.
+	Faults []injection `json:"faults"`
+	// The measured window in rows of timeline_step_s seconds.
+	TimelineStepS float64       `json:"timeline_step_s"`
+	Timeline      []timelineRow `json:"timeline"`
 }
 
 func writeJSON(w io.Writer, s *summary) error {
+	if s.Faults == nil {
+		s.Faults = []injection{}
+	}
+	if s.Timeline == nil {
+		s.Timeline = []timelineRow{}
+	}
 	enc := json.NewEncoder(w)
 	return enc.Encode(s)
 }
@@ -77,8 +92,100 @@ func writeText(w io.Writer, s *summary) error {
 	fmt.Fprintf(&b, "by tier       %s\n", counts(s.ByTier))
 	fmt.Fprintf(&b, "releases      %d ok, %d errors%s; p50 %.1f µs, p99 %.1f µs\n",
 		s.Released, sum(s.ReleaseErrors), paren(counts(s.ReleaseErrors)), s.ReleaseP50, s.ReleaseP99)
+	writeFaults(&b, s.Faults)
+	writeTimeline(&b, s.TimelineStepS, s.Timeline)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// lateNote is how late an injection may be issued before the fault log
+// says when it was due.
+const lateNote = 10 * time.Millisecond
+
+// writeFaults prints the fault log: one line per -fault, in time order.
+func writeFaults(b *strings.Builder, faults []injection) {
+	for i, f := range faults {
+		label := "faults"
+		if i > 0 {
+			label = ""
+		}
+		what := f.Addr + " " + f.Fault
+		switch f.Result {
+		case resultSkipped:
+			fmt.Fprintf(b, "%-13s due %s  %s: skipped, %s\n", label, offset(f.AtS), what, f.Error)
+			continue
+		case resultOK:
+			fmt.Fprintf(b, "%-13s %s  %s: ok in %s (in force: %s)", label, offset(f.IssuedS), what, usText(f.TookUS), f.InForce)
+		default:
+			fmt.Fprintf(b, "%-13s %s  %s: FAILED in %s: %s", label, offset(f.IssuedS), what, usText(f.TookUS), f.Error)
+		}
+		if time.Duration((f.IssuedS-f.AtS)*float64(time.Second)) > lateNote {
+			fmt.Fprintf(b, " (due %s)", offset(f.AtS))
+		}
+		b.WriteByte('\n')
+	}
+}
+
+// writeTimeline prints the timeline as a table: a column per tier (in the
+// order tiers first served), then notes: errors by code and the faults
+// injected in the row.
+func writeTimeline(b *strings.Builder, stepS float64, rows []timelineRow) {
+	if len(rows) == 0 {
+		return
+	}
+	var tiers []string
+	for _, r := range rows {
+		for _, t := range sortedKeys(r.ByTier) {
+			if !slices.Contains(tiers, t) {
+				tiers = append(tiers, t)
+			}
+		}
+	}
+	fmt.Fprintf(b, "timeline      rows of %ss from the end of warmup (by intended send time); latency of ok allocations\n", num(stepS))
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "t\tsent\tok\terrors\tp50 µs\tp99 µs\t")
+	for _, t := range tiers {
+		fmt.Fprintf(tw, "%s\t", t)
+	}
+	fmt.Fprint(tw, "  notes\n")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%ss\t%d\t%d\t%d\t%.1f\t%.1f\t", num(r.T), r.Sent, r.OK, sum(r.Errors), r.P50, r.P99)
+		for _, t := range tiers {
+			fmt.Fprintf(tw, "%d\t", r.ByTier[t])
+		}
+		var notes []string
+		if len(r.Errors) > 0 {
+			notes = append(notes, counts(r.Errors))
+		}
+		for _, f := range r.Faults {
+			notes = append(notes, "fault "+f.Addr+" "+f.Fault+" "+f.Result)
+		}
+		fmt.Fprintf(tw, "  %s\n", strings.Join(notes, "; "))
+	}
+	_ = tw.Flush() // writes to a strings.Builder: cannot fail
+}
+
+// offset renders seconds after the end of warmup, e.g. "+3.000s".
+func offset(s float64) string { return fmt.Sprintf("+%.3fs", s) }
+
+// num renders a number of seconds without trailing zeros: 1, 0.25.
+func num(s float64) string { return strconv.FormatFloat(s, 'f', -1, 64) }
+
+// usText renders µs readably: "850µs", "12.3ms".
+func usText(us float64) string {
+	if us < 1000 {
+		return fmt.Sprintf("%.0fµs", us)
+	}
+	return fmt.Sprintf("%.1fms", us/1000)
+}
+
+func sortedKeys(m map[string]int64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 func sum(m map[string]int64) int64 {
@@ -94,11 +201,7 @@ func counts(m map[string]int64) string {
 	if len(m) == 0 {
 		return "none"
 	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
+	keys := sortedKeys(m)
 	parts := make([]string, len(keys))
 	for i, k := range keys {
 		parts[i] = fmt.Sprintf("%s %d", k, m[k])

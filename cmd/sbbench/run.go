@@ -40,7 +40,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	clk := realClock{spin: cfg.spin}
 	start := clk.Now()
-	rec := newRecorder(start.Add(cfg.warmup))
+	from := start.Add(cfg.warmup) // the measured window, the timeline and the fault times start here
+	rec := newRecorder(from)
+	step := effectiveStep(cfg.step, cfg.duration)
+	tl := newTimeline(from, step, cfg.duration)
+	hc := newControlHTTPClient(cfg.timeout)
+	defer hc.CloseIdleConnections()
+	sched := newFaultScheduler(cfg.faults, timerClock{}, hc, cfg.timeout, from, tl)
+	sched.start(ctx)
 	r := &runner{
 		spec: loadSpec{
 			rate:        cfg.rate,
@@ -54,12 +61,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		},
 		tgt:   tgt,
 		clk:   clk,
-		obs:   rec,
+		obs:   fanout{rec, tl},
 		build: newRequestBuilder(newRunID(), cfg.namePrefix, cfg.metaBytes, start),
 	}
 	stopped := r.run(ctx, start)
+	injections := sched.stop()
 
 	s := rec.summary(stopped)
+	s.Faults = injections
+	s.TimelineStepS = step.Seconds()
+	s.Timeline = tl.snapshot(stopped)
 	s.Mode = cfg.mode()
 	s.TargetRate = cfg.rate
 	s.Concurrency = cfg.concurrency

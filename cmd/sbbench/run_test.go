@@ -46,7 +46,7 @@ func decodeSummary(t *testing.T, stdout string) summary {
 		t.Fatalf("stdout holds more than one JSON value: %q", stdout)
 	}
 	for _, f := range []string{"sent", "ok", "errors", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "rate", "by_tier", "duration_s",
-		"released", "release_errors", "send_lag_p99_us", "interrupted"} {
+		"released", "release_errors", "send_lag_p99_us", "interrupted", "faults", "timeline_step_s", "timeline"} {
 		if _, ok := raw[f]; !ok {
 			t.Fatalf("JSON summary lacks %q: %s", f, stdout)
 		}

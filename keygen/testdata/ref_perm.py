@@ -1,4 +1,4 @@
-# Independent reference of keygen's permutation, written from DESIGN.md alone
+# Independent reference of keygen's permutation, written from docs/architecture.md ("Session keys") alone
 # (python3 + the "cryptography" package). It prints the vectors pinned by
 # TestPermutationGolden: python3 testdata/ref_perm.py
 import hmac, hashlib, math
