@@ -1,6 +1,6 @@
 module switchboard
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/HdrHistogram/hdrhistogram-go v1.4.0
@@ -11,6 +11,8 @@ require (
 	go.uber.org/goleak v1.3.0
 	go.uber.org/zap v1.28.0
 	go.yaml.in/yaml/v3 v3.0.6
+	golang.org/x/crypto v0.40.0
+	golang.org/x/text v0.44.0
 )
 
 require (
@@ -18,6 +20,5 @@ require (
 	github.com/cloudwego/gopkg v0.1.4 // indirect
 	github.com/golang/snappy v1.0.0 // indirect
 	go.uber.org/multierr v1.10.0 // indirect
-	golang.org/x/crypto v0.40.0 // indirect
 	golang.org/x/sys v0.34.0 // indirect
 )

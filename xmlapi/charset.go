@@ -2,11 +2,18 @@ package xmlapi
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"golang.org/x/text/encoding"
+	"golang.org/x/text/encoding/japanese"
+	"golang.org/x/text/encoding/korean"
+	"golang.org/x/text/encoding/simplifiedchinese"
+	"golang.org/x/text/encoding/traditionalchinese"
 )
 
 // charsetError is a declared encoding this front end cannot read.
@@ -35,11 +42,10 @@ var cp1252High = [32]rune{
 //   - UTF-8 under another label ("utf8") and UTF-16 (already converted to
 //     UTF-8 by decodeUTF16 when the body had a byte order mark) pass
 //     through;
-//   - BIG5, Shift_JIS, EUC-KR, GB2312/GBK/GB18030 and EUC-JP documents are
-//     read when their content is ASCII (the common case: element names and
-//     most values); a byte above 0x7F is refused with a FAILURE 000000
-//     naming the encoding. Converting them needs golang.org/x/text, which
-//     this module does not depend on.
+//   - BIG5, Shift_JIS (Windows-31J), EUC-JP, EUC-KR and GB2312/GBK/GB18030
+//     are converted with golang.org/x/text's decoders; a byte sequence the
+//     encoding does not define is a FAILURE 000000 naming the encoding
+//     (never a silent U+FFFD).
 //
 // Anything else is a FAILURE 000000 naming the encoding.
 func charsetReader(label string, input io.Reader) (io.Reader, error) {
@@ -52,9 +58,9 @@ func charsetReader(label string, input io.Reader) (io.Reader, error) {
 		return &singleByteReader{r: bufio.NewReader(input), cp1252: true, label: label}, nil
 	case "utf8", "utf-16", "utf16", "utf-16le", "utf-16be":
 		return input, nil
-	case "big5", "big5-hkscs", "shift_jis", "shift-jis", "sjis", "ms_kanji", "csshiftjis", "windows-31j",
-		"euc-kr", "ks_c_5601-1987", "gb2312", "gbk", "gb18030", "euc-jp":
-		return &asciiOnlyReader{r: input, label: label}, nil
+	}
+	if enc := multiByte[l]; enc != nil {
+		return decodeStrict(input, enc, label)
 	}
 	return nil, &charsetError{label: label, reason: "not supported"}
 }
@@ -100,21 +106,39 @@ func (s *singleByteReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// asciiOnlyReader passes ASCII through and refuses any other byte.
-type asciiOnlyReader struct {
-	r     io.Reader
-	label string
+// multiByte maps the declared labels of the East Asian encodings clients
+// send (webex-xml-api.md §8) to their decoders.
+var multiByte = map[string]encoding.Encoding{
+	"big5": traditionalchinese.Big5, "big5-hkscs": traditionalchinese.Big5, "csbig5": traditionalchinese.Big5,
+	"shift_jis": japanese.ShiftJIS, "shift-jis": japanese.ShiftJIS, "sjis": japanese.ShiftJIS,
+	"ms_kanji": japanese.ShiftJIS, "csshiftjis": japanese.ShiftJIS, "windows-31j": japanese.ShiftJIS,
+	"euc-jp": japanese.EUCJP, "cseucpkdfmtjapanese": japanese.EUCJP,
+	"euc-kr": korean.EUCKR, "ks_c_5601-1987": korean.EUCKR, "cseuckr": korean.EUCKR,
+	"gb2312": simplifiedchinese.GBK, "gbk": simplifiedchinese.GBK, "cp936": simplifiedchinese.GBK,
+	"gb18030": simplifiedchinese.GB18030,
 }
 
-func (a *asciiOnlyReader) Read(p []byte) (int, error) {
-	n, err := a.r.Read(p)
-	for i := 0; i < n; i++ {
-		if p[i] >= 0x80 {
-			return i, &charsetError{label: a.label, reason: "only its ASCII subset is supported"}
-		}
+// decodeStrict converts the whole document (already bounded by the body
+// size cap) and refuses it if the decoder had to put U+FFFD in place of an
+// undefined byte sequence (none of these encodings can encode U+FFFD
+// itself), so a mis-declared document fails loudly instead of storing
+// mangled names.
+func decodeStrict(input io.Reader, enc encoding.Encoding, label string) (io.Reader, error) {
+	raw, err := io.ReadAll(input)
+	if err != nil {
+		return nil, err
 	}
-	return n, err
+	out, err := enc.NewDecoder().Bytes(raw)
+	if err != nil {
+		return nil, &charsetError{label: label, reason: err.Error()}
+	}
+	if bytes.Contains(out, replacementUTF8) {
+		return nil, &charsetError{label: label, reason: "byte sequence not defined in this encoding"}
+	}
+	return bytes.NewReader(out), nil
 }
+
+var replacementUTF8 = []byte(string(utf8.RuneError))
 
 // decodeUTF16 converts a body that starts with a UTF-16 byte order mark to
 // UTF-8 (encoding/xml reads only byte-oriented encodings). ok is false when

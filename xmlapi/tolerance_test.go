@@ -6,6 +6,12 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf16"
+
+	"golang.org/x/text/encoding"
+	"golang.org/x/text/encoding/japanese"
+	"golang.org/x/text/encoding/korean"
+	"golang.org/x/text/encoding/simplifiedchinese"
+	"golang.org/x/text/encoding/traditionalchinese"
 )
 
 // stack is a daemon with a front end in front of it, shared by subtests.
@@ -101,6 +107,14 @@ func TestTolerance(t *testing.T) {
 			[]byte(`encoding="UTF-8"`), []byte(`encoding="Shift_JIS"`), 1), nil, map[string]string{"metaData/confName": "SJIS"}},
 		{"BIG5 declared, ASCII content", bytes.Replace(envelope(hostSec, typeCreate, `<metaData><confName>BIG5</confName></metaData>`),
 			[]byte(`encoding="UTF-8"`), []byte(`encoding="BIG5"`), 1), nil, map[string]string{"metaData/confName": "BIG5"}},
+		{"Shift_JIS declared, Japanese content", encodeAs(t, japanese.ShiftJIS, "Shift_JIS", `<metaData><confName>会議 テスト</confName></metaData>`), nil,
+			map[string]string{"metaData/confName": "会議 テスト"}},
+		{"BIG5 declared, Chinese content", encodeAs(t, traditionalchinese.Big5, "BIG5", `<metaData><confName>電話會議</confName></metaData>`), nil,
+			map[string]string{"metaData/confName": "電話會議"}},
+		{"EUC-KR declared, Korean content", encodeAs(t, korean.EUCKR, "EUC-KR", `<metaData><confName>전화 회의</confName></metaData>`), nil,
+			map[string]string{"metaData/confName": "전화 회의"}},
+		{"GB2312 declared, Chinese content", encodeAs(t, simplifiedchinese.GBK, "GB2312", `<metaData><confName>电话会议</confName></metaData>`), nil,
+			map[string]string{"metaData/confName": "电话会议"}},
 		{"utf8 label", bytes.Replace(envelope(hostSec, typeCreate, `<metaData><confName>Ünïcode</confName></metaData>`),
 			[]byte(`encoding="UTF-8"`), []byte(`encoding="utf8"`), 1), nil, map[string]string{"metaData/confName": "Ünïcode"}},
 		{"UTF-16 with a byte order mark", utf16le(strings.Replace(string(envelope(hostSec, typeCreate, `<metaData><confName>Sixteen ☎</confName></metaData>`)),
@@ -340,7 +354,7 @@ func TestMalformed(t *testing.T) {
 		{"mismatched tags", `<message><header></body></message>`, "malformed XML"},
 		{"deep nesting", string(envelope(hostSec, typeCreate, minimalBody+deep)), "nested deeper than 32"},
 		{"unsupported encoding", `<?xml version="1.0" encoding="KOI8-R"?><message/>`, "KOI8-R"},
-		{"non-ASCII under Shift_JIS", "<?xml version=\"1.0\" encoding=\"Shift_JIS\"?><message><body><bodyContent>\x82\xa0</bodyContent></body></message>", "ASCII subset"},
+		{"undefined bytes under Shift_JIS", "<?xml version=\"1.0\" encoding=\"Shift_JIS\"?><message><body><bodyContent>\x85\x40</bodyContent></body></message>", "not defined in this encoding"},
 		{"invalid UTF-8", "<message><body><bodyContent>\xff\xfe\xfd</bodyContent></body></message>", "malformed XML"},
 		{"undefined entity", `<!DOCTYPE m [<!ENTITY a "aaaa">]><message><body><bodyContent xmlns:xsi="` + nsXSI + `" xsi:type="` + typeCreate + `">&a;&a;</bodyContent></body></message>`, "malformed XML"},
 		{"no bodyContent", `<message xmlns:xsi="` + nsXSI + `">` + hostSec + `<body/></message>`, "no bodyContent"},
@@ -379,4 +393,15 @@ func TestMalformed(t *testing.T) {
 			t.Fatalf("other path: HTTP %d", resp.StatusCode)
 		}
 	})
+}
+
+// encodeAs renders a Create envelope around body in enc, declared as label.
+func encodeAs(t *testing.T, enc encoding.Encoding, label, body string) []byte {
+	t.Helper()
+	doc := strings.Replace(string(envelope(hostSec, typeCreate, body)), `encoding="UTF-8"`, `encoding="`+label+`"`, 1)
+	out, err := enc.NewEncoder().Bytes([]byte(doc))
+	if err != nil {
+		t.Fatalf("encoding the test document as %s: %v", label, err)
+	}
+	return out
 }
