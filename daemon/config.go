@@ -26,8 +26,23 @@ const (
 	DefaultDataDir = "/var/lib/switchboard"
 )
 
-// ErrConfig wraps every configuration error.
-var ErrConfig = errors.New("invalid configuration")
+// Errors of the daemon's operations, matched with errors.Is.
+var (
+	// ErrConfig wraps every configuration error.
+	ErrConfig = errors.New("invalid configuration")
+	// ErrRequiresRestart refuses a reload that changes a field that cannot
+	// change while running (socket, data_dir, keys…): nothing changed.
+	ErrRequiresRestart = errors.New("requires restart")
+	// ErrNotWarm refuses a reload whose new pools did not get warm within
+	// server.ready_timeout: nothing changed.
+	ErrNotWarm = errors.New("new pools not warm")
+	// ErrNotRunning is returned by operations that need Run in progress.
+	ErrNotRunning = errors.New("daemon not running")
+	// ErrNoSource is returned by ReloadFromSource without WithConfigSource.
+	ErrNoSource = errors.New("no configuration source to reload from")
+	// ErrUnknownTier names a tier the configuration in force does not have.
+	ErrUnknownTier = errors.New("unknown tier")
+)
 
 // Config is the daemon's whole configuration: what the YAML file holds. A
 // zero field takes the default documented beside it (applyDefaults); the
@@ -45,6 +60,8 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 
 	Log     LogConfig     `yaml:"log"`
+	Admin   AdminConfig   `yaml:"admin"`
+	Metrics MetricsConfig `yaml:"metrics"`
 	Server  ServerConfig  `yaml:"server"`
 	Keys    KeysConfig    `yaml:"keys"`
 	Cache   CacheConfig   `yaml:"cache"`
@@ -67,7 +84,26 @@ type LogConfig struct {
 	Format string `yaml:"format"`
 }
 
-// ServerConfig tunes the front-end socket server.
+// AdminConfig configures the operator's control socket (sbctl status,
+// reload, drain, breaker; /debug/pprof; /log/level). Cannot change on
+// reload.
+type AdminConfig struct {
+	// Socket is the admin Unix socket's path, created with mode 0600.
+	// Default empty: no admin socket. The -admin-socket flag overrides it.
+	Socket string `yaml:"socket"`
+}
+
+// MetricsConfig configures the Prometheus endpoint. Cannot change on reload.
+type MetricsConfig struct {
+	// Addr is the loopback host:port serving GET /metrics (Prometheus
+	// text). Default empty: no metrics endpoint. The -metrics-addr flag
+	// overrides it. Only loopback addresses (127.0.0.0/8, ::1, localhost)
+	// are accepted: scrape through a local agent or a reverse proxy.
+	Addr string `yaml:"addr"`
+}
+
+// ServerConfig tunes the front-end socket server. Transport, MaxFrame,
+// ReadTimeout and WriteTimeout cannot change on reload; the others can.
 type ServerConfig struct {
 	// Transport serves the socket with "netpoll" (cloudwego/netpoll: no
 	// goroutine per idle connection, the choice for thousands of mostly idle
@@ -360,6 +396,11 @@ func (c *Config) Validate() error {
 	default:
 		bad("log.format", "%q is not one of auto, json, console", c.Log.Format)
 	}
+	if c.Metrics.Addr != "" {
+		if err := loopbackAddr(c.Metrics.Addr); err != nil {
+			bad("metrics.addr", "%v", err)
+		}
+	}
 	if len(c.Instance) > wire.MaxShort {
 		bad("instance", "%d bytes, at most %d", len(c.Instance), wire.MaxShort)
 	}
@@ -479,6 +520,24 @@ func (p PoolConfig) validate(f string, bad func(string, string, ...any)) {
 	if p.MaxAge < 0 {
 		bad(f+".max_age", "%v must not be negative", p.MaxAge)
 	}
+}
+
+// loopbackAddr checks that addr is host:port with a loopback host.
+func loopbackAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q: want host:port, e.g. 127.0.0.1:9464", addr)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("%q: port %q not in 0..65535", addr, port)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("%q: host must be a loopback address (127.0.0.1, ::1 or localhost)", addr)
+	}
+	return nil
 }
 
 func validName(s string) bool {

@@ -5,9 +5,12 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"switchboard/breaker"
@@ -20,18 +23,34 @@ import (
 // Run returns when its context ends and the shutdown is complete. Its methods
 // are safe for concurrent use.
 type Daemon struct {
-	cfg   atomic.Pointer[Config]
-	log   *zap.Logger
-	now   func() time.Time
-	ready chan struct{}
+	cfg    atomic.Pointer[Config]
+	log    *zap.Logger
+	level  *zap.AtomicLevel // set by WithLogLevel; reload changes it
+	source func() (*Config, error)
+	now    func() time.Time
+	ready  chan struct{}
+	env    func(string) string // os.Getenv; systemd's variables
 
-	sims map[string]*telsim.Server
+	simMu sync.Mutex
+	sims  map[string]*telsim.Server // guarded by simMu
+
 	keys *keygen.Generator
 	// keysOverride, when set by a test, replaces keys on the request path.
 	keysOverride keySource
 	store        keygen.LeaseStore
 	svc          *service
 	srv          *server
+	m            *metrics
+	admin        *adminServer
+	msrv         *metricsServer
+	notify       *notifier
+
+	up       atomic.Bool        // svc and srv are set: Run is serving
+	reloads  chan reloadRequest // served by Run's loop
+	stopped  chan struct{}      // closed when Run returns
+	version  atomic.Uint64      // config generation: 1 at start, +1 per reload
+	loadedAt atomic.Int64       // Unix ns of the config in force
+	last     atomic.Pointer[ReloadOutcome]
 
 	started time.Time
 }
@@ -42,8 +61,24 @@ type Option func(*Daemon)
 // WithLogger sets the logger (default: no logging).
 func WithLogger(l *zap.Logger) Option { return func(d *Daemon) { d.log = l } }
 
+// WithLogLevel hands the daemon the level of its logger (the AtomicLevel
+// NewLogger returns): a reload sets it from log.level, and the admin socket
+// serves it at /log/level. Default: none, log.level changes are ignored.
+func WithLogLevel(l zap.AtomicLevel) Option { return func(d *Daemon) { d.level = &l } }
+
+// WithConfigSource sets where ReloadFromSource (SIGHUP, sbctl reload) reads
+// the new configuration: cmd/switchboard re-reads its -config file and
+// applies its flag overrides. Default: none, ReloadFromSource fails with
+// ErrNoSource.
+func WithConfigSource(load func() (*Config, error)) Option {
+	return func(d *Daemon) { d.source = load }
+}
+
 // WithClock replaces time.Now (tests).
 func WithClock(now func() time.Time) Option { return func(d *Daemon) { d.now = now } }
+
+// withEnv replaces os.Getenv for systemd's variables (tests).
+func withEnv(getenv func(string) string) Option { return func(d *Daemon) { d.env = getenv } }
 
 // New checks cfg and returns a daemon ready to Run. It starts nothing.
 func New(cfg *Config, opts ...Option) (*Daemon, error) {
@@ -53,12 +88,14 @@ func New(cfg *Config, opts ...Option) (*Daemon, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	d := &Daemon{log: zap.NewNop(), now: time.Now, ready: make(chan struct{})}
+	d := &Daemon{log: zap.NewNop(), now: time.Now, ready: make(chan struct{}), env: os.Getenv,
+		reloads: make(chan reloadRequest), stopped: make(chan struct{}), sims: map[string]*telsim.Server{}}
 	for _, o := range opts {
 		o(d)
 	}
 	c := *cfg
 	d.cfg.Store(&c)
+	d.m = newMetrics(d)
 	return d, nil
 }
 
@@ -68,21 +105,32 @@ func (d *Daemon) Ready() <-chan struct{} { return d.ready }
 // Config returns the configuration in force.
 func (d *Daemon) Config() *Config { return d.cfg.Load() }
 
+// Registry returns the daemon's Prometheus registry (what -metrics-addr
+// serves), for embedding its metrics elsewhere.
+func (d *Daemon) Registry() *prometheus.Registry { return d.m.reg }
+
+// running reports whether Run is serving (svc and srv usable).
+func (d *Daemon) running() (*Daemon, bool) { return d, d.up.Load() }
+
 // Run starts every part, serves until ctx ends, then shuts down gracefully:
 // it stops accepting, answers the requests in flight (bounded by
 // server.shutdown_timeout), closes the pools, the key generator and the
-// simulators. It returns nil after a clean shutdown.
+// simulators. It returns nil after a clean shutdown. Run may be called once.
 func (d *Daemon) Run(ctx context.Context) (err error) {
+	defer close(d.stopped)
 	cfg := d.cfg.Load()
 	d.started = d.now()
+	d.notify = newNotifier(d.log.Named("systemd"), d.env)
 	var cleanup []func()
 	defer func() {
 		for i := len(cleanup) - 1; i >= 0; i-- {
 			cleanup[i]()
 		}
+		d.notify.close()
 	}()
 
-	if err := d.startSims(cfg); err != nil {
+	if _, err := d.startSims(cfg); err != nil {
+		d.closeSims()
 		return err
 	}
 	cleanup = append(cleanup, d.closeSims)
@@ -99,7 +147,6 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	cleanup = append(cleanup, func() { closeTiers(tiers, cfg.Server.ShutdownTimeout) })
 	d.warm(ctx, cfg, tiers)
 
 	idx := newIndex(cfg.Cache.SizeMB, cfg.Cache.TokenTTL, d.now)
@@ -109,33 +156,79 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		keys = d.keysOverride
 	}
 	svc := &service{log: d.log, keys: keys, idx: idx}
-	svc.tiers.Store(&tiers)
+	svc.swap(tiers)
+	// The pools of the tier order in force at shutdown (a reload replaces
+	// them).
+	cleanup = append(cleanup, func() { closeTiers(svc.set.Load().tiers, d.cfg.Load().Server.ShutdownTimeout) })
 	svc.orphans = newOrphans(d.log.Named("orphans"), func() []*tier { return *svc.tiers.Load() }, 500*time.Millisecond)
 	go svc.orphans.run()
 	cleanup = append(cleanup, svc.orphans.close)
 	d.svc = svc
 
-	srv, err := newServer(d.log.Named("server"), svc, cfg.Server, cfg.Socket)
+	srv, err := newServer(d.log.Named("server"), svc, d.m, cfg.Server, cfg.Socket)
 	if err != nil {
 		return fmt.Errorf("front-end socket %s: %w", cfg.Socket, err)
 	}
 	d.srv = srv
+	d.version.Store(1)
+	d.loadedAt.Store(d.now().UnixNano())
+	d.up.Store(true)
+
+	if cfg.Admin.Socket != "" {
+		a, err := startAdmin(d.log.Named("admin"), d, cfg.Admin.Socket)
+		if err != nil {
+			srv.shutdown(context.Background())
+			return fmt.Errorf("admin socket %s: %w", cfg.Admin.Socket, err)
+		}
+		d.admin = a
+		cleanup = append(cleanup, a.shutdown)
+	}
+	if cfg.Metrics.Addr != "" {
+		ms, err := startMetricsServer(d.log.Named("metrics"), cfg.Metrics.Addr, d.m.reg)
+		if err != nil {
+			srv.shutdown(context.Background())
+			return err
+		}
+		d.msrv = ms
+		cleanup = append(cleanup, ms.shutdown)
+	}
+
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.serve() }()
 	close(d.ready)
+	d.notify.send("READY=1\nSTATUS=serving")
 	d.log.Info("switchboard ready",
 		zap.String("socket", cfg.Socket),
+		zap.String("admin_socket", cfg.Admin.Socket),
+		zap.String("metrics_addr", cfg.Metrics.Addr),
 		zap.Int("tiers", len(tiers)),
 		zap.Duration("startup", d.now().Sub(d.started)))
 
-	select {
-	case <-ctx.Done():
-	case err := <-serveErr:
-		srv.shutdown(context.Background())
-		return fmt.Errorf("front-end server stopped: %w", err)
+	var watchdog <-chan time.Time
+	if every := d.notify.watchdogInterval(); every > 0 {
+		tk := time.NewTicker(every)
+		defer tk.Stop()
+		watchdog = tk.C
+		d.notify.send("WATCHDOG=1")
 	}
-	d.log.Info("shutting down: draining in-flight requests", zap.Duration("timeout", cfg.Server.ShutdownTimeout))
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-serveErr:
+			srv.shutdown(context.Background())
+			return fmt.Errorf("front-end server stopped: %w", err)
+		case req := <-d.reloads:
+			req.reply <- d.reload(ctx, req.cfg)
+		case <-watchdog:
+			d.notify.send("WATCHDOG=1")
+		}
+	}
+	timeout := d.cfg.Load().Server.ShutdownTimeout
+	d.notify.send("STOPPING=1\nSTATUS=draining in-flight requests")
+	d.log.Info("shutting down: draining in-flight requests", zap.Duration("timeout", timeout))
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := srv.shutdown(sctx); err != nil {
 		d.log.Warn("shutdown drain incomplete", zap.Error(err))
@@ -145,17 +238,19 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	return nil
 }
 
-// startSims starts an in-process telephony simulator for every sim:// name.
-func (d *Daemon) startSims(cfg *Config) error {
-	d.sims = map[string]*telsim.Server{}
+// startSims starts an in-process telephony simulator for every sim:// name
+// of cfg not running yet and returns the names it started. On error the
+// simulators it started are running: the caller stops them.
+func (d *Daemon) startSims(cfg *Config) ([]string, error) {
 	simCfg := map[string]SimConfig{}
 	for _, s := range cfg.Simulators {
 		simCfg[s.Name] = s
 	}
+	var started []string
 	for _, t := range cfg.Tiers {
 		for _, u := range t.Servers {
 			srv, _ := ParseServer(u)
-			if srv.Sim == "" || d.sims[srv.Sim] != nil {
+			if srv.Sim == "" || d.Simulator(srv.Sim) != nil {
 				continue
 			}
 			sc := telsim.DefaultConfig()
@@ -167,26 +262,51 @@ func (d *Daemon) startSims(cfg *Config) error {
 			}
 			ts, err := telsim.New(sc, telsim.WithLogger(d.log.Named("telsim").With(zap.String("sim", srv.Sim))))
 			if err != nil {
-				return fmt.Errorf("simulator %s: %w", srv.Sim, err)
+				return started, fmt.Errorf("simulator %s: %w", srv.Sim, err)
 			}
 			if _, err := ts.Start("127.0.0.1:0"); err != nil {
-				return fmt.Errorf("simulator %s: %w", srv.Sim, err)
+				ts.Close()
+				return started, fmt.Errorf("simulator %s: %w", srv.Sim, err)
 			}
+			d.simMu.Lock()
 			d.sims[srv.Sim] = ts
+			d.simMu.Unlock()
+			started = append(started, srv.Sim)
 		}
 	}
-	return nil
+	return started, nil
+}
+
+// stopSims stops the named simulators.
+func (d *Daemon) stopSims(names []string) {
+	for _, n := range names {
+		d.simMu.Lock()
+		s := d.sims[n]
+		delete(d.sims, n)
+		d.simMu.Unlock()
+		if s != nil {
+			s.Close()
+		}
+	}
 }
 
 func (d *Daemon) closeSims() {
-	for _, s := range d.sims {
-		s.Close()
+	d.simMu.Lock()
+	var names []string
+	for n := range d.sims {
+		names = append(names, n)
 	}
+	d.simMu.Unlock()
+	d.stopSims(names)
 }
 
 // Simulator returns the in-process simulator behind sim://name, or nil.
 // Tests and drills use it to inject faults.
-func (d *Daemon) Simulator(name string) *telsim.Server { return d.sims[name] }
+func (d *Daemon) Simulator(name string) *telsim.Server {
+	d.simMu.Lock()
+	defer d.simMu.Unlock()
+	return d.sims[name]
+}
 
 func (d *Daemon) openKeys(cfg *Config) error {
 	kc := keygen.DefaultConfig()
@@ -219,7 +339,7 @@ func (d *Daemon) resolve(urls []string) ([]string, error) {
 			return nil, err
 		}
 		if s.Sim != "" {
-			ts := d.sims[s.Sim]
+			ts := d.Simulator(s.Sim)
 			if ts == nil {
 				return nil, fmt.Errorf("%s: simulator not started", u)
 			}
@@ -255,27 +375,43 @@ func (d *Daemon) buildTiers(cfg *Config) ([]*tier, error) {
 			closeTiers(tiers, time.Second)
 			return nil, fmt.Errorf("tier %s: %w", tc.Name, err)
 		}
-		log := d.log.Named("pool")
-		p, err := pool.New(poolConfig(tc.Name, cfg.Instance, addrs, tc.Pool), pool.WithLogger(log))
+		p, err := d.newPool(cfg, tc, addrs)
 		if err != nil {
 			closeTiers(tiers, time.Second)
 			return nil, fmt.Errorf("tier %s: %w", tc.Name, err)
 		}
-		blog := d.log.Named("breaker")
-		br := breaker.New(tc.Name, tc.Breaker.settings(), breaker.WithOnStateChange(func(name string, from, to breaker.State) {
-			// Runs under gobreaker's lock: log only (zap does not call back).
-			blog.Warn("breaker state change", zap.String("tier", name), zap.Stringer("from", from), zap.Stringer("to", to))
-		}))
-		tiers = append(tiers, &tier{name: tc.Name, nameB: []byte(tc.Name), pos: i, pool: p, br: br, attempt: tc.AttemptTimeout})
+		tiers = append(tiers, &tier{name: tc.Name, nameB: []byte(tc.Name), pos: i, pool: p, addrs: addrs,
+			br: d.newBreaker(tc), attempt: tc.AttemptTimeout, ctl: &tierCtl{}, m: d.m.tier(tc.Name)})
 	}
+	d.m.wireFailovers(tiers)
 	return tiers, nil
+}
+
+func (d *Daemon) newPool(cfg *Config, tc TierConfig, addrs []string) (*pool.Pool, error) {
+	return pool.New(poolConfig(tc.Name, cfg.Instance, addrs, tc.Pool), pool.WithLogger(d.log.Named("pool")))
+}
+
+func (d *Daemon) newBreaker(tc TierConfig) *breaker.Breaker {
+	blog := d.log.Named("breaker")
+	return breaker.New(tc.Name, tc.Breaker.settings(), breaker.WithOnStateChange(func(name string, from, to breaker.State) {
+		// Runs under gobreaker's lock: log only (zap does not call back).
+		blog.Warn("breaker state change", zap.String("tier", name), zap.Stringer("from", from), zap.Stringer("to", to))
+	}))
 }
 
 // warm waits, bounded by server.ready_timeout, for every pool to be warm. A
 // tier that is not warm in time is logged and served as it comes up: the
 // daemon serves as long as any tier can.
 func (d *Daemon) warm(ctx context.Context, cfg *Config, tiers []*tier) {
-	wctx, cancel := context.WithTimeout(ctx, cfg.Server.ReadyTimeout)
+	for _, err := range waitWarm(ctx, cfg.Server.ReadyTimeout, tiers) {
+		d.log.Warn("tier not warm at start; serving without it until it comes up", zap.Error(err))
+	}
+}
+
+// waitWarm waits, bounded by timeout, for the pools of tiers to be warm and
+// returns an error per tier that is not.
+func waitWarm(ctx context.Context, timeout time.Duration, tiers []*tier) []error {
+	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	errs := make(chan error, len(tiers))
 	for _, t := range tiers {
@@ -287,11 +423,13 @@ func (d *Daemon) warm(ctx context.Context, cfg *Config, tiers []*tier) {
 			errs <- nil
 		}(t)
 	}
+	var out []error
 	for range tiers {
 		if err := <-errs; err != nil {
-			d.log.Warn("tier not warm at start; serving without it until it comes up", zap.Error(err))
+			out = append(out, err)
 		}
 	}
+	return out
 }
 
 func closeTiers(tiers []*tier, timeout time.Duration) {

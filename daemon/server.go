@@ -62,6 +62,8 @@ type server struct {
 
 	tr       transport
 	path     string
+	lim      atomic.Pointer[serverLimits] // the reloadable part of cfg
+	m        *metrics
 	inFlight atomic.Int64
 	draining atomic.Bool
 	handlers sync.WaitGroup
@@ -94,8 +96,21 @@ type transport interface {
 	addr() net.Addr
 }
 
-func newServer(log *zap.Logger, svc *service, cfg ServerConfig, path string) (*server, error) {
-	s := &server{log: log, svc: svc, cfg: cfg, path: path}
+// serverLimits are the server settings a reload may change; the request
+// path loads them once per request.
+type serverLimits struct {
+	maxInFlight     int64
+	maxConnInFlight int32
+	requestTimeout  time.Duration
+}
+
+func limitsOf(cfg ServerConfig) *serverLimits {
+	return &serverLimits{maxInFlight: int64(cfg.MaxInFlight), maxConnInFlight: int32(cfg.MaxConnInFlight), requestTimeout: cfg.RequestTimeout}
+}
+
+func newServer(log *zap.Logger, svc *service, m *metrics, cfg ServerConfig, path string) (*server, error) {
+	s := &server{log: log, svc: svc, m: m, cfg: cfg, path: path}
+	s.lim.Store(limitsOf(cfg))
 	ln, err := listenUnix(path)
 	if err != nil {
 		return nil, err
@@ -138,8 +153,10 @@ func (s *server) admit(c *conn, h wire.Header, payload []byte) *reqState {
 	if h.Op == wire.OpPing {
 		// Answered inline: no allocation, no goroutine.
 		if len(payload) != 0 {
+			s.m.request(h.Op, wire.StatusBadRequest, 0)
 			c.writeError(h, wire.StatusBadRequest, "PING carries no payload")
 		} else {
+			s.m.request(h.Op, wire.StatusOK, 0)
 			c.writePing(h)
 		}
 		return nil
@@ -149,19 +166,23 @@ func (s *server) admit(c *conn, h wire.Header, payload []byte) *reqState {
 		return nil
 	}
 	if s.draining.Load() {
+		s.m.request(h.Op, wire.StatusUnavailable, 0)
 		c.writeError(h, wire.StatusUnavailable, "daemon shutting down")
 		return nil
 	}
-	if s.inFlight.Add(1) > int64(s.cfg.MaxInFlight) {
+	lim := s.lim.Load()
+	if s.inFlight.Add(1) > lim.maxInFlight {
 		s.inFlight.Add(-1)
 		s.stats.overloaded.Add(1)
+		s.m.request(h.Op, wire.StatusOverloaded, 0)
 		c.writeError(h, wire.StatusOverloaded, "daemon at its in-flight limit")
 		return nil
 	}
-	if c.inFlight.Add(1) > int32(s.cfg.MaxConnInFlight) {
+	if c.inFlight.Add(1) > lim.maxConnInFlight {
 		c.inFlight.Add(-1)
 		s.inFlight.Add(-1)
 		s.stats.overloaded.Add(1)
+		s.m.request(h.Op, wire.StatusOverloaded, 0)
 		c.writeError(h, wire.StatusOverloaded, "connection at its in-flight limit")
 		return nil
 	}
@@ -175,7 +196,8 @@ func (s *server) admit(c *conn, h wire.Header, payload []byte) *reqState {
 // handle runs one request to completion and writes its response.
 func (s *server) handle(c *conn, rs *reqState) {
 	defer s.handlers.Done()
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+	t0 := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), s.lim.Load().requestTimeout)
 	out, start := wire.BeginFrame(rs.out[:0], rs.h.Response(wire.StatusOK))
 	var err error
 	switch rs.h.Op {
@@ -200,12 +222,15 @@ func (s *server) handle(c *conn, rs *reqState) {
 	if err == nil {
 		out, err = wire.FinishFrame(out, start, s.cfg.MaxFrame)
 	}
+	st := wire.StatusOK
 	if err != nil {
-		st, msg := wireErr(err)
+		var msg string
+		st, msg = wireErr(err)
 		out = wire.AppendError(out[:0], rs.h, st, msg)
 	}
 	rs.out = out
 	c.write(out)
+	s.m.request(rs.h.Op, st, time.Since(t0))
 	c.inFlight.Add(-1)
 	s.inFlight.Add(-1)
 	*rs = reqState{in: rs.in[:0], out: rs.out[:0], scratch: rs.scratch[:0], cached: rs.cached[:0], kbuf: rs.kbuf[:0]}

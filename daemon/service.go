@@ -20,6 +20,10 @@ import (
 // tier is one telephony tier as the request path sees it: its pool, its
 // breaker and the operator's drain switch. Every field the request path
 // reads is immutable or atomic.
+//
+// A reload builds new tier values; what must outlive a reload (the breaker,
+// its operator override, the drain switch, the metric children) is shared by
+// pointer between the old and the new value of a tier with the same name.
 type tier struct {
 	name    string
 	nameB   []byte
@@ -27,6 +31,17 @@ type tier struct {
 	pool    *pool.Pool
 	br      *breaker.Breaker
 	attempt time.Duration
+	addrs   []string // the pool's resolved servers
+	ctl     *tierCtl
+	m       *tierMetrics // nil without metrics
+	// failoverFrom[i] counts allocations this tier served after the
+	// request first tried the tier at position i (nil without metrics).
+	failoverFrom []counter
+}
+
+// tierCtl is the operator's state of a tier, keyed by tier name: it
+// survives reloads. It is safe for concurrent use.
+type tierCtl struct {
 	drained atomic.Bool
 }
 
@@ -34,7 +49,37 @@ type tier struct {
 // tried on t: not drained, at least one live connection, breaker not known
 // open.
 func (t *tier) available() bool {
-	return !t.drained.Load() && t.pool.Live() > 0 && !t.br.Skip()
+	return !t.ctl.drained.Load() && t.pool.Live() > 0 && !t.br.Skip()
+}
+
+// tierSet is one generation of the tier order. Requests hold it (acquire,
+// release) while they use its tiers, so a reload knows when the pools it
+// retired are no longer reachable by any request and may be closed.
+type tierSet struct {
+	tiers   []*tier
+	refs    atomic.Int64
+	retired atomic.Bool
+	once    sync.Once
+	idle    chan struct{} // closed once retired and refs is 0
+}
+
+func newTierSet(tiers []*tier) *tierSet {
+	return &tierSet{tiers: tiers, idle: make(chan struct{})}
+}
+
+// release ends a request's use of ts.
+func (ts *tierSet) release() {
+	if ts.refs.Add(-1) == 0 && ts.retired.Load() {
+		ts.once.Do(func() { close(ts.idle) })
+	}
+}
+
+// retire marks ts as replaced; idle closes when its last user releases it.
+func (ts *tierSet) retire() {
+	ts.retired.Store(true)
+	if ts.refs.Load() == 0 {
+		ts.once.Do(func() { close(ts.idle) })
+	}
 }
 
 // keySource issues session keys (keygen.Generator in production).
@@ -52,11 +97,37 @@ const maxKeyExists = 4
 type service struct {
 	log     *zap.Logger
 	keys    keySource
-	tiers   atomic.Pointer[[]*tier]
+	set     atomic.Pointer[tierSet] // the tier order in force
+	tiers   atomic.Pointer[[]*tier] // &set.tiers, for readers that hold nothing
 	idx     *index
 	flights flights
 	orphans *orphans
 	stats   serviceStats
+}
+
+// acquire returns the tier set in force, held until release: a reload
+// closes a retired pool only once no request holds its set.
+func (s *service) acquire() *tierSet {
+	for {
+		ts := s.set.Load()
+		ts.refs.Add(1)
+		if s.set.Load() == ts {
+			return ts
+		}
+		ts.release() // swapped meanwhile: take the new one
+	}
+}
+
+// swap installs tiers as the tier order and returns the set it replaced
+// (nil at the first call), already retired.
+func (s *service) swap(tiers []*tier) *tierSet {
+	ts := newTierSet(tiers)
+	old := s.set.Swap(ts)
+	s.tiers.Store(&ts.tiers)
+	if old != nil {
+		old.retire()
+	}
+	return old
 }
 
 type serviceStats struct {
@@ -160,7 +231,9 @@ func (s *service) allocateOnce(ctx context.Context, rs *reqState, req *wire.Allo
 	if err != nil {
 		return out, err
 	}
-	tiers := *s.tiers.Load()
+	ts := s.acquire()
+	defer ts.release()
+	tiers := ts.tiers
 	var (
 		sawCapacity, sawFailure bool
 		first                   = -1
@@ -191,7 +264,11 @@ func (s *service) allocateOnce(ctx context.Context, rs *reqState, req *wire.Allo
 					reply.Release()
 					if t.pos != first {
 						s.stats.failovers.Add(1)
+						if t.failoverFrom != nil {
+							t.failoverFrom[first].Inc()
+						}
 					}
+					t.m.attempt(outcomeOK)
 					return out, nil
 				}
 				reply.Release()
@@ -200,6 +277,7 @@ func (s *service) allocateOnce(ctx context.Context, rs *reqState, req *wire.Allo
 				err = fmt.Errorf("%w: undecodable RESERVE reply from tier %s: %w", mux.ErrUnknownOutcome, t.name, err)
 			}
 			done.Report(err)
+			t.m.attempt(outcomeOf(err))
 			last = err
 			if errors.Is(err, mux.ErrUnknownOutcome) {
 				// The server may hold a bridge under key: release it once
@@ -257,8 +335,10 @@ func (s *service) accept(rs *reqState, t *tier, key uint64, req *wire.AllocateRe
 // locate finds the session key in the index or, failing that, on the tiers
 // (the telephony servers are the system of record), caching what it finds.
 // On success rs.res holds the reservation (aliasing rs buffers).
-func (s *service) locate(ctx context.Context, rs *reqState, key uint64) (*tier, error) {
-	tiers := *s.tiers.Load()
+//
+// The caller must hold ts (acquired) while it uses the returned tier.
+func (s *service) locate(ctx context.Context, rs *reqState, ts *tierSet, key uint64) (*tier, error) {
+	tiers := ts.tiers
 	v, ok := s.idx.getSession(key, rs.cached)
 	rs.cached = v
 	if ok {
@@ -312,14 +392,18 @@ func (s *service) locate(ctx context.Context, rs *reqState, key uint64) (*tier, 
 }
 
 func (s *service) lookup(ctx context.Context, rs *reqState, key uint64, out []byte) ([]byte, error) {
-	if _, err := s.locate(ctx, rs, key); err != nil {
+	ts := s.acquire()
+	defer ts.release()
+	if _, err := s.locate(ctx, rs, ts, key); err != nil {
 		return out, err
 	}
 	return rs.res.AppendTo(out), nil
 }
 
 func (s *service) update(ctx context.Context, rs *reqState, req *wire.UpdateRequest, out []byte) ([]byte, error) {
-	t, err := s.locate(ctx, rs, req.Key)
+	ts := s.acquire()
+	defer ts.release()
+	t, err := s.locate(ctx, rs, ts, req.Key)
 	if err != nil {
 		return out, err
 	}
@@ -344,7 +428,9 @@ func (s *service) update(ctx context.Context, rs *reqState, req *wire.UpdateRequ
 }
 
 func (s *service) release(ctx context.Context, rs *reqState, key uint64, out []byte) ([]byte, error) {
-	t, err := s.locate(ctx, rs, key)
+	ts := s.acquire()
+	defer ts.release()
+	t, err := s.locate(ctx, rs, ts, key)
 	if err != nil {
 		return out, err
 	}

@@ -1,0 +1,289 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"switchboard/breaker"
+	"switchboard/pool"
+	"switchboard/wire"
+)
+
+// counter is the request path's view of a Prometheus counter child.
+type counter = prometheus.Counter
+
+// outcome classifies one attempt on a tier, for
+// switchboard_tier_attempts_total.
+type outcome int
+
+const (
+	outcomeOK         outcome = iota // RESERVE succeeded
+	outcomeCapacity                  // the tier was full (healthy answer)
+	outcomeKeyExists                 // the key was taken (healthy answer)
+	outcomeRejected                  // BAD_REQUEST from the tier
+	outcomeTimeout                   // the attempt deadline passed
+	outcomeCallerGone                // the request ended first
+	outcomeFailure                   // any other failure (connection, INTERNAL, DRAINING…)
+	numOutcomes
+)
+
+var outcomeNames = [numOutcomes]string{"ok", "capacity", "key_exists", "rejected", "timeout", "caller_gone", "failure"}
+
+func outcomeOf(err error) outcome {
+	switch {
+	case err == nil:
+		return outcomeOK
+	case errors.Is(err, breaker.ErrCallerGone):
+		return outcomeCallerGone
+	case errors.Is(err, wire.StatusCapacity):
+		return outcomeCapacity
+	case errors.Is(err, wire.StatusKeyExists):
+		return outcomeKeyExists
+	case errors.Is(err, wire.StatusBadRequest):
+		return outcomeRejected
+	case errors.Is(err, context.DeadlineExceeded):
+		return outcomeTimeout
+	}
+	return outcomeFailure
+}
+
+// tierMetrics are a tier's metric children, looked up once when the tier is
+// built (never per request) and shared across reloads by tier name.
+type tierMetrics struct {
+	attempts [numOutcomes]counter
+}
+
+func (m *tierMetrics) attempt(o outcome) {
+	if m != nil {
+		m.attempts[o].Inc()
+	}
+}
+
+// Front-end ops as metric label values, indexed by wire.Op (the front-end
+// ops are 1..5).
+const numFrontOps = int(wire.OpRelease) + 1
+
+var opNames = [numFrontOps]string{"", "ping", "allocate", "lookup", "update", "release"}
+
+// numStatus covers every front-end status wire defines.
+const numStatus = int(wire.StatusUnsupported) + 1
+
+// Reload results, for switchboard_reloads_total.
+const (
+	reloadOK              = "ok"
+	reloadInvalid         = "invalid"          // the new config does not parse or validate
+	reloadRequiresRestart = "requires_restart" // it changes a field that cannot change live
+	reloadFailed          = "failed"           // new pools did not warm up, or the daemon stopped
+)
+
+// metrics is the daemon's Prometheus instrumentation. Counters on the
+// request path are children resolved in advance, so recording is an atomic
+// add; gauges are read at scrape time by collector. It is safe for
+// concurrent use.
+type metrics struct {
+	reg       *prometheus.Registry
+	requests  [numFrontOps][numStatus]counter
+	latency   [numFrontOps]prometheus.Observer
+	attempts  *prometheus.CounterVec
+	failovers *prometheus.CounterVec
+	reloads   *prometheus.CounterVec
+}
+
+func newMetrics(d *Daemon) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchboard_requests_total",
+		Help: "Front-end requests answered, by op and result (ok or the error status).",
+	}, []string{"op", "result"})
+	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "switchboard_request_duration_seconds",
+		Help:    "Time from a front-end request's admission to its response being queued, by op.",
+		Buckets: prometheus.ExponentialBuckets(25e-6, 2, 18), // 25µs … 3.3s
+	}, []string{"op"})
+	m.attempts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchboard_tier_attempts_total",
+		Help: "RESERVE attempts on a tier, by tier and outcome.",
+	}, []string{"tier", "outcome"})
+	m.failovers = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchboard_failovers_total",
+		Help: "Allocations served by a tier other than the first one tried, by the tier first tried (from) and the tier that served (to).",
+	}, []string{"from", "to"})
+	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchboard_reloads_total",
+		Help: "Configuration reloads, by result (ok, invalid, requires_restart, failed).",
+	}, []string{"result"})
+	for op := 1; op < numFrontOps; op++ {
+		for st := 0; st < numStatus; st++ {
+			result := "ok"
+			if st != 0 {
+				result = strings.ToLower(wire.Status(st).String())
+			}
+			m.requests[op][st] = requests.WithLabelValues(opNames[op], result)
+		}
+		m.latency[op] = latency.WithLabelValues(opNames[op])
+	}
+	for _, r := range []string{reloadOK, reloadInvalid, reloadRequiresRestart, reloadFailed} {
+		m.reloads.WithLabelValues(r) // present at 0 from the start, for alerts
+	}
+	m.reg.MustRegister(requests, latency, m.attempts, m.failovers, m.reloads,
+		&collector{d: d},
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// request records one answered front-end request.
+func (m *metrics) request(op wire.Op, st wire.Status, took time.Duration) {
+	if int(op) >= numFrontOps || op == 0 || int(st) >= numStatus {
+		return
+	}
+	m.requests[op][st].Inc()
+	m.latency[op].Observe(took.Seconds())
+}
+
+// tier returns the metric children of the tier named name.
+func (m *metrics) tier(name string) *tierMetrics {
+	t := &tierMetrics{}
+	for o := range t.attempts {
+		t.attempts[o] = m.attempts.WithLabelValues(name, outcomeNames[o])
+	}
+	return t
+}
+
+// wireFailovers resolves, for each tier of an order, the failover counters
+// from every tier before it.
+func (m *metrics) wireFailovers(tiers []*tier) {
+	for _, to := range tiers {
+		to.failoverFrom = make([]counter, len(tiers))
+		for _, from := range tiers {
+			if from != to {
+				to.failoverFrom[from.pos] = m.failovers.WithLabelValues(from.name, to.name)
+			}
+		}
+	}
+}
+
+// collector reads the daemon's state at scrape time: breakers, pools, keys,
+// in-flight requests, config version. It is safe for concurrent use.
+type collector struct{ d *Daemon }
+
+var (
+	descBreaker   = prometheus.NewDesc("switchboard_breaker_state", "Breaker state by tier: 0 closed, 1 half-open, 2 open.", []string{"tier"}, nil)
+	descOverride  = prometheus.NewDesc("switchboard_breaker_override", "Operator breaker override by tier: 0 auto, 1 forced open, 2 forced closed.", []string{"tier"}, nil)
+	descDrained   = prometheus.NewDesc("switchboard_tier_drained", "1 when an operator drained the tier (it takes no new allocations).", []string{"tier"}, nil)
+	descPoolConns = prometheus.NewDesc("switchboard_pool_connections", "Telephony connections by tier and state (live, dialing, draining).", []string{"tier", "state"}, nil)
+	descPoolCalls = prometheus.NewDesc("switchboard_pool_in_flight", "Telephony requests in flight by tier.", []string{"tier"}, nil)
+	descInFlight  = prometheus.NewDesc("switchboard_in_flight", "Front-end requests in progress.", nil, nil)
+	descIssued    = prometheus.NewDesc("switchboard_keys_issued_total", "Session keys issued since start.", nil, nil)
+	descLeft      = prometheus.NewDesc("switchboard_keys_left", "Session keys this node can still issue.", nil, nil)
+	descOrphans   = prometheus.NewDesc("switchboard_orphans_pending", "Possibly orphaned reservations waiting to be released.", nil, nil)
+	descVersion   = prometheus.NewDesc("switchboard_config_version", "Configuration generation in force: 1 at start, +1 per successful reload.", nil, nil)
+	descReloadAt  = prometheus.NewDesc("switchboard_config_last_reload_success_timestamp_seconds", "When the configuration in force was loaded.", nil, nil)
+	descStart     = prometheus.NewDesc("switchboard_start_time_seconds", "When the daemon started.", nil, nil)
+)
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descBreaker, descOverride, descDrained, descPoolConns, descPoolCalls,
+		descInFlight, descIssued, descLeft, descOrphans, descVersion, descReloadAt, descStart} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	st, ok := c.d.running()
+	if !ok {
+		return
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	for _, t := range *st.svc.tiers.Load() {
+		gauge(descBreaker, float64(t.br.State()), t.name)
+		gauge(descOverride, float64(t.br.Override()), t.name)
+		gauge(descDrained, b2f(t.ctl.drained.Load()), t.name)
+		ps := t.pool.Stats()
+		live, dialing, draining := poolCounts(ps)
+		gauge(descPoolConns, float64(live), t.name, "live")
+		gauge(descPoolConns, float64(dialing), t.name, "dialing")
+		gauge(descPoolConns, float64(draining), t.name, "draining")
+		gauge(descPoolCalls, float64(ps.InFlight), t.name)
+	}
+	gauge(descInFlight, float64(st.srv.inFlight.Load()))
+	ks := c.d.keys.Stats()
+	ch <- prometheus.MustNewConstMetric(descIssued, prometheus.CounterValue, float64(ks.Issued))
+	gauge(descLeft, float64(ks.Left))
+	gauge(descOrphans, float64(st.svc.orphans.count()))
+	gauge(descVersion, float64(c.d.version.Load()))
+	gauge(descReloadAt, float64(c.d.loadedAt.Load())/1e9)
+	gauge(descStart, float64(c.d.started.UnixNano())/1e9)
+}
+
+func poolCounts(ps pool.Stats) (live, dialing, draining int) {
+	for _, s := range ps.Servers {
+		live += s.Live
+		dialing += s.Dialing
+		draining += s.Draining
+	}
+	return
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// metricsServer serves /metrics over HTTP on a loopback address. Run owns
+// its goroutine; shutdown stops it and waits.
+type metricsServer struct {
+	hs   *http.Server
+	ln   net.Listener
+	done chan struct{}
+}
+
+func startMetricsServer(log *zap.Logger, addr string, reg *prometheus.Registry) (*metricsServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog:          zap.NewStdLog(log),
+		ErrorHandling:     promhttp.ContinueOnError,
+		EnableOpenMetrics: true,
+	}))
+	m := &metricsServer{
+		hs:   &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: zap.NewStdLog(log)},
+		ln:   ln,
+		done: make(chan struct{}),
+	}
+	go func() {
+		defer close(m.done)
+		if err := m.hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server stopped", zap.Error(err))
+		}
+	}()
+	return m, nil
+}
+
+func (m *metricsServer) addr() net.Addr { return m.ln.Addr() }
+
+func (m *metricsServer) shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := m.hs.Shutdown(ctx); err != nil {
+		m.hs.Close()
+	}
+	<-m.done
+}

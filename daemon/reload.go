@@ -1,0 +1,298 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"switchboard/pool"
+)
+
+// reloadRequest carries one reload to Run's loop, which applies reloads
+// one at a time.
+type reloadRequest struct {
+	cfg   *Config
+	reply chan error // 1-buffered
+}
+
+// ReloadOutcome describes the last reload attempt (a plain value).
+type ReloadOutcome struct {
+	At      time.Time `json:"at"`
+	Result  string    `json:"result"` // ok, invalid, requires_restart, failed
+	Error   string    `json:"error,omitempty"`
+	Version uint64    `json:"config_version"` // in force after the attempt
+}
+
+// Reload applies cfg to the running daemon and returns once it is in force
+// (or refused). In order: cfg is validated; a change to a field that cannot
+// change live (restartFields) is refused with ErrRequiresRestart; new
+// simulators start; tiers whose servers changed get a new pool, and every
+// new pool must be warm within server.ready_timeout (else ErrNotWarm); then,
+// at one atomic swap, the new tier order is in force, kept pools and
+// breakers are retuned in place, server limits and the log level change.
+// Finally the pools no longer used drain (requests already holding the old
+// order finish on it) and close, and simulators no longer named stop.
+//
+// A refused or failed reload changes nothing. Operator overrides (drain,
+// breaker override) are kept by tier name. Reloads are serialised by Run's
+// loop; if ctx ends first Reload returns ctx's error and the reload still
+// completes or fails on its own.
+func (d *Daemon) Reload(ctx context.Context, cfg *Config) error {
+	if cfg == nil {
+		return fmt.Errorf("%w: nil config", ErrConfig)
+	}
+	req := reloadRequest{cfg: cfg, reply: make(chan error, 1)}
+	select {
+	case d.reloads <- req:
+	case <-d.stopped:
+		return ErrNotRunning
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-req.reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ReloadFromSource reads the configuration from the source given with
+// WithConfigSource (SIGHUP and sbctl reload use it) and applies it with
+// Reload. A source that fails to load counts as an invalid reload.
+func (d *Daemon) ReloadFromSource(ctx context.Context) error {
+	if d.source == nil {
+		return ErrNoSource
+	}
+	cfg, err := d.source()
+	if err != nil {
+		d.recordReload(reloadInvalid, err)
+		return err
+	}
+	return d.Reload(ctx, cfg)
+}
+
+// LastReload returns the outcome of the last reload attempt, or nil.
+func (d *Daemon) LastReload() *ReloadOutcome { return d.last.Load() }
+
+func (d *Daemon) recordReload(result string, err error) {
+	d.m.reloads.WithLabelValues(result).Inc()
+	o := &ReloadOutcome{At: d.now(), Result: result, Version: d.version.Load()}
+	if err != nil {
+		o.Error = err.Error()
+		d.log.Error("reload failed; the running configuration is unchanged",
+			zap.String("result", result), zap.Error(err), zap.Uint64("config_version", o.Version))
+	} else {
+		d.log.Info("reload done", zap.Uint64("config_version", o.Version))
+	}
+	d.last.Store(o)
+}
+
+// restartFields lists the fields of nc that differ from old and cannot
+// change while the daemon runs. Only names are returned, never values (the
+// key secret must not reach a log).
+func restartFields(old, nc *Config) []string {
+	var f []string
+	same := func(name string, eq bool) {
+		if !eq {
+			f = append(f, name)
+		}
+	}
+	same("socket", old.Socket == nc.Socket)
+	same("data_dir", old.DataDir == nc.DataDir)
+	same("instance", old.Instance == nc.Instance)
+	same("log.format", old.Log.Format == nc.Log.Format)
+	same("admin.socket", old.Admin.Socket == nc.Admin.Socket)
+	same("metrics.addr", old.Metrics.Addr == nc.Metrics.Addr)
+	same("server.transport", old.Server.Transport == nc.Server.Transport)
+	same("server.max_frame", old.Server.MaxFrame == nc.Server.MaxFrame)
+	same("server.read_timeout", old.Server.ReadTimeout == nc.Server.ReadTimeout)
+	same("server.write_timeout", old.Server.WriteTimeout == nc.Server.WriteTimeout)
+	same("keys.digits", old.Keys.Digits == nc.Keys.Digits)
+	same("keys.block_size", old.Keys.BlockSize == nc.Keys.BlockSize)
+	same("keys.secret", old.Keys.Secret == nc.Keys.Secret)
+	same("keys.node", old.Keys.Node == nc.Keys.Node)
+	same("cache.size_mb", old.Cache.SizeMB == nc.Cache.SizeMB)
+	same("cache.token_ttl", old.Cache.TokenTTL == nc.Cache.TokenTTL)
+	return f
+}
+
+// reload runs on Run's goroutine: one at a time.
+func (d *Daemon) reload(ctx context.Context, nc *Config) (err error) {
+	result := reloadFailed
+	defer func() {
+		if err == nil {
+			result = reloadOK
+		}
+		d.recordReload(result, err)
+	}()
+	c := *nc
+	nc = &c
+	old := d.cfg.Load()
+	if err := nc.Validate(); err != nil {
+		result = reloadInvalid
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if f := restartFields(old, nc); len(f) > 0 {
+		result = reloadRequiresRestart
+		return fmt.Errorf("%w: %s changed", ErrRequiresRestart, strings.Join(f, ", "))
+	}
+	d.notify.send(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d\nSTATUS=reloading", monotonicUsec()))
+	defer d.notify.send("READY=1\nSTATUS=serving")
+
+	started, err := d.startSims(nc)
+	if err != nil {
+		d.stopSims(started)
+		return err
+	}
+	cur := d.svc.set.Load().tiers
+	byName := make(map[string]*tier, len(cur))
+	for _, t := range cur {
+		byName[t.name] = t
+	}
+
+	// Plan: new tier values; fresh pools where the servers changed.
+	var (
+		next    = make([]*tier, 0, len(nc.Tiers))
+		fresh   []*tier
+		retunes []func()
+	)
+	abort := func() {
+		closeTiers(fresh, time.Second)
+		d.stopSims(started)
+	}
+	for i, tc := range nc.Tiers {
+		addrs, err := d.resolve(tc.Servers)
+		if err != nil {
+			abort()
+			return fmt.Errorf("tier %s: %w", tc.Name, err)
+		}
+		pc := poolConfig(tc.Name, nc.Instance, addrs, tc.Pool)
+		if err := pc.Validate(); err != nil {
+			abort()
+			return fmt.Errorf("%w: tier %s: %w", ErrConfig, tc.Name, err)
+		}
+		t := &tier{name: tc.Name, nameB: []byte(tc.Name), pos: i, addrs: addrs, attempt: tc.AttemptTimeout}
+		o := byName[tc.Name]
+		if o != nil && slices.Equal(o.addrs, addrs) {
+			t.pool = o.pool
+			retunes = append(retunes, func() {
+				if err := t.pool.Retune(pc); err != nil {
+					d.log.Error("pool retune refused", zap.String("tier", t.name), zap.Error(err))
+				}
+			})
+		} else {
+			p, err := pool.New(pc, pool.WithLogger(d.log.Named("pool")))
+			if err != nil {
+				abort()
+				return fmt.Errorf("tier %s: %w", tc.Name, err)
+			}
+			t.pool = p
+			fresh = append(fresh, t)
+		}
+		if o != nil {
+			// The breaker (with its override), the drain switch and the
+			// metric children belong to the tier name.
+			t.br, t.ctl, t.m = o.br, o.ctl, o.m
+			if s := tc.Breaker.settings(); t.pool != o.pool || o.br.Settings() != s {
+				br := t.br
+				retunes = append(retunes, func() { br.Retune(s) })
+			}
+		} else {
+			t.br, t.ctl, t.m = d.newBreaker(tc), &tierCtl{}, d.m.tier(tc.Name)
+		}
+		next = append(next, t)
+	}
+	if errs := waitWarm(ctx, nc.Server.ReadyTimeout, fresh); len(errs) > 0 {
+		abort()
+		return fmt.Errorf("%w within server.ready_timeout %v: %w", ErrNotWarm, nc.Server.ReadyTimeout, errors.Join(errs...))
+	}
+
+	// Commit: nothing below fails.
+	for _, f := range retunes {
+		f()
+	}
+	d.m.wireFailovers(next)
+	retired := d.svc.swap(next)
+	d.srv.lim.Store(limitsOf(nc.Server))
+	oldSims := map[string]SimConfig{}
+	for _, sc := range old.Simulators {
+		oldSims[sc.Name] = sc
+	}
+	for _, sc := range nc.Simulators {
+		if prev, ok := oldSims[sc.Name]; ok && prev == sc {
+			continue
+		}
+		if s := d.Simulator(sc.Name); s != nil {
+			s.SetCapacity(sc.Capacity)
+			s.SetLatency(sc.Latency, 0)
+		}
+	}
+	if d.level != nil && d.level.String() != nc.Log.Level {
+		if err := d.level.UnmarshalText([]byte(nc.Log.Level)); err == nil {
+			d.log.Info("log level changed", zap.String("level", nc.Log.Level))
+		}
+	}
+	d.cfg.Store(nc)
+	d.version.Add(1)
+	d.loadedAt.Store(d.now().UnixNano())
+	d.log.Info("new configuration in force",
+		zap.Int("tiers", len(next)), zap.Int("new_pools", len(fresh)), zap.Uint64("config_version", d.version.Load()))
+
+	// Drain: wait until no request holds the old order, then close the
+	// pools it alone used and the simulators no longer named.
+	d.drainRetired(retired, next, nc)
+	return nil
+}
+
+// drainRetired closes what the retired tier order used and next does not.
+func (d *Daemon) drainRetired(retired *tierSet, next []*tier, nc *Config) {
+	keep := map[*pool.Pool]bool{}
+	for _, t := range next {
+		keep[t.pool] = true
+	}
+	var gone []*tier
+	for _, t := range retired.tiers {
+		if !keep[t.pool] {
+			gone = append(gone, t)
+		}
+	}
+	if len(gone) > 0 {
+		wait := time.NewTimer(nc.Server.RequestTimeout + time.Second)
+		select {
+		case <-retired.idle:
+		case <-wait.C:
+			d.log.Warn("requests still hold the previous tier order; closing its pools anyway")
+		}
+		wait.Stop()
+		ctx, cancel := context.WithTimeout(context.Background(), nc.Server.ShutdownTimeout)
+		for _, t := range gone {
+			if err := t.pool.Shutdown(ctx); err != nil {
+				d.log.Warn("retired pool drain cut short", zap.String("tier", t.name), zap.Error(err))
+			}
+		}
+		cancel()
+	}
+	named := map[string]bool{}
+	for _, tc := range nc.Tiers {
+		for _, u := range tc.Servers {
+			if s, err := ParseServer(u); err == nil && s.Sim != "" {
+				named[s.Sim] = true
+			}
+		}
+	}
+	d.simMu.Lock()
+	var stop []string
+	for n := range d.sims {
+		if !named[n] {
+			stop = append(stop, n)
+		}
+	}
+	d.simMu.Unlock()
+	d.stopSims(stop)
+}
