@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -203,4 +204,194 @@ func repeatOf(r wire.Recurrence) repeatJSON {
 		}
 	}
 	return j
+}
+
+// Admin answers. With -json sbctl prints the daemon's own JSON object as it
+// came (GET /status is daemon.Status); the types below hold the part the
+// readable form shows, with the daemon's field names.
+
+// rawAnswer is the daemon's JSON answer, printed verbatim by -json.
+type rawAnswer struct{ raw json.RawMessage }
+
+func (r rawAnswer) MarshalJSON() ([]byte, error) { return r.raw, nil }
+
+type adminServer struct {
+	Addr      string `json:"addr"`
+	ServerID  string `json:"server_id"`
+	Live      int    `json:"live"`
+	Dialing   int    `json:"dialing"`
+	Draining  int    `json:"draining"`
+	InFlight  int    `json:"in_flight"`
+	LastError string `json:"last_error"`
+}
+
+type adminTier struct {
+	Name      string        `json:"name"`
+	Breaker   string        `json:"breaker"`
+	Override  string        `json:"override"`
+	Drained   bool          `json:"drained"`
+	Available bool          `json:"available"`
+	Live      int           `json:"live"`
+	Dialing   int           `json:"dialing"`
+	Draining  int           `json:"draining"`
+	InFlight  int           `json:"in_flight"`
+	Servers   []adminServer `json:"servers"`
+}
+
+type adminReload struct {
+	At      time.Time `json:"at"`
+	Result  string    `json:"result"` // ok, invalid, requires_restart, failed
+	Error   string    `json:"error"`
+	Version uint64    `json:"config_version"`
+}
+
+type adminStatus struct {
+	Instance      string       `json:"instance"`
+	Socket        string       `json:"socket"`
+	ConfigVersion uint64       `json:"config_version"`
+	Started       time.Time    `json:"started"`
+	UptimeSeconds float64      `json:"uptime_seconds"`
+	InFlight      int64        `json:"in_flight"`
+	KeysIssued    uint64       `json:"keys_issued"`
+	KeysLeft      uint64       `json:"keys_left"`
+	Orphans       int          `json:"orphans_pending"`
+	LastReload    *adminReload `json:"last_reload"`
+	Tiers         []adminTier  `json:"tiers"`
+}
+
+type statusResult struct {
+	rawAnswer
+	st adminStatus
+}
+
+// writeText prints a header, then one row per tier in failover order with
+// its servers indented below it: a server's counts sit under its tier's,
+// followed by its server id and last error.
+func (r *statusResult) writeText(w io.Writer) error {
+	s := &r.st
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "instance\t%s\n", s.Instance)
+	fmt.Fprintf(tw, "socket\t%s\n", s.Socket)
+	fmt.Fprintf(tw, "config version\t%d\n", s.ConfigVersion)
+	fmt.Fprintf(tw, "uptime\t%v\n", uptime(s.UptimeSeconds))
+	fmt.Fprintf(tw, "in flight\t%d\n", s.InFlight)
+	fmt.Fprintf(tw, "keys\t%d issued, %d left\n", s.KeysIssued, s.KeysLeft)
+	fmt.Fprintf(tw, "orphans pending\t%d\n", s.Orphans)
+	fmt.Fprintf(tw, "last reload\t%s\n", reloadText(s.LastReload))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\ntiers, in failover order:\n")
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	// IN-FLIGHT is the last cell of the header and tier rows (no trailing
+	// blanks) but a column of the server rows, so that what follows it
+	// lines up.
+	fmt.Fprintf(tw, "TIER\tBREAKER\tOVERRIDE\tDRAINED\tAVAILABLE\tLIVE\tDIALING\tDRAINING\tIN-FLIGHT\n")
+	for _, t := range s.Tiers {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\n", t.Name, t.Breaker, t.Override,
+			yesNo(t.Drained), yesNo(t.Available), t.Live, t.Dialing, t.Draining, t.InFlight)
+		for _, sv := range t.Servers {
+			id := sv.ServerID
+			if id == "" {
+				id = "-"
+			}
+			fmt.Fprintf(tw, "  %s\t\t\t\t\t%d\t%d\t%d\t%d\tserver id %s", sv.Addr, sv.Live, sv.Dialing, sv.Draining, sv.InFlight, id)
+			if sv.LastError != "" {
+				fmt.Fprintf(tw, ", last error: %s", oneLine(sv.LastError))
+			}
+			fmt.Fprintln(tw)
+		}
+	}
+	return tw.Flush()
+}
+
+// uptime renders seconds as a duration: whole seconds, or milliseconds
+// under one second.
+func uptime(sec float64) time.Duration {
+	d := time.Duration(sec * float64(time.Second))
+	if d < time.Second {
+		return d.Round(time.Millisecond)
+	}
+	return d.Round(time.Second)
+}
+
+func reloadText(o *adminReload) string {
+	if o == nil {
+		return "none since start"
+	}
+	s := fmt.Sprintf("%s at %s, config version %d in force", o.Result, o.At.Format(time.RFC3339), o.Version)
+	if o.Error != "" {
+		s += ": " + oneLine(o.Error)
+	}
+	return s
+}
+
+// oneLine folds a multi-line message (errors.Join) onto one line.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+type reloadResult struct {
+	rawAnswer
+	ans struct {
+		Version uint64 `json:"config_version"`
+	}
+}
+
+func (r *reloadResult) writeText(w io.Writer) error {
+	_, err := fmt.Fprintf(w, "reloaded: config version %d\n", r.ans.Version)
+	return err
+}
+
+type drainResult struct {
+	rawAnswer
+	ans struct {
+		Tier    string `json:"tier"`
+		Drained bool   `json:"drained"`
+	}
+}
+
+func (r *drainResult) writeText(w io.Writer) error {
+	what := "undrained: takes new allocations"
+	if r.ans.Drained {
+		what = "drained: takes no new allocations (lookups, updates and releases still reach it)"
+	}
+	_, err := fmt.Fprintf(w, "tier %s %s\n", r.ans.Tier, what)
+	return err
+}
+
+type breakerResult struct {
+	rawAnswer
+	ans struct {
+		Tier     string `json:"tier"`
+		Override string `json:"override"`
+	}
+}
+
+func (r *breakerResult) writeText(w io.Writer) error {
+	what := map[string]string{
+		"open":   "forced open: no attempt goes to the tier",
+		"closed": "forced closed: every attempt goes to the tier, failures are not counted",
+		"auto":   "auto: the breaker decides from the tier's failures",
+	}[r.ans.Override]
+	if what == "" {
+		what = r.ans.Override
+	}
+	_, err := fmt.Fprintf(w, "tier %s breaker %s\n", r.ans.Tier, what)
+	return err
+}
+
+type logLevelResult struct {
+	rawAnswer
+	ans struct {
+		Level string `json:"level"`
+	}
+	set bool
+}
+
+func (r *logLevelResult) writeText(w io.Writer) error {
+	if r.set {
+		_, err := fmt.Fprintf(w, "log level now %s\n", r.ans.Level)
+		return err
+	}
+	_, err := fmt.Fprintln(w, r.ans.Level)
+	return err
 }

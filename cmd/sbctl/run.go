@@ -42,9 +42,10 @@ func usageErrorf(format string, a ...any) error {
 
 // globals are the flags before the command name.
 type globals struct {
-	socket  string        // front-end socket
-	json    bool          // one JSON object on stdout
-	timeout time.Duration // bound on the whole command, dial included
+	socket      string        // front-end socket
+	adminSocket string        // admin socket; "" when neither flag nor environment gives one
+	json        bool          // one JSON object on stdout
+	timeout     time.Duration // bound on the whole command, dial included
 }
 
 // result is what a successful command prints: its fields, with JSON tags,
@@ -54,18 +55,21 @@ type result interface {
 }
 
 // command is one entry of the command table. Front-end commands are in
-// frontend.go; admin commands (a later addition, on the admin socket) are
-// another table appended in commandTable.
+// frontend.go, admin commands (on the admin socket) in admin.go.
 type command struct {
 	name     string
 	synopsis string // arguments, for the usage text
 	summary  string // one line
 	run      func(ctx context.Context, g *globals, args []string) (result, error)
+	admin    bool // spoken over the admin socket
+	// timeout replaces DefaultTimeout as the command's bound when -timeout
+	// is not given (reload, which waits for pools to warm); zero: none.
+	timeout time.Duration
 }
 
 // commandTable lists every command in the order the usage text shows them.
 func commandTable() []command {
-	return frontEndCommands()
+	return append(frontEndCommands(), adminCommands()...)
 }
 
 func findCommand(name string) (command, bool) {
@@ -85,10 +89,19 @@ func defaultSocket() string {
 }
 
 func writeUsage(w io.Writer, fs *flag.FlagSet) {
-	fmt.Fprintf(w, "usage: sbctl [-socket PATH] [-json] [-timeout D] COMMAND [ARGS]\n\n")
-	fmt.Fprintf(w, "Operates a running switchboard daemon. The socket is -socket, else $%s,\nelse %s.\n\nCommands (front-end socket):\n", SocketEnv, DefaultSocket)
-	for _, c := range commandTable() {
-		fmt.Fprintf(w, "  %s\n        %s\n", strings.TrimSpace(c.name+" "+c.synopsis), c.summary)
+	fmt.Fprintf(w, "usage: sbctl [-socket PATH] [-admin-socket PATH] [-json] [-timeout D] COMMAND [ARGS]\n\n")
+	fmt.Fprintf(w, "Operates a running switchboard daemon. The front-end socket is -socket,\nelse $%s, else %s.\nThe admin socket is -admin-socket, else $%s; it has no default.\n", SocketEnv, DefaultSocket, AdminSocketEnv)
+	for _, admin := range []bool{false, true} {
+		if admin {
+			fmt.Fprintf(w, "\nCommands (admin socket, -admin-socket):\n")
+		} else {
+			fmt.Fprintf(w, "\nCommands (front-end socket):\n")
+		}
+		for _, c := range commandTable() {
+			if c.admin == admin {
+				fmt.Fprintf(w, "  %s\n        %s\n", strings.TrimSpace(c.name+" "+c.synopsis), c.summary)
+			}
+		}
 	}
 	fmt.Fprintf(w, "\nFlags:\n")
 	fs.SetOutput(w)
@@ -104,8 +117,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("sbctl", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&g.socket, "socket", defaultSocket(), "daemon front-end socket `path`")
+	fs.StringVar(&g.adminSocket, "admin-socket", defaultAdminSocket(), "daemon admin socket `path` (status, reload, drain, undrain, breaker, log-level)")
 	fs.BoolVar(&g.json, "json", false, "print exactly one JSON object")
-	fs.DurationVar(&g.timeout, "timeout", DefaultTimeout, "bound on the whole command, dial included")
+	fs.DurationVar(&g.timeout, "timeout", DefaultTimeout, fmt.Sprintf("bound on the whole command, dial included; reload without -timeout: %v", DefaultReloadTimeout))
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			writeUsage(stdout, fs)
@@ -127,6 +141,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if g.timeout <= 0 {
 		return fail(stderr, usageErrorf("-timeout must be positive"))
+	}
+	timeoutSet := false
+	fs.Visit(func(f *flag.Flag) { timeoutSet = timeoutSet || f.Name == "timeout" })
+	if !timeoutSet && cmd.timeout > 0 {
+		g.timeout = cmd.timeout
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, g.timeout)

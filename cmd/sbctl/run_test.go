@@ -15,7 +15,14 @@ import (
 	"switchboard/wire"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// The admin tests run a real daemon in-process: netpoll's pollers and
+// gopool's workers are process-wide and outlive it by design; everything
+// else must stop.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreTopFunction("github.com/cloudwego/netpoll.(*defaultPoll).Wait"),
+		goleak.IgnoreAnyFunction("github.com/bytedance/gopkg/util/gopool.(*worker).run.func1"))
+}
 
 type outcome struct {
 	code   int
