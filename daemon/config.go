@@ -1,21 +1,18 @@
 package daemon
 
 import (
-	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"switchboard/breaker"
 	"switchboard/configs"
+	"switchboard/internal/strictyaml"
 	"switchboard/wire"
 )
 
@@ -240,7 +237,8 @@ func DefaultConfig() (*Config, error) {
 	return ParseConfig(configs.Default, "embedded default")
 }
 
-// LoadConfig reads, strictly decodes, defaults and validates a config file.
+// LoadConfig reads, strictly decodes, defaults and validates a config file
+// (see ParseConfig).
 func LoadConfig(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -249,25 +247,26 @@ func LoadConfig(path string) (*Config, error) {
 	return ParseConfig(b, path)
 }
 
-// ParseConfig strictly decodes YAML (an unknown field is an error with its
-// line), applies defaults and validates. name labels errors.
+// ParseConfig strictly decodes YAML, applies defaults and validates. name
+// labels errors. Every problem is reported, each with its line in the file
+// when the file sets the value (see strictyaml): first every decoding
+// problem (unknown field, wrong type, duplicate key); only a document that
+// decodes cleanly is validated, since a value that did not decode would
+// only cause misleading follow-on errors. strictyaml.List takes the error
+// apart, one problem each.
 func ParseConfig(b []byte, name string) (*Config, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
 	var c Config
-	if err := dec.Decode(&c); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%w: %s: empty document", ErrConfig, name)
-		}
-		return nil, fmt.Errorf("%w: %s: %s", ErrConfig, name, strings.TrimPrefix(err.Error(), "yaml: "))
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		return nil, fmt.Errorf("%w: %s: more than one YAML document", ErrConfig, name)
+	lines, err := strictyaml.Decode(b, name, &c)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	c.applyDefaults()
 	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, name, err)
+		var es strictyaml.Errors
+		if errors.As(err, &es) {
+			es.Locate(name, lines)
+		}
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	return &c, nil
 }
@@ -379,13 +378,21 @@ func (b BreakerConfig) settings() breaker.Settings {
 	return breaker.Settings{Failures: b.Failures, OpenFor: b.OpenFor, Probes: b.Probes, Window: b.Window}
 }
 
-// Validate checks a defaulted config and returns every problem found, each
-// naming its field.
+// Validate checks a defaulted config and returns every problem found, as
+// strictyaml.Errors: each names its field and what would be valid, and
+// carries the paths where a file sets the value, so that ParseConfig can
+// add the line. A config built in code (a reload source, a test) gets the
+// same errors without lines. A tier's pool and breaker fields inherit from
+// the top-level sections; their errors name the tier's field and, when the
+// value came from the top level, point at its line there.
 func (c *Config) Validate() error {
-	var errs []error
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	var errs strictyaml.Errors
+	// badAt records a problem of field (as printed) whose value the file
+	// may set at paths (own path first, inherited ones after).
+	badAt := func(field string, paths []string, format string, args ...any) {
+		errs = append(errs, &strictyaml.FieldError{Field: field, Msg: fmt.Sprintf(format, args...), Paths: paths})
 	}
+	bad := func(field, format string, args ...any) { badAt(field, nil, format, args...) }
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -449,36 +456,50 @@ func (c *Config) Validate() error {
 	if len(c.Tiers) == 0 {
 		bad("tiers", "at least one tier is required")
 	}
-	names := map[string]bool{}
+	names := map[string]int{}
 	for i, t := range c.Tiers {
-		f := "tiers[" + strconv.Itoa(i) + "]"
+		// key is the tier's path in the file; f adds its name for the
+		// reader: tiers[1] (nextgen).pool.min_conns.
+		key := "tiers[" + strconv.Itoa(i) + "]"
+		f := key
+		if validName(t.Name) {
+			f += " (" + t.Name + ")"
+		}
+		own := func(sub, format string, args ...any) {
+			badAt(f+"."+sub, []string{key + "." + sub}, format, args...)
+		}
+		// inherited is for pool.* and breaker.*, which the top level
+		// sets for every tier under the same names.
+		inherited := func(sub, format string, args ...any) {
+			badAt(f+"."+sub, []string{key + "." + sub, sub}, format, args...)
+		}
 		if !validName(t.Name) {
-			bad(f+".name", "%q: want 1-64 characters of a-z, 0-9 and -", t.Name)
+			own("name", "%q: want 1-64 characters of a-z, 0-9 and -", t.Name)
+		}
+		if j, dup := names[t.Name]; dup {
+			own("name", "%q appears twice (also tiers[%d]): tier names are unique", t.Name, j)
 		} else {
-			f = "tiers[" + t.Name + "]"
+			names[t.Name] = i
 		}
-		if names[t.Name] {
-			bad(f+".name", "%q appears twice", t.Name)
-		}
-		names[t.Name] = true
 		if len(t.Servers) == 0 {
-			bad(f+".servers", "at least one server is required")
+			own("servers", "at least one server is required")
 		}
 		seen := map[string]bool{}
 		for j, u := range t.Servers {
+			sf := "servers[" + strconv.Itoa(j) + "]"
 			if _, err := ParseServer(u); err != nil {
-				bad(fmt.Sprintf("%s.servers[%d]", f, j), "%v", err)
+				own(sf, "%v", err)
 			}
 			if seen[u] {
-				bad(fmt.Sprintf("%s.servers[%d]", f, j), "%q appears twice", u)
+				own(sf, "%q appears twice", u)
 			}
 			seen[u] = true
 		}
-		positiveDur(f+".attempt_timeout", t.AttemptTimeout)
-		t.Pool.validate(f+".pool", bad)
-		if err := t.Breaker.settings().Validate(); err != nil {
-			bad(f+".breaker", "%v", err)
+		if t.AttemptTimeout <= 0 {
+			own("attempt_timeout", "%v must be positive", t.AttemptTimeout)
 		}
+		t.Pool.validate(inherited)
+		t.Breaker.validate(inherited)
 	}
 	sims := map[string]bool{}
 	for i, s := range c.Simulators {
@@ -495,15 +516,17 @@ func (c *Config) Validate() error {
 			bad(f+".latency", "%v must not be negative", s.Latency)
 		}
 	}
-	return errors.Join(errs...)
+	return errs.Err()
 }
 
-func (p PoolConfig) validate(f string, bad func(string, string, ...any)) {
+// validate reports the problems of a tier's pool settings to bad, naming
+// each field pool.NAME.
+func (p PoolConfig) validate(bad func(field, format string, args ...any)) {
 	if p.MinConns < 1 || p.MinConns > 64 {
-		bad(f+".min_conns", "%d not in 1..64", p.MinConns)
+		bad("pool.min_conns", "%d not in 1..64", p.MinConns)
 	}
 	if p.MaxInFlight < 1 {
-		bad(f+".max_in_flight", "%d must be positive", p.MaxInFlight)
+		bad("pool.max_in_flight", "%d must be positive", p.MaxInFlight)
 	}
 	for _, d := range []struct {
 		n string
@@ -511,14 +534,37 @@ func (p PoolConfig) validate(f string, bad func(string, string, ...any)) {
 	}{{"dial_timeout", p.DialTimeout}, {"heartbeat_interval", p.HeartbeatInterval},
 		{"heartbeat_timeout", p.HeartbeatTimeout}, {"backoff_base", p.BackoffBase}, {"backoff_max", p.BackoffMax}} {
 		if d.v <= 0 {
-			bad(f+"."+d.n, "%v must be positive", d.v)
+			bad("pool."+d.n, "%v must be positive", d.v)
 		}
 	}
 	if p.BackoffMax < p.BackoffBase {
-		bad(f+".backoff_max", "%v is below backoff_base %v", p.BackoffMax, p.BackoffBase)
+		bad("pool.backoff_max", "%v is below backoff_base %v", p.BackoffMax, p.BackoffBase)
 	}
 	if p.MaxAge < 0 {
-		bad(f+".max_age", "%v must not be negative", p.MaxAge)
+		bad("pool.max_age", "%v must not be negative", p.MaxAge)
+	}
+}
+
+// validate reports the problems of a tier's breaker settings to bad,
+// naming each field breaker.NAME. The rules are breaker.Settings.Validate's
+// own: each field is checked alone (a zero field is always valid there) to
+// know which one is wrong, then all together for rules across fields.
+func (b BreakerConfig) validate(bad func(field, format string, args ...any)) {
+	found := false
+	for _, f := range []struct {
+		name string
+		s    breaker.Settings
+	}{
+		{"failures", breaker.Settings{Failures: b.Failures}}, {"open_for", breaker.Settings{OpenFor: b.OpenFor}},
+		{"probes", breaker.Settings{Probes: b.Probes}}, {"window", breaker.Settings{Window: b.Window}},
+	} {
+		if err := f.s.Validate(); err != nil {
+			bad("breaker."+f.name, "%s", strings.TrimPrefix(err.Error(), f.name+" "))
+			found = true
+		}
+	}
+	if err := b.settings().Validate(); err != nil && !found {
+		bad("breaker", "%v", err)
 	}
 }
 

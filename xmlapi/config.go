@@ -1,18 +1,16 @@
 package xmlapi
 
 import (
-	"bytes"
 	_ "embed"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
+	"switchboard/internal/strictyaml"
 )
 
 // DefaultYAML is the embedded default configuration (xmlapi/default.yaml):
@@ -138,7 +136,8 @@ type Account struct {
 // default applied.
 func DefaultConfig() (*Config, error) { return ParseConfig(DefaultYAML, "embedded default") }
 
-// LoadConfig reads, strictly decodes, defaults and validates a config file.
+// LoadConfig reads, strictly decodes, defaults and validates a config file
+// (see ParseConfig).
 func LoadConfig(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -147,22 +146,25 @@ func LoadConfig(path string) (*Config, error) {
 	return ParseConfig(b, path)
 }
 
-// ParseConfig strictly decodes YAML (an unknown field is an error with its
-// line), applies the defaults and validates. name labels errors.
+// ParseConfig strictly decodes YAML, applies the defaults and validates.
+// name labels errors. Every problem is reported, each with its line in the
+// file when the file sets the value (see strictyaml): first every decoding
+// problem (unknown field, wrong type, duplicate key), then, for a document
+// that decodes, every invalid value. The error wraps ErrConfig;
+// strictyaml.List takes it apart, one problem each.
 func ParseConfig(b []byte, name string) (*Config, error) {
 	var c Config
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, name, err)
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%w: %s: more than one YAML document", ErrConfig, name)
+	lines, err := strictyaml.Decode(b, name, &c)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	c.ApplyDefaults()
 	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		var es strictyaml.Errors
+		if errors.As(err, &es) {
+			es.Locate(name, lines)
+		}
+		return nil, err
 	}
 	return &c, nil
 }
@@ -213,12 +215,13 @@ func (c *Config) ApplyDefaults() {
 	}
 }
 
-// Validate reports every invalid field, each error wrapping ErrConfig.
+// Validate reports every invalid field, as strictyaml.Errors wrapped in
+// ErrConfig: each names its field, so that ParseConfig can add its line.
 // Call ApplyDefaults first (ParseConfig does).
 func (c *Config) Validate() error {
-	var errs []error
+	var errs strictyaml.Errors
 	bad := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...)))
+		errs = append(errs, &strictyaml.FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
 	}
 	if n := c.HTTP.MaxBodyBytes; n < 4<<10 || n > 16<<20 {
 		bad("http.max_body_bytes", "%d not in 4096..16777216", n)
@@ -306,5 +309,8 @@ func (c *Config) Validate() error {
 			bad(f+".time_zone_id", "%d not in 0..%d", *a.TimeZoneID, MaxTimeZoneID)
 		}
 	}
-	return errors.Join(errs...)
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrConfig, errs)
 }

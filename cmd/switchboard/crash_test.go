@@ -245,10 +245,13 @@ func TestCheckConfig(t *testing.T) {
 		t.Fatalf("check of the default: %v %q", err, out)
 	}
 	bad := filepath.Join(dir, "bad.yaml")
-	os.WriteFile(bad, []byte("tiers: []\nbogus: true\n"), 0o600)
+	os.WriteFile(bad, []byte("tiers: []\nbogus: true\nlog: {levle: info}\n"), 0o600)
 	out, err = exec.Command(bin, "-check-config", bad).CombinedOutput()
 	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "line 2: field bogus not found") {
-		t.Fatalf("check of a bad file: %v %q", err, out)
+	want := bad + ": line 2: bogus: unknown field; valid fields here: instance, socket, data_dir, log, admin, metrics, server, keys, cache, pool, breaker, tiers, simulators\n" +
+		bad + ": line 3: log.levle: unknown field (did you mean level?); valid fields here: level, format\n" +
+		bad + ": 2 errors\n"
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || string(out) != want {
+		t.Fatalf("check of a bad file: %v\n%s\nwant\n%s", err, out, want)
 	}
 }

@@ -3,6 +3,11 @@
 //	switchboard [-config FILE] [-socket PATH] [-data-dir DIR] [-admin-socket PATH] [-metrics-addr HOST:PORT]
 //	switchboard -check-config FILE
 //
+// -check-config prints "ok" and exits 0 for a valid file; otherwise it
+// prints every problem on standard error, one per line with its file, line
+// and field and what would be valid, then a count ("FILE: 3 errors"), and
+// exits 2.
+//
 // Without -config it runs the embedded default (three in-process simulated
 // telephony tiers). SIGINT or SIGTERM stop it gracefully; SIGHUP reloads
 // the -config file (flags still override it). Under systemd (Type=notify)
@@ -23,6 +28,7 @@ import (
 	"go.uber.org/zap"
 
 	"switchboard/daemon"
+	"switchboard/internal/strictyaml"
 )
 
 func main() { os.Exit(run()) }
@@ -44,7 +50,7 @@ func run() int {
 	}
 	if *check != "" {
 		if _, err := daemon.LoadConfig(*check); err != nil {
-			fmt.Fprintln(os.Stderr, err)
+			strictyaml.Report(os.Stderr, *check, err)
 			return 2
 		}
 		fmt.Println("ok")

@@ -7,6 +7,10 @@
 //	xmlapi -hash-password [-hash-alg bcrypt|argon2id] < password
 //	xmlapi -print-default-config
 //
+// -check-config prints "ok" for a valid file; otherwise every problem, one
+// per line with its file, line and field and what would be valid, then a
+// count ("FILE: 3 errors"), on standard error, and exits 2.
+//
 // Without -config it runs the embedded default (xmlapi/default.yaml), whose
 // one account is the seed's sample host (hostid / hostpassword, site 0000).
 // It waits up to backend.connect_timeout for the daemon's socket at start.

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"switchboard/client"
+	"switchboard/internal/strictyaml"
 	"switchboard/xmlapi"
 )
 
@@ -46,8 +47,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case *hash:
 		return hashPassword(stdin, stdout, stderr, *hashAlg)
 	case *check != "":
+		// Every problem on its own line, then a count (strictyaml.Report).
 		if _, err := xmlapi.LoadConfig(*check); err != nil {
-			fmt.Fprintln(stderr, err)
+			strictyaml.Report(stderr, *check, err)
 			return 2
 		}
 		fmt.Fprintln(stdout, "ok")

@@ -1,0 +1,57 @@
+package xmlapi
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"switchboard/internal/strictyaml"
+)
+
+// configProblems parses y and returns its problems, one string each,
+// checking that the error wraps ErrConfig.
+func configProblems(t *testing.T, y string) []string {
+	t.Helper()
+	_, err := ParseConfig([]byte(y), "x.yaml")
+	if !errors.Is(err, ErrConfig) {
+		t.Fatalf("error %v, want an ErrConfig", err)
+	}
+	var out []string
+	for _, e := range strictyaml.List(err) {
+		out = append(out, e.Error())
+	}
+	return out
+}
+
+func TestConfigProblemsHaveLines(t *testing.T) {
+	h, err := testHashes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"decoding", "http:\n  max_body: 1\n  read_timeout: slow\nxml: {max_depth: deep}\naccounts: {web_ex_id: a}\n", []string{
+			"x.yaml: line 2: http.max_body: unknown field; valid fields here: max_body_bytes, max_header_bytes, read_header_timeout, read_timeout, write_timeout, idle_timeout, shutdown_timeout",
+			`x.yaml: line 3: http.read_timeout: "slow" is not a duration (e.g. 250ms, 2s, 1m)`,
+			`x.yaml: line 4: xml.max_depth: "deep" is not an integer`,
+			"x.yaml: line 5: accounts: want a list, got a mapping",
+		}},
+		{"validation", "xml:\n  gsb_status: SECONDARY\naccounts:\n  - web_ex_id: a\n    site_id: x1\n    time_zone_id: 99\n    password_hash: '" + h[0] + "'\n  - {web_ex_id: b, password_hash: '" + h[0] + "'}\n", []string{
+			`x.yaml: line 2: xml.gsb_status: "SECONDARY" is not PRIMARY or BACKUP`,
+			`x.yaml: line 5: accounts[0].site_id: "x1" is not a number`,
+			"x.yaml: line 6: accounts[0].time_zone_id: 99 not in 0..61",
+			"x.yaml: line 8: accounts[1]: site_id or site_name is required",
+		}},
+		{"empty", "# nothing\n", []string{"x.yaml: empty document"}},
+		{"duplicate", "log:\n  level: info\nlog: {}\n", []string{"x.yaml: line 3: log: duplicate key, first set at line 1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := configProblems(t, tc.yaml)
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Fatalf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+}
