@@ -46,7 +46,7 @@ type Daemon struct {
 	notify       *notifier
 
 	up       atomic.Bool        // svc and srv are set: Run is serving
-	reloads  chan reloadRequest // served by Run's loop
+	reloads  chan reloadRequest // served by Run's reloader goroutine
 	stopped  chan struct{}      // closed when Run returns
 	version  atomic.Uint64      // config generation: 1 at start, +1 per reload
 	loadedAt atomic.Int64       // Unix ns of the config in force
@@ -211,20 +211,41 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		watchdog = tk.C
 		d.notify.send("WATCHDOG=1")
 	}
+	// Reloads run one at a time on a goroutine of their own, so that a
+	// reload waiting for new pools to warm or old ones to drain (seconds,
+	// bounded by the server timeouts) never holds back the watchdog pings
+	// of the loop below. It ends with Run, before anything is closed.
+	rctx, rcancel := context.WithCancel(ctx)
+	reloaderDone := make(chan struct{})
+	go func() {
+		defer close(reloaderDone)
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case req := <-d.reloads:
+				req.reply <- d.reload(rctx, req.cfg)
+			}
+		}
+	}()
+	stopReloader := func() {
+		rcancel()
+		<-reloaderDone
+	}
 loop:
 	for {
 		select {
 		case <-ctx.Done():
 			break loop
 		case err := <-serveErr:
+			stopReloader()
 			srv.shutdown(context.Background())
 			return fmt.Errorf("front-end server stopped: %w", err)
-		case req := <-d.reloads:
-			req.reply <- d.reload(ctx, req.cfg)
 		case <-watchdog:
 			d.notify.send("WATCHDOG=1")
 		}
 	}
+	stopReloader()
 	timeout := d.cfg.Load().Server.ShutdownTimeout
 	d.notify.send("STOPPING=1\nSTATUS=draining in-flight requests")
 	d.log.Info("shutting down: draining in-flight requests", zap.Duration("timeout", timeout))

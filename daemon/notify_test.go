@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"net"
 	"path/filepath"
 	"strings"
@@ -101,6 +102,47 @@ func TestSystemdNotifications(t *testing.T) {
 	}
 	if err := <-runErr; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestWatchdogPingsDuringSlowReload holds a reload for its whole
+// server.ready_timeout (a new pool that cannot get warm) and checks that the
+// watchdog pings go on meanwhile: systemd must not kill a daemon that is
+// busy applying a reload. Pings come every WATCHDOG_USEC/2 = 20ms; the
+// reload lasts 600ms.
+func TestWatchdogPingsDuringSlowReload(t *testing.T) {
+	sd := newFakeSystemd(t)
+	env := map[string]string{"NOTIFY_SOCKET": sd.path, "WATCHDOG_USEC": "40000"}
+	h := startDaemon(t, nil, withEnv(func(k string) string { return env[k] }))
+	var pings int
+	if msg := sd.next(t, &pings); !strings.HasPrefix(msg, "READY=1") {
+		t.Fatalf("first notification %q, want READY=1", msg)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	nc := reloadVariant(h.d.Config(), 0)
+	nc.Server.ReadyTimeout = 600 * time.Millisecond
+	nc.Tiers[0].Servers = []string{"tcp://" + dead}
+	nc.Tiers[0].Pool.DialTimeout = 50 * time.Millisecond
+	reloaded := make(chan error, 1)
+	go func() { reloaded <- h.d.Reload(reloadCtx(t), nc) }()
+	if msg := sd.next(t, &pings); !strings.HasPrefix(msg, "RELOADING=1") {
+		t.Fatalf("notification %q, want RELOADING=1", msg)
+	}
+	during := 0
+	if msg := sd.next(t, &during); !strings.HasPrefix(msg, "READY=1") {
+		t.Fatalf("after the failed reload %q, want READY=1", msg)
+	}
+	if err := <-reloaded; !errors.Is(err, ErrNotWarm) {
+		t.Fatalf("reload: %v, want ErrNotWarm", err)
+	}
+	// 600ms at one ping per 20ms is 30; a loaded machine may delay some.
+	if during < 5 {
+		t.Fatalf("%d watchdog pings during a 600ms reload: the reload holds them back", during)
 	}
 }
 

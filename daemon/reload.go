@@ -13,8 +13,8 @@ import (
 	"switchboard/pool"
 )
 
-// reloadRequest carries one reload to Run's loop, which applies reloads
-// one at a time.
+// reloadRequest carries one reload to Run's reloader goroutine, which
+// applies reloads one at a time.
 type reloadRequest struct {
 	cfg   *Config
 	reply chan error // 1-buffered
@@ -40,7 +40,7 @@ type ReloadOutcome struct {
 //
 // A refused or failed reload changes nothing. Operator overrides (drain,
 // breaker override) are kept by tier name. Reloads are serialised by Run's
-// loop; if ctx ends first Reload returns ctx's error and the reload still
+// reloader goroutine (never its watchdog loop); if ctx ends first Reload returns ctx's error and the reload still
 // completes or fails on its own.
 func (d *Daemon) Reload(ctx context.Context, cfg *Config) error {
 	if cfg == nil {
@@ -122,7 +122,7 @@ func restartFields(old, nc *Config) []string {
 	return f
 }
 
-// reload runs on Run's goroutine: one at a time.
+// reload runs on Run's reloader goroutine: one at a time.
 func (d *Daemon) reload(ctx context.Context, nc *Config) (err error) {
 	result := reloadFailed
 	defer func() {
