@@ -162,12 +162,8 @@ type adminServer struct {
 const adminTimeout = time.Minute
 
 func startAdmin(log *zap.Logger, d *Daemon, path string) (*adminServer, error) {
-	ln, err := listenUnix(path)
+	ln, err := listenUnix(path, 0o600)
 	if err != nil {
-		return nil, err
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
 		return nil, err
 	}
 	a := &adminServer{ln: ln, path: path, done: make(chan struct{})}

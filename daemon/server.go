@@ -111,7 +111,7 @@ func limitsOf(cfg ServerConfig) *serverLimits {
 func newServer(log *zap.Logger, svc *service, m *metrics, cfg ServerConfig, path string) (*server, error) {
 	s := &server{log: log, svc: svc, m: m, cfg: cfg, path: path}
 	s.lim.Store(limitsOf(cfg))
-	ln, err := listenUnix(path)
+	ln, err := listenUnix(path, 0o660)
 	if err != nil {
 		return nil, err
 	}

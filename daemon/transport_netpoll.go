@@ -14,8 +14,11 @@ import (
 )
 
 // listenUnix creates the socket, refusing to steal one a live daemon serves,
-// and restricts it to its owner and group (0660).
-func listenUnix(path string) (net.Listener, error) {
+// and gives it mode: 0660 for the front-end socket (owner and group, i.e.
+// the XML front end's account), 0600 for the admin socket. Between bind and
+// chmod the socket has the process umask's mode (0755 under systemd's
+// default umask 0022: nobody else may connect).
+func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, err
 	}
@@ -38,7 +41,7 @@ func listenUnix(path string) (net.Listener, error) {
 	// The path is ours to remove at shutdown, not the listener's at Close
 	// (netpoll duplicates the descriptor).
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
-	if err := os.Chmod(path, 0o660); err != nil {
+	if err := os.Chmod(path, mode); err != nil {
 		ln.Close()
 		return nil, err
 	}
