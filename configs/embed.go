@@ -2,7 +2,9 @@
 // the default one, so the daemon runs with nothing installed beside it.
 //
 // Every *.yaml file here is loaded through the daemon's strict config loader by
-// this package's tests, so the examples cannot rot.
+// this package's tests, so the examples cannot rot; the tests also hold the
+// systemd unit (switchboard.service) and the Grafana dashboard
+// (grafana-dashboard.json) to what the daemon implements and exports.
 package configs
 
 import _ "embed"

@@ -1,6 +1,9 @@
-// Package fuzz holds the fuzz targets of switchboard's wire codecs: one per
-// decoder (every Decode method of package wire, ParseHeader, ReadFrame and
-// DecodeError). It contains no code of its own, only tests.
+// Package fuzz holds the fuzz targets of switchboard's decoders: one per
+// wire decoder (every Decode method of package wire, ParseHeader, ReadFrame
+// and DecodeError) and one for the strict config decoder
+// (FuzzStrictYAML: internal/strictyaml accepts exactly what yaml.v3
+// accepts, with the same values, and never leaves an error unexplained).
+// It contains no code of its own, only tests.
 //
 // Why a package of its own: every byte a decoder sees comes from a peer we do
 // not control (a front end in another language, a telephony adapter, a
