@@ -1,7 +1,7 @@
 // Package bench holds switchboard's benchmarks that need more than one
-// package: the latency floor, end-to-end allocation, and (later) the
-// baselines the throughput budget is measured against. Everything lives in
-// _test.go files; the package has no API.
+// package: the latency floor, end-to-end allocation, and throughput against
+// a net/http baseline. Everything lives in _test.go files; the package has no
+// API (the baseline itself is package httpbaseline).
 //
 // Why a floor: the design's latency budget is a ratio, not an absolute
 // number, because the machines it runs on (2 noisy cores in CI, production
@@ -21,6 +21,17 @@
 // mean round trip) and p50-ns/p99-ns from per-operation timings.
 // BenchmarkAllocate measures the real thing and reports its p50 as a multiple
 // of a floor it measures itself, so the ratio never mixes runs.
+//
+// Why a baseline: the throughput budget is also a ratio, "≥ 10 × the
+// allocations per second of a net/http + JSON daemon over a Unix socket with
+// HTTP keep-alive, calling an HTTP telephony stub", because only a baseline
+// measured on the same machine in the same run says what pipelining buys.
+// Package httpbaseline is that daemon and stub, written plainly and tuned
+// fairly (keep-alive pools as large as the concurrency, a counter for keys).
+// BenchmarkThroughput drives both with the same closed loop of 64 goroutines,
+// each allocating and releasing, and its switchboard sub-benchmark re-measures
+// the baseline between its own batches to report x-baseline without mixing
+// runs.
 //
 // README.md says how to run them, compare runs with benchstat, and commit
 // results under results/.
