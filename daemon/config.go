@@ -51,7 +51,8 @@ type Config struct {
 	// Socket is the front-end Unix socket's path. Default DefaultSocket; the
 	// -socket flag overrides it. Cannot change on reload.
 	Socket string `yaml:"socket"`
-	// DataDir holds the key lease file and the key secret. Default
+	// DataDir holds the key lease file, the key secret and the orphan
+	// journal (reservations to release, kept across restarts). Default
 	// DefaultDataDir; the -data-dir flag overrides it. Cannot change on
 	// reload.
 	DataDir string `yaml:"data_dir"`

@@ -160,7 +160,17 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	// The pools of the tier order in force at shutdown (a reload replaces
 	// them).
 	cleanup = append(cleanup, func() { closeTiers(svc.set.Load().tiers, d.cfg.Load().Server.ShutdownTimeout) })
-	svc.orphans = newOrphans(d.log.Named("orphans"), func() []*tier { return *svc.tiers.Load() }, 500*time.Millisecond)
+	journal, pending, bad, err := openOrphanJournal(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	if bad > 0 {
+		d.log.Warn("orphan journal has unreadable records; skipped", zap.Int("records", bad))
+	}
+	if len(pending) > 0 {
+		d.log.Info("possible orphans from the previous run queued for release", zap.Int("count", len(pending)))
+	}
+	svc.orphans = newOrphans(d.log.Named("orphans"), func() []*tier { return *svc.tiers.Load() }, 500*time.Millisecond, journal, pending)
 	go svc.orphans.run()
 	cleanup = append(cleanup, svc.orphans.close)
 	d.svc = svc

@@ -25,14 +25,17 @@ type orphan struct {
 }
 
 // orphans releases possible orphans once their tier answers again, so no
-// bridge leaks. One goroutine owns the retry loop; add never blocks. It is
-// safe for concurrent use.
+// bridge leaks. One goroutine owns the retry loop; add never blocks. With a
+// journal the queue survives restarts (orphanJournal). It is safe for
+// concurrent use.
 type orphans struct {
 	log      *zap.Logger
 	tiers    func() []*tier
 	interval time.Duration
 
 	mu       sync.Mutex
+	journal  *orphanJournal // nil: in memory only
+	jerrs    uint64         // journal write errors (logged once per 1000)
 	pending  []orphan
 	sweeping int // orphans taken by the sweep in progress
 
@@ -43,9 +46,30 @@ type orphans struct {
 	released, dropped uint64
 }
 
-func newOrphans(log *zap.Logger, tiers func() []*tier, interval time.Duration) *orphans {
-	return &orphans{log: log, tiers: tiers, interval: interval,
+// newOrphans returns a queue holding pending (replayed from journal, which
+// may be nil) that run will work through.
+func newOrphans(log *zap.Logger, tiers func() []*tier, interval time.Duration, journal *orphanJournal, pending []orphan) *orphans {
+	o := &orphans{log: log, tiers: tiers, interval: interval, journal: journal, pending: pending,
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	if len(pending) > 0 {
+		o.wake <- struct{}{}
+	}
+	return o
+}
+
+// record writes a journal record; o.mu must be held. A failed write keeps
+// the orphan in memory (it is still released while the daemon runs) and is
+// logged: the only loss is the restart guarantee.
+func (o *orphans) record(op byte, or orphan) {
+	if o.journal == nil {
+		return
+	}
+	if err := o.journal.append(op, or); err != nil {
+		if o.jerrs%1000 == 0 {
+			o.log.Error("orphan journal write failed; the orphan is kept in memory only", zap.Error(err), zap.Uint64("errors", o.jerrs+1))
+		}
+		o.jerrs++
+	}
 }
 
 func (o *orphans) add(tierName string, key uint64) {
@@ -56,7 +80,9 @@ func (o *orphans) add(tierName string, key uint64) {
 		o.log.Error("orphan queue full, dropping a possible orphan", zap.String("tier", tierName), zap.Uint64("key", key))
 		return
 	}
-	o.pending = append(o.pending, orphan{tier: tierName, key: key})
+	or := orphan{tier: tierName, key: key}
+	o.pending = append(o.pending, or)
+	o.record('+', or)
 	o.mu.Unlock()
 	select {
 	case o.wake <- struct{}{}:
@@ -118,6 +144,9 @@ func (o *orphans) sweep() {
 		t := byName[or.tier]
 		if t == nil {
 			o.log.Warn("possible orphan on a tier no longer configured", zap.String("tier", or.tier), zap.Uint64("key", or.key))
+			o.mu.Lock()
+			o.record('-', or)
+			o.mu.Unlock()
 			continue
 		}
 		if t.pool.Live() == 0 {
@@ -139,9 +168,17 @@ func (o *orphans) sweep() {
 		}
 		o.mu.Lock()
 		o.released++
+		o.record('-', or)
 		o.mu.Unlock()
 	}
 	o.requeue(keep)
+	o.mu.Lock()
+	if o.journal != nil && o.journal.wantsCompaction(len(o.pending)) {
+		if err := o.journal.compact(o.pending); err != nil {
+			o.log.Error("orphan journal compaction failed", zap.Error(err))
+		}
+	}
+	o.mu.Unlock()
 }
 
 func (o *orphans) requeue(keep []orphan) {
@@ -160,7 +197,24 @@ func (o *orphans) close() {
 		close(o.stop)
 	}
 	<-o.done
-	if n := o.count(); n > 0 {
+	n := o.count()
+	if o.journal != nil {
+		// Leave the journal holding exactly what is pending.
+		o.mu.Lock()
+		err := o.journal.compact(o.pending)
+		if cerr := o.journal.close(); err == nil {
+			err = cerr
+		}
+		o.mu.Unlock()
+		if err != nil {
+			o.log.Error("orphan journal close failed", zap.Error(err))
+		}
+		if n > 0 {
+			o.log.Warn("possible orphans left unreleased at shutdown; kept in the journal for the next start", zap.Int("count", n))
+		}
+		return
+	}
+	if n > 0 {
 		o.log.Warn("possible orphans left unreleased at shutdown", zap.Int("count", n))
 	}
 }

@@ -1,0 +1,198 @@
+package daemon
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+)
+
+// orphanJournalName is the orphan journal's file in the data directory.
+const orphanJournalName = "orphans.journal"
+
+// orphanJournal keeps the orphan queue in the data directory, so that a
+// restart — graceful or a crash — forgets neither a reservation that may
+// hold a bridge nor a RELEASE the front end was told had succeeded (a
+// deferred release is an acknowledged one).
+//
+// It is an append-only text file, one record per line: "+ TIER KEY" when an
+// orphan is queued, "- TIER KEY" once its tier confirmed the release (or it
+// was given up). Opening replays it and rewrites it with only what is still
+// pending; a sweep compacts it again once it holds far more records than
+// pending orphans. Appends are plain write(2)s, not fsynced: they survive the
+// daemon's crash or kill (the kernel holds them), not the host's power loss
+// — orphans are failure-path events, and an fsync per failed-over request in
+// an outage storm would stall the very requests that are failing over.
+// Compaction and close fsync.
+//
+// The keygen FileStore's flock on the data directory guarantees one daemon
+// per journal. Not safe for concurrent use: the orphans queue calls it
+// under its mutex.
+type orphanJournal struct {
+	path    string
+	f       *os.File
+	records int // records in the file
+	buf     []byte
+}
+
+// openOrphanJournal replays the journal in dir (if any), rewrites it with
+// the orphans still pending, and opens it for appending. bad counts the
+// lines it could not read (a torn last line after a crash is not counted:
+// it is the record being written when the process died).
+func openOrphanJournal(dir string) (j *orphanJournal, pending []orphan, bad int, err error) {
+	path := filepath.Join(dir, orphanJournalName)
+	pending, bad, err = replayOrphans(path)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	j = &orphanJournal{path: path}
+	if err := j.compact(pending); err != nil {
+		return nil, nil, 0, err
+	}
+	return j, pending, bad, nil
+}
+
+// replayOrphans reads a journal: the orphans added and not yet done, in the
+// order they were first added.
+func replayOrphans(path string) (pending []orphan, bad int, err error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("orphan journal: %w", err)
+	}
+	if i := bytes.LastIndexByte(b, '\n'); i < len(b)-1 {
+		b = b[:i+1] // a torn last record
+	}
+	live := map[orphan]int{} // orphan -> index in order
+	var order []orphan
+	for line := range bytes.Lines(b) {
+		op, or, ok := parseOrphanRecord(bytes.TrimSuffix(line, []byte("\n")))
+		if !ok {
+			bad++
+			continue
+		}
+		switch op {
+		case '+':
+			if _, dup := live[or]; !dup {
+				live[or] = len(order)
+				order = append(order, or)
+			}
+		case '-':
+			delete(live, or)
+		}
+	}
+	for i, or := range order {
+		if j, ok := live[or]; ok && j == i {
+			pending = append(pending, or)
+		}
+	}
+	return pending, bad, nil
+}
+
+func parseOrphanRecord(line []byte) (op byte, or orphan, ok bool) {
+	f := bytes.Fields(line)
+	if len(f) != 3 || len(f[0]) != 1 || (f[0][0] != '+' && f[0][0] != '-') || !validName(string(f[1])) {
+		return 0, orphan{}, false
+	}
+	key, err := strconv.ParseUint(string(f[2]), 10, 64)
+	if err != nil {
+		return 0, orphan{}, false
+	}
+	return f[0][0], orphan{tier: string(f[1]), key: key}, true
+}
+
+func (j *orphanJournal) append(op byte, or orphan) error {
+	if j.f == nil {
+		return os.ErrClosed
+	}
+	j.buf = append(j.buf[:0], op, ' ')
+	j.buf = append(j.buf, or.tier...)
+	j.buf = append(j.buf, ' ')
+	j.buf = strconv.AppendUint(j.buf, or.key, 10)
+	j.buf = append(j.buf, '\n')
+	j.records++
+	_, err := j.f.Write(j.buf)
+	return err
+}
+
+// add records a queued orphan.
+func (j *orphanJournal) add(or orphan) error { return j.append('+', or) }
+
+// done records an orphan released or given up.
+func (j *orphanJournal) done(or orphan) error { return j.append('-', or) }
+
+// wantsCompaction tells whether the file holds many more records than the
+// pending orphans it describes.
+func (j *orphanJournal) wantsCompaction(pending int) bool {
+	return j.records > 4*pending+4096
+}
+
+// compact replaces the journal with one "+" record per pending orphan:
+// written aside, fsynced, renamed over, the directory fsynced.
+func (j *orphanJournal) compact(pending []orphan) error {
+	tmp := j.path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("orphan journal: %w", err)
+	}
+	w := bufio.NewWriter(f)
+	for _, or := range pending {
+		fmt.Fprintf(w, "+ %s %d\n", or.tier, or.key)
+	}
+	err = w.Flush()
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, j.path)
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(j.path))
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("orphan journal: compact: %w", err)
+	}
+	nf, err := os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("orphan journal: %w", err)
+	}
+	if j.f != nil {
+		j.f.Close()
+	}
+	j.f, j.records = nf, len(pending)
+	return nil
+}
+
+// close fsyncs and closes the journal.
+func (j *orphanJournal) close() error {
+	if j.f == nil {
+		return nil
+	}
+	err := j.f.Sync()
+	if cerr := j.f.Close(); err == nil {
+		err = cerr
+	}
+	j.f = nil
+	return err
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -1,0 +1,148 @@
+package daemon
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"switchboard/telsim"
+	"switchboard/wire"
+)
+
+func TestOrphanJournalReplay(t *testing.T) {
+	dir := t.TempDir()
+	j, pending, bad, err := openOrphanJournal(dir)
+	if err != nil || len(pending) != 0 || bad != 0 {
+		t.Fatalf("fresh journal: %v %v %d", pending, err, bad)
+	}
+	a, b, c := orphan{"primary-large", 111}, orphan{"nextgen", 222}, orphan{"primary-large", 333}
+	for _, r := range []struct {
+		op byte
+		or orphan
+	}{{'+', a}, {'+', b}, {'+', c}, {'-', b}, {'+', a}, {'-', a}, {'+', a}} {
+		if err := j.append(r.op, r.or); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A crash in the middle of a record, and a line that is not one.
+	f, err := os.OpenFile(filepath.Join(dir, orphanJournalName), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("garbage line\n+ nextgen 99")
+	f.Close()
+	if err := j.close(); err != nil {
+		t.Fatal(err)
+	}
+
+	j, pending, bad, err = openOrphanJournal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.close()
+	if want := []orphan{c, a}; !slices.Equal(pending, want) || bad != 1 {
+		t.Fatalf("replayed %v (bad %d), want %v (bad 1)", pending, bad, want)
+	}
+	// Opening compacted the file to the pending orphans.
+	b2, _ := os.ReadFile(filepath.Join(dir, orphanJournalName))
+	if string(b2) != "+ primary-large 333\n+ primary-large 111\n" || j.records != 2 {
+		t.Fatalf("compacted journal %q, %d records", b2, j.records)
+	}
+	if _, err := os.Stat(filepath.Join(dir, orphanJournalName+".tmp")); !os.IsNotExist(err) {
+		t.Fatalf("temporary file left behind: %v", err)
+	}
+}
+
+func TestOrphanJournalCompactsWhenLong(t *testing.T) {
+	dir := t.TempDir()
+	j, _, _, err := openOrphanJournal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.close()
+	for i := range uint64(3000) {
+		j.add(orphan{"nextgen", i})
+		j.done(orphan{"nextgen", i})
+	}
+	if !j.wantsCompaction(0) {
+		t.Fatalf("6000 records for 0 pending orphans: no compaction wanted")
+	}
+	if err := j.compact(nil); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(j.path); err != nil || fi.Size() != 0 {
+		t.Fatalf("compacted journal: %v %v", fi, err)
+	}
+	if err := j.add(orphan{"nextgen", 7}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOrphansSurviveRestart: a release deferred because its tier is down
+// is an acknowledged one: the front end was told it succeeded. The daemon
+// stops with it pending; a new daemon on the same data directory, with the
+// tier (an external telsim that outlived the first daemon) back up, must
+// release the bridge.
+func TestOrphansSurviveRestart(t *testing.T) {
+	ts, err := telsim.New(telsim.Config{Tier: "primary-large"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := ts.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ts.Close()
+	dataDir := filepath.Join(shortTempDir(t), "data")
+	mutate := func(c *Config) {
+		chaosConfig(c)
+		c.DataDir = dataDir
+		c.Tiers[0].Servers = []string{"tcp://" + addr.String()}
+	}
+
+	var key uint64
+	t.Run("first daemon", func(t *testing.T) {
+		h := startDaemon(t, mutate)
+		ctx := ctxT(t)
+		a, err := h.c.Allocate(ctx, &wire.AllocateRequest{Spec: spec("kept")})
+		if err != nil || a.Tier != "primary-large" {
+			t.Fatalf("allocate: %+v %v", a, err)
+		}
+		key = a.Key
+		if err := ts.SetFault(telsim.Fault{Mode: telsim.ModeDown}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "primary's connections gone", 5*time.Second, func() bool { return h.d.svc.set.Load().tiers[0].pool.Live() == 0 })
+		if err := h.c.Release(ctx, key); err != nil {
+			t.Fatalf("release on a down tier: %v", err)
+		}
+		if n := h.d.svc.orphans.count(); n != 1 {
+			t.Fatalf("%d releases deferred, want 1", n)
+		}
+	})
+	if n := ts.Stats().Reservations; n != 1 {
+		t.Fatalf("primary holds %d reservations after the first daemon, want the 1 deferred release", n)
+	}
+
+	if err := ts.SetFault(telsim.Fault{Mode: telsim.ModeNone}); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("second daemon", func(t *testing.T) {
+		h := startDaemon(t, mutate)
+		waitFor(t, "the deferred release done after restart", 10*time.Second, func() bool {
+			return h.d.svc.orphans.count() == 0 && ts.Stats().Reservations == 0
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := h.c.Lookup(ctx, key); err == nil {
+			t.Fatalf("session %d still found after its deferred release", key)
+		}
+	})
+	b, err := os.ReadFile(filepath.Join(dataDir, orphanJournalName))
+	if err != nil || len(b) != 0 {
+		t.Fatalf("journal after everything was released: %q %v", b, err)
+	}
+}
