@@ -113,6 +113,13 @@ type ServerConfig struct {
 	// MaxFrame is the largest front-end frame accepted, in bytes. Default
 	// 65536 (wire.DefaultMaxFrame); at least 16384.
 	MaxFrame int `yaml:"max_frame"`
+	// MaxConns bounds the front-end connections open at once; one beyond
+	// it is closed as soon as it is accepted (the client sees EOF) and
+	// counted in switchboard_connections_refused_total. Front ends keep a
+	// few persistent connections: the bound is against leaks and floods
+	// (each connection costs a 64 KiB read buffer on the net transport).
+	// Lowering it on reload closes no open connection. Default 1024.
+	MaxConns int `yaml:"max_conns"`
 	// MaxInFlight bounds requests in progress across the daemon; a request
 	// beyond it is answered OVERLOADED at once. Default 4096.
 	MaxInFlight int `yaml:"max_in_flight"`
@@ -309,6 +316,7 @@ func (c *Config) applyDefaults() {
 		s.Transport = "net"
 	}
 	orInt(&s.MaxFrame, wire.DefaultMaxFrame)
+	orInt(&s.MaxConns, 1024)
 	orInt(&s.MaxInFlight, 4096)
 	orInt(&s.MaxConnInFlight, 1024)
 	orDur(&s.RequestTimeout, 2*time.Second)
@@ -429,6 +437,7 @@ func (c *Config) Validate() error {
 			bad(field, "%v must be positive", v)
 		}
 	}
+	positive("server.max_conns", s.MaxConns)
 	positive("server.max_in_flight", s.MaxInFlight)
 	positive("server.max_conn_in_flight", s.MaxConnInFlight)
 	positiveDur("server.request_timeout", s.RequestTimeout)

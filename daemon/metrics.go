@@ -184,6 +184,8 @@ var (
 	descPoolConns = prometheus.NewDesc("switchboard_pool_connections", "Telephony connections by tier and state (live, dialing, draining).", []string{"tier", "state"}, nil)
 	descPoolCalls = prometheus.NewDesc("switchboard_pool_in_flight", "Telephony requests in flight by tier.", []string{"tier"}, nil)
 	descInFlight  = prometheus.NewDesc("switchboard_in_flight", "Front-end requests in progress.", nil, nil)
+	descConns     = prometheus.NewDesc("switchboard_connections", "Front-end connections open (bounded by server.max_conns).", nil, nil)
+	descRefused   = prometheus.NewDesc("switchboard_connections_refused_total", "Front-end connections closed at accept because server.max_conns were open.", nil, nil)
 	descIssued    = prometheus.NewDesc("switchboard_keys_issued_total", "Session keys issued since start.", nil, nil)
 	descLeft      = prometheus.NewDesc("switchboard_keys_left", "Session keys this node can still issue.", nil, nil)
 	descOrphans   = prometheus.NewDesc("switchboard_orphans_pending", "Possibly orphaned reservations waiting to be released.", nil, nil)
@@ -194,7 +196,7 @@ var (
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBreaker, descOverride, descDrained, descPoolConns, descPoolCalls,
-		descInFlight, descIssued, descLeft, descOrphans, descVersion, descReloadAt, descStart} {
+		descInFlight, descConns, descRefused, descIssued, descLeft, descOrphans, descVersion, descReloadAt, descStart} {
 		ch <- d
 	}
 }
@@ -219,6 +221,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descPoolCalls, float64(ps.InFlight), t.name)
 	}
 	gauge(descInFlight, float64(st.srv.inFlight.Load()))
+	gauge(descConns, float64(st.srv.open.Load()))
+	ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(st.srv.stats.refusedConns.Load()))
 	ks := c.d.keys.Stats()
 	ch <- prometheus.MustNewConstMetric(descIssued, prometheus.CounterValue, float64(ks.Issued))
 	gauge(descLeft, float64(ks.Left))

@@ -65,13 +65,30 @@ type server struct {
 	lim      atomic.Pointer[serverLimits] // the reloadable part of cfg
 	m        *metrics
 	inFlight atomic.Int64
+	open     atomic.Int64 // front-end connections counted against maxConns
 	draining atomic.Bool
 	handlers sync.WaitGroup
 
 	stats struct {
-		requests, overloaded, badFrames atomic.Uint64
+		requests, overloaded, badFrames, refusedConns atomic.Uint64
 	}
 }
+
+// admitConn counts a new front-end connection against server.max_conns.
+// False: the caller must close it at once, without calling connClosed.
+func (s *server) admitConn() bool {
+	max := s.lim.Load().maxConns
+	if s.open.Add(1) > max {
+		s.open.Add(-1)
+		s.stats.refusedConns.Add(1)
+		s.log.Warn("front-end connection refused at server.max_conns", zap.Int64("max_conns", max))
+		return false
+	}
+	return true
+}
+
+// connClosed ends a connection admitConn counted.
+func (s *server) connClosed() { s.open.Add(-1) }
 
 // transportConn is the part of a front-end connection that differs between
 // transports: writing bytes and closing.
@@ -99,13 +116,14 @@ type transport interface {
 // serverLimits are the server settings a reload may change; the request
 // path loads them once per request.
 type serverLimits struct {
+	maxConns        int64
 	maxInFlight     int64
 	maxConnInFlight int32
 	requestTimeout  time.Duration
 }
 
 func limitsOf(cfg ServerConfig) *serverLimits {
-	return &serverLimits{maxInFlight: int64(cfg.MaxInFlight), maxConnInFlight: int32(cfg.MaxConnInFlight), requestTimeout: cfg.RequestTimeout}
+	return &serverLimits{maxConns: int64(cfg.MaxConns), maxInFlight: int64(cfg.MaxInFlight), maxConnInFlight: int32(cfg.MaxConnInFlight), requestTimeout: cfg.RequestTimeout}
 }
 
 func newServer(log *zap.Logger, svc *service, m *metrics, cfg ServerConfig, path string) (*server, error) {

@@ -67,11 +67,16 @@ func (t *netTransport) serve() error {
 			continue
 		}
 		delay = 0
+		if !t.s.admitConn() {
+			nc.Close()
+			continue
+		}
 		c := &conn{s: t.s, tc: netConn{nc: nc, timeout: t.s.cfg.WriteTimeout}}
 		t.mu.Lock()
 		if t.s.draining.Load() {
 			t.mu.Unlock()
 			nc.Close()
+			t.s.connClosed()
 			continue
 		}
 		t.conns[c] = nc
@@ -108,6 +113,7 @@ func (t *netTransport) read(r *reader) {
 			t.mu.Lock()
 			delete(t.conns, r.c)
 			t.mu.Unlock()
+			t.s.connClosed()
 			return
 		}
 		if rs != nil {

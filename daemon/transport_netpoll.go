@@ -110,7 +110,7 @@ func (t *netpollTransport) closeAll(ctx context.Context) {
 
 // onPrepare runs on the poller: tiny and non-blocking (P8).
 func (t *netpollTransport) onPrepare(nc netpoll.Connection) context.Context {
-	if t.s.draining.Load() {
+	if t.s.draining.Load() || !t.s.admitConn() {
 		nc.Close()
 		return context.Background()
 	}
@@ -118,6 +118,7 @@ func (t *netpollTransport) onPrepare(nc netpoll.Connection) context.Context {
 	t.conns.Store(c, struct{}{})
 	nc.AddCloseCallback(func(netpoll.Connection) error {
 		t.conns.Delete(c)
+		t.s.connClosed()
 		return nil
 	})
 	return context.WithValue(context.Background(), connKey{}, c)
