@@ -3,6 +3,8 @@ GO       ?= go
 BIN      := bin
 RUN_DIR  ?= run
 SOCKET   ?= $(RUN_DIR)/switchboard.sock
+ADMIN    ?= $(RUN_DIR)/admin.sock
+METRICS  ?= 127.0.0.1:9464
 CMDS     := switchboard sbctl sbbench telsim xmlapi
 XML_ADDR ?= 127.0.0.1:8080
 PKGS     := ./...
@@ -23,16 +25,17 @@ build:
 ##      tiers) and the XML API front end beside it; Ctrl-C stops both
 run: build
 	@mkdir -p $(RUN_DIR)/data
-	@echo "switchboard: socket $(SOCKET), data $(RUN_DIR)/data; XML API on http://$(XML_ADDR)/WBXService/XMLService"
+	@echo "switchboard: socket $(SOCKET), admin $(ADMIN), metrics http://$(METRICS)/metrics, data $(RUN_DIR)/data; XML API on http://$(XML_ADDR)/WBXService/XMLService"
 	@echo "try it, in another terminal:"
 	@echo "  curl -sS -i --data-binary @xmlapi/testdata/seed_request.xml http://$(XML_ADDR)/WBXService/XMLService"
 	@echo "  $(BIN)/sbctl -socket $(SOCKET) -json allocate -name 'Sample Teleconference-only meeting'"
 	@echo "  $(BIN)/sbctl -socket $(SOCKET) lookup KEY"
 	@echo "  $(BIN)/sbbench -socket $(SOCKET) -concurrency 32 -duration 5s"
+	@echo "  $(BIN)/sbctl -admin-socket $(ADMIN) status     # tiers, breakers, pools; also reload, drain, breaker"
 	@echo "stop with Ctrl-C"
 	@trap 'kill $$xp 2>/dev/null; wait $$xp 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/xmlapi -listen $(XML_ADDR) -socket $(SOCKET) & xp=$$!; \
-	$(BIN)/switchboard -socket $(SOCKET) -data-dir $(RUN_DIR)/data
+	$(BIN)/switchboard -socket $(SOCKET) -data-dir $(RUN_DIR)/data -admin-socket $(ADMIN) -metrics-addr $(METRICS)
 
 ## test: vet, then every test with the race detector (what CI runs)
 test:
