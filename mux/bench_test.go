@@ -3,7 +3,10 @@ package mux
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"switchboard/wire"
@@ -97,5 +100,43 @@ func BenchmarkCallPipe(b *testing.B) {
 			b.Fatal(err)
 		}
 		rep.Release()
+	}
+}
+
+// BenchmarkCallers sweeps the number of concurrent callers on one
+// connection over loopback TCP, from a lone caller to heavy pipelining, and
+// reports writes-per-call: 1 means no combining at all.
+func BenchmarkCallers(b *testing.B) {
+	for _, n := range []int{1, 2, 4, 16, 64} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			cc, sc := tcpPair(b)
+			done := make(chan struct{})
+			go func() { defer close(done); echoServer(sc) }()
+			wc := &writeCounter{Conn: cc}
+			c := New(wc, Config{})
+			b.Cleanup(func() { c.Close(); sc.Close(); <-done })
+			var left atomic.Int64
+			left.Store(int64(b.N))
+			var wg sync.WaitGroup
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range n {
+				wg.Go(func() {
+					ctx := context.Background()
+					req := &wire.KeyRequest{Key: 42}
+					for left.Add(-1) >= 0 {
+						rep, err := c.Call(ctx, wire.OpLookup, req)
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						rep.Release()
+					}
+				})
+			}
+			wg.Wait()
+			b.StopTimer()
+			b.ReportMetric(float64(wc.writes.Load())/float64(b.N), "writes/call")
+		})
 	}
 }

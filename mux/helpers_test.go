@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -159,4 +160,16 @@ func within(t testing.TB, d time.Duration, what string, f func()) {
 // isNetClosed reports errors a closed peer produces on either transport.
 func isNetClosed(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// writeCounter counts the Write calls (one syscall each on TCP) that the
+// Conn makes, so tests and benchmarks can see how well frames combine.
+type writeCounter struct {
+	net.Conn
+	writes atomic.Int64
+}
+
+func (w *writeCounter) Write(b []byte) (int, error) {
+	w.writes.Add(1)
+	return w.Conn.Write(b)
 }
