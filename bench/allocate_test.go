@@ -45,7 +45,13 @@ func startDaemon(tb testing.TB, transport string) string {
 	if transport != "" {
 		cfg.Server.Transport = transport
 	}
-	d, err := daemon.New(cfg)
+	// Errors only, to stderr: a failure inside the daemon (a lease store
+	// error, a tier lost) must show next to the benchmark that suffered it.
+	log, _, err := daemon.NewLogger(cfg.Log, os.Stderr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	d, err := daemon.New(cfg, daemon.WithLogger(log))
 	if err != nil {
 		tb.Fatal(err)
 	}
