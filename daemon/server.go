@@ -34,6 +34,9 @@ type reqState struct {
 	ureq    wire.UpdateRequest
 	kreq    wire.KeyRequest
 	res     wire.Reservation
+	// dl bounds the whole request, adl one tier attempt; both keep their
+	// timer and channel from one request to the next (deadline).
+	dl, adl deadline
 }
 
 var reqPool = sync.Pool{New: func() any { return &reqState{out: make([]byte, 0, 512)} }}
@@ -216,7 +219,8 @@ func (s *server) admit(c *conn, h wire.Header, payload []byte) *reqState {
 func (s *server) handle(c *conn, rs *reqState) {
 	defer s.handlers.Done()
 	t0 := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), s.lim.Load().requestTimeout)
+	rs.dl.start(s.lim.Load().requestTimeout)
+	ctx := context.Context(&rs.dl)
 	out, start := wire.BeginFrame(rs.out[:0], rs.h.Response(wire.StatusOK))
 	var err error
 	switch rs.h.Op {
@@ -237,7 +241,7 @@ func (s *server) handle(c *conn, rs *reqState) {
 			out, err = s.svc.release(ctx, rs, rs.kreq.Key, out)
 		}
 	}
-	cancel()
+	rs.dl.stop()
 	if err == nil {
 		out, err = wire.FinishFrame(out, start, s.cfg.MaxFrame)
 	}
@@ -252,7 +256,7 @@ func (s *server) handle(c *conn, rs *reqState) {
 	s.m.request(rs.h.Op, st, time.Since(t0))
 	c.inFlight.Add(-1)
 	s.inFlight.Add(-1)
-	*rs = reqState{in: rs.in[:0], out: rs.out[:0], scratch: rs.scratch[:0], cached: rs.cached[:0], kbuf: rs.kbuf[:0]}
+	*rs = reqState{in: rs.in[:0], out: rs.out[:0], scratch: rs.scratch[:0], cached: rs.cached[:0], kbuf: rs.kbuf[:0], dl: rs.dl, adl: rs.adl}
 	reqPool.Put(rs)
 }
 

@@ -252,7 +252,7 @@ func (s *service) allocateOnce(ctx context.Context, rs *reqState, req *wire.Allo
 				first = t.pos
 			}
 			rs.ureq = wire.UpdateRequest{Key: key, Spec: req.Spec, Meta: req.Meta}
-			actx, cancel := context.WithTimeout(ctx, t.attempt)
+			actx, cancel := rs.adl.within(ctx, t.attempt)
 			reply, err := t.pool.RoundTrip(actx, wire.OpReserve, &rs.ureq)
 			cancel()
 			err = attemptErr(ctx, err)
@@ -357,7 +357,7 @@ func (s *service) locate(ctx context.Context, rs *reqState, ts *tierSet, key uin
 			unreachable = fmt.Errorf("tier %s has no live connection", t.name)
 			continue
 		}
-		actx, cancel := context.WithTimeout(ctx, t.attempt)
+		actx, cancel := rs.adl.within(ctx, t.attempt)
 		rs.kreq = wire.KeyRequest{Key: key}
 		reply, err := t.pool.RoundTrip(actx, wire.OpTelLookup, &rs.kreq)
 		cancel()
@@ -407,7 +407,7 @@ func (s *service) update(ctx context.Context, rs *reqState, req *wire.UpdateRequ
 	if err != nil {
 		return out, err
 	}
-	actx, cancel := context.WithTimeout(ctx, t.attempt)
+	actx, cancel := rs.adl.within(ctx, t.attempt)
 	reply, err := t.pool.RoundTrip(actx, wire.OpTelUpdate, req)
 	cancel()
 	if err != nil {
@@ -434,7 +434,7 @@ func (s *service) release(ctx context.Context, rs *reqState, key uint64, out []b
 	if err != nil {
 		return out, err
 	}
-	actx, cancel := context.WithTimeout(ctx, t.attempt)
+	actx, cancel := rs.adl.within(ctx, t.attempt)
 	rs.kreq = wire.KeyRequest{Key: key}
 	reply, err := t.pool.RoundTrip(actx, wire.OpTelRelease, &rs.kreq)
 	cancel()
