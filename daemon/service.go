@@ -87,6 +87,44 @@ type keySource interface {
 	Next() (uint64, error)
 }
 
+// keyWaitMax bounds how long one request waits for the key supply to catch
+// up (within its own deadline).
+const keyWaitMax = 500 * time.Millisecond
+
+// nextKey returns a fresh session key. The generator never blocks: when
+// its buffer ran dry because the lease store is slow (an fsync on a busy
+// disk) or failing, it says so at once. A request then waits for it, polling
+// with a short backoff, up to keyWaitMax and its own deadline: a store that
+// is late by a few hundred milliseconds costs latency, not an error. Past
+// that the error stands (KEYS_EXHAUSTED: an operator must look at the store).
+func (s *service) nextKey(ctx context.Context) (uint64, error) {
+	key, err := s.keys.Next()
+	if err == nil || !errors.Is(err, keygen.ErrUnavailable) {
+		return key, err
+	}
+	s.stats.keyWaits.Add(1)
+	if ce := s.log.Check(zap.WarnLevel, "session keys not ready, waiting for the lease store"); ce != nil {
+		ce.Write(zap.Error(err))
+	}
+	give := time.NewTimer(keyWaitMax)
+	defer give.Stop()
+	poll := time.NewTimer(time.Millisecond)
+	defer poll.Stop()
+	for wait := time.Millisecond; ; wait = min(2*wait, 20*time.Millisecond) {
+		select {
+		case <-ctx.Done():
+			return 0, err
+		case <-give.C:
+			return 0, err
+		case <-poll.C:
+		}
+		if key, err = s.keys.Next(); err == nil || !errors.Is(err, keygen.ErrUnavailable) {
+			return key, err
+		}
+		poll.Reset(wait)
+	}
+}
+
 // maxKeyExists bounds how many fresh keys one allocation tries when a
 // telephony server says a key is taken (it never should: keys are unique by
 // construction; this is the last line of defence).
@@ -133,6 +171,7 @@ func (s *service) swap(tiers []*tier) *tierSet {
 type serviceStats struct {
 	failovers atomic.Uint64 // allocations served by a tier other than the first tried
 	keyExists atomic.Uint64
+	keyWaits  atomic.Uint64 // requests that waited for the key supply
 }
 
 // errf builds a front-end error: status plus a message for the client.
@@ -151,7 +190,7 @@ func statusOf(err error) (wire.Status, string) {
 	case errors.Is(err, keygen.ErrExhausted):
 		return wire.StatusKeysExhausted, "session key space exhausted"
 	case errors.Is(err, keygen.ErrUnavailable):
-		return wire.StatusKeysExhausted, "no session keys available: key lease store failing"
+		return wire.StatusKeysExhausted, "no session keys available: the key lease store is failing or too slow"
 	}
 	var s wire.Status
 	if errors.As(err, &s) {
@@ -227,7 +266,7 @@ func (s *service) appendReplayed(out, v []byte) ([]byte, error) {
 }
 
 func (s *service) allocateOnce(ctx context.Context, rs *reqState, req *wire.AllocateRequest, out []byte) ([]byte, error) {
-	key, err := s.keys.Next()
+	key, err := s.nextKey(ctx)
 	if err != nil {
 		return out, err
 	}
@@ -292,7 +331,7 @@ func (s *service) allocateOnce(ctx context.Context, rs *reqState, req *wire.Allo
 				if ce := s.log.Check(zap.WarnLevel, "telephony server reports key in use, taking the next"); ce != nil {
 					ce.Write(zap.String("tier", t.name), zap.Uint64("key", key))
 				}
-				if key, err = s.keys.Next(); err != nil {
+				if key, err = s.nextKey(ctx); err != nil {
 					return out, err
 				}
 				continue
@@ -308,7 +347,7 @@ func (s *service) allocateOnce(ctx context.Context, rs *reqState, req *wire.Allo
 			}
 			if errors.Is(err, mux.ErrUnknownOutcome) {
 				// The key may be held on t: the next tier gets a fresh one.
-				if key, err = s.keys.Next(); err != nil {
+				if key, err = s.nextKey(ctx); err != nil {
 					return out, err
 				}
 			}
