@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,26 +16,36 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"switchboard/breaker"
+	"switchboard/client"
 	"switchboard/telsim"
 	"switchboard/wire"
 )
 
-// reloadVariant returns a copy of base with one of two tunings: variant 1
-// changes pool sizes, timeouts, breaker thresholds, server limits and the
-// address of nextgen (sim://nextgen-b instead of sim://nextgen).
+// reloadVariant returns a copy of base with one of two tunings. Variant 1
+// differs from variant 0 in every kind of field a reload changes live: pool
+// sizes (min_conns), timeouts (attempt_timeout, request_timeout,
+// dial_timeout, heartbeat interval and timeout), breaker thresholds
+// (failures, open_for), server limits, and the address of nextgen
+// (sim://nextgen-b instead of sim://nextgen), which gives nextgen a new pool.
+// Variant 0 keeps the defaults of those fields.
 func reloadVariant(base *Config, variant int) *Config {
 	c := *base
 	c.Simulators = nil
 	c.Tiers = nil
 	nextgen := "sim://nextgen"
 	minConns, attempt, failures, reqTimeout := 2, 250*time.Millisecond, uint32(5), 3*time.Second
+	dial, hbEvery, hbTimeout := time.Second, time.Second, time.Second
 	if variant == 1 {
 		nextgen = "sim://nextgen-b"
 		minConns, attempt, failures, reqTimeout = 3, 300*time.Millisecond, 7, 4*time.Second
+		dial, hbEvery, hbTimeout = 800*time.Millisecond, 700*time.Millisecond, 900*time.Millisecond
 	}
 	c.Server.RequestTimeout = reqTimeout
 	c.Server.MaxInFlight = 4096 + variant
 	c.Pool.MinConns = minConns
+	c.Pool.DialTimeout = dial
+	c.Pool.HeartbeatInterval = hbEvery
+	c.Pool.HeartbeatTimeout = hbTimeout
 	c.Breaker.Failures = failures
 	c.Breaker.OpenFor = 2*time.Second + time.Duration(variant)*time.Second
 	for _, s := range []struct{ name, url string }{
@@ -44,16 +57,214 @@ func reloadVariant(base *Config, variant int) *Config {
 	return &c
 }
 
-func reloadCtx(t *testing.T) context.Context {
+func reloadCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	return ctx
 }
 
-// TestReloadUnderLoad reloads 50 times, alternating two configurations,
-// while 8 clients allocate and release through the real socket: no request
-// may fail, no connection or reservation may leak, and goleak (TestMain)
-// checks that every retired pool and simulator stopped.
+// nextgenPair is two telsim servers on loopback, outside the daemon, that
+// nextgen alternates between across reloads: every reload retires one
+// nextgen pool and warms a new one on the other server, and the servers'
+// own connection counts show whether a retired pool left a connection open.
+type nextgenPair struct {
+	srv  [2]*telsim.Server
+	addr [2]string // tcp://host:port
+}
+
+// startNextgenPair starts the two servers; they close at cleanup (after a
+// daemon started later has stopped).
+func startNextgenPair(t testing.TB) *nextgenPair {
+	t.Helper()
+	p := &nextgenPair{}
+	for i := range p.srv {
+		s, err := telsim.New(telsim.Config{Tier: "nextgen", ServerID: fmt.Sprintf("telsim-nextgen-%c", 'a'+i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := s.Start("127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		p.srv[i], p.addr[i] = s, "tcp://"+a.String()
+	}
+	return p
+}
+
+// variant is reloadVariant with nextgen on server 0 (variant 0) or server
+// 1 (variant 1) of the pair instead of an in-process simulator.
+func (p *nextgenPair) variant(base *Config, v int) *Config {
+	c := reloadVariant(base, v)
+	c.Tiers[1].Servers = []string{p.addr[v]}
+	return c
+}
+
+// errLoadBacklog is the outcome of a rateLoad request that was due while
+// maxInFlight requests were outstanding: it was not sent.
+var errLoadBacklog = errors.New("load generator: too many requests in flight, not sent")
+
+// rateLoad is an open-loop load through the daemon's socket, as front ends
+// produce it: allocation i is due at start + i/rate whatever the daemon
+// does, is sent from its own goroutine (a slow answer never holds back a
+// later send), and is released as soon as it is answered. Its latency runs
+// from the due time, not the actual send, so a stall shows on every
+// request due during it (no coordinated omission). At most maxInFlight
+// requests are outstanding; a request due beyond that is not sent and
+// counts as failed. It is safe for concurrent use; finish stops it.
+type rateLoad struct {
+	// Set by the caller of startRateLoad.
+	c           *client.Client
+	rate        float64   // allocations per second
+	start       time.Time // allocation 0 is due then
+	maxInFlight int
+	keep        bool // record a rateSample per allocation
+	// pin and nap, when set (before the first due time), make the
+	// schedule precise: pin locks the scheduler to a thread set up for
+	// short sleeps, nap sleeps that thread for the last shortWait of each
+	// wait. Without them a Go timer wakes the scheduler up to about a
+	// millisecond late, which every latency includes.
+	pin func() (unpin func())
+	nap func(d time.Duration)
+
+	token string // idempotency token prefix, unique per load
+	stop  chan struct{}
+	done  chan struct{} // closed when the scheduler has returned
+	sem   chan struct{} // one slot per outstanding request
+	wg    sync.WaitGroup
+	once  sync.Once
+
+	ok, errs atomic.Int64
+	mu       sync.Mutex
+	firstErr error
+	byTier   map[string]int
+	samples  []rateSample
+}
+
+// rateSample is one allocation: when it was due, how late it was sent,
+// how long after its due time its answer came, and whether it (or its
+// release) failed.
+type rateSample struct {
+	due    time.Time
+	lag    time.Duration
+	lat    time.Duration
+	failed bool
+}
+
+// shortWait is the part of a wait rateLoad.nap sleeps (a Go timer sleeps
+// the rest, so that stop can interrupt it).
+const shortWait = 2 * time.Millisecond
+
+// startRateLoad starts l (its caller-set fields filled in) and returns it.
+// Cleanup stops it if the test has not.
+func startRateLoad(t testing.TB, l *rateLoad) *rateLoad {
+	l.token = fmt.Sprintf("rate-%d-", l.start.UnixNano())
+	l.stop, l.done = make(chan struct{}), make(chan struct{})
+	l.sem = make(chan struct{}, l.maxInFlight)
+	l.byTier = map[string]int{}
+	go l.schedule()
+	t.Cleanup(l.finish)
+	return l
+}
+
+// dueAt returns when request i is due.
+func (l *rateLoad) dueAt(i int64) time.Time {
+	return l.start.Add(time.Duration(float64(i) * float64(time.Second) / l.rate))
+}
+
+// schedule sends every request when it is due until stop; when it falls
+// behind, the requests already due go out at once and keep their due time.
+func (l *rateLoad) schedule() {
+	defer close(l.done)
+	if l.pin != nil {
+		defer l.pin()()
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for i := int64(0); ; i++ {
+		due := l.dueAt(i)
+		for d := time.Until(due); d > 0; d = time.Until(due) {
+			if l.nap != nil && d <= shortWait {
+				l.nap(d)
+				continue
+			}
+			if l.nap != nil {
+				d -= shortWait / 2
+			}
+			timer.Reset(d)
+			select {
+			case <-timer.C:
+			case <-l.stop:
+				return
+			}
+		}
+		select {
+		case <-l.stop:
+			return
+		default:
+		}
+		select {
+		case l.sem <- struct{}{}:
+		default:
+			l.note(due, 0, time.Since(due), "", errLoadBacklog)
+			continue
+		}
+		l.wg.Add(1)
+		go l.one(i, due)
+	}
+}
+
+// one allocates request i and releases what it got.
+func (l *rateLoad) one(i int64, due time.Time) {
+	defer l.wg.Done()
+	defer func() { <-l.sem }()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	lag := time.Since(due)
+	a, err := l.c.Allocate(ctx, &wire.AllocateRequest{Token: strconv.AppendInt([]byte(l.token), i, 10), Spec: spec("steady rate")})
+	lat := time.Since(due)
+	if err == nil {
+		if rerr := l.c.Release(ctx, a.Key); rerr != nil {
+			err = fmt.Errorf("release %d on %s: %w", a.Key, a.Tier, rerr)
+		}
+	}
+	l.note(due, lag, lat, a.Tier, err)
+}
+
+func (l *rateLoad) note(due time.Time, lag, lat time.Duration, tier string, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.keep {
+		l.samples = append(l.samples, rateSample{due: due, lag: lag, lat: lat, failed: err != nil})
+	}
+	if err != nil {
+		l.errs.Add(1)
+		if l.firstErr == nil {
+			l.firstErr = err
+		}
+		return
+	}
+	l.ok.Add(1)
+	l.byTier[tier]++
+}
+
+// finish stops sending and waits for every request sent (and its release).
+// It is idempotent.
+func (l *rateLoad) finish() {
+	l.once.Do(func() {
+		close(l.stop)
+		<-l.done
+		l.wg.Wait()
+	})
+}
+
+// TestReloadUnderLoad reloads 50 times, alternating two configurations that
+// differ in pool sizes, timeouts, breaker thresholds and nextgen's server
+// (two telsim servers outside the daemon), while allocations arrive at a
+// steady 1000/s over 4 connections, each released once answered. No
+// request may fail; every server must end with the connections its pool
+// keeps (min_conns; none on the retired nextgen server) and no
+// reservation; goleak (TestMain) checks that every retired pool stopped.
 func TestReloadUnderLoad(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr, func(t *testing.T) { testReloadUnderLoad(t, tr) })
@@ -61,51 +272,81 @@ func TestReloadUnderLoad(t *testing.T) {
 }
 
 func testReloadUnderLoad(t *testing.T, tr string) {
+	const (
+		rate    = 1000
+		reloads = 50
+		every   = 20 * time.Millisecond
+		calm    = 100 * time.Millisecond // steady load before the first reload and after the last
+	)
+	ng := startNextgenPair(t)
 	var base *Config
 	h := startDaemon(t, func(c *Config) {
 		c.Server.Transport = tr
-		base = reloadVariant(c, 0)
+		// Keys for the whole run leased at start: a slow fsync on a busy
+		// machine must not fail a request here.
+		c.Keys.BlockSize = 8192
+		base = ng.variant(c, 0)
 		*c = *base
 	})
 	ctx := reloadCtx(t)
-	stop := make(chan struct{})
-	r := h.load(ctx, 8, stop)
+	c, err := client.Dial(ctx, h.sock, client.WithConns(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() }) // after the load's cleanup, which runs first
+	l := startRateLoad(t, &rateLoad{c: c, rate: rate, start: time.Now(), maxInFlight: 1024})
 
-	const reloads = 50
-	tick := time.NewTicker(20 * time.Millisecond)
+	time.Sleep(calm)
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for i := 0; i < reloads; i++ {
 		<-tick.C
-		if err := h.d.Reload(ctx, reloadVariant(base, (i+1)%2)); err != nil {
-			close(stop)
-			r.wait()
+		if err := h.d.Reload(ctx, ng.variant(base, (i+1)%2)); err != nil {
+			l.finish()
 			t.Fatalf("reload %d: %v", i, err)
 		}
 	}
-	close(stop)
-	r.wait()
-	if n := r.errs.Load(); n != 0 {
-		t.Fatalf("%d requests failed during reloads; first: %v", n, r.firstErr)
+	time.Sleep(calm)
+	l.finish()
+	elapsed := time.Since(l.start)
+
+	if n := l.errs.Load(); n != 0 {
+		t.Fatalf("%d of %d requests failed during reloads; first: %v", n, n+l.ok.Load(), l.firstErr)
 	}
-	if r.ok.Load() == 0 {
-		t.Fatal("no allocation succeeded")
+	// Open loop: everything due was sent and answered (a generous floor
+	// for a busy machine; the schedule itself never falls short).
+	if n, want := l.ok.Load(), int64(rate*elapsed.Seconds()*0.9); n < want {
+		t.Fatalf("%d allocations in %v at %d/s, want at least %d", n, elapsed, rate, want)
 	}
 	if v := h.d.version.Load(); v != reloads+1 {
 		t.Fatalf("config version %d, want %d", v, reloads+1)
 	}
-	// The last reload applied variant 0: nextgen-b is gone, every tier is
-	// back to min_conns connections (no leak from 25 pool replacements).
+	// The last reload applied variant 0: nextgen is back on server 0, every
+	// tier is back to min_conns connections (no leak from 25 pool
+	// replacements and 50 retunes), and no reservation is left anywhere.
 	final := h.d.Config()
-	if final.Tiers[1].Servers[0] != "sim://nextgen" || final.Pool.MinConns != 2 {
+	if final.Tiers[1].Servers[0] != ng.addr[0] || final.Pool.MinConns != 2 || final.Tiers[0].Pool.HeartbeatInterval != time.Second {
 		t.Fatalf("final config %+v", final.Tiers[1])
 	}
-	if h.d.Simulator("nextgen-b") != nil {
-		t.Fatal("simulator nextgen-b still running after the tier moved back")
+	servers := map[string]*telsim.Server{
+		"primary-large": h.d.Simulator("primary-large"), "backup2-large": h.d.Simulator("backup2-large"),
+		"nextgen server 0": ng.srv[0], "nextgen server 1 (retired)": ng.srv[1],
 	}
-	for _, n := range []string{"primary-large", "nextgen", "backup2-large"} {
-		sim := h.d.Simulator(n)
-		waitFor(t, "2 connections on "+n, 10*time.Second, func() bool { return sim.Stats().Conns == 2 })
-		waitFor(t, "no reservation left on "+n, 10*time.Second, func() bool { return sim.Stats().Reservations == 0 })
+	for name, srv := range servers {
+		want := int64(2)
+		if srv == ng.srv[1] {
+			want = 0
+		}
+		waitFor(t, fmt.Sprintf("%d connections on %s", want, name), 10*time.Second, func() bool { return srv.Stats().Conns == want })
+		waitFor(t, "no reservation left on "+name, 10*time.Second, func() bool { return srv.Stats().Reservations == 0 })
+	}
+	// Server 1 got a new pool (warmed before it took over) at every other
+	// reload: proof that the pools were really replaced.
+	if n := ng.srv[1].Stats().ConnsTotal; n < reloads/2 {
+		t.Fatalf("nextgen server 1 accepted %d connections for %d pools", n, reloads/2)
+	}
+	if n := h.d.svc.orphans.count(); n != 0 {
+		t.Fatalf("%d releases still pending", n)
 	}
 	st, err := h.d.Status()
 	if err != nil {
@@ -116,7 +357,7 @@ func testReloadUnderLoad(t *testing.T, tr string) {
 			t.Fatalf("tier after reloads %+v", ts)
 		}
 	}
-	t.Logf("%d allocations during %d reloads, by tier %v", r.ok.Load(), reloads, r.byTier)
+	t.Logf("%d allocations at %d/s in %v with %d reloads, by tier %v", l.ok.Load(), rate, elapsed.Round(time.Millisecond), reloads, l.byTier)
 }
 
 func TestReloadRefusesRestartFields(t *testing.T) {

@@ -41,6 +41,8 @@ type config struct {
 	releasers   int           // release workers; default 16
 	faults      faultList     // -fault, repeatable: injected into telsim control APIs; default none
 	step        time.Duration // timeline row width; default 1s (widened past maxTimelineRows rows)
+	reloadEvery time.Duration // POST /reload on adminSocket this often in the measured window; default 0 = never
+	adminSocket string        // the daemon's admin socket, for -reload-every; default none
 }
 
 // mode names the load model, as printed and in JSON.
@@ -74,6 +76,12 @@ through the control API at ADDR, SECONDS after the end of warmup, e.g.
 Each injection (time, address, mode, result) is in the output and in the
 timeline row it fell in; a failed one is reported and the run goes on.
 
+-reload-every D -admin-socket PATH reloads the daemon (POST /reload on its
+admin socket: it re-reads its -config file) every D of the measured
+window, and compares the p99 of the timeline rows during a reload with the
+p99 of the other rows, e.g.
+  -rate 2000 -duration 20s -timeline-step 250ms -reload-every 1s -admin-socket run/admin.sock
+
 The default socket is $` + SocketEnv + ` if set, else ` + DefaultSocket + `.
 
 Flags:
@@ -102,6 +110,8 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	fs.IntVar(&c.releasers, "release-workers", 16, "`N` goroutines releasing allocated keys")
 	fs.Var(&c.faults, "fault", "inject a telsim fault: `ADDR=MODE[:K=V,...]@SECONDS` after the end of warmup (repeatable)")
 	fs.DurationVar(&c.step, "timeline-step", defaultTimelineStep, "timeline row `width` (widened to keep at most 600 rows)")
+	fs.DurationVar(&c.reloadEvery, "reload-every", 0, "reload the daemon (POST /reload on -admin-socket) every `D` of the measured window (0: never)")
+	fs.StringVar(&c.adminSocket, "admin-socket", "", "the daemon's admin socket `path`, for -reload-every")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usageText)
@@ -161,6 +171,14 @@ func (c *config) validate() error {
 		return bad("-release-workers must be at least 1")
 	case c.step < minTimelineStep:
 		return bad("-timeline-step must be at least %v", minTimelineStep)
+	case c.reloadEvery < 0:
+		return bad("-reload-every must not be negative")
+	case c.reloadEvery > 0 && c.adminSocket == "":
+		return bad("-reload-every needs -admin-socket PATH (the daemon's admin socket)")
+	case c.reloadEvery == 0 && c.adminSocket != "":
+		return bad("-admin-socket is only used with -reload-every D")
+	case c.reloadEvery > 0 && c.reloadEvery >= c.duration:
+		return bad("-reload-every %v: the first reload is due at +%v, not within the measured -duration %v", c.reloadEvery, c.reloadEvery, c.duration)
 	}
 	for _, f := range c.faults {
 		if f.at >= c.duration {

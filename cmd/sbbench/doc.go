@@ -4,6 +4,7 @@
 //
 //	sbbench -socket PATH (-rate N | -concurrency N) -duration D [-conns C] [-json] [-warmup D] [-name-prefix S]
 //	        [-fault ADDR=MODE[:K=V,...]@SECONDS]... [-timeline-step D]
+//	        [-reload-every D -admin-socket PATH]
 //
 // Two load models, because they answer different questions:
 //
@@ -63,6 +64,33 @@
 // reason to stop the run. Faults not yet due when the run ends are
 // reported as skipped. sbbench does not undo its faults at the end: give a
 // final "none" if the tier should be left healthy.
+//
+// # Reloads under load
+//
+// -reload-every D -admin-socket PATH reloads the daemon while the load runs:
+// at D, 2D, … after the end of warmup (within -duration), sbbench POSTs
+// /reload to the daemon's admin socket, which makes the daemon re-read its
+// configuration source (the -config file, flags applied) and apply it. A
+// reload that changes nothing still runs the whole reload path (validate,
+// plan, swap, drain); edit the file between reloads to change pool sizes,
+// timeouts, breaker thresholds or a tier's servers
+// (scripts/reload-demo.sh alternates two files). Reloads are made by one
+// goroutine off the load loop, one at a time, each bounded by -timeout; a
+// reload still running when the next is due delays it to the next tick
+// (the missed one is counted as skipped). A refused or failed reload is
+// counted, with the first error, and the run goes on.
+//
+//	sbbench -rate 2000 -duration 20s -timeline-step 250ms -reload-every 1s -admin-socket run/admin.sock
+//
+// The summary counts the reloads (ok, failed, skipped, their round trip
+// and the config version in force), and compares the latency of the
+// timeline rows during which a reload was in progress with that of the
+// other rows: the p99 of all ok allocations of each set of rows, and their
+// ratio. Each timeline row notes the reloads issued in it ("reload 1 ok")
+// or a reload running on from an earlier row ("reloading"). A row is
+// counted as "during a reload" whole, so a -timeline-step well below
+// -reload-every both leaves rows without a reload to compare with and
+// keeps a short reload's effect from being diluted in a long row.
 //
 // The run stops by itself after -warmup plus -duration (or -requests
 // allocations); SIGINT stops it early and the summary is still printed.

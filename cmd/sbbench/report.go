@@ -52,6 +52,8 @@ type summary struct {
 
 	// Every -fault, in time order, with what became of it.
 	Faults []injection `json:"faults"`
+	// What -reload-every did; absent without it.
+	Reloads *reloadSummary `json:"reloads,omitempty"`
 	// The measured window in rows of timeline_step_s seconds.
 	TimelineStepS float64       `json:"timeline_step_s"`
 	Timeline      []timelineRow `json:"timeline"`
@@ -93,6 +95,7 @@ func writeText(w io.Writer, s *summary) error {
 	fmt.Fprintf(&b, "releases      %d ok, %d errors%s; p50 %.1f µs, p99 %.1f µs\n",
 		s.Released, sum(s.ReleaseErrors), paren(counts(s.ReleaseErrors)), s.ReleaseP50, s.ReleaseP99)
 	writeFaults(&b, s.Faults)
+	writeReloads(&b, s.Reloads)
 	writeTimeline(&b, s.TimelineStepS, s.Timeline)
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -124,6 +127,45 @@ func writeFaults(b *strings.Builder, faults []injection) {
 		}
 		b.WriteByte('\n')
 	}
+}
+
+// writeReloads prints what -reload-every did and the p99 of the timeline
+// rows during reloads against the other rows.
+func writeReloads(b *strings.Builder, r *reloadSummary) {
+	if r == nil {
+		return
+	}
+	fmt.Fprintf(b, "reloads       every %s via %s: %d ok, %d failed", num(r.EveryS)+"s", r.AdminSocket, r.OK, r.Failed)
+	if r.Skipped > 0 {
+		fmt.Fprintf(b, ", %d skipped (the previous one was still running)", r.Skipped)
+	}
+	if r.OK+r.Failed > 0 {
+		fmt.Fprintf(b, "; took p50 %s, max %s", usText(r.TookP50US), usText(r.TookMaxUS))
+	}
+	if r.LastVersion > 0 {
+		fmt.Fprintf(b, "; config version %d", r.LastVersion)
+	}
+	b.WriteByte('\n')
+	if r.FirstError != "" {
+		fmt.Fprintf(b, "%-13s first failure: %s\n", "", r.FirstError)
+	}
+	switch {
+	case r.RowsWith == 0:
+		fmt.Fprintf(b, "%-13s no row with allocations had a reload in progress: nothing to compare\n", "")
+	case r.RowsWithout == 0:
+		fmt.Fprintf(b, "%-13s every row had a reload in progress: nothing to compare with (use a -timeline-step below -reload-every)\n", "")
+	default:
+		fmt.Fprintf(b, "%-13s p99 µs of rows during a reload %.1f (%s), of the other rows %.1f (%s): ratio %.2f\n",
+			"", r.P99With, rowCount(r.RowsWith), r.P99Without, rowCount(r.RowsWithout), r.P99Ratio)
+	}
+}
+
+// rowCount renders n timeline rows: "1 row", "3 rows".
+func rowCount(n int) string {
+	if n == 1 {
+		return "1 row"
+	}
+	return fmt.Sprintf("%d rows", n)
 }
 
 // writeTimeline prints the timeline as a table: a column per tier (in the
@@ -159,6 +201,14 @@ func writeTimeline(b *strings.Builder, stepS float64, rows []timelineRow) {
 		}
 		for _, f := range r.Faults {
 			notes = append(notes, "fault "+f.Addr+" "+f.Fault+" "+f.Result)
+		}
+		switch {
+		case r.ReloadsFailed > 0:
+			notes = append(notes, fmt.Sprintf("reload %d ok, %d FAILED", r.Reloads-r.ReloadsFailed, r.ReloadsFailed))
+		case r.Reloads > 0:
+			notes = append(notes, fmt.Sprintf("reload %d ok", r.Reloads))
+		case r.Reloading:
+			notes = append(notes, "reloading")
 		}
 		fmt.Fprintf(tw, "  %s\n", strings.Join(notes, "; "))
 	}

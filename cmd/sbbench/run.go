@@ -48,6 +48,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	defer hc.CloseIdleConnections()
 	sched := newFaultScheduler(cfg.faults, timerClock{}, hc, cfg.timeout, from, tl)
 	sched.start(ctx)
+	var reloads *reloadScheduler
+	if cfg.reloadEvery > 0 {
+		ahc := newAdminHTTPClient(cfg.adminSocket, cfg.timeout)
+		defer ahc.CloseIdleConnections()
+		reloads = newReloadScheduler(cfg.adminSocket, cfg.reloadEvery, timerClock{}, ahc, cfg.timeout, from, from.Add(cfg.duration), tl)
+		reloads.start(ctx)
+	}
 	r := &runner{
 		spec: loadSpec{
 			rate:        cfg.rate,
@@ -66,9 +73,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	stopped := r.run(ctx, start)
 	injections := sched.stop()
+	var rs *reloadSummary
+	if reloads != nil {
+		sum := reloads.stop()
+		tl.reloadSplit(&sum)
+		rs = &sum
+	}
 
 	s := rec.summary(stopped)
 	s.Faults = injections
+	s.Reloads = rs
 	s.TimelineStepS = step.Seconds()
 	s.Timeline = tl.snapshot(stopped)
 	s.Mode = cfg.mode()

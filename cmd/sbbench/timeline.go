@@ -47,6 +47,12 @@ type timelineRow struct {
 	P99    float64          `json:"p99_us"`  // 0 when no allocation succeeded
 	ByTier map[string]int64 `json:"by_tier"` // tier → ok allocations
 	Faults []injection      `json:"faults"`  // injections issued in the row, in order
+	// -reload-every: reloads issued in the row (failed ones included),
+	// those that failed, and whether a reload was in progress at any time
+	// during the row (issued in it or running on from an earlier row).
+	Reloads       int  `json:"reloads"`
+	ReloadsFailed int  `json:"reloads_failed"`
+	Reloading     bool `json:"reloading"`
 }
 
 // bucket accumulates one row.
@@ -56,6 +62,9 @@ type bucket struct {
 	tiers    map[string]int64 // nil until the first ok
 	lat      *hdrhistogram.Histogram
 	faults   []injection
+
+	reloads, reloadsFailed int
+	reloading              bool
 }
 
 // timeline is the observer that buckets measured allocations by the row
@@ -128,6 +137,61 @@ func (tl *timeline) injected(inj *injection) {
 	b.faults = append(b.faults, *inj)
 }
 
+// reloaded files c under the row of its issue time and marks every row
+// its call overlapped as reloading.
+func (tl *timeline) reloaded(c *reloadCall) {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	at := func(s float64) time.Time {
+		return tl.from.Add(time.Duration(math.Round(max(s, 0) * float64(time.Second))))
+	}
+	b := tl.rowLocked(at(c.IssuedS))
+	b.reloads++
+	if !c.OK {
+		b.reloadsFailed++
+	}
+	first := tl.index(at(c.IssuedS))
+	last := tl.index(at(c.IssuedS + c.TookS))
+	for i := first; i <= last; i++ {
+		tl.rowLocked(tl.from.Add(time.Duration(i) * tl.step)).reloading = true
+	}
+}
+
+// index returns the row of time t (not before from).
+func (tl *timeline) index(t time.Time) int {
+	return min(int(max(t.Sub(tl.from), 0)/tl.step), tl.max-1)
+}
+
+// reloadSplit merges the latency of the rows with ok allocations into
+// those during which a reload was in progress and the others, and sets the
+// row counts, the p99 of each side and their ratio in r.
+func (tl *timeline) reloadSplit(r *reloadSummary) {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	with := hdrhistogram.New(histLowest, histHighest, rowHistDigits)
+	without := hdrhistogram.New(histLowest, histHighest, rowHistDigits)
+	r.RowsWith, r.RowsWithout = 0, 0
+	for i := range tl.rows {
+		b := &tl.rows[i]
+		if b.lat == nil {
+			continue
+		}
+		if b.reloading {
+			r.RowsWith++
+			with.Merge(b.lat)
+		} else {
+			r.RowsWithout++
+			without.Merge(b.lat)
+		}
+	}
+	_, _, r.P99With, _, _ = percentiles(with)
+	_, _, r.P99Without, _, _ = percentiles(without)
+	r.P99Ratio = 0
+	if r.P99With > 0 && r.P99Without > 0 {
+		r.P99Ratio = r.P99With / r.P99Without
+	}
+}
+
 // snapshot returns the rows from the end of warmup to the later of loadEnd
 // and the last row with data (rows without any allocation are included,
 // with zeros: a window in which nothing was due or sent).
@@ -151,6 +215,7 @@ func (tl *timeline) snapshot(loadEnd time.Time) []timelineRow {
 			r.Sent, r.OK = b.sent, b.ok
 			r.Errors, r.ByTier = copyCounts(b.errs), copyCounts(b.tiers)
 			r.Faults = append(r.Faults, b.faults...)
+			r.Reloads, r.ReloadsFailed, r.Reloading = b.reloads, b.reloadsFailed, b.reloading
 			slices.SortStableFunc(r.Faults, func(a, b injection) int {
 				switch {
 				case a.IssuedS < b.IssuedS:
