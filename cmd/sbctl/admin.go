@@ -72,6 +72,16 @@ func newAdminClient(g *globals) (*adminClient, error) {
 
 func (c *adminClient) close() { c.tr.CloseIdleConnections() }
 
+// adminDo makes one admin request on a connection of its own, closed after.
+func adminDo(ctx context.Context, g *globals, what, method, path string, body, out any) (json.RawMessage, error) {
+	c, err := newAdminClient(g)
+	if err != nil {
+		return nil, err
+	}
+	defer c.close()
+	return c.do(ctx, what, method, path, body, out)
+}
+
 // remoteError is an error answer of the admin API: the daemon's own
 // message, shown as it said it.
 type remoteError struct {
@@ -176,13 +186,9 @@ func cmdStatus(ctx context.Context, g *globals, args []string) (result, error) {
 	if _, err := parseArgs(flag.NewFlagSet("status", flag.ContinueOnError), args, 0, ""); err != nil {
 		return nil, err
 	}
-	c, err := newAdminClient(g)
-	if err != nil {
-		return nil, err
-	}
-	defer c.close()
 	r := &statusResult{}
-	r.raw, err = c.do(ctx, "status", http.MethodGet, "/status", nil, &r.st)
+	var err error
+	r.raw, err = adminDo(ctx, g, "status", http.MethodGet, "/status", nil, &r.st)
 	if err != nil {
 		return nil, err
 	}
@@ -193,13 +199,9 @@ func cmdReload(ctx context.Context, g *globals, args []string) (result, error) {
 	if _, err := parseArgs(flag.NewFlagSet("reload", flag.ContinueOnError), args, 0, ""); err != nil {
 		return nil, err
 	}
-	c, err := newAdminClient(g)
-	if err != nil {
-		return nil, err
-	}
-	defer c.close()
 	r := &reloadResult{}
-	r.raw, err = c.do(ctx, "reload", http.MethodPost, "/reload", nil, &r.ans)
+	var err error
+	r.raw, err = adminDo(ctx, g, "reload", http.MethodPost, "/reload", nil, &r.ans)
 	var re *remoteError
 	if errors.As(err, &re) && re.code != http.StatusInternalServerError {
 		// Refused (invalid, requires restart, not warm, no source, not
@@ -224,13 +226,8 @@ func cmdDrain(on bool) func(ctx context.Context, g *globals, args []string) (res
 		if err != nil {
 			return nil, err
 		}
-		c, err := newAdminClient(g)
-		if err != nil {
-			return nil, err
-		}
-		defer c.close()
 		r := &drainResult{}
-		r.raw, err = c.do(ctx, name+" "+tier, http.MethodPost, "/"+name+"/"+url.PathEscape(tier), nil, &r.ans)
+		r.raw, err = adminDo(ctx, g, name+" "+tier, http.MethodPost, "/"+name+"/"+url.PathEscape(tier), nil, &r.ans)
 		if err != nil {
 			return nil, err
 		}
@@ -250,13 +247,8 @@ func cmdBreaker(ctx context.Context, g *globals, args []string) (result, error) 
 	case mode != "open" && mode != "closed" && mode != "auto":
 		return nil, usageErrorf("breaker: mode %q is not one of open, closed, auto", mode)
 	}
-	c, err := newAdminClient(g)
-	if err != nil {
-		return nil, err
-	}
-	defer c.close()
 	r := &breakerResult{}
-	r.raw, err = c.do(ctx, "breaker "+tier, http.MethodPost, "/breaker/"+url.PathEscape(tier)+"/"+mode, nil, &r.ans)
+	r.raw, err = adminDo(ctx, g, "breaker "+tier, http.MethodPost, "/breaker/"+url.PathEscape(tier)+"/"+mode, nil, &r.ans)
 	if err != nil {
 		return nil, err
 	}
@@ -275,17 +267,12 @@ func cmdLogLevel(ctx context.Context, g *globals, args []string) (result, error)
 	if err != nil {
 		return nil, err
 	}
-	c, err := newAdminClient(g)
-	if err != nil {
-		return nil, err
-	}
-	defer c.close()
 	r := &logLevelResult{}
 	if len(pos) == 0 {
-		r.raw, err = c.do(ctx, "log-level", http.MethodGet, "/log/level", nil, &r.ans)
+		r.raw, err = adminDo(ctx, g, "log-level", http.MethodGet, "/log/level", nil, &r.ans)
 	} else {
 		r.set = true
-		r.raw, err = c.do(ctx, "log-level "+pos[0], http.MethodPut, "/log/level", map[string]string{"level": pos[0]}, &r.ans)
+		r.raw, err = adminDo(ctx, g, "log-level "+pos[0], http.MethodPut, "/log/level", map[string]string{"level": pos[0]}, &r.ans)
 	}
 	var re *remoteError
 	if errors.As(err, &re) && re.code == http.StatusNotFound {
