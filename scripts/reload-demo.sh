@@ -39,6 +39,9 @@ TIERS=(primary-large nextgen backup2-large nextgen)
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/reload-demo.XXXXXX")
 pids=()
+DEMO=reload-demo
+# shellcheck source=lib/demo.sh
+. scripts/lib/demo.sh
 swapper=
 
 cleanup() {
@@ -48,52 +51,14 @@ cleanup() {
 		kill -TERM "$swapper" 2>/dev/null || true
 		wait "$swapper" 2>/dev/null || true
 	fi
-	# Stop what we started, by pid, daemon first; SIGKILL what is still up
-	# after 5 s.
-	local i
-	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-		kill -TERM "${pids[i]}" 2>/dev/null || true
-	done
-	for _ in $(seq 50); do
-		local alive=0
-		for p in "${pids[@]}"; do
-			kill -0 "$p" 2>/dev/null && alive=1
-		done
-		((alive)) || break
-		sleep 0.1
-	done
-	for p in "${pids[@]}"; do
-		kill -KILL "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
-	if ((status != 0)); then
-		echo "reload-demo: failed (exit $status); logs:" >&2
-		for f in "$tmp"/*.log; do
-			[ -e "$f" ] || continue
-			echo "== $f" >&2
-			tail -n 20 "$f" >&2
-		done
-	fi
+	stop_pids
+	((status == 0)) || dump_logs "$status"
 	rm -rf "$tmp"
 	exit "$status"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# wait_for DESC CMD...: run CMD every 0.1 s until it succeeds, for up to 10 s.
-wait_for() {
-	local desc=$1
-	shift
-	for _ in $(seq 100); do
-		if "$@" >/dev/null 2>&1; then
-			return 0
-		fi
-		sleep 0.1
-	done
-	echo "reload-demo: timed out waiting for $desc" >&2
-	return 1
-}
 
 # seconds D: a Go duration (ms or s) as seconds, for sleep.
 seconds() {
@@ -141,12 +106,7 @@ EOF
 
 every_s=$(seconds "$EVERY")
 
-for port in 7101 7102 7103 7104 7201 7202 7203 7204; do
-	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-		echo "reload-demo: 127.0.0.1:$port is already in use; stop what listens there" >&2
-		exit 1
-	fi
-done
+ports_free 7101 7102 7103 7104 7201 7202 7203 7204 || exit 1
 
 echo "== make build"
 make build >"$tmp/build.log" 2>&1 || { cat "$tmp/build.log" >&2; exit 1; }
