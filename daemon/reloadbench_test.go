@@ -4,7 +4,6 @@ package daemon
 
 import (
 	"context"
-	"runtime"
 	rtmetrics "runtime/metrics"
 	"slices"
 	"syscall"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"switchboard/client"
+	"switchboard/internal/precisesleep"
 )
 
 // The shape of BenchmarkReloadP99's experiment. Every window gets the same
@@ -81,7 +81,7 @@ var reloadBenchCases = []struct {
 // daemon reloads every reloadBenchEvery, alternating two configurations
 // (reloadBenchCases). A latency runs from the request's due time (no
 // coordinated omission; the scheduler sleeps precisely, see
-// pinPreciseSleep) and belongs to the window its due time falls in; the
+// precisesleep.Pin) and belongs to the window its due time falls in; the
 // gaps absorb a reload that ends after its window.
 //
 // Reported: p50 and p99 of each kind of window (µs) and the ratio
@@ -163,7 +163,7 @@ func runReloadBench(b *testing.B, h *harness, next func(v int) *Config) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		l := startRateLoad(b, &rateLoad{c: c, rate: reloadBenchRate, start: time.Now().Add(10 * time.Millisecond),
-			maxInFlight: 4096, keep: true, pin: pinPreciseSleep, nap: nanosleep})
+			maxInFlight: 4096, keep: true, pin: precisesleep.Pin, nap: precisesleep.Sleep})
 		first := l.start.Add(reloadBenchWarmup)
 		windowAt := func(k int) time.Time { return first.Add(time.Duration(k) * (reloadBenchWindow + reloadBenchGap)) }
 		for k := 0; k < reloadBenchWindows; k++ {
@@ -258,36 +258,3 @@ func reloadQuantile(d []time.Duration, q float64) time.Duration {
 }
 
 func reloadMicros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
-
-// Linux prctl options for a thread's timer slack.
-const (
-	prSetTimerSlack = 29
-	prGetTimerSlack = 30
-)
-
-// pinPreciseSleep locks the calling goroutine to its thread and sets the
-// thread's timer slack to 1 ns, so that nanosleep wakes it within tens of
-// µs (a Go timer wakes an idle process up to a millisecond late, which
-// would add to every measured latency). unpin restores both. It is the
-// technique of sbbench's pinned scheduler.
-func pinPreciseSleep() (unpin func()) {
-	runtime.LockOSThread()
-	old, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prGetTimerSlack, 0, 0)
-	if errno != 0 {
-		return runtime.UnlockOSThread
-	}
-	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetTimerSlack, 1, 0); errno != 0 {
-		return runtime.UnlockOSThread
-	}
-	return func() {
-		_, _, _ = syscall.RawSyscall(syscall.SYS_PRCTL, prSetTimerSlack, old, 0)
-		runtime.UnlockOSThread()
-	}
-}
-
-// nanosleep blocks the thread for d (less if a signal interrupts it; the
-// caller loops).
-func nanosleep(d time.Duration) {
-	ts := syscall.NsecToTimespec(int64(d))
-	_ = syscall.Nanosleep(&ts, nil)
-}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"runtime"
 	"time"
+
+	"switchboard/internal/precisesleep"
 )
 
 // clock is the time seam of the load loops: tests drive them with a fake
@@ -95,3 +97,9 @@ func (timerClock) SleepUntil(ctx context.Context, t time.Time) error {
 		return ctx.Err()
 	}
 }
+
+// pin pins the scheduler's goroutine for precise sleeps (precisesleep.Pin).
+func (realClock) pin() (unpin func()) { return precisesleep.Pin() }
+
+// shortSleep blocks the pinned thread for d (precisesleep.Sleep).
+func shortSleep(d time.Duration) { precisesleep.Sleep(d) }
