@@ -69,37 +69,50 @@ func startDaemon(t testing.TB, mutate func(*Config), opts ...Option) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	stop := runUntilReady(t, d)
+	c, err := client.Dial(context.Background(), cfg.Socket, client.WithConns(2))
+	if err != nil {
+		stop()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Close()
+		if err := stop(); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return &harness{d: d, c: c, sock: cfg.Socket}
+}
+
+// runUntilReady runs d until it is Ready (failing t if it does not get
+// there within 10s); stop cancels Run and returns its error, failing t if
+// Run does not return within 15s.
+func runUntilReady(t testing.TB, d *Daemon) (stop func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	runErr := make(chan error, 1)
 	go func() { runErr <- d.Run(ctx) }()
+	stop = func() error {
+		cancel()
+		select {
+		case err := <-runErr:
+			runErr <- err // stop may be called again
+			return err
+		case <-time.After(15 * time.Second):
+			t.Error("daemon did not stop within 15s")
+			return nil
+		}
+	}
 	select {
 	case <-d.Ready():
 	case err := <-runErr:
 		cancel()
 		t.Fatalf("daemon did not start: %v", err)
 	case <-time.After(10 * time.Second):
-		cancel()
+		stop()
 		t.Fatal("daemon not ready after 10s")
 	}
-	c, err := client.Dial(context.Background(), cfg.Socket, client.WithConns(2))
-	if err != nil {
-		cancel()
-		<-runErr
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c.Close()
-		cancel()
-		select {
-		case err := <-runErr:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("daemon did not stop within 15s")
-		}
-	})
-	return &harness{d: d, c: c, sock: cfg.Socket}
+	return stop
 }
 
 func ctxT(t testing.TB) context.Context {

@@ -35,19 +35,7 @@ func BenchmarkReadyAfterStart(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		runErr := make(chan error, 1)
-		go func() { runErr <- d.Run(ctx) }()
-		select {
-		case <-d.Ready():
-		case err := <-runErr:
-			cancel()
-			b.Fatalf("daemon did not start: %v", err)
-		case <-time.After(10 * time.Second):
-			cancel()
-			<-runErr
-			b.Fatal("daemon not ready after 10s")
-		}
+		stop := runUntilReady(b, d)
 		starts = append(starts, time.Since(t0))
 
 		b.StopTimer()
@@ -58,8 +46,7 @@ func BenchmarkReadyAfterStart(b *testing.B) {
 			c.Close()
 		}
 		pcancel()
-		cancel()
-		if rerr := <-runErr; rerr != nil {
+		if rerr := stop(); rerr != nil {
 			b.Fatalf("Run: %v", rerr)
 		}
 		if err != nil {
