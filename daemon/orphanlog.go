@@ -18,15 +18,18 @@ const orphanJournalName = "orphans.journal"
 // hold a bridge nor a RELEASE the front end was told had succeeded (a
 // deferred release is an acknowledged one).
 //
-// It is an append-only text file, one record per line: "+ TIER KEY" when an
-// orphan is queued, "- TIER KEY" once its tier confirmed the release (or it
-// was given up). Opening replays it and rewrites it with only what is still
+// It is an append-only text file, one record per line: "+ TIER KEY ." when
+// an orphan is queued, "- TIER KEY ." once its tier confirmed the release
+// (or it was given up). The final "." makes a record cut short by a crash
+// or a failed write unreadable, rather than readable as a shorter key. Opening replays it and rewrites it with only what is still
 // pending; a sweep compacts it again once it holds far more records than
 // pending orphans. Appends are plain write(2)s, not fsynced: they survive the
 // daemon's crash or kill (the kernel holds them), not the host's power loss
 // — orphans are failure-path events, and an fsync per failed-over request in
-// an outage storm would stall the very requests that are failing over.
-// Compaction and close fsync.
+// an outage storm would stall the very requests that are failing over. For
+// the same reason a sweep's compaction does not fsync either (it runs under
+// the queue's lock, which failing-over requests take); the compactions at
+// open and close do.
 //
 // The keygen FileStore's flock on the data directory guarantees one daemon
 // per journal. Not safe for concurrent use: the orphans queue calls it
@@ -34,7 +37,8 @@ const orphanJournalName = "orphans.journal"
 type orphanJournal struct {
 	path    string
 	f       *os.File
-	records int // records in the file
+	records int  // records in the file
+	torn    bool // a write failed: the file may end inside a record
 	buf     []byte
 }
 
@@ -49,7 +53,7 @@ func openOrphanJournal(dir string) (j *orphanJournal, pending []orphan, bad int,
 		return nil, nil, 0, err
 	}
 	j = &orphanJournal{path: path}
-	if err := j.compact(pending); err != nil {
+	if err := j.compact(pending, true); err != nil {
 		return nil, nil, 0, err
 	}
 	return j, pending, bad, nil
@@ -96,7 +100,7 @@ func replayOrphans(path string) (pending []orphan, bad int, err error) {
 
 func parseOrphanRecord(line []byte) (op byte, or orphan, ok bool) {
 	f := bytes.Fields(line)
-	if len(f) != 3 || len(f[0]) != 1 || (f[0][0] != '+' && f[0][0] != '-') || !validName(string(f[1])) {
+	if len(f) != 4 || string(f[3]) != "." || len(f[0]) != 1 || (f[0][0] != '+' && f[0][0] != '-') || !validName(string(f[1])) {
 		return 0, orphan{}, false
 	}
 	key, err := strconv.ParseUint(string(f[2]), 10, 64)
@@ -110,14 +114,24 @@ func (j *orphanJournal) append(op byte, or orphan) error {
 	if j.f == nil {
 		return os.ErrClosed
 	}
-	j.buf = append(j.buf[:0], op, ' ')
+	j.buf = j.buf[:0]
+	if j.torn {
+		// End the partial record a failed write may have left, so that
+		// it and not this one is the line replay skips.
+		j.buf = append(j.buf, '\n')
+	}
+	j.buf = append(j.buf, op, ' ')
 	j.buf = append(j.buf, or.tier...)
 	j.buf = append(j.buf, ' ')
 	j.buf = strconv.AppendUint(j.buf, or.key, 10)
-	j.buf = append(j.buf, '\n')
+	j.buf = append(j.buf, " .\n"...)
 	j.records++
-	_, err := j.f.Write(j.buf)
-	return err
+	if _, err := j.f.Write(j.buf); err != nil {
+		j.torn = true
+		return err
+	}
+	j.torn = false
+	return nil
 }
 
 // add records a queued orphan.
@@ -132,43 +146,42 @@ func (j *orphanJournal) wantsCompaction(pending int) bool {
 	return j.records > 4*pending+4096
 }
 
-// compact replaces the journal with one "+" record per pending orphan:
-// written aside, fsynced, renamed over, the directory fsynced.
-func (j *orphanJournal) compact(pending []orphan) error {
+// compact replaces the journal with one "+" record per pending orphan,
+// written aside and renamed over; with sync, the new file and then the
+// directory are fsynced too. The file written aside is the one appended to
+// afterwards, so nothing has to be opened after the rename: once the rename
+// is done the journal is the new file, whatever happens next.
+func (j *orphanJournal) compact(pending []orphan, sync bool) error {
 	tmp := j.path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o600)
 	if err != nil {
-		return fmt.Errorf("orphan journal: %w", err)
+		return fmt.Errorf("orphan journal: compact: %w", err)
 	}
 	w := bufio.NewWriter(f)
 	for _, or := range pending {
-		fmt.Fprintf(w, "+ %s %d\n", or.tier, or.key)
+		fmt.Fprintf(w, "+ %s %d .\n", or.tier, or.key)
 	}
 	err = w.Flush()
-	if err == nil {
+	if err == nil && sync {
 		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
 	}
 	if err == nil {
 		err = os.Rename(tmp, j.path)
 	}
-	if err == nil {
-		err = syncDir(filepath.Dir(j.path))
-	}
 	if err != nil {
+		f.Close()
 		os.Remove(tmp)
 		return fmt.Errorf("orphan journal: compact: %w", err)
-	}
-	nf, err := os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("orphan journal: %w", err)
 	}
 	if j.f != nil {
 		j.f.Close()
 	}
-	j.f, j.records = nf, len(pending)
+	j.f, j.records, j.torn = f, len(pending), false
+	if sync {
+		if err := syncDir(filepath.Dir(j.path)); err != nil {
+			return fmt.Errorf("orphan journal: compact: %w", err)
+		}
+	}
 	return nil
 }
 

@@ -32,7 +32,7 @@ func TestOrphanJournalReplay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.WriteString("garbage line\n+ nextgen 99")
+	f.WriteString("garbage line\n+ nextgen 9\n+ nextgen 99")
 	f.Close()
 	if err := j.close(); err != nil {
 		t.Fatal(err)
@@ -43,12 +43,12 @@ func TestOrphanJournalReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer j.close()
-	if want := []orphan{c, a}; !slices.Equal(pending, want) || bad != 1 {
-		t.Fatalf("replayed %v (bad %d), want %v (bad 1)", pending, bad, want)
+	if want := []orphan{c, a}; !slices.Equal(pending, want) || bad != 2 {
+		t.Fatalf("replayed %v (bad %d), want %v (bad 2: the garbage, the cut record)", pending, bad, want)
 	}
 	// Opening compacted the file to the pending orphans.
 	b2, _ := os.ReadFile(filepath.Join(dir, orphanJournalName))
-	if string(b2) != "+ primary-large 333\n+ primary-large 111\n" || j.records != 2 {
+	if string(b2) != "+ primary-large 333 .\n+ primary-large 111 .\n" || j.records != 2 {
 		t.Fatalf("compacted journal %q, %d records", b2, j.records)
 	}
 	if _, err := os.Stat(filepath.Join(dir, orphanJournalName+".tmp")); !os.IsNotExist(err) {
@@ -70,7 +70,7 @@ func TestOrphanJournalCompactsWhenLong(t *testing.T) {
 	if !j.wantsCompaction(0) {
 		t.Fatalf("6000 records for 0 pending orphans: no compaction wanted")
 	}
-	if err := j.compact(nil); err != nil {
+	if err := j.compact(nil, true); err != nil {
 		t.Fatal(err)
 	}
 	if fi, err := os.Stat(j.path); err != nil || fi.Size() != 0 {
@@ -144,5 +144,39 @@ func TestOrphansSurviveRestart(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(dataDir, orphanJournalName))
 	if err != nil || len(b) != 0 {
 		t.Fatalf("journal after everything was released: %q %v", b, err)
+	}
+}
+
+// TestOrphanJournalAfterFailedWrite: a write that fails may leave part of a
+// record; the next record must not be glued to it and lost with it.
+func TestOrphanJournalAfterFailedWrite(t *testing.T) {
+	dir := t.TempDir()
+	j, _, _, err := openOrphanJournal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := j.f
+	ro, err := os.Open(j.path) // writes to it fail
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.f = ro
+	if err := j.add(orphan{"nextgen", 111}); err == nil {
+		t.Fatal("a write to a read-only file succeeded")
+	}
+	ro.Close()
+	j.f = good
+	good.WriteString("+ nextg") // what the failed write may have left
+	if err := j.add(orphan{"nextgen", 222}); err != nil {
+		t.Fatal(err)
+	}
+	j.close()
+	j2, pending, bad, err := openOrphanJournal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j2.close()
+	if want := []orphan{{"nextgen", 222}}; !slices.Equal(pending, want) || bad != 1 {
+		t.Fatalf("replayed %v (bad %d), want %v (bad 1: the partial record)", pending, bad, want)
 	}
 }

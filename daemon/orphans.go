@@ -174,7 +174,7 @@ func (o *orphans) sweep() {
 	o.requeue(keep)
 	o.mu.Lock()
 	if o.journal != nil && o.journal.wantsCompaction(len(o.pending)) {
-		if err := o.journal.compact(o.pending); err != nil {
+		if err := o.journal.compact(o.pending, false); err != nil {
 			o.log.Error("orphan journal compaction failed", zap.Error(err))
 		}
 	}
@@ -201,7 +201,7 @@ func (o *orphans) close() {
 	if o.journal != nil {
 		// Leave the journal holding exactly what is pending.
 		o.mu.Lock()
-		err := o.journal.compact(o.pending)
+		err := o.journal.compact(o.pending, true)
 		if cerr := o.journal.close(); err == nil {
 			err = cerr
 		}

@@ -246,12 +246,15 @@ func (d *Daemon) reload(ctx context.Context, nc *Config) (err error) {
 
 	// Drain: wait until no request holds the old order, then close the
 	// pools it alone used and the simulators no longer named.
-	d.drainRetired(retired, next, nc)
+	d.drainRetired(ctx, retired, next, nc)
 	return nil
 }
 
 // drainRetired closes what the retired tier order used and next does not.
-func (d *Daemon) drainRetired(retired *tierSet, next []*tier, nc *Config) {
+// When ctx ends (the daemon is stopping) it stops waiting for requests on
+// the old order and closes those pools within a second, so that a reload
+// in progress never holds a graceful stop back for its whole drain.
+func (d *Daemon) drainRetired(ctx context.Context, retired *tierSet, next []*tier, nc *Config) {
 	keep := map[*pool.Pool]bool{}
 	for _, t := range next {
 		keep[t.pool] = true
@@ -268,11 +271,16 @@ func (d *Daemon) drainRetired(retired *tierSet, next []*tier, nc *Config) {
 		case <-retired.idle:
 		case <-wait.C:
 			d.log.Warn("requests still hold the previous tier order; closing its pools anyway")
+		case <-ctx.Done():
 		}
 		wait.Stop()
-		ctx, cancel := context.WithTimeout(context.Background(), nc.Server.ShutdownTimeout)
+		bound := nc.Server.ShutdownTimeout
+		if ctx.Err() != nil {
+			bound = min(bound, time.Second)
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), bound)
 		for _, t := range gone {
-			if err := t.pool.Shutdown(ctx); err != nil {
+			if err := t.pool.Shutdown(sctx); err != nil {
 				d.log.Warn("retired pool drain cut short", zap.String("tier", t.name), zap.Error(err))
 			}
 		}

@@ -72,6 +72,11 @@ type server struct {
 	open     atomic.Int64 // front-end connections counted against maxConns
 	draining atomic.Bool
 	handlers sync.WaitGroup
+	// admitMu orders admissions against shutdown: a request is admitted
+	// (draining checked, handlers.Add) under the read lock, draining is set
+	// under the write lock, so once shutdown holds it no request can slip
+	// in between the check and the Add and run past handlers.Wait.
+	admitMu sync.RWMutex
 
 	stats struct {
 		requests, overloaded, badFrames, refusedConns atomic.Uint64
@@ -187,14 +192,19 @@ func (s *server) admit(c *conn, h wire.Header, payload []byte) *reqState {
 		c.writeError(h, wire.StatusUnsupported, "unsupported op "+h.Op.String())
 		return nil
 	}
+	s.admitMu.RLock()
 	if s.draining.Load() {
+		s.admitMu.RUnlock()
 		s.m.request(h.Op, wire.StatusUnavailable, 0)
 		c.writeError(h, wire.StatusUnavailable, "daemon shutting down")
 		return nil
 	}
+	s.handlers.Add(1)
+	s.admitMu.RUnlock()
 	lim := s.lim.Load()
 	if s.inFlight.Add(1) > lim.maxInFlight {
 		s.inFlight.Add(-1)
+		s.handlers.Done()
 		s.stats.overloaded.Add(1)
 		s.m.request(h.Op, wire.StatusOverloaded, 0)
 		c.writeError(h, wire.StatusOverloaded, "daemon at its in-flight limit")
@@ -203,6 +213,7 @@ func (s *server) admit(c *conn, h wire.Header, payload []byte) *reqState {
 	if c.inFlight.Add(1) > lim.maxConnInFlight {
 		c.inFlight.Add(-1)
 		s.inFlight.Add(-1)
+		s.handlers.Done()
 		s.stats.overloaded.Add(1)
 		s.m.request(h.Op, wire.StatusOverloaded, 0)
 		c.writeError(h, wire.StatusOverloaded, "connection at its in-flight limit")
@@ -211,7 +222,6 @@ func (s *server) admit(c *conn, h wire.Header, payload []byte) *reqState {
 	rs := reqPool.Get().(*reqState)
 	rs.h = h
 	rs.in = append(rs.in[:0], payload...)
-	s.handlers.Add(1)
 	return rs
 }
 
@@ -252,10 +262,14 @@ func (s *server) handle(c *conn, rs *reqState) {
 		out = wire.AppendError(out[:0], rs.h, st, msg)
 	}
 	rs.out = out
+	// The daemon-wide count drops before the response leaves, so a client
+	// (or a scrape) that has its answer never sees the request still
+	// counted. The connection's count drops after: the write's batching
+	// reads it to know whether other responses are coming.
+	s.inFlight.Add(-1)
 	c.write(out)
 	s.m.request(rs.h.Op, st, time.Since(t0))
 	c.inFlight.Add(-1)
-	s.inFlight.Add(-1)
 	*rs = reqState{in: rs.in[:0], out: rs.out[:0], scratch: rs.scratch[:0], cached: rs.cached[:0], kbuf: rs.kbuf[:0], dl: rs.dl, adl: rs.adl}
 	reqPool.Put(rs)
 }
@@ -346,7 +360,9 @@ func (c *conn) fatal(h wire.Header, err error) {
 // shutdown stops taking requests, waits (bounded by ctx) for in-flight ones
 // to be answered, then closes the listener and every connection.
 func (s *server) shutdown(ctx context.Context) error {
+	s.admitMu.Lock()
 	s.draining.Store(true)
+	s.admitMu.Unlock()
 	if _, ok := s.tr.(*netTransport); ok {
 		// The standard library's listener can stop at once; netpoll's
 		// Shutdown closes it together with the connections, below.
