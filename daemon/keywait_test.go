@@ -51,6 +51,19 @@ func TestAllocationWaitsForLateKeys(t *testing.T) {
 	if keys.fails.Load() < 2 || h.d.svc.stats.keyWaits.Load() != 1 {
 		t.Fatalf("%d polls, %d waits: want several polls within one wait", keys.fails.Load(), h.d.svc.stats.keyWaits.Load())
 	}
+	mfs, err := h.d.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var waits float64 = -1
+	for _, mf := range mfs {
+		if mf.GetName() == "switchboard_key_waits_total" {
+			waits = mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	if waits != 1 {
+		t.Fatalf("switchboard_key_waits_total = %v, want 1", waits)
+	}
 }
 
 func TestAllocationFailsWhenKeysStayUnavailable(t *testing.T) {

@@ -188,6 +188,7 @@ var (
 	descRefused   = prometheus.NewDesc("switchboard_connections_refused_total", "Front-end connections closed at accept because server.max_conns were open.", nil, nil)
 	descIssued    = prometheus.NewDesc("switchboard_keys_issued_total", "Session keys issued since start.", nil, nil)
 	descLeft      = prometheus.NewDesc("switchboard_keys_left", "Session keys this node can still issue.", nil, nil)
+	descKeyWaits  = prometheus.NewDesc("switchboard_key_waits_total", "Requests that found no session key buffered and waited for the lease store (a slow data directory).", nil, nil)
 	descOrphans   = prometheus.NewDesc("switchboard_orphans_pending", "Possibly orphaned reservations waiting to be released.", nil, nil)
 	descVersion   = prometheus.NewDesc("switchboard_config_version", "Configuration generation in force: 1 at start, +1 per successful reload.", nil, nil)
 	descReloadAt  = prometheus.NewDesc("switchboard_config_last_reload_success_timestamp_seconds", "When the configuration in force was loaded.", nil, nil)
@@ -196,7 +197,7 @@ var (
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBreaker, descOverride, descDrained, descPoolConns, descPoolCalls,
-		descInFlight, descConns, descRefused, descIssued, descLeft, descOrphans, descVersion, descReloadAt, descStart} {
+		descInFlight, descConns, descRefused, descIssued, descLeft, descKeyWaits, descOrphans, descVersion, descReloadAt, descStart} {
 		ch <- d
 	}
 }
@@ -226,6 +227,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ks := c.d.keys.Stats()
 	ch <- prometheus.MustNewConstMetric(descIssued, prometheus.CounterValue, float64(ks.Issued))
 	gauge(descLeft, float64(ks.Left))
+	ch <- prometheus.MustNewConstMetric(descKeyWaits, prometheus.CounterValue, float64(st.svc.stats.keyWaits.Load()))
 	gauge(descOrphans, float64(st.svc.orphans.count()))
 	gauge(descVersion, float64(c.d.version.Load()))
 	gauge(descReloadAt, float64(c.d.loadedAt.Load())/1e9)
