@@ -503,16 +503,25 @@ func TestCallsRaceClose(t *testing.T) {
 	}
 }
 
-// gatedConn blocks every Write until the test lets it through.
+// gatedConn blocks every Write until the test lets it through, or until
+// stop is closed (so that a failing test's Close does not wait forever for
+// a write parked at the gate).
 type gatedConn struct {
 	net.Conn
 	entered chan struct{} // a Write is waiting
 	gate    chan struct{} // lets one Write through
+	stop    chan struct{} // lets every Write through
 }
 
 func (g *gatedConn) Write(b []byte) (int, error) {
-	g.entered <- struct{}{}
-	<-g.gate
+	select {
+	case g.entered <- struct{}{}:
+		select {
+		case <-g.gate:
+		case <-g.stop:
+		}
+	case <-g.stop:
+	}
 	return g.Conn.Write(b)
 }
 
@@ -521,9 +530,10 @@ func (g *gatedConn) Write(b []byte) (int, error) {
 func TestFlusherHandsOff(t *testing.T) {
 	cc, sc := tcpPair(t)
 	serve(t, sc, echo)
-	g := &gatedConn{Conn: cc, entered: make(chan struct{}), gate: make(chan struct{})}
+	g := &gatedConn{Conn: cc, entered: make(chan struct{}), gate: make(chan struct{}), stop: make(chan struct{})}
 	c := New(g, Config{})
 	defer c.Close()
+	defer close(g.stop) // first: no write stays parked at the gate
 
 	type res struct {
 		i   int
@@ -561,13 +571,15 @@ func TestFlusherHandsOff(t *testing.T) {
 	}
 	// Call 0 has written callerFlushRounds batches and one more is pending.
 	// Its own reply came long ago: it must hand off and return now, while
-	// the helper's write is still waiting at the gate.
+	// the helper's write waits at the gate (entered is unbuffered: the
+	// helper arriving there first does not hold call 0 back). Had call 0
+	// kept flushing, it would itself be parked at the gate and never return.
 	select {
 	case r := <-first:
 		if r.err != nil {
 			t.Fatal(r.err)
 		}
-	case <-g.entered:
+	case <-time.After(10 * time.Second):
 		t.Fatal("the first caller kept flushing instead of handing off")
 	}
 	<-g.entered // the helper's write
