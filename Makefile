@@ -40,7 +40,7 @@ run: build
 ## test: vet, then every test with the race detector (what CI runs)
 test:
 	$(GO) vet $(PKGS)
-	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	$(GO) test -race -count=1 -timeout 5m $(PKGS)
 
 ## test-short: fast tests only, no race detector
 test-short:
