@@ -262,13 +262,13 @@ func (s *server) handle(c *conn, rs *reqState) {
 		out = wire.AppendError(out[:0], rs.h, st, msg)
 	}
 	rs.out = out
-	// The daemon-wide count drops before the response leaves, so a client
-	// (or a scrape) that has its answer never sees the request still
-	// counted. The connection's count drops after: the write's batching
+	// The daemon-wide count drops, and the request is counted in the
+	// metrics, before the response leaves, so a client (or a scrape) that
+	// has its answer sees its request done. The connection's count drops after: the write's batching
 	// reads it to know whether other responses are coming.
 	s.inFlight.Add(-1)
-	c.write(out)
 	s.m.request(rs.h.Op, st, time.Since(t0))
+	c.write(out)
 	c.inFlight.Add(-1)
 	*rs = reqState{in: rs.in[:0], out: rs.out[:0], scratch: rs.scratch[:0], cached: rs.cached[:0], kbuf: rs.kbuf[:0], dl: rs.dl, adl: rs.adl}
 	reqPool.Put(rs)

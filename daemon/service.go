@@ -230,6 +230,15 @@ func (s *service) allocate(ctx context.Context, rs *reqState, req *wire.Allocate
 		}
 		return s.appendReplayed(out, f.resp)
 	}
+	// Look again as the leader: a flight for the token may have finished
+	// between the first look and join (its answer stored, then its flight
+	// removed), and a second allocation for one token is exactly what
+	// tokens exist to prevent.
+	if v, ok := s.replay(rs, req.Token); ok {
+		f.resp = append([]byte(nil), v...)
+		s.flights.finish(req.Token, f)
+		return s.appendReplayed(out, f.resp)
+	}
 	start := len(out)
 	out, err := s.allocateOnce(ctx, rs, req, out)
 	if err == nil {
