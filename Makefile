@@ -37,9 +37,11 @@ run: build
 	$(BIN)/xmlapi -listen $(XML_ADDR) -socket $(SOCKET) & xp=$$!; \
 	$(BIN)/switchboard -socket $(SOCKET) -data-dir $(RUN_DIR)/data -admin-socket $(ADMIN) -metrics-addr $(METRICS)
 
-## test: vet, then every test with the race detector (what CI runs)
+## test: vet and staticcheck (pinned in go.mod as a tool), then every test with the race
+##       detector (what CI runs)
 test:
 	$(GO) vet $(PKGS)
+	$(GO) tool staticcheck $(PKGS)
 	$(GO) test -race -count=1 -timeout 5m $(PKGS)
 
 ## test-short: fast tests only, no race detector
@@ -63,10 +65,11 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./fuzz || exit 1; \
 	done
 
-## lint: gofmt and go vet
+## lint: gofmt, go vet and staticcheck
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) tool staticcheck $(PKGS)
 
 ## cover: coverage profile and summary
 cover:

@@ -3,7 +3,6 @@ package daemon
 import (
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,7 +15,6 @@ import (
 // ready is closed, then keys.
 type lateKeys struct {
 	ready chan struct{}
-	once  sync.Once
 	next  atomic.Uint64
 	fails atomic.Int64
 }

@@ -165,12 +165,6 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.waiters = kept
 }
 
-func (c *fakeClock) pending() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.waiters)
-}
-
 // faultFS wraps OSFS and fails chosen operations with a chosen error.
 type faultFS struct {
 	OSFS
@@ -342,7 +336,6 @@ type memStore struct {
 	override func(start, end uint64) (uint64, uint64)
 	leases   int
 	closed   bool
-	node     NodeConfig
 }
 
 func newMemStore() *memStore { return &memStore{} }
