@@ -2,7 +2,9 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -44,7 +46,20 @@ func inflightSlots(cfg *Config) int {
 //
 // It returns what closes the table (after the server has stopped).
 func (d *Daemon) openIntents(cfg *Config, svc *service) (func(), error) {
-	t, recs, err := inflight.Open(filepath.Join(cfg.DataDir, inflightName), inflightSlots(cfg))
+	path := filepath.Join(cfg.DataDir, inflightName)
+	t, recs, err := inflight.Open(path, inflightSlots(cfg))
+	if errors.Is(err, inflight.ErrCorrupt) {
+		// Not a table (damaged, or another version's): what it recorded is
+		// lost either way, and refusing to start would turn that into an
+		// outage. Keep it for a post-mortem and start afresh.
+		aside := path + ".corrupt"
+		d.log.Error("in-flight table unreadable; moved aside, allocations in flight at the last stop cannot be settled",
+			zap.String("moved_to", aside), zap.Error(err))
+		if err := os.Rename(path, aside); err != nil {
+			return nil, fmt.Errorf("in-flight table: %w", err)
+		}
+		t, recs, err = inflight.Open(path, inflightSlots(cfg))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("in-flight table: %w", err)
 	}

@@ -114,3 +114,24 @@ func TestUndeliveredAllocationReleased(t *testing.T) {
 		})
 	}
 }
+
+// A damaged table is moved aside (and logged), not a reason to refuse to
+// start.
+func TestInflightTableCorruptMovedAside(t *testing.T) {
+	var dir string
+	h := startDaemon(t, func(c *Config) {
+		dir = c.DataDir
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, inflightName), []byte("garbage"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if b, err := os.ReadFile(filepath.Join(dir, inflightName+".corrupt")); err != nil || string(b) != "garbage" {
+		t.Fatalf("damaged table not kept aside: %q, %v", b, err)
+	}
+	if _, err := h.c.Allocate(ctxT(t), &wire.AllocateRequest{Token: []byte("t"), Spec: spec("after")}); err != nil {
+		t.Fatal(err)
+	}
+}
