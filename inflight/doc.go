@@ -34,6 +34,11 @@
 // Acquire and Free are one compare-and-swap each and never allocate. No slot
 // free: Acquire fails at once, it never waits.
 //
+// The first store into a page of a shared file mapping faults (the file
+// system readies the page for writing); a goroutine of the table takes
+// those faults after Open, in the background, so neither the start nor the
+// request path waits for them. Close stops and awaits it.
+//
 // Open reads what the previous process left (Recovered), rebuilds the file
 // with those records in its first slots, and keeps them occupied until the
 // caller frees them, so a second crash while they are being handled loses

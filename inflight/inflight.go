@@ -198,6 +198,8 @@ type Table struct {
 	used atomic.Int64
 
 	discarded int
+
+	stopFault, faulted chan struct{} // prefault's stop signal and end
 }
 
 // Discarded returns how many slots Open found neither empty nor valid (a
@@ -245,28 +247,30 @@ func Open(path string, slots int) (*Table, []Record, error) {
 			return fail(err)
 		}
 	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
+	// Records carried over must be on disk before the old file goes; a
+	// table without records has nothing to lose (a power loss before the
+	// rename reaches the disk leaves the old, empty table).
+	if len(old) > 0 {
+		if err := f.Sync(); err != nil {
+			return fail(err)
+		}
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return fail(err)
 	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
+	if len(old) > 0 {
+		if d, err := os.Open(filepath.Dir(path)); err == nil {
+			d.Sync()
+			d.Close()
+		}
 	}
-	mem, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+	mem, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		f.Close()
 		return nil, nil, fmt.Errorf("inflight: mmap: %w", err)
 	}
-	t := &Table{f: f, mem: mem, n: slots, next: make([]atomic.Uint32, slots), discarded: bad}
-	// Pre-fault every page for writing: the first store into a page of a
-	// shared file mapping takes a fault (the file system readies the page
-	// for writing); take them all here, not on the request path.
-	for off := fileHeader; off < size; off += SlotSize {
-		atomic.StoreUint64(t.word(off), atomic.LoadUint64(t.word(off)))
-	}
+	t := &Table{f: f, mem: mem, n: slots, next: make([]atomic.Uint32, slots), discarded: bad,
+		stopFault: make(chan struct{}), faulted: make(chan struct{})}
 	recs := make([]Record, len(old))
 	for i := range old {
 		recs[i] = old[i].Record
@@ -276,8 +280,37 @@ func Open(path string, slots int) (*Table, []Record, error) {
 	for i := slots - 1; i >= len(old); i-- {
 		t.push(uint32(i + 1))
 	}
+	go t.prefault(len(old))
 	return t, recs, nil
 }
+
+// prefault touches every page of the slots for writing, in the order the
+// free stack hands slots out, so that the request path does not take the
+// first-write fault of a shared file mapping (the file system readies the
+// page: tens of microseconds on ext4). It runs in the background because
+// it takes tens of milliseconds for a large table, which a start should
+// not wait for; a slot used before its page is reached takes that fault
+// once. It writes only the unused bytes of a slot (never read, not
+// checksummed), so it cannot disturb a slot in use. Close stops and awaits
+// it.
+func (t *Table) prefault(from int) {
+	defer close(t.faulted)
+	for i := from; i < t.n; i++ {
+		if i%256 == 0 {
+			select {
+			case <-t.stopFault:
+				return
+			default:
+			}
+		}
+		off := fileHeader + i*SlotSize
+		if off%pageSize < SlotSize { // first slot of a page
+			t.mem[off+intentEnd] = 0
+		}
+	}
+}
+
+const pageSize = 4096
 
 type oldRecord struct {
 	Record
@@ -334,6 +367,8 @@ func parseFileHeader(b []byte) (int, error) {
 // Close unmaps and closes the table. What its slots hold stays in the file
 // for the next Open.
 func (t *Table) Close() error {
+	close(t.stopFault)
+	<-t.faulted
 	err := unix.Munmap(t.mem)
 	if cerr := t.f.Close(); err == nil {
 		err = cerr
