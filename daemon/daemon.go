@@ -173,6 +173,13 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	svc.orphans = newOrphans(d.log.Named("orphans"), func() []*tier { return *svc.tiers.Load() }, 500*time.Millisecond, journal, pending)
 	go svc.orphans.run()
 	cleanup = append(cleanup, svc.orphans.close)
+	// Allocations in flight when the previous run ended: settled before
+	// serving (daemon/inflight.go).
+	closeIntents, err := d.openIntents(cfg, svc)
+	if err != nil {
+		return err
+	}
+	cleanup = append(cleanup, closeIntents)
 	d.svc = svc
 
 	srv, err := newServer(d.log.Named("server"), svc, d.m, cfg.Server, cfg.Socket)

@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"switchboard/inflight"
 	"switchboard/wire"
 )
 
@@ -34,6 +35,10 @@ type reqState struct {
 	ureq    wire.UpdateRequest
 	kreq    wire.KeyRequest
 	res     wire.Reservation
+	// slot is the in-flight record of an allocation (0: none); token the
+	// request's idempotency token, for it (daemon/inflight.go).
+	slot  inflight.Slot
+	token []byte
 	// dl bounds the whole request, adl one tier attempt; both keep their
 	// timer and channel from one request to the next (deadline).
 	dl, adl deadline
@@ -56,6 +61,9 @@ type conn struct {
 	pending  []byte // guarded by mu
 	spare    []byte // guarded by mu
 	flushing bool   // guarded by mu
+	// The in-flight slots of the allocation answers in pending (and its
+	// spare), freed once those bytes are written (daemon/inflight.go).
+	pendingSlots, spareSlots []inflight.Slot // guarded by mu
 }
 
 // server is the front-end socket server on netpoll.
@@ -260,6 +268,10 @@ func (s *server) handle(c *conn, rs *reqState) {
 		var msg string
 		st, msg = wireErr(err)
 		out = wire.AppendError(out[:0], rs.h, st, msg)
+		if rs.slot != 0 { // an allocation whose answer could not be framed
+			s.svc.undelivered(rs.slot)
+			rs.slot = 0
+		}
 	}
 	rs.out = out
 	// The daemon-wide count drops, and the request is counted in the
@@ -268,7 +280,7 @@ func (s *server) handle(c *conn, rs *reqState) {
 	// reads it to know whether other responses are coming.
 	s.inFlight.Add(-1)
 	s.m.request(rs.h.Op, st, time.Since(t0))
-	c.write(out)
+	c.writeHeld(out, rs.slot)
 	c.inFlight.Add(-1)
 	*rs = reqState{in: rs.in[:0], out: rs.out[:0], scratch: rs.scratch[:0], cached: rs.cached[:0], kbuf: rs.kbuf[:0], dl: rs.dl, adl: rs.adl}
 	reqPool.Put(rs)
@@ -287,15 +299,27 @@ func wireErr(err error) (wire.Status, string) {
 
 // write queues frame and flushes unless another goroutine is flushing; the
 // frame is copied, so the caller may reuse it at once.
-func (c *conn) write(frame []byte) {
+func (c *conn) write(frame []byte) { c.writeHeld(frame, 0) }
+
+// writeHeld is write for a frame that carries an allocation holding the
+// in-flight slot slot (0: none): the slot travels with the frame's bytes and
+// is freed once they are handed to the kernel, or the allocation released
+// if they never will be (service.delivered).
+func (c *conn) writeHeld(frame []byte, slot inflight.Slot) {
 	c.mu.Lock()
 	if len(c.pending)+len(frame) > maxPending {
 		c.mu.Unlock()
 		c.s.log.Warn("client not reading its responses, closing its connection")
 		c.tc.close()
+		if slot != 0 {
+			c.s.svc.undelivered(slot)
+		}
 		return
 	}
 	c.pending = append(c.pending, frame...)
+	if slot != 0 {
+		c.pendingSlots = append(c.pendingSlots, slot)
+	}
 	if c.flushing {
 		c.mu.Unlock()
 		return
@@ -310,17 +334,21 @@ func (c *conn) write(frame []byte) {
 		runtime.Gosched()
 		c.mu.Lock()
 	}
+	var failed error // once a write failed, the rest is not written, only settled
 	for len(c.pending) > 0 {
-		buf := c.pending
-		c.pending = c.spare[:0]
+		buf, slots := c.pending, c.pendingSlots
+		c.pending, c.pendingSlots = c.spare[:0], c.spareSlots[:0]
 		c.mu.Unlock()
-		err := c.flush(buf)
-		c.mu.Lock()
-		c.spare = buf[:0]
-		if err != nil {
-			c.pending = c.pending[:0]
-			break
+		err := failed
+		if err == nil {
+			err = c.flush(buf)
 		}
+		if len(slots) > 0 {
+			c.s.svc.delivered(slots, err)
+		}
+		failed = err
+		c.mu.Lock()
+		c.spare, c.spareSlots = buf[:0], slots[:0]
 	}
 	c.flushing = false
 	c.mu.Unlock()

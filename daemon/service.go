@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"switchboard/breaker"
+	"switchboard/inflight"
 	"switchboard/keygen"
 	"switchboard/mux"
 	"switchboard/pool"
@@ -140,6 +141,7 @@ type service struct {
 	idx     *index
 	flights flights
 	orphans *orphans
+	fl      *inflight.Table // allocations in flight (daemon/inflight.go); nil: not recorded
 	stats   serviceStats
 }
 
@@ -213,7 +215,7 @@ func attemptErr(ctx context.Context, err error) error {
 // appends the AllocateResponse payload to out.
 func (s *service) allocate(ctx context.Context, rs *reqState, req *wire.AllocateRequest, out []byte) ([]byte, error) {
 	if len(req.Token) == 0 {
-		return s.allocateOnce(ctx, rs, req, out)
+		return s.allocateDurable(ctx, rs, req, out)
 	}
 	if v, ok := s.replay(rs, req.Token); ok {
 		return s.appendReplayed(out, v)
@@ -240,7 +242,7 @@ func (s *service) allocate(ctx context.Context, rs *reqState, req *wire.Allocate
 		return s.appendReplayed(out, f.resp)
 	}
 	start := len(out)
-	out, err := s.allocateOnce(ctx, rs, req, out)
+	out, err := s.allocateDurable(ctx, rs, req, out)
 	if err == nil {
 		f.resp = append([]byte(nil), out[start:]...)
 		// Remember the answer: the payload just encoded, with Replayed set
@@ -292,6 +294,9 @@ func (s *service) allocateOnce(ctx context.Context, rs *reqState, req *wire.Allo
 			continue
 		}
 		for tries := 0; ; tries++ {
+			if err := s.intend(rs, key, t); err != nil {
+				return out, err
+			}
 			done, err := t.br.Allow()
 			if err != nil {
 				break // open or probes busy: next tier

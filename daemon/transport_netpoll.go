@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -63,7 +65,23 @@ type connKey struct{}
 // netpollConn adapts a netpoll.Connection.
 type netpollConn struct{ nc netpoll.Connection }
 
-func (c netpollConn) writeAll(b []byte) error {
+// errConnClosed: a write to a connection already closed.
+var errConnClosed = errors.New("front-end connection closed")
+
+func (c netpollConn) writeAll(b []byte) (err error) {
+	// netpoll frees a connection's write buffer when the connection closes
+	// (the peer hung up, or we closed it), and a WriteBinary after that
+	// dereferences nil (netpoll v0.7.2): check first, and since the close
+	// may still come between the check and the write, turn that panic into
+	// the error it stands for.
+	if !c.nc.IsActive() {
+		return errConnClosed
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w (netpoll: %v)", errConnClosed, r)
+		}
+	}()
 	w := c.nc.Writer()
 	if _, err := w.WriteBinary(b); err != nil {
 		return err

@@ -1,0 +1,192 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.uber.org/zap"
+
+	"switchboard/inflight"
+	"switchboard/wire"
+)
+
+// inflightName is the in-flight table's file in the data directory.
+const inflightName = "inflight.table"
+
+// minInflightSlots is the smallest in-flight table.
+const minInflightSlots = 4096
+
+// inflightSlots sizes the in-flight table: a slot is held from before the
+// first RESERVE until the answer is handed to the kernel, which is longer
+// than a request counts against server.max_in_flight (answers queued
+// behind a slow reader still hold theirs), hence twice the limit. Fixed at
+// start: a reload that raises max_in_flight does not grow it (restart).
+func inflightSlots(cfg *Config) int {
+	return max(2*cfg.Server.MaxInFlight, minInflightSlots)
+}
+
+// openIntents opens the in-flight table (package inflight) in the data
+// directory and settles what the previous process left in it, before the
+// daemon serves:
+//
+//   - INTENT: a RESERVE that may have landed, whose answer never reached
+//     the client. It goes to the orphan releaser (journaled) and the slot is
+//     freed.
+//   - ACKED with a token: a reservation whose answer may not have reached
+//     the client. The token's answer goes back into the index, so a retry
+//     with the token gets the same bridge, and the reservation is kept. The
+//     slot stays held for cache.token_ttl (a crash in that time finds it
+//     again), then is freed.
+//   - ACKED without a token: no retry can be matched to it; the client may
+//     hold the bridge, so it is kept and the slot freed.
+//
+// It returns what closes the table (after the server has stopped).
+func (d *Daemon) openIntents(cfg *Config, svc *service) (func(), error) {
+	path := filepath.Join(cfg.DataDir, inflightName)
+	t, recs, err := inflight.Open(path, inflightSlots(cfg))
+	if errors.Is(err, inflight.ErrCorrupt) {
+		// Not a table (damaged, or another version's): what it recorded is
+		// lost either way, and refusing to start would turn that into an
+		// outage. Keep it for a post-mortem and start afresh.
+		aside := path + ".corrupt"
+		d.log.Error("in-flight table unreadable; moved aside, allocations in flight at the last stop cannot be settled",
+			zap.String("moved_to", aside), zap.Error(err))
+		if err := os.Rename(path, aside); err != nil {
+			return nil, fmt.Errorf("in-flight table: %w", err)
+		}
+		t, recs, err = inflight.Open(path, inflightSlots(cfg))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("in-flight table: %w", err)
+	}
+	if n := t.Discarded(); n > 0 {
+		d.log.Warn("in-flight table has unreadable slots (writes cut short); skipped", zap.Int("slots", n))
+	}
+	var carried []inflight.Slot
+	var kbuf, scratch []byte
+	intents, tokenless := 0, 0
+	for _, r := range recs {
+		switch {
+		case r.State == inflight.Intent:
+			svc.queueOrphan(string(r.Tier), r.Key)
+			t.Free(r.Slot)
+			intents++
+		case len(r.Token) > 0:
+			kbuf, scratch = svc.idx.putTokenRaw(r.Token, r.Resp, kbuf, scratch)
+			carried = append(carried, r.Slot)
+		default:
+			t.Free(r.Slot)
+			tokenless++
+		}
+	}
+	if len(recs) > 0 {
+		d.log.Info("allocations in flight at the previous run's end settled",
+			zap.Int("released_as_orphans", intents), zap.Int("answers_restored", len(carried)),
+			zap.Int("kept_without_token", tokenless))
+	}
+	svc.fl = t
+	freed := make(chan struct{})
+	timer := time.AfterFunc(cfg.Cache.TokenTTL, func() {
+		defer close(freed)
+		for _, s := range carried {
+			t.Free(s)
+		}
+	})
+	return func() {
+		if !timer.Stop() {
+			<-freed
+		}
+		if err := t.Close(); err != nil {
+			d.log.Error("in-flight table close failed", zap.Error(err))
+		}
+	}, nil
+}
+
+// queueOrphan hands a reservation that may exist to the orphan releaser:
+// the one place the in-flight table does, so that a change of the orphan's
+// shape (a server id) is one line.
+func (s *service) queueOrphan(tierName string, key uint64) {
+	s.orphans.add(tierName, key)
+}
+
+// allocateDurable runs allocateOnce holding a slot of the in-flight table:
+// allocateOnce records an INTENT in it before each RESERVE (intend), and on
+// success the answer is recorded (ACKED) before it is returned. The slot
+// then travels with the response to the connection's write path, which
+// frees it once the bytes are handed to the kernel (conn.writeHeld) or
+// releases the reservation if they cannot be. No slot free: OVERLOADED.
+func (s *service) allocateDurable(ctx context.Context, rs *reqState, req *wire.AllocateRequest, out []byte) ([]byte, error) {
+	if s.fl == nil {
+		return s.allocateOnce(ctx, rs, req, out)
+	}
+	slot, ok := s.fl.Acquire()
+	if !ok {
+		return out, errf(wire.StatusOverloaded, "daemon at its limit of allocations in flight")
+	}
+	rs.slot, rs.token = slot, req.Token
+	start := len(out)
+	out, err := s.allocateOnce(ctx, rs, req, out)
+	if err == nil {
+		if err = s.fl.Ack(slot, out[start:]); err == nil {
+			return out, nil
+		}
+		// Cannot happen (an answer is far smaller than a slot); if it did,
+		// a crash would release a bridge the client holds: do not hand it out.
+		s.undelivered(slot)
+		rs.slot = 0
+		return out[:start], errf(wire.StatusInternal, "allocation answer too large to record: %v", err)
+	}
+	s.fl.Free(slot)
+	rs.slot = 0
+	return out, err
+}
+
+// intend records in rs's slot, before a RESERVE for key is sent to t, that
+// t may hold a bridge under key. A previous attempt's intent is replaced:
+// allocateOnce has queued it as an orphan if its outcome is unknown.
+func (s *service) intend(rs *reqState, key uint64, t *tier) error {
+	if rs.slot == 0 {
+		return nil
+	}
+	if err := s.fl.Intend(rs.slot, rs.token, key, t.nameB); err != nil {
+		return errf(wire.StatusInternal, "recording an allocation in flight: %v", err)
+	}
+	return nil
+}
+
+// delivered settles the slots of frames a connection wrote: handed to the
+// kernel (err nil), they are freed; otherwise their answers never reached
+// the client.
+func (s *service) delivered(slots []inflight.Slot, err error) {
+	for _, sl := range slots {
+		if err == nil {
+			s.fl.Free(sl)
+		} else {
+			s.undelivered(sl)
+		}
+	}
+}
+
+// undelivered releases the allocation of slot, whose answer will never
+// reach its client (its connection died or cannot take it): the bridge goes
+// to the orphan releaser and the token is forgotten, so that a retry
+// allocates afresh instead of replaying a released bridge. Then the slot is
+// freed.
+func (s *service) undelivered(slot inflight.Slot) {
+	var r inflight.Record
+	if err := s.fl.Read(slot, &r); err == nil && r.State == inflight.Acked {
+		s.queueOrphan(string(r.Tier), r.Key)
+		if len(r.Token) > 0 {
+			s.idx.c.Del(tokenKey(nil, r.Token))
+		}
+		s.idx.delSession(r.Key)
+		if ce := s.log.Check(zap.InfoLevel, "allocation answer not delivered, releasing its bridge"); ce != nil {
+			ce.Write(zap.String("tier", string(r.Tier)), zap.Uint64("key", r.Key))
+		}
+	}
+	s.fl.Free(slot)
+}
