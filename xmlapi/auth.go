@@ -64,6 +64,7 @@ type authenticator struct {
 	dummies  []*passwordHash
 	sem      chan struct{} // bounds slow hash checks in progress
 	hashWait time.Duration // longest wait for a slot before answering busy
+	holdMax  time.Duration // longest hold of a throttled login's answer
 	thr      *throttle
 	log      *zap.Logger
 	now      func() time.Time
@@ -75,7 +76,7 @@ type authenticator struct {
 	slowChecks atomic.Uint64 // slow hash checks run
 	running    atomic.Int32  // slow hash checks running now
 	peak       atomic.Int32  // most slow hash checks ever running at once
-	onVerify   func(*passwordHash)
+	onVerify   atomic.Pointer[func(*passwordHash)] // called under the slot, before each slow check
 
 	mu sync.Mutex
 	// Guarded by mu.
@@ -101,6 +102,7 @@ func newAuthenticator(cfg *Config, now func() time.Time, log *zap.Logger) (*auth
 		byEmail:  map[string]*account{},
 		sem:      make(chan struct{}, cfg.Auth.MaxConcurrentHashes),
 		hashWait: cfg.Auth.HashWait,
+		holdMax:  cfg.Auth.ThrottleHold,
 		thr:      newThrottle(&cfg.Auth),
 		log:      log,
 		now:      now,
@@ -170,6 +172,7 @@ func (a *authenticator) authenticate(ctx context.Context, c *credentials, from n
 	}
 	name := a.thr.nameHash(c.identity())
 	if wait, _ := a.thr.check(name, from, a.now()); wait > 0 {
+		a.hold(ctx, wait)
 		return nil, throttledFault(wait)
 	}
 	acc := a.match(c)
@@ -208,6 +211,24 @@ func (a *authenticator) failed(acc *account, name uint64, from netip.Addr) {
 	}
 	if ad > 0 {
 		a.log.Warn("login throttled", zap.String("key", "address"), zap.Stringer("addr", from), zap.Duration("delay", ad))
+	}
+}
+
+// hold delays a throttled login's answer by its remaining wait, at most
+// auth.throttle_hold, or until ctx ends: a client that ignores Retry-After
+// and posts again at once then sends a few requests a second per
+// connection instead of thousands. Holding costs a parked goroutine, no
+// CPU.
+func (a *authenticator) hold(ctx context.Context, wait time.Duration) {
+	d := min(wait, a.holdMax)
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
 	}
 }
 
@@ -333,8 +354,8 @@ func (a *authenticator) slowVerify(ctx context.Context, h *passwordHash, passwor
 	defer a.running.Add(-1)
 	for p := a.peak.Load(); n > p && !a.peak.CompareAndSwap(p, n); p = a.peak.Load() {
 	}
-	if a.onVerify != nil {
-		a.onVerify(h)
+	if f := a.onVerify.Load(); f != nil {
+		(*f)(h)
 	}
 	return h.verify([]byte(password)), nil
 }

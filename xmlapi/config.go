@@ -115,6 +115,12 @@ type AuthConfig struct {
 	// ThrottleMaxDelay caps the delay; a name or address without failures
 	// for this long is forgotten. Default 5m.
 	ThrottleMaxDelay time.Duration `yaml:"throttle_max_delay"`
+	// ThrottleHold is how long the 069907 answer to a throttled login is
+	// held (at most the delay still to run), so that a client ignoring
+	// Retry-After cannot post thousands of refused logins a second on one
+	// connection. Default 1s; must be below backend.request_timeout; a
+	// negative value answers at once.
+	ThrottleHold time.Duration `yaml:"throttle_hold"`
 	// ThrottleEntries bounds the memory of the throttle: the failure
 	// counts and trusted (account, address) pairs kept, about 100 bytes
 	// each. Default 16384, at least 64.
@@ -259,6 +265,7 @@ func (c *Config) ApplyDefaults() {
 	orDur(&c.Auth.ThrottleBaseDelay, time.Second)
 	orDur(&c.Auth.ThrottleMaxDelay, 5*time.Minute)
 	orInt(&c.Auth.ThrottleEntries, 16384)
+	orDur(&c.Auth.ThrottleHold, time.Second)
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -329,6 +336,9 @@ func (c *Config) Validate() error {
 	}
 	if d := c.Auth.ThrottleMaxDelay; d < c.Auth.ThrottleBaseDelay || d > 24*time.Hour {
 		bad("auth.throttle_max_delay", "%v must be at least auth.throttle_base_delay %v and at most 24h", d, c.Auth.ThrottleBaseDelay)
+	}
+	if d := c.Auth.ThrottleHold; d >= c.Backend.RequestTimeout {
+		bad("auth.throttle_hold", "%v must be below backend.request_timeout %v", d, c.Backend.RequestTimeout)
 	}
 	if n := c.Auth.ThrottleEntries; n < 64 || n > 1<<24 {
 		bad("auth.throttle_entries", "%d not in 64..16777216", n)

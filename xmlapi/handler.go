@@ -251,6 +251,10 @@ func (h *Handler) logOutcome(oc *outcome, start time.Time) {
 			lvl = zap.WarnLevel
 		case ExcNotResponding, ExcUnavailable, ExcCapacity, ExcOverloaded, ExcKeysExhausted, ExcInternal:
 			lvl = zap.ErrorLevel
+		case ExcThrottled:
+			// One line per refused login would flood the log during an
+			// attack: "login throttled" (warn) marks each new delay.
+			lvl = zap.DebugLevel
 		default:
 			lvl = zap.InfoLevel
 		}
