@@ -73,9 +73,9 @@ type authenticator struct {
 	macKey   [32]byte
 
 	// Observability and test seams.
-	slowChecks atomic.Uint64 // slow hash checks run
-	running    atomic.Int32  // slow hash checks running now
-	peak       atomic.Int32  // most slow hash checks ever running at once
+	slowChecks atomic.Uint64                       // slow hash checks run
+	running    atomic.Int32                        // slow hash checks running now
+	peak       atomic.Int32                        // most slow hash checks ever running at once
 	onVerify   atomic.Pointer[func(*passwordHash)] // called under the slot, before each slow check
 
 	mu sync.Mutex
