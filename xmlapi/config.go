@@ -113,7 +113,7 @@ type AuthConfig struct {
 	// Default 1s.
 	ThrottleBaseDelay time.Duration `yaml:"throttle_base_delay"`
 	// ThrottleMaxDelay caps the delay; a name or address without failures
-	// for this long is forgotten. Default 5m.
+	// for twice this long is forgotten. Default 5m.
 	ThrottleMaxDelay time.Duration `yaml:"throttle_max_delay"`
 	// ThrottleHold is how long the 069907 answer to a throttled login is
 	// held (at most the delay still to run), so that a client ignoring

@@ -27,9 +27,9 @@ import (
 // The address throttle still applies to it.
 //
 // Memory is bounded: at most auth.throttle_entries keys are kept; an entry
-// quiet for auth.throttle_max_delay is forgotten, and when the table is
-// full a new key evicts the entry with the fewest failures among a few
-// sampled ones. Keys are created only by failures, which each cost a slow
+// without failures for twice auth.throttle_max_delay is forgotten, and when
+// the table is full a new key evicts the entry with the fewest failures
+// among a few sampled ones. Keys are created only by failures, which each cost a slow
 // hash, so the rate of insertions is bounded by the hash semaphore.
 
 // keyKind says what a throttle key counts.
@@ -141,7 +141,7 @@ func (t *throttle) fail(name uint64, addr netip.Addr, now time.Time) (nameDelay,
 
 func (t *throttle) failLocked(k throttleKey, now time.Time) time.Duration {
 	e, ok := t.m[k]
-	if ok && now.Sub(e.last) >= t.max {
+	if ok && t.stale(k, e, now) {
 		e = throttleEntry{} // quiet long enough: forgotten
 	}
 	if !ok {
@@ -165,7 +165,7 @@ func (t *throttle) failLocked(k throttleKey, now time.Time) time.Duration {
 // succeed trusts addr for name. It does not forget name's failures: an
 // attacker's count would otherwise restart with every genuine sign-in;
 // the genuine host passes through its trust instead, and counts are
-// forgotten after auth.throttle_max_delay of quiet.
+// forgotten after twice auth.throttle_max_delay of quiet.
 func (t *throttle) succeed(name uint64, addr netip.Addr, now time.Time) {
 	if !addr.IsValid() {
 		return
@@ -215,7 +215,9 @@ func (t *throttle) stale(k throttleKey, e throttleEntry, now time.Time) bool {
 	if k.kind == kTrusted {
 		return !now.Before(e.until)
 	}
-	return now.Sub(e.last) >= t.max
+	// Twice the cap: a key at the cap that fails again once its delay has
+	// run is delayed again, not forgotten.
+	return now.Sub(e.last) >= 2*t.max
 }
 
 // len is the number of entries (tests).
