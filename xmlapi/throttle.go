@@ -29,8 +29,9 @@ import (
 // Memory is bounded: at most auth.throttle_entries keys are kept; an entry
 // without failures for twice auth.throttle_max_delay is forgotten, and when
 // the table is full a new key evicts the entry with the fewest failures
-// among a few sampled ones. Keys are created only by failures, which each cost a slow
-// hash, so the rate of insertions is bounded by the hash semaphore.
+// among a few sampled ones (so a key with many failures outlives a churn
+// of one-failure keys). New keys come from failed logins, each behind a
+// slow check, and from successful ones: both are few per second.
 
 // keyKind says what a throttle key counts.
 type keyKind uint8
