@@ -124,8 +124,8 @@ func p99(lat []time.Duration) time.Duration {
 
 // checkGood runs the good client while attack runs and checks it saw no
 // error and a p99 within 3× its quiet p99. The quiet baseline is floored at
-// 20ms: a few milliseconds of quiet p99 would make the bound hostage to
-// the other processes of this shared machine.
+// 50ms: a quiet p99 of a few milliseconds under the race detector would
+// make the bound hostage to the other processes of a shared machine.
 func checkGood(t *testing.T, g *goodClient, attack func()) {
 	t.Helper()
 	quiet, errs, first := g.run(200, nil)
@@ -153,7 +153,7 @@ func checkGood(t *testing.T, g *goodClient, attack func()) {
 	if r.errs > 0 {
 		t.Errorf("good client saw %d errors under attack, first: %s", r.errs, r.first)
 	}
-	if bound := 3 * max(qp, 20*time.Millisecond); lp > bound {
+	if bound := 3 * max(qp, 50*time.Millisecond); lp > bound {
 		t.Errorf("good client's p99 under attack %v above 3× its quiet p99 (bound %v)", lp, bound)
 	}
 }
@@ -503,4 +503,20 @@ func TestXMLFidelity(t *testing.T) {
 		// included.
 		mustSucceed(t, post(t, fe, []byte(strings.Replace(string(envelope(hostSec, typeGet, keyBody(key))), `<body>`, `<body xmlns:p="urn:x" xmlns:q="urn:y" p:a="1" q:a="2" a="3">`, 1))))
 	})
+}
+
+// TestSlowSignInKeepsDaemonBudget: a sign-in slower than
+// backend.request_timeout (a starved machine, or a wait for a hash slot)
+// does not spend the daemon calls' budget: the Create succeeds instead of
+// coming back 000035 "not responding", which blamed the daemon. The hash
+// is made slow through the onVerify seam: 400ms against a 200ms budget.
+func TestSlowSignInKeepsDaemonBudget(t *testing.T) {
+	rd := startDaemon(t, shortTempDir(t), nil)
+	cfg := testConfig(t)
+	cfg.Backend.RequestTimeout = 200 * time.Millisecond
+	cfg.Auth.HashWait = 100 * time.Millisecond
+	fe := startFrontEnd(t, cfg, dialDaemon(t, rd.cfg.Socket))
+	hook := func(*passwordHash) { time.Sleep(400 * time.Millisecond) }
+	fe.h.auth.onVerify.Store(&hook)
+	mustSucceed(t, post(t, fe, readFile(t, "seed_request.xml")))
 }

@@ -48,8 +48,8 @@ type HTTPConfig struct {
 	// sender is cut off). Default 10s.
 	ReadTimeout time.Duration `yaml:"read_timeout"`
 	// WriteTimeout bounds a request from the end of its headers to the end
-	// of the response, backend call included; it must exceed
-	// backend.request_timeout. Default 15s.
+	// of the response, sign-in and backend calls included; it must exceed
+	// backend.request_timeout plus auth.hash_wait. Default 15s.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// IdleTimeout closes a keep-alive connection idle this long. Default 60s.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
@@ -73,7 +73,7 @@ type XMLConfig struct {
 // BackendConfig says how the daemon is called.
 type BackendConfig struct {
 	// RequestTimeout bounds all daemon calls of one XML request (a Set is a
-	// LOOKUP then an UPDATE). It should exceed the daemon's own
+	// LOOKUP then an UPDATE); it starts once the caller is signed in. It should exceed the daemon's own
 	// server.request_timeout (default 2s) so that the daemon's TIMEOUT is
 	// seen rather than ours. Default 3s.
 	RequestTimeout time.Duration `yaml:"request_timeout"`
@@ -100,8 +100,9 @@ type AuthConfig struct {
 	// signed in. Default half of GOMAXPROCS, at least 1.
 	MaxConcurrentHashes int `yaml:"max_concurrent_hashes"`
 	// HashWait is how long a login waits for a free hash slot; past it the
-	// login is answered 069906 (busy, retry) at once. Default 500ms; must
-	// be below backend.request_timeout.
+	// login is answered 069906 (busy, retry) at once. Sign-in is not
+	// counted in backend.request_timeout, which starts after it; the two
+	// together must stay below http.write_timeout. Default 500ms.
 	HashWait time.Duration `yaml:"hash_wait"`
 	// ThrottleFreeFailures is how many failed logins a claimed account name,
 	// and a client address, may have before each further one is delayed.
@@ -118,7 +119,7 @@ type AuthConfig struct {
 	// ThrottleHold is how long the 069907 answer to a throttled login is
 	// held (at most the delay still to run), so that a client ignoring
 	// Retry-After cannot post thousands of refused logins a second on one
-	// connection. Default 1s; must be below backend.request_timeout; a
+	// connection. Default 1s; must be below http.write_timeout; a
 	// negative value answers at once.
 	ThrottleHold time.Duration `yaml:"throttle_hold"`
 	// ThrottleEntries bounds the memory of the throttle: the failure
@@ -325,8 +326,8 @@ func (c *Config) Validate() error {
 	if n := c.Auth.MaxConcurrentHashes; n < 1 {
 		bad("auth.max_concurrent_hashes", "%d must be positive", n)
 	}
-	if d := c.Auth.HashWait; d <= 0 || d >= c.Backend.RequestTimeout {
-		bad("auth.hash_wait", "%v must be positive and below backend.request_timeout %v", d, c.Backend.RequestTimeout)
+	if d := c.Auth.HashWait; d <= 0 || d+c.Backend.RequestTimeout >= c.HTTP.WriteTimeout {
+		bad("auth.hash_wait", "%v must be positive, and with backend.request_timeout %v below http.write_timeout %v", d, c.Backend.RequestTimeout, c.HTTP.WriteTimeout)
 	}
 	if n := c.Auth.ThrottleFreeFailures; n < 1 || n > 1000 {
 		bad("auth.throttle_free_failures", "%d not in 1..1000", n)
@@ -337,8 +338,8 @@ func (c *Config) Validate() error {
 	if d := c.Auth.ThrottleMaxDelay; d < c.Auth.ThrottleBaseDelay || d > 24*time.Hour {
 		bad("auth.throttle_max_delay", "%v must be at least auth.throttle_base_delay %v and at most 24h", d, c.Auth.ThrottleBaseDelay)
 	}
-	if d := c.Auth.ThrottleHold; d >= c.Backend.RequestTimeout {
-		bad("auth.throttle_hold", "%v must be below backend.request_timeout %v", d, c.Backend.RequestTimeout)
+	if d := c.Auth.ThrottleHold; d >= c.HTTP.WriteTimeout {
+		bad("auth.throttle_hold", "%v must be below http.write_timeout %v", d, c.HTTP.WriteTimeout)
 	}
 	if n := c.Auth.ThrottleEntries; n < 64 || n > 1<<24 {
 		bad("auth.throttle_entries", "%d not in 64..16777216", n)

@@ -191,14 +191,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.logOutcome(&oc, start)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), h.timeout)
-	defer cancel()
 	var xff []string
 	if len(h.proxies) > 0 {
 		xff = r.Header.Values("X-Forwarded-For")
 	}
 	from := clientAddr(r.RemoteAddr, xff, h.proxies)
-	*out = h.serve(ctx, body, r.Header.Get(IdempotencyHeader), from, *out, &oc)
+	*out = h.serve(r.Context(), body, r.Header.Get(IdempotencyHeader), from, *out, &oc)
 	if oc.fault != nil && oc.fault.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(oc.fault.RetryAfter))
 	}
@@ -299,6 +297,13 @@ func (h *Handler) serve(ctx context.Context, body []byte, idemKey string, from n
 		oc.fault = f
 		return appendFailure(dst, svc, h.gsb, f)
 	}
+	// backend.request_timeout bounds the daemon calls only: a sign-in that
+	// waited for a hash slot, or a slow hash on a starved machine, must not
+	// spend the daemon's budget and come back as 000035, which blames the
+	// daemon. Sign-in has its own bounds (auth.hash_wait,
+	// auth.throttle_hold).
+	ctx, cancel := context.WithTimeout(ctx, h.timeout)
+	defer cancel()
 	oc.user = acc.webExID
 	if req.fault != nil {
 		oc.fault = req.fault

@@ -204,11 +204,11 @@ func TestThrottleConfig(t *testing.T) {
 		t.Fatalf("defaults %+v", a)
 	}
 	for name, tc := range map[string]struct{ yaml, want string }{
-		"hash wait":   {"auth: {hash_wait: 3s}\n", "auth.hash_wait"},
+		"hash wait":   {"auth: {hash_wait: 12s}\n", "auth.hash_wait"},
 		"free":        {"auth: {throttle_free_failures: -1}\n", "auth.throttle_free_failures"},
 		"base":        {"auth: {throttle_base_delay: 1us}\n", "auth.throttle_base_delay"},
 		"max < base":  {"auth: {throttle_base_delay: 2s, throttle_max_delay: 1s}\n", "auth.throttle_max_delay"},
-		"hold":        {"auth: {throttle_hold: 5s}\n", "auth.throttle_hold"},
+		"hold":        {"auth: {throttle_hold: 15s}\n", "auth.throttle_hold"},
 		"entries":     {"auth: {throttle_entries: 10}\n", "auth.throttle_entries"},
 		"bad proxy":   {"auth: {trusted_proxies: [10.0.0.0/8, lb.example]}\n", "auth.trusted_proxies[1]"},
 		"bad network": {"auth: {trusted_proxies: [10.0.0.0/33]}\n", "auth.trusted_proxies[0]"},
