@@ -6,10 +6,16 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // account is a configured host, ready for checks.
@@ -50,12 +56,27 @@ type credentials struct {
 type authenticator struct {
 	byID    map[string]*account // by lower-case webExID
 	byEmail map[string]*account // by lower-case email
-	dummy   *passwordHash       // verified against when no account matched, so timing says nothing
-	sem     chan struct{}       // bounds slow hash checks in progress
-	now     func() time.Time
-	ttl     time.Duration // ≤ 0: no cache
-	size    int
-	macKey  [32]byte
+	// dummies[i] has the parameters (bcrypt cost, argon2id m, t, p) of
+	// account i's hash and matches no password. An unknown name is checked
+	// against dummies[keyed hash of the name mod len], so it costs what a
+	// known name costs, whatever the accounts' costs: its cost is drawn
+	// from the accounts' own, stable for one name.
+	dummies  []*passwordHash
+	sem      chan struct{} // bounds slow hash checks in progress
+	hashWait time.Duration // longest wait for a slot before answering busy
+	holdMax  time.Duration // longest hold of a throttled login's answer
+	thr      *throttle
+	log      *zap.Logger
+	now      func() time.Time
+	ttl      time.Duration // ≤ 0: no cache
+	size     int
+	macKey   [32]byte
+
+	// Observability and test seams.
+	slowChecks atomic.Uint64                       // slow hash checks run
+	running    atomic.Int32                        // slow hash checks running now
+	peak       atomic.Int32                        // most slow hash checks ever running at once
+	onVerify   atomic.Pointer[func(*passwordHash)] // called under the slot, before each slow check
 
 	mu sync.Mutex
 	// Guarded by mu.
@@ -72,11 +93,18 @@ type hashFlight struct {
 	err  error
 }
 
-func newAuthenticator(cfg *Config, now func() time.Time) (*authenticator, error) {
+func newAuthenticator(cfg *Config, now func() time.Time, log *zap.Logger) (*authenticator, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
 	a := &authenticator{
 		byID:     map[string]*account{},
 		byEmail:  map[string]*account{},
 		sem:      make(chan struct{}, cfg.Auth.MaxConcurrentHashes),
+		hashWait: cfg.Auth.HashWait,
+		holdMax:  cfg.Auth.ThrottleHold,
+		thr:      newThrottle(&cfg.Auth),
+		log:      log,
 		now:      now,
 		ttl:      cfg.Auth.CacheTTL,
 		size:     cfg.Auth.CacheSize,
@@ -86,11 +114,20 @@ func newAuthenticator(cfg *Config, now func() time.Time) (*authenticator, error)
 	if _, err := rand.Read(a.macKey[:]); err != nil {
 		return nil, err
 	}
+	dummyBy := map[string]*passwordHash{}
 	for i, ac := range cfg.Accounts {
 		h, err := parseHash(ac.PasswordHash)
 		if err != nil {
 			return nil, err
 		}
+		d := dummyBy[h.params()]
+		if d == nil {
+			if d, err = dummyLike(h); err != nil {
+				return nil, err
+			}
+			dummyBy[h.params()] = d
+		}
+		a.dummies = append(a.dummies, d)
 		acc := &account{index: i, webExID: ac.WebExID, email: ac.Email, siteName: strings.ToLower(ac.SiteName),
 			partnerID: ac.PartnerID, hash: h, tz: DefaultTimeZoneID}
 		if ac.SiteID != "" {
@@ -107,20 +144,20 @@ func newAuthenticator(cfg *Config, now func() time.Time) (*authenticator, error)
 		if ac.Email != "" {
 			a.byEmail[strings.ToLower(ac.Email)] = acc
 		}
-		if a.dummy == nil {
-			a.dummy = h
-		}
 	}
 	return a, nil
 }
 
 // authenticate returns the account c identifies, or a FAILURE: 030002 for
 // anything wrong with the credentials (the reason says what is missing, but
-// never whether the user exists). It implements the rule of
-// webex-xml-api.md §7: (siteName or siteID) and (webExID or email) and
-// password. sessionTicket and webExAccessToken are not supported: this
-// front end issues neither.
-func (a *authenticator) authenticate(ctx context.Context, c *credentials) (*account, *Fault) {
+// never whether the user exists), ExcThrottled when the claimed name or
+// the client address from has failed too often lately (throttle.go), and
+// ExcBusy when no slow hash check could start within auth.hash_wait. It
+// implements the rule of webex-xml-api.md §7: (siteName or siteID) and
+// (webExID or email) and password. sessionTicket and webExAccessToken are
+// not supported: this front end issues neither. from may be the zero
+// Addr (no address throttle).
+func (a *authenticator) authenticate(ctx context.Context, c *credentials, from netip.Addr) (*account, *Fault) {
 	switch {
 	case !c.present:
 		return nil, &Fault{ID: ExcAuth, Reason: "securityContext is required", Elem: "header/securityContext"}
@@ -133,27 +170,93 @@ func (a *authenticator) authenticate(ctx context.Context, c *credentials) (*acco
 	case c.password == "":
 		return nil, &Fault{ID: ExcAuth, Reason: "securityContext needs a password", Elem: "securityContext/password"}
 	}
-	acc := a.match(c)
-	if acc == nil {
-		// Spend the same time as a real check.
-		a.slowVerify(ctx, a.dummy, c.password)
-		return nil, faultAuth
+	name := a.thr.nameHash(c.identity())
+	if wait, _ := a.thr.check(name, from, a.now()); wait > 0 {
+		a.hold(ctx, wait)
+		return nil, throttledFault(wait)
 	}
-	ok, err := a.verify(ctx, acc, c.password)
+	acc := a.match(c)
+	var ok bool
+	var err error
+	if acc == nil {
+		// Spend what a real check of a known name costs.
+		_, err = a.slowVerify(ctx, a.dummies[name%uint64(len(a.dummies))], c.password, name, from)
+	} else {
+		ok, err = a.verify(ctx, acc, c.password, name, from)
+	}
 	if err != nil {
-		return nil, backendFault(err)
+		return nil, authErrFault(err)
 	}
 	if !ok {
+		a.failed(acc, name, from)
 		return nil, faultAuth
 	}
+	a.thr.succeed(name, from, a.now())
 	return acc, nil
+}
+
+// failed counts a failed login and logs each key it throttles. The name is
+// logged only when it is a configured account's: an unknown one may be a
+// password typed in the wrong field.
+func (a *authenticator) failed(acc *account, name uint64, from netip.Addr) {
+	nd, ad := a.thr.fail(name, from, a.now())
+	if nd > 0 {
+		fs := []zap.Field{zap.String("key", "account"), zap.Duration("delay", nd)}
+		if acc != nil {
+			fs = append(fs, zap.String("user", acc.webExID))
+		} else {
+			fs = append(fs, zap.Bool("known", false))
+		}
+		a.log.Warn("login throttled", fs...)
+	}
+	if ad > 0 {
+		a.log.Warn("login throttled", zap.String("key", "address"), zap.Stringer("addr", from), zap.Duration("delay", ad))
+	}
+}
+
+// hold delays a throttled login's answer by its remaining wait, at most
+// auth.throttle_hold, or until ctx ends: a client that ignores Retry-After
+// and posts again at once then sends a few requests a second per
+// connection instead of thousands. Holding costs a parked goroutine, no
+// CPU.
+func (a *authenticator) hold(ctx context.Context, wait time.Duration) {
+	d := min(wait, a.holdMax)
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// errHashBusy: no slow hash check slot freed within auth.hash_wait.
+var errHashBusy = errors.New("xmlapi: every password check slot busy")
+
+// throttledError: the throttle refused the login once a slot was free
+// (failures recorded while it waited).
+type throttledError struct{ wait time.Duration }
+
+func (e *throttledError) Error() string { return fmt.Sprintf("xmlapi: login throttled for %v", e.wait) }
+
+// authErrFault maps an error of a slow check to its FAILURE. None of them
+// is the daemon's doing, so none is 000035: a cancelled or expired request
+// context while waiting for a slot is the sign-in service being busy too.
+func authErrFault(err error) *Fault {
+	var te *throttledError
+	if errors.As(err, &te) {
+		return throttledFault(te.wait)
+	}
+	return faultBusy
 }
 
 // verify checks password against acc: from the cache, else by joining an
 // identical check in flight, else by a slow check that it remembers.
-func (a *authenticator) verify(ctx context.Context, acc *account, password string) (bool, error) {
+func (a *authenticator) verify(ctx context.Context, acc *account, password string, name uint64, from netip.Addr) (bool, error) {
 	if a.ttl <= 0 {
-		return a.slowVerify(ctx, acc.hash, password)
+		return a.slowVerify(ctx, acc.hash, password, name, from)
 	}
 	k := a.mac(acc, password)
 	now := a.now()
@@ -180,7 +283,7 @@ func (a *authenticator) verify(ctx context.Context, acc *account, password strin
 
 	// The check runs under the first caller's context; if that ends
 	// first, the waiters get its error and retry on their next request.
-	fl.ok, fl.err = a.slowVerify(ctx, acc.hash, password)
+	fl.ok, fl.err = a.slowVerify(ctx, acc.hash, password, name, from)
 	a.mu.Lock()
 	delete(a.inflight, k)
 	if fl.ok {
@@ -223,14 +326,37 @@ func (a *authenticator) match(c *credentials) *account {
 	return acc
 }
 
-// slowVerify runs a hash check under the concurrency bound.
-func (a *authenticator) slowVerify(ctx context.Context, h *passwordHash, password string) (bool, error) {
+// slowVerify runs a hash check under the concurrency bound. It waits at
+// most auth.hash_wait for a slot (errHashBusy), and once it has one checks
+// the throttle again: failures counted while it waited may have throttled
+// name or from, and then it spends no hash (*throttledError).
+func (a *authenticator) slowVerify(ctx context.Context, h *passwordHash, password string, name uint64, from netip.Addr) (bool, error) {
 	select {
 	case a.sem <- struct{}{}:
-	case <-ctx.Done():
-		return false, ctx.Err()
+	default:
+		t := time.NewTimer(a.hashWait)
+		select {
+		case a.sem <- struct{}{}:
+			t.Stop()
+		case <-t.C:
+			return false, errHashBusy
+		case <-ctx.Done():
+			t.Stop()
+			return false, ctx.Err()
+		}
 	}
 	defer func() { <-a.sem }()
+	if wait, _ := a.thr.check(name, from, a.now()); wait > 0 {
+		return false, &throttledError{wait: wait}
+	}
+	a.slowChecks.Add(1)
+	n := a.running.Add(1)
+	defer a.running.Add(-1)
+	for p := a.peak.Load(); n > p && !a.peak.CompareAndSwap(p, n); p = a.peak.Load() {
+	}
+	if f := a.onVerify.Load(); f != nil {
+		(*f)(h)
+	}
 	return h.verify([]byte(password)), nil
 }
 

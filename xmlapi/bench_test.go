@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/netip"
 	"testing"
 )
 
@@ -49,7 +50,7 @@ func BenchmarkParseRender(b *testing.B) {
 	ctx := context.Background()
 	out := make([]byte, 0, 4096)
 	var oc outcome
-	out = h.serve(ctx, seed, "", out[:0], &oc) // warms the password cache
+	out = h.serve(ctx, seed, "", netip.Addr{}, out[:0], &oc) // warms the password cache
 	if oc.fault != nil {
 		b.Fatal(oc.fault)
 	}
@@ -57,7 +58,7 @@ func BenchmarkParseRender(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		oc = outcome{}
-		out = h.serve(ctx, seed, "", out[:0], &oc)
+		out = h.serve(ctx, seed, "", netip.Addr{}, out[:0], &oc)
 	}
 	if oc.fault != nil {
 		b.Fatal(oc.fault)

@@ -4,6 +4,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"runtime"
 	"strconv"
@@ -47,8 +48,8 @@ type HTTPConfig struct {
 	// sender is cut off). Default 10s.
 	ReadTimeout time.Duration `yaml:"read_timeout"`
 	// WriteTimeout bounds a request from the end of its headers to the end
-	// of the response, backend call included; it must exceed
-	// backend.request_timeout. Default 15s.
+	// of the response, sign-in and backend calls included; it must exceed
+	// backend.request_timeout plus auth.hash_wait. Default 15s.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// IdleTimeout closes a keep-alive connection idle this long. Default 60s.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
@@ -72,7 +73,7 @@ type XMLConfig struct {
 // BackendConfig says how the daemon is called.
 type BackendConfig struct {
 	// RequestTimeout bounds all daemon calls of one XML request (a Set is a
-	// LOOKUP then an UPDATE). It should exceed the daemon's own
+	// LOOKUP then an UPDATE); it starts once the caller is signed in. It should exceed the daemon's own
 	// server.request_timeout (default 2s) so that the daemon's TIMEOUT is
 	// seen rather than ours. Default 3s.
 	RequestTimeout time.Duration `yaml:"request_timeout"`
@@ -95,8 +96,67 @@ type AuthConfig struct {
 	// CacheSize caps the verified pairs remembered. Default 4096.
 	CacheSize int `yaml:"cache_size"`
 	// MaxConcurrentHashes caps slow hash checks running at once, so that a
-	// flood of wrong passwords cannot take every core. Default GOMAXPROCS.
+	// flood of logins cannot take every core from the requests already
+	// signed in. Default half of GOMAXPROCS, at least 1.
 	MaxConcurrentHashes int `yaml:"max_concurrent_hashes"`
+	// HashWait is how long a login waits for a free hash slot; past it the
+	// login is answered 069906 (busy, retry) at once. Sign-in is not
+	// counted in backend.request_timeout, which starts after it; the two
+	// together must stay below http.write_timeout. Default 500ms.
+	HashWait time.Duration `yaml:"hash_wait"`
+	// ThrottleFreeFailures is how many failed logins a claimed account name,
+	// and a client address, may have before each further one is delayed.
+	// Default 5.
+	ThrottleFreeFailures int `yaml:"throttle_free_failures"`
+	// ThrottleBaseDelay is the first delay: logins for a throttled name or
+	// from a throttled address are answered 069907 without a password
+	// check until it passes. It doubles with every further failure.
+	// Default 1s.
+	ThrottleBaseDelay time.Duration `yaml:"throttle_base_delay"`
+	// ThrottleMaxDelay caps the delay; a name or address without failures
+	// for twice this long is forgotten. Default 5m.
+	ThrottleMaxDelay time.Duration `yaml:"throttle_max_delay"`
+	// ThrottleHold is how long the 069907 answer to a throttled login is
+	// held (at most the delay still to run), so that a client ignoring
+	// Retry-After cannot post thousands of refused logins a second on one
+	// connection. Default 1s; must be below http.write_timeout; a
+	// negative value answers at once.
+	ThrottleHold time.Duration `yaml:"throttle_hold"`
+	// ThrottleEntries bounds the memory of the throttle: the failure
+	// counts and trusted (account, address) pairs kept, about 100 bytes
+	// each. Default 16384, at least 64.
+	ThrottleEntries int `yaml:"throttle_entries"`
+	// TrustedProxies lists the addresses or CIDR prefixes of load
+	// balancers in front of the front end. For a request from one of them
+	// the client address the throttle counts is the rightmost address of
+	// X-Forwarded-For that is not itself listed; for any other peer the
+	// header is ignored. Default none.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// proxies parses TrustedProxies (validated).
+func (c *AuthConfig) proxies() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range c.TrustedProxies {
+		if p, err := parsePrefix(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// parsePrefix reads a CIDR prefix or a single address.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // LogConfig sets up cmd/xmlapi's logger.
@@ -200,7 +260,13 @@ func (c *Config) ApplyDefaults() {
 	orDur(&c.Backend.ConnectTimeout, 10*time.Second)
 	orDur(&c.Auth.CacheTTL, 5*time.Minute)
 	orInt(&c.Auth.CacheSize, 4096)
-	orInt(&c.Auth.MaxConcurrentHashes, runtime.GOMAXPROCS(0))
+	orInt(&c.Auth.MaxConcurrentHashes, max(1, runtime.GOMAXPROCS(0)/2))
+	orDur(&c.Auth.HashWait, 500*time.Millisecond)
+	orInt(&c.Auth.ThrottleFreeFailures, 5)
+	orDur(&c.Auth.ThrottleBaseDelay, time.Second)
+	orDur(&c.Auth.ThrottleMaxDelay, 5*time.Minute)
+	orInt(&c.Auth.ThrottleEntries, 16384)
+	orDur(&c.Auth.ThrottleHold, time.Second)
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -259,6 +325,29 @@ func (c *Config) Validate() error {
 	}
 	if n := c.Auth.MaxConcurrentHashes; n < 1 {
 		bad("auth.max_concurrent_hashes", "%d must be positive", n)
+	}
+	if d := c.Auth.HashWait; d <= 0 || d+c.Backend.RequestTimeout >= c.HTTP.WriteTimeout {
+		bad("auth.hash_wait", "%v must be positive, and with backend.request_timeout %v below http.write_timeout %v", d, c.Backend.RequestTimeout, c.HTTP.WriteTimeout)
+	}
+	if n := c.Auth.ThrottleFreeFailures; n < 1 || n > 1000 {
+		bad("auth.throttle_free_failures", "%d not in 1..1000", n)
+	}
+	if d := c.Auth.ThrottleBaseDelay; d < time.Millisecond {
+		bad("auth.throttle_base_delay", "%v must be at least 1ms", d)
+	}
+	if d := c.Auth.ThrottleMaxDelay; d < c.Auth.ThrottleBaseDelay || d > 24*time.Hour {
+		bad("auth.throttle_max_delay", "%v must be at least auth.throttle_base_delay %v and at most 24h", d, c.Auth.ThrottleBaseDelay)
+	}
+	if d := c.Auth.ThrottleHold; d >= c.HTTP.WriteTimeout {
+		bad("auth.throttle_hold", "%v must be below http.write_timeout %v", d, c.HTTP.WriteTimeout)
+	}
+	if n := c.Auth.ThrottleEntries; n < 64 || n > 1<<24 {
+		bad("auth.throttle_entries", "%d not in 64..16777216", n)
+	}
+	for i, p := range c.Auth.TrustedProxies {
+		if _, err := parsePrefix(p); err != nil {
+			bad(fmt.Sprintf("auth.trusted_proxies[%d]", i), "%q is not an IP address or CIDR prefix", p)
+		}
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -2,6 +2,7 @@ package xmlapi
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -53,5 +54,29 @@ func TestConfigProblemsHaveLines(t *testing.T) {
 				t.Fatalf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
 			}
 		})
+	}
+}
+
+// TestDefaultYAMLListsEveryField: default.yaml, the documented starting
+// point of an xmlapi.yaml, names every field of every section (a field
+// whose default depends on the machine may be commented out).
+func TestDefaultYAMLListsEveryField(t *testing.T) {
+	doc := string(DefaultYAML)
+	ct := reflect.TypeOf(Config{})
+	for i := range ct.NumField() {
+		sec := ct.Field(i)
+		if sec.Type.Kind() != reflect.Struct {
+			continue // accounts: an example, not a schema
+		}
+		name := sec.Tag.Get("yaml")
+		if !strings.Contains(doc, "\n"+name+":\n") {
+			t.Errorf("default.yaml has no %s section", name)
+		}
+		for j := range sec.Type.NumField() {
+			f := sec.Type.Field(j).Tag.Get("yaml")
+			if !strings.Contains(doc, "  "+f+":") && !strings.Contains(doc, "  # "+f+":") {
+				t.Errorf("default.yaml does not list %s.%s", name, f)
+			}
+		}
 	}
 }

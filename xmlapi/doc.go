@@ -36,7 +36,9 @@
 //
 // # Decisions on the unknowns of webex-xml-api.md §12
 //
-//   - Exception IDs (§12.1): errors.go; our own IDs are in the 0699xx block.
+//   - Exception IDs (§12.1): errors.go; our own IDs are in the 0699xx block
+//     (069903 daemon overloaded, 069906 sign-in busy and 069907 sign-in
+//     throttled are the retry-later ones, with a Retry-After header).
 //   - Required fields (§12.2): confName on Create (and after a Set); an
 //     email per attendee; sessionKey on Set, Get and DelSession. Missing
 //     duration is 60 minutes, missing timeZoneID the account's zone.
@@ -71,7 +73,30 @@
 // the securityContext rule is (siteName or siteID) and (webExID or email)
 // and password. A verified (account, password) pair is remembered as a
 // keyed HMAC for auth.cache_ttl so that the slow hash is not paid on every
-// request; slow checks are bounded in number. Logs never contain
-// passwords, meeting content or meta: one line per request with the
-// operation, user, key, tier, exception ID and offending element path.
+// request. Logs never contain passwords, meeting content or meta: one line
+// per request with the operation, user, key, tier, exception ID and
+// offending element path.
+//
+// Under attack (auth.go, throttle.go):
+//
+//   - Slow checks run at most auth.max_concurrent_hashes at a time (half
+//     the cores by default), so a flood of sign-ins cannot starve the
+//     requests already signed in; a sign-in that finds no slot within
+//     auth.hash_wait is answered 069906 (busy, Retry-After: 1) at once,
+//     never 000035, which blames the daemon.
+//   - Failed sign-ins are counted per claimed account name and per client
+//     address; past auth.throttle_free_failures each key is refused for an
+//     exponentially growing delay (069907, Retry-After, no hash spent, the
+//     answer held up to auth.throttle_hold). An address that signed in to
+//     an account lately skips that account's throttle, so an attacker
+//     cannot lock a host out. The table is bounded (auth.throttle_entries).
+//   - An unknown name is checked against a dummy hash with the parameters
+//     of one of the accounts' hashes, picked by a keyed hash of the name:
+//     it costs what a known name costs whatever the accounts' costs.
+//
+// # XML fidelity
+//
+// A CR in a stored value is written as &#13; (a raw CR would reach the
+// client as LF, XML's end-of-line normalisation); a document with two
+// attributes of the same name is not well-formed and gets 000000.
 package xmlapi

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"time"
 
 	"switchboard/wire"
 )
@@ -61,7 +63,9 @@ const (
 	// ExcCapacity: every telephony tier is full (daemon CAPACITY).
 	ExcCapacity = "069902"
 	// ExcOverloaded: the daemon shed the request; retry after a backoff
-	// (daemon OVERLOADED).
+	// (daemon OVERLOADED: "busy, retry"). Distinct from ExcUnavailable on
+	// purpose: the telephony tiers may be fine, only the daemon's queue is
+	// full. The response carries Retry-After: 1.
 	ExcOverloaded = "069903"
 	// ExcKeysExhausted: the daemon cannot issue session keys (daemon
 	// KEYS_EXHAUSTED: key domain used up or its lease store failing).
@@ -69,6 +73,18 @@ const (
 	// ExcTooLarge: the meeting record exceeds the 32 KiB the daemon stores
 	// (wire.MaxMeta), usually because of very long attendee lists.
 	ExcTooLarge = "069905"
+	// ExcBusy: the sign-in service is busy: no password check (bcrypt,
+	// argon2id) could start within auth.hash_wait because
+	// auth.max_concurrent_hashes checks were already running. Nothing was
+	// decided about the credentials and the daemon was not called; retry
+	// after a backoff (the response carries Retry-After: 1). Never 000035:
+	// the daemon is not at fault.
+	ExcBusy = "069906"
+	// ExcThrottled: too many failed sign-ins lately for the claimed
+	// account name or from the client's address; retry after the number of
+	// seconds in the Retry-After header (also in the reason). The password
+	// was not checked.
+	ExcThrottled = "069907"
 	// ExcInternal: a bug, a daemon INTERNAL or an unknown daemon status, or
 	// a stored record this front end cannot read.
 	ExcInternal = "999999"
@@ -81,6 +97,8 @@ type Fault struct {
 	ID     string // exception ID, one of the Exc constants
 	Reason string // human-readable reason, sent to the client
 	Elem   string // offending element path, e.g. "schedule/startDate"; may be empty
+	// RetryAfter, when positive, is sent as the Retry-After header (seconds).
+	RetryAfter int
 }
 
 func (f *Fault) Error() string { return "xmlapi: " + f.ID + " " + f.Reason }
@@ -97,7 +115,15 @@ var (
 	faultAuth     = &Fault{ID: ExcAuth, Reason: "Incorrect user or password"}
 	faultNotFound = &Fault{ID: ExcNotFound, Reason: "Corresponding Meeting not found"}
 	faultDenied   = &Fault{ID: ExcAccessDenied, Reason: "Access denied, additional privileges are required"}
+	faultBusy     = &Fault{ID: ExcBusy, Reason: "Sign-in service busy, retry later", RetryAfter: 1}
 )
+
+// throttledFault is the ExcThrottled FAILURE for a login refused for wait.
+func throttledFault(wait time.Duration) *Fault {
+	s := int((wait + time.Second - 1) / time.Second)
+	return &Fault{ID: ExcThrottled, RetryAfter: s,
+		Reason: "Too many failed sign-ins, retry in " + strconv.Itoa(s) + " s"}
+}
 
 // backendFault maps an error of the daemon client to the FAILURE a WebEx
 // client gets. Every error that is not an answer of the daemon (dial
@@ -123,7 +149,7 @@ func backendFault(err error) *Fault {
 	case wire.StatusCapacity:
 		return &Fault{ID: ExcCapacity, Reason: "Every telephony server is full"}
 	case wire.StatusOverloaded:
-		return &Fault{ID: ExcOverloaded, Reason: "Telephony allocation service overloaded, retry later"}
+		return &Fault{ID: ExcOverloaded, Reason: "Telephony allocation service overloaded, retry later", RetryAfter: 1}
 	case wire.StatusKeysExhausted:
 		return &Fault{ID: ExcKeysExhausted, Reason: "No session key can be issued"}
 	case wire.StatusTimeout:

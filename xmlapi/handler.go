@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -102,7 +103,8 @@ type Handler struct {
 	depth   int
 	gsb     string
 	timeout time.Duration
-	bufs    sync.Pool // *[]byte
+	proxies []netip.Prefix // auth.trusted_proxies
+	bufs    sync.Pool      // *[]byte
 }
 
 // NewHandler returns a Handler for cfg (defaulted and validated, as
@@ -112,12 +114,12 @@ func NewHandler(cfg *Config, be Backend, opts ...Option) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{be: be, log: zap.NewNop(), now: time.Now, rand: rand.Reader, maxBody: cfg.HTTP.MaxBodyBytes,
-		depth: cfg.XML.MaxDepth, gsb: cfg.XML.GSBStatus, timeout: cfg.Backend.RequestTimeout}
+		depth: cfg.XML.MaxDepth, gsb: cfg.XML.GSBStatus, timeout: cfg.Backend.RequestTimeout, proxies: cfg.Auth.proxies()}
 	for _, o := range opts {
 		o(h)
 	}
 	var err error
-	if h.auth, err = newAuthenticator(cfg, h.now); err != nil {
+	if h.auth, err = newAuthenticator(cfg, h.now, h.log); err != nil {
 		return nil, fmt.Errorf("xmlapi: %w", err)
 	}
 	h.bufs.New = func() any { b := make([]byte, 0, 4096); return &b }
@@ -189,9 +191,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.logOutcome(&oc, start)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), h.timeout)
-	defer cancel()
-	*out = h.serve(ctx, body, r.Header.Get(IdempotencyHeader), *out, &oc)
+	var xff []string
+	if len(h.proxies) > 0 {
+		xff = r.Header.Values("X-Forwarded-For")
+	}
+	from := clientAddr(r.RemoteAddr, xff, h.proxies)
+	*out = h.serve(r.Context(), body, r.Header.Get(IdempotencyHeader), from, *out, &oc)
+	if oc.fault != nil && oc.fault.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(oc.fault.RetryAfter))
+	}
 	h.write(w, http.StatusOK, *out, oc.tier)
 	h.logOutcome(&oc, start)
 }
@@ -237,10 +245,14 @@ func (h *Handler) logOutcome(oc *outcome, start time.Time) {
 	if oc.fault != nil {
 		msg = "xml request failed"
 		switch oc.fault.ID {
-		case ExcAuth, ExcAccessDenied:
+		case ExcAuth, ExcAccessDenied, ExcBusy:
 			lvl = zap.WarnLevel
 		case ExcNotResponding, ExcUnavailable, ExcCapacity, ExcOverloaded, ExcKeysExhausted, ExcInternal:
 			lvl = zap.ErrorLevel
+		case ExcThrottled:
+			// One line per refused login would flood the log during an
+			// attack: "login throttled" (warn) marks each new delay.
+			lvl = zap.DebugLevel
 		default:
 			lvl = zap.InfoLevel
 		}
@@ -270,8 +282,9 @@ func (h *Handler) logOutcome(oc *outcome, start time.Time) {
 	}
 }
 
-// serve handles one request document and appends the response to dst.
-func (h *Handler) serve(ctx context.Context, body []byte, idemKey string, dst []byte, oc *outcome) []byte {
+// serve handles one request document from the client address from (the
+// zero Addr when unknown) and appends the response to dst.
+func (h *Handler) serve(ctx context.Context, body []byte, idemKey string, from netip.Addr, dst []byte, oc *outcome) []byte {
 	var req request
 	if f := parseRequest(body, h.depth, &req); f != nil {
 		oc.fault = f
@@ -279,11 +292,18 @@ func (h *Handler) serve(ctx context.Context, body []byte, idemKey string, dst []
 	}
 	oc.op = req.op
 	svc := serviceOf(req.op)
-	acc, f := h.auth.authenticate(ctx, &req.cred)
+	acc, f := h.auth.authenticate(ctx, &req.cred, from)
 	if f != nil {
 		oc.fault = f
 		return appendFailure(dst, svc, h.gsb, f)
 	}
+	// backend.request_timeout bounds the daemon calls only: a sign-in that
+	// waited for a hash slot, or a slow hash on a starved machine, must not
+	// spend the daemon's budget and come back as 000035, which blames the
+	// daemon. Sign-in has its own bounds (auth.hash_wait,
+	// auth.throttle_hold).
+	ctx, cancel := context.WithTimeout(ctx, h.timeout)
+	defer cancel()
 	oc.user = acc.webExID
 	if req.fault != nil {
 		oc.fault = req.fault

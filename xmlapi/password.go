@@ -149,3 +149,49 @@ func (h *passwordHash) verify(password []byte) bool {
 	key := argon2.IDKey(password, h.salt, h.time, h.mem, h.threads, h.argonKeyBytes)
 	return subtle.ConstantTimeCompare(key, h.key) == 1
 }
+
+// params names the work a check against h costs: the algorithm and its
+// cost parameters, not the salt or the hash. Two hashes with equal params
+// cost the same to verify.
+func (h *passwordHash) params() string {
+	if h.bcrypt != nil {
+		c, _ := bcrypt.Cost(h.bcrypt) // parseHash checked it
+		return fmt.Sprintf("bcrypt:%d", c)
+	}
+	return fmt.Sprintf("argon2id:v=%d,m=%d,t=%d,p=%d,len=%d", h.argonVersion, h.mem, h.time, h.threads, h.argonKeyBytes)
+}
+
+// bcryptB64 is bcrypt's own base64 alphabet.
+var bcryptB64 = base64.NewEncoding("./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789").WithPadding(base64.NoPadding)
+
+// dummyLike returns a hash with h's params, random salt and random digest,
+// which therefore matches no password: checking against it costs exactly
+// what checking against h costs. It is built without running the hash, so
+// that start-up stays fast whatever the costs configured.
+func dummyLike(h *passwordHash) (*passwordHash, error) {
+	salt := make([]byte, 16)
+	sum := make([]byte, 23)
+	if _, err := rand.Read(salt); err != nil {
+		return nil, fmt.Errorf("xmlapi: dummy hash: %w", err)
+	}
+	if _, err := rand.Read(sum); err != nil {
+		return nil, fmt.Errorf("xmlapi: dummy hash: %w", err)
+	}
+	if h.bcrypt != nil {
+		c, err := bcrypt.Cost(h.bcrypt)
+		if err != nil {
+			return nil, err
+		}
+		return parseHash(fmt.Sprintf("$2a$%02d$%s%s", c, bcryptB64.EncodeToString(salt), bcryptB64.EncodeToString(sum)[:31]))
+	}
+	d := *h
+	d.salt = make([]byte, len(h.salt))
+	d.key = make([]byte, len(h.key))
+	if _, err := rand.Read(d.salt); err != nil {
+		return nil, fmt.Errorf("xmlapi: dummy hash: %w", err)
+	}
+	if _, err := rand.Read(d.key); err != nil {
+		return nil, fmt.Errorf("xmlapi: dummy hash: %w", err)
+	}
+	return &d, nil
+}

@@ -67,7 +67,11 @@ func appendEscaped(dst []byte, s string) []byte {
 			esc = "&quot;"
 		case c == '\'':
 			esc = "&apos;"
-		case c < 0x20 && c != '\t' && c != '\n' && c != '\r':
+		case c == '\r':
+			// A raw CR would reach the client as LF (XML end-of-line
+			// normalisation); the character reference keeps it.
+			esc = "&#13;"
+		case c < 0x20 && c != '\t' && c != '\n':
 			esc = "\uFFFD"
 		case c >= utf8.RuneSelf:
 			r, n := utf8.DecodeRuneInString(s[i:])

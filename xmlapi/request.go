@@ -209,6 +209,9 @@ func (p *parser) start(t xml.StartElement) *Fault {
 		pf = &p.stack[n-1]
 		parent = pf.kind
 	}
+	if f := dupAttr(t.Attr); f != nil {
+		return f
+	}
 	name := p.lower(t.Name.Local)
 	f := frame{kind: cSkip}
 	switch parent {
@@ -299,6 +302,33 @@ func (p *parser) start(t xml.StartElement) *Fault {
 		p.text = p.text[:0]
 	}
 	p.stack = append(p.stack, f)
+	return nil
+}
+
+// dupAttr refuses an element with two attributes of the same name:
+// encoding/xml accepts them, but such a document is not well-formed XML
+// (XML 1.0 §3.1, "Unique Att Spec"; with namespaces, two prefixes bound to
+// one URI count as the same name). Elements have few attributes: up to 16
+// a scan that allocates nothing, past that a set, so that a hostile
+// element with thousands of attributes costs linear time.
+func dupAttr(attrs []xml.Attr) *Fault {
+	if len(attrs) > 16 {
+		seen := make(map[xml.Name]struct{}, len(attrs))
+		for _, a := range attrs {
+			if _, dup := seen[a.Name]; dup {
+				return forwardFault("malformed XML: attribute %q appears twice", clip(a.Name.Local))
+			}
+			seen[a.Name] = struct{}{}
+		}
+		return nil
+	}
+	for i := 1; i < len(attrs); i++ {
+		for j := 0; j < i; j++ {
+			if attrs[i].Name == attrs[j].Name {
+				return forwardFault("malformed XML: attribute %q appears twice", clip(attrs[i].Name.Local))
+			}
+		}
+	}
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,7 +95,7 @@ func TestRetryOnUnknownOutcome(t *testing.T) {
 		t.Fatal(err)
 	}
 	var oc outcome
-	out := h.serve(context.Background(), readFile(t, "seed_request.xml"), "", nil, &oc)
+	out := h.serve(context.Background(), readFile(t, "seed_request.xml"), "", netip.Addr{}, nil, &oc)
 	if oc.fault != nil {
 		t.Fatalf("create: %v", oc.fault)
 	}
@@ -103,7 +104,7 @@ func TestRetryOnUnknownOutcome(t *testing.T) {
 	}
 	key := regexpKey.FindStringSubmatch(string(out))[1]
 	oc = outcome{}
-	h.serve(context.Background(), envelope(hostSec, typeDel, keyBody(key)), "", nil, &oc)
+	h.serve(context.Background(), envelope(hostSec, typeDel, keyBody(key)), "", netip.Addr{}, nil, &oc)
 	if oc.fault != nil || be.releases.Load() != 2 {
 		t.Fatalf("del: %v after %d releases", oc.fault, be.releases.Load())
 	}
@@ -354,14 +355,14 @@ func TestAuthCache(t *testing.T) {
 	var clock atomic.Pointer[time.Time]
 	clock.Store(&now)
 	cfg := testConfig(t)
-	a, err := newAuthenticator(cfg, func() time.Time { return *clock.Load() })
+	a, err := newAuthenticator(cfg, func() time.Time { return *clock.Load() }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	acc := a.byID["otherhost"]
 	c := &credentials{present: true, webExID: "otherhost", password: otherPassword, siteID: "0"}
 	for i := 0; i < 3; i++ {
-		if _, f := a.authenticate(context.Background(), c); f != nil {
+		if _, f := a.authenticate(context.Background(), c, netip.Addr{}); f != nil {
 			t.Fatal(f)
 		}
 	}
@@ -377,7 +378,7 @@ func TestAuthCache(t *testing.T) {
 	if !later.After(exp) {
 		t.Fatalf("entry expires at %v, after the TTL", exp)
 	}
-	if _, f := a.authenticate(context.Background(), c); f != nil {
+	if _, f := a.authenticate(context.Background(), c, netip.Addr{}); f != nil {
 		t.Fatal(f)
 	}
 	a.mu.Lock()
@@ -389,7 +390,7 @@ func TestAuthCache(t *testing.T) {
 	// Wrong passwords are never cached.
 	bad := *c
 	bad.password = "nope"
-	if _, f := a.authenticate(context.Background(), &bad); f == nil || f.ID != ExcAuth {
+	if _, f := a.authenticate(context.Background(), &bad, netip.Addr{}); f == nil || f.ID != ExcAuth {
 		t.Fatalf("wrong password: %v", f)
 	}
 	if len(a.cache) != 1 {
