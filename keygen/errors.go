@@ -27,9 +27,16 @@ var (
 	// ErrStateCorrupt: the lease state file cannot be parsed or fails its
 	// checksum. The generator refuses to guess a high-water mark.
 	ErrStateCorrupt = errors.New("keygen: lease state corrupt")
-	// ErrStateMissing: the secret file exists but the lease state does not,
-	// so the high-water mark was lost; starting from zero would reissue keys.
-	ErrStateMissing = errors.New("keygen: lease state missing")
+	// ErrStateMissing: the store holds no key space (no lease state, or no
+	// secret anywhere). Either it was never created — Init creates it, once —
+	// or its high-water mark was lost, and starting again from the partition's
+	// first counter would reissue keys: nothing but Init creates a key space,
+	// and Init refuses what looks like a lost one unless told to skip past
+	// every key issued.
+	ErrStateMissing = errors.New("keygen: no key space (lease state missing)")
+	// ErrKeySpaceExists: Init was asked to create a key space where one
+	// already exists. Init never overwrites a high-water mark.
+	ErrKeySpaceExists = errors.New("keygen: key space already exists")
 	// ErrLocked: another process holds the data directory's lock.
 	ErrLocked = errors.New("keygen: data directory in use by another process")
 	// ErrNotBound: Lease was called before Bind.
