@@ -110,20 +110,110 @@ func issue(t *testing.T, cfgPath, sock, data string, n int) []uint64 {
 }
 
 // refusedAtStart runs the daemon on cfgPath and data and checks that it
-// exits 2 at once, without serving, naming the command that fixes it.
-func refusedAtStart(t *testing.T, cfgPath, sock, data, fix string) {
+// exits 2 at once, without serving, naming the command that fixes it. A
+// daemon that serves instead fails the test, after it allocated as many keys
+// as before holds, with how many of them it issued again.
+func refusedAtStart(t *testing.T, cfgPath, sock, data, fix string, before []uint64) {
 	t.Helper()
-	code, _, errOut := runBin(t, "-config", cfgPath, "-socket", sock, "-data-dir", data)
-	if code != 2 {
-		t.Fatalf("daemon start: exit %d, want 2 (refused)\n%s", code, errOut)
+	cmd := exec.Command(daemonBin, "-config", cfgPath, "-socket", sock, "-data-dir", data)
+	var errOut strings.Builder
+	cmd.Stderr = &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	stop := make(chan struct{})
+	up, watcher := serving(sock, stop)
+	defer func() {
+		close(stop)
+		<-watcher
+	}()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("daemon neither refused nor served within 20s\n%s", errOut.String())
+	case <-up:
+		n := len(before)
+		again := repeatsFrom(t, sock, before)
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("daemon started on a data directory without its key space, and issued %d of %d keys again", again, n)
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Fatalf("daemon start: %v, want exit 2 (refused)\n%s", err, errOut.String())
 	}
 	want := "switchboard " + fix + " -config " + cfgPath + " -data-dir " + data
-	if !strings.Contains(errOut, want) {
-		t.Fatalf("refusal does not name the fix %q:\n%s", want, errOut)
+	if !strings.Contains(errOut.String(), want) {
+		t.Fatalf("refusal does not name the fix %q:\n%s", want, errOut.String())
 	}
 	if _, err := os.Stat(filepath.Join(data, keygen.StateFile)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("a refused start created %s: %v", keygen.StateFile, err)
 	}
+}
+
+// serving returns a channel closed once sock answers PING; its goroutine
+// gives up when stop is closed, and closes done when it returns.
+func serving(sock string, stop <-chan struct{}) (up, done <-chan struct{}) {
+	upC, doneC := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(doneC)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			c, err := client.Dial(ctx, sock)
+			if err == nil {
+				err = c.Ping(ctx)
+				c.Close()
+			}
+			cancel()
+			if err == nil {
+				close(upC)
+				return
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	return upC, doneC
+}
+
+// repeatsFrom allocates len(before) keys from the daemon at sock and
+// returns how many of them are in before.
+func repeatsFrom(t *testing.T, sock string, before []uint64) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, sock)
+	if err != nil {
+		return 0
+	}
+	defer c.Close()
+	seen := make(map[uint64]bool, len(before))
+	for _, k := range before {
+		seen[k] = true
+	}
+	again := 0
+	for i := range before {
+		a, err := c.Allocate(ctx, &wire.AllocateRequest{Spec: wire.Spec{Name: []byte(fmt.Sprint("again ", i))}})
+		if err != nil {
+			break
+		}
+		if seen[a.Key] {
+			again++
+		}
+	}
+	return again
 }
 
 func noRepeats(t *testing.T, what string, before, after []uint64) {
@@ -150,7 +240,7 @@ func TestKeySpaceNeverStartedImplicitly(t *testing.T) {
 	t.Run("new directory, generated secret", func(t *testing.T) {
 		dir := shortDir(t)
 		cfg := keysConfig(t, dir, "")
-		refusedAtStart(t, cfg, filepath.Join(dir, "sb.sock"), filepath.Join(dir, "data"), "-init-keys")
+		refusedAtStart(t, cfg, filepath.Join(dir, "sb.sock"), filepath.Join(dir, "data"), "-init-keys", nil)
 		if _, err := os.Stat(filepath.Join(dir, "data", keygen.SecretFile)); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("a refused start generated a secret: %v", err)
 		}
@@ -165,7 +255,7 @@ func TestKeySpaceNeverStartedImplicitly(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(data, keygen.SecretFile), []byte(provisioned+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		refusedAtStart(t, cfg, filepath.Join(dir, "sb.sock"), data, "-init-keys")
+		refusedAtStart(t, cfg, filepath.Join(dir, "sb.sock"), data, "-init-keys", nil)
 	})
 	for _, lose := range []string{"lease deleted", "directory lost"} {
 		t.Run("config secret, "+lose, func(t *testing.T) {
@@ -181,7 +271,7 @@ func TestKeySpaceNeverStartedImplicitly(t *testing.T) {
 			} else if err := os.RemoveAll(data); err != nil {
 				t.Fatal(err)
 			}
-			refusedAtStart(t, cfg, sock, data, "-init-keys -skip-keys N")
+			refusedAtStart(t, cfg, sock, data, "-init-keys -skip-keys N", before)
 			// The way back: recreate it past every counter leased before
 			// (one restart leased at most two blocks of 64 beyond the 50).
 			initKeys(t, cfg, data, "-skip-keys", "1000")
@@ -193,11 +283,11 @@ func TestKeySpaceNeverStartedImplicitly(t *testing.T) {
 		cfg := keysConfig(t, dir, "")
 		sock, data := filepath.Join(dir, "sb.sock"), filepath.Join(dir, "data")
 		initKeys(t, cfg, data)
-		issue(t, cfg, sock, data, 10)
+		before := issue(t, cfg, sock, data, 10)
 		if err := os.Remove(filepath.Join(data, keygen.StateFile)); err != nil {
 			t.Fatal(err)
 		}
-		refusedAtStart(t, cfg, sock, data, "-init-keys -skip-keys N")
+		refusedAtStart(t, cfg, sock, data, "-init-keys -skip-keys N", before)
 		// -init-keys without a skip is refused too: the secret generated
 		// here says keys were issued.
 		if code, _, errOut := runBin(t, "-init-keys", "-config", cfg, "-data-dir", data); code != 2 || !strings.Contains(errOut, "-skip-keys N") {

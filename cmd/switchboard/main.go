@@ -237,7 +237,8 @@ func keysHint(err error, fix func(string) string) string {
 		return fmt.Sprintf("%v\nthe key space is left as it is; it needs no -init-keys. If it was put back from a backup, move its high-water mark past every key issued since: %s",
 			err, fix("-skip-keys N"))
 	case errors.Is(err, keygen.ErrStateCorrupt):
-		return fmt.Sprintf("%v\nfix: see docs/operations.md, \"Key space lifecycle\" (restore with a skip: %s)", err, fix("-skip-keys N"))
+		return fmt.Sprintf("%v\nfix: move the damaged %s aside and recreate the key space past every key it issued: %s (N: see docs/operations.md, \"Key space lifecycle\")",
+			err, keygen.StateFile, fix("-init-keys -skip-keys N"))
 	}
 	return err.Error()
 }
