@@ -34,6 +34,11 @@ var (
 	// and Init refuses what looks like a lost one unless told to skip past
 	// every key issued.
 	ErrStateMissing = errors.New("keygen: no key space (lease state missing)")
+	// ErrStateStale: the lease state is older than a mark this data
+	// directory recorded earlier (MarkFile): it was put back from a backup
+	// or copied over, and starting from it would reissue the keys issued
+	// since. Skip moves it forward.
+	ErrStateStale = errors.New("keygen: lease state older than keys already issued")
 	// ErrKeySpaceExists: Init was asked to create a key space where one
 	// already exists. Init never overwrites a high-water mark.
 	ErrKeySpaceExists = errors.New("keygen: key space already exists")

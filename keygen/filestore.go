@@ -23,6 +23,12 @@ const (
 	SecretFile = "keygen.secret"
 	// LockFile is flock(2)ed by the FileStore that owns the directory.
 	LockFile = "keygen.lock"
+	// MarkFile is a second, best-effort record of StateFile's content,
+	// written (not fsynced) after every durable change of it, so it never
+	// holds a higher mark than StateFile except when StateFile alone was
+	// replaced by an older copy: a start then refuses it (ErrStateStale).
+	// A lost, torn or foreign MarkFile is ignored. Mode 0600.
+	MarkFile = "keygen.mark"
 )
 
 // FileStore is the LeaseStore of a single machine: the high-water mark lives
@@ -55,8 +61,9 @@ var _ LeaseStore = (*FileStore)(nil)
 
 // NewFileStore opens (creating it with mode 0700 if needed, durably: see
 // mkdirDurable) the data directory dir and locks it. Opening creates no key
-// space: Bind fails on a directory without one, and only Create makes one. Options: WithFS (the rest are ignored). Bind
-// before leasing; Close to release the lock.
+// space: Bind fails on a directory without one, and only Create makes one.
+// Options: WithFS (the rest are ignored). Bind before leasing; Close to
+// release the lock.
 func NewFileStore(dir string, opts ...Option) (*FileStore, error) {
 	o := buildOptions(opts)
 	if dir == "" {
@@ -139,6 +146,7 @@ func (s *FileStore) bind(ctx context.Context, b Binding, create bool) (Partition
 			return Partition{}, fmt.Errorf("keygen: create lease state: %w", err)
 		}
 		s.st, s.bound = fresh, true
+		s.record()
 		return Partition{Lo: lo, Hi: hi, Next: lo, Created: true}, nil
 	case errors.Is(err, fs.ErrNotExist):
 		return Partition{}, fmt.Errorf("%w: %s does not exist, so this data directory holds no key space, or its high-water mark was lost (deleted, or a new or emptied directory); starting from counter %d would reissue every key issued before. Create the key space explicitly (switchboard -init-keys), skipping past every key issued if there were any",
@@ -173,7 +181,35 @@ func (s *FileStore) bind(ctx context.Context, b Binding, create bool) (Partition
 		return Partition{}, fmt.Errorf("keygen: rebind lease state: %w", err)
 	}
 	s.st, s.bound = fresh, true
+	s.record()
 	return Partition{Lo: lo, Hi: hi, Next: lo, Created: create, Rebound: true}, nil
+}
+
+// record writes the bound state to MarkFile, after it was made durable in
+// StateFile, unless MarkFile already records a higher mark for the same
+// binding (a stale StateFile being skipped forward must not erase the
+// evidence). Best effort: a failure only weakens the stale-state check.
+func (s *FileStore) record() {
+	if rec, ok := s.RecordedMark(s.st.b); ok && rec > s.st.next {
+		return
+	}
+	_ = writeReplace(s.fsys, filepath.Join(s.dir, MarkFile), s.st.encode(), 0o600)
+}
+
+// RecordedMark returns the high-water mark MarkFile recorded for binding b,
+// if it holds a valid record for b: the highest mark this directory is
+// known to have made durable (a lower bound of the true one: the record is
+// not fsynced).
+func (s *FileStore) RecordedMark(b Binding) (next uint64, ok bool) {
+	data, err := s.fsys.ReadFile(filepath.Join(s.dir, MarkFile))
+	if err != nil {
+		return 0, false
+	}
+	st, err := decodeState(data)
+	if err != nil || st.b != b {
+		return 0, false
+	}
+	return st.next, true
 }
 
 // Lease implements LeaseStore: it makes next+n the durable high-water mark
@@ -201,6 +237,7 @@ func (s *FileStore) Lease(ctx context.Context, n uint64) (start, end uint64, err
 		return 0, 0, fmt.Errorf("keygen: lease [%d, %d): %w", start, end, err)
 	}
 	s.st = ns
+	s.record()
 	return start, end, nil
 }
 

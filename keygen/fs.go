@@ -118,6 +118,34 @@ func mkdirDurable(fsys FS, dir string) error {
 	return nil
 }
 
+// writeReplace replaces path with data through a temporary file and a
+// rename, without fsync: after a crash the file holds the old content, the
+// new one, or (torn) neither — callers must tolerate all three.
+func writeReplace(fsys FS, path string, data []byte, perm fs.FileMode) error {
+	tmp := path + ".tmp"
+	if err := fsys.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	f, err := fsys.CreateExcl(tmp, perm)
+	if err != nil {
+		return err
+	}
+	n, err := f.Write(data)
+	if err == nil && n < len(data) {
+		err = io.ErrShortWrite
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = fsys.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = fsys.Remove(tmp)
+	}
+	return err
+}
+
 // writeAtomic replaces path with data so that after a crash the file holds
 // either the old or the new content, and the new content is durable when it
 // returns nil: write a temporary file, fsync it, rename it over path, fsync

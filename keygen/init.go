@@ -66,6 +66,15 @@ func Init(cfg Config, store LeaseStore, skip uint64, opts ...Option) (Partition,
 	}
 	ctx := context.Background()
 	b := Binding{Digits: cfg.Digits, Node: cfg.Node, Fingerprint: perm.Fingerprint()}
+	if fstore, ok := store.(*FileStore); ok && !stateExists(o.fs, fstore) {
+		// Where the lease state is gone but its record is not, the
+		// record is a floor for the skip.
+		lo, _ := NodePartition(cfg.Digits, cfg.Node)
+		if rec, ok := fstore.RecordedMark(b); ok && rec > lo+skip {
+			return Partition{}, fmt.Errorf("%w: this directory already made counters up to %d durable under this key space (%s), so its lease state was lost; recreating it needs a skip of at least %d counters (more if keys were issued after that record)",
+				ErrStateMissing, rec, MarkFile, rec-lo)
+		}
+	}
 	part, err := store.Create(ctx, b)
 	if err != nil {
 		return Partition{}, err
@@ -154,4 +163,11 @@ func skipBound(ctx context.Context, store LeaseStore, part Partition, n uint64, 
 	}
 	log.Info("session keys: high-water mark moved forward", zap.Uint64("from", from), zap.Uint64("to", part.Next), zap.Uint64("skipped", n))
 	return part, nil
+}
+
+// stateExists reports whether the file store's StateFile exists (an error
+// other than "not exist" counts as existing: Create reports it).
+func stateExists(fsys FS, s *FileStore) bool {
+	_, err := fsys.Stat(filepath.Join(s.Dir(), StateFile))
+	return !errors.Is(err, fs.ErrNotExist)
 }

@@ -245,3 +245,65 @@ func (r *syncRecorder) synced() []string {
 	defer r.mu.Unlock()
 	return slices.Clone(r.dirs)
 }
+
+// TestStaleStateRefused: a lease state put back from an older copy, next to
+// the directory's newer record of its mark, is refused (ErrStateStale) until
+// a skip moves it past the record; a skip never lowers the record. Where
+// the lease state is gone but the record is not, Init needs a skip past it.
+func TestStaleStateRefused(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{Dir: dir, Digits: 6, BlockSize: 8, Secret: testSecret}
+	mustInit(t, cfg)
+	issued := newKeySet()
+	issue := func(n int) {
+		t.Helper()
+		g, err := New(cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer g.Close()
+		for range n {
+			issued.add(t, nextRetry(t, g))
+		}
+	}
+	state := filepath.Join(dir, StateFile)
+	issue(10)
+	backup := filepath.Join(t.TempDir(), StateFile)
+	copyFile(t, state, backup)
+	issue(30)
+	copyFile(t, backup, state)
+	if g, err := New(cfg, nil); !errors.Is(err, ErrStateStale) {
+		if err == nil {
+			g.Close()
+		}
+		t.Fatalf("New on a restored older lease state = %v, want ErrStateStale", err)
+	}
+	if _, err := Skip(cfg, nil, 1); err != nil {
+		t.Fatal(err)
+	}
+	if g, err := New(cfg, nil); !errors.Is(err, ErrStateStale) {
+		if err == nil {
+			g.Close()
+		}
+		t.Fatalf("New after a skip short of the record = %v, want ErrStateStale", err)
+	}
+	if _, err := Skip(cfg, nil, 100); err != nil {
+		t.Fatal(err)
+	}
+	issue(40)
+
+	// The lease state lost, its record kept.
+	if err := os.Remove(state); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Init(cfg, nil, 0); !errors.Is(err, ErrStateMissing) {
+		t.Fatalf("Init without a skip next to a record = %v, want ErrStateMissing", err)
+	}
+	if _, err := Init(cfg, nil, 5); !errors.Is(err, ErrStateMissing) {
+		t.Fatalf("Init with a skip short of the record = %v, want ErrStateMissing", err)
+	}
+	if _, err := Init(cfg, nil, 1000); err != nil {
+		t.Fatal(err)
+	}
+	issue(40)
+}

@@ -164,6 +164,12 @@ func newSupply(cfg Config, store LeaseStore, stripes int, opts []Option) (_ *sup
 	if part.Lo >= part.Hi || part.Hi > perm.Size() || part.Next < part.Lo || part.Next > part.Hi {
 		return nil, fmt.Errorf("%w: store bound to counters [%d, %d) next %d, domain [0, %d)", ErrBadLease, part.Lo, part.Hi, part.Next, perm.Size())
 	}
+	if fstore, ok := store.(*FileStore); ok {
+		if rec, ok := fstore.RecordedMark(b); ok && rec > part.Next {
+			return nil, fmt.Errorf("%w: %s says the next counter is %d, but this directory already made counters up to %d durable (%s): the lease state was put back from an older copy, and starting from it would reissue the keys issued since. Move its mark forward by at least %d counters (more if keys were issued after that record), with a skip",
+				ErrStateStale, filepath.Join(fstore.Dir(), StateFile), part.Next, rec, MarkFile, rec-part.Next)
+		}
+	}
 	chunkSize := min(maxChunk, max(1, cfg.BlockSize/uint64(stripes)))
 	perBlock := int((cfg.BlockSize + chunkSize - 1) / chunkSize)
 	s := &supply{

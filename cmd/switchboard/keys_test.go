@@ -115,6 +115,8 @@ func issue(t *testing.T, cfgPath, sock, data string, n int) []uint64 {
 // as before holds, with how many of them it issued again.
 func refusedAtStart(t *testing.T, cfgPath, sock, data, fix string, before []uint64) {
 	t.Helper()
+	state := filepath.Join(data, keygen.StateFile)
+	was, wasErr := os.ReadFile(state)
 	cmd := exec.Command(daemonBin, "-config", cfgPath, "-socket", sock, "-data-dir", data)
 	var errOut strings.Builder
 	cmd.Stderr = &errOut
@@ -141,7 +143,7 @@ func refusedAtStart(t *testing.T, cfgPath, sock, data, fix string, before []uint
 		again := repeatsFrom(t, sock, before)
 		cmd.Process.Kill()
 		<-done
-		t.Fatalf("daemon started on a data directory without its key space, and issued %d of %d keys again", again, n)
+		t.Fatalf("daemon started on a missing, lost or stale key space, and issued %d of %d keys again", again, n)
 	}
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
@@ -151,8 +153,8 @@ func refusedAtStart(t *testing.T, cfgPath, sock, data, fix string, before []uint
 	if !strings.Contains(errOut.String(), want) {
 		t.Fatalf("refusal does not name the fix %q:\n%s", want, errOut.String())
 	}
-	if _, err := os.Stat(filepath.Join(data, keygen.StateFile)); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("a refused start created %s: %v", keygen.StateFile, err)
+	if now, err := os.ReadFile(state); string(now) != string(was) || (err == nil) != (wasErr == nil) {
+		t.Fatalf("a refused start changed %s (before: %v, after: %v)", keygen.StateFile, wasErr, err)
 	}
 }
 
@@ -401,4 +403,37 @@ func copyDir(t *testing.T, src, dst string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestRestoredLeaseRefused: keygen.lease alone put back from an older copy
+// (the directory's own record of its mark is newer) is refused at start
+// until -skip-keys has moved it past that record.
+func TestRestoredLeaseRefused(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the daemon binary")
+	}
+	dir := shortDir(t)
+	cfg := keysConfig(t, dir, provisioned)
+	sock, data := filepath.Join(dir, "sb.sock"), filepath.Join(dir, "data")
+	lease := filepath.Join(data, keygen.StateFile)
+	initKeys(t, cfg, data)
+	before := issue(t, cfg, sock, data, 40)
+	old, err := os.ReadFile(lease)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before = append(before, issue(t, cfg, sock, data, 100)...)
+	if err := os.WriteFile(lease, old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	refusedAtStart(t, cfg, sock, data, "-skip-keys N", before)
+	// A skip too short to pass the record is still refused at start.
+	if code, _, errOut := runBin(t, "-skip-keys", "1", "-config", cfg, "-data-dir", data); code != 0 {
+		t.Fatalf("-skip-keys 1: exit %d\n%s", code, errOut)
+	}
+	refusedAtStart(t, cfg, sock, data, "-skip-keys N", before)
+	if code, _, errOut := runBin(t, "-skip-keys", "1000", "-config", cfg, "-data-dir", data); code != 0 {
+		t.Fatalf("-skip-keys 1000: exit %d\n%s", code, errOut)
+	}
+	noRepeats(t, "after putting back an older lease and skipping", before, issue(t, cfg, sock, data, 100))
 }

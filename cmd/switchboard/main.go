@@ -128,7 +128,8 @@ func run() int {
 		// The embedded default is the developer setup (make run): it
 		// alone creates its key space implicitly, once. A lost lease
 		// state next to the secret it generated is still refused.
-		if _, err := daemon.InitKeys(cfg, 0); err != nil && !errors.Is(err, keygen.ErrKeySpaceExists) {
+		// A data directory in use is reported by the daemon's own start.
+		if _, err := daemon.InitKeys(cfg, 0); err != nil && !errors.Is(err, keygen.ErrKeySpaceExists) && !errors.Is(err, keygen.ErrLocked) {
 			fmt.Fprintln(os.Stderr, "switchboard:", keysHint(err, fix))
 			return 2
 		}
@@ -211,6 +212,10 @@ func keysCommand(cfg *daemon.Config, create bool, skip uint64, fix func(string) 
 	}
 	fmt.Printf("key space %s in %s: node %d of %d, counters [%d, %d), next %d\n",
 		what, cfg.DataDir, cfg.Keys.Node.ID, cfg.Keys.Node.Count, part.Lo, part.Hi, part.Next)
+	if create && cfg.Keys.Secret == "" {
+		fmt.Printf("back up %s/%s now (it never changes): without it a lost data directory cannot be recreated safely\n",
+			cfg.DataDir, keygen.SecretFile)
+	}
 	return 0
 }
 
@@ -218,7 +223,7 @@ func keysCommand(cfg *daemon.Config, create bool, skip uint64, fix func(string) 
 // (missing, lost, changed, corrupt or without its secret): an operator must
 // act, and restarting cannot help, so the exit code is 2.
 func keySpaceRefused(err error) bool {
-	for _, s := range []error{keygen.ErrStateMissing, keygen.ErrSecret, keygen.ErrBindingChanged, keygen.ErrStateCorrupt} {
+	for _, s := range []error{keygen.ErrStateMissing, keygen.ErrStateStale, keygen.ErrSecret, keygen.ErrBindingChanged, keygen.ErrStateCorrupt} {
 		if errors.Is(err, s) {
 			return true
 		}
@@ -236,6 +241,8 @@ func keysHint(err error, fix func(string) string) string {
 	case errors.Is(err, keygen.ErrKeySpaceExists):
 		return fmt.Sprintf("%v\nthe key space is left as it is; it needs no -init-keys. If it was put back from a backup, move its high-water mark past every key issued since: %s",
 			err, fix("-skip-keys N"))
+	case errors.Is(err, keygen.ErrStateStale):
+		return fmt.Sprintf("%v\nfix: %s (N: see docs/operations.md, \"Key space lifecycle\")", err, fix("-skip-keys N"))
 	case errors.Is(err, keygen.ErrStateCorrupt):
 		return fmt.Sprintf("%v\nfix: move the damaged %s aside and recreate the key space past every key it issued: %s (N: see docs/operations.md, \"Key space lifecycle\")",
 			err, keygen.StateFile, fix("-init-keys -skip-keys N"))
