@@ -51,6 +51,9 @@ func startDaemon(tb testing.TB, transport string) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	if _, err := daemon.InitKeys(cfg, 0); err != nil { // as switchboard -init-keys
+		tb.Fatal(err)
+	}
 	d, err := daemon.New(cfg, daemon.WithLogger(log))
 	if err != nil {
 		tb.Fatal(err)

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -346,15 +345,11 @@ func (d *Daemon) Simulator(name string) *telsim.Server {
 	return d.sims[name]
 }
 
+// openKeys attaches to the key space in cfg.DataDir. It never creates one
+// (InitKeys does): where there is none it fails with an error wrapping
+// keygen.ErrStateMissing.
 func (d *Daemon) openKeys(cfg *Config) error {
-	kc := keygen.DefaultConfig()
-	kc.Digits = cfg.Keys.Digits
-	kc.BlockSize = cfg.Keys.BlockSize
-	kc.Dir = cfg.DataDir
-	kc.Node = keygen.NodeConfig{ID: cfg.Keys.Node.ID, Count: cfg.Keys.Node.Count}
-	if cfg.Keys.Secret != "" {
-		kc.Secret, _ = hex.DecodeString(cfg.Keys.Secret) // validated
-	}
+	kc := keygenConfig(cfg)
 	store, err := keygen.NewFileStore(cfg.DataDir)
 	if err != nil {
 		return fmt.Errorf("key lease store: %w", err)

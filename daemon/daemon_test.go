@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"switchboard/client"
+	"switchboard/keygen"
 	"switchboard/wire"
 )
 
@@ -65,6 +66,8 @@ func startDaemon(t testing.TB, mutate func(*Config), opts ...Option) *harness {
 	if tt, ok := t.(*testing.T); ok {
 		opts = append([]Option{WithLogger(zaptest.NewLogger(tt))}, opts...)
 	}
+	// Tests that restart a daemon on one data directory keep its key space.
+	ensureKeys(t, cfg)
 	d, err := New(cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -488,6 +491,7 @@ func testShutdown(t *testing.T, tr string) {
 	c0.Socket = filepath.Join(dir, "sb.sock")
 	c0.DataDir = filepath.Join(dir, "data")
 	c0.Tiers[0].AttemptTimeout = time.Second
+	mustInitKeys(t, c0)
 	d, err := New(c0, WithLogger(zaptest.NewLogger(t)))
 	if err != nil {
 		t.Fatal(err)
@@ -530,5 +534,23 @@ func testShutdown(t *testing.T, tr string) {
 	}
 	if _, err := os.Stat(c0.Socket); !os.IsNotExist(err) {
 		t.Fatalf("socket left behind: %v", err)
+	}
+}
+
+// mustInitKeys creates the key space of cfg's new data directory, as the
+// operator's switchboard -init-keys does before a daemon's first start.
+func mustInitKeys(t testing.TB, cfg *Config) {
+	t.Helper()
+	if _, err := InitKeys(cfg, 0); err != nil {
+		t.Fatalf("InitKeys: %v", err)
+	}
+}
+
+// ensureKeys creates the key space of cfg's data directory unless it has
+// one: for harnesses that restart a daemon on the same directory.
+func ensureKeys(t testing.TB, cfg *Config) {
+	t.Helper()
+	if _, err := InitKeys(cfg, 0); err != nil && !errors.Is(err, keygen.ErrKeySpaceExists) {
+		t.Fatalf("InitKeys: %v", err)
 	}
 }

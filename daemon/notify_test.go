@@ -58,6 +58,7 @@ func TestSystemdNotifications(t *testing.T) {
 	dir := shortTempDir(t)
 	cfg.Socket = filepath.Join(dir, "sb.sock")
 	cfg.DataDir = filepath.Join(dir, "data")
+	mustInitKeys(t, cfg)
 	d, err := New(cfg, WithLogger(zaptest.NewLogger(t)), withEnv(func(k string) string { return env[k] }))
 	if err != nil {
 		t.Fatal(err)

@@ -30,6 +30,9 @@ func BenchmarkReadyAfterStart(b *testing.B) {
 		cfg.DataDir = filepath.Join(dir, "data")
 		cfg.Cache.SizeMB = 32
 
+		if _, err := InitKeys(cfg, 0); err != nil {
+			b.Fatal(err)
+		}
 		t0 := time.Now()
 		d, err := New(cfg)
 		if err != nil {

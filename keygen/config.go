@@ -38,9 +38,10 @@ type Config struct {
 	// per crash (see docs/architecture.md). Default 4096.
 	BlockSize uint64
 	// Secret keys the permutation: at least MinSecretLen bytes, the same on
-	// every node of a deployment. Default nil: load <Dir>/keygen.secret, or
-	// generate it from crypto/rand at first start (single node only) and store
-	// it with mode 0600. Cannot change on an existing data directory.
+	// every node of a deployment. Default nil: load <Dir>/keygen.secret,
+	// which Init generates from crypto/rand (single node only) and stores
+	// with mode 0600 when it creates the key space; New never generates it.
+	// Cannot change on an existing data directory.
 	Secret []byte
 	// Dir is the data directory holding the lease state, its lock and the
 	// secret file. Required when Secret is nil or when New opens the default

@@ -24,6 +24,14 @@
 // run out, Next fails fast with ErrUnavailable instead of blocking; when the
 // counter space is used up it fails with ErrExhausted, never wraps.
 //
+// A key space is never started implicitly. A store without state is either a
+// new key space or one whose high-water mark was lost, and starting the
+// second from counter zero would reissue every key, so New (the daemon's
+// start) only attaches to an existing key space and fails with
+// ErrStateMissing where there is none. Init, run once by an operator
+// (switchboard -init-keys), is what creates one; Skip moves an existing mark
+// forward past keys issued since a backup was taken.
+//
 // Several daemons share one key space by giving each a disjoint slice of the
 // counter space (NodeConfig, NodePartition) and the same secret; the
 // LeaseStore interface is where a store on a distributed engine (etcd) plugs

@@ -27,9 +27,21 @@ var (
 	// ErrStateCorrupt: the lease state file cannot be parsed or fails its
 	// checksum. The generator refuses to guess a high-water mark.
 	ErrStateCorrupt = errors.New("keygen: lease state corrupt")
-	// ErrStateMissing: the secret file exists but the lease state does not,
-	// so the high-water mark was lost; starting from zero would reissue keys.
-	ErrStateMissing = errors.New("keygen: lease state missing")
+	// ErrStateMissing: the store holds no key space (no lease state, or no
+	// secret anywhere). Either it was never created — Init creates it, once —
+	// or its high-water mark was lost, and starting again from the partition's
+	// first counter would reissue keys: nothing but Init creates a key space,
+	// and Init refuses what looks like a lost one unless told to skip past
+	// every key issued.
+	ErrStateMissing = errors.New("keygen: no key space (lease state missing)")
+	// ErrStateStale: the lease state is older than a mark this data
+	// directory recorded earlier (MarkFile): it was put back from a backup
+	// or copied over, and starting from it would reissue the keys issued
+	// since. Skip moves it forward.
+	ErrStateStale = errors.New("keygen: lease state older than keys already issued")
+	// ErrKeySpaceExists: Init was asked to create a key space where one
+	// already exists. Init never overwrites a high-water mark.
+	ErrKeySpaceExists = errors.New("keygen: key space already exists")
 	// ErrLocked: another process holds the data directory's lock.
 	ErrLocked = errors.New("keygen: data directory in use by another process")
 	// ErrNotBound: Lease was called before Bind.

@@ -23,6 +23,12 @@ const (
 	SecretFile = "keygen.secret"
 	// LockFile is flock(2)ed by the FileStore that owns the directory.
 	LockFile = "keygen.lock"
+	// MarkFile is a second, best-effort record of StateFile's content,
+	// written (not fsynced) after every durable change of it, so it never
+	// holds a higher mark than StateFile except when StateFile alone was
+	// replaced by an older copy: a start then refuses it (ErrStateStale).
+	// A lost, torn or foreign MarkFile is ignored. Mode 0600.
+	MarkFile = "keygen.mark"
 )
 
 // FileStore is the LeaseStore of a single machine: the high-water mark lives
@@ -53,15 +59,17 @@ type fileState struct {
 
 var _ LeaseStore = (*FileStore)(nil)
 
-// NewFileStore opens (creating it with mode 0700 if needed) the data
-// directory dir and locks it. Options: WithFS (the rest are ignored). Bind
-// before leasing; Close to release the lock.
+// NewFileStore opens (creating it with mode 0700 if needed, durably: see
+// mkdirDurable) the data directory dir and locks it. Opening creates no key
+// space: Bind fails on a directory without one, and only Create makes one.
+// Options: WithFS (the rest are ignored). Bind before leasing; Close to
+// release the lock.
 func NewFileStore(dir string, opts ...Option) (*FileStore, error) {
 	o := buildOptions(opts)
 	if dir == "" {
 		return nil, fmt.Errorf("%w: file store needs a data directory", ErrInvalidConfig)
 	}
-	if err := o.fs.MkdirAll(dir, 0o700); err != nil {
+	if err := mkdirDurable(o.fs, dir); err != nil {
 		return nil, fmt.Errorf("keygen: data directory %s: %w", dir, err)
 	}
 	l, err := o.fs.Lock(filepath.Join(dir, LockFile))
@@ -90,7 +98,22 @@ func (s *FileStore) acquire(ctx context.Context) error {
 func (s *FileStore) release() { <-s.sem }
 
 // Bind implements LeaseStore. A second Bind with the same binding is a no-op.
+// A directory without StateFile fails with ErrStateMissing: Bind never
+// creates a key space.
 func (s *FileStore) Bind(ctx context.Context, b Binding) (Partition, error) {
+	return s.bind(ctx, b, false)
+}
+
+// Create implements LeaseStore: it writes a new StateFile for b (high-water
+// mark at the partition's first counter) where none exists, and refuses
+// (ErrKeySpaceExists) where one does, except one under which no counter was
+// ever leased and that records a different binding (Init was interrupted
+// before it stored a new secret), which it replaces.
+func (s *FileStore) Create(ctx context.Context, b Binding) (Partition, error) {
+	return s.bind(ctx, b, true)
+}
+
+func (s *FileStore) bind(ctx context.Context, b Binding, create bool) (Partition, error) {
 	if err := s.acquire(ctx); err != nil {
 		return Partition{}, err
 	}
@@ -105,6 +128,9 @@ func (s *FileStore) Bind(ctx context.Context, b Binding) (Partition, error) {
 		return Partition{}, err
 	}
 	if s.bound {
+		if create {
+			return Partition{}, fmt.Errorf("%w: file store already bound to %s", ErrKeySpaceExists, describe(s.st.b))
+		}
 		if s.st.b != b {
 			return Partition{}, fmt.Errorf("keygen: file store already bound to %s", describe(s.st.b))
 		}
@@ -115,35 +141,75 @@ func (s *FileStore) Bind(ctx context.Context, b Binding) (Partition, error) {
 	path := filepath.Join(s.dir, StateFile)
 	data, err := s.fsys.ReadFile(path)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, fs.ErrNotExist) && create:
 		if err := writeAtomic(s.fsys, path, fresh.encode(), 0o600); err != nil {
-			return Partition{}, fmt.Errorf("keygen: initialise lease state: %w", err)
+			return Partition{}, fmt.Errorf("keygen: create lease state: %w", err)
 		}
 		s.st, s.bound = fresh, true
+		s.record()
 		return Partition{Lo: lo, Hi: hi, Next: lo, Created: true}, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return Partition{}, fmt.Errorf("%w: %s does not exist, so this data directory holds no key space, or its high-water mark was lost (deleted, or a new or emptied directory); starting from counter %d would reissue every key issued before. Create the key space explicitly (switchboard -init-keys), skipping past every key issued if there were any",
+			ErrStateMissing, path, lo)
 	case err != nil:
 		return Partition{}, fmt.Errorf("keygen: read lease state: %w", err)
 	}
 	old, err := decodeState(data)
 	if err != nil {
-		return Partition{}, fmt.Errorf("%w: %s: %v (restore it from a backup; never delete it: the high-water mark is what keeps keys unique)", ErrStateCorrupt, path, err)
+		return Partition{}, fmt.Errorf("%w: %s: %v (never delete or hand-edit it: the high-water mark is what keeps keys unique; a copy from a backup is older than the keys issued since, so it must only be put back with a skip past them, see docs/operations.md)", ErrStateCorrupt, path, err)
 	}
 	if old.b == b {
+		if create {
+			return Partition{}, fmt.Errorf("%w: %s holds %s with next counter %d; it is kept as it is (to move its high-water mark forward, skip keys instead)",
+				ErrKeySpaceExists, path, describe(old.b), old.next)
+		}
 		s.st, s.bound = old, true
 		return Partition{Lo: lo, Hi: hi, Next: old.next}, nil
 	}
 	if old.next != old.lo {
-		return Partition{}, fmt.Errorf("%w: %s was used with %s and has issued keys; the config asks for %s. Restore the previous settings (and secret), or point the daemon at a new data directory",
+		if create {
+			return Partition{}, fmt.Errorf("%w: %s was used with %s and has issued keys; it is kept as it is",
+				ErrKeySpaceExists, path, describe(old.b))
+		}
+		return Partition{}, fmt.Errorf("%w: %s was used with %s and has issued keys; the config asks for %s. Put back the previous settings (and secret), or create a key space in a new data directory",
 			ErrBindingChanged, s.dir, describe(old.b), describe(b))
 	}
 	// No counter was ever leased under the old binding, so no key exists
-	// that the new one could repeat (this happens when the first start
-	// crashed between recording the binding and storing a new secret).
+	// that the new one could repeat (this happens when Init was interrupted
+	// between recording the binding and storing a new secret).
 	if err := writeAtomic(s.fsys, path, fresh.encode(), 0o600); err != nil {
 		return Partition{}, fmt.Errorf("keygen: rebind lease state: %w", err)
 	}
 	s.st, s.bound = fresh, true
-	return Partition{Lo: lo, Hi: hi, Next: lo, Rebound: true}, nil
+	s.record()
+	return Partition{Lo: lo, Hi: hi, Next: lo, Created: create, Rebound: true}, nil
+}
+
+// record writes the bound state to MarkFile, after it was made durable in
+// StateFile, unless MarkFile already records a higher mark for the same
+// binding (a stale StateFile being skipped forward must not erase the
+// evidence). Best effort: a failure only weakens the stale-state check.
+func (s *FileStore) record() {
+	if rec, ok := s.RecordedMark(s.st.b); ok && rec > s.st.next {
+		return
+	}
+	_ = writeReplace(s.fsys, filepath.Join(s.dir, MarkFile), s.st.encode(), 0o600)
+}
+
+// RecordedMark returns the high-water mark MarkFile recorded for binding b,
+// if it holds a valid record for b: the highest mark this directory is
+// known to have made durable (a lower bound of the true one: the record is
+// not fsynced).
+func (s *FileStore) RecordedMark(b Binding) (next uint64, ok bool) {
+	data, err := s.fsys.ReadFile(filepath.Join(s.dir, MarkFile))
+	if err != nil {
+		return 0, false
+	}
+	st, err := decodeState(data)
+	if err != nil || st.b != b {
+		return 0, false
+	}
+	return st.next, true
 }
 
 // Lease implements LeaseStore: it makes next+n the durable high-water mark
@@ -171,6 +237,7 @@ func (s *FileStore) Lease(ctx context.Context, n uint64) (start, end uint64, err
 		return 0, 0, fmt.Errorf("keygen: lease [%d, %d): %w", start, end, err)
 	}
 	s.st = ns
+	s.record()
 	return start, end, nil
 }
 

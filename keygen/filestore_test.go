@@ -30,7 +30,7 @@ func TestFileStoreLeasePersists(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	s := openStore(t, dir)
-	p, err := s.Bind(ctx, testBinding(9, NodeConfig{Count: 1}))
+	p, err := s.Create(ctx, testBinding(9, NodeConfig{Count: 1}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func TestFileStoreNotBoundAndArgs(t *testing.T) {
 	if _, err := s.Bind(ctx, testBinding(9, NodeConfig{ID: 2, Count: 2})); err == nil {
 		t.Fatal("Bind accepted node 2 of 2")
 	}
-	if _, err := s.Bind(ctx, testBinding(9, NodeConfig{Count: 1})); err != nil {
+	if _, err := s.Create(ctx, testBinding(9, NodeConfig{Count: 1})); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := s.Lease(ctx, 0); err == nil {
@@ -130,7 +130,7 @@ func TestFileStoreExhaustion(t *testing.T) {
 	node := NodeConfig{ID: 5, Count: MaxNodes} // 13 or 14 counters
 	lo, hi := NodePartition(6, node)
 	s := openStore(t, dir)
-	if _, err := s.Bind(ctx, testBinding(6, node)); err != nil {
+	if _, err := s.Create(ctx, testBinding(6, node)); err != nil {
 		t.Fatal(err)
 	}
 	next := lo
@@ -218,7 +218,7 @@ func TestFileStoreBindingChanged(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			s := openStore(t, dir)
-			if _, err := s.Bind(ctx, base); err != nil {
+			if _, err := s.Create(ctx, base); err != nil {
 				t.Fatal(err)
 			}
 			if _, _, err := s.Lease(ctx, 10); err != nil {
@@ -241,7 +241,7 @@ func TestFileStoreBindingChanged(t *testing.T) {
 	t.Run("unused directory is rebound", func(t *testing.T) {
 		dir := t.TempDir()
 		s := openStore(t, dir)
-		if _, err := s.Bind(ctx, base); err != nil {
+		if _, err := s.Create(ctx, base); err != nil {
 			t.Fatal(err)
 		}
 		_ = s.Close()
@@ -273,7 +273,7 @@ func TestFileStoreFaults(t *testing.T) {
 			fsys := newFaultFS()
 			s := openStore(t, dir, WithFS(fsys))
 			b := testBinding(9, NodeConfig{Count: 1})
-			if _, err := s.Bind(ctx, b); err != nil {
+			if _, err := s.Create(ctx, b); err != nil {
 				t.Fatal(err)
 			}
 			if _, _, err := s.Lease(ctx, 100); err != nil {
@@ -312,7 +312,7 @@ func TestFileStoreFaults(t *testing.T) {
 		dir := t.TempDir()
 		fsys := newFaultFS()
 		s := openStore(t, dir, WithFS(fsys))
-		if _, err := s.Bind(ctx, testBinding(9, NodeConfig{Count: 1})); err != nil {
+		if _, err := s.Create(ctx, testBinding(9, NodeConfig{Count: 1})); err != nil {
 			t.Fatal(err)
 		}
 		_ = s.Close()
@@ -325,7 +325,7 @@ func TestFileStoreFaults(t *testing.T) {
 	t.Run("lock and mkdir", func(t *testing.T) {
 		fsys := newFaultFS()
 		fsys.set(opMkdir, syscall.EROFS)
-		if _, err := NewFileStore(t.TempDir(), WithFS(fsys)); !errors.Is(err, syscall.EROFS) {
+		if _, err := NewFileStore(filepath.Join(t.TempDir(), "data"), WithFS(fsys)); !errors.Is(err, syscall.EROFS) {
 			t.Fatalf("NewFileStore with mkdir failing = %v", err)
 		}
 		fsys.clear()

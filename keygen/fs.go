@@ -81,6 +81,71 @@ func (OSFS) SyncDir(dir string) error {
 	return err
 }
 
+// mkdirDurable creates dir and any missing parents with mode 0700, like
+// MkdirAll, and fsyncs the parent of every directory it created, so that
+// after a crash the new directory still exists and the files written into it
+// (the lease state, whose rename is fsynced in dir itself) are not orphaned
+// with it. An existing dir costs one Stat.
+func mkdirDurable(fsys FS, dir string) error {
+	dir = filepath.Clean(dir)
+	// Walk up to the deepest existing ancestor; missing lists the
+	// directories to create, deepest first.
+	var missing []string
+	for p := dir; ; p = filepath.Dir(p) {
+		if _, err := fsys.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+			// Exists, or cannot tell: what comes next (the lock, the
+			// files) reports a directory that is not usable.
+			break
+		}
+		missing = append(missing, p)
+		if filepath.Dir(p) == p {
+			break
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if err := fsys.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	// Top-down: each new directory's entry in its parent is made durable
+	// once the parent's own entry is.
+	for i := len(missing) - 1; i >= 0; i-- {
+		if err := fsys.SyncDir(filepath.Dir(missing[i])); err != nil {
+			return fmt.Errorf("fsync %s after creating %s: %w", filepath.Dir(missing[i]), missing[i], err)
+		}
+	}
+	return nil
+}
+
+// writeReplace replaces path with data through a temporary file and a
+// rename, without fsync: after a crash the file holds the old content, the
+// new one, or (torn) neither — callers must tolerate all three.
+func writeReplace(fsys FS, path string, data []byte, perm fs.FileMode) error {
+	tmp := path + ".tmp"
+	if err := fsys.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	f, err := fsys.CreateExcl(tmp, perm)
+	if err != nil {
+		return err
+	}
+	n, err := f.Write(data)
+	if err == nil && n < len(data) {
+		err = io.ErrShortWrite
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = fsys.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = fsys.Remove(tmp)
+	}
+	return err
+}
+
 // writeAtomic replaces path with data so that after a crash the file holds
 // either the old or the new content, and the new content is durable when it
 // returns nil: write a temporary file, fsync it, rename it over path, fsync

@@ -37,6 +37,8 @@ func TestUniqueUnderConcurrency(t *testing.T) {
 				mem := newMemStore()
 				if !tc.file {
 					store = mem
+				} else {
+					mustInit(t, cfg, WithFS(newFastFS()))
 				}
 				g := mustOpen(t, im, cfg, store, WithFS(newFastFS()))
 				const workers = 8
@@ -81,6 +83,7 @@ func TestRestartNeverReissues(t *testing.T) {
 	forEachImpl(t, func(t *testing.T, im impl) {
 		dir := t.TempDir()
 		cfg := Config{Digits: 6, BlockSize: 100, Dir: dir}
+		mustInit(t, cfg, WithFS(newFastFS()))
 		seen := newKeySet()
 		var lastCounter uint64
 		for restart := range 6 {
@@ -114,6 +117,7 @@ func TestCrashSnapshot(t *testing.T) {
 	forEachImpl(t, func(t *testing.T, im impl) {
 		dir := t.TempDir()
 		cfg := Config{Digits: 7, BlockSize: 512, Dir: dir}
+		mustInit(t, cfg)
 		g := mustOpen(t, im, cfg, nil)
 		var (
 			mu     sync.Mutex
@@ -248,6 +252,7 @@ func TestExhaustionFileStoreWarnings(t *testing.T) {
 		lo, hi := NodePartition(6, node)
 		// Blocks of 0.5 % of the partition, so that every percent has a lease.
 		cfg := Config{Digits: 6, BlockSize: 45, Secret: testSecret, Dir: t.TempDir(), Node: node, WarnAt: 0.8}
+		mustInit(t, cfg, WithFS(newFastFS()))
 		g := mustOpen(t, im, cfg, nil, WithLogger(zap.New(core)), WithFS(newFastFS()))
 		seen := newKeySet()
 		p := g.Permutation()
@@ -304,6 +309,7 @@ func TestMultiNodeDisjoint(t *testing.T) {
 		var total atomic.Int64
 		for id := range nodes {
 			cfg := Config{Digits: 6, BlockSize: 4096, Secret: testSecret, Dir: t.TempDir(), Node: NodeConfig{ID: id, Count: nodes}}
+			mustInit(t, cfg, WithFS(newFastFS()))
 			g := mustOpen(t, im, cfg, nil, WithFS(newFastFS()), fullDomainFill())
 			wg.Go(func() {
 				for {
@@ -356,6 +362,7 @@ func TestDiskFaults(t *testing.T) {
 				fsys := newFastFS()
 				clock := newFakeClock()
 				cfg := Config{Digits: 6, BlockSize: 64, Secret: testSecret, Dir: dir}
+				mustInit(t, cfg, WithFS(fsys))
 				g := mustOpen(t, im, cfg, nil, WithFS(fsys), WithClock(clock))
 				seen := newKeySet()
 				issue := func(n int) {
@@ -498,7 +505,9 @@ func TestBadLeaseRefused(t *testing.T) {
 
 func TestCloseIdempotentAndConcurrent(t *testing.T) {
 	forEachImpl(t, func(t *testing.T, im impl) {
-		g, err := im.open(Config{Digits: 9, BlockSize: 64, Dir: t.TempDir()}, nil, WithFS(newFastFS()))
+		cfg := Config{Digits: 9, BlockSize: 64, Dir: t.TempDir()}
+		mustInit(t, cfg, WithFS(newFastFS()))
+		g, err := im.open(cfg, nil, WithFS(newFastFS()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -545,6 +554,7 @@ func TestNewFailures(t *testing.T) {
 		// A broken disk at start fails New with the OS error, and releases
 		// the directory.
 		dir := t.TempDir()
+		mustInit(t, Config{Dir: dir, Secret: testSecret})
 		fsys := newFaultFS()
 		fsys.set(opSync, syscall.EIO)
 		if _, err := im.open(Config{Dir: dir, Secret: testSecret}, nil, WithFS(fsys)); !errors.Is(err, syscall.EIO) {
@@ -559,6 +569,7 @@ func TestNewFailures(t *testing.T) {
 		}
 		// Two generators on one directory.
 		dir = t.TempDir()
+		mustInit(t, Config{Dir: dir})
 		g := mustOpen(t, im, Config{Dir: dir}, nil)
 		_ = g
 		if _, err := im.open(Config{Dir: dir}, nil); !errors.Is(err, ErrLocked) {

@@ -63,6 +63,17 @@ func mustOpen(t *testing.T, im impl, cfg Config, store LeaseStore, opts ...Optio
 	return g
 }
 
+// mustInit creates the key space of cfg in cfg.Dir (Init, no skip), as the
+// operator's one-shot command does before a daemon's first start.
+func mustInit(t testing.TB, cfg Config, opts ...Option) Partition {
+	t.Helper()
+	p, err := Init(cfg, nil, 0, opts...)
+	if err != nil {
+		t.Fatalf("Init: %v", err)
+	}
+	return p
+}
+
 // waitFor polls cond until it holds, failing the test after a bounded wait.
 // step runs before each poll (e.g. advancing a fake clock).
 func waitFor(t *testing.T, what string, step func(), cond func() bool) {
@@ -336,13 +347,33 @@ type memStore struct {
 	override func(start, end uint64) (uint64, uint64)
 	leases   int
 	closed   bool
+	// strict makes Bind on a store without a key space fail, as every
+	// real store does. By default a memStore stands for a key space Init
+	// created just before (Bind records the binding), which the many
+	// generator tests that are not about the lifecycle rely on.
+	strict bool
 }
 
 func newMemStore() *memStore { return &memStore{} }
 
+func (m *memStore) Create(_ context.Context, b Binding) (Partition, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.bound {
+		return Partition{}, fmt.Errorf("%w: mem store", ErrKeySpaceExists)
+	}
+	m.lo, m.hi = NodePartition(b.Digits, b.Node)
+	m.next = m.lo
+	m.bound, m.b = true, b
+	return Partition{Lo: m.lo, Hi: m.hi, Next: m.next, Created: true}, nil
+}
+
 func (m *memStore) Bind(_ context.Context, b Binding) (Partition, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if !m.bound && m.strict {
+		return Partition{}, fmt.Errorf("%w: mem store", ErrStateMissing)
+	}
 	if m.bound && m.b != b {
 		return Partition{}, fmt.Errorf("%w: mem store", ErrBindingChanged)
 	}

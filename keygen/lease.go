@@ -13,11 +13,20 @@ import "context"
 // key) later — never a home-made protocol. Implementations must be safe for
 // concurrent use.
 type LeaseStore interface {
-	// Bind attaches the store to a key space, once, before any Lease. On a
-	// store with no state it records b; on one that holds state for a
-	// different binding it fails with ErrBindingChanged, unless no counter
-	// was ever leased under the old binding (then it may record b and report
-	// Rebound). It returns the counter range this node leases from.
+	// Create makes a new key space: on a store with no state it records b
+	// with the high-water mark at the partition's first counter, durably,
+	// and returns the partition (Created set); Bind is then done. It never
+	// starts a key space that exists: on a store holding state it fails with
+	// ErrKeySpaceExists, unless no counter was ever leased under a different
+	// binding (an interrupted Init), which it replaces (Rebound set). Only
+	// Init calls it, on an operator's explicit command.
+	Create(ctx context.Context, b Binding) (Partition, error)
+	// Bind attaches the store to an existing key space, once, before any
+	// Lease. On a store with no state it fails with ErrStateMissing (it
+	// never creates one); on one that holds state for a different binding
+	// it fails with ErrBindingChanged, unless no counter was ever leased
+	// under the old binding (then it may record b and report Rebound). It
+	// returns the counter range this node leases from.
 	Bind(ctx context.Context, b Binding) (Partition, error)
 	// Lease durably reserves the next counters of the partition, at most n
 	// (fewer only at the partition's end), and returns them as [start, end).
@@ -44,7 +53,7 @@ type Partition struct {
 	// Next is the durable high-water mark: every counter below it may have
 	// been issued, none at or above it has.
 	Next uint64
-	// Created is true when the store held no state and Bind recorded the
+	// Created is true when the store held no state and Create recorded the
 	// binding now.
 	Created bool
 	// Rebound is true when the store held a different binding under which no

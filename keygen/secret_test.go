@@ -11,6 +11,7 @@ import (
 
 func TestSecretGeneratedAndReused(t *testing.T) {
 	dir := t.TempDir()
+	mustInit(t, Config{Dir: dir, Digits: 6, BlockSize: 16})
 	g, err := New(Config{Dir: dir, Digits: 6, BlockSize: 16}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -120,15 +121,16 @@ func writeFileMode(t *testing.T, path string, data []byte, mode os.FileMode) {
 
 func TestSecretMultiNodeNeverGenerated(t *testing.T) {
 	dir := t.TempDir()
-	_, err := New(Config{Dir: dir, Node: NodeConfig{ID: 1, Count: 2}}, nil)
+	_, err := Init(Config{Dir: dir, Node: NodeConfig{ID: 1, Count: 2}}, nil, 0)
 	if !errors.Is(err, ErrSecret) || !strings.Contains(err.Error(), "share one secret") {
-		t.Fatalf("New without a secret on node 1 of 2 = %v", err)
+		t.Fatalf("Init without a secret on node 1 of 2 = %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, SecretFile)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatal("a per-node secret was generated")
 	}
 	// A provisioned secret file works.
 	writeFileMode(t, filepath.Join(dir, SecretFile), EncodeSecret(testSecret), 0o600)
+	mustInit(t, Config{Dir: dir, Digits: 6, BlockSize: 8, Node: NodeConfig{ID: 1, Count: 2}})
 	g, err := New(Config{Dir: dir, Digits: 6, BlockSize: 8, Node: NodeConfig{ID: 1, Count: 2}}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -142,6 +144,7 @@ func TestSecretMultiNodeNeverGenerated(t *testing.T) {
 func TestChangedSecretOrDigitsRefused(t *testing.T) {
 	dir := t.TempDir()
 	cfg := Config{Dir: dir, Digits: 6, BlockSize: 8, Secret: testSecret}
+	mustInit(t, cfg)
 	g, err := New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -154,8 +157,6 @@ func TestChangedSecretOrDigitsRefused(t *testing.T) {
 		"secret": {Dir: dir, Digits: 6, BlockSize: 8, Secret: other},
 		"digits": {Dir: dir, Digits: 7, BlockSize: 8, Secret: testSecret},
 		"node":   {Dir: dir, Digits: 6, BlockSize: 8, Secret: testSecret, Node: NodeConfig{ID: 0, Count: 2}},
-		// Dropping the configured secret makes New generate one: refused too.
-		"secret dropped": {Dir: dir, Digits: 6, BlockSize: 8},
 	}
 	for name, c := range changed {
 		t.Run(name, func(t *testing.T) {
@@ -169,7 +170,14 @@ func TestChangedSecretOrDigitsRefused(t *testing.T) {
 			}
 		})
 	}
-	// The generated secret of the "secret dropped" attempt was not stored.
+	// Dropping the configured secret: New never generates one, and names
+	// the lost secret.
+	if g, err := New(Config{Dir: dir, Digits: 6, BlockSize: 8}, nil); err == nil {
+		g.Close()
+		t.Fatal("start without the secret accepted")
+	} else if !errors.Is(err, ErrSecret) || !strings.Contains(err.Error(), "secret it was created with is lost") {
+		t.Fatalf("New without the secret = %v, want ErrSecret", err)
+	}
 	if _, err := os.Stat(filepath.Join(dir, SecretFile)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatal("a refused start stored a secret")
 	}
@@ -182,6 +190,7 @@ func TestChangedSecretOrDigitsRefused(t *testing.T) {
 
 func TestStateMissingRefused(t *testing.T) {
 	dir := t.TempDir()
+	mustInit(t, Config{Dir: dir, Digits: 6, BlockSize: 8})
 	g, err := New(Config{Dir: dir, Digits: 6, BlockSize: 8}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -197,28 +206,39 @@ func TestStateMissingRefused(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, StateFile)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatal("a refused start recreated the state file")
 	}
+	// Init refuses too: the generated secret outlived its lease state.
+	if _, err := Init(Config{Dir: dir, Digits: 6, BlockSize: 8}, nil, 0); !errors.Is(err, ErrStateMissing) {
+		t.Fatalf("Init next to a generated secret without state = %v, want ErrStateMissing", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, StateFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("a refused Init recreated the state file")
+	}
 }
 
-// TestFirstStartCrashBeforeSecretStored: the binding is recorded, then storing
-// the new secret fails (as a crash would leave it). No key was issued, so the
-// next start may generate another secret and rebind.
+// TestFirstStartCrashBeforeSecretStored: Init records the binding, then
+// storing the new secret fails (as a crash would leave it). No key was
+// issued, so the daemon refuses to start (no secret) and Init, run again,
+// may generate another secret and rebind.
 func TestFirstStartCrashBeforeSecretStored(t *testing.T) {
 	dir := t.TempDir()
 	fsys := &secretWriteFault{faultFS: newFaultFS()}
-	if _, err := New(Config{Dir: dir, Digits: 6, BlockSize: 8}, nil, WithFS(fsys)); !errors.Is(err, syscall.ENOSPC) {
-		t.Fatalf("New with the secret write failing = %v", err)
+	if _, err := Init(Config{Dir: dir, Digits: 6, BlockSize: 8}, nil, 0, WithFS(fsys)); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Init with the secret write failing = %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, StateFile)); err != nil {
 		t.Fatalf("binding not recorded: %v", err)
 	}
+	if _, err := New(Config{Dir: dir, Digits: 6, BlockSize: 8}, nil); !errors.Is(err, ErrSecret) {
+		t.Fatalf("start after the interrupted Init = %v, want ErrSecret", err)
+	}
+	if p := mustInit(t, Config{Dir: dir, Digits: 6, BlockSize: 8}); !p.Rebound || !p.Created {
+		t.Fatalf("second Init: partition %+v, want Created and Rebound", p)
+	}
 	g, err := New(Config{Dir: dir, Digits: 6, BlockSize: 8}, nil)
 	if err != nil {
-		t.Fatalf("second first start: %v", err)
+		t.Fatalf("start after the second Init: %v", err)
 	}
 	defer g.Close()
-	if g.Partition().Rebound != true {
-		t.Fatalf("partition %+v, want Rebound", g.Partition())
-	}
 	if _, err := g.Next(); err != nil {
 		t.Fatal(err)
 	}

@@ -110,9 +110,10 @@ type supply struct {
 	warnedPct int
 }
 
-// newSupply validates cfg, opens the default store if store is nil, resolves
-// the secret, binds the store and leases and permutes the first block. It
-// does not start the refill loop (start does).
+// newSupply validates cfg, opens the default store if store is nil, loads
+// the secret, binds the store to its existing key space and leases and
+// permutes the first block. It does not start the refill loop (start does).
+// It never creates a key space or a secret: that is Init's job.
 func newSupply(cfg Config, store LeaseStore, stripes int, opts []Option) (_ *supply, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -136,23 +137,12 @@ func newSupply(cfg Config, store LeaseStore, stripes int, opts []Option) (_ *sup
 		}
 	}()
 
-	secret, source, err := resolveSecret(cfg, o.fs)
+	secret, _, err := resolveSecret(cfg, o.fs, false)
+	if errors.Is(err, errNoSecretFile) {
+		return nil, missingSecret(cfg, store, o.fs)
+	}
 	if err != nil {
 		return nil, err
-	}
-	if fstore, ok := store.(*FileStore); ok && source == secretFromGenerated {
-		// The state file is written before a generated secret is stored, so
-		// a generated secret without state means the state was lost:
-		// starting again from counter zero would reissue every key.
-		path := filepath.Join(fstore.Dir(), StateFile)
-		_, err := o.fs.Stat(path)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			return nil, fmt.Errorf("%w: %s was generated here but %s does not exist: the high-water mark is lost and starting over would reissue keys; restore %s from a backup",
-				ErrStateMissing, filepath.Join(cfg.Dir, SecretFile), path, StateFile)
-		case err != nil:
-			return nil, fmt.Errorf("keygen: lease state %s: %w", path, err)
-		}
 	}
 	perm, err := NewPermutation(secret, cfg.Digits)
 	if err != nil {
@@ -174,12 +164,12 @@ func newSupply(cfg Config, store LeaseStore, stripes int, opts []Option) (_ *sup
 	if part.Lo >= part.Hi || part.Hi > perm.Size() || part.Next < part.Lo || part.Next > part.Hi {
 		return nil, fmt.Errorf("%w: store bound to counters [%d, %d) next %d, domain [0, %d)", ErrBadLease, part.Lo, part.Hi, part.Next, perm.Size())
 	}
-	if source == secretGenerated {
-		if err := storeSecret(o.fs, cfg.Dir, secret); err != nil {
-			return nil, err
+	if fstore, ok := store.(*FileStore); ok {
+		if rec, ok := fstore.RecordedMark(b); ok && rec > part.Next {
+			return nil, fmt.Errorf("%w: %s says the next counter is %d, but this directory already made counters up to %d durable (%s): the lease state was put back from an older copy, and starting from it would reissue the keys issued since. Move its mark forward by at least %d counters (more if keys were issued after that record), with a skip",
+				ErrStateStale, filepath.Join(fstore.Dir(), StateFile), part.Next, rec, MarkFile, rec-part.Next)
 		}
 	}
-
 	chunkSize := min(maxChunk, max(1, cfg.BlockSize/uint64(stripes)))
 	perBlock := int((cfg.BlockSize + chunkSize - 1) / chunkSize)
 	s := &supply{
@@ -466,4 +456,20 @@ func (s *supply) stats(residue uint64) Stats {
 		st.LastLeaseError, st.LastLeaseErrorAt = f.err, f.at
 	}
 	return st
+}
+
+// missingSecret is newSupply's error when neither the config nor <Dir> holds
+// a secret: no key space (ErrStateMissing) if the file store holds no lease
+// state either, else a lost secret (ErrSecret).
+func missingSecret(cfg Config, store LeaseStore, fsys FS) error {
+	path := filepath.Join(cfg.Dir, SecretFile)
+	if fstore, ok := store.(*FileStore); ok {
+		state := filepath.Join(fstore.Dir(), StateFile)
+		if _, err := fsys.Stat(state); errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%w: neither %s nor %s exists and the config sets no secret: this data directory holds no key space; create it explicitly (switchboard -init-keys)",
+				ErrStateMissing, state, path)
+		}
+	}
+	return fmt.Errorf("%w: %s does not exist and the config sets no secret, but the key space's lease state does: the secret it was created with is lost. Put that secret back (it never changes, so any copy of it will do); a new secret would make new keys collide with issued ones",
+		ErrSecret, path)
 }

@@ -61,6 +61,8 @@ for n in 1 2 3; do
 done
 
 mkdir -p "$tmp/data"
+# A new data directory: create its session key space once (the daemon never does).
+bin/switchboard -init-keys -config configs/local-telsim.yaml -data-dir "$tmp/data" >/dev/null
 bin/switchboard -config configs/local-telsim.yaml -socket "$tmp/sb.sock" -data-dir "$tmp/data" \
 	>"$tmp/switchboard.log" 2>&1 &
 pids+=($!)

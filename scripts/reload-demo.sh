@@ -127,6 +127,8 @@ variant 1 >"$tmp/variant-1.yaml"
 cp "$tmp/variant-0.yaml" "$tmp/switchboard.yaml"
 bin/switchboard -check-config "$tmp/variant-1.yaml" >/dev/null
 mkdir -p "$tmp/data"
+# A new data directory: create its session key space once (the daemon never does).
+bin/switchboard -init-keys -config "$tmp/switchboard.yaml" -data-dir "$tmp/data" >/dev/null
 bin/switchboard -config "$tmp/switchboard.yaml" -socket "$tmp/sb.sock" -admin-socket "$tmp/admin.sock" \
 	-data-dir "$tmp/data" >"$tmp/switchboard.log" 2>&1 &
 pids+=($!)

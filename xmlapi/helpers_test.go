@@ -25,6 +25,7 @@ import (
 
 	"switchboard/client"
 	"switchboard/daemon"
+	"switchboard/keygen"
 	"switchboard/wire"
 )
 
@@ -158,6 +159,11 @@ func startDaemon(t testing.TB, dir string, mutate func(*daemon.Config)) *running
 	var opts []daemon.Option
 	if tt, ok := t.(*testing.T); ok {
 		opts = append(opts, daemon.WithLogger(zaptest.NewLogger(tt, zaptest.Level(zap.WarnLevel))))
+	}
+	// The key space is created once per data directory, as the operator's
+	// switchboard -init-keys does; a restart on the same directory keeps it.
+	if _, err := daemon.InitKeys(cfg, 0); err != nil && !errors.Is(err, keygen.ErrKeySpaceExists) {
+		t.Fatal(err)
 	}
 	d, err := daemon.New(cfg, opts...)
 	if err != nil {

@@ -51,6 +51,9 @@ func startAdminDaemon(t *testing.T) *adminDaemon {
 	cfg.Cache.SizeMB = 32
 	cfg.Server.ShutdownTimeout = 5 * time.Second
 
+	if _, err := daemon.InitKeys(cfg, 0); err != nil { // as switchboard -init-keys
+		t.Fatal(err)
+	}
 	a := &adminDaemon{sock: cfg.Socket, admin: cfg.Admin.Socket}
 	a.setSource(func() (*daemon.Config, error) { return a.d.Config(), nil })
 	lvl := zap.NewAtomicLevelAt(zap.WarnLevel)

@@ -131,6 +131,7 @@ tiers:
 	token := []byte("issue-10-point-3")
 	req := &wire.AllocateRequest{Token: token, Spec: wire.Spec{Name: []byte("crash between RESERVE and answer")}}
 
+	initKeys(t, cfgPath, data)
 	p := start(t, daemonBin, sock, data, "-config", cfgPath)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -1,6 +1,8 @@
 // Command switchboard is the telephony bridge allocation daemon.
 //
 //	switchboard [-config FILE] [-socket PATH] [-data-dir DIR] [-admin-socket PATH] [-metrics-addr HOST:PORT]
+//	switchboard -init-keys [-skip-keys N] [-config FILE] [-data-dir DIR]
+//	switchboard -skip-keys N [-config FILE] [-data-dir DIR]
 //	switchboard -check-config FILE
 //
 // -check-config prints "ok" and exits 0 for a valid file; otherwise it
@@ -8,11 +10,25 @@
 // and field and what would be valid, then a count ("FILE: 3 errors"), and
 // exits 2.
 //
+// The daemon never creates its key space (the session keys' secret and
+// high-water mark in the data directory): started where there is none, it
+// exits 2 and names the command that creates it. -init-keys is that
+// command, run once by an operator, with the same -config and -data-dir as
+// the daemon: it creates the key space where none exists, refuses (exit 2)
+// where one does, and exits 0 without serving. -skip-keys N alone durably
+// moves an existing key space's high-water mark forward by N counters (never
+// backwards), the required step after putting a data directory back from a
+// backup; with -init-keys it creates the key space with its mark N counters
+// in, for a node whose data directory was lost. Neither belongs in a unit
+// file. docs/operations.md ("Key space lifecycle") says when to run which.
+//
 // Without -config it runs the embedded default (three in-process simulated
-// telephony tiers). SIGINT or SIGTERM stop it gracefully; SIGHUP reloads
+// telephony tiers), the developer setup, which alone creates its key space
+// on first start. SIGINT or SIGTERM stop it gracefully; SIGHUP reloads
 // the -config file (flags still override it). Under systemd (Type=notify)
 // it reports READY, RELOADING and STOPPING and honours WatchdogSec. Exit
-// codes: 0 clean stop, 1 runtime failure, 2 bad flags or configuration.
+// codes: 0 clean stop, 1 runtime failure, 2 bad flags or configuration, or
+// a key space that is missing, lost or refused.
 package main
 
 import (
@@ -29,6 +45,7 @@ import (
 
 	"switchboard/daemon"
 	"switchboard/internal/strictyaml"
+	"switchboard/keygen"
 )
 
 func main() { os.Exit(run()) }
@@ -41,6 +58,8 @@ func run() int {
 	dataDir := fs.String("data-dir", "", "data `directory` for key leases and the key secret (default: config data_dir, else "+daemon.DefaultDataDir+")")
 	adminSocket := fs.String("admin-socket", "", "admin Unix socket `path` for sbctl status/reload/drain/breaker and pprof, mode 0600 (default: config admin.socket, else none)")
 	metricsAddr := fs.String("metrics-addr", "", "loopback `host:port` serving Prometheus /metrics (default: config metrics.addr, else none)")
+	initKeys := fs.Bool("init-keys", false, "create the session key space in the data directory (once, by an operator; refuses an existing one) and exit")
+	skipKeys := fs.Uint64("skip-keys", 0, "durably move the key space's high-water mark forward by `N` counters and exit (after restoring a data directory from a backup; with -init-keys: create it N counters in)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
@@ -92,6 +111,29 @@ func run() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
+	// fix names the command that creates or repairs this key space.
+	fix := func(cmd string) string {
+		c := "switchboard " + cmd
+		if *configPath != "" {
+			c += " -config " + *configPath
+		}
+		return c + " -data-dir " + cfg.DataDir
+	}
+	skipSet := false
+	fs.Visit(func(f *flag.Flag) { skipSet = skipSet || f.Name == "skip-keys" })
+	if *initKeys || skipSet {
+		return keysCommand(cfg, *initKeys, *skipKeys, fix)
+	}
+	if *configPath == "" {
+		// The embedded default is the developer setup (make run): it
+		// alone creates its key space implicitly, once. A lost lease
+		// state next to the secret it generated is still refused.
+		// A data directory in use is reported by the daemon's own start.
+		if _, err := daemon.InitKeys(cfg, 0); err != nil && !errors.Is(err, keygen.ErrKeySpaceExists) && !errors.Is(err, keygen.ErrLocked) {
+			fmt.Fprintln(os.Stderr, "switchboard:", keysHint(err, fix))
+			return 2
+		}
+	}
 
 	log, level, err := daemon.NewLogger(cfg.Log, os.Stderr)
 	if err != nil {
@@ -136,9 +178,74 @@ func run() int {
 	err = d.Run(ctx)
 	hupStop()
 	<-hupDone
+	if keySpaceRefused(err) {
+		log.Error("switchboard cannot start: session key space refused", zap.Error(err))
+		fmt.Fprintln(os.Stderr, "switchboard:", keysHint(err, fix))
+		return 2
+	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("switchboard failed", zap.Error(err))
 		return 1
 	}
 	return 0
+}
+
+// keysCommand runs -init-keys and/or -skip-keys and returns the exit code.
+func keysCommand(cfg *daemon.Config, create bool, skip uint64, fix func(string) string) int {
+	var part keygen.Partition
+	var err error
+	if create {
+		part, err = daemon.InitKeys(cfg, skip)
+	} else {
+		part, err = daemon.SkipKeys(cfg, skip)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "switchboard:", keysHint(err, fix))
+		if keySpaceRefused(err) || errors.Is(err, keygen.ErrKeySpaceExists) || errors.Is(err, keygen.ErrInvalidConfig) || errors.Is(err, keygen.ErrLocked) {
+			return 2
+		}
+		return 1
+	}
+	what := "moved forward"
+	if create {
+		what = "created"
+	}
+	fmt.Printf("key space %s in %s: node %d of %d, counters [%d, %d), next %d\n",
+		what, cfg.DataDir, cfg.Keys.Node.ID, cfg.Keys.Node.Count, part.Lo, part.Hi, part.Next)
+	if create && cfg.Keys.Secret == "" {
+		fmt.Printf("back up %s/%s now (it never changes): without it a lost data directory cannot be recreated safely\n",
+			cfg.DataDir, keygen.SecretFile)
+	}
+	return 0
+}
+
+// keySpaceRefused reports whether err is the daemon refusing its key space
+// (missing, lost, changed, corrupt or without its secret): an operator must
+// act, and restarting cannot help, so the exit code is 2.
+func keySpaceRefused(err error) bool {
+	for _, s := range []error{keygen.ErrStateMissing, keygen.ErrStateStale, keygen.ErrSecret, keygen.ErrBindingChanged, keygen.ErrStateCorrupt} {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// keysHint returns err's message followed by the command that fixes it.
+func keysHint(err error, fix func(string) string) string {
+	switch {
+	case errors.Is(err, keygen.ErrStateMissing):
+		return fmt.Sprintf("%v\nfix: if this node never issued keys from this data directory, create its key space once: %s\n"+
+			"     if it did (the directory was lost, emptied or its lease deleted), create it past every key it issued: %s\n"+
+			"     (see docs/operations.md, \"Key space lifecycle\")", err, fix("-init-keys"), fix("-init-keys -skip-keys N"))
+	case errors.Is(err, keygen.ErrKeySpaceExists):
+		return fmt.Sprintf("%v\nthe key space is left as it is; it needs no -init-keys. If it was put back from a backup, move its high-water mark past every key issued since: %s",
+			err, fix("-skip-keys N"))
+	case errors.Is(err, keygen.ErrStateStale):
+		return fmt.Sprintf("%v\nfix: %s (N: see docs/operations.md, \"Key space lifecycle\")", err, fix("-skip-keys N"))
+	case errors.Is(err, keygen.ErrStateCorrupt):
+		return fmt.Sprintf("%v\nfix: move the damaged %s aside and recreate the key space past every key it issued: %s (N: see docs/operations.md, \"Key space lifecycle\")",
+			err, keygen.StateFile, fix("-init-keys -skip-keys N"))
+	}
+	return err.Error()
 }

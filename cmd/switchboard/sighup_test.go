@@ -189,6 +189,7 @@ func TestSIGHUPReload(t *testing.T) {
 	write(hupConfig(2, 9, "250ms"))
 	notify := listenNotify(t, filepath.Join(dir, "notify.sock"))
 
+	initKeys(t, cfgPath, filepath.Join(dir, "data"))
 	cmd := exec.Command(daemonBin, "-config", cfgPath, "-socket", sock, "-data-dir", filepath.Join(dir, "data"), "-admin-socket", adminSock)
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+filepath.Join(dir, "notify.sock"), "WATCHDOG_USEC=200000")
 	logs := &lockedWriter{}

@@ -56,6 +56,9 @@ func startDaemon(t *testing.T) string {
 	cfg.Socket = filepath.Join(dir, "sb.sock")
 	cfg.DataDir = filepath.Join(dir, "data")
 	cfg.Cache.SizeMB = 32
+	if _, err := daemon.InitKeys(cfg, 0); err != nil { // as switchboard -init-keys
+		t.Fatal(err)
+	}
 	d, err := daemon.New(cfg)
 	if err != nil {
 		t.Fatal(err)
