@@ -18,7 +18,7 @@ func TestOrphanJournalReplay(t *testing.T) {
 	if err != nil || len(pending) != 0 || bad != 0 {
 		t.Fatalf("fresh journal: %v %v %d", pending, err, bad)
 	}
-	a, b, c := orphan{"primary-large", 111}, orphan{"nextgen", 222}, orphan{"primary-large", 333}
+	a, b, c := orphan{"primary-large", 111, ""}, orphan{"nextgen", 222, ""}, orphan{"primary-large", 333, ""}
 	for _, r := range []struct {
 		op byte
 		or orphan
@@ -64,8 +64,8 @@ func TestOrphanJournalCompactsWhenLong(t *testing.T) {
 	}
 	defer j.close()
 	for i := range uint64(3000) {
-		j.add(orphan{"nextgen", i})
-		j.done(orphan{"nextgen", i})
+		j.add(orphan{"nextgen", i, ""})
+		j.done(orphan{"nextgen", i, ""})
 	}
 	if !j.wantsCompaction(0) {
 		t.Fatalf("6000 records for 0 pending orphans: no compaction wanted")
@@ -76,7 +76,7 @@ func TestOrphanJournalCompactsWhenLong(t *testing.T) {
 	if fi, err := os.Stat(j.path); err != nil || fi.Size() != 0 {
 		t.Fatalf("compacted journal: %v %v", fi, err)
 	}
-	if err := j.add(orphan{"nextgen", 7}); err != nil {
+	if err := j.add(orphan{"nextgen", 7, ""}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -161,13 +161,13 @@ func TestOrphanJournalAfterFailedWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	j.f = ro
-	if err := j.add(orphan{"nextgen", 111}); err == nil {
+	if err := j.add(orphan{"nextgen", 111, ""}); err == nil {
 		t.Fatal("a write to a read-only file succeeded")
 	}
 	ro.Close()
 	j.f = good
 	good.WriteString("+ nextg") // what the failed write may have left
-	if err := j.add(orphan{"nextgen", 222}); err != nil {
+	if err := j.add(orphan{"nextgen", 222, ""}); err != nil {
 		t.Fatal(err)
 	}
 	j.close()
@@ -176,7 +176,7 @@ func TestOrphanJournalAfterFailedWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer j2.close()
-	if want := []orphan{{"nextgen", 222}}; !slices.Equal(pending, want) || bad != 1 {
+	if want := []orphan{{"nextgen", 222, ""}}; !slices.Equal(pending, want) || bad != 1 {
 		t.Fatalf("replayed %v (bad %d), want %v (bad 1: the partial record)", pending, bad, want)
 	}
 }
