@@ -381,14 +381,14 @@ func (c *conn) queue(h wire.Header, p []byte, d time.Duration) {
 			return
 		}
 	}
-	c.s.stats.queued.Add(1)
 	req := append([]byte(nil), p...)
 	rng := c.s.newRand()
+	t := c.s.clock.NewTimer(d)
+	c.s.stats.queued.Add(1)
 	c.delayed.Add(1)
 	go func() {
 		defer c.delayed.Done()
 		defer func() { <-c.sem }()
-		t := c.s.clock.NewTimer(d)
 		select {
 		case <-t.C():
 		case <-c.closing:
