@@ -202,7 +202,7 @@ func isTerminal(w io.Writer) bool {
 func runFault(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("telsim fault", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: telsim fault -control ADDR MODE [-latency D] [-jitter D] [-fraction F] [-period D]\nMODE: none down refuse reset blackhole slow errors garbage cut full flap\nflags:")
+		fmt.Fprintln(fs.Output(), "usage: telsim fault -control ADDR MODE [-latency D] [-jitter D] [-fraction F] [-period D]\nMODE: none down refuse reset blackhole slow errors garbage cut full flap queue\nflags:")
 		fs.PrintDefaults()
 	}
 	control := fs.String("control", "", "control API `address` of the telsim to drive (host:port)")
