@@ -34,6 +34,7 @@ type reqState struct {
 	ureq    wire.UpdateRequest
 	kreq    wire.KeyRequest
 	res     wire.Reservation
+	unasked []orphan // servers a LOOKUP could not reach (locate)
 	// dl bounds the whole request, adl one tier attempt; both keep their
 	// timer and channel from one request to the next (deadline).
 	dl, adl deadline

@@ -389,8 +389,14 @@ func (s *service) accept(rs *reqState, t *tier, serverID string, key uint64, req
 //
 // A session held by a server that is now in another tier's pool (a reload
 // renamed the tier) is found there: servers, not tier names, hold sessions.
+// When the session is in the index nothing is sent. When it is not and
+// some server could not be asked, the error is UNAVAILABLE naming one, and
+// rs.unasked lists them all (a server id "" standing for a tier's servers
+// that never answered a HELLO): release defers the RELEASE to them.
+//
 // The caller must hold ts (acquired) while it uses the returned tier.
 func (s *service) locate(ctx context.Context, rs *reqState, ts *tierSet, key uint64) (t *tier, serverID string, err error) {
+	rs.unasked = rs.unasked[:0]
 	tiers := ts.tiers
 	v, found, deleted := s.idx.getSession(key, rs.cached)
 	rs.cached = v
@@ -411,6 +417,7 @@ func (s *service) locate(ctx context.Context, rs *reqState, ts *tierSet, key uin
 		ids := t.pool.ServerIDs()
 		if len(ids) < len(t.addrs) {
 			unreachable = fmt.Errorf("tier %s has servers that never answered a HELLO", t.name)
+			rs.unasked = append(rs.unasked, orphan{tier: t.name, key: key})
 		}
 		for _, id := range ids {
 			actx, cancel := rs.adl.within(ctx, t.attempt)
@@ -425,6 +432,7 @@ func (s *service) locate(ctx context.Context, rs *reqState, ts *tierSet, key uin
 					return nil, "", ctx.Err()
 				}
 				unreachable = fmt.Errorf("server %s of tier %s: %w", id, t.name, err)
+				rs.unasked = append(rs.unasked, orphan{tier: t.name, key: key, server: id})
 				continue
 			}
 			var rec wire.Record
@@ -474,9 +482,10 @@ func (s *service) lookup(ctx context.Context, rs *reqState, key uint64, out []by
 	return rs.res.AppendTo(out), nil
 }
 
-// testHookBeforeRefresh, when set (tests only), runs after a follow-up's
-// reply arrived and before the index is refreshed with it.
-var testHookBeforeRefresh func(key uint64)
+// testHookBeforeRefresh, when set (tests only), runs after an UPDATE's
+// reply arrived and before the index is refreshed with it: a test forces a
+// RELEASE into that window.
+var testHookBeforeRefresh atomic.Pointer[func(key uint64)]
 
 func (s *service) update(ctx context.Context, rs *reqState, req *wire.UpdateRequest, out []byte) ([]byte, error) {
 	ts := s.acquire()
@@ -500,8 +509,8 @@ func (s *service) update(ctx context.Context, rs *reqState, req *wire.UpdateRequ
 	if err := b.Decode(reply.Payload); err != nil {
 		return out, errf(wire.StatusInternal, "server %s of tier %s sent an undecodable UPDATE reply", id, t.name)
 	}
-	if testHookBeforeRefresh != nil {
-		testHookBeforeRefresh(req.Key)
+	if hook := testHookBeforeRefresh.Load(); hook != nil {
+		(*hook)(req.Key)
 	}
 	rs.res = wire.Reservation{Key: req.Key, Tier: t.nameB, Bridge: b, Spec: req.Spec, Meta: req.Meta}
 	rs.scratch, _ = s.idx.refreshSession(id, &rs.res, rs.scratch)
@@ -513,7 +522,21 @@ func (s *service) release(ctx context.Context, rs *reqState, key uint64, out []b
 	defer ts.release()
 	t, id, err := s.locate(ctx, rs, ts, key)
 	if err != nil {
-		return out, err
+		if len(rs.unasked) == 0 || ctx.Err() != nil || !errors.Is(err, wire.StatusUnavailable) {
+			return out, err
+		}
+		// Not in the index, not on any server that answered: if it
+		// exists, it is on a server that could not be asked. The release
+		// is accepted and deferred to each of them (a server that does
+		// not hold the key answers NOT_FOUND, which is final).
+		for _, or := range rs.unasked {
+			s.orphans.add(or.tier, or.server, key)
+		}
+		if ce := s.log.Check(zap.InfoLevel, "release of an unindexed session deferred to the servers that could not be asked"); ce != nil {
+			ce.Write(zap.Uint64("key", key), zap.Int("servers", len(rs.unasked)), zap.Error(err))
+		}
+		s.idx.delSession(key)
+		return out, nil
 	}
 	actx, cancel := rs.adl.within(ctx, t.attempt)
 	rs.kreq = wire.KeyRequest{Key: key}

@@ -102,6 +102,7 @@ type Pool struct {
 	// with live: RoundTripTo reads it lock-free.
 	routes atomic.Pointer[routes]
 	rr     atomic.Uint64 // round-robin cursor
+	rrTo   atomic.Uint64 // RoundTripTo's cursor: follow-ups do not skew RoundTrip's
 
 	closed    atomic.Bool  // Shutdown started: RoundTrip refuses
 	calls     atomic.Int64 // RoundTrips in progress
@@ -244,7 +245,7 @@ func (p *Pool) RoundTripTo(ctx context.Context, serverID string, op wire.Op, req
 		}
 		return nil, fmt.Errorf("%w: %q", ErrUnknownServer, serverID)
 	}
-	i := p.rr.Add(1)
+	i := p.rrTo.Add(1)
 	rep, _, err := p.callAny(ctx, live, i, op, req)
 	if errors.Is(err, ErrNoConn) {
 		err = fmt.Errorf("%w: %q", ErrServerDown, serverID)
