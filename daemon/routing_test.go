@@ -66,7 +66,7 @@ func TestTwoServerTierFollowUpsGoToTheHolder(t *testing.T) {
 		}
 		s2 := spec("updated")
 		if _, err := h.c.Update(ctx, k, &s2, []byte("v2")); err != nil {
-			t.Fatalf("update %d (held by %s): %v", k, heldBy(t, h, k), err)
+			t.Fatalf("update %d: %v", k, err)
 		}
 		if i%2 == 0 {
 			h.d.svc.idx.forgetSession(k) // the index lost it: every server is asked
@@ -218,5 +218,103 @@ func TestUpdateReplyAfterReleaseDoesNotResurrect(t *testing.T) {
 	}
 	if r, err := h.c.Lookup(ctx, al.Key); !errors.Is(err, wire.StatusNotFound) {
 		t.Fatalf("lookup after release: %+v %v, want NOT_FOUND (the update resurrected the session)", r, err)
+	}
+}
+
+// startTCPSim starts an in-process telsim server on loopback with the given
+// id; it closes at cleanup (after a daemon started later has stopped).
+func startTCPSim(t *testing.T, tier, id string) (*telsim.Server, string) {
+	t.Helper()
+	s, err := telsim.New(telsim.Config{Tier: tier, ServerID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := s.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, "tcp://" + a.String()
+}
+
+// TestOrphanReleaserNotHeldBackBySlowServer is issue 10, point 7 (first
+// part): an orphan on a server that never answers must not delay the
+// release of an orphan on a healthy server of another tier.
+func TestOrphanReleaserNotHeldBackBySlowServer(t *testing.T) {
+	slow, slowAddr := startTCPSim(t, "primary-large", "slow")
+	fast, fastAddr := startTCPSim(t, "nextgen", "fast")
+	h := startDaemon(t, func(c *Config) {
+		chaosConfig(c)
+		c.Tiers[0].Servers = []string{slowAddr}
+		c.Tiers[0].AttemptTimeout = 10 * time.Second // a release to it waits 40 s
+		c.Tiers[1].Servers = []string{fastAddr}
+		c.Tiers[0].Pool.HeartbeatTimeout = time.Minute // the blackholed server stays connected
+	})
+	ctx := ctxT(t)
+	// A bridge held on the healthy server under a key only the orphan
+	// knows.
+	ng := h.d.svc.set.Load().tiers[1]
+	rep, err := ng.pool.RoundTrip(ctx, wire.OpReserve, &wire.UpdateRequest{Key: 4242, Spec: spec("orphan")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep.Release()
+	if err := slow.SetFault(telsim.Fault{Mode: telsim.ModeBlackhole}); err != nil {
+		t.Fatal(err)
+	}
+	h.d.svc.orphans.add("primary-large", "slow", 4141)
+	h.d.svc.orphans.add("nextgen", "fast", 4242)
+	waitFor(t, "the healthy server's orphan released", 10*time.Second, func() bool { return fast.Stats().Reservations == 0 })
+	if n := h.d.svc.orphans.count(); n != 1 {
+		t.Fatalf("%d orphans pending, want the 1 on the silent server", n)
+	}
+	if err := slow.SetFault(telsim.Fault{}); err != nil { // let the daemon stop without waiting for it
+		t.Fatal(err)
+	}
+}
+
+// TestOrphansFollowTheirServerAcrossReloads is issue 10, point 7 (second
+// part): an orphan whose server a reload removed is kept and counted as
+// stranded, never dropped; when a reload brings the server back under
+// another tier name, the orphan is released there.
+func TestOrphansFollowTheirServerAcrossReloads(t *testing.T) {
+	srv, addr := startTCPSim(t, "primary-large", "s1")
+	h := startDaemon(t, func(c *Config) {
+		chaosConfig(c)
+		c.Tiers[0].Servers = []string{addr}
+	})
+	ctx := reloadCtx(t)
+	al, err := h.c.Allocate(ctx, &wire.AllocateRequest{Spec: spec("moved")})
+	if err != nil || al.Tier != "primary-large" {
+		t.Fatalf("allocate: %+v %v", al, err)
+	}
+	base := h.d.Config()
+	without := *base
+	without.Tiers = append([]TierConfig(nil), base.Tiers[1:]...)
+	if err := h.d.Reload(ctx, &without); err != nil {
+		t.Fatal(err)
+	}
+	// The front end was told the release succeeded (deferred) just as the
+	// tier went away: the orphan names server s1.
+	h.d.svc.orphans.add("primary-large", "s1", al.Key)
+	waitFor(t, "the orphan counted as stranded", 10*time.Second, func() bool { return h.d.svc.orphans.strandedCount() == 1 })
+	st, err := h.d.Status()
+	if err != nil || st.Orphans != 1 || st.Stranded != 1 {
+		t.Fatalf("status %+v %v: want 1 orphan pending, stranded", st, err)
+	}
+	if n := srv.Stats().Reservations; n != 1 {
+		t.Fatalf("%d reservations on s1, want the orphan's", n)
+	}
+	renamed := *base
+	renamed.Tiers = append([]TierConfig(nil), base.Tiers...)
+	renamed.Tiers[0].Name = "primary-xl"
+	if err := h.d.Reload(ctx, &renamed); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the orphan released through the renamed tier", 10*time.Second, func() bool {
+		return h.d.svc.orphans.count() == 0 && srv.Stats().Reservations == 0
+	})
+	if n := h.d.svc.orphans.strandedCount(); n != 0 {
+		t.Fatalf("%d stranded after the server came back", n)
 	}
 }
