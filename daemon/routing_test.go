@@ -318,3 +318,30 @@ func TestOrphansFollowTheirServerAcrossReloads(t *testing.T) {
 		t.Fatalf("%d stranded after the server came back", n)
 	}
 }
+
+// TestOrphanWithUnknownServerReleasedOnEveryServer: an orphan whose server
+// is not known ("": an old journal, crash recovery) is released on every
+// server of its tier; the one holding the bridge releases it, the others
+// answer NOT_FOUND, and the orphan is done.
+func TestOrphanWithUnknownServerReleasedOnEveryServer(t *testing.T) {
+	sa, addrA := startTCPSim(t, "primary-large", "x-a")
+	sb, addrB := startTCPSim(t, "primary-large", "x-b")
+	h := startDaemon(t, func(c *Config) {
+		chaosConfig(c)
+		c.Tiers[0].Servers = []string{addrA, addrB}
+	})
+	ctx := ctxT(t)
+	pl := h.d.svc.set.Load().tiers[0]
+	rep, err := pl.pool.RoundTripTo(ctx, "x-b", wire.OpReserve, &wire.UpdateRequest{Key: 777, Spec: spec("lost")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep.Release()
+	h.d.svc.orphans.add("primary-large", "", 777)
+	waitFor(t, "the orphan released", 10*time.Second, func() bool {
+		return h.d.svc.orphans.count() == 0 && sb.Stats().Reservations == 0
+	})
+	if st := sa.Stats(); st.Releases != 1 || st.Errors.NotFound != 1 {
+		t.Fatalf("x-a saw %d releases, %d NOT_FOUND; want the orphan's RELEASE, answered NOT_FOUND", st.Releases, st.Errors.NotFound)
+	}
+}
