@@ -405,9 +405,9 @@ func (s *service) locate(ctx context.Context, rs *reqState, ts *tierSet, key uin
 	}
 	if found {
 		if id, res, ok := parseSessionRecord(v); ok && rs.res.Decode(res) == nil {
-			if t := holder(tiers, string(rs.res.Tier), string(id)); t != nil {
+			if t, sid := holderOf(tiers, rs.res.Tier, id); t != nil {
 				rs.res.Tier = t.nameB
-				return t, string(id), nil
+				return t, sid, nil
 			}
 		}
 		s.idx.forgetSession(key) // its server is gone from the config, or corrupt: ask the servers
@@ -471,6 +471,24 @@ func holder(tiers []*tier, name, serverID string) *tier {
 		}
 	}
 	return nil
+}
+
+// holderOf is holder for the byte slices of an index record, without
+// allocating: it returns the pool's own copy of the server id.
+func holderOf(tiers []*tier, name, serverID []byte) (*tier, string) {
+	for pass := 0; pass < 2; pass++ {
+		for _, t := range tiers {
+			if pass == 0 && t.name != string(name) {
+				continue
+			}
+			for _, id := range t.pool.ServerIDs() {
+				if id == string(serverID) {
+					return t, id
+				}
+			}
+		}
+	}
+	return nil, ""
 }
 
 func (s *service) lookup(ctx context.Context, rs *reqState, key uint64, out []byte) ([]byte, error) {
