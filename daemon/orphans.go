@@ -57,6 +57,7 @@ type orphans struct {
 	jerrs    uint64         // journal write errors (logged once per 1000)
 	pending  []orphan
 	working  int            // orphans taken by workers in progress
+	sweeping int            // orphans taken by the sweep in progress
 	busy     map[route]bool // servers with a worker in progress
 	stranded int            // pending orphans whose server was in no pool at the last sweep
 
@@ -125,7 +126,7 @@ func (o *orphans) kick() {
 func (o *orphans) count() int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return len(o.pending) + o.working
+	return len(o.pending) + o.sweeping + o.working
 }
 
 // strandedCount returns how many pending orphans were, at the last sweep,
@@ -163,65 +164,91 @@ func routeOf(tiers []*tier, or orphan) (route, bool) {
 
 // sweep hands every pending orphan whose server is reachable to that
 // server's worker, unless one is already at work; the rest wait for the
-// next sweep.
+// next sweep. The queue's lock is held to take the batch and to hand it
+// out, not while routing it: add, on the request path, never waits for a
+// long sweep.
 func (o *orphans) sweep() {
 	tiers := o.tiers()
 	o.mu.Lock()
 	batch := o.pending
 	o.pending = nil
+	o.sweeping = len(batch)
+	o.mu.Unlock()
+	if len(batch) == 0 {
+		o.mu.Lock()
+		o.sweeping, o.stranded = 0, 0
+		o.mu.Unlock()
+		return
+	}
+
+	// Route the batch. An orphan of unknown server becomes one per server
+	// of its tier, once every server of the tier has said who it is.
+	type expansion struct {
+		from orphan
+		to   []orphan
+	}
+	var expanded []expansion
 	var keep []orphan
 	work := map[route][]orphan{}
 	stranded := 0
-	for _, or := range batch {
-		if or.server == "" {
-			// Unknown server: one orphan per server of its tier, once
-			// every server of the tier has said who it is.
-			t := tierNamed(tiers, or.tier)
-			if t == nil || len(t.pool.ServerIDs()) < len(t.addrs) {
-				if t == nil {
-					stranded++
-				}
-				keep = append(keep, or)
-				continue
-			}
-			for _, id := range t.pool.ServerIDs() {
-				x := orphan{tier: or.tier, key: or.key, server: id}
-				o.record('+', x)
-				keep = append(keep, x) // routed below, in this sweep's next pass
-			}
-			o.record('-', or)
-			continue
+	routeOne := func(or orphan) {
+		if r, ok := routeOf(tiers, or); ok {
+			work[r] = append(work[r], or)
+			return
 		}
+		stranded++
 		keep = append(keep, or)
 	}
-	batch, keep = keep, nil
 	for _, or := range batch {
-		r, ok := routeOf(tiers, or)
-		switch {
-		case !ok:
-			stranded++
-			keep = append(keep, or)
-		case o.busy[r] || !r.pool.HasServer(r.server):
-			keep = append(keep, or)
-		default:
-			work[r] = append(work[r], or)
+		if or.server != "" {
+			routeOne(or)
+			continue
 		}
+		t := tierNamed(tiers, or.tier)
+		if t == nil || len(t.pool.ServerIDs()) < len(t.addrs) {
+			if t == nil {
+				stranded++
+			}
+			keep = append(keep, or)
+			continue
+		}
+		e := expansion{from: or}
+		for _, id := range t.pool.ServerIDs() {
+			x := orphan{tier: or.tier, key: or.key, server: id}
+			e.to = append(e.to, x)
+			routeOne(x)
+		}
+		expanded = append(expanded, e)
 	}
-	o.stranded = stranded
-	compact := o.working == 0 && o.journal != nil && o.journal.wantsCompaction(len(keep)+len(o.pending))
-	all := append(keep, o.pending...)
+
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, e := range expanded {
+		for _, x := range e.to {
+			o.record('+', x)
+		}
+		o.record('-', e.from)
+	}
+	compact := o.working == 0 && o.journal != nil && o.journal.wantsCompaction(len(batch)+len(o.pending))
 	for r, list := range work {
+		if o.busy[r] {
+			keep = append(keep, list...)
+			delete(work, r)
+			continue
+		}
 		o.busy[r] = true
 		o.working += len(list)
 		o.wg.Add(1)
 		go o.work(r, list, tiers)
 	}
-	o.pending = all
+	o.pending = append(keep, o.pending...)
+	o.sweeping = 0
+	o.stranded = stranded
 	if compact {
 		// The journal must hold the pending orphans and those handed to
 		// workers just now; no earlier worker is at work (their lists
 		// are not tracked one by one).
-		inJournal := slices.Clone(all)
+		inJournal := slices.Clone(o.pending)
 		for _, list := range work {
 			inJournal = append(inJournal, list...)
 		}
@@ -229,7 +256,6 @@ func (o *orphans) sweep() {
 			o.log.Error("orphan journal compaction failed", zap.Error(err))
 		}
 	}
-	o.mu.Unlock()
 }
 
 func tierNamed(tiers []*tier, name string) *tier {
