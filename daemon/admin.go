@@ -28,6 +28,7 @@ type Status struct {
 	KeysIssued    uint64         `json:"keys_issued"`
 	KeysLeft      uint64         `json:"keys_left"`
 	Orphans       int            `json:"orphans_pending"`
+	Stranded      int            `json:"orphans_stranded"` // of Orphans, held by a server no tier has now: kept
 	LastReload    *ReloadOutcome `json:"last_reload,omitempty"`
 	Tiers         []TierStatus   `json:"tiers"`
 }
@@ -70,7 +71,7 @@ func (d *Daemon) Status() (Status, error) {
 		Instance: cfg.Instance, Socket: cfg.Socket, ConfigVersion: d.version.Load(),
 		Started: d.started, UptimeSeconds: now.Sub(d.started).Seconds(),
 		InFlight: d.srv.inFlight.Load(), KeysIssued: ks.Issued, KeysLeft: ks.Left,
-		Orphans: d.svc.orphans.count(), LastReload: d.last.Load(), Tiers: []TierStatus{},
+		Orphans: d.svc.orphans.count(), Stranded: d.svc.orphans.strandedCount(), LastReload: d.last.Load(), Tiers: []TierStatus{},
 	}
 	for _, t := range *d.svc.tiers.Load() {
 		ps := t.pool.Stats()

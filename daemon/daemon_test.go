@@ -190,7 +190,7 @@ func testLifecycle(t *testing.T, tr string) {
 	}
 
 	// LOOKUP falls back to the telephony server when the index has lost it.
-	h.d.svc.idx.delSession(a.Key)
+	h.d.svc.idx.forgetSession(a.Key)
 	r, err = h.c.Lookup(ctx, a.Key)
 	if err != nil {
 		t.Fatal(err)

@@ -14,8 +14,12 @@
 // out of order), the tier order is an immutable slice behind an atomic
 // pointer, a tier's availability is three atomic loads (drain switch, live
 // connections, breaker mirror), and responses are written by
-// flush-combining. Goroutines: Run owns the event loop, the orphan releaser
-// and each request's handler goroutine (bounded by server.max_in_flight and
+// flush-combining. A session's follow-ups (LOOKUP, UPDATE, RELEASE, the
+// release of an orphan) go only to the telephony server that holds it, whose
+// HELLO id the index records: the servers of a tier do not share
+// reservations. Goroutines: Run owns the event loop, the orphan releaser
+// (with at most one release worker per telephony server at a time) and each
+// request's handler goroutine (bounded by server.max_in_flight and
 // awaited on shutdown); the pools, the key generator and the simulators own
 // theirs and stop them when closed.
 package daemon

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"encoding/binary"
+	"sync"
 	"time"
 
 	"github.com/VictoriaMetrics/fastcache"
@@ -14,17 +15,48 @@ import (
 // entries may vanish under memory pressure, a miss on a session key asks the
 // telephony tiers, and the telephony server rejects a duplicate key.
 //
-// Session entries: "k" + 8-byte key → wire.Reservation encoding.
+// Session entries: "k" + 8-byte key → a session record, one of
+//
+//	live:      0x01, server id length (1 byte), server id, wire.Reservation encoding
+//	tombstone: 0x00, 8-byte expiry (Unix ns, big endian)
+//
+// The server id is the HELLO id of the telephony server holding the
+// reservation: follow-ups go to it and nowhere else. A tombstone is what a
+// delete leaves for sessionTombstoneTTL: a put that does not create the
+// session (the reply to an UPDATE or a LOOKUP handled after a RELEASE
+// removed the session) finds it and stores nothing, so a released session
+// is never resurrected (docs/protocol.md, "The daemon's session index").
+//
 // Token entries: "t" + token → 8-byte expiry (Unix ns) + wire.AllocateResponse
 // encoding. Every value is well under fastcache's 64 KiB entry limit (P13):
-// a reservation's meta is bounded by wire.MaxMeta.
+// a reservation's meta is bounded by wire.MaxMeta, a server id by
+// wire.MaxShort.
 //
-// index is safe for concurrent use.
+// index is safe for concurrent use. Deletes and the puts that must respect
+// them take one of a few striped mutexes (never across I/O); the put of a
+// fresh allocation (a key nobody else knows yet) takes none.
 type index struct {
 	c   *fastcache.Cache
 	ttl time.Duration
 	now func() time.Time
+
+	stripes [indexStripes]sync.Mutex
 }
+
+// indexStripes is the number of mutexes serializing a key's delete with a
+// later put that must not undo it.
+const indexStripes = 64
+
+// sessionTombstoneTTL is how long a deleted session's tombstone refuses puts:
+// far longer than any request (request_timeout is at most a few seconds) can
+// still be holding a reply about it.
+const sessionTombstoneTTL = 2 * time.Minute
+
+// Session record tags.
+const (
+	recTombstone = 0x00
+	recLive      = 0x01
+)
 
 func newIndex(sizeMB int, ttl time.Duration, now func() time.Time) *index {
 	return &index{c: fastcache.New(sizeMB << 20), ttl: ttl, now: now}
@@ -38,23 +70,97 @@ func sessionKey(k *[9]byte, key uint64) []byte {
 	return k[:]
 }
 
-// putSession stores r; scratch is a reusable buffer, returned grown.
-func (x *index) putSession(r *wire.Reservation, scratch []byte) []byte {
+func (x *index) stripe(key uint64) *sync.Mutex {
+	return &x.stripes[(key*0x9E3779B97F4A7C15)>>(64-6)]
+}
+
+// appendSessionRecord appends the live record of r held by serverID.
+func appendSessionRecord(dst []byte, serverID string, r *wire.Reservation) []byte {
+	dst = append(dst, recLive, byte(len(serverID)))
+	dst = append(dst, serverID...)
+	return r.AppendTo(dst)
+}
+
+// parseSessionRecord splits a live record into its server id and its
+// reservation encoding; ok is false for a tombstone or a corrupt record.
+func parseSessionRecord(v []byte) (serverID, res []byte, ok bool) {
+	if len(v) < 2 || v[0] != recLive || len(v) < 2+int(v[1]) {
+		return nil, nil, false
+	}
+	n := int(v[1])
+	return v[2 : 2+n], v[2+n:], true
+}
+
+// putSession stores r, held by serverID, for a session just created (a
+// fresh key: no tombstone can exist); scratch is a reusable buffer, returned
+// grown.
+func (x *index) putSession(serverID string, r *wire.Reservation, scratch []byte) []byte {
 	var k [9]byte
-	scratch = r.AppendTo(scratch[:0])
+	scratch = appendSessionRecord(scratch[:0], serverID, r)
 	x.c.Set(sessionKey(&k, r.Key), scratch)
 	return scratch
 }
 
-// getSession appends the encoded reservation of key to dst.
-func (x *index) getSession(key uint64, dst []byte) ([]byte, bool) {
+// refreshSession stores r, held by serverID, unless the session was deleted
+// (its tombstone is in force): for what a LOOKUP or an UPDATE learned, whose
+// reply may be handled after a RELEASE removed the session. It reports
+// whether it stored r.
+func (x *index) refreshSession(serverID string, r *wire.Reservation, scratch []byte) ([]byte, bool) {
 	var k [9]byte
-	return x.c.HasGet(dst[:0], sessionKey(&k, key))
+	sk := sessionKey(&k, r.Key)
+	mu := x.stripe(r.Key)
+	mu.Lock()
+	defer mu.Unlock()
+	old, found := x.c.HasGet(scratch[:0], sk)
+	if found && x.tombstoned(old) {
+		return old, false
+	}
+	scratch = appendSessionRecord(old[:0], serverID, r)
+	x.c.Set(sk, scratch)
+	return scratch, true
 }
 
+// tombstoned reports whether v is a tombstone still in force.
+func (x *index) tombstoned(v []byte) bool {
+	return len(v) == 9 && v[0] == recTombstone && int64(binary.BigEndian.Uint64(v[1:])) > x.now().UnixNano()
+}
+
+// getSession appends the record of key to dst. found reports a live record;
+// deleted a tombstone in force (the session was released: NOT_FOUND without
+// asking anyone).
+func (x *index) getSession(key uint64, dst []byte) (v []byte, found, deleted bool) {
+	var k [9]byte
+	v, ok := x.c.HasGet(dst[:0], sessionKey(&k, key))
+	switch {
+	case !ok:
+		return v, false, false
+	case len(v) > 0 && v[0] == recLive:
+		return v, true, false
+	default:
+		return v, false, x.tombstoned(v)
+	}
+}
+
+// delSession removes key's session and leaves its tombstone.
 func (x *index) delSession(key uint64) {
 	var k [9]byte
+	var v [9]byte
+	v[0] = recTombstone
+	binary.BigEndian.PutUint64(v[1:], uint64(x.now().Add(sessionTombstoneTTL).UnixNano()))
+	mu := x.stripe(key)
+	mu.Lock()
+	x.c.Set(sessionKey(&k, key), v[:])
+	mu.Unlock()
+}
+
+// forgetSession drops a stale or corrupt entry without a tombstone (the
+// session may well exist: it is looked up on the servers).
+func (x *index) forgetSession(key uint64) {
+	var k [9]byte
+	mu := x.stripe(key)
+	mu.Lock()
 	x.c.Del(sessionKey(&k, key))
+	mu.Unlock()
 }
 
 func tokenKey(dst, token []byte) []byte {

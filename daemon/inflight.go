@@ -107,10 +107,13 @@ func (d *Daemon) openIntents(cfg *Config, svc *service) (func(), error) {
 }
 
 // queueOrphan hands a reservation that may exist to the orphan releaser:
-// the one place the in-flight table does, so that a change of the orphan's
-// shape (a server id) is one line.
+// the one place the in-flight table does. The table records the tier, not
+// the server (the server is picked inside the pool, after the intent is
+// written), so the orphan names no server: the releaser sends its RELEASE
+// to every server of the tier, and the servers that never held the key
+// answer NOT_FOUND (and tombstone it, docs/protocol.md).
 func (s *service) queueOrphan(tierName string, key uint64) {
-	s.orphans.add(tierName, key)
+	s.orphans.add(tierName, "", key)
 }
 
 // allocateDurable runs allocateOnce holding a slot of the in-flight table:

@@ -190,6 +190,7 @@ var (
 	descLeft      = prometheus.NewDesc("switchboard_keys_left", "Session keys this node can still issue.", nil, nil)
 	descKeyWaits  = prometheus.NewDesc("switchboard_key_waits_total", "Requests that found no session key buffered and waited for the lease store (a slow data directory).", nil, nil)
 	descOrphans   = prometheus.NewDesc("switchboard_orphans_pending", "Possibly orphaned reservations waiting to be released.", nil, nil)
+	descStranded  = prometheus.NewDesc("switchboard_orphans_stranded", "Pending orphans held by a server no configured tier has; kept until it is configured again.", nil, nil)
 	descVersion   = prometheus.NewDesc("switchboard_config_version", "Configuration generation in force: 1 at start, +1 per successful reload.", nil, nil)
 	descReloadAt  = prometheus.NewDesc("switchboard_config_last_reload_success_timestamp_seconds", "When the configuration in force was loaded.", nil, nil)
 	descStart     = prometheus.NewDesc("switchboard_start_time_seconds", "When the daemon started.", nil, nil)
@@ -197,7 +198,7 @@ var (
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBreaker, descOverride, descDrained, descPoolConns, descPoolCalls,
-		descInFlight, descConns, descRefused, descIssued, descLeft, descKeyWaits, descOrphans, descVersion, descReloadAt, descStart} {
+		descInFlight, descConns, descRefused, descIssued, descLeft, descKeyWaits, descOrphans, descStranded, descVersion, descReloadAt, descStart} {
 		ch <- d
 	}
 }
@@ -229,6 +230,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descLeft, float64(ks.Left))
 	ch <- prometheus.MustNewConstMetric(descKeyWaits, prometheus.CounterValue, float64(st.svc.stats.keyWaits.Load()))
 	gauge(descOrphans, float64(st.svc.orphans.count()))
+	gauge(descStranded, float64(st.svc.orphans.strandedCount()))
 	gauge(descVersion, float64(c.d.version.Load()))
 	gauge(descReloadAt, float64(c.d.loadedAt.Load())/1e9)
 	gauge(descStart, float64(c.d.started.UnixNano())/1e9)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -18,10 +19,15 @@ const orphanJournalName = "orphans.journal"
 // hold a bridge nor a RELEASE the front end was told had succeeded (a
 // deferred release is an acknowledged one).
 //
-// It is an append-only text file, one record per line: "+ TIER KEY ." when
-// an orphan is queued, "- TIER KEY ." once its tier confirmed the release
-// (or it was given up). The final "." makes a record cut short by a crash
-// or a failed write unreadable, rather than readable as a shorter key. Opening replays it and rewrites it with only what is still
+// It is an append-only text file, one record per line: "+ TIER KEY SERVER ."
+// when an orphan is queued, "- TIER KEY SERVER ." once its server confirmed
+// the release (or it was given up). SERVER is the HELLO id of the server
+// holding the reservation, URL-path-escaped (so it has no space); a record
+// without it ("+ TIER KEY .", as journals written before server ids were
+// recorded have, and as crash recovery writes) means "server unknown:
+// release on every server of TIER". The final "." makes a record cut short
+// by a crash or a failed write unreadable, rather than readable as a
+// shorter key. Opening replays it and rewrites it with only what is still
 // pending; a sweep compacts it again once it holds far more records than
 // pending orphans. Appends are plain write(2)s, not fsynced: they survive the
 // daemon's crash or kill (the kernel holds them), not the host's power loss
@@ -100,14 +106,20 @@ func replayOrphans(path string) (pending []orphan, bad int, err error) {
 
 func parseOrphanRecord(line []byte) (op byte, or orphan, ok bool) {
 	f := bytes.Fields(line)
-	if len(f) != 4 || string(f[3]) != "." || len(f[0]) != 1 || (f[0][0] != '+' && f[0][0] != '-') || !validName(string(f[1])) {
+	if (len(f) != 4 && len(f) != 5) || string(f[len(f)-1]) != "." || len(f[0]) != 1 || (f[0][0] != '+' && f[0][0] != '-') || !validName(string(f[1])) {
 		return 0, orphan{}, false
 	}
 	key, err := strconv.ParseUint(string(f[2]), 10, 64)
 	if err != nil {
 		return 0, orphan{}, false
 	}
-	return f[0][0], orphan{tier: string(f[1]), key: key}, true
+	or = orphan{tier: string(f[1]), key: key}
+	if len(f) == 5 {
+		if or.server, err = url.PathUnescape(string(f[3])); err != nil || or.server == "" {
+			return 0, orphan{}, false
+		}
+	}
+	return f[0][0], or, true
 }
 
 func (j *orphanJournal) append(op byte, or orphan) error {
@@ -123,8 +135,7 @@ func (j *orphanJournal) append(op byte, or orphan) error {
 	j.buf = append(j.buf, op, ' ')
 	j.buf = append(j.buf, or.tier...)
 	j.buf = append(j.buf, ' ')
-	j.buf = strconv.AppendUint(j.buf, or.key, 10)
-	j.buf = append(j.buf, " .\n"...)
+	j.buf = appendOrphanTail(j.buf, or)
 	j.records++
 	if _, err := j.f.Write(j.buf); err != nil {
 		j.torn = true
@@ -132,6 +143,17 @@ func (j *orphanJournal) append(op byte, or orphan) error {
 	}
 	j.torn = false
 	return nil
+}
+
+// appendOrphanTail appends "KEY SERVER .\n" (or "KEY .\n" without a
+// server).
+func appendOrphanTail(b []byte, or orphan) []byte {
+	b = strconv.AppendUint(b, or.key, 10)
+	if or.server != "" {
+		b = append(b, ' ')
+		b = append(b, url.PathEscape(or.server)...)
+	}
+	return append(b, " .\n"...)
 }
 
 // add records a queued orphan.
@@ -159,7 +181,11 @@ func (j *orphanJournal) compact(pending []orphan, sync bool) error {
 	}
 	w := bufio.NewWriter(f)
 	for _, or := range pending {
-		fmt.Fprintf(w, "+ %s %d .\n", or.tier, or.key)
+		j.buf = append(j.buf[:0], "+ "...)
+		j.buf = append(j.buf, or.tier...)
+		j.buf = append(j.buf, ' ')
+		j.buf = appendOrphanTail(j.buf, or)
+		w.Write(j.buf)
 	}
 	err = w.Flush()
 	if err == nil && sync {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,7 +19,7 @@ func TestOrphanJournalReplay(t *testing.T) {
 	if err != nil || len(pending) != 0 || bad != 0 {
 		t.Fatalf("fresh journal: %v %v %d", pending, err, bad)
 	}
-	a, b, c := orphan{"primary-large", 111}, orphan{"nextgen", 222}, orphan{"primary-large", 333}
+	a, b, c := orphan{"primary-large", 111, ""}, orphan{"nextgen", 222, ""}, orphan{"primary-large", 333, ""}
 	for _, r := range []struct {
 		op byte
 		or orphan
@@ -64,8 +65,8 @@ func TestOrphanJournalCompactsWhenLong(t *testing.T) {
 	}
 	defer j.close()
 	for i := range uint64(3000) {
-		j.add(orphan{"nextgen", i})
-		j.done(orphan{"nextgen", i})
+		j.add(orphan{"nextgen", i, ""})
+		j.done(orphan{"nextgen", i, ""})
 	}
 	if !j.wantsCompaction(0) {
 		t.Fatalf("6000 records for 0 pending orphans: no compaction wanted")
@@ -76,7 +77,7 @@ func TestOrphanJournalCompactsWhenLong(t *testing.T) {
 	if fi, err := os.Stat(j.path); err != nil || fi.Size() != 0 {
 		t.Fatalf("compacted journal: %v %v", fi, err)
 	}
-	if err := j.add(orphan{"nextgen", 7}); err != nil {
+	if err := j.add(orphan{"nextgen", 7, ""}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -161,13 +162,13 @@ func TestOrphanJournalAfterFailedWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	j.f = ro
-	if err := j.add(orphan{"nextgen", 111}); err == nil {
+	if err := j.add(orphan{"nextgen", 111, ""}); err == nil {
 		t.Fatal("a write to a read-only file succeeded")
 	}
 	ro.Close()
 	j.f = good
 	good.WriteString("+ nextg") // what the failed write may have left
-	if err := j.add(orphan{"nextgen", 222}); err != nil {
+	if err := j.add(orphan{"nextgen", 222, ""}); err != nil {
 		t.Fatal(err)
 	}
 	j.close()
@@ -176,7 +177,51 @@ func TestOrphanJournalAfterFailedWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer j2.close()
-	if want := []orphan{{"nextgen", 222}}; !slices.Equal(pending, want) || bad != 1 {
+	if want := []orphan{{"nextgen", 222, ""}}; !slices.Equal(pending, want) || bad != 1 {
 		t.Fatalf("replayed %v (bad %d), want %v (bad 1: the partial record)", pending, bad, want)
+	}
+}
+
+// TestOrphanJournalServerField: records carry the holding server's id
+// (escaped: an id may hold spaces); records without one, as journals
+// written before server ids were recorded have, still read, as "server
+// unknown"; an orphan with and one without a server are distinct.
+func TestOrphanJournalServerField(t *testing.T) {
+	dir := t.TempDir()
+	old := "+ primary-large 111 .\n+ nextgen 222 .\n- nextgen 222 .\n"
+	if err := os.WriteFile(filepath.Join(dir, orphanJournalName), []byte(old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	j, pending, bad, err := openOrphanJournal(dir)
+	if err != nil || bad != 0 {
+		t.Fatalf("old journal: %v, %d bad", err, bad)
+	}
+	if want := []orphan{{"primary-large", 111, ""}}; !slices.Equal(pending, want) {
+		t.Fatalf("old journal replayed %v, want %v", pending, want)
+	}
+	odd := orphan{"nextgen", 333, "ng 1/b%"}
+	for _, r := range []struct {
+		op byte
+		or orphan
+	}{{'+', odd}, {'+', orphan{"nextgen", 444, "ng-a"}}, {'-', orphan{"nextgen", 444, ""}}} {
+		if err := j.append(r.op, r.or); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := j.close(); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, orphanJournalName))
+	if !strings.Contains(string(b), "+ nextgen 333 ng%201%2Fb%25 .\n") {
+		t.Fatalf("journal %q: want the server id escaped", b)
+	}
+	j, pending, bad, err = openOrphanJournal(dir)
+	if err != nil || bad != 0 {
+		t.Fatalf("reopen: %v, %d bad", err, bad)
+	}
+	defer j.close()
+	want := []orphan{{"primary-large", 111, ""}, odd, {"nextgen", 444, "ng-a"}}
+	if !slices.Equal(pending, want) {
+		t.Fatalf("replayed %v, want %v", pending, want)
 	}
 }

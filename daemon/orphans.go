@@ -3,11 +3,13 @@ package daemon
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
+	"switchboard/pool"
 	"switchboard/wire"
 )
 
@@ -16,18 +18,35 @@ import (
 // telephony server's own expiry): a bounded daemon beats an unbounded one.
 const maxOrphans = 1 << 16
 
-// orphan is a reservation whose outcome is unknown: RESERVE was sent, no
-// answer came (timeout, connection lost), so the server may hold a bridge
-// under key that nobody will use.
+// orphan is a reservation whose outcome is unknown (RESERVE was sent, no
+// answer came: the server may hold a bridge under key that nobody will use),
+// or a release the front end was told had succeeded and the holding server
+// could not take yet.
+//
+// server is the HELLO id of the server holding it; "" means unknown (a
+// journal written before server ids were recorded, or an orphan recovered
+// after a crash): it is released on every server of tier.
 type orphan struct {
-	tier string
-	key  uint64
+	tier   string
+	key    uint64
+	server string
 }
 
-// orphans releases possible orphans once their tier answers again, so no
-// bridge leaks. One goroutine owns the retry loop; add never blocks. With a
-// journal the queue survives restarts (orphanJournal). It is safe for
-// concurrent use.
+// route is where one orphan's RELEASE goes: a server of a pool.
+type route struct {
+	pool   *pool.Pool
+	server string
+}
+
+// orphans releases possible orphans on the server that holds them, once it
+// answers again, so no bridge leaks. One goroutine (run) owns the queue and
+// sweeps it; each sweep hands the orphans of each server to a worker
+// goroutine of that server (at most one per server at a time), so a slow or
+// dead server delays only its own releases. add never blocks. With a
+// journal the queue survives restarts (orphanJournal). An orphan whose
+// server is in no configured pool (a reload removed it) is kept and counted
+// (stranded), never dropped: it is released if the server comes back in any
+// tier. It is safe for concurrent use.
 type orphans struct {
 	log      *zap.Logger
 	tiers    func() []*tier
@@ -37,11 +56,17 @@ type orphans struct {
 	journal  *orphanJournal // nil: in memory only
 	jerrs    uint64         // journal write errors (logged once per 1000)
 	pending  []orphan
-	sweeping int // orphans taken by the sweep in progress
+	working  int            // orphans taken by workers in progress
+	sweeping int            // orphans taken by the sweep in progress
+	busy     map[route]bool // servers with a worker in progress
+	stranded int            // pending orphans whose server was in no pool at the last sweep
 
-	wake chan struct{}
-	stop chan struct{}
-	done chan struct{}
+	ctx    context.Context // cancelled by close: workers' calls end
+	cancel context.CancelFunc
+	wake   chan struct{}
+	stop   chan struct{}
+	done   chan struct{}
+	wg     sync.WaitGroup // workers
 
 	released, dropped uint64
 }
@@ -49,8 +74,9 @@ type orphans struct {
 // newOrphans returns a queue holding pending (replayed from journal, which
 // may be nil) that run will work through.
 func newOrphans(log *zap.Logger, tiers func() []*tier, interval time.Duration, journal *orphanJournal, pending []orphan) *orphans {
-	o := &orphans{log: log, tiers: tiers, interval: interval, journal: journal, pending: pending,
+	o := &orphans{log: log, tiers: tiers, interval: interval, journal: journal, pending: pending, busy: map[route]bool{},
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	o.ctx, o.cancel = context.WithCancel(context.Background())
 	if len(pending) > 0 {
 		o.wake <- struct{}{}
 	}
@@ -72,18 +98,24 @@ func (o *orphans) record(op byte, or orphan) {
 	}
 }
 
-func (o *orphans) add(tierName string, key uint64) {
+// add queues key, possibly held by server (HELLO id; "" when unknown) of
+// tier tierName, for release.
+func (o *orphans) add(tierName, server string, key uint64) {
 	o.mu.Lock()
 	if len(o.pending) >= maxOrphans {
 		o.dropped++
 		o.mu.Unlock()
-		o.log.Error("orphan queue full, dropping a possible orphan", zap.String("tier", tierName), zap.Uint64("key", key))
+		o.log.Error("orphan queue full, dropping a possible orphan", zap.String("tier", tierName), zap.String("server_id", server), zap.Uint64("key", key))
 		return
 	}
-	or := orphan{tier: tierName, key: key}
+	or := orphan{tier: tierName, key: key, server: server}
 	o.pending = append(o.pending, or)
 	o.record('+', or)
 	o.mu.Unlock()
+	o.kick()
+}
+
+func (o *orphans) kick() {
 	select {
 	case o.wake <- struct{}{}:
 	default:
@@ -94,7 +126,15 @@ func (o *orphans) add(tierName string, key uint64) {
 func (o *orphans) count() int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return len(o.pending) + o.sweeping
+	return len(o.pending) + o.sweeping + o.working
+}
+
+// strandedCount returns how many pending orphans were, at the last sweep,
+// held by a server that no configured tier has: kept until it comes back.
+func (o *orphans) strandedCount() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.stranded
 }
 
 func (o *orphans) run() {
@@ -112,81 +152,168 @@ func (o *orphans) run() {
 	}
 }
 
-// sweep tries to release every pending orphan whose tier has a live
-// connection; the rest wait for the next sweep.
+// routeOf returns where or is released: the pool that has its server
+// (preferring its own tier, then any tier: a renamed tier keeps its
+// servers). ok is false when no pool has it.
+func routeOf(tiers []*tier, or orphan) (route, bool) {
+	if t := holder(tiers, or.tier, or.server); t != nil {
+		return route{pool: t.pool, server: or.server}, true
+	}
+	return route{}, false
+}
+
+// sweep hands every pending orphan whose server is reachable to that
+// server's worker, unless one is already at work; the rest wait for the
+// next sweep. The queue's lock is held to take the batch and to hand it
+// out, not while routing it: add, on the request path, never waits for a
+// long sweep.
 func (o *orphans) sweep() {
+	tiers := o.tiers()
 	o.mu.Lock()
 	batch := o.pending
 	o.pending = nil
 	o.sweeping = len(batch)
 	o.mu.Unlock()
-	defer func() {
-		o.mu.Lock()
-		o.sweeping = 0
-		o.mu.Unlock()
-	}()
 	if len(batch) == 0 {
+		o.mu.Lock()
+		o.sweeping, o.stranded = 0, 0
+		o.mu.Unlock()
 		return
 	}
-	byName := map[string]*tier{}
-	for _, t := range o.tiers() {
-		byName[t.name] = t
+
+	// Route the batch. An orphan of unknown server becomes one per server
+	// of its tier, once every server of the tier has said who it is.
+	type expansion struct {
+		from orphan
+		to   []orphan
 	}
+	var expanded []expansion
 	var keep []orphan
-	for i, or := range batch {
-		select {
-		case <-o.stop:
-			keep = append(keep, batch[i:]...)
-			o.requeue(keep)
+	work := map[route][]orphan{}
+	stranded := 0
+	routeOne := func(or orphan) {
+		if r, ok := routeOf(tiers, or); ok {
+			work[r] = append(work[r], or)
 			return
-		default:
 		}
-		t := byName[or.tier]
-		if t == nil {
-			o.log.Warn("possible orphan on a tier no longer configured", zap.String("tier", or.tier), zap.Uint64("key", or.key))
-			o.mu.Lock()
-			o.record('-', or)
-			o.mu.Unlock()
+		stranded++
+		keep = append(keep, or)
+	}
+	for _, or := range batch {
+		if or.server != "" {
+			routeOne(or)
 			continue
 		}
-		if t.pool.Live() == 0 {
+		t := tierNamed(tiers, or.tier)
+		if t == nil || len(t.pool.ServerIDs()) < len(t.addrs) {
+			if t == nil {
+				stranded++
+			}
 			keep = append(keep, or)
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), t.attempt*4)
-		reply, err := t.pool.RoundTrip(ctx, wire.OpTelRelease, &wire.KeyRequest{Key: or.key})
+		e := expansion{from: or}
+		for _, id := range t.pool.ServerIDs() {
+			x := orphan{tier: or.tier, key: or.key, server: id}
+			e.to = append(e.to, x)
+			routeOne(x)
+		}
+		expanded = append(expanded, e)
+	}
+
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, e := range expanded {
+		for _, x := range e.to {
+			o.record('+', x)
+		}
+		o.record('-', e.from)
+	}
+	compact := o.working == 0 && o.journal != nil && o.journal.wantsCompaction(len(batch)+len(o.pending))
+	for r, list := range work {
+		if o.busy[r] {
+			keep = append(keep, list...)
+			delete(work, r)
+			continue
+		}
+		o.busy[r] = true
+		o.working += len(list)
+		o.wg.Add(1)
+		go o.work(r, list, tiers)
+	}
+	o.pending = append(keep, o.pending...)
+	o.sweeping = 0
+	o.stranded = stranded
+	if compact {
+		// The journal must hold the pending orphans and those handed to
+		// workers just now; no earlier worker is at work (their lists
+		// are not tracked one by one).
+		inJournal := slices.Clone(o.pending)
+		for _, list := range work {
+			inJournal = append(inJournal, list...)
+		}
+		if err := o.journal.compact(inJournal, false); err != nil {
+			o.log.Error("orphan journal compaction failed", zap.Error(err))
+		}
+	}
+}
+
+func tierNamed(tiers []*tier, name string) *tier {
+	for _, t := range tiers {
+		if t.name == name {
+			return t
+		}
+	}
+	return nil
+}
+
+// work releases list on server r, one after the other, and requeues what
+// the server could not confirm. Owner: orphans (wg); stop: o.ctx.
+func (o *orphans) work(r route, list []orphan, tiers []*tier) {
+	defer o.wg.Done()
+	var keep []orphan
+	var doneN int
+loop:
+	for i, or := range list {
+		if o.ctx.Err() != nil {
+			keep = append(keep, list[i:]...)
+			break
+		}
+		attempt := time.Second
+		if t := holder(tiers, or.tier, or.server); t != nil {
+			attempt = t.attempt * 4
+		}
+		ctx, cancel := context.WithTimeout(o.ctx, attempt)
+		reply, err := r.pool.RoundTripTo(ctx, r.server, wire.OpTelRelease, &wire.KeyRequest{Key: or.key})
 		cancel()
 		switch {
 		case err == nil:
 			reply.Release()
-			o.log.Info("released a possible orphan", zap.String("tier", or.tier), zap.Uint64("key", or.key))
+			o.log.Info("released a possible orphan", zap.String("tier", or.tier), zap.String("server_id", or.server), zap.Uint64("key", or.key))
 		case errors.Is(err, wire.StatusNotFound):
-			// The RESERVE never landed: nothing to release.
+			// Never landed, or already released. A RESERVE of this key
+			// still queued on the server cannot land later: the
+			// protocol requires the server to refuse it (telephony
+			// RELEASE tombstone, docs/protocol.md).
 		default:
 			keep = append(keep, or)
+			if errors.Is(err, pool.ErrServerDown) || errors.Is(err, pool.ErrClosed) {
+				keep = append(keep, list[i+1:]...)
+				break loop
+			}
 			continue
 		}
 		o.mu.Lock()
 		o.released++
+		o.working--
+		doneN++
 		o.record('-', or)
 		o.mu.Unlock()
 	}
-	o.requeue(keep)
 	o.mu.Lock()
-	if o.journal != nil && o.journal.wantsCompaction(len(o.pending)) {
-		if err := o.journal.compact(o.pending, false); err != nil {
-			o.log.Error("orphan journal compaction failed", zap.Error(err))
-		}
-	}
-	o.mu.Unlock()
-}
-
-func (o *orphans) requeue(keep []orphan) {
-	if len(keep) == 0 {
-		return
-	}
-	o.mu.Lock()
-	o.pending = append(keep, o.pending...)
+	o.working -= len(list) - doneN
+	o.pending = append(o.pending, keep...)
+	delete(o.busy, r)
 	o.mu.Unlock()
 }
 
@@ -197,6 +324,8 @@ func (o *orphans) close() {
 		close(o.stop)
 	}
 	<-o.done
+	o.cancel()
+	o.wg.Wait()
 	n := o.count()
 	if o.journal != nil {
 		// Leave the journal holding exactly what is pending.

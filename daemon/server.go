@@ -37,8 +37,9 @@ type reqState struct {
 	res     wire.Reservation
 	// slot is the in-flight record of an allocation (0: none); token the
 	// request's idempotency token, for it (daemon/inflight.go).
-	slot  inflight.Slot
-	token []byte
+	slot    inflight.Slot
+	token   []byte
+	unasked []orphan // servers a LOOKUP could not reach (locate)
 	// dl bounds the whole request, adl one tier attempt; both keep their
 	// timer and channel from one request to the next (deadline).
 	dl, adl deadline

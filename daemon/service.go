@@ -306,14 +306,14 @@ func (s *service) allocateOnce(ctx context.Context, rs *reqState, req *wire.Allo
 			}
 			rs.ureq = wire.UpdateRequest{Key: key, Spec: req.Spec, Meta: req.Meta}
 			actx, cancel := rs.adl.within(ctx, t.attempt)
-			reply, err := t.pool.RoundTrip(actx, wire.OpReserve, &rs.ureq)
+			reply, serverID, err := t.pool.RoundTripOn(actx, wire.OpReserve, &rs.ureq)
 			cancel()
 			err = attemptErr(ctx, err)
 			if err == nil {
 				var b wire.Bridge
 				if err = b.Decode(reply.Payload); err == nil {
 					done.Report(nil)
-					out = s.accept(rs, t, key, req, &b, out)
+					out = s.accept(rs, t, serverID, key, req, &b, out)
 					reply.Release()
 					if t.pos != first {
 						s.stats.failovers.Add(1)
@@ -335,7 +335,7 @@ func (s *service) allocateOnce(ctx context.Context, rs *reqState, req *wire.Allo
 			if errors.Is(err, mux.ErrUnknownOutcome) {
 				// The server may hold a bridge under key: release it once
 				// the tier answers again; never reuse the key.
-				s.orphans.add(t.name, key)
+				s.orphans.add(t.name, serverID, key)
 			}
 			switch {
 			case ctx.Err() != nil:
@@ -377,119 +377,193 @@ func (s *service) allocateOnce(ctx context.Context, rs *reqState, req *wire.Allo
 	return out, errf(wire.StatusUnavailable, "no tier available")
 }
 
-// accept records a successful RESERVE and appends the AllocateResponse.
-func (s *service) accept(rs *reqState, t *tier, key uint64, req *wire.AllocateRequest, b *wire.Bridge, out []byte) []byte {
+// accept records a successful RESERVE, held by serverID, and appends the
+// AllocateResponse.
+func (s *service) accept(rs *reqState, t *tier, serverID string, key uint64, req *wire.AllocateRequest, b *wire.Bridge, out []byte) []byte {
 	rs.res = wire.Reservation{Key: key, Tier: t.nameB, Bridge: *b, Spec: req.Spec, Meta: req.Meta}
-	rs.scratch = s.idx.putSession(&rs.res, rs.scratch)
+	rs.scratch = s.idx.putSession(serverID, &rs.res, rs.scratch)
 	resp := wire.AllocateResponse{Key: key, Tier: t.nameB, Bridge: *b}
 	return resp.AppendTo(out)
 }
 
-// locate finds the session key in the index or, failing that, on the tiers
-// (the telephony servers are the system of record), caching what it finds.
-// On success rs.res holds the reservation (aliasing rs buffers).
+// locate finds the session key and the server holding it: in the index or,
+// failing that, by asking every server of every tier (the telephony servers
+// are the system of record, and a reservation lives on exactly one of
+// them), caching what it finds. On success rs.res holds the reservation
+// (aliasing rs buffers) and serverID the HELLO id of its server.
+//
+// A session held by a server that is now in another tier's pool (a reload
+// renamed the tier) is found there: servers, not tier names, hold sessions.
+// When the session is in the index nothing is sent. When it is not and
+// some server could not be asked, the error is UNAVAILABLE naming one, and
+// rs.unasked lists them all (a server id "" standing for a tier's servers
+// that never answered a HELLO): release defers the RELEASE to them.
 //
 // The caller must hold ts (acquired) while it uses the returned tier.
-func (s *service) locate(ctx context.Context, rs *reqState, ts *tierSet, key uint64) (*tier, error) {
+func (s *service) locate(ctx context.Context, rs *reqState, ts *tierSet, key uint64) (t *tier, serverID string, err error) {
+	rs.unasked = rs.unasked[:0]
 	tiers := ts.tiers
-	v, ok := s.idx.getSession(key, rs.cached)
+	v, found, deleted := s.idx.getSession(key, rs.cached)
 	rs.cached = v
-	if ok {
-		if err := rs.res.Decode(v); err == nil {
-			for _, t := range tiers {
-				if string(rs.res.Tier) == t.name {
-					return t, nil
-				}
+	if deleted {
+		return nil, "", errf(wire.StatusNotFound, "no session %d", key)
+	}
+	if found {
+		if id, res, ok := parseSessionRecord(v); ok && rs.res.Decode(res) == nil {
+			if t, sid := holderOf(tiers, rs.res.Tier, id); t != nil {
+				rs.res.Tier = t.nameB
+				return t, sid, nil
 			}
 		}
-		s.idx.delSession(key) // stale (tier gone) or corrupt: ask the tiers
+		s.idx.forgetSession(key) // its server is gone from the config, or corrupt: ask the servers
 	}
 	var unreachable error
 	for _, t := range tiers {
-		if t.pool.Live() == 0 {
-			unreachable = fmt.Errorf("tier %s has no live connection", t.name)
-			continue
+		ids := t.pool.ServerIDs()
+		if len(ids) < len(t.addrs) {
+			unreachable = fmt.Errorf("tier %s has servers that never answered a HELLO", t.name)
+			rs.unasked = append(rs.unasked, orphan{tier: t.name, key: key})
 		}
-		actx, cancel := rs.adl.within(ctx, t.attempt)
-		rs.kreq = wire.KeyRequest{Key: key}
-		reply, err := t.pool.RoundTrip(actx, wire.OpTelLookup, &rs.kreq)
-		cancel()
-		if err != nil {
-			if errors.Is(err, wire.StatusNotFound) {
+		for _, id := range ids {
+			actx, cancel := rs.adl.within(ctx, t.attempt)
+			rs.kreq = wire.KeyRequest{Key: key}
+			reply, err := t.pool.RoundTripTo(actx, id, wire.OpTelLookup, &rs.kreq)
+			cancel()
+			if err != nil {
+				if errors.Is(err, wire.StatusNotFound) {
+					continue
+				}
+				if ctx.Err() != nil {
+					return nil, "", ctx.Err()
+				}
+				unreachable = fmt.Errorf("server %s of tier %s: %w", id, t.name, err)
+				rs.unasked = append(rs.unasked, orphan{tier: t.name, key: key, server: id})
 				continue
 			}
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
+			var rec wire.Record
+			if err := rec.Decode(reply.Payload); err != nil {
+				reply.Release()
+				return nil, "", errf(wire.StatusInternal, "server %s of tier %s sent an undecodable LOOKUP reply", id, t.name)
 			}
-			unreachable = fmt.Errorf("tier %s: %w", t.name, err)
-			continue
-		}
-		var rec wire.Record
-		if err := rec.Decode(reply.Payload); err != nil {
+			rs.res = wire.Reservation{Key: key, Tier: t.nameB, Bridge: rec.Bridge, Spec: rec.Spec, Meta: rec.Meta}
+			// Copy out of the reply (refreshSession may store nothing).
+			rs.scratch = rs.res.AppendTo(rs.scratch[:0])
 			reply.Release()
-			return nil, errf(wire.StatusInternal, "tier %s sent an undecodable LOOKUP reply", t.name)
+			if err := rs.res.Decode(rs.scratch); err != nil {
+				return nil, "", errf(wire.StatusInternal, "re-decoding a reservation: %v", err)
+			}
+			rs.cached, _ = s.idx.refreshSession(id, &rs.res, rs.cached)
+			return t, id, nil
 		}
-		rs.res = wire.Reservation{Key: key, Tier: t.nameB, Bridge: rec.Bridge, Spec: rec.Spec, Meta: rec.Meta}
-		rs.scratch = s.idx.putSession(&rs.res, rs.scratch)
-		reply.Release()
-		// rs.res aliased the reply: re-point it at our own copy.
-		if err := rs.res.Decode(rs.scratch); err != nil {
-			return nil, errf(wire.StatusInternal, "re-decoding a reservation: %v", err)
-		}
-		return t, nil
 	}
 	if unreachable != nil {
-		return nil, errf(wire.StatusUnavailable, "session %d not found on reachable tiers; %v", key, unreachable)
+		return nil, "", errf(wire.StatusUnavailable, "session %d not found on the reachable servers; %v", key, unreachable)
 	}
-	return nil, errf(wire.StatusNotFound, "no session %d", key)
+	return nil, "", errf(wire.StatusNotFound, "no session %d", key)
+}
+
+// holder returns the tier whose pool has the server serverID, preferring
+// the tier named name (where the session was created).
+func holder(tiers []*tier, name, serverID string) *tier {
+	for _, t := range tiers {
+		if t.name == name && t.pool.HasServer(serverID) {
+			return t
+		}
+	}
+	for _, t := range tiers {
+		if t.pool.HasServer(serverID) {
+			return t
+		}
+	}
+	return nil
+}
+
+// holderOf is holder for the byte slices of an index record, without
+// allocating: it returns the pool's own copy of the server id.
+func holderOf(tiers []*tier, name, serverID []byte) (*tier, string) {
+	for pass := 0; pass < 2; pass++ {
+		for _, t := range tiers {
+			if pass == 0 && t.name != string(name) {
+				continue
+			}
+			for _, id := range t.pool.ServerIDs() {
+				if id == string(serverID) {
+					return t, id
+				}
+			}
+		}
+	}
+	return nil, ""
 }
 
 func (s *service) lookup(ctx context.Context, rs *reqState, key uint64, out []byte) ([]byte, error) {
 	ts := s.acquire()
 	defer ts.release()
-	if _, err := s.locate(ctx, rs, ts, key); err != nil {
+	if _, _, err := s.locate(ctx, rs, ts, key); err != nil {
 		return out, err
 	}
 	return rs.res.AppendTo(out), nil
 }
 
+// testHookBeforeRefresh, when set (tests only), runs after an UPDATE's
+// reply arrived and before the index is refreshed with it: a test forces a
+// RELEASE into that window.
+var testHookBeforeRefresh atomic.Pointer[func(key uint64)]
+
 func (s *service) update(ctx context.Context, rs *reqState, req *wire.UpdateRequest, out []byte) ([]byte, error) {
 	ts := s.acquire()
 	defer ts.release()
-	t, err := s.locate(ctx, rs, ts, req.Key)
+	t, id, err := s.locate(ctx, rs, ts, req.Key)
 	if err != nil {
 		return out, err
 	}
 	actx, cancel := rs.adl.within(ctx, t.attempt)
-	reply, err := t.pool.RoundTrip(actx, wire.OpTelUpdate, req)
+	reply, err := t.pool.RoundTripTo(actx, id, wire.OpTelUpdate, req)
 	cancel()
 	if err != nil {
 		if errors.Is(err, wire.StatusNotFound) {
 			s.idx.delSession(req.Key)
 			return out, errf(wire.StatusNotFound, "no session %d", req.Key)
 		}
-		return out, tierErr(ctx, t, err)
+		return out, serverErr(ctx, t, id, err)
 	}
 	defer reply.Release()
 	var b wire.Bridge
 	if err := b.Decode(reply.Payload); err != nil {
-		return out, errf(wire.StatusInternal, "tier %s sent an undecodable UPDATE reply", t.name)
+		return out, errf(wire.StatusInternal, "server %s of tier %s sent an undecodable UPDATE reply", id, t.name)
+	}
+	if hook := testHookBeforeRefresh.Load(); hook != nil {
+		(*hook)(req.Key)
 	}
 	rs.res = wire.Reservation{Key: req.Key, Tier: t.nameB, Bridge: b, Spec: req.Spec, Meta: req.Meta}
-	rs.scratch = s.idx.putSession(&rs.res, rs.scratch)
+	rs.scratch, _ = s.idx.refreshSession(id, &rs.res, rs.scratch)
 	return rs.res.AppendTo(out), nil
 }
 
 func (s *service) release(ctx context.Context, rs *reqState, key uint64, out []byte) ([]byte, error) {
 	ts := s.acquire()
 	defer ts.release()
-	t, err := s.locate(ctx, rs, ts, key)
+	t, id, err := s.locate(ctx, rs, ts, key)
 	if err != nil {
-		return out, err
+		if len(rs.unasked) == 0 || ctx.Err() != nil || !errors.Is(err, wire.StatusUnavailable) {
+			return out, err
+		}
+		// Not in the index, not on any server that answered: if it
+		// exists, it is on a server that could not be asked. The release
+		// is accepted and deferred to each of them (a server that does
+		// not hold the key answers NOT_FOUND, which is final).
+		for _, or := range rs.unasked {
+			s.orphans.add(or.tier, or.server, key)
+		}
+		if ce := s.log.Check(zap.InfoLevel, "release of an unindexed session deferred to the servers that could not be asked"); ce != nil {
+			ce.Write(zap.Uint64("key", key), zap.Int("servers", len(rs.unasked)), zap.Error(err))
+		}
+		s.idx.delSession(key)
+		return out, nil
 	}
 	actx, cancel := rs.adl.within(ctx, t.attempt)
 	rs.kreq = wire.KeyRequest{Key: key}
-	reply, err := t.pool.RoundTrip(actx, wire.OpTelRelease, &rs.kreq)
+	reply, err := t.pool.RoundTripTo(actx, id, wire.OpTelRelease, &rs.kreq)
 	cancel()
 	switch {
 	case err == nil:
@@ -498,31 +572,31 @@ func (s *service) release(ctx context.Context, rs *reqState, key uint64, out []b
 		s.idx.delSession(key)
 		return out, errf(wire.StatusNotFound, "no session %d", key)
 	case errors.Is(err, wire.StatusBadRequest):
-		return out, tierErr(ctx, t, err)
+		return out, serverErr(ctx, t, id, err)
 	default:
-		// The tier holding the session cannot answer now (down, timed
+		// The server holding the session cannot answer now (down, timed
 		// out, failing). The release is accepted and handed to the
-		// releaser, which retries until the tier confirms: the front end
-		// sees no error, and the bridge does not leak.
-		s.orphans.add(t.name, key)
-		if ce := s.log.Check(zap.InfoLevel, "release deferred until the tier answers"); ce != nil {
-			ce.Write(zap.String("tier", t.name), zap.Uint64("key", key), zap.Error(err))
+		// releaser, which retries on that server until it confirms: the
+		// front end sees no error, and the bridge does not leak.
+		s.orphans.add(t.name, id, key)
+		if ce := s.log.Check(zap.InfoLevel, "release deferred until the server answers"); ce != nil {
+			ce.Write(zap.String("tier", t.name), zap.String("server_id", id), zap.Uint64("key", key), zap.Error(err))
 		}
 	}
 	s.idx.delSession(key)
 	return out, nil
 }
 
-// tierErr maps a failed call to the tier that holds a session.
-func tierErr(ctx context.Context, t *tier, err error) error {
+// serverErr maps a failed call to the server that holds a session.
+func serverErr(ctx context.Context, t *tier, serverID string, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
 	var re *wire.RemoteError
 	if errors.As(err, &re) && re.Status == wire.StatusBadRequest {
-		return errf(wire.StatusBadRequest, "tier %s: %s", t.name, re.Message)
+		return errf(wire.StatusBadRequest, "server %s of tier %s: %s", serverID, t.name, re.Message)
 	}
-	return errf(wire.StatusUnavailable, "tier %s holding the session: %v", t.name, err)
+	return errf(wire.StatusUnavailable, "server %s of tier %s holding the session: %v", serverID, t.name, err)
 }
 
 // flights makes concurrent ALLOCATEs with one idempotency token share one

@@ -23,6 +23,8 @@ type conn struct {
 	srv *server
 	mc  *mux.Conn
 
+	serverID string // from its HELLO; set before it is published, then read-only
+
 	inflight atomic.Int64 // RoundTrips using it
 	draining atomic.Bool  // out of the live set; closes when inflight is 0
 

@@ -10,6 +10,17 @@
 // fails at once with ErrNoConn, which is the daemon's cue to try the next
 // tier.
 //
+// # Routing to one server
+//
+// A reservation lives on the one server that executed its RESERVE; the
+// other servers of the tier do not know it. RoundTripOn reports which
+// server (its HELLO server id) carried a call, and RoundTripTo sends a
+// follow-up only to the live connections of a given server, from a second
+// snapshot (connections by server id) published with the first. ServerIDs
+// lists every server id the pool has handshaken with, live or not, so a
+// caller can tell "that server is down" (ErrServerDown) from "no server of
+// this pool has that id" (ErrUnknownServer).
+//
 // # Goroutines
 //
 // Each Pool owns:
@@ -46,6 +57,7 @@
 // # Errors
 //
 // RoundTrip returns mux's errors unchanged (see mux.Sent for which ones mean
-// "not sent") plus ErrNoConn and ErrClosed, neither of which was sent.
+// "not sent") plus ErrNoConn and ErrClosed, neither of which was sent;
+// RoundTripTo adds ErrServerDown and ErrUnknownServer, not sent either.
 // Telephony error responses arrive as *wire.RemoteError.
 package pool

@@ -174,6 +174,7 @@ func (p *Pool) dialOne(s *server) {
 	c.jitterDraw = p.randN(jitterScale)
 	c.prevFailures, s.failures = s.failures, 0
 	c.registered = true
+	c.serverID = id
 	s.conns = append(s.conns, c)
 	s.serverID, s.load, s.loadAt = id, load, now
 	p.publishLocked()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,12 @@ var (
 	// ErrRequiresNewPool: Retune was asked to change Tier, Client, Servers
 	// or MaxFrame, which only a new Pool can do.
 	ErrRequiresNewPool = errors.New("pool: change requires a new pool")
+	// ErrServerDown: RoundTripTo was asked for a server of this pool that
+	// has no live connection right now. Not sent.
+	ErrServerDown = errors.New("pool: server has no live connection")
+	// ErrUnknownServer: RoundTripTo was asked for a server id that no
+	// server of this pool has reported in a HELLO. Not sent.
+	ErrUnknownServer = errors.New("pool: unknown server id")
 	// ErrHeartbeatTimeout is the cause of death of a connection whose
 	// PONG did not arrive within HeartbeatTimeout.
 	ErrHeartbeatTimeout = errors.New("pool: heartbeat timeout")
@@ -91,7 +98,11 @@ type Pool struct {
 
 	cfg  atomic.Pointer[Config]  // current tuning; Retune swaps it
 	live atomic.Pointer[[]*conn] // immutable snapshot of usable connections
-	rr   atomic.Uint64           // round-robin cursor
+	// routes is the live set grouped by server id (from HELLO), published
+	// with live: RoundTripTo reads it lock-free.
+	routes atomic.Pointer[routes]
+	rr     atomic.Uint64 // round-robin cursor
+	rrTo   atomic.Uint64 // RoundTripTo's cursor: follow-ups do not skew RoundTrip's
 
 	closed    atomic.Bool  // Shutdown started: RoundTrip refuses
 	calls     atomic.Int64 // RoundTrips in progress
@@ -129,6 +140,13 @@ type server struct {
 	loadAt              time.Time
 }
 
+// routes is an immutable snapshot of the live connections by server id, and
+// of every server id this pool has ever handshaken with.
+type routes struct {
+	byID map[string][]*conn
+	ids  []string // sorted; includes servers with no live connection now
+}
+
 // New validates cfg, fills in defaults and starts the pool's maintenance
 // goroutine, which begins dialing at once; New itself does not dial. Use
 // WaitReady to wait for the warm-up.
@@ -155,6 +173,7 @@ func New(cfg Config, opts ...Option) (*Pool, error) {
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.cfg.Store(&cfg)
 	p.live.Store(new([]*conn))
+	p.routes.Store(&routes{})
 	for _, addr := range cfg.Servers {
 		p.servers = append(p.servers, &server{addr: addr})
 	}
@@ -181,20 +200,77 @@ func (p *Pool) Live() int { return len(*p.live.Load()) }
 // ErrNoConn at once. A connection that turns out dead or full before the
 // request is written is skipped for the next one.
 func (p *Pool) RoundTrip(ctx context.Context, op wire.Op, req wire.Payload) (*mux.Reply, error) {
+	rep, _, err := p.RoundTripOn(ctx, op, req)
+	return rep, err
+}
+
+// RoundTripOn is RoundTrip that also reports the id (from its HELLO) of the
+// server whose connection carried the request: on success, the server that
+// answered; on a sent failure (mux.Sent), the server that may have executed
+// it; "" when nothing was sent.
+func (p *Pool) RoundTripOn(ctx context.Context, op wire.Op, req wire.Payload) (*mux.Reply, string, error) {
 	p.calls.Add(1)
 	defer p.callDone()
 	if p.closed.Load() {
-		return nil, ErrClosed
+		return nil, "", ErrClosed
 	}
 	live := *p.live.Load()
 	n := uint64(len(live))
 	if n == 0 {
-		return nil, ErrNoConn
+		return nil, "", ErrNoConn
 	}
 	i := p.rr.Add(1)
 	if n > 1 && live[(i+1)%n].inflight.Load() < live[i%n].inflight.Load() {
 		i++ // the less loaded of two neighbours
 	}
+	return p.callAny(ctx, live, i, op, req)
+}
+
+// RoundTripTo sends one request to the server whose HELLO reported
+// serverID, on one of its live connections only: a session's follow-ups go
+// to the server that holds it. With no live connection to that server it
+// returns ErrServerDown (ErrUnknownServer if no server of the pool has that
+// id), at once and without sending. Lock-free, like RoundTrip.
+func (p *Pool) RoundTripTo(ctx context.Context, serverID string, op wire.Op, req wire.Payload) (*mux.Reply, error) {
+	p.calls.Add(1)
+	defer p.callDone()
+	if p.closed.Load() {
+		return nil, ErrClosed
+	}
+	r := p.routes.Load()
+	live := r.byID[serverID]
+	if len(live) == 0 {
+		if r.has(serverID) {
+			return nil, fmt.Errorf("%w: %q", ErrServerDown, serverID)
+		}
+		return nil, fmt.Errorf("%w: %q", ErrUnknownServer, serverID)
+	}
+	i := p.rrTo.Add(1)
+	rep, _, err := p.callAny(ctx, live, i, op, req)
+	if errors.Is(err, ErrNoConn) {
+		err = fmt.Errorf("%w: %q", ErrServerDown, serverID)
+	}
+	return rep, err
+}
+
+// ServerIDs returns the ids of the servers this pool has handshaken with,
+// sorted, whether or not they have a live connection now (an atomic load;
+// the slice is shared: do not modify it).
+func (p *Pool) ServerIDs() []string { return p.routes.Load().ids }
+
+// HasServer reports whether a server of this pool has reported id in a
+// HELLO (an atomic load).
+func (p *Pool) HasServer(id string) bool { return p.routes.Load().has(id) }
+
+func (r *routes) has(id string) bool {
+	_, ok := slices.BinarySearch(r.ids, id)
+	return ok
+}
+
+// callAny calls the connections of live from index i on, skipping those
+// that turn out dead or full before the request is written.
+func (p *Pool) callAny(ctx context.Context, live []*conn, i uint64, op wire.Op, req wire.Payload) (*mux.Reply, string, error) {
+	n := uint64(len(live))
 	var busy error
 	for k := uint64(0); k < n; k++ {
 		c := live[(i+k)%n]
@@ -205,24 +281,24 @@ func (p *Pool) RoundTrip(ctx context.Context, op wire.Op, req wire.Payload) (*mu
 		}
 		switch {
 		case err == nil:
-			return rep, nil
+			return rep, c.serverID, nil
 		case mux.Sent(err):
-			return nil, err
+			return nil, c.serverID, err
 		case errors.Is(err, mux.ErrBusy):
 			busy = err
 		case errors.Is(err, mux.ErrClosed):
 			// Died since the snapshot was taken; nothing was sent.
 		default:
-			return nil, err
+			return nil, "", err
 		}
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, "", ctx.Err()
 		}
 	}
 	if busy != nil {
-		return nil, busy
+		return nil, "", busy
 	}
-	return nil, ErrNoConn
+	return nil, "", ErrNoConn
 }
 
 // callDone ends a RoundTrip and tells a waiting Shutdown when the last one is
@@ -323,6 +399,22 @@ func (p *Pool) publishLocked() {
 	if p.shut {
 		live = nil
 	}
+	r := &routes{byID: make(map[string][]*conn)}
+	for _, c := range live {
+		r.byID[c.serverID] = append(r.byID[c.serverID], c)
+	}
+	for _, s := range p.servers {
+		if s.serverID != "" && !slices.Contains(r.ids, s.serverID) {
+			r.ids = append(r.ids, s.serverID)
+		}
+		for _, c := range s.conns {
+			if !slices.Contains(r.ids, c.serverID) {
+				r.ids = append(r.ids, c.serverID)
+			}
+		}
+	}
+	slices.Sort(r.ids)
+	p.routes.Store(r)
 	p.live.Store(&live)
 	close(p.changed)
 	p.changed = make(chan struct{})

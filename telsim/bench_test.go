@@ -56,7 +56,7 @@ func BenchmarkHandle(b *testing.B) {
 	})
 	b.Run("lookup", func(b *testing.B) {
 		s, c := setup(b)
-		_, st := s.tab.reserve(77, ptr(testSpec(1)), meta, c.rng)
+		_, st, _ := s.tab.reserve(77, ptr(testSpec(1)), meta, c.rng)
 		if st != wire.StatusOK {
 			b.Fatal(st)
 		}

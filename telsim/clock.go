@@ -35,3 +35,12 @@ type realTimer struct{ t *time.Timer }
 func (t realTimer) C() <-chan time.Time        { return t.t.C }
 func (t realTimer) Stop() bool                 { return t.t.Stop() }
 func (t realTimer) Reset(d time.Duration) bool { return t.t.Reset(d) }
+
+// unixNow returns the wall time of c in Unix ns, for tombstone expiry: c's
+// own Now if it has one (a fake clock in tests), else time.Now.
+func unixNow(c Clock) func() int64 {
+	if n, ok := c.(interface{ Now() time.Time }); ok {
+		return func() int64 { return n.Now().UnixNano() }
+	}
+	return func() int64 { return time.Now().UnixNano() }
+}

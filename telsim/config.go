@@ -18,6 +18,8 @@ const (
 	DefaultTollFreePrefix = "+1-866-555-"
 	DefaultMaxInFlight    = 4096
 	DefaultWriteTimeout   = 10 * time.Second
+	DefaultTombstoneTTL   = 10 * time.Minute
+	DefaultMaxTombstones  = 1 << 20
 )
 
 // Config describes a simulated telephony server. The zero value is valid and
@@ -61,6 +63,17 @@ type Config struct {
 	// WriteTimeout bounds each write to a connection; a client that does
 	// not read its replies for that long is disconnected. Default 10 s.
 	WriteTimeout time.Duration
+	// TombstoneTTL is how long the server remembers a key RELEASEd while it
+	// held no reservation under it, and refuses a RESERVE of that key
+	// (KEY_EXISTS): a RELEASE that overtook its RESERVE must not let the
+	// RESERVE land afterwards (docs/protocol.md). It must exceed the
+	// longest a RESERVE can wait in the server before executing. Default
+	// 10 min.
+	TombstoneTTL time.Duration
+	// MaxTombstones bounds the tombstones kept; past it, expired ones are
+	// swept and, if none has expired, the oldest of the key's shard is
+	// dropped. Default 1<<20 (about 40 MiB at most).
+	MaxTombstones int
 }
 
 // DefaultConfig returns the defaults, every field filled in.
@@ -97,6 +110,12 @@ func (c Config) withDefaults() Config {
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = DefaultWriteTimeout
 	}
+	if c.TombstoneTTL == 0 {
+		c.TombstoneTTL = DefaultTombstoneTTL
+	}
+	if c.MaxTombstones == 0 {
+		c.MaxTombstones = DefaultMaxTombstones
+	}
 	return c
 }
 
@@ -127,6 +146,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: max in-flight %d is negative", ErrBadConfig, c.MaxInFlight)
 	case c.WriteTimeout < 0:
 		return fmt.Errorf("%w: write timeout %v is negative", ErrBadConfig, c.WriteTimeout)
+	case c.TombstoneTTL < 0:
+		return fmt.Errorf("%w: tombstone ttl %v is negative", ErrBadConfig, c.TombstoneTTL)
+	case c.MaxTombstones < 0:
+		return fmt.Errorf("%w: max tombstones %d is negative", ErrBadConfig, c.MaxTombstones)
 	}
 	return nil
 }

@@ -27,6 +27,7 @@ const (
 	msgStatusInRequest = "request frame carries a non-OK status"
 	msgZeroKey         = "session key 0 is not a valid key"
 	msgKeyExists       = "a reservation already holds this key"
+	msgTombstoned      = "this key was released before its reservation arrived"
 	msgCapacity        = "server at capacity"
 	msgNotFound        = "no reservation under this key"
 	msgUnsupported     = "op not supported by the telephony protocol"
@@ -169,6 +170,9 @@ func (c *conn) handle(h wire.Header, p []byte) {
 	case f.Mode == ModeFull && h.Op == wire.OpReserve:
 		s.stats.full.Add(1)
 		c.fail(h, wire.StatusCapacity, msgInjectedFull)
+	case f.Mode == ModeQueue && h.Op == wire.OpReserve && h.Status == wire.StatusOK:
+		c.queue(h, p, f.Latency)
+		return
 	default:
 		c.execute(h, p)
 	}
@@ -212,7 +216,13 @@ func (c *conn) execute(h wire.Header, p []byte) {
 		var r *record
 		var st wire.Status
 		if h.Op == wire.OpReserve {
-			r, st = s.tab.reserve(c.upd.Key, &c.upd.Spec, c.upd.Meta, c.rng)
+			var tomb bool
+			r, st, tomb = s.tab.reserve(c.upd.Key, &c.upd.Spec, c.upd.Meta, c.rng)
+			if tomb {
+				s.stats.tombstoned.Add(1)
+				c.fail(h, st, msgTombstoned)
+				return
+			}
 		} else {
 			r, st = s.tab.update(c.upd.Key, &c.upd.Spec, c.upd.Meta)
 		}
@@ -355,6 +365,63 @@ func (c *conn) later(d time.Duration, cut bool) {
 	*bp = append((*bp)[:0], c.out...)
 	c.delayed.Add(1)
 	go c.deliver(d, bp, cut)
+}
+
+// queue executes the RESERVE h, p after d, from a goroutine of its own
+// (ModeQueue): it copies the request, takes a delayed-reply token (bounded
+// by MaxInFlight, like later), and answers when it has executed.
+func (c *conn) queue(h wire.Header, p []byte, d time.Duration) {
+	select {
+	case c.sem <- struct{}{}:
+	default:
+		c.flushPending()
+		select {
+		case c.sem <- struct{}{}:
+		case <-c.closing:
+			return
+		}
+	}
+	req := append([]byte(nil), p...)
+	rng := c.s.newRand()
+	t := c.s.clock.NewTimer(d)
+	c.s.stats.queued.Add(1)
+	c.delayed.Add(1)
+	go func() {
+		defer c.delayed.Done()
+		defer func() { <-c.sem }()
+		select {
+		case <-t.C():
+		case <-c.closing:
+			t.Stop()
+			return
+		}
+		var out []byte
+		var upd wire.UpdateRequest
+		switch err := upd.Decode(req); {
+		case err != nil:
+			out = wire.AppendError(nil, h, wire.StatusBadRequest, err.Error())
+		case upd.Key == 0:
+			out = wire.AppendError(nil, h, wire.StatusBadRequest, msgZeroKey)
+		default:
+			r, st, tomb := c.s.tab.reserve(upd.Key, &upd.Spec, upd.Meta, rng)
+			switch {
+			case tomb:
+				c.s.stats.tombstoned.Add(1)
+				out = wire.AppendError(nil, h, st, msgTombstoned)
+			case st != wire.StatusOK:
+				out = wire.AppendError(nil, h, st, statusMessage(st))
+			default:
+				var err error
+				if out, err = wire.AppendFrame(nil, h.Response(wire.StatusOK), &r.bridge, c.s.cfg.MaxFrame); err != nil {
+					out = wire.AppendError(nil, h, wire.StatusInternal, msgTooLarge)
+				}
+			}
+			if st != wire.StatusOK {
+				c.s.stats.countStatus(st)
+			}
+		}
+		c.write(out, true)
+	}()
 }
 
 // deliver is the goroutine of one delayed reply; it gives up on close.

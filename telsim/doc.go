@@ -29,7 +29,11 @@
 //     unique among live reservations. KEY_EXISTS for a key already held
 //     (checked before capacity), CAPACITY at Config.Capacity.
 //   - UPDATE (UpdateRequest) → Bridge, replacing spec and meta; NOT_FOUND.
-//   - RELEASE (KeyRequest) → empty; NOT_FOUND.
+//   - RELEASE (KeyRequest) → empty; NOT_FOUND. A RELEASE of a key the
+//     server does not hold leaves a tombstone for Config.TombstoneTTL: a
+//     RESERVE of that key arriving later (it was queued, or overtaken) is
+//     refused KEY_EXISTS, so NOT_FOUND is final (the protocol's RELEASE
+//     contract, docs/protocol.md). Tombstones are bounded (MaxTombstones).
 //   - LOOKUP (KeyRequest) → Record{Bridge, Spec, Meta}; NOT_FOUND.
 //
 // Spec and meta are copied out of the request (its buffer is reused). The
@@ -63,6 +67,7 @@
 //	cut        request executed, half its reply written, connection closed: EOF mid-frame
 //	full       every RESERVE answered CAPACITY, not executed
 //	flap       down and up alternately every period, starting down
+//	queue      every RESERVE executed only after latency; other requests served at once
 //
 // In blackhole, garbage and cut the request is executed, as it would be on a
 // real server whose answer is lost: the outcome is unknown to the client,

@@ -46,6 +46,11 @@ const (
 	ModeFull
 	// ModeFlap alternates down and up every Period, starting down.
 	ModeFlap
+	// ModeQueue holds every RESERVE for Latency before executing it (a
+	// server with a backlog of reservations), while every other request —
+	// RELEASE and LOOKUP of the same key included — is served at once. It
+	// is how a RELEASE can overtake the RESERVE it is meant to undo.
+	ModeQueue
 	numModes
 )
 
@@ -61,6 +66,7 @@ var modeNames = [numModes]string{
 	ModeCut:       "cut",
 	ModeFull:      "full",
 	ModeFlap:      "flap",
+	ModeQueue:     "queue",
 }
 
 // Fault defaults for fields left zero.
@@ -111,8 +117,9 @@ func (m *Mode) UnmarshalText(b []byte) error {
 type Fault struct {
 	// Mode is the fault. The zero value is ModeNone.
 	Mode Mode
-	// Latency is the delay added to every reply in ModeSlow. Zero (with a
-	// zero Jitter) means DefaultSlowLatency. Must not be negative.
+	// Latency is the delay added to every reply in ModeSlow, and how long
+	// a RESERVE waits before it executes in ModeQueue. Zero (with a zero
+	// Jitter) means DefaultSlowLatency. Must not be negative.
 	Latency time.Duration
 	// Jitter adds a uniform [0, Jitter) to Latency in ModeSlow. Must not be
 	// negative.
@@ -142,8 +149,11 @@ func (f Fault) normalize() (Fault, error) {
 	}
 	n := Fault{Mode: f.Mode}
 	switch f.Mode {
-	case ModeSlow:
+	case ModeSlow, ModeQueue:
 		n.Latency, n.Jitter = f.Latency, f.Jitter
+		if f.Mode == ModeQueue {
+			n.Jitter = 0
+		}
 		if n.Latency == 0 && n.Jitter == 0 {
 			n.Latency = DefaultSlowLatency
 		}

@@ -299,6 +299,13 @@ func (c *fakeClock) NewTimer(d time.Duration) Timer {
 	return t
 }
 
+// Now is the fake time (the server's tombstones expire by it).
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
 // Advance moves the clock and fires the timers that are due.
 func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Lock()

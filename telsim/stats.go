@@ -29,6 +29,10 @@ type Stats struct {
 	Releases uint64 `json:"releases"`
 	Lookups  uint64 `json:"lookups"`
 
+	// Tombstoned counts RESERVEs refused (KEY_EXISTS, also counted in
+	// Errors.KeyExists) because their key had been RELEASEd while unknown.
+	Tombstoned uint64 `json:"tombstoned"`
+
 	// Errors counts error replies sent, by status.
 	Errors ErrorStats `json:"errors"`
 	// Faults counts what injected faults did.
@@ -57,6 +61,7 @@ type FaultStats struct {
 	Full      uint64 `json:"full"`      // injected CAPACITY replies (also in Errors.Capacity)
 	Downs     uint64 `json:"downs"`     // transitions to not listening
 	Relistens uint64 `json:"relistens"` // transitions back to listening
+	Queued    uint64 `json:"queued"`    // RESERVEs executed late (queue)
 }
 
 // counters are the live counters behind Stats.
@@ -67,7 +72,7 @@ type counters struct {
 	byOp       [wire.OpTelLookup - wire.OpHello + 1]atomic.Uint64
 	byStatus   [wire.StatusUnsupported + 1]atomic.Uint64
 
-	refused, reset, dropped, delayed, garbage, cut, internal, full, downs, relistens atomic.Uint64
+	refused, reset, dropped, delayed, garbage, cut, internal, full, downs, relistens, queued, tombstoned atomic.Uint64
 }
 
 func (c *counters) countOp(op wire.Op) {
@@ -113,5 +118,7 @@ func (c *counters) fill(st *Stats) {
 		Full:      c.full.Load(),
 		Downs:     c.downs.Load(),
 		Relistens: c.relistens.Load(),
+		Queued:    c.queued.Load(),
 	}
+	st.Tombstoned = c.tombstoned.Load()
 }

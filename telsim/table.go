@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"switchboard/wire"
 )
@@ -38,9 +39,12 @@ type record struct {
 type shard struct {
 	mu sync.Mutex
 	m  map[uint64]*record
+	// tomb holds keys RELEASEd while unknown: key → expiry (Unix ns). A
+	// RESERVE of such a key is refused until then (see tombstone).
+	tomb map[uint64]int64
 	// pad to a cache line so that neighbouring shards' mutexes do not share
-	// one (8-byte mutex + 8-byte map pointer + 48).
-	_ [48]byte
+	// one (8-byte mutex + two 8-byte map pointers + 40).
+	_ [40]byte
 }
 
 // codeShard is one slice of the live attendee-code set.
@@ -67,13 +71,19 @@ type table struct {
 	seq      atomic.Uint64
 	toll     []byte // toll call-in number, shared (read-only) by every bridge
 	tollFree []byte // toll-free call-in number, likewise
+
+	tombTTL      int64 // ns
+	tombPerShard int
+	now          func() int64 // Unix ns
 }
 
-func newTable(capacity int, idPrefix, toll, tollFree string) *table {
-	t := &table{idPrefix: idPrefix, toll: []byte(toll), tollFree: []byte(tollFree)}
+func newTable(capacity int, idPrefix, toll, tollFree string, tombTTL time.Duration, maxTombs int, now func() int64) *table {
+	t := &table{idPrefix: idPrefix, toll: []byte(toll), tollFree: []byte(tollFree),
+		tombTTL: int64(tombTTL), tombPerShard: max(1, maxTombs/shardCount), now: now}
 	t.capacity.Store(int64(capacity))
 	for i := range t.shards {
 		t.shards[i].m = make(map[uint64]*record)
+		t.shards[i].tomb = make(map[uint64]int64)
 		t.codes[i].m = make(map[uint32]struct{})
 	}
 	return t
@@ -162,24 +172,32 @@ func (t *table) acquire() bool {
 }
 
 // reserve stores a new reservation under key. It answers KEY_EXISTS before
-// CAPACITY: a duplicate is a duplicate even on a full server.
-func (t *table) reserve(key uint64, spec *wire.Spec, meta []byte, rng *rand.Rand) (*record, wire.Status) {
-	r := copyData(spec, meta)
+// CAPACITY: a duplicate is a duplicate even on a full server; a key
+// RELEASEd while unknown (tombstoned) is a duplicate too, tomb reports it.
+func (t *table) reserve(key uint64, spec *wire.Spec, meta []byte, rng *rand.Rand) (r *record, st wire.Status, tomb bool) {
+	r = copyData(spec, meta)
 	t.newBridge(r, rng)
 	sh := &t.shards[shardOf(key)]
 	sh.mu.Lock()
 	if _, ok := sh.m[key]; ok {
 		sh.mu.Unlock()
-		return nil, wire.StatusKeyExists
+		return nil, wire.StatusKeyExists, false
+	}
+	if exp, ok := sh.tomb[key]; ok {
+		if exp > t.now() {
+			sh.mu.Unlock()
+			return nil, wire.StatusKeyExists, true
+		}
+		delete(sh.tomb, key)
 	}
 	if !t.acquire() {
 		sh.mu.Unlock()
-		return nil, wire.StatusCapacity
+		return nil, wire.StatusCapacity, false
 	}
 	t.claimCode(r, rng)
 	sh.m[key] = r
 	sh.mu.Unlock()
-	return r, wire.StatusOK
+	return r, wire.StatusOK, false
 }
 
 // update replaces the spec and meta of the reservation under key.
@@ -199,13 +217,18 @@ func (t *table) update(key uint64, spec *wire.Spec, meta []byte) (*record, wire.
 	return r, wire.StatusOK
 }
 
-// release removes the reservation under key and frees its capacity and code.
+// release removes the reservation under key and frees its capacity and
+// code. An unknown key is answered NOT_FOUND and tombstoned: a RESERVE of it
+// still on its way (queued here, or delayed in the network) is refused when
+// it arrives, so NOT_FOUND is a final answer.
 func (t *table) release(key uint64) wire.Status {
 	sh := &t.shards[shardOf(key)]
 	sh.mu.Lock()
 	r, ok := sh.m[key]
 	if ok {
 		delete(sh.m, key)
+	} else {
+		t.tombstone(sh, key)
 	}
 	sh.mu.Unlock()
 	if !ok {
@@ -214,6 +237,28 @@ func (t *table) release(key uint64) wire.Status {
 	t.dropCode(r.code)
 	t.live.Add(-1)
 	return wire.StatusOK
+}
+
+// tombstone records key in sh (whose mutex is held) until now + TTL. At the
+// shard's bound it looks at a few tombstones (map order: arbitrary), drops
+// the expired ones and, if none had expired, one of them anyway: the bound
+// holds whatever the RELEASE rate, at a constant cost per RELEASE. Dropping
+// an unexpired tombstone reopens the window it closed for that key, which
+// is why the bound is generous.
+func (t *table) tombstone(sh *shard, key uint64) {
+	now := t.now()
+	if len(sh.tomb) >= t.tombPerShard {
+		seen := 0
+		for k, e := range sh.tomb {
+			if e <= now || seen == 0 && len(sh.tomb) >= t.tombPerShard {
+				delete(sh.tomb, k)
+			}
+			if seen++; seen == 16 {
+				break
+			}
+		}
+	}
+	sh.tomb[key] = now + t.tombTTL
 }
 
 // lookup returns the reservation under key, or nil.

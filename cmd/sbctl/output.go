@@ -255,6 +255,7 @@ type adminStatus struct {
 	KeysIssued    uint64       `json:"keys_issued"`
 	KeysLeft      uint64       `json:"keys_left"`
 	Orphans       int          `json:"orphans_pending"`
+	Stranded      int          `json:"orphans_stranded"`
 	LastReload    *adminReload `json:"last_reload"`
 	Tiers         []adminTier  `json:"tiers"`
 }
@@ -276,7 +277,11 @@ func (r *statusResult) writeText(w io.Writer) error {
 	fmt.Fprintf(tw, "uptime\t%v\n", uptime(s.UptimeSeconds))
 	fmt.Fprintf(tw, "in flight\t%d\n", s.InFlight)
 	fmt.Fprintf(tw, "keys\t%d issued, %d left\n", s.KeysIssued, s.KeysLeft)
-	fmt.Fprintf(tw, "orphans pending\t%d\n", s.Orphans)
+	if s.Stranded > 0 {
+		fmt.Fprintf(tw, "orphans pending\t%d (%d stranded: their server is in no configured tier)\n", s.Orphans, s.Stranded)
+	} else {
+		fmt.Fprintf(tw, "orphans pending\t%d\n", s.Orphans)
+	}
 	fmt.Fprintf(tw, "last reload\t%s\n", reloadText(s.LastReload))
 	if err := tw.Flush(); err != nil {
 		return err

@@ -4,6 +4,7 @@
 //
 //	telsim [-listen ADDR] [-tier NAME] [-capacity N] [-latency D] [-jitter D]
 //	       [-id ID] [-control ADDR] [-max-frame N] [-seed N] [-log-level L]
+//	       [-tombstone-ttl D]
 //	telsim fault -control ADDR MODE [-latency D] [-jitter D] [-fraction F] [-period D]
 //	telsim stats -control ADDR
 //
@@ -15,7 +16,7 @@
 // loopback).
 //
 // `telsim fault` sets a fault (MODE: none, down, refuse, reset, blackhole,
-// slow, errors, garbage, cut, full, flap) and prints the fault now in force
+// slow, errors, garbage, cut, full, flap, queue) and prints the fault now in force
 // as JSON; `telsim stats` prints the server's counters as JSON.
 //
 // Exit status: 0 on success or after a signal; 1 when serving or the

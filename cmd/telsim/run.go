@@ -100,6 +100,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	maxFrame := fs.Int("max-frame", wire.DefaultMaxFrame, "largest request frame accepted, in bytes")
 	seed := fs.Uint64("seed", 0, "seed of the random choices, for reproducible runs (0: random)")
 	level := fs.String("log-level", "info", "log `level` (debug, info, warn, error)")
+	tombTTL := fs.Duration("tombstone-ttl", telsim.DefaultTombstoneTTL, "how long a key RELEASEd while unknown refuses a RESERVE (longer than any RESERVE can be queued)")
 	pos, err := parseFlags(fs, args, stderr)
 	if err != nil {
 		return err
@@ -117,6 +118,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg := telsim.Config{
 		Tier: *tier, ServerID: *id, Capacity: *capacity,
 		Latency: *latency, Jitter: *jitter, MaxFrame: *maxFrame,
+		TombstoneTTL: *tombTTL,
 	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
@@ -202,7 +204,7 @@ func isTerminal(w io.Writer) bool {
 func runFault(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("telsim fault", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: telsim fault -control ADDR MODE [-latency D] [-jitter D] [-fraction F] [-period D]\nMODE: none down refuse reset blackhole slow errors garbage cut full flap\nflags:")
+		fmt.Fprintln(fs.Output(), "usage: telsim fault -control ADDR MODE [-latency D] [-jitter D] [-fraction F] [-period D]\nMODE: none down refuse reset blackhole slow errors garbage cut full flap queue\nflags:")
 		fs.PrintDefaults()
 	}
 	control := fs.String("control", "", "control API `address` of the telsim to drive (host:port)")
