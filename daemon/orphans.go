@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -267,18 +268,27 @@ func tierNamed(tiers []*tier, name string) *tier {
 	return nil
 }
 
-// work releases list on server r, one after the other, and requeues what
-// the server could not confirm. Owner: orphans (wg); stop: o.ctx.
+// releaseWindow bounds the RELEASEs one server's worker keeps in flight.
+// They share the server's multiplexed connections, so a slow server costs
+// its latency once per window, not once per orphan: after a crash under
+// load hundreds of orphans may wait on a tier that answers in 200 ms.
+const releaseWindow = 32
+
+// work releases list on server r, up to releaseWindow at a time, and
+// requeues what the server could not confirm. Owner: orphans (wg); stop:
+// o.ctx. The goroutines it starts for the window are its own: it returns
+// only after they have.
 func (o *orphans) work(r route, list []orphan, tiers []*tier) {
 	defer o.wg.Done()
-	var keep []orphan
-	var doneN int
-loop:
-	for i, or := range list {
-		if o.ctx.Err() != nil {
-			keep = append(keep, list[i:]...)
-			break
-		}
+	var (
+		next    atomic.Int64 // index of the next orphan to take
+		stopped atomic.Bool  // the server went away: take no more
+		mu      sync.Mutex   // guards keep and doneN
+		keep    []orphan
+		doneN   int
+		wg      sync.WaitGroup
+	)
+	one := func(or orphan) {
 		attempt := time.Second
 		if t := holder(tiers, or.tier, or.server); t != nil {
 			attempt = t.attempt * 4
@@ -296,20 +306,43 @@ loop:
 			// protocol requires the server to refuse it (telephony
 			// RELEASE tombstone, docs/protocol.md).
 		default:
-			keep = append(keep, or)
 			if errors.Is(err, pool.ErrServerDown) || errors.Is(err, pool.ErrClosed) {
-				keep = append(keep, list[i+1:]...)
-				break loop
+				stopped.Store(true)
 			}
-			continue
+			mu.Lock()
+			keep = append(keep, or)
+			mu.Unlock()
+			return
 		}
 		o.mu.Lock()
 		o.released++
 		o.working--
-		doneN++
 		o.record('-', or)
 		o.mu.Unlock()
+		mu.Lock()
+		doneN++
+		mu.Unlock()
 	}
+	for range min(releaseWindow, len(list)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(list) {
+					return
+				}
+				if stopped.Load() || o.ctx.Err() != nil {
+					mu.Lock()
+					keep = append(keep, list[i])
+					mu.Unlock()
+					continue
+				}
+				one(list[i])
+			}
+		}()
+	}
+	wg.Wait()
 	o.mu.Lock()
 	o.working -= len(list) - doneN
 	o.pending = append(o.pending, keep...)
