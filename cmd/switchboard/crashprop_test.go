@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -180,7 +181,11 @@ func TestCrashProperty(t *testing.T) {
 		{"primary-large", "sim-pl"}, {"nextgen", "sim-ng-1"}, {"nextgen", "sim-ng-2"}, {"backup2-large", "sim-b2l"},
 	} {
 		p := startTelsimProc(t, "-tier", s.tier, "-id", s.id, "-seed", strconv.FormatUint(seed+uint64(len(sims))+1, 10), "-log-level", "warn")
-		sims = append(sims, crashSim{id: s.id, p: p, cc: telsim.NewControlClient(p.control, nil)})
+		// A transport of its own, closed at the end: no keep-alive
+		// goroutine outlives the test (goleak).
+		hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
+		t.Cleanup(hc.CloseIdleConnections)
+		sims = append(sims, crashSim{id: s.id, p: p, cc: telsim.NewControlClient(p.control, hc)})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -231,12 +236,17 @@ func TestCrashProperty(t *testing.T) {
 	}
 
 	// The killer.
+	var restarts, slowest time.Duration
 	for range crashKills {
 		time.Sleep(crashRunMin + time.Duration(rng.Int64N(int64(crashRunMax-crashRunMin)+1)))
 		gate.down()
 		p.kill9(t)
+		t0 := time.Now()
 		p = start(t, daemonBin, sock, data, "-config", cfgPath)
 		gate.open()
+		d := time.Since(t0)
+		restarts += d
+		slowest = max(slowest, d)
 	}
 	lastRestart := time.Now()
 	close(stop)
@@ -244,8 +254,9 @@ func TestCrashProperty(t *testing.T) {
 	wg.Wait()
 	drainTimer.Stop()
 	drained := time.Now()
-	t.Logf("%d kills in %v; load stopped and every pending retry done %v after the last restart",
-		crashKills, lastRestart.Sub(began).Round(time.Millisecond), drained.Sub(lastRestart).Round(time.Millisecond))
+	t.Logf("%d kills in %v (restart to a socket answering PING: mean %v, max %v); load stopped and every pending retry done %v after the last restart",
+		crashKills, lastRestart.Sub(began).Round(time.Millisecond), (restarts / crashKills).Round(time.Millisecond),
+		slowest.Round(time.Millisecond), drained.Sub(lastRestart).Round(time.Millisecond))
 
 	// What the client was told: no key twice, every request answered.
 	led.mu.Lock()
@@ -263,16 +274,24 @@ func TestCrashProperty(t *testing.T) {
 	}
 
 	// What the telsims hold, polled until it matches or the bound passes.
+	// The trajectory (reservations held, and how many break the
+	// property) is logged, about one sample a second.
 	var rep crashReport
 	var converged time.Duration
-	for {
+	var trajectory []string
+	for next := time.Duration(0); ; {
 		rep = crashCheck(ctx, t, led, sims)
 		converged = time.Since(drained)
+		if converged >= next || rep.ok() {
+			trajectory = append(trajectory, fmt.Sprintf("%.1fs:%d/%d", converged.Seconds(), rep.total, rep.bad()))
+			next = converged + time.Second
+		}
 		if rep.ok() || converged > crashConvergeBound {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	t.Logf("after the last answer, reservations held/breaking the property: %s", strings.Join(trajectory, " "))
 	refused := map[wire.Status]int{}
 	for _, s := range led.refused {
 		refused[s]++
@@ -421,8 +440,11 @@ type crashReport struct {
 	keyTwice []string
 }
 
-func (r crashReport) ok() bool {
-	return len(r.twoBridges)+len(r.stray)+len(r.missing)+len(r.notGone)+len(r.keyTwice) == 0
+func (r crashReport) ok() bool { return r.bad() == 0 }
+
+// bad counts the findings (a reservation may count in several).
+func (r crashReport) bad() int {
+	return len(r.twoBridges) + len(r.stray) + len(r.missing) + len(r.notGone) + len(r.keyTwice)
 }
 
 func (r crashReport) String() string {
