@@ -224,9 +224,16 @@ func TestCrashProperty(t *testing.T) {
 	// hard ends every retry once the drain bound has passed (armed when the
 	// load stops).
 	hard, cancelHard := context.WithCancel(ctx)
-	defer cancelHard()
 	stop := make(chan struct{})
+	stopLoad := sync.OnceFunc(func() { close(stop) })
 	var wg sync.WaitGroup
+	// On every path out, a t.Fatal included: the workers stop at once
+	// and are waited for.
+	defer func() {
+		stopLoad()
+		cancelHard()
+		wg.Wait()
+	}()
 	for w := range crashWorkers {
 		wg.Add(1)
 		go func() {
@@ -249,7 +256,7 @@ func TestCrashProperty(t *testing.T) {
 		slowest = max(slowest, d)
 	}
 	lastRestart := time.Now()
-	close(stop)
+	stopLoad()
 	drainTimer := time.AfterFunc(crashDrainBound, cancelHard)
 	wg.Wait()
 	drainTimer.Stop()
