@@ -13,11 +13,17 @@ import (
 	"time"
 )
 
-// maxControlBody bounds a control request's body.
-const maxControlBody = 64 << 10
+// maxControlBody bounds a control request's body; maxControlReply, a reply
+// read by ControlClient (a full table listed by GET /reservations: 100,000
+// reservations of a few hundred bytes each).
+const (
+	maxControlBody  = 64 << 10
+	maxControlReply = 64 << 20
+)
 
 // ControlHandler returns the HTTP control API of s (documented in the
-// package comment): GET/POST /fault, PUT /fault/{mode}, GET /stats. Mount it
+// package comment): GET/POST /fault, PUT /fault/{mode}, GET /stats, GET
+// /reservations. Mount it
 // on a loopback listener; it has no authentication. The handler is safe for
 // concurrent use.
 func (s *Server) ControlHandler() http.Handler {
@@ -45,6 +51,9 @@ func (s *Server) ControlHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, s.Stats())
+	})
+	mux.HandleFunc("GET /reservations", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, s.Reservations())
 	})
 	return mux
 }
@@ -169,6 +178,13 @@ func (c *ControlClient) Stats(ctx context.Context) (Stats, error) {
 	return out, err
 }
 
+// Reservations returns every reservation the server holds, sorted by key.
+func (c *ControlClient) Reservations(ctx context.Context) ([]Reservation, error) {
+	var out []Reservation
+	err := c.do(ctx, http.MethodGet, "/reservations", nil, &out)
+	return out, err
+}
+
 func (c *ControlClient) do(ctx context.Context, method, path string, body []byte, out any) error {
 	var rd io.Reader
 	if body != nil {
@@ -186,7 +202,7 @@ func (c *ControlClient) do(ctx context.Context, method, path string, body []byte
 		return fmt.Errorf("telsim control: %w", err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxControlReply))
 	if err != nil {
 		return fmt.Errorf("telsim control: %s %s: %w", method, path, err)
 	}

@@ -85,6 +85,14 @@
 //	PUT  /fault/{mode}?latency=5ms&jitter=1ms&fraction=0.5&period=1s
 //	                            → same as POST
 //	GET  /stats                 → 200 Stats as JSON
+//	GET  /reservations          → 200 [{"key":…,"bridge_id":"…","name":"…","meta":"base64"}, …]
+//
+// GET /reservations lists every live reservation, sorted by key, with the
+// client's meta (base64, as JSON carries bytes): read-only, for tests and
+// drills that must map each held bridge back to the session that asked for
+// it (the crash test of cmd/switchboard does). It is a snapshot taken one
+// table shard at a time, so under load it is not a single instant, but no
+// reservation appears twice.
 //
 // Errors are {"error":"…"}: 400 for an invalid fault (unknown mode or
 // parameter, negative duration, fraction outside [0, 1]), 503 after Close,

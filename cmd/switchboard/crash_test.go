@@ -14,92 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"switchboard/client"
 	"switchboard/wire"
 )
-
-// daemonBin is the switchboard binary, built once by TestMain.
-var daemonBin string
-
-func TestMain(m *testing.M) {
-	os.Exit(func() int {
-		dir, err := os.MkdirTemp("", "sbbin")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		daemonBin = filepath.Join(dir, "switchboard")
-		if out, err := exec.Command("go", "build", "-o", daemonBin, ".").CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-			return 1
-		}
-		code := m.Run()
-		if code == 0 {
-			if err := goleak.Find(); err != nil {
-				fmt.Fprintln(os.Stderr, "goroutine leak:", err)
-				return 1
-			}
-		}
-		return code
-	}())
-}
-
-type proc struct {
-	cmd  *exec.Cmd
-	done chan error
-}
-
-// start runs the daemon binary and waits until its socket answers PING.
-func start(t *testing.T, bin, sock, data string, extra ...string) *proc {
-	t.Helper()
-	args := append([]string{"-socket", sock, "-data-dir", data}, extra...)
-	cmd := exec.Command(bin, args...)
-	var logs strings.Builder
-	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, done: make(chan error, 1)}
-	go func() { p.done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-p.done
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		c, err := client.Dial(ctx, sock)
-		if err == nil {
-			err = c.Ping(ctx)
-			c.Close()
-		}
-		cancel()
-		if err == nil {
-			return p
-		}
-		select {
-		case err := <-p.done:
-			t.Fatalf("daemon exited at start: %v\n%s", err, logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("daemon not answering after 10s: %v\n%s", err, logs.String())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-func shortDir(t *testing.T) string {
-	dir, err := os.MkdirTemp("", "sbcrash")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
 
 // TestKillNineNeverRepeatsAKey is the crash proof of the session-key scheme:
 // the real daemon is killed with SIGKILL at random moments while clients
@@ -189,11 +106,7 @@ func loadUntilKilled(t *testing.T, sock string, p *proc, d time.Duration) []uint
 		}(w)
 	}
 	time.Sleep(d)
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-p.done
-	p.done <- nil // for the cleanup's receive
+	p.kill9(t)
 	close(stop)
 	wg.Wait()
 	return keys
