@@ -126,6 +126,22 @@ type ServerConfig struct {
 	// MaxConnInFlight bounds requests in progress on one connection.
 	// Default 1024.
 	MaxConnInFlight int `yaml:"max_conn_in_flight"`
+	// MaxConnUnanswered bounds the requests read on one connection whose
+	// response has not been written to it yet (running, or answered and
+	// queued behind a client that does not read). At the bound the daemon
+	// stops reading that connection until responses drain, so the kernel's
+	// socket buffers push back on the client. Default 256.
+	MaxConnUnanswered int `yaml:"max_conn_unanswered"`
+	// MaxConnQueuedBytes bounds the response bytes queued but not yet
+	// written on one connection; at the bound the daemon stops reading that
+	// connection, as for MaxConnUnanswered. Default 1 MiB; at least
+	// MaxFrame.
+	MaxConnQueuedBytes int `yaml:"max_conn_queued_bytes"`
+	// IdleTimeout cuts a connection that, for this long, has sent no
+	// request or has left written responses unread (a client that trickles
+	// PINGs without reading their PONGs is cut). Checked every
+	// IdleTimeout/8. Default 5m.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// RequestTimeout bounds one request, every tier attempt included.
 	// Default 2s.
 	RequestTimeout time.Duration `yaml:"request_timeout"`
@@ -319,6 +335,9 @@ func (c *Config) applyDefaults() {
 	orInt(&s.MaxConns, 1024)
 	orInt(&s.MaxInFlight, 4096)
 	orInt(&s.MaxConnInFlight, 1024)
+	orInt(&s.MaxConnUnanswered, 256)
+	orInt(&s.MaxConnQueuedBytes, 1<<20)
+	orDur(&s.IdleTimeout, 5*time.Minute)
 	orDur(&s.RequestTimeout, 2*time.Second)
 	orDur(&s.ReadTimeout, 5*time.Second)
 	orDur(&s.WriteTimeout, 5*time.Second)
@@ -440,6 +459,13 @@ func (c *Config) Validate() error {
 	positive("server.max_conns", s.MaxConns)
 	positive("server.max_in_flight", s.MaxInFlight)
 	positive("server.max_conn_in_flight", s.MaxConnInFlight)
+	positive("server.max_conn_unanswered", s.MaxConnUnanswered)
+	if s.MaxConnQueuedBytes < s.MaxFrame {
+		bad("server.max_conn_queued_bytes", "%d is below server.max_frame %d: one response must fit", s.MaxConnQueuedBytes, s.MaxFrame)
+	}
+	if s.IdleTimeout < time.Second {
+		bad("server.idle_timeout", "%v: at least 1s", s.IdleTimeout)
+	}
 	positiveDur("server.request_timeout", s.RequestTimeout)
 	positiveDur("server.read_timeout", s.ReadTimeout)
 	positiveDur("server.write_timeout", s.WriteTimeout)

@@ -17,7 +17,9 @@ import (
 )
 
 // maxPending bounds the response bytes queued on one connection while its
-// peer does not read; past it the connection is closed.
+// peer does not read; past it the connection is cut. The reader pauses
+// long before (server.max_conn_queued_bytes); only handlers already running
+// when it paused can queue more.
 const maxPending = 8 << 20
 
 // reqState is one request's working memory, pooled: the copy of its frame,
@@ -52,8 +54,24 @@ type conn struct {
 
 	inFlight atomic.Int32
 
+	// Read side (conns.go): requests read and not yet answered on the
+	// socket, response bytes queued or being written, the coarse time of
+	// the last request; resume wakes a reader paused at the bounds, done
+	// is closed by close.
+	unanswered atomic.Int32
+	queued     atomic.Int64
+	lastReq    atomic.Int64
+	resume     chan struct{}
+	done       chan struct{}
+	closeOnce  sync.Once
+	cutOnce    atomic.Bool
+	// The reaper's view, guarded by server.connMu: when the connection was
+	// last seen active, and its lastReq then.
+	goodAt, seenReq int64
+
 	mu       sync.Mutex
 	pending  []byte // guarded by mu
+	pendingN int    // responses in pending, guarded by mu
 	spare    []byte // guarded by mu
 	flushing bool   // guarded by mu
 }
@@ -80,14 +98,33 @@ type server struct {
 
 	stats struct {
 		requests, overloaded, badFrames, refusedConns atomic.Uint64
+		pauses                                        atomic.Uint64
+		cuts                                          [numCutReasons]atomic.Uint64
 	}
+
+	// Connection bookkeeping (conns.go): every open connection, for the
+	// idle reaper and eviction; clock is the coarse time (Unix ns) the
+	// reaper last ticked at.
+	now      func() time.Time
+	connMu   sync.Mutex
+	conns    map[*conn]struct{} // guarded by connMu
+	clock    atomic.Int64
+	reapStop chan struct{}
+	reapDone chan struct{}
 }
 
 // admitConn counts a new front-end connection against server.max_conns.
-// False: the caller must close it at once, without calling connClosed.
+// At the bound the longest-idle connection with no request running is cut
+// to make room (it leaves the count once its transport notices), so idle
+// or trickling connections cannot lock new clients out; only when every
+// connection has a request running is the new one refused. False: the
+// caller must close it at once, without calling connClosed.
 func (s *server) admitConn() bool {
 	max := s.lim.Load().maxConns
 	if s.open.Add(1) > max {
+		if s.evict() {
+			return true
+		}
 		s.open.Add(-1)
 		s.stats.refusedConns.Add(1)
 		s.log.Warn("front-end connection refused at server.max_conns", zap.Int64("max_conns", max))
@@ -96,8 +133,14 @@ func (s *server) admitConn() bool {
 	return true
 }
 
-// connClosed ends a connection admitConn counted.
-func (s *server) connClosed() { s.open.Add(-1) }
+// connClosed ends a connection admitConn counted and newConn registered.
+func (s *server) connClosed(c *conn) {
+	c.close()
+	s.connMu.Lock()
+	delete(s.conns, c)
+	s.connMu.Unlock()
+	s.open.Add(-1)
+}
 
 // transportConn is the part of a front-end connection that differs between
 // transports: writing bytes and closing.
@@ -105,6 +148,9 @@ type transportConn interface {
 	// writeAll writes b completely (bounded by the write timeout).
 	writeAll(b []byte) error
 	close() error
+	// unread returns the bytes written to the socket that the peer has
+	// not read yet; false when the platform cannot tell.
+	unread() (int, bool)
 }
 
 // transport is a front-end socket server: it accepts connections, reads
@@ -129,14 +175,20 @@ type serverLimits struct {
 	maxInFlight     int64
 	maxConnInFlight int32
 	requestTimeout  time.Duration
+	// Read side (conns.go).
+	maxConnUnanswered int32
+	maxConnQueued     int64
+	idleTimeout       time.Duration
 }
 
 func limitsOf(cfg ServerConfig) *serverLimits {
-	return &serverLimits{maxConns: int64(cfg.MaxConns), maxInFlight: int64(cfg.MaxInFlight), maxConnInFlight: int32(cfg.MaxConnInFlight), requestTimeout: cfg.RequestTimeout}
+	return &serverLimits{maxConns: int64(cfg.MaxConns), maxInFlight: int64(cfg.MaxInFlight), maxConnInFlight: int32(cfg.MaxConnInFlight), requestTimeout: cfg.RequestTimeout,
+		maxConnUnanswered: int32(cfg.MaxConnUnanswered), maxConnQueued: int64(cfg.MaxConnQueuedBytes), idleTimeout: cfg.IdleTimeout}
 }
 
-func newServer(log *zap.Logger, svc *service, m *metrics, cfg ServerConfig, path string) (*server, error) {
-	s := &server{log: log, svc: svc, m: m, cfg: cfg, path: path}
+func newServer(log *zap.Logger, svc *service, m *metrics, cfg ServerConfig, path string, now func() time.Time) (*server, error) {
+	s := &server{log: log, svc: svc, m: m, cfg: cfg, path: path, now: now, conns: map[*conn]struct{}{}}
+	s.clock.Store(now().UnixNano())
 	s.lim.Store(limitsOf(cfg))
 	ln, err := listenUnix(path, 0o660)
 	if err != nil {
@@ -152,6 +204,8 @@ func newServer(log *zap.Logger, svc *service, m *metrics, cfg ServerConfig, path
 		ln.Close()
 		return nil, err
 	}
+	s.reapStop, s.reapDone = make(chan struct{}), make(chan struct{})
+	go s.reap(s.reapStop, s.reapDone)
 	return s, nil
 }
 
@@ -291,11 +345,12 @@ func (c *conn) write(frame []byte) {
 	c.mu.Lock()
 	if len(c.pending)+len(frame) > maxPending {
 		c.mu.Unlock()
-		c.s.log.Warn("client not reading its responses, closing its connection")
-		c.tc.close()
+		c.cut(cutQueueFull)
 		return
 	}
 	c.pending = append(c.pending, frame...)
+	c.pendingN++
+	c.queued.Add(int64(len(frame)))
 	if c.flushing {
 		c.mu.Unlock()
 		return
@@ -311,14 +366,17 @@ func (c *conn) write(frame []byte) {
 		c.mu.Lock()
 	}
 	for len(c.pending) > 0 {
-		buf := c.pending
-		c.pending = c.spare[:0]
+		buf, n := c.pending, c.pendingN
+		c.pending, c.pendingN = c.spare[:0], 0
 		c.mu.Unlock()
 		err := c.flush(buf)
+		if err == nil {
+			c.wrote(n, len(buf))
+		}
 		c.mu.Lock()
 		c.spare = buf[:0]
 		if err != nil {
-			c.pending = c.pending[:0]
+			c.pending, c.pendingN = c.pending[:0], 0
 			break
 		}
 	}
@@ -328,7 +386,11 @@ func (c *conn) write(frame []byte) {
 
 func (c *conn) flush(b []byte) error {
 	if err := c.tc.writeAll(b); err != nil {
-		c.tc.close()
+		if isTimeout(err) {
+			c.cut(cutWriteTimeout) // the client does not read its responses
+		} else {
+			c.close()
+		}
 		return err
 	}
 	return nil
@@ -354,7 +416,7 @@ func (c *conn) fatal(h wire.Header, err error) {
 		ce.Write(zap.Error(err))
 	}
 	c.writeError(h, wire.StatusBadRequest, err.Error())
-	c.tc.close()
+	c.close()
 }
 
 // shutdown stops taking requests, waits (bounded by ctx) for in-flight ones
@@ -363,6 +425,10 @@ func (s *server) shutdown(ctx context.Context) error {
 	s.admitMu.Lock()
 	s.draining.Store(true)
 	s.admitMu.Unlock()
+	if s.reapStop != nil {
+		close(s.reapStop)
+		<-s.reapDone
+	}
 	if _, ok := s.tr.(*netTransport); ok {
 		// The standard library's listener can stop at once; netpoll's
 		// Shutdown closes it together with the connections, below.
