@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -94,9 +95,12 @@ type AdminConfig struct {
 // MetricsConfig configures the Prometheus endpoint. Cannot change on reload.
 type MetricsConfig struct {
 	// Addr is the loopback host:port serving GET /metrics (Prometheus
-	// text). Default empty: no metrics endpoint. The -metrics-addr flag
-	// overrides it. Only loopback addresses (127.0.0.0/8, ::1, localhost)
-	// are accepted: scrape through a local agent or a reverse proxy.
+	// text), or unix:/path for a Unix socket created with mode 0660 (only
+	// its owner and group can scrape; a loopback port is open to every
+	// local user). Default empty: no metrics endpoint. The -metrics-addr
+	// flag overrides it. Only loopback addresses (127.0.0.0/8, ::1,
+	// localhost) are accepted: scrape through a local agent or a reverse
+	// proxy.
 	Addr string `yaml:"addr"`
 }
 
@@ -126,6 +130,20 @@ type ServerConfig struct {
 	// MaxConnInFlight bounds requests in progress on one connection.
 	// Default 1024.
 	MaxConnInFlight int `yaml:"max_conn_in_flight"`
+	// RequestTimeout bounds one request, every tier attempt included.
+	// Default 2s.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// ReadTimeout bounds how long a started frame may take to arrive
+	// completely (a slow or stuck writer is disconnected). Default 5s.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds writing a response to a client that does not
+	// read. Default 5s.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// ReadyTimeout bounds the wait for warm pools at start. Default 5s.
+	ReadyTimeout time.Duration `yaml:"ready_timeout"`
+	// ShutdownTimeout bounds the drain of in-flight requests on SIGTERM.
+	// Default 10s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// MaxConnUnanswered bounds the requests read on one connection whose
 	// response has not been written to it yet (running, or answered and
 	// queued behind a client that does not read). At the bound the daemon
@@ -142,20 +160,6 @@ type ServerConfig struct {
 	// PINGs without reading their PONGs is cut). Checked every
 	// IdleTimeout/8. Default 5m.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
-	// RequestTimeout bounds one request, every tier attempt included.
-	// Default 2s.
-	RequestTimeout time.Duration `yaml:"request_timeout"`
-	// ReadTimeout bounds how long a started frame may take to arrive
-	// completely (a slow or stuck writer is disconnected). Default 5s.
-	ReadTimeout time.Duration `yaml:"read_timeout"`
-	// WriteTimeout bounds writing a response to a client that does not
-	// read. Default 5s.
-	WriteTimeout time.Duration `yaml:"write_timeout"`
-	// ReadyTimeout bounds the wait for warm pools at start. Default 5s.
-	ReadyTimeout time.Duration `yaml:"ready_timeout"`
-	// ShutdownTimeout bounds the drain of in-flight requests on SIGTERM.
-	// Default 10s.
-	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
 
 // KeysConfig configures session keys. Digits and Secret cannot change on
@@ -431,7 +435,11 @@ func (c *Config) Validate() error {
 	default:
 		bad("log.format", "%q is not one of auto, json, console", c.Log.Format)
 	}
-	if c.Metrics.Addr != "" {
+	if path, ok := strings.CutPrefix(c.Metrics.Addr, "unix:"); ok {
+		if !filepath.IsAbs(path) {
+			bad("metrics.addr", "%q: want unix:/absolute/path", c.Metrics.Addr)
+		}
+	} else if c.Metrics.Addr != "" {
 		if err := loopbackAddr(c.Metrics.Addr); err != nil {
 			bad("metrics.addr", "%v", err)
 		}

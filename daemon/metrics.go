@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -261,11 +262,20 @@ func b2f(b bool) float64 {
 type metricsServer struct {
 	hs   *http.Server
 	ln   net.Listener
+	path string // the Unix socket's, removed at shutdown; empty on TCP
 	done chan struct{}
 }
 
 func startMetricsServer(log *zap.Logger, addr string, reg *prometheus.Registry) (*metricsServer, error) {
-	ln, err := net.Listen("tcp", addr)
+	var ln net.Listener
+	var err error
+	path, isUnix := strings.CutPrefix(addr, "unix:")
+	if isUnix {
+		// Mode 0660: the owner and group (the scraping agent's) only.
+		ln, err = listenUnix(path, 0o660)
+	} else {
+		ln, err = net.Listen("tcp", addr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("metrics listener: %w", err)
 	}
@@ -279,6 +289,9 @@ func startMetricsServer(log *zap.Logger, addr string, reg *prometheus.Registry) 
 		hs:   &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: zap.NewStdLog(log)},
 		ln:   ln,
 		done: make(chan struct{}),
+	}
+	if isUnix {
+		m.path = path
 	}
 	go func() {
 		defer close(m.done)
@@ -298,4 +311,7 @@ func (m *metricsServer) shutdown() {
 		m.hs.Close()
 	}
 	<-m.done
+	if m.path != "" {
+		os.Remove(m.path)
+	}
 }

@@ -40,7 +40,7 @@ func run() int {
 	socket := fs.String("socket", "", "front-end Unix socket `path` (default: config socket, else "+daemon.DefaultSocket+")")
 	dataDir := fs.String("data-dir", "", "data `directory` for key leases and the key secret (default: config data_dir, else "+daemon.DefaultDataDir+")")
 	adminSocket := fs.String("admin-socket", "", "admin Unix socket `path` for sbctl status/reload/drain/breaker and pprof, mode 0600 (default: config admin.socket, else none)")
-	metricsAddr := fs.String("metrics-addr", "", "loopback `host:port` serving Prometheus /metrics (default: config metrics.addr, else none)")
+	metricsAddr := fs.String("metrics-addr", "", "loopback `host:port` (or unix:/path) serving Prometheus /metrics (default: config metrics.addr, else none)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
