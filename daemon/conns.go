@@ -112,7 +112,9 @@ func (c *conn) waitReadable(check func() bool) bool {
 func (s *server) newConn(tc transportConn) *conn {
 	now := s.clock.Load()
 	c := &conn{s: s, tc: tc, resume: make(chan struct{}, 1), done: make(chan struct{}), goodAt: now}
-	c.lastReq.Store(now)
+	// A nanosecond before the tick: among connections last heard of in the
+	// same tick, one that never sent a request is evicted first.
+	c.lastReq.Store(now - 1)
 	s.connMu.Lock()
 	s.conns[c] = struct{}{}
 	s.connMu.Unlock()
