@@ -55,6 +55,10 @@ func TestParseConfigErrors(t *testing.T) {
 		{"negative timeout", "tiers: [{name: a, servers: ['sim://a'], attempt_timeout: -1s}]\n", "attempt_timeout"},
 		{"two documents", "tiers: [{name: a, servers: ['sim://a']}]\n---\nlog: {}\n", "more than one YAML document"},
 		{"empty", "", "empty document"},
+		{"queued below max_frame", "server: {max_conn_queued_bytes: 1000}\ntiers: [{name: a, servers: ['sim://a']}]\n", "server.max_conn_queued_bytes: 1000 is below server.max_frame 65536"},
+		{"short idle timeout", "server: {idle_timeout: 100ms}\ntiers: [{name: a, servers: ['sim://a']}]\n", "server.idle_timeout: 100ms: at least 1s"},
+		{"unanswered not positive", "server: {max_conn_unanswered: -1}\ntiers: [{name: a, servers: ['sim://a']}]\n", "server.max_conn_unanswered: -1 must be positive"},
+		{"metrics unix path relative", "metrics: {addr: 'unix:m.sock'}\ntiers: [{name: a, servers: ['sim://a']}]\n", `metrics.addr: "unix:m.sock": want unix:/absolute/path`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -64,9 +64,11 @@ func (c *conn) received() {
 func (c *conn) wrote(n int, b int) {
 	c.unanswered.Add(int32(-n))
 	c.queued.Add(int64(-b))
-	select {
-	case c.resume <- struct{}{}:
-	default:
+	if c.paused.Load() { // only then: a channel send takes a lock
+		select {
+		case c.resume <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -87,6 +89,11 @@ func (c *conn) waitReadable(check func() bool) bool {
 		return true
 	}
 	c.s.stats.pauses.Add(1)
+	// paused is set before the bounds are checked again, and wrote lowers
+	// the counters before it reads paused: either this loop sees the lower
+	// counts or wrote sees paused and sends on resume.
+	c.paused.Store(true)
+	defer c.paused.Store(false)
 	var tick <-chan time.Time
 	if check != nil {
 		t := time.NewTicker(50 * time.Millisecond)

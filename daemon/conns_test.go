@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap/zaptest"
+
 	"switchboard/wire"
 )
 
@@ -64,5 +66,49 @@ func testMaxConns(t *testing.T, tr string) {
 	}
 	if _, err := h.c.Allocate(ctxT(t), &wire.AllocateRequest{Spec: spec("still serving")}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// fakeTC is a transportConn whose unread bytes the test sets.
+type fakeTC struct {
+	unreadN int
+	closed  bool
+}
+
+func (f *fakeTC) writeAll([]byte) error { return nil }
+func (f *fakeTC) close() error          { f.closed = true; return nil }
+func (f *fakeTC) unread() (int, bool)   { return f.unreadN, true }
+
+// TestReapOnceIdleDefinition: on the reaper's clock (no sleeping), a
+// connection stays while it sends requests and reads what it is sent; one
+// that sends nothing, or sends PINGs but leaves its PONGs unread, is cut
+// once idle_timeout has passed since it was last seen active.
+func TestReapOnceIdleDefinition(t *testing.T) {
+	s := &server{log: zaptest.NewLogger(t), conns: map[*conn]struct{}{}}
+	s.lim.Store(&serverLimits{maxConnUnanswered: 8, maxConnQueued: 1 << 20, idleTimeout: 3 * time.Second})
+	const sec = int64(time.Second)
+	s.clock.Store(0)
+	reader, silent, trickler := &fakeTC{}, &fakeTC{}, &fakeTC{}
+	rc, tc := s.newConn(reader), s.newConn(trickler)
+	s.newConn(silent)
+	for tick := int64(1); tick <= 8; tick++ {
+		now := tick * sec / 2 // a tick every 500 ms
+		s.clock.Store(now)
+		rc.received()
+		tc.received()
+		trickler.unreadN += 768 // its PONGs pile up unread
+		s.reapOnce(now, 3*time.Second)
+	}
+	if reader.closed {
+		t.Error("a connection sending requests and reading its responses was cut")
+	}
+	if !silent.closed {
+		t.Error("a connection silent for 4s (idle_timeout 3s) was not cut")
+	}
+	if !trickler.closed {
+		t.Error("a connection sending PINGs without reading its PONGs for 4s was not cut")
+	}
+	if n := s.stats.cuts[cutIdle].Load(); n != 2 {
+		t.Errorf("%d idle cuts counted, want 2", n)
 	}
 }

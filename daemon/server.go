@@ -62,6 +62,7 @@ type conn struct {
 	queued     atomic.Int64
 	lastReq    atomic.Int64
 	resume     chan struct{}
+	paused     atomic.Bool // a reader waits on resume
 	done       chan struct{}
 	closeOnce  sync.Once
 	cutOnce    atomic.Bool
