@@ -53,7 +53,7 @@ tiers:
 // reading its PONGs, and a flood of 5,000 idle connections (5 × max_conns).
 // Each bad client must be cut (logged, counted by reason), new clients
 // served throughout, the well-behaved client must see no error and a p99
-// within 3× its quiet p99 (with a floor for a noisy machine), and the
+// within 3× its quiet p99 (with a 100 ms floor for a noisy machine), and the
 // daemon's RSS must stay bounded; the figures are logged.
 func TestBadClients(t *testing.T) {
 	if testing.Short() {
@@ -100,8 +100,11 @@ func testBadClients(t *testing.T, transport string) {
 		if w.errs > 0 {
 			t.Errorf("%s: the well-behaved client saw %d errors; first: %v", phase, w.errs, w.first)
 		}
-		if limit := max(3*quiet.p99, 25*time.Millisecond); w.p99 > limit {
-			t.Errorf("%s: well-behaved p99 %v, over %v (3× quiet %v, floor 25ms)", phase, w.p99, limit, quiet.p99)
+		// 3× the quiet p99, with a floor: on a shared 2-core machine (and
+		// under -race) the probe's own work, 5,000 dials included, shares
+		// the cores with the daemon; the figures are logged for the record.
+		if limit := max(3*quiet.p99, 100*time.Millisecond); w.p99 > limit {
+			t.Errorf("%s: well-behaved p99 %v, over %v (3× quiet %v, floor 100ms)", phase, w.p99, limit, quiet.p99)
 		}
 		if w.n == 0 {
 			t.Errorf("%s: the well-behaved client made no request", phase)
