@@ -19,7 +19,7 @@ func TestMaxConns(t *testing.T) {
 	}
 }
 
-func ping(id uint64, c io.ReadWriter) error {
+func rawPing(id uint64, c io.ReadWriter) error {
 	f, _ := wire.AppendFrame(nil, wire.Header{Op: wire.OpPing, ID: id}, nil, wire.DefaultMaxFrame)
 	if _, err := c.Write(f); err != nil {
 		return err
@@ -40,13 +40,13 @@ func testMaxConns(t *testing.T, tr string) {
 	waitFor(t, "a reaper tick", 5*time.Second, func() bool { return h.d.srv.clock.Load() != t0 })
 	a, b := rawConn(t, h.sock), rawConn(t, h.sock)
 	for i, c := range []io.ReadWriter{a, b} {
-		if err := ping(uint64(i+1), c); err != nil {
+		if err := rawPing(uint64(i+1), c); err != nil {
 			t.Fatalf("connection %d within max_conns: %v", i+3, err)
 		}
 	}
 	waitFor(t, "4 connections counted", 5*time.Second, func() bool { return h.d.srv.open.Load() == 4 })
 	over := rawConn(t, h.sock)
-	if err := ping(9, over); err != nil {
+	if err := rawPing(9, over); err != nil {
 		t.Fatalf("a new connection at max_conns was not served: %v", err)
 	}
 	if n := h.d.srv.stats.cuts[cutEvicted].Load(); n != 1 {
@@ -58,10 +58,10 @@ func testMaxConns(t *testing.T, tr string) {
 	waitFor(t, "the evicted connection uncounted", 5*time.Second, func() bool { return h.d.srv.open.Load() == 4 })
 	// The recently active ones still work; the harness's client redials
 	// (evicting its other idle connection).
-	if err := ping(3, a); err != nil {
+	if err := rawPing(3, a); err != nil {
 		t.Fatalf("active connection after an eviction: %v", err)
 	}
-	if err := ping(4, b); err != nil {
+	if err := rawPing(4, b); err != nil {
 		t.Fatalf("active connection after an eviction: %v", err)
 	}
 	if _, err := h.c.Allocate(ctxT(t), &wire.AllocateRequest{Spec: spec("still serving")}); err != nil {
