@@ -160,6 +160,12 @@ type ServerConfig struct {
 	// PINGs without reading their PONGs is cut). Checked every
 	// IdleTimeout/8. Default 5m.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxConnsPerUID bounds the front-end connections open at once from
+	// one peer uid (SO_PEERCRED, Linux); one beyond it is closed at accept
+	// and counted in switchboard_connections_refused_total. It keeps
+	// another account allowed on the socket from taking the slots (and
+	// evicting the front end's idle connections). Default 0: no bound.
+	MaxConnsPerUID int `yaml:"max_conns_per_uid"`
 }
 
 // KeysConfig configures session keys. Digits and Secret cannot change on
@@ -470,6 +476,9 @@ func (c *Config) Validate() error {
 	positive("server.max_conn_unanswered", s.MaxConnUnanswered)
 	if s.MaxConnQueuedBytes < s.MaxFrame {
 		bad("server.max_conn_queued_bytes", "%d is below server.max_frame %d: one response must fit", s.MaxConnQueuedBytes, s.MaxFrame)
+	}
+	if s.MaxConnsPerUID < 0 {
+		bad("server.max_conns_per_uid", "%d must not be negative (0: no bound)", s.MaxConnsPerUID)
 	}
 	if s.IdleTimeout < time.Second {
 		bad("server.idle_timeout", "%v: at least 1s", s.IdleTimeout)

@@ -114,11 +114,12 @@ func (c *conn) waitReadable(check func() bool) bool {
 	return true
 }
 
-// newConn creates, registers and returns the connection over tc; the
-// transport calls s.connClosed(c) exactly once when it is gone.
-func (s *server) newConn(tc transportConn) *conn {
+// newConn creates, registers and returns the connection over tc (for
+// admitConn); the transport calls s.connClosed(c) exactly once when it is
+// gone.
+func (s *server) newConn(tc transportConn, uid uint32, uidCounted bool) *conn {
 	now := s.clock.Load()
-	c := &conn{s: s, tc: tc, resume: make(chan struct{}, 1), done: make(chan struct{}), goodAt: now}
+	c := &conn{s: s, tc: tc, resume: make(chan struct{}, 1), done: make(chan struct{}), goodAt: now, uid: uid, uidCounted: uidCounted}
 	// A nanosecond before the tick: among connections last heard of in the
 	// same tick, one that never sent a request is evicted first.
 	c.lastReq.Store(now - 1)

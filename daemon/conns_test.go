@@ -75,9 +75,10 @@ type fakeTC struct {
 	closed  bool
 }
 
-func (f *fakeTC) writeAll([]byte) error { return nil }
-func (f *fakeTC) close() error          { f.closed = true; return nil }
-func (f *fakeTC) unread() (int, bool)   { return f.unreadN, true }
+func (f *fakeTC) writeAll([]byte) error   { return nil }
+func (f *fakeTC) close() error            { f.closed = true; return nil }
+func (f *fakeTC) unread() (int, bool)     { return f.unreadN, true }
+func (f *fakeTC) peerUID() (uint32, bool) { return 0, false }
 
 // TestReapOnceIdleDefinition: on the reaper's clock (no sleeping), a
 // connection stays while it sends requests and reads what it is sent; one
@@ -89,8 +90,8 @@ func TestReapOnceIdleDefinition(t *testing.T) {
 	const sec = int64(time.Second)
 	s.clock.Store(0)
 	reader, silent, trickler := &fakeTC{}, &fakeTC{}, &fakeTC{}
-	rc, tc := s.newConn(reader), s.newConn(trickler)
-	s.newConn(silent)
+	rc, tc := s.newConn(reader, 0, false), s.newConn(trickler, 0, false)
+	s.newConn(silent, 0, false)
 	for tick := int64(1); tick <= 8; tick++ {
 		now := tick * sec / 2 // a tick every 500 ms
 		s.clock.Store(now)
@@ -110,5 +111,35 @@ func TestReapOnceIdleDefinition(t *testing.T) {
 	}
 	if n := s.stats.cuts[cutIdle].Load(); n != 2 {
 		t.Errorf("%d idle cuts counted, want 2", n)
+	}
+}
+
+// TestMaxConnsPerUID: past server.max_conns_per_uid a connection from the
+// same uid is refused at accept and counted; closing one frees its slot.
+// (Every connection of the test has the test's uid.)
+func TestMaxConnsPerUID(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			// The harness's client holds 2 connections: 1 more fits.
+			h := startDaemon(t, func(c *Config) {
+				c.Server.Transport = tr
+				c.Server.MaxConnsPerUID = 3
+			})
+			a := rawConn(t, h.sock)
+			if err := rawPing(1, a); err != nil {
+				t.Fatalf("connection within max_conns_per_uid: %v", err)
+			}
+			if err := rawPing(2, rawConn(t, h.sock)); err == nil {
+				t.Fatal("a connection past max_conns_per_uid was served")
+			}
+			if n := h.d.srv.stats.refusedConns.Load(); n != 1 {
+				t.Fatalf("%d connections refused, want 1", n)
+			}
+			a.Close()
+			waitFor(t, "the closed connection uncounted", 5*time.Second, func() bool { return h.d.srv.open.Load() == 2 })
+			if err := rawPing(3, rawConn(t, h.sock)); err != nil {
+				t.Fatalf("connection into a freed slot: %v", err)
+			}
+		})
 	}
 }

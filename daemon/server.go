@@ -69,6 +69,9 @@ type conn struct {
 	// The reaper's view, guarded by server.connMu: when the connection was
 	// last seen active, and its lastReq then.
 	goodAt, seenReq int64
+	// uid is the peer's; uidCounted when it counts in server.uidConns.
+	uid        uint32
+	uidCounted bool
 
 	mu       sync.Mutex
 	pending  []byte // guarded by mu
@@ -109,36 +112,70 @@ type server struct {
 	now      func() time.Time
 	connMu   sync.Mutex
 	conns    map[*conn]struct{} // guarded by connMu
+	uidConns map[uint32]int     // connections by peer uid; guarded by connMu
 	clock    atomic.Int64
 	reapStop chan struct{}
 	reapDone chan struct{}
 }
 
-// admitConn counts a new front-end connection against server.max_conns.
-// At the bound the longest-idle connection with no request running is cut
-// to make room (it leaves the count once its transport notices), so idle
-// or trickling connections cannot lock new clients out; only when every
-// connection has a request running is the new one refused. False: the
-// caller must close it at once, without calling connClosed.
-func (s *server) admitConn() bool {
-	max := s.lim.Load().maxConns
-	if s.open.Add(1) > max {
-		if s.evict() {
-			return true
+// admitConn admits a new front-end connection over tc and returns it,
+// counted and registered. First server.max_conns_per_uid, by the peer's
+// uid (SO_PEERCRED): past it the connection is refused. Then
+// server.max_conns: at the bound the longest-idle connection with no
+// request running is cut to make room (it leaves the count once its
+// transport notices), so idle or trickling connections cannot lock new
+// clients out; only when every connection has a request running is the new
+// one refused. False: the caller must close tc at once, without calling
+// connClosed.
+func (s *server) admitConn(tc transportConn) (*conn, bool) {
+	lim := s.lim.Load()
+	uid, hasUID := tc.peerUID()
+	// Connections are counted by uid whether or not the bound is set, so
+	// that a reload setting it finds the counts right.
+	perUID := hasUID
+	if perUID {
+		s.connMu.Lock()
+		n := s.uidConns[uid]
+		if lim.maxConnsPerUID > 0 && n >= lim.maxConnsPerUID {
+			s.connMu.Unlock()
+			s.stats.refusedConns.Add(1)
+			s.log.Warn("front-end connection refused at server.max_conns_per_uid", zap.Uint32("uid", uid), zap.Int("max_conns_per_uid", lim.maxConnsPerUID))
+			return nil, false
 		}
-		s.open.Add(-1)
-		s.stats.refusedConns.Add(1)
-		s.log.Warn("front-end connection refused at server.max_conns", zap.Int64("max_conns", max))
-		return false
+		s.uidConns[uid] = n + 1 // reserved now: the connection keeps it, a refusal below drops it
+		s.connMu.Unlock()
 	}
-	return true
+	if s.open.Add(1) > lim.maxConns && !s.evict() {
+		s.open.Add(-1)
+		if perUID {
+			s.connMu.Lock()
+			s.dropUID(uid)
+			s.connMu.Unlock()
+		}
+		s.stats.refusedConns.Add(1)
+		s.log.Warn("front-end connection refused at server.max_conns", zap.Int64("max_conns", lim.maxConns))
+		return nil, false
+	}
+	return s.newConn(tc, uid, perUID), true
 }
 
-// connClosed ends a connection admitConn counted and newConn registered.
+// dropUID uncounts a connection of uid; connMu held.
+func (s *server) dropUID(uid uint32) {
+	if s.uidConns[uid] <= 1 {
+		delete(s.uidConns, uid)
+	} else {
+		s.uidConns[uid]--
+	}
+}
+
+// connClosed ends a connection admitConn admitted.
 func (s *server) connClosed(c *conn) {
 	c.close()
 	s.connMu.Lock()
 	delete(s.conns, c)
+	if c.uidCounted {
+		s.dropUID(c.uid)
+	}
 	s.connMu.Unlock()
 	s.open.Add(-1)
 }
@@ -152,6 +189,9 @@ type transportConn interface {
 	// unread returns the bytes written to the socket that the peer has
 	// not read yet; false when the platform cannot tell.
 	unread() (int, bool)
+	// peerUID returns the connecting process's uid (SO_PEERCRED); false
+	// when the platform cannot tell.
+	peerUID() (uint32, bool)
 }
 
 // transport is a front-end socket server: it accepts connections, reads
@@ -180,15 +220,16 @@ type serverLimits struct {
 	maxConnUnanswered int32
 	maxConnQueued     int64
 	idleTimeout       time.Duration
+	maxConnsPerUID    int // 0: no bound
 }
 
 func limitsOf(cfg ServerConfig) *serverLimits {
 	return &serverLimits{maxConns: int64(cfg.MaxConns), maxInFlight: int64(cfg.MaxInFlight), maxConnInFlight: int32(cfg.MaxConnInFlight), requestTimeout: cfg.RequestTimeout,
-		maxConnUnanswered: int32(cfg.MaxConnUnanswered), maxConnQueued: int64(cfg.MaxConnQueuedBytes), idleTimeout: cfg.IdleTimeout}
+		maxConnUnanswered: int32(cfg.MaxConnUnanswered), maxConnQueued: int64(cfg.MaxConnQueuedBytes), idleTimeout: cfg.IdleTimeout, maxConnsPerUID: cfg.MaxConnsPerUID}
 }
 
 func newServer(log *zap.Logger, svc *service, m *metrics, cfg ServerConfig, path string, now func() time.Time) (*server, error) {
-	s := &server{log: log, svc: svc, m: m, cfg: cfg, path: path, now: now, conns: map[*conn]struct{}{}}
+	s := &server{log: log, svc: svc, m: m, cfg: cfg, path: path, now: now, conns: map[*conn]struct{}{}, uidConns: map[uint32]int{}}
 	s.clock.Store(now().UnixNano())
 	s.lim.Store(limitsOf(cfg))
 	ln, err := listenUnix(path, 0o660)

@@ -61,18 +61,30 @@ func (c netConn) writeAll(b []byte) error {
 func (c netConn) close() error { return c.nc.Close() }
 
 func (c netConn) unread() (n int, ok bool) {
-	sc, isSys := c.nc.(syscall.Conn)
-	if !isSys {
-		return 0, false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return 0, false
-	}
-	if rc.Control(func(fd uintptr) { n, ok = unreadFd(int(fd)) }) != nil {
+	if !c.control(func(fd int) { n, ok = unreadFd(fd) }) {
 		return 0, false
 	}
 	return n, ok
+}
+
+func (c netConn) peerUID() (uid uint32, ok bool) {
+	if !c.control(func(fd int) { uid, ok = peerUIDFd(fd) }) {
+		return 0, false
+	}
+	return uid, ok
+}
+
+// control runs f on the connection's descriptor; false if it has none.
+func (c netConn) control(f func(fd int)) bool {
+	sc, isSys := c.nc.(syscall.Conn)
+	if !isSys {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	return rc.Control(func(fd uintptr) { f(int(fd)) }) == nil
 }
 
 func newNetTransport(s *server, ln net.Listener) *netTransport {
@@ -96,11 +108,11 @@ func (t *netTransport) serve() error {
 			continue
 		}
 		delay = 0
-		if !t.s.admitConn() {
+		c, ok := t.s.admitConn(netConn{nc: nc, timeout: t.s.cfg.WriteTimeout})
+		if !ok {
 			nc.Close()
 			continue
 		}
-		c := t.s.newConn(netConn{nc: nc, timeout: t.s.cfg.WriteTimeout})
 		t.mu.Lock()
 		if t.s.draining.Load() {
 			t.mu.Unlock()

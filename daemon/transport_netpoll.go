@@ -87,6 +87,14 @@ func (c netpollConn) writeAll(b []byte) error {
 
 func (c netpollConn) close() error { return c.nc.Close() }
 
+func (c netpollConn) peerUID() (uint32, bool) {
+	fc, ok := c.nc.(interface{ Fd() int })
+	if !ok {
+		return 0, false
+	}
+	return peerUIDFd(fc.Fd())
+}
+
 func (c netpollConn) unread() (int, bool) {
 	fc, ok := c.nc.(interface{ Fd() int })
 	if !ok || !c.nc.IsActive() {
@@ -132,11 +140,15 @@ func (t *netpollTransport) closeAll(ctx context.Context) {
 
 // onPrepare runs on the poller: tiny and non-blocking (P8).
 func (t *netpollTransport) onPrepare(nc netpoll.Connection) context.Context {
-	if t.s.draining.Load() || !t.s.admitConn() {
+	if t.s.draining.Load() {
 		nc.Close()
 		return context.Background()
 	}
-	c := t.s.newConn(netpollConn{nc})
+	c, ok := t.s.admitConn(netpollConn{nc})
+	if !ok {
+		nc.Close()
+		return context.Background()
+	}
 	t.conns.Store(c, struct{}{})
 	nc.AddCloseCallback(func(netpoll.Connection) error {
 		t.conns.Delete(c)
