@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -94,9 +95,12 @@ type AdminConfig struct {
 // MetricsConfig configures the Prometheus endpoint. Cannot change on reload.
 type MetricsConfig struct {
 	// Addr is the loopback host:port serving GET /metrics (Prometheus
-	// text). Default empty: no metrics endpoint. The -metrics-addr flag
-	// overrides it. Only loopback addresses (127.0.0.0/8, ::1, localhost)
-	// are accepted: scrape through a local agent or a reverse proxy.
+	// text), or unix:/path for a Unix socket created with mode 0660 (only
+	// its owner and group can scrape; a loopback port is open to every
+	// local user). Default empty: no metrics endpoint. The -metrics-addr
+	// flag overrides it. Only loopback addresses (127.0.0.0/8, ::1,
+	// localhost) are accepted: scrape through a local agent or a reverse
+	// proxy.
 	Addr string `yaml:"addr"`
 }
 
@@ -140,6 +144,28 @@ type ServerConfig struct {
 	// ShutdownTimeout bounds the drain of in-flight requests on SIGTERM.
 	// Default 10s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// MaxConnUnanswered bounds the requests read on one connection whose
+	// response has not been written to it yet (running, or answered and
+	// queued behind a client that does not read). At the bound the daemon
+	// stops reading that connection until responses drain, so the kernel's
+	// socket buffers push back on the client. Default 256.
+	MaxConnUnanswered int `yaml:"max_conn_unanswered"`
+	// MaxConnQueuedBytes bounds the response bytes queued but not yet
+	// written on one connection; at the bound the daemon stops reading that
+	// connection, as for MaxConnUnanswered. Default 1 MiB; at least
+	// MaxFrame.
+	MaxConnQueuedBytes int `yaml:"max_conn_queued_bytes"`
+	// IdleTimeout cuts a connection that, for this long, has sent no
+	// request or has left written responses unread (a client that trickles
+	// PINGs without reading their PONGs is cut). Checked every
+	// IdleTimeout/8. Default 5m.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxConnsPerUID bounds the front-end connections open at once from
+	// one peer uid (SO_PEERCRED, Linux); one beyond it is closed at accept
+	// and counted in switchboard_connections_refused_total. It keeps
+	// another account allowed on the socket from taking the slots (and
+	// evicting the front end's idle connections). Default 0: no bound.
+	MaxConnsPerUID int `yaml:"max_conns_per_uid"`
 }
 
 // KeysConfig configures session keys. Digits and Secret cannot change on
@@ -320,6 +346,9 @@ func (c *Config) applyDefaults() {
 	orInt(&s.MaxConns, 1024)
 	orInt(&s.MaxInFlight, 4096)
 	orInt(&s.MaxConnInFlight, 1024)
+	orInt(&s.MaxConnUnanswered, 256)
+	orInt(&s.MaxConnQueuedBytes, 1<<20)
+	orDur(&s.IdleTimeout, 5*time.Minute)
 	orDur(&s.RequestTimeout, 2*time.Second)
 	orDur(&s.ReadTimeout, 5*time.Second)
 	orDur(&s.WriteTimeout, 5*time.Second)
@@ -413,7 +442,11 @@ func (c *Config) Validate() error {
 	default:
 		bad("log.format", "%q is not one of auto, json, console", c.Log.Format)
 	}
-	if c.Metrics.Addr != "" {
+	if path, ok := strings.CutPrefix(c.Metrics.Addr, "unix:"); ok {
+		if !filepath.IsAbs(path) {
+			bad("metrics.addr", "%q: want unix:/absolute/path", c.Metrics.Addr)
+		}
+	} else if c.Metrics.Addr != "" {
 		if err := loopbackAddr(c.Metrics.Addr); err != nil {
 			bad("metrics.addr", "%v", err)
 		}
@@ -441,6 +474,16 @@ func (c *Config) Validate() error {
 	positive("server.max_conns", s.MaxConns)
 	positive("server.max_in_flight", s.MaxInFlight)
 	positive("server.max_conn_in_flight", s.MaxConnInFlight)
+	positive("server.max_conn_unanswered", s.MaxConnUnanswered)
+	if s.MaxConnQueuedBytes < s.MaxFrame {
+		bad("server.max_conn_queued_bytes", "%d is below server.max_frame %d: one response must fit", s.MaxConnQueuedBytes, s.MaxFrame)
+	}
+	if s.MaxConnsPerUID < 0 {
+		bad("server.max_conns_per_uid", "%d must not be negative (0: no bound)", s.MaxConnsPerUID)
+	}
+	if s.IdleTimeout < time.Second {
+		bad("server.idle_timeout", "%v: at least 1s", s.IdleTimeout)
+	}
 	positiveDur("server.request_timeout", s.RequestTimeout)
 	positiveDur("server.read_timeout", s.ReadTimeout)
 	positiveDur("server.write_timeout", s.WriteTimeout)

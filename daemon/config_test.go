@@ -55,6 +55,10 @@ func TestParseConfigErrors(t *testing.T) {
 		{"negative timeout", "tiers: [{name: a, servers: ['sim://a'], attempt_timeout: -1s}]\n", "attempt_timeout"},
 		{"two documents", "tiers: [{name: a, servers: ['sim://a']}]\n---\nlog: {}\n", "more than one YAML document"},
 		{"empty", "", "empty document"},
+		{"queued below max_frame", "server: {max_conn_queued_bytes: 1000}\ntiers: [{name: a, servers: ['sim://a']}]\n", "server.max_conn_queued_bytes: 1000 is below server.max_frame 65536"},
+		{"short idle timeout", "server: {idle_timeout: 100ms}\ntiers: [{name: a, servers: ['sim://a']}]\n", "server.idle_timeout: 100ms: at least 1s"},
+		{"unanswered not positive", "server: {max_conn_unanswered: -1}\ntiers: [{name: a, servers: ['sim://a']}]\n", "server.max_conn_unanswered: -1 must be positive"},
+		{"metrics unix path relative", "metrics: {addr: 'unix:m.sock'}\ntiers: [{name: a, servers: ['sim://a']}]\n", `metrics.addr: "unix:m.sock": want unix:/absolute/path`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -104,7 +108,7 @@ func TestDecodeErrorsNameFieldAndLine(t *testing.T) {
 		{"unknown top-level field", "tiers: []\nlogs: {level: info}\n",
 			"t.yaml: line 2: logs: unknown field (did you mean log?); valid fields here: instance, socket, data_dir, log, admin, metrics, server, keys, cache, pool, breaker, tiers, simulators"},
 		{"unknown nested field", "server:\n  transport: net\n  max_frme: 65536\n",
-			"t.yaml: line 3: server.max_frme: unknown field (did you mean max_frame?); valid fields here: transport, max_frame, max_conns, max_in_flight, max_conn_in_flight, request_timeout, read_timeout, write_timeout, ready_timeout, shutdown_timeout"},
+			"t.yaml: line 3: server.max_frme: unknown field (did you mean max_frame?); valid fields here: transport, max_frame, max_conns, max_in_flight, max_conn_in_flight, request_timeout, read_timeout, write_timeout, ready_timeout, shutdown_timeout, max_conn_unanswered, max_conn_queued_bytes, idle_timeout, max_conns_per_uid"},
 		{"unknown field in a tier", tierA + "    pool: {min_con: 2}\n",
 			"t.yaml: line 4: tiers[0].pool.min_con: unknown field (did you mean min_conns?); valid fields here: min_conns, max_in_flight, dial_timeout, heartbeat_interval, heartbeat_timeout, backoff_base, backoff_max, max_age"},
 		{"int", "server:\n  max_in_flight: lots\n", `t.yaml: line 2: server.max_in_flight: "lots" is not an integer`},
@@ -112,7 +116,7 @@ func TestDecodeErrorsNameFieldAndLine(t *testing.T) {
 		{"duration", "server:\n  request_timeout: fast\n", `t.yaml: line 2: server.request_timeout: "fast" is not a duration (e.g. 250ms, 2s, 1m)`},
 		{"duration without unit", tierA + "    attempt_timeout: 250\n", `t.yaml: line 4: tiers[0].attempt_timeout: "250" is not a duration: give a unit (e.g. 250ms, 2s, 1m)`},
 		{"list", "tiers:\n  - name: a\n    servers: sim://a\n", `t.yaml: line 3: tiers[0].servers: want a list, got "sim://a"`},
-		{"mapping", "server: net\n", `t.yaml: line 1: server: want a mapping (fields: transport, max_frame, max_conns, max_in_flight, max_conn_in_flight, request_timeout, read_timeout, write_timeout, ready_timeout, shutdown_timeout), got "net"`},
+		{"mapping", "server: net\n", `t.yaml: line 1: server: want a mapping (fields: transport, max_frame, max_conns, max_in_flight, max_conn_in_flight, request_timeout, read_timeout, write_timeout, ready_timeout, shutdown_timeout, max_conn_unanswered, max_conn_queued_bytes, idle_timeout, max_conns_per_uid), got "net"`},
 		{"duplicate key", "log:\n  level: info\n  level: debug\n", "t.yaml: line 3: log.level: duplicate key, first set at line 2"},
 		{"empty", "# nothing\n", "t.yaml: empty document"},
 		{"two documents", tierA + "---\n" + tierA, "t.yaml: line 4: more than one YAML document (a config is exactly one; remove the ---)"},
@@ -177,7 +181,7 @@ tiers:
 	// waits for a document that decodes.
 	wantErrors(t, configErrors(t, y), []string{
 		`t.yaml: line 2: server.max_frame: "big" is not an integer`,
-		`t.yaml: line 3: server.nope: unknown field; valid fields here: transport, max_frame, max_conns, max_in_flight, max_conn_in_flight, request_timeout, read_timeout, write_timeout, ready_timeout, shutdown_timeout`,
+		`t.yaml: line 3: server.nope: unknown field; valid fields here: transport, max_frame, max_conns, max_in_flight, max_conn_in_flight, request_timeout, read_timeout, write_timeout, ready_timeout, shutdown_timeout, max_conn_unanswered, max_conn_queued_bytes, idle_timeout, max_conns_per_uid`,
 		`t.yaml: line 9: tiers[0].attempt_timeout: "soon" is not a duration (e.g. 250ms, 2s, 1m)`,
 	})
 }

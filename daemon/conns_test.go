@@ -5,16 +5,27 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap/zaptest"
+
 	"switchboard/wire"
 )
 
-// TestMaxConns: past server.max_conns a new front-end connection is closed
-// at accept and counted; the connections already open keep working, and a
-// slot freed by a close is taken by the next connection.
+// TestMaxConns: at server.max_conns a new front-end connection is still
+// served: the longest-idle connection is cut to make room (logged and
+// counted as evicted); the recently active ones keep working.
 func TestMaxConns(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr, func(t *testing.T) { testMaxConns(t, tr) })
 	}
+}
+
+func rawPing(id uint64, c io.ReadWriter) error {
+	f, _ := wire.AppendFrame(nil, wire.Header{Op: wire.OpPing, ID: id}, nil, wire.DefaultMaxFrame)
+	if _, err := c.Write(f); err != nil {
+		return err
+	}
+	_, _, _, err := wire.ReadFrame(c, nil, wire.DefaultMaxFrame)
+	return err
 }
 
 func testMaxConns(t *testing.T, tr string) {
@@ -22,39 +33,113 @@ func testMaxConns(t *testing.T, tr string) {
 	h := startDaemon(t, func(c *Config) {
 		c.Server.Transport = tr
 		c.Server.MaxConns = 4
+		c.Server.IdleTimeout = time.Hour // the reaper ticks every second
 	})
-	ping := func(id uint64, c io.ReadWriter) error {
-		f, _ := wire.AppendFrame(nil, wire.Header{Op: wire.OpPing, ID: id}, nil, wire.DefaultMaxFrame)
-		if _, err := c.Write(f); err != nil {
-			return err
-		}
-		_, _, _, err := wire.ReadFrame(c, nil, wire.DefaultMaxFrame)
-		return err
-	}
+	// The harness's connections are stamped at accept; a and b later.
+	t0 := h.d.srv.clock.Load()
+	waitFor(t, "a reaper tick", 5*time.Second, func() bool { return h.d.srv.clock.Load() != t0 })
 	a, b := rawConn(t, h.sock), rawConn(t, h.sock)
 	for i, c := range []io.ReadWriter{a, b} {
-		if err := ping(uint64(i+1), c); err != nil {
+		if err := rawPing(uint64(i+1), c); err != nil {
 			t.Fatalf("connection %d within max_conns: %v", i+3, err)
 		}
 	}
 	waitFor(t, "4 connections counted", 5*time.Second, func() bool { return h.d.srv.open.Load() == 4 })
 	over := rawConn(t, h.sock)
-	if err := ping(9, over); err == nil {
-		t.Fatal("a connection past max_conns was served")
+	if err := rawPing(9, over); err != nil {
+		t.Fatalf("a new connection at max_conns was not served: %v", err)
 	}
-	if n := h.d.srv.stats.refusedConns.Load(); n != 1 {
-		t.Fatalf("%d connections refused, want 1", n)
+	if n := h.d.srv.stats.cuts[cutEvicted].Load(); n != 1 {
+		t.Fatalf("%d connections evicted, want 1", n)
 	}
-	// The open ones still work; closing one frees its slot.
-	if err := ping(3, a); err != nil {
-		t.Fatalf("open connection after a refusal: %v", err)
+	if n := h.d.srv.stats.refusedConns.Load(); n != 0 {
+		t.Fatalf("%d connections refused, want 0", n)
 	}
-	b.Close()
-	waitFor(t, "the closed connection uncounted", 5*time.Second, func() bool { return h.d.srv.open.Load() == 3 })
-	if err := ping(4, rawConn(t, h.sock)); err != nil {
-		t.Fatalf("connection into a freed slot: %v", err)
+	waitFor(t, "the evicted connection uncounted", 5*time.Second, func() bool { return h.d.srv.open.Load() == 4 })
+	// The recently active ones still work; the harness's client redials
+	// (evicting its other idle connection).
+	if err := rawPing(3, a); err != nil {
+		t.Fatalf("active connection after an eviction: %v", err)
+	}
+	if err := rawPing(4, b); err != nil {
+		t.Fatalf("active connection after an eviction: %v", err)
 	}
 	if _, err := h.c.Allocate(ctxT(t), &wire.AllocateRequest{Spec: spec("still serving")}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// fakeTC is a transportConn whose unread bytes the test sets.
+type fakeTC struct {
+	unreadN int
+	closed  bool
+}
+
+func (f *fakeTC) writeAll([]byte) error   { return nil }
+func (f *fakeTC) close() error            { f.closed = true; return nil }
+func (f *fakeTC) unread() (int, bool)     { return f.unreadN, true }
+func (f *fakeTC) peerUID() (uint32, bool) { return 0, false }
+
+// TestReapOnceIdleDefinition: on the reaper's clock (no sleeping), a
+// connection stays while it sends requests and reads what it is sent; one
+// that sends nothing, or sends PINGs but leaves its PONGs unread, is cut
+// once idle_timeout has passed since it was last seen active.
+func TestReapOnceIdleDefinition(t *testing.T) {
+	s := &server{log: zaptest.NewLogger(t), conns: map[*conn]struct{}{}}
+	s.lim.Store(&serverLimits{maxConnUnanswered: 8, maxConnQueued: 1 << 20, idleTimeout: 3 * time.Second})
+	const sec = int64(time.Second)
+	s.clock.Store(0)
+	reader, silent, trickler := &fakeTC{}, &fakeTC{}, &fakeTC{}
+	rc, tc := s.newConn(reader, 0, false), s.newConn(trickler, 0, false)
+	s.newConn(silent, 0, false)
+	for tick := int64(1); tick <= 8; tick++ {
+		now := tick * sec / 2 // a tick every 500 ms
+		s.clock.Store(now)
+		rc.received()
+		tc.received()
+		trickler.unreadN += 768 // its PONGs pile up unread
+		s.reapOnce(now, 3*time.Second)
+	}
+	if reader.closed {
+		t.Error("a connection sending requests and reading its responses was cut")
+	}
+	if !silent.closed {
+		t.Error("a connection silent for 4s (idle_timeout 3s) was not cut")
+	}
+	if !trickler.closed {
+		t.Error("a connection sending PINGs without reading its PONGs for 4s was not cut")
+	}
+	if n := s.stats.cuts[cutIdle].Load(); n != 2 {
+		t.Errorf("%d idle cuts counted, want 2", n)
+	}
+}
+
+// TestMaxConnsPerUID: past server.max_conns_per_uid a connection from the
+// same uid is refused at accept and counted; closing one frees its slot.
+// (Every connection of the test has the test's uid.)
+func TestMaxConnsPerUID(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			// The harness's client holds 2 connections: 1 more fits.
+			h := startDaemon(t, func(c *Config) {
+				c.Server.Transport = tr
+				c.Server.MaxConnsPerUID = 3
+			})
+			a := rawConn(t, h.sock)
+			if err := rawPing(1, a); err != nil {
+				t.Fatalf("connection within max_conns_per_uid: %v", err)
+			}
+			if err := rawPing(2, rawConn(t, h.sock)); err == nil {
+				t.Fatal("a connection past max_conns_per_uid was served")
+			}
+			if n := h.d.srv.stats.refusedConns.Load(); n != 1 {
+				t.Fatalf("%d connections refused, want 1", n)
+			}
+			a.Close()
+			waitFor(t, "the closed connection uncounted", 5*time.Second, func() bool { return h.d.srv.open.Load() == 2 })
+			if err := rawPing(3, rawConn(t, h.sock)); err != nil {
+				t.Fatalf("connection into a freed slot: %v", err)
+			}
+		})
 	}
 }

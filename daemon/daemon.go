@@ -181,7 +181,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	cleanup = append(cleanup, closeIntents)
 	d.svc = svc
 
-	srv, err := newServer(d.log.Named("server"), svc, d.m, cfg.Server, cfg.Socket)
+	srv, err := newServer(d.log.Named("server"), svc, d.m, cfg.Server, cfg.Socket, d.now)
 	if err != nil {
 		return fmt.Errorf("front-end socket %s: %w", cfg.Socket, err)
 	}
@@ -473,5 +473,6 @@ func closeTiers(tiers []*tier, timeout time.Duration) {
 	}
 }
 
-// SocketAddr returns the front-end socket's address once Ready.
-func (d *Daemon) SocketAddr() net.Addr { return d.srv.tr.addr() }
+// SocketAddr returns the front-end socket's address once Ready (the
+// configured path: the listener was bound under a temporary name).
+func (d *Daemon) SocketAddr() net.Addr { return &net.UnixAddr{Name: d.srv.path, Net: "unix"} }

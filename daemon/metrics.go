@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -186,6 +187,8 @@ var (
 	descInFlight  = prometheus.NewDesc("switchboard_in_flight", "Front-end requests in progress.", nil, nil)
 	descConns     = prometheus.NewDesc("switchboard_connections", "Front-end connections open (bounded by server.max_conns).", nil, nil)
 	descRefused   = prometheus.NewDesc("switchboard_connections_refused_total", "Front-end connections closed at accept because server.max_conns were open.", nil, nil)
+	descCuts      = prometheus.NewDesc("switchboard_connections_cut_total", "Front-end connections the daemon closed, by reason: idle, read_timeout, write_timeout (client not reading), queue_full, input_overflow (netpoll), evicted (longest-idle, to make room at server.max_conns).", []string{"reason"}, nil)
+	descPauses    = prometheus.NewDesc("switchboard_connection_read_pauses_total", "Times the daemon stopped reading a front-end connection at server.max_conn_unanswered or server.max_conn_queued_bytes (until its responses drained).", nil, nil)
 	descIssued    = prometheus.NewDesc("switchboard_keys_issued_total", "Session keys issued since start.", nil, nil)
 	descLeft      = prometheus.NewDesc("switchboard_keys_left", "Session keys this node can still issue.", nil, nil)
 	descKeyWaits  = prometheus.NewDesc("switchboard_key_waits_total", "Requests that found no session key buffered and waited for the lease store (a slow data directory).", nil, nil)
@@ -198,7 +201,7 @@ var (
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBreaker, descOverride, descDrained, descPoolConns, descPoolCalls,
-		descInFlight, descConns, descRefused, descIssued, descLeft, descKeyWaits, descOrphans, descStranded, descVersion, descReloadAt, descStart} {
+		descInFlight, descConns, descRefused, descCuts, descPauses, descIssued, descLeft, descKeyWaits, descOrphans, descStranded, descVersion, descReloadAt, descStart} {
 		ch <- d
 	}
 }
@@ -225,6 +228,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descInFlight, float64(st.srv.inFlight.Load()))
 	gauge(descConns, float64(st.srv.open.Load()))
 	ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(st.srv.stats.refusedConns.Load()))
+	for r := range st.srv.stats.cuts {
+		ch <- prometheus.MustNewConstMetric(descCuts, prometheus.CounterValue, float64(st.srv.stats.cuts[r].Load()), cutNames[r])
+	}
+	ch <- prometheus.MustNewConstMetric(descPauses, prometheus.CounterValue, float64(st.srv.stats.pauses.Load()))
 	ks := c.d.keys.Stats()
 	ch <- prometheus.MustNewConstMetric(descIssued, prometheus.CounterValue, float64(ks.Issued))
 	gauge(descLeft, float64(ks.Left))
@@ -257,11 +264,20 @@ func b2f(b bool) float64 {
 type metricsServer struct {
 	hs   *http.Server
 	ln   net.Listener
+	path string // the Unix socket's, removed at shutdown; empty on TCP
 	done chan struct{}
 }
 
 func startMetricsServer(log *zap.Logger, addr string, reg *prometheus.Registry) (*metricsServer, error) {
-	ln, err := net.Listen("tcp", addr)
+	var ln net.Listener
+	var err error
+	path, isUnix := strings.CutPrefix(addr, "unix:")
+	if isUnix {
+		// Mode 0660: the owner and group (the scraping agent's) only.
+		ln, err = listenUnix(path, 0o660)
+	} else {
+		ln, err = net.Listen("tcp", addr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("metrics listener: %w", err)
 	}
@@ -275,6 +291,9 @@ func startMetricsServer(log *zap.Logger, addr string, reg *prometheus.Registry) 
 		hs:   &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: zap.NewStdLog(log)},
 		ln:   ln,
 		done: make(chan struct{}),
+	}
+	if isUnix {
+		m.path = path
 	}
 	go func() {
 		defer close(m.done)
@@ -294,4 +313,7 @@ func (m *metricsServer) shutdown() {
 		m.hs.Close()
 	}
 	<-m.done
+	if m.path != "" {
+		os.Remove(m.path)
+	}
 }

@@ -18,7 +18,9 @@ import (
 )
 
 // maxPending bounds the response bytes queued on one connection while its
-// peer does not read; past it the connection is closed.
+// peer does not read; past it the connection is cut. The reader pauses
+// long before (server.max_conn_queued_bytes); only handlers already running
+// when it paused can queue more.
 const maxPending = 8 << 20
 
 // reqState is one request's working memory, pooled: the copy of its frame,
@@ -58,8 +60,28 @@ type conn struct {
 
 	inFlight atomic.Int32
 
+	// Read side (conns.go): requests read and not yet answered on the
+	// socket, response bytes queued or being written, the coarse time of
+	// the last request; resume wakes a reader paused at the bounds, done
+	// is closed by close.
+	unanswered atomic.Int32
+	queued     atomic.Int64
+	lastReq    atomic.Int64
+	resume     chan struct{}
+	paused     atomic.Bool // a reader waits on resume
+	done       chan struct{}
+	closeOnce  sync.Once
+	cutOnce    atomic.Bool
+	// The reaper's view, guarded by server.connMu: when the connection was
+	// last seen active, and its lastReq then.
+	goodAt, seenReq int64
+	// uid is the peer's; uidCounted when it counts in server.uidConns.
+	uid        uint32
+	uidCounted bool
+
 	mu       sync.Mutex
 	pending  []byte // guarded by mu
+	pendingN int    // responses in pending, guarded by mu
 	spare    []byte // guarded by mu
 	flushing bool   // guarded by mu
 	// The in-flight slots of the allocation answers in pending (and its
@@ -89,24 +111,83 @@ type server struct {
 
 	stats struct {
 		requests, overloaded, badFrames, refusedConns atomic.Uint64
+		pauses                                        atomic.Uint64
+		cuts                                          [numCutReasons]atomic.Uint64
 	}
+
+	// Connection bookkeeping (conns.go): every open connection, for the
+	// idle reaper and eviction; clock is the coarse time (Unix ns) the
+	// reaper last ticked at.
+	now      func() time.Time
+	connMu   sync.Mutex
+	conns    map[*conn]struct{} // guarded by connMu
+	uidConns map[uint32]int     // connections by peer uid; guarded by connMu
+	clock    atomic.Int64
+	reapStop chan struct{}
+	reapDone chan struct{}
 }
 
-// admitConn counts a new front-end connection against server.max_conns.
-// False: the caller must close it at once, without calling connClosed.
-func (s *server) admitConn() bool {
-	max := s.lim.Load().maxConns
-	if s.open.Add(1) > max {
+// admitConn admits a new front-end connection over tc and returns it,
+// counted and registered. First server.max_conns_per_uid, by the peer's
+// uid (SO_PEERCRED): past it the connection is refused. Then
+// server.max_conns: at the bound the longest-idle connection with no
+// request running is cut to make room (it leaves the count once its
+// transport notices), so idle or trickling connections cannot lock new
+// clients out; only when every connection has a request running is the new
+// one refused. False: the caller must close tc at once, without calling
+// connClosed.
+func (s *server) admitConn(tc transportConn) (*conn, bool) {
+	lim := s.lim.Load()
+	uid, hasUID := tc.peerUID()
+	// Connections are counted by uid whether or not the bound is set, so
+	// that a reload setting it finds the counts right.
+	perUID := hasUID
+	if perUID {
+		s.connMu.Lock()
+		n := s.uidConns[uid]
+		if lim.maxConnsPerUID > 0 && n >= lim.maxConnsPerUID {
+			s.connMu.Unlock()
+			s.stats.refusedConns.Add(1)
+			s.log.Warn("front-end connection refused at server.max_conns_per_uid", zap.Uint32("uid", uid), zap.Int("max_conns_per_uid", lim.maxConnsPerUID))
+			return nil, false
+		}
+		s.uidConns[uid] = n + 1 // reserved now: the connection keeps it, a refusal below drops it
+		s.connMu.Unlock()
+	}
+	if s.open.Add(1) > lim.maxConns && !s.evict() {
 		s.open.Add(-1)
+		if perUID {
+			s.connMu.Lock()
+			s.dropUID(uid)
+			s.connMu.Unlock()
+		}
 		s.stats.refusedConns.Add(1)
-		s.log.Warn("front-end connection refused at server.max_conns", zap.Int64("max_conns", max))
-		return false
+		s.log.Warn("front-end connection refused at server.max_conns", zap.Int64("max_conns", lim.maxConns))
+		return nil, false
 	}
-	return true
+	return s.newConn(tc, uid, perUID), true
 }
 
-// connClosed ends a connection admitConn counted.
-func (s *server) connClosed() { s.open.Add(-1) }
+// dropUID uncounts a connection of uid; connMu held.
+func (s *server) dropUID(uid uint32) {
+	if s.uidConns[uid] <= 1 {
+		delete(s.uidConns, uid)
+	} else {
+		s.uidConns[uid]--
+	}
+}
+
+// connClosed ends a connection admitConn admitted.
+func (s *server) connClosed(c *conn) {
+	c.close()
+	s.connMu.Lock()
+	delete(s.conns, c)
+	if c.uidCounted {
+		s.dropUID(c.uid)
+	}
+	s.connMu.Unlock()
+	s.open.Add(-1)
+}
 
 // transportConn is the part of a front-end connection that differs between
 // transports: writing bytes and closing.
@@ -114,6 +195,12 @@ type transportConn interface {
 	// writeAll writes b completely (bounded by the write timeout).
 	writeAll(b []byte) error
 	close() error
+	// unread returns the bytes written to the socket that the peer has
+	// not read yet; false when the platform cannot tell.
+	unread() (int, bool)
+	// peerUID returns the connecting process's uid (SO_PEERCRED); false
+	// when the platform cannot tell.
+	peerUID() (uint32, bool)
 }
 
 // transport is a front-end socket server: it accepts connections, reads
@@ -138,14 +225,21 @@ type serverLimits struct {
 	maxInFlight     int64
 	maxConnInFlight int32
 	requestTimeout  time.Duration
+	// Read side (conns.go).
+	maxConnUnanswered int32
+	maxConnQueued     int64
+	idleTimeout       time.Duration
+	maxConnsPerUID    int // 0: no bound
 }
 
 func limitsOf(cfg ServerConfig) *serverLimits {
-	return &serverLimits{maxConns: int64(cfg.MaxConns), maxInFlight: int64(cfg.MaxInFlight), maxConnInFlight: int32(cfg.MaxConnInFlight), requestTimeout: cfg.RequestTimeout}
+	return &serverLimits{maxConns: int64(cfg.MaxConns), maxInFlight: int64(cfg.MaxInFlight), maxConnInFlight: int32(cfg.MaxConnInFlight), requestTimeout: cfg.RequestTimeout,
+		maxConnUnanswered: int32(cfg.MaxConnUnanswered), maxConnQueued: int64(cfg.MaxConnQueuedBytes), idleTimeout: cfg.IdleTimeout, maxConnsPerUID: cfg.MaxConnsPerUID}
 }
 
-func newServer(log *zap.Logger, svc *service, m *metrics, cfg ServerConfig, path string) (*server, error) {
-	s := &server{log: log, svc: svc, m: m, cfg: cfg, path: path}
+func newServer(log *zap.Logger, svc *service, m *metrics, cfg ServerConfig, path string, now func() time.Time) (*server, error) {
+	s := &server{log: log, svc: svc, m: m, cfg: cfg, path: path, now: now, conns: map[*conn]struct{}{}, uidConns: map[uint32]int{}}
+	s.clock.Store(now().UnixNano())
 	s.lim.Store(limitsOf(cfg))
 	ln, err := listenUnix(path, 0o660)
 	if err != nil {
@@ -161,6 +255,8 @@ func newServer(log *zap.Logger, svc *service, m *metrics, cfg ServerConfig, path
 		ln.Close()
 		return nil, err
 	}
+	s.reapStop, s.reapDone = make(chan struct{}), make(chan struct{})
+	go s.reap(s.reapStop, s.reapDone)
 	return s, nil
 }
 
@@ -310,14 +406,15 @@ func (c *conn) writeHeld(frame []byte, slot inflight.Slot) {
 	c.mu.Lock()
 	if len(c.pending)+len(frame) > maxPending {
 		c.mu.Unlock()
-		c.s.log.Warn("client not reading its responses, closing its connection")
-		c.tc.close()
+		c.cut(cutQueueFull)
 		if slot != 0 {
 			c.s.svc.undelivered(slot)
 		}
 		return
 	}
 	c.pending = append(c.pending, frame...)
+	c.pendingN++
+	c.queued.Add(int64(len(frame)))
 	if slot != 0 {
 		c.pendingSlots = append(c.pendingSlots, slot)
 	}
@@ -337,12 +434,14 @@ func (c *conn) writeHeld(frame []byte, slot inflight.Slot) {
 	}
 	var failed error // once a write failed, the rest is not written, only settled
 	for len(c.pending) > 0 {
-		buf, slots := c.pending, c.pendingSlots
-		c.pending, c.pendingSlots = c.spare[:0], c.spareSlots[:0]
+		buf, n, slots := c.pending, c.pendingN, c.pendingSlots
+		c.pending, c.pendingN, c.pendingSlots = c.spare[:0], 0, c.spareSlots[:0]
 		c.mu.Unlock()
 		err := failed
 		if err == nil {
-			err = c.flush(buf)
+			if err = c.flush(buf); err == nil {
+				c.wrote(n, len(buf))
+			}
 		}
 		if len(slots) > 0 {
 			c.s.svc.delivered(slots, err)
@@ -357,7 +456,11 @@ func (c *conn) writeHeld(frame []byte, slot inflight.Slot) {
 
 func (c *conn) flush(b []byte) error {
 	if err := c.tc.writeAll(b); err != nil {
-		c.tc.close()
+		if isTimeout(err) {
+			c.cut(cutWriteTimeout) // the client does not read its responses
+		} else {
+			c.close()
+		}
 		return err
 	}
 	return nil
@@ -383,7 +486,7 @@ func (c *conn) fatal(h wire.Header, err error) {
 		ce.Write(zap.Error(err))
 	}
 	c.writeError(h, wire.StatusBadRequest, err.Error())
-	c.tc.close()
+	c.close()
 }
 
 // shutdown stops taking requests, waits (bounded by ctx) for in-flight ones
@@ -392,6 +495,10 @@ func (s *server) shutdown(ctx context.Context) error {
 	s.admitMu.Lock()
 	s.draining.Store(true)
 	s.admitMu.Unlock()
+	if s.reapStop != nil {
+		close(s.reapStop)
+		<-s.reapDone
+	}
 	if _, ok := s.tr.(*netTransport); ok {
 		// The standard library's listener can stop at once; netpoll's
 		// Shutdown closes it together with the connections, below.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -59,6 +60,33 @@ func (c netConn) writeAll(b []byte) error {
 
 func (c netConn) close() error { return c.nc.Close() }
 
+func (c netConn) unread() (n int, ok bool) {
+	if !c.control(func(fd int) { n, ok = unreadFd(fd) }) {
+		return 0, false
+	}
+	return n, ok
+}
+
+func (c netConn) peerUID() (uid uint32, ok bool) {
+	if !c.control(func(fd int) { uid, ok = peerUIDFd(fd) }) {
+		return 0, false
+	}
+	return uid, ok
+}
+
+// control runs f on the connection's descriptor; false if it has none.
+func (c netConn) control(f func(fd int)) bool {
+	sc, isSys := c.nc.(syscall.Conn)
+	if !isSys {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	return rc.Control(func(fd uintptr) { f(int(fd)) }) == nil
+}
+
 func newNetTransport(s *server, ln net.Listener) *netTransport {
 	return &netTransport{s: s, ln: ln, conns: map[*conn]net.Conn{}, idle: make(chan *reader), quit: make(chan struct{})}
 }
@@ -80,16 +108,15 @@ func (t *netTransport) serve() error {
 			continue
 		}
 		delay = 0
-		if !t.s.admitConn() {
+		c, ok := t.s.admitConn(netConn{nc: nc, timeout: t.s.cfg.WriteTimeout})
+		if !ok {
 			nc.Close()
 			continue
 		}
-		c := &conn{s: t.s, tc: netConn{nc: nc, timeout: t.s.cfg.WriteTimeout}}
 		t.mu.Lock()
 		if t.s.draining.Load() {
 			t.mu.Unlock()
-			nc.Close()
-			t.s.connClosed()
+			t.s.connClosed(c)
 			continue
 		}
 		t.conns[c] = nc
@@ -109,8 +136,10 @@ type reader struct {
 }
 
 // read is the connection's reader. Between frames it waits without a
-// deadline (idle connections are allowed); once a header has started, the
-// rest of the frame must arrive within the read timeout.
+// deadline (the idle reaper judges idle connections); from the first byte
+// of a header, the whole frame must arrive within the read timeout. While
+// the connection is at its bounds (server.max_conn_unanswered,
+// server.max_conn_queued_bytes) it reads nothing.
 //
 // Leader/follower: when a request needs a handler, the goroutine that read
 // it hands the reader role to another goroutine and runs the handler itself,
@@ -122,11 +151,10 @@ func (t *netTransport) read(r *reader) {
 	for {
 		rs, ok := t.next(r)
 		if !ok {
-			r.nc.Close()
 			t.mu.Lock()
 			delete(t.conns, r.c)
 			t.mu.Unlock()
-			t.s.connClosed()
+			t.s.connClosed(r.c)
 			return
 		}
 		if rs != nil {
@@ -172,11 +200,22 @@ func (t *netTransport) worker(r *reader) {
 // next reads one frame; it returns the request to handle (nil if it was
 // answered inline) and false when the connection is done.
 func (t *netTransport) next(r *reader) (*reqState, bool) {
+	if !r.c.waitReadable(nil) {
+		return nil, false
+	}
+	// The wait for a frame's first byte is untimed; from it on the frame
+	// must arrive within the read timeout (a partial header or payload
+	// does not hold the reader forever).
+	if _, err := r.br.Peek(1); err != nil {
+		return nil, false
+	}
+	timed := r.br.Buffered() < wire.HeaderSize
+	if timed {
+		r.nc.SetReadDeadline(time.Now().Add(t.s.cfg.ReadTimeout))
+	}
 	hb, err := r.br.Peek(wire.HeaderSize)
 	if err != nil {
-		if len(hb) > 0 && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) {
-			t.s.log.Debug("front-end connection read failed", zap.Error(err))
-		}
+		t.readFailed(r, err)
 		return nil, false
 	}
 	h, n, err := wire.ParseHeader(hb, t.s.cfg.MaxFrame)
@@ -185,8 +224,8 @@ func (t *netTransport) next(r *reader) (*reqState, bool) {
 		r.c.fatal(h, err)
 		return nil, false
 	}
-	timed := r.br.Buffered() < n
-	if timed {
+	if !timed && r.br.Buffered() < n {
+		timed = true
 		r.nc.SetReadDeadline(time.Now().Add(t.s.cfg.ReadTimeout))
 	}
 	if cap(r.buf) < n {
@@ -194,12 +233,25 @@ func (t *netTransport) next(r *reader) (*reqState, bool) {
 	}
 	r.buf = r.buf[:n]
 	if _, err := io.ReadFull(r.br, r.buf); err != nil {
+		t.readFailed(r, err)
 		return nil, false
 	}
 	if timed {
 		r.nc.SetReadDeadline(time.Time{})
 	}
+	r.c.received()
 	return t.s.admit(r.c, h, r.buf[wire.HeaderSize:]), true
+}
+
+// readFailed ends a connection whose frame did not complete: cut (logged,
+// counted) when the read timeout passed, quietly when the peer went away.
+func (t *netTransport) readFailed(r *reader, err error) {
+	switch {
+	case isTimeout(err):
+		r.c.cut(cutReadTimeout)
+	case !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF):
+		t.s.log.Debug("front-end connection read failed", zap.Error(err))
+	}
 }
 
 func (t *netTransport) stopAccepting() { t.once.Do(func() { t.ln.Close() }) }
@@ -207,8 +259,8 @@ func (t *netTransport) stopAccepting() { t.once.Do(func() { t.ln.Close() }) }
 func (t *netTransport) closeAll(ctx context.Context) {
 	t.stopAccepting()
 	t.mu.Lock()
-	for _, nc := range t.conns {
-		nc.Close()
+	for c := range t.conns {
+		c.close() // wakes a reader paused at its bounds, too
 	}
 	t.mu.Unlock()
 	t.quitOnce.Do(func() { close(t.quit) })

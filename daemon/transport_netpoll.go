@@ -16,12 +16,16 @@ import (
 )
 
 // listenUnix creates the socket, refusing to steal one a live daemon serves,
-// and gives it mode: 0660 for the front-end socket (owner and group, i.e.
-// the XML front end's account), 0600 for the admin socket. Between bind and
-// chmod the socket has the process umask's mode (0755 under systemd's
-// default umask 0022: nobody else may connect).
+// with its final mode from the start: 0660 for the front-end socket (owner
+// and group, i.e. the XML front end's account), 0600 for the admin socket.
+// It binds in a fresh private directory (0700, beside path), sets the mode
+// there, where nobody else can reach the socket, then renames it into place:
+// there is no window in which the socket exists at path with the umask's
+// mode. The temporary name is about 14 bytes longer than path, which must
+// fit a socket address (107 bytes).
 func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, err
 	}
 	if fi, err := os.Lstat(path); err == nil {
@@ -36,14 +40,24 @@ func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
 			return nil, err
 		}
 	}
-	ln, err := net.Listen("unix", path)
+	priv, err := os.MkdirTemp(dir, ".s")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(priv)
+	tmp := filepath.Join(priv, "s")
+	ln, err := net.Listen("unix", tmp)
 	if err != nil {
 		return nil, err
 	}
 	// The path is ours to remove at shutdown, not the listener's at Close
 	// (netpoll duplicates the descriptor).
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
-	if err := os.Chmod(path, mode); err != nil {
+	if err := os.Chmod(tmp, mode); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if err := os.Rename(tmp, path); err != nil {
 		ln.Close()
 		return nil, err
 	}
@@ -91,6 +105,22 @@ func (c netpollConn) writeAll(b []byte) (err error) {
 
 func (c netpollConn) close() error { return c.nc.Close() }
 
+func (c netpollConn) peerUID() (uint32, bool) {
+	fc, ok := c.nc.(interface{ Fd() int })
+	if !ok {
+		return 0, false
+	}
+	return peerUIDFd(fc.Fd())
+}
+
+func (c netpollConn) unread() (int, bool) {
+	fc, ok := c.nc.(interface{ Fd() int })
+	if !ok || !c.nc.IsActive() {
+		return 0, false
+	}
+	return unreadFd(fc.Fd())
+}
+
 func newNetpollTransport(s *server, ln net.Listener) (*netpollTransport, error) {
 	t := &netpollTransport{s: s, ln: ln}
 	var err error
@@ -121,22 +151,26 @@ func (t *netpollTransport) stopAccepting() {
 func (t *netpollTransport) closeAll(ctx context.Context) {
 	t.stopAccepting()
 	t.conns.Range(func(k, _ any) bool {
-		k.(*conn).tc.close()
+		k.(*conn).close()
 		return true
 	})
 }
 
 // onPrepare runs on the poller: tiny and non-blocking (P8).
 func (t *netpollTransport) onPrepare(nc netpoll.Connection) context.Context {
-	if t.s.draining.Load() || !t.s.admitConn() {
+	if t.s.draining.Load() {
 		nc.Close()
 		return context.Background()
 	}
-	c := &conn{s: t.s, tc: netpollConn{nc}}
+	c, ok := t.s.admitConn(netpollConn{nc})
+	if !ok {
+		nc.Close()
+		return context.Background()
+	}
 	t.conns.Store(c, struct{}{})
 	nc.AddCloseCallback(func(netpoll.Connection) error {
 		t.conns.Delete(c)
-		t.s.connClosed()
+		t.s.connClosed(c)
 		return nil
 	})
 	return context.WithValue(context.Background(), connKey{}, c)
@@ -144,17 +178,41 @@ func (t *netpollTransport) onPrepare(nc netpoll.Connection) context.Context {
 
 // onRequest drains every complete frame buffered on the connection (P1:
 // returning with unread bytes would rerun it in a loop). A partial frame
-// blocks in Peek/Next under the read timeout; a frame over the maximum is
-// refused from its header, before its payload is read.
+// blocks in Peek/Next under the read timeout, which starts at the frame's
+// first byte (onRequest runs when bytes arrive); a frame over the maximum
+// is refused from its header, before its payload is read.
+//
+// At the connection's bounds it stops taking frames from the buffer until
+// responses drain, like the net transport, but netpoll's poller keeps
+// reading the socket into that buffer regardless (it has no backpressure):
+// once more than server.max_conn_queued_bytes plus one frame is buffered
+// the connection is cut (input_overflow).
 func (t *netpollTransport) onRequest(ctx context.Context, nc netpoll.Connection) error {
 	c, _ := ctx.Value(connKey{}).(*conn)
 	if c == nil {
 		return nc.Close()
 	}
 	r := nc.Reader()
+	overflow := func() bool {
+		if !nc.IsActive() {
+			c.close()
+			return false
+		}
+		if int64(r.Len()) > c.s.lim.Load().maxConnQueued+int64(t.s.cfg.MaxFrame) {
+			c.cut(cutInputOverflow)
+			return false
+		}
+		return true
+	}
 	for r.Len() > 0 {
+		if !c.waitReadable(overflow) {
+			return nc.Close()
+		}
 		hb, err := r.Peek(wire.HeaderSize)
 		if err != nil {
+			if isTimeout(err) {
+				c.cut(cutReadTimeout)
+			}
 			return nc.Close() // read timeout on a partial header, or closed
 		}
 		h, n, err := wire.ParseHeader(hb, t.s.cfg.MaxFrame)
@@ -165,8 +223,12 @@ func (t *netpollTransport) onRequest(ctx context.Context, nc netpoll.Connection)
 		}
 		frame, err := r.Next(n)
 		if err != nil {
+			if isTimeout(err) {
+				c.cut(cutReadTimeout)
+			}
 			return nc.Close()
 		}
+		c.received()
 		t.s.dispatch(c, h, frame[wire.HeaderSize:])
 	}
 	return r.Release()

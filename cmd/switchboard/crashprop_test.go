@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -197,15 +196,7 @@ func TestCrashProperty(t *testing.T) {
 	}
 
 	// The key space is created once, before the first start.
-	if out, err := exec.Command(daemonBin, "-init-keys", "-config", cfgPath, "-data-dir", data).CombinedOutput(); err != nil {
-		if strings.Contains(string(out), "flag provided but not defined: -init-keys") {
-			// LEAD: not strict until the keys branch (switchboard -init-keys)
-			// is merged; then replace this log with t.Fatalf.
-			t.Logf("switchboard -init-keys does not exist in this build (%v): the daemon creates its key space at first start", err)
-		} else {
-			t.Fatalf("switchboard -init-keys: %v\n%s", err, out)
-		}
-	}
+	initKeys(t, cfgPath, data)
 
 	p := start(t, daemonBin, sock, data, "-config", cfgPath)
 	gate := newUpGate()

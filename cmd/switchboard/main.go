@@ -57,7 +57,7 @@ func run() int {
 	socket := fs.String("socket", "", "front-end Unix socket `path` (default: config socket, else "+daemon.DefaultSocket+")")
 	dataDir := fs.String("data-dir", "", "data `directory` for key leases and the key secret (default: config data_dir, else "+daemon.DefaultDataDir+")")
 	adminSocket := fs.String("admin-socket", "", "admin Unix socket `path` for sbctl status/reload/drain/breaker and pprof, mode 0600 (default: config admin.socket, else none)")
-	metricsAddr := fs.String("metrics-addr", "", "loopback `host:port` serving Prometheus /metrics (default: config metrics.addr, else none)")
+	metricsAddr := fs.String("metrics-addr", "", "loopback `host:port` (or unix:/path) serving Prometheus /metrics (default: config metrics.addr, else none)")
 	initKeys := fs.Bool("init-keys", false, "create the session key space in the data directory (once, by an operator; refuses an existing one) and exit")
 	skipKeys := fs.Uint64("skip-keys", 0, "durably move the key space's high-water mark forward by `N` counters and exit (after restoring a data directory from a backup; with -init-keys: create it N counters in)")
 	if err := fs.Parse(os.Args[1:]); err != nil {

@@ -1,0 +1,205 @@
+package daemon
+
+import (
+	"errors"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Connection hygiene on the front-end socket: why a connection is cut, the
+// per-connection backpressure bound, the idle reaper and the eviction that
+// keeps a slot for a new client. The write path (conn.write) reports what
+// it wrote; everything here is the read side's bookkeeping.
+
+// cutReason says why the daemon closed a front-end connection; it is the
+// reason label of switchboard_connections_cut_total.
+type cutReason int
+
+const (
+	cutIdle          cutReason = iota // no request, or written responses left unread, for server.idle_timeout
+	cutReadTimeout                    // a frame started but did not complete within server.read_timeout
+	cutWriteTimeout                   // a response could not be written within server.write_timeout: the client does not read
+	cutQueueFull                      // responses queued past the hard per-connection cap (maxPending)
+	cutInputOverflow                  // netpoll only: requests buffered past the bound while reading was paused
+	cutEvicted                        // the longest-idle connection, closed to make room at server.max_conns
+	numCutReasons
+)
+
+var cutNames = [numCutReasons]string{"idle", "read_timeout", "write_timeout", "queue_full", "input_overflow", "evicted"}
+
+func (r cutReason) String() string { return cutNames[r] }
+
+// cut closes c for reason: logged once (with the peer's pending work, never
+// request contents) and counted. Later calls only close.
+func (c *conn) cut(reason cutReason) {
+	if !c.cutOnce.CompareAndSwap(false, true) {
+		c.close()
+		return
+	}
+	c.s.stats.cuts[reason].Add(1)
+	c.s.log.Warn("front-end connection cut",
+		zap.Stringer("reason", reason),
+		zap.Int32("unanswered", c.unanswered.Load()),
+		zap.Int64("queued_bytes", c.queued.Load()))
+	c.close()
+}
+
+// close closes the connection and wakes a reader paused on it. It is safe
+// to call more than once and from any goroutine.
+func (c *conn) close() {
+	c.closeOnce.Do(func() { close(c.done) })
+	c.tc.close()
+}
+
+// received records a request frame read from c: it is unanswered until its
+// response has been written (conn.write's flush calls wrote).
+func (c *conn) received() {
+	c.unanswered.Add(1)
+	c.lastReq.Store(c.s.clock.Load())
+}
+
+// wrote records n responses (b bytes) written to the socket and wakes a
+// reader paused on the bounds.
+func (c *conn) wrote(n int, b int) {
+	c.unanswered.Add(int32(-n))
+	c.queued.Add(int64(-b))
+	if c.paused.Load() { // only then: a channel send takes a lock
+		select {
+		case c.resume <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// overBounds reports whether c has reached server.max_conn_unanswered or
+// server.max_conn_queued_bytes: its reader must pause.
+func (c *conn) overBounds() bool {
+	lim := c.s.lim.Load()
+	return c.unanswered.Load() >= lim.maxConnUnanswered || c.queued.Load() >= lim.maxConnQueued
+}
+
+// waitReadable pauses the reader while c is over its bounds (so the kernel's
+// socket buffers push back on the client instead of the daemon executing
+// more of its requests). check, when not nil, runs every poll while paused
+// and may cut the connection (netpoll, whose poller keeps reading). False:
+// the connection is closed.
+func (c *conn) waitReadable(check func() bool) bool {
+	if !c.overBounds() {
+		return true
+	}
+	c.s.stats.pauses.Add(1)
+	// paused is set before the bounds are checked again, and wrote lowers
+	// the counters before it reads paused: either this loop sees the lower
+	// counts or wrote sees paused and sends on resume.
+	c.paused.Store(true)
+	defer c.paused.Store(false)
+	var tick <-chan time.Time
+	if check != nil {
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		tick = t.C
+	}
+	for c.overBounds() {
+		select {
+		case <-c.resume:
+		case <-c.done:
+			return false
+		case <-tick:
+			if !check() {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// newConn creates, registers and returns the connection over tc (for
+// admitConn); the transport calls s.connClosed(c) exactly once when it is
+// gone.
+func (s *server) newConn(tc transportConn, uid uint32, uidCounted bool) *conn {
+	now := s.clock.Load()
+	c := &conn{s: s, tc: tc, resume: make(chan struct{}, 1), done: make(chan struct{}), goodAt: now, uid: uid, uidCounted: uidCounted}
+	// A nanosecond before the tick: among connections last heard of in the
+	// same tick, one that never sent a request is evicted first.
+	c.lastReq.Store(now - 1)
+	s.connMu.Lock()
+	s.conns[c] = struct{}{}
+	s.connMu.Unlock()
+	return c
+}
+
+// evict closes the longest-idle connection that has no request running,
+// to make room for a new client at server.max_conns. False: none could be
+// closed.
+func (s *server) evict() bool {
+	var victim *conn
+	s.connMu.Lock()
+	for c := range s.conns {
+		if c.inFlight.Load() > 0 || c.cutOnce.Load() {
+			continue
+		}
+		if victim == nil || c.lastReq.Load() < victim.lastReq.Load() {
+			victim = c
+		}
+	}
+	s.connMu.Unlock()
+	if victim == nil {
+		return false
+	}
+	victim.cut(cutEvicted)
+	return true
+}
+
+// reap runs until stop is closed: every idle_timeout/8 (at most 1s) it
+// advances the coarse clock the read path stamps requests with (so
+// eviction tells connections apart to the second), and cuts idle
+// connections. One goroutine per
+// server, started by newServer and stopped by shutdown.
+func (s *server) reap(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	for {
+		idle := s.lim.Load().idleTimeout
+		t := time.NewTimer(min(max(idle/8, 10*time.Millisecond), time.Second))
+		select {
+		case <-stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		now := s.now().UnixNano()
+		s.clock.Store(now)
+		s.reapOnce(now, idle)
+	}
+}
+
+// reapOnce cuts every connection idle for longer than idle at time now. A
+// connection is active when, since it was last seen active, it sent a
+// request (or has one running) and its peer has read everything written to
+// it: writing a PONG proves nothing until the client reads it.
+func (s *server) reapOnce(now int64, idle time.Duration) {
+	var cut []*conn
+	s.connMu.Lock()
+	for c := range s.conns {
+		req := c.lastReq.Load()
+		if req != c.seenReq || c.inFlight.Load() > 0 {
+			if n, ok := c.tc.unread(); !ok || n == 0 {
+				c.goodAt, c.seenReq = now, req
+			}
+		}
+		if time.Duration(now-c.goodAt) > idle {
+			cut = append(cut, c)
+		}
+	}
+	s.connMu.Unlock()
+	for _, c := range cut { // outside the lock: cut logs and closes
+		c.cut(cutIdle)
+	}
+}
+
+// isTimeout reports whether err is a read or write deadline (the standard
+// library's and netpoll's errors both say so with Timeout).
+func isTimeout(err error) bool {
+	var te interface{ Timeout() bool }
+	return errors.As(err, &te) && te.Timeout()
+}

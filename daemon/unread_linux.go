@@ -1,0 +1,19 @@
+package daemon
+
+import "golang.org/x/sys/unix"
+
+// unreadFd returns the bytes a Unix stream socket has sent that its peer
+// has not read yet: SIOCOUTQ counts them until the receiver consumes them.
+func unreadFd(fd int) (int, bool) {
+	n, err := unix.IoctlGetInt(fd, unix.SIOCOUTQ)
+	return n, err == nil
+}
+
+// peerUIDFd returns the uid of the process that connected a Unix socket.
+func peerUIDFd(fd int) (uint32, bool) {
+	cr, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
+	if err != nil {
+		return 0, false
+	}
+	return cr.Uid, true
+}
