@@ -12,13 +12,19 @@ type Service struct {
 // Start starts a stub on 127.0.0.1:0 with the default StubConfig and a
 // daemon on the Unix socket path with the default Config, calling it.
 // Close stops both.
-func Start(socket string) (*Service, error) {
+func Start(socket string) (*Service, error) { return StartWith(Config{Socket: socket}) }
+
+// StartWith is Start with the daemon's cfg (its StubURL is filled in).
+// Correctness tests use it for an attempt timeout that a loaded machine
+// cannot exceed; benchmarks keep the default, the same as switchboard's.
+func StartWith(cfg Config) (*Service, error) {
 	stub := NewStub(StubConfig{})
 	url, err := stub.Start("127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	d, err := NewDaemon(Config{Socket: socket, StubURL: url})
+	cfg.StubURL = url
+	d, err := NewDaemon(cfg)
 	if err == nil {
 		err = d.Start()
 	}
