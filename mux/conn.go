@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -112,9 +113,9 @@ type Conn struct {
 	maxInFlight atomic.Int64
 	late        atomic.Uint64
 
-	// deadlineSet is when the flusher last armed the write deadline. Only
-	// the current flusher (c.flushing) touches it.
-	deadlineSet time.Time
+	// armed is the write deadline the flusher last set. Only the current
+	// flusher (c.flushing) touches it.
+	armed time.Time
 
 	mu sync.Mutex
 	// Guarded by mu.
@@ -270,17 +271,30 @@ func (c *Conn) Call(ctx context.Context, op wire.Op, req wire.Payload) (*Reply, 
 	var err error
 	c.nextID++
 	id := c.nextID
+	own := frameAt{id: id, start: len(c.pending)}
 	c.pending, err = wire.AppendFrame(c.pending, wire.Header{Op: op, ID: id}, req, c.cfg.MaxFrame)
 	if err != nil {
+		c.pending = c.pending[:own.start]
 		c.mu.Unlock()
 		c.finish(cl)
 		return nil, fmt.Errorf("mux: encode %v request: %w", op, err)
 	}
+	own.end = len(c.pending)
 	c.calls[id] = cl
 	if c.flushing {
 		c.mu.Unlock()
 	} else {
-		c.flushLocked(callerFlushRounds)
+		own.deadline, _ = ctx.Deadline()
+		if !c.flushLocked(callerFlushRounds, &own) {
+			// The deadline passed before any byte of the request was
+			// written, and it was taken back: not sent.
+			c.finish(cl)
+			err := ctx.Err()
+			if err == nil {
+				err = context.DeadlineExceeded // the clock got there before ctx's timer
+			}
+			return nil, err
+		}
 	}
 
 	select {
@@ -317,10 +331,32 @@ func (c *Conn) finish(cl *call) {
 	callPool.Put(cl)
 }
 
+// frameAt is a calling flusher's own request: its id, where its frame lies
+// in the pending buffer the flush starts with, and the caller's deadline
+// (zero: none).
+type frameAt struct {
+	id         uint64
+	start, end int
+	deadline   time.Time
+}
+
 // flushLocked makes the caller the flusher: it writes pending buffers until
 // none is left, unlocking around each write. After rounds writes (0: no
 // limit) it hands what is still pending to a helper goroutine. Called with
 // c.mu held; returns with c.mu released.
+//
+// A caller (own != nil) never writes past its own deadline: its writes have
+// the deadline min(WriteTimeout, the caller's deadline). When that deadline
+// cuts a write short, nothing is lost or corrupted: the bytes not yet
+// written (the rest of a frame included) go back to the head of pending and
+// a helper goes on writing them, under the full WriteTimeout, while the
+// caller returns to wait for its reply or its context's end. If none of the
+// caller's own frame had been written by then and its deadline has passed,
+// its frame is taken out of the stream and flushLocked returns false: the
+// request was not sent. A stuck peer thus costs a caller at most its own
+// deadline, and frames queued behind a stuck write (a heartbeat's) are not
+// held past theirs: their callers wait on their contexts, not on the write.
+// Only a helper's write that exceeds WriteTimeout kills the connection.
 //
 // A caller (rounds > 0) that is not alone on the connection yields the
 // processor once before its first write. Without that, frames only combine
@@ -333,7 +369,7 @@ func (c *Conn) finish(cl *call) {
 // (inFlight == 1) never yields, so its latency is unchanged; a yield with
 // nobody runnable costs a trip through the scheduler, far less than the
 // write. Helpers do not yield: they exist only because more was pending.
-func (c *Conn) flushLocked(rounds int) {
+func (c *Conn) flushLocked(rounds int, own *frameAt) (sent bool) {
 	c.flushing = true
 	if rounds > 0 && c.inFlight.Load() > 1 {
 		c.mu.Unlock()
@@ -341,21 +377,41 @@ func (c *Conn) flushLocked(rounds int) {
 		c.mu.Lock()
 		// A kill during the yield emptied pending: the loop does nothing.
 	}
+	var deadline time.Time
+	if own != nil {
+		deadline = own.deadline
+	}
 	for n := 0; len(c.pending) > 0; n++ {
 		if n == rounds && rounds > 0 {
 			// Still flushing: the helper inherits the role. Pending is
 			// non-empty, so the connection is alive and Close has not
 			// started waiting for helpers.
-			c.helpers.Add(1)
-			go c.flushHelper()
+			c.startHelperLocked()
 			c.mu.Unlock()
-			return
+			return true
 		}
 		out := c.pending
 		c.pending, c.spare = c.spare[:0], nil
 		c.mu.Unlock()
-		err := c.write(out)
+		wrote, short, err := c.write(out, deadline)
 		c.mu.Lock()
+		if err != nil && short && own != nil && c.err == nil && errors.Is(err, os.ErrDeadlineExceeded) {
+			// A caller's deadline, shorter than WriteTimeout, cut the
+			// write (this caller's, or an earlier one armed for
+			// another): hand the rest over.
+			mine := n == 0 && wrote <= own.start && !time.Now().Before(own.deadline) && c.calls[own.id] != nil
+			c.requeueLocked(out, wrote, own, mine)
+			if mine {
+				delete(c.calls, own.id)
+			}
+			if len(c.pending) > 0 {
+				c.startHelperLocked()
+			} else {
+				c.flushing = false
+			}
+			c.mu.Unlock()
+			return !mine
+		}
 		if cap(out) <= maxKeptBuf {
 			c.spare = out[:0]
 		}
@@ -366,11 +422,33 @@ func (c *Conn) flushLocked(rounds int) {
 			if first {
 				_ = c.nc.Close()
 			}
-			return
+			return true
 		}
 	}
 	c.flushing = false
 	c.mu.Unlock()
+	return true
+}
+
+// requeueLocked puts what a cut write left of out (all but its first wrote
+// bytes) back at the head of pending, without the caller's own frame when
+// dropOwn is set (it lies wholly in the unwritten part).
+func (c *Conn) requeueLocked(out []byte, wrote int, own *frameAt, dropOwn bool) {
+	rest := out[:copy(out, out[wrote:])]
+	if dropOwn {
+		rest = append(rest[:own.start-wrote], rest[own.end-wrote:]...)
+	}
+	rest = append(rest, c.pending...)
+	c.spare = c.pending[:0]
+	c.pending = rest
+}
+
+// startHelperLocked hands the flush to a helper goroutine (c.flushing stays
+// set). Called with c.mu held and something pending, so the connection is
+// alive and Close has not started waiting for helpers.
+func (c *Conn) startHelperLocked() {
+	c.helpers.Add(1)
+	go c.flushHelper()
 }
 
 // flushHelper finishes a flush a caller handed over. Owner: the Conn
@@ -379,25 +457,32 @@ func (c *Conn) flushLocked(rounds int) {
 func (c *Conn) flushHelper() {
 	defer c.helpers.Done()
 	c.mu.Lock()
-	c.flushLocked(0)
+	c.flushLocked(0, nil)
 }
 
-// write writes b under the write deadline. The deadline is re-armed only
-// when a quarter of WriteTimeout has passed since it was last armed, so each
-// write gets between 3/4 and all of WriteTimeout without a timer update per
-// write.
-func (c *Conn) write(b []byte) error {
-	if wt := c.cfg.WriteTimeout; wt > 0 {
-		now := time.Now()
-		if c.deadlineSet.IsZero() || now.Sub(c.deadlineSet) > wt/4 {
-			if err := c.nc.SetWriteDeadline(now.Add(wt)); err != nil {
-				return err
-			}
-			c.deadlineSet = now
-		}
+// write writes b under a write deadline: WriteTimeout from now, or the
+// caller's deadline when that comes first. The deadline is re-armed only
+// when the one armed would overrun the wanted one, or would leave less than
+// three quarters of the wanted time: so each write gets between 3/4 and all
+// of its time, without a timer update per write. short reports that the
+// deadline in force is shorter than 3/4 of WriteTimeout: a caller's, so a
+// timeout is the caller's, not the peer's.
+func (c *Conn) write(b []byte, callerDeadline time.Time) (n int, short bool, err error) {
+	now := time.Now()
+	wt := c.cfg.WriteTimeout
+	want := now.Add(wt)
+	if !callerDeadline.IsZero() && callerDeadline.Before(want) {
+		want = callerDeadline
 	}
-	_, err := c.nc.Write(b)
-	return err
+	if c.armed.IsZero() || c.armed.After(want) || c.armed.Sub(now) < want.Sub(now)*3/4 {
+		if err := c.nc.SetWriteDeadline(want); err != nil {
+			return 0, false, err
+		}
+		c.armed = want
+	}
+	short = c.armed.Sub(now) < wt*3/4
+	n, err = c.nc.Write(b)
+	return n, short, err
 }
 
 // readLoop is the connection's reader goroutine: it dispatches replies until

@@ -29,9 +29,19 @@
 // most a few batches for others and then hands the flush to a short-lived
 // helper goroutine (Close waits for it) and goes back to its own reply. Each
 // write has a deadline (Config.WriteTimeout), so a peer that never reads
-// cannot wedge the flusher; a write error kills the connection. A caller
-// that is writing returns only when its write ends, so its context can be
-// overrun by up to one write.
+// cannot wedge the flusher; a write error kills the connection.
+//
+// A caller never writes past its own deadline: its writes have the deadline
+// min(WriteTimeout, its context's deadline). When that cuts a write short,
+// the unwritten bytes (the rest of a frame included, so the stream stays
+// whole) go back to the head of the pending buffer and a helper carries on
+// under the full WriteTimeout, while the caller goes back to waiting on its
+// context. If none of the caller's own frame was written by then, the frame
+// is taken out again and the call fails with its context's bare error: not
+// sent. So against a peer that stops reading an attempt costs its own
+// deadline, not the write timeout, and a heartbeat queued behind the stuck
+// write ends by its deadline and can kill the connection; only a helper's
+// write that exceeds WriteTimeout kills it by itself.
 //
 // One reader goroutine per connection reads frames (wire.ReadFrame over a
 // bufio.Reader, the length checked against Config.MaxFrame before the
