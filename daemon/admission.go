@@ -31,10 +31,12 @@ const (
 // attempt_timeout, and an attempt that times out counts against the tier's
 // breaker even though the tier is healthy and the queue is ours. So the
 // number of slots is also limited adaptively (additive increase,
-// multiplicative decrease): a request that held its slot longer than a
-// quarter of the first tier's attempt_timeout cuts the limit by a quarter
-// (at most once per such period, never below minSlots); a quick one while
-// the limit is in use raises it by one, up to the capacity.
+// multiplicative decrease): it starts at minSlots, so that a burst arriving
+// all at once cannot put thousands of calls on a tier before anything is
+// known of its latency; a request quicker than a quarter of the first tier's
+// attempt_timeout while at least half the limit is in use raises it by one,
+// up to the capacity; a slower one cuts it by a quarter (at most once per
+// such period, never below minSlots).
 //
 // A request past the limit waits up to admitWaitMax for a slot (one frees
 // whenever any request ends), then is shed with OVERLOADED: a burst of any
@@ -56,7 +58,7 @@ type tierSlots struct {
 
 func newTierSlots() *tierSlots {
 	ts := &tierSlots{freed: make(chan struct{}, 64)}
-	ts.limit.Store(1 << 40)
+	ts.limit.Store(minSlots)
 	return ts
 }
 
