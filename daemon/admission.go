@@ -12,9 +12,10 @@ const (
 	// admitWaitMax bounds how long an admitted request waits for a tier
 	// slot (within its own deadline) before it is answered OVERLOADED.
 	admitWaitMax = 50 * time.Millisecond
-	// minSlots is the floor of the adaptive limit: a few callers are never
-	// shed, however slow the tiers answer.
-	minSlots = 64
+	// minSlots is where the adaptive limit starts and its floor (when the
+	// capacity is smaller, the capacity): a stall of a few hundred
+	// milliseconds at a steady rate never sheds.
+	minSlots = 256
 )
 
 // tierSlots sizes admission by what the telephony pools can carry.
@@ -24,34 +25,35 @@ const (
 // carries its live connections × pool.max_in_flight calls at once; past that
 // a call finds every connection full (mux.ErrBusy) and nothing is sent. So a
 // request is only let at the tiers while the requests already there fit in
-// the capacity of the first available tier — the one new allocations go to.
+// the capacity of the first available tier — the one new allocations go to
+// (read at every admission: it follows connections coming and going, a
+// breaker opening, a drain and a reload).
 //
-// Slots are not enough on their own: 2,048 calls queued on a tier whose
-// round trips take a few hundred microseconds wait longer than the tier's
-// attempt_timeout, and an attempt that times out counts against the tier's
-// breaker even though the tier is healthy and the queue is ours. So the
-// number of slots is also limited adaptively (additive increase,
-// multiplicative decrease): it starts at minSlots, so that a burst arriving
-// all at once cannot put thousands of calls on a tier before anything is
-// known of its latency; a request quicker than a quarter of the first tier's
-// attempt_timeout while at least half the limit is in use raises it by one,
-// up to the capacity; a slower one cuts it by a quarter (at most once per
-// such period, never below minSlots).
+// Slots alone are not enough: a burst that puts 2,048 calls on a tier at
+// once queues them behind each other, and on a busy host the last ones wait
+// longer than the tier's attempt_timeout; an attempt that times out counts
+// against the tier's breaker although the queue is ours. So the slots are
+// also limited adaptively, from the requests' own latency against the first
+// tier's attempt_timeout: the limit starts at minSlots; a request answered
+// within a quarter of attempt_timeout while at least half the limit is in
+// use raises it by one, up to the capacity (a burst on a quick tier soon
+// has all of it); one that took more than half of attempt_timeout cuts it
+// by a quarter, at most once per half attempt_timeout and never below
+// minSlots: the limit backs off before attempts time out, not after.
 //
-// A request past the limit waits up to admitWaitMax for a slot (one frees
-// whenever any request ends), then is shed with OVERLOADED: a burst of any
-// size gets successes and OVERLOADED, never reaches a pool it would find
-// full, and does not queue past the attempt deadlines.
+// A request past it waits up to admitWaitMax for a slot (one frees whenever
+// any request ends), then is shed with OVERLOADED: a burst of any size gets
+// successes and OVERLOADED and never reaches a pool it would find full.
 //
-// The fast path is atomic adds and loads (the tier list, the limit) and one
-// clock read at the end: no lock, no allocation. Only a request that has to
-// wait arms a timer (its attempt deadline, idle at that point) and listens
-// on freed, which a finishing request signals without blocking while anyone
-// waits.
+// The fast path is two atomic adds and the capacity read (atomic loads over
+// the tier list): no lock, no allocation, no clock. Only a request that has
+// to wait arms a timer (its attempt deadline, idle at that point) and
+// listens on freed, which a finishing request signals without blocking
+// while anyone waits.
 type tierSlots struct {
 	active  atomic.Int64 // requests holding a slot
 	waiters atomic.Int64 // requests waiting for one
-	limit   atomic.Int64 // the adaptive limit; the capacity bounds it too
+	limit   atomic.Int64 // the adaptive limit (the capacity bounds it too)
 	lastCut atomic.Int64 // when the limit was last cut, Unix ns
 	freed   chan struct{}
 }
@@ -62,7 +64,7 @@ func newTierSlots() *tierSlots {
 	return ts
 }
 
-// firstAvailable is the first tier new allocations may go to, nil if none.
+// firstAvailable is the first tier new allocations may go to; nil if none.
 func (s *service) firstAvailable() *tier {
 	for _, t := range *s.tiers.Load() {
 		if t.available() {
@@ -72,9 +74,8 @@ func (s *service) firstAvailable() *tier {
 	return nil
 }
 
-// bound is how many requests may hold a slot now: the adaptive limit within
-// the capacity of the first available tier; 0 when no tier is available
-// (the request then goes ahead, to be answered UNAVAILABLE).
+// bound is how many requests may hold a slot now; 0 when no tier is
+// available (the request then goes ahead, to be answered UNAVAILABLE).
 func (ts *tierSlots) bound(s *service) int64 {
 	t := s.firstAvailable()
 	if t == nil {
@@ -85,8 +86,8 @@ func (ts *tierSlots) bound(s *service) int64 {
 
 // tryTake takes a slot if one is free.
 func (ts *tierSlots) tryTake(s *service) bool {
-	b := ts.bound(s)
-	if ts.active.Add(1) <= b || b <= 0 {
+	c := ts.bound(s)
+	if ts.active.Add(1) <= c || c <= 0 {
 		return true
 	}
 	ts.active.Add(-1)
@@ -94,12 +95,12 @@ func (ts *tierSlots) tryTake(s *service) bool {
 }
 
 // take takes a slot for the request rs, waiting (bounded by admitWaitMax and
-// ctx) while none is free. A nil error means the caller must call give with
-// the returned time when the request is done with the tiers; otherwise the
-// error is the answer (OVERLOADED, or the context's error).
-func (ts *tierSlots) take(ctx context.Context, s *service, rs *reqState) (time.Time, error) {
+// ctx) while none is free. A nil error means the caller must call give when
+// the request is done with the tiers; otherwise the error is the answer
+// (OVERLOADED, or the context's error).
+func (ts *tierSlots) take(ctx context.Context, s *service, rs *reqState) error {
 	if ts.tryTake(s) {
-		return time.Now(), nil
+		return nil
 	}
 	ts.waiters.Add(1)
 	defer ts.waiters.Add(-1)
@@ -110,34 +111,33 @@ func (ts *tierSlots) take(ctx context.Context, s *service, rs *reqState) (time.T
 		case <-ts.freed:
 		case <-rs.adl.Done():
 			if ts.tryTake(s) {
-				return time.Now(), nil
+				return nil
 			}
-			return time.Time{}, errf(wire.StatusOverloaded, "telephony tiers at their in-flight capacity")
+			return errf(wire.StatusOverloaded, "telephony tiers at their in-flight capacity")
 		case <-ctx.Done():
-			return time.Time{}, ctx.Err()
+			return ctx.Err()
 		}
 		if ts.tryTake(s) {
-			return time.Now(), nil
+			return nil
 		}
 	}
 }
 
-// give returns the slot taken at since, adapts the limit and wakes a
-// waiter, if any.
-func (ts *tierSlots) give(s *service, since time.Time) {
-	now := time.Now()
-	held := now.Sub(since)
+// give returns the slot of a request that took took, adapts the limit and
+// wakes a waiter, if any.
+func (ts *tierSlots) give(s *service, took time.Duration) {
 	active := ts.active.Add(-1)
 	if t := s.firstAvailable(); t != nil {
-		target := t.attempt / 4
 		capacity := int64(t.pool.Capacity())
-		lim := min(ts.limit.Load(), capacity)
-		switch last := ts.lastCut.Load(); {
-		case held > target:
-			if now.UnixNano()-last > int64(target) && ts.lastCut.CompareAndSwap(last, now.UnixNano()) {
+		lim := ts.limit.Load()
+		switch {
+		case took > t.attempt/2:
+			now := time.Now().UnixNano()
+			last := ts.lastCut.Load()
+			if now-last > int64(t.attempt/2) && ts.lastCut.CompareAndSwap(last, now) {
 				ts.limit.Store(max(lim-lim/4, minSlots))
 			}
-		case active >= lim/2 && lim < capacity:
+		case took < t.attempt/4 && active >= min(lim, capacity)/2 && lim < capacity:
 			ts.limit.Add(1)
 		}
 	}

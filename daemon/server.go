@@ -235,7 +235,7 @@ func (s *server) handle(c *conn, rs *reqState) {
 	out, start := wire.BeginFrame(rs.out[:0], rs.h.Response(wire.StatusOK))
 	// A slot at the tiers first (admission.go); without one, the answer is
 	// OVERLOADED (or TIMEOUT), and nothing reaches a pool.
-	slotAt, shed := s.slots.take(ctx, s.svc, rs)
+	shed := s.slots.take(ctx, s.svc, rs)
 	if shed != nil && errors.Is(shed, wire.StatusOverloaded) {
 		s.stats.overloaded.Add(1)
 	}
@@ -260,7 +260,7 @@ func (s *server) handle(c *conn, rs *reqState) {
 		}
 	}
 	if shed == nil {
-		s.slots.give(s.svc, slotAt)
+		s.slots.give(s.svc, time.Since(t0))
 	}
 	rs.dl.stop()
 	if err == nil {
