@@ -347,16 +347,16 @@ type frameAt struct {
 //
 // A caller (own != nil) never writes past its own deadline: its writes have
 // the deadline min(WriteTimeout, the caller's deadline). When that deadline
-// cuts a write short, nothing is lost or corrupted: the bytes not yet
-// written (the rest of a frame included) go back to the head of pending and
-// a helper goes on writing them, under the full WriteTimeout, while the
-// caller returns to wait for its reply or its context's end. If none of the
-// caller's own frame had been written by then and its deadline has passed,
-// its frame is taken out of the stream and flushLocked returns false: the
-// request was not sent. A stuck peer thus costs a caller at most its own
+// cuts a write before its first byte, nothing is lost: the buffer goes back
+// to the head of pending and a helper writes it under the full WriteTimeout,
+// while the caller goes back to wait for its reply or its context's end; if
+// the caller's own deadline has passed, its frame is first taken out and
+// flushLocked returns false: not sent. When the cut falls after the first
+// byte, a frame is cut in the middle and the stream cannot go on: the
+// connection dies and its in-flight calls fail with ErrConnLost (the rest
+// is never sent late). A stuck peer thus costs a caller at most its own
 // deadline, and frames queued behind a stuck write (a heartbeat's) are not
 // held past theirs: their callers wait on their contexts, not on the write.
-// Only a helper's write that exceeds WriteTimeout kills the connection.
 //
 // A caller (rounds > 0) that is not alone on the connection yields the
 // processor once before its first write. Without that, frames only combine
@@ -398,9 +398,25 @@ func (c *Conn) flushLocked(rounds int, own *frameAt) (sent bool) {
 		if err != nil && short && own != nil && c.err == nil && errors.Is(err, os.ErrDeadlineExceeded) {
 			// A caller's deadline, shorter than WriteTimeout, cut the
 			// write (this caller's, or an earlier one armed for
-			// another): hand the rest over.
-			mine := n == 0 && wrote <= own.start && !time.Now().Before(own.deadline) && c.calls[own.id] != nil
-			c.requeueLocked(out, wrote, own, mine)
+			// another).
+			if wrote > 0 {
+				// A frame was cut in the middle: the stream cannot go
+				// on, and what is left of it must never be sent late
+				// (a RESERVE arriving after its orphan's RELEASE would
+				// leak a bridge). In-flight calls get ErrConnLost.
+				c.flushing = false
+				first := c.killLocked(fmt.Errorf("mux: write cut short at a caller's deadline: %w", err))
+				c.mu.Unlock()
+				if first {
+					_ = c.nc.Close()
+				}
+				return true
+			}
+			// Nothing written: the stream is whole. The caller's own
+			// frame, if its deadline has passed, is taken back (not
+			// sent); the rest goes to a helper.
+			mine := n == 0 && !time.Now().Before(own.deadline) && c.calls[own.id] != nil
+			c.requeueLocked(out, own, mine)
 			if mine {
 				delete(c.calls, own.id)
 			}
@@ -430,17 +446,15 @@ func (c *Conn) flushLocked(rounds int, own *frameAt) (sent bool) {
 	return true
 }
 
-// requeueLocked puts what a cut write left of out (all but its first wrote
-// bytes) back at the head of pending, without the caller's own frame when
-// dropOwn is set (it lies wholly in the unwritten part).
-func (c *Conn) requeueLocked(out []byte, wrote int, own *frameAt, dropOwn bool) {
-	rest := out[:copy(out, out[wrote:])]
+// requeueLocked puts out, a buffer a cut write did not start on, back at the
+// head of pending, without the caller's own frame when dropOwn is set.
+func (c *Conn) requeueLocked(out []byte, own *frameAt, dropOwn bool) {
 	if dropOwn {
-		rest = append(rest[:own.start-wrote], rest[own.end-wrote:]...)
+		out = append(out[:own.start], out[own.end:]...)
 	}
-	rest = append(rest, c.pending...)
+	out = append(out, c.pending...)
 	c.spare = c.pending[:0]
-	c.pending = rest
+	c.pending = out
 }
 
 // startHelperLocked hands the flush to a helper goroutine (c.flushing stays

@@ -32,16 +32,16 @@
 // cannot wedge the flusher; a write error kills the connection.
 //
 // A caller never writes past its own deadline: its writes have the deadline
-// min(WriteTimeout, its context's deadline). When that cuts a write short,
-// the unwritten bytes (the rest of a frame included, so the stream stays
-// whole) go back to the head of the pending buffer and a helper carries on
-// under the full WriteTimeout, while the caller goes back to waiting on its
-// context. If none of the caller's own frame was written by then, the frame
-// is taken out again and the call fails with its context's bare error: not
-// sent. So against a peer that stops reading an attempt costs its own
-// deadline, not the write timeout, and a heartbeat queued behind the stuck
-// write ends by its deadline and can kill the connection; only a helper's
-// write that exceeds WriteTimeout kills it by itself.
+// min(WriteTimeout, its context's deadline). A write cut before its first
+// byte loses nothing: the buffer goes back to the head of the pending
+// buffer for a helper, and if the caller's deadline has passed its own frame
+// is taken out (the call fails with its context's bare error: not sent). A
+// write cut after its first byte has cut a frame in the middle: the
+// connection dies and its in-flight calls fail with ErrConnLost, so no
+// remainder is ever sent late (a RESERVE arriving after the RELEASE of its
+// orphan would leak a bridge). So against a peer that stops reading an
+// attempt costs its own deadline, not the write timeout, and a heartbeat
+// queued behind a stuck write ends by its deadline.
 //
 // One reader goroutine per connection reads frames (wire.ReadFrame over a
 // bufio.Reader, the length checked against Config.MaxFrame before the
