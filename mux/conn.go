@@ -412,9 +412,11 @@ func (c *Conn) flushLocked(rounds int, own *frameAt) (sent bool) {
 				}
 				return true
 			}
-			// Nothing written: the stream is whole. The caller's own
-			// frame, if its deadline has passed, is taken back (not
-			// sent); the rest goes to a helper.
+			// Nothing written: the stream is whole. In the first
+			// round the deadline was this caller's own (armed
+			// exactly): its frame is taken back (not sent) and the
+			// rest goes to a helper; in a later round the caller
+			// was writing for others, who keep waiting.
 			mine := n == 0 && !time.Now().Before(own.deadline) && c.calls[own.id] != nil
 			c.requeueLocked(out, own, mine)
 			if mine {
@@ -475,20 +477,23 @@ func (c *Conn) flushHelper() {
 }
 
 // write writes b under a write deadline: WriteTimeout from now, or the
-// caller's deadline when that comes first. The deadline is re-armed only
-// when the one armed would overrun the wanted one, or would leave less than
-// three quarters of the wanted time: so each write gets between 3/4 and all
-// of its time, without a timer update per write. short reports that the
+// caller's deadline when that comes first. A caller's deadline is armed
+// exactly (a write cut before its first byte must mean that this caller's
+// own deadline passed, or its frame would be handed on and written after
+// the caller gave up). A WriteTimeout deadline is re-armed only when the one
+// armed would overrun it or leave less than three quarters of it: so such a
+// write gets between 3/4 and all of its time, without a timer update per
+// write. short reports that the
 // deadline in force is shorter than 3/4 of WriteTimeout: a caller's, so a
 // timeout is the caller's, not the peer's.
 func (c *Conn) write(b []byte, callerDeadline time.Time) (n int, short bool, err error) {
 	now := time.Now()
 	wt := c.cfg.WriteTimeout
-	want := now.Add(wt)
+	want, exact := now.Add(wt), false
 	if !callerDeadline.IsZero() && callerDeadline.Before(want) {
-		want = callerDeadline
+		want, exact = callerDeadline, true
 	}
-	if c.armed.IsZero() || c.armed.After(want) || c.armed.Sub(now) < want.Sub(now)*3/4 {
+	if c.armed.IsZero() || c.armed.After(want) || c.armed.Sub(now) < want.Sub(now)*3/4 || exact && !c.armed.Equal(want) {
 		if err := c.nc.SetWriteDeadline(want); err != nil {
 			return 0, false, err
 		}
