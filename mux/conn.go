@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -113,9 +112,9 @@ type Conn struct {
 	maxInFlight atomic.Int64
 	late        atomic.Uint64
 
-	// armed is the write deadline the flusher last set. Only the current
-	// flusher (c.flushing) touches it.
-	armed time.Time
+	// deadlineSet is when the flusher last armed the write deadline. Only
+	// the current flusher (c.flushing) touches it.
+	deadlineSet time.Time
 
 	mu sync.Mutex
 	// Guarded by mu.
@@ -271,30 +270,17 @@ func (c *Conn) Call(ctx context.Context, op wire.Op, req wire.Payload) (*Reply, 
 	var err error
 	c.nextID++
 	id := c.nextID
-	own := frameAt{id: id, start: len(c.pending)}
 	c.pending, err = wire.AppendFrame(c.pending, wire.Header{Op: op, ID: id}, req, c.cfg.MaxFrame)
 	if err != nil {
-		c.pending = c.pending[:own.start]
 		c.mu.Unlock()
 		c.finish(cl)
 		return nil, fmt.Errorf("mux: encode %v request: %w", op, err)
 	}
-	own.end = len(c.pending)
 	c.calls[id] = cl
 	if c.flushing {
 		c.mu.Unlock()
 	} else {
-		own.deadline, _ = ctx.Deadline()
-		if !c.flushLocked(callerFlushRounds, &own) {
-			// The deadline passed before any byte of the request was
-			// written, and it was taken back: not sent.
-			c.finish(cl)
-			err := ctx.Err()
-			if err == nil {
-				err = context.DeadlineExceeded // the clock got there before ctx's timer
-			}
-			return nil, err
-		}
+		c.flushLocked(callerFlushRounds)
 	}
 
 	select {
@@ -331,32 +317,10 @@ func (c *Conn) finish(cl *call) {
 	callPool.Put(cl)
 }
 
-// frameAt is a calling flusher's own request: its id, where its frame lies
-// in the pending buffer the flush starts with, and the caller's deadline
-// (zero: none).
-type frameAt struct {
-	id         uint64
-	start, end int
-	deadline   time.Time
-}
-
 // flushLocked makes the caller the flusher: it writes pending buffers until
 // none is left, unlocking around each write. After rounds writes (0: no
 // limit) it hands what is still pending to a helper goroutine. Called with
 // c.mu held; returns with c.mu released.
-//
-// A caller (own != nil) never writes past its own deadline: its writes have
-// the deadline min(WriteTimeout, the caller's deadline). When that deadline
-// cuts a write before its first byte, nothing is lost: the buffer goes back
-// to the head of pending and a helper writes it under the full WriteTimeout,
-// while the caller goes back to wait for its reply or its context's end; if
-// the caller's own deadline has passed, its frame is first taken out and
-// flushLocked returns false: not sent. When the cut falls after the first
-// byte, a frame is cut in the middle and the stream cannot go on: the
-// connection dies and its in-flight calls fail with ErrConnLost (the rest
-// is never sent late). A stuck peer thus costs a caller at most its own
-// deadline, and frames queued behind a stuck write (a heartbeat's) are not
-// held past theirs: their callers wait on their contexts, not on the write.
 //
 // A caller (rounds > 0) that is not alone on the connection yields the
 // processor once before its first write. Without that, frames only combine
@@ -369,7 +333,7 @@ type frameAt struct {
 // (inFlight == 1) never yields, so its latency is unchanged; a yield with
 // nobody runnable costs a trip through the scheduler, far less than the
 // write. Helpers do not yield: they exist only because more was pending.
-func (c *Conn) flushLocked(rounds int, own *frameAt) (sent bool) {
+func (c *Conn) flushLocked(rounds int) {
 	c.flushing = true
 	if rounds > 0 && c.inFlight.Load() > 1 {
 		c.mu.Unlock()
@@ -377,59 +341,21 @@ func (c *Conn) flushLocked(rounds int, own *frameAt) (sent bool) {
 		c.mu.Lock()
 		// A kill during the yield emptied pending: the loop does nothing.
 	}
-	var deadline time.Time
-	if own != nil {
-		deadline = own.deadline
-	}
 	for n := 0; len(c.pending) > 0; n++ {
 		if n == rounds && rounds > 0 {
 			// Still flushing: the helper inherits the role. Pending is
 			// non-empty, so the connection is alive and Close has not
 			// started waiting for helpers.
-			c.startHelperLocked()
+			c.helpers.Add(1)
+			go c.flushHelper()
 			c.mu.Unlock()
-			return true
+			return
 		}
 		out := c.pending
 		c.pending, c.spare = c.spare[:0], nil
 		c.mu.Unlock()
-		wrote, short, err := c.write(out, deadline)
+		err := c.write(out)
 		c.mu.Lock()
-		if err != nil && short && own != nil && c.err == nil && errors.Is(err, os.ErrDeadlineExceeded) {
-			// A caller's deadline, shorter than WriteTimeout, cut the
-			// write (this caller's, or an earlier one armed for
-			// another).
-			if wrote > 0 {
-				// A frame was cut in the middle: the stream cannot go
-				// on, and what is left of it must never be sent late
-				// (a RESERVE arriving after its orphan's RELEASE would
-				// leak a bridge). In-flight calls get ErrConnLost.
-				c.flushing = false
-				first := c.killLocked(fmt.Errorf("mux: write cut short at a caller's deadline: %w", err))
-				c.mu.Unlock()
-				if first {
-					_ = c.nc.Close()
-				}
-				return true
-			}
-			// Nothing written: the stream is whole. In the first
-			// round the deadline was this caller's own (armed
-			// exactly): its frame is taken back (not sent) and the
-			// rest goes to a helper; in a later round the caller
-			// was writing for others, who keep waiting.
-			mine := n == 0 && !time.Now().Before(own.deadline) && c.calls[own.id] != nil
-			c.requeueLocked(out, own, mine)
-			if mine {
-				delete(c.calls, own.id)
-			}
-			if len(c.pending) > 0 {
-				c.startHelperLocked()
-			} else {
-				c.flushing = false
-			}
-			c.mu.Unlock()
-			return !mine
-		}
 		if cap(out) <= maxKeptBuf {
 			c.spare = out[:0]
 		}
@@ -440,31 +366,11 @@ func (c *Conn) flushLocked(rounds int, own *frameAt) (sent bool) {
 			if first {
 				_ = c.nc.Close()
 			}
-			return true
+			return
 		}
 	}
 	c.flushing = false
 	c.mu.Unlock()
-	return true
-}
-
-// requeueLocked puts out, a buffer a cut write did not start on, back at the
-// head of pending, without the caller's own frame when dropOwn is set.
-func (c *Conn) requeueLocked(out []byte, own *frameAt, dropOwn bool) {
-	if dropOwn {
-		out = append(out[:own.start], out[own.end:]...)
-	}
-	out = append(out, c.pending...)
-	c.spare = c.pending[:0]
-	c.pending = out
-}
-
-// startHelperLocked hands the flush to a helper goroutine (c.flushing stays
-// set). Called with c.mu held and something pending, so the connection is
-// alive and Close has not started waiting for helpers.
-func (c *Conn) startHelperLocked() {
-	c.helpers.Add(1)
-	go c.flushHelper()
 }
 
 // flushHelper finishes a flush a caller handed over. Owner: the Conn
@@ -473,35 +379,25 @@ func (c *Conn) startHelperLocked() {
 func (c *Conn) flushHelper() {
 	defer c.helpers.Done()
 	c.mu.Lock()
-	c.flushLocked(0, nil)
+	c.flushLocked(0)
 }
 
-// write writes b under a write deadline: WriteTimeout from now, or the
-// caller's deadline when that comes first. A caller's deadline is armed
-// exactly (a write cut before its first byte must mean that this caller's
-// own deadline passed, or its frame would be handed on and written after
-// the caller gave up). A WriteTimeout deadline is re-armed only when the one
-// armed would overrun it or leave less than three quarters of it: so such a
-// write gets between 3/4 and all of its time, without a timer update per
-// write. short reports that the
-// deadline in force is shorter than 3/4 of WriteTimeout: a caller's, so a
-// timeout is the caller's, not the peer's.
-func (c *Conn) write(b []byte, callerDeadline time.Time) (n int, short bool, err error) {
-	now := time.Now()
-	wt := c.cfg.WriteTimeout
-	want, exact := now.Add(wt), false
-	if !callerDeadline.IsZero() && callerDeadline.Before(want) {
-		want, exact = callerDeadline, true
-	}
-	if c.armed.IsZero() || c.armed.After(want) || c.armed.Sub(now) < want.Sub(now)*3/4 || exact && !c.armed.Equal(want) {
-		if err := c.nc.SetWriteDeadline(want); err != nil {
-			return 0, false, err
+// write writes b under the write deadline. The deadline is re-armed only
+// when a quarter of WriteTimeout has passed since it was last armed, so each
+// write gets between 3/4 and all of WriteTimeout without a timer update per
+// write.
+func (c *Conn) write(b []byte) error {
+	if wt := c.cfg.WriteTimeout; wt > 0 {
+		now := time.Now()
+		if c.deadlineSet.IsZero() || now.Sub(c.deadlineSet) > wt/4 {
+			if err := c.nc.SetWriteDeadline(now.Add(wt)); err != nil {
+				return err
+			}
+			c.deadlineSet = now
 		}
-		c.armed = want
 	}
-	short = c.armed.Sub(now) < wt*3/4
-	n, err = c.nc.Write(b)
-	return n, short, err
+	_, err := c.nc.Write(b)
+	return err
 }
 
 // readLoop is the connection's reader goroutine: it dispatches replies until

@@ -29,19 +29,9 @@
 // most a few batches for others and then hands the flush to a short-lived
 // helper goroutine (Close waits for it) and goes back to its own reply. Each
 // write has a deadline (Config.WriteTimeout), so a peer that never reads
-// cannot wedge the flusher; a write error kills the connection.
-//
-// A caller never writes past its own deadline: its writes have the deadline
-// min(WriteTimeout, its context's deadline). A write cut before its first
-// byte loses nothing: the buffer goes back to the head of the pending
-// buffer for a helper, and if the caller's deadline has passed its own frame
-// is taken out (the call fails with its context's bare error: not sent). A
-// write cut after its first byte has cut a frame in the middle: the
-// connection dies and its in-flight calls fail with ErrConnLost, so no
-// remainder is ever sent late (a RESERVE arriving after the RELEASE of its
-// orphan would leak a bridge). So against a peer that stops reading an
-// attempt costs its own deadline, not the write timeout, and a heartbeat
-// queued behind a stuck write ends by its deadline.
+// cannot wedge the flusher; a write error kills the connection. A caller
+// that is writing returns only when its write ends, so its context can be
+// overrun by up to one write.
 //
 // One reader goroutine per connection reads frames (wire.ReadFrame over a
 // bufio.Reader, the length checked against Config.MaxFrame before the
