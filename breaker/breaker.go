@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -149,8 +150,30 @@ func isHealthyAnswer(err error) bool {
 
 // IsExcluded reports whether an attempt's error says nothing about the tier.
 func IsExcluded(err error) bool {
-	return errors.Is(err, ErrCallerGone) || errors.Is(err, context.Canceled)
+	return errors.Is(err, ErrCallerGone) || errors.Is(err, context.Canceled) || errors.Is(err, errNoVerdict)
 }
+
+// Verdict is what an attempt's outcome says about the tier, when the caller
+// has classified the outcome itself (Done.Record).
+type Verdict int
+
+// Verdicts.
+const (
+	// Healthy: the tier answered (a success, or a refusal such as
+	// CAPACITY that a working server gives).
+	Healthy Verdict = iota
+	// Unhealthy: the tier failed, or did not answer in time.
+	Unhealthy
+	// NoVerdict: the attempt says nothing about the tier: it met a local
+	// limit (nothing was sent) or its caller went away. It counts neither
+	// way, and a half-open breaker gets its probe slot back.
+	NoVerdict
+)
+
+var (
+	errUnhealthy = errors.New("breaker: attempt failed")
+	errNoVerdict = errors.New("breaker: attempt says nothing about the tier")
+)
 
 // Done reports an attempt's outcome. Only its first call counts.
 type Done struct {
@@ -167,6 +190,19 @@ func (d Done) Report(err error) {
 	d.fn(err)
 }
 
+// Record reports an outcome the caller has already classified. Like Report,
+// only the first Report or Record of a Done counts.
+func (d Done) Record(v Verdict) {
+	switch v {
+	case Healthy:
+		d.Report(nil)
+	case Unhealthy:
+		d.Report(errUnhealthy)
+	default:
+		d.Report(errNoVerdict)
+	}
+}
+
 // Breaker is one tier's circuit breaker. It is safe for concurrent use.
 type Breaker struct {
 	tier     string
@@ -175,12 +211,24 @@ type Breaker struct {
 
 	cb       atomic.Pointer[gobreaker.TwoStepCircuitBreaker[struct{}]]
 	settings atomic.Pointer[Settings]
-	// state mirrors gobreaker's state; openUntil is when an open breaker
-	// will next admit a probe (Unix nanoseconds). Both are written only by
-	// OnStateChange, read by Allow without any lock.
-	state     atomic.Int32
-	openUntil atomic.Int64
-	override  atomic.Int32
+	// view mirrors the state of the gobreaker of generation view.gen. It
+	// is replaced (compare-and-swap, never modified) by the state-change
+	// callback of that generation's gobreaker and by install, which starts
+	// a new generation; Allow and Skip read it without any lock.
+	view     atomic.Pointer[mirror]
+	override atomic.Int32
+	// installMu serialises install (New, Retune). Never taken by the
+	// state-change callback, which runs under gobreaker's lock.
+	installMu sync.Mutex
+
+	testHookMirror func() // tests: runs between the callback's read and its swap
+}
+
+// mirror is an immutable snapshot of one gobreaker's state.
+type mirror struct {
+	gen       uint64 // the install that built the gobreaker it mirrors
+	state     State
+	openUntil int64 // when an open breaker next admits a probe (Unix ns)
 }
 
 // Option configures a Breaker.
@@ -205,12 +253,21 @@ func New(tier string, s Settings, opts ...Option) *Breaker {
 	return b
 }
 
+// install builds a gobreaker for s as a new generation. The mirror is
+// reset to closed for that generation before the gobreaker can be reached,
+// so a state change of the replaced gobreaker that is still being reported
+// (its callback raced this install) finds a newer generation and is dropped:
+// it can never leave the mirror saying open while gobreaker says closed.
 func (b *Breaker) install(s Settings) {
 	s = s.withDefaults()
-	b.settings.Store(&s)
+	b.installMu.Lock()
+	defer b.installMu.Unlock()
+	gen := uint64(1)
+	if v := b.view.Load(); v != nil {
+		gen = v.gen + 1
+	}
 	failures := s.Failures
-	var cb *gobreaker.TwoStepCircuitBreaker[struct{}]
-	cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+	cb := gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        b.tier,
 		MaxRequests: s.Probes,
 		Interval:    s.Window,
@@ -223,26 +280,50 @@ func (b *Breaker) install(s Settings) {
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			// Runs under gobreaker's mutex: atomics and the owner's
 			// non-blocking hook only. A replaced breaker stays silent.
-			if b.cb.Load() != cb {
-				return
-			}
-			b.mirror(fromGo(from), fromGo(to), s.OpenFor)
+			b.mirrorChange(gen, fromGo(to), s.OpenFor)
 		},
 	})
-	old := b.cb.Swap(cb)
-	if old != nil && State(b.state.Load()) != Closed {
-		// The new gobreaker starts closed: say so.
-		b.mirror(State(b.state.Load()), Closed, s.OpenFor)
+	b.settings.Store(&s)
+	// The new gobreaker starts closed: say so, for the new generation.
+	closed := &mirror{gen: gen, state: Closed}
+	var from State
+	for {
+		v := b.view.Load()
+		from = Closed
+		if v != nil {
+			from = v.state
+		}
+		if b.view.CompareAndSwap(v, closed) {
+			break
+		}
+	}
+	b.cb.Store(cb)
+	if from != Closed && b.onChange != nil {
+		b.onChange(b.tier, from, Closed)
 	}
 }
 
-func (b *Breaker) mirror(from, to State, openFor time.Duration) {
+// mirrorChange records that the gobreaker of generation gen moved to state
+// to, unless a newer generation was installed meanwhile.
+func (b *Breaker) mirrorChange(gen uint64, to State, openFor time.Duration) {
+	next := &mirror{gen: gen, state: to}
 	if to == Open {
-		b.openUntil.Store(b.now().Add(openFor).UnixNano())
+		next.openUntil = b.now().Add(openFor).UnixNano()
 	}
-	b.state.Store(int32(to))
-	if b.onChange != nil {
-		b.onChange(b.tier, from, to)
+	for {
+		v := b.view.Load()
+		if v.gen != gen {
+			return // replaced by a Retune: its gobreaker speaks for the tier now
+		}
+		if b.testHookMirror != nil {
+			b.testHookMirror()
+		}
+		if b.view.CompareAndSwap(v, next) {
+			if b.onChange != nil {
+				b.onChange(b.tier, v.state, to)
+			}
+			return
+		}
 	}
 }
 
@@ -263,7 +344,7 @@ func (b *Breaker) Tier() string { return b.tier }
 func (b *Breaker) Settings() Settings { return *b.settings.Load() }
 
 // State returns the mirrored state: an atomic load.
-func (b *Breaker) State() State { return State(b.state.Load()) }
+func (b *Breaker) State() State { return b.view.Load().state }
 
 // Override returns the operator override in force.
 func (b *Breaker) Override() Override { return Override(b.override.Load()) }
@@ -284,7 +365,8 @@ func (b *Breaker) Skip() bool {
 	case ForceClosed:
 		return false
 	}
-	return State(b.state.Load()) == Open && b.now().UnixNano() < b.openUntil.Load()
+	v := b.view.Load()
+	return v.state == Open && b.now().UnixNano() < v.openUntil
 }
 
 var nopDone = Done{}
@@ -299,7 +381,7 @@ func (b *Breaker) Allow() (Done, error) {
 	case ForceClosed:
 		return nopDone, nil
 	}
-	if State(b.state.Load()) == Open && b.now().UnixNano() < b.openUntil.Load() {
+	if v := b.view.Load(); v.state == Open && b.now().UnixNano() < v.openUntil {
 		return nopDone, ErrOpen
 	}
 	done, err := b.cb.Load().Allow()

@@ -203,3 +203,64 @@ func BenchmarkAllowDone(b *testing.B) {
 		d.Report(nil)
 	}
 }
+
+// TestRetuneDuringStateChange forces the interleaving of issue 10 point 7: a
+// breaker trips (gobreaker runs the state-change callback under its lock)
+// while a reload retunes it. The new gobreaker starts closed, so the mirror
+// must end closed too; a mirror left "open" would refuse the healthy tier
+// (Skip, Allow's fast path) and report it open until something else changes.
+func TestRetuneDuringStateChange(t *testing.T) {
+	b := New("t", Settings{Failures: 1, OpenFor: time.Hour})
+	retuned := false
+	b.SetTestHookMirror(func() {
+		if !retuned {
+			retuned = true
+			b.Retune(Settings{Failures: 1, OpenFor: time.Hour})
+		}
+	})
+	fail(t, b, 1)
+	if !retuned {
+		t.Fatal("the state-change callback never ran")
+	}
+	if got, want := b.Counts().Requests, uint32(0); got != want {
+		t.Fatalf("new gobreaker saw %d requests, want %d", got, want)
+	}
+	if got := b.State(); got != Closed {
+		t.Errorf("State() = %v after a retune raced a trip, want closed (gobreaker is closed)", got)
+	}
+	if b.Skip() {
+		t.Error("Skip() = true: a closed tier would be skipped")
+	}
+	if _, err := b.Allow(); err != nil {
+		t.Errorf("Allow() = %v, want admitted", err)
+	}
+}
+
+// TestRecordVerdicts: Record counts Unhealthy against the tier, Healthy for
+// it, and NoVerdict neither way.
+func TestRecordVerdicts(t *testing.T) {
+	b := New("t", Settings{Failures: 2, OpenFor: time.Hour})
+	for i := 0; i < 10; i++ {
+		d, err := b.Allow()
+		if err != nil {
+			t.Fatalf("attempt %d refused: %v", i, err)
+		}
+		d.Record(NoVerdict)
+		d.Record(Unhealthy) // ignored: only the first counts
+	}
+	if c := b.Counts(); c.TotalFailures != 0 || c.TotalSuccesses != 0 || c.TotalExclusions != 10 || b.State() != Closed {
+		t.Fatalf("after NoVerdicts: counts %+v, state %v; want 10 exclusions, closed", c, b.State())
+	}
+	d, _ := b.Allow()
+	d.Record(Healthy)
+	if c := b.Counts(); c.TotalSuccesses != 1 {
+		t.Fatalf("after Healthy: counts %+v, want 1 success", c)
+	}
+	for i := 0; i < 2; i++ {
+		d, _ := b.Allow()
+		d.Record(Unhealthy)
+	}
+	if b.State() != Open {
+		t.Fatalf("state %v after 2 Unhealthy, want open", b.State())
+	}
+}

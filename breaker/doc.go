@@ -19,6 +19,21 @@
 // Once the open period is over, Allow asks gobreaker again, which moves to
 // half-open and admits a probe: the mirror never prevents probing.
 //
+// The mirror is one immutable snapshot (state, end of the open period, and
+// the generation of the gobreaker it describes) swapped atomically. Retune
+// builds a new gobreaker as a new generation and resets the mirror to closed
+// for it before the new gobreaker is reachable; a state change of the old
+// gobreaker still being reported (gobreaker runs the callback under its lock,
+// so it can race a reload) then finds a newer generation and is dropped. A
+// closed tier can thus never be left mirrored as open.
+//
+// What an outcome means is decided by the caller where it can be: the daemon
+// classifies each attempt once and tells the breaker a Verdict (Done.Record):
+// only what the telephony server did, or failed to do in time, counts;
+// local limits (a full pool, no connection, a closing pool) and the
+// caller's own deadline are NoVerdict. Report(err) remains for callers that
+// let the breaker classify the error itself (IsFailure, IsExcluded).
+//
 // Operators can force a breaker open or closed (Override); the override
 // survives Retune, which swaps in a new gobreaker with new settings.
 package breaker

@@ -15,48 +15,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
-	"switchboard/breaker"
 	"switchboard/pool"
 	"switchboard/wire"
 )
 
 // counter is the request path's view of a Prometheus counter child.
 type counter = prometheus.Counter
-
-// outcome classifies one attempt on a tier, for
-// switchboard_tier_attempts_total.
-type outcome int
-
-const (
-	outcomeOK         outcome = iota // RESERVE succeeded
-	outcomeCapacity                  // the tier was full (healthy answer)
-	outcomeKeyExists                 // the key was taken (healthy answer)
-	outcomeRejected                  // BAD_REQUEST from the tier
-	outcomeTimeout                   // the attempt deadline passed
-	outcomeCallerGone                // the request ended first
-	outcomeFailure                   // any other failure (connection, INTERNAL, DRAINING…)
-	numOutcomes
-)
-
-var outcomeNames = [numOutcomes]string{"ok", "capacity", "key_exists", "rejected", "timeout", "caller_gone", "failure"}
-
-func outcomeOf(err error) outcome {
-	switch {
-	case err == nil:
-		return outcomeOK
-	case errors.Is(err, breaker.ErrCallerGone):
-		return outcomeCallerGone
-	case errors.Is(err, wire.StatusCapacity):
-		return outcomeCapacity
-	case errors.Is(err, wire.StatusKeyExists):
-		return outcomeKeyExists
-	case errors.Is(err, wire.StatusBadRequest):
-		return outcomeRejected
-	case errors.Is(err, context.DeadlineExceeded):
-		return outcomeTimeout
-	}
-	return outcomeFailure
-}
 
 // tierMetrics are a tier's metric children, looked up once when the tier is
 // built (never per request) and shared across reloads by tier name.

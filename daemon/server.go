@@ -108,6 +108,7 @@ type server struct {
 	// under the write lock, so once shutdown holds it no request can slip
 	// in between the check and the Add and run past handlers.Wait.
 	admitMu sync.RWMutex
+	slots   *tierSlots // admission sized by the tiers' capacity (admission.go)
 
 	stats struct {
 		requests, overloaded, badFrames, refusedConns atomic.Uint64
@@ -238,7 +239,7 @@ func limitsOf(cfg ServerConfig) *serverLimits {
 }
 
 func newServer(log *zap.Logger, svc *service, m *metrics, cfg ServerConfig, path string, now func() time.Time) (*server, error) {
-	s := &server{log: log, svc: svc, m: m, cfg: cfg, path: path, now: now, conns: map[*conn]struct{}{}, uidConns: map[uint32]int{}}
+	s := &server{log: log, svc: svc, m: m, cfg: cfg, path: path, now: now, conns: map[*conn]struct{}{}, uidConns: map[uint32]int{}, slots: newTierSlots()}
 	s.clock.Store(now().UnixNano())
 	s.lim.Store(limitsOf(cfg))
 	ln, err := listenUnix(path, 0o660)
@@ -337,24 +338,34 @@ func (s *server) handle(c *conn, rs *reqState) {
 	rs.dl.start(s.lim.Load().requestTimeout)
 	ctx := context.Context(&rs.dl)
 	out, start := wire.BeginFrame(rs.out[:0], rs.h.Response(wire.StatusOK))
-	var err error
-	switch rs.h.Op {
-	case wire.OpAllocate:
+	// A slot at the tiers first (admission.go); without one, the answer is
+	// OVERLOADED (or TIMEOUT), and nothing reaches a pool.
+	shed := s.slots.take(ctx, s.svc, rs)
+	if shed != nil && errors.Is(shed, wire.StatusOverloaded) {
+		s.stats.overloaded.Add(1)
+	}
+	err := shed
+	switch op := rs.h.Op; {
+	case err != nil:
+	case op == wire.OpAllocate:
 		if err = rs.areq.Decode(rs.in); err == nil {
 			out, err = s.svc.allocate(ctx, rs, &rs.areq, out)
 		}
-	case wire.OpLookup:
+	case op == wire.OpLookup:
 		if err = rs.kreq.Decode(rs.in); err == nil {
 			out, err = s.svc.lookup(ctx, rs, rs.kreq.Key, out)
 		}
-	case wire.OpUpdate:
+	case op == wire.OpUpdate:
 		if err = rs.ureq.Decode(rs.in); err == nil {
 			out, err = s.svc.update(ctx, rs, &rs.ureq, out)
 		}
-	case wire.OpRelease:
+	case op == wire.OpRelease:
 		if err = rs.kreq.Decode(rs.in); err == nil {
 			out, err = s.svc.release(ctx, rs, rs.kreq.Key, out)
 		}
+	}
+	if shed == nil {
+		s.slots.give(s.svc, time.Since(t0))
 	}
 	rs.dl.stop()
 	if err == nil {

@@ -201,12 +201,51 @@ func statusOf(err error) (wire.Status, string) {
 	return wire.StatusInternal, "internal error"
 }
 
-// attemptCtx derives the per-attempt context. When the caller's own context
-// ends first the attempt's error is marked ErrCallerGone so the breaker does
-// not blame the tier.
-func attemptErr(ctx context.Context, err error) error {
-	if err != nil && ctx.Err() != nil {
-		return fmt.Errorf("%w: %w", breaker.ErrCallerGone, err)
+// slotWaitMax bounds how long one allocation waits, in all, for a free slot
+// on a tier whose connections are all at their in-flight limit (within its
+// own deadline) before it is answered OVERLOADED. slotPollMax caps one wait
+// between two tries.
+const (
+	slotWaitMax = 50 * time.Millisecond
+	slotPollMax = 5 * time.Millisecond
+)
+
+// slotWait is one allocation's wait for a slot on a full tier.
+type slotWait struct {
+	until time.Time     // zero until the allocation first finds a tier full
+	next  time.Duration // the next pause
+}
+
+// wait pauses before the next try on a full tier and reports whether to try
+// again: false once slotWaitMax is spent or the request ended. The mux has
+// no "slot freed" signal, so it polls with a short doubling pause; a slot
+// frees as soon as any of the tier's calls is answered. The pause uses the
+// request's attempt deadline (rs.adl, idle between attempts), so it does
+// not allocate a timer.
+func (w *slotWait) wait(ctx context.Context, rs *reqState) bool {
+	now := time.Now()
+	if w.until.IsZero() {
+		w.until, w.next = now.Add(slotWaitMax), 500*time.Microsecond
+	}
+	d := min(w.next, w.until.Sub(now))
+	if d <= 0 || ctx.Err() != nil {
+		return false
+	}
+	w.next = min(2*w.next, slotPollMax)
+	rs.adl.start(d)
+	select {
+	case <-rs.adl.Done():
+	case <-ctx.Done():
+	}
+	rs.adl.stop()
+	return ctx.Err() == nil
+}
+
+// callerErr is the error of a request that ended during an attempt that
+// failed with err.
+func callerErr(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
 	}
 	return err
 }
@@ -285,15 +324,20 @@ func (s *service) allocateOnce(ctx context.Context, rs *reqState, req *wire.Allo
 	defer ts.release()
 	tiers := ts.tiers
 	var (
-		sawCapacity, sawFailure bool
-		first                   = -1
-		last                    error
+		// What the attempts met, read from their outcomes (classify):
+		// sawFailure is the tier's fault (timeout, failure), sawLocal a
+		// local limit, sawCapacity a full telephony server.
+		sawCapacity, sawFailure, sawLocal bool
+		first                             = -1
+		lastFailure                       error
+		keyExists                         int
+		slot                              slotWait
 	)
 	for _, t := range tiers {
 		if !t.available() {
 			continue
 		}
-		for tries := 0; ; tries++ {
+		for {
 			if err := s.intend(rs, key, t); err != nil {
 				return out, err
 			}
@@ -308,11 +352,10 @@ func (s *service) allocateOnce(ctx context.Context, rs *reqState, req *wire.Allo
 			actx, cancel := rs.adl.within(ctx, t.attempt)
 			reply, serverID, err := t.pool.RoundTripOn(actx, wire.OpReserve, &rs.ureq)
 			cancel()
-			err = attemptErr(ctx, err)
 			if err == nil {
 				var b wire.Bridge
 				if err = b.Decode(reply.Payload); err == nil {
-					done.Report(nil)
+					done.Record(outcomeOK.verdict())
 					out = s.accept(rs, t, serverID, key, req, &b, out)
 					reply.Release()
 					if t.pos != first {
@@ -329,18 +372,37 @@ func (s *service) allocateOnce(ctx context.Context, rs *reqState, req *wire.Allo
 				// bridge: a tier failure with an unknown outcome.
 				err = fmt.Errorf("%w: undecodable RESERVE reply from tier %s: %w", mux.ErrUnknownOutcome, t.name, err)
 			}
-			done.Report(err)
-			t.m.attempt(outcomeOf(err))
-			last = err
+			o := classify(ctx, err)
+			done.Record(o.verdict())
+			t.m.attempt(o)
 			if errors.Is(err, mux.ErrUnknownOutcome) {
 				// The server may hold a bridge under key: release it once
 				// the tier answers again; never reuse the key.
 				s.orphans.add(t.name, serverID, key)
 			}
 			switch {
-			case ctx.Err() != nil:
-				return out, ctx.Err()
-			case errors.Is(err, wire.StatusKeyExists) && tries < maxKeyExists:
+			case o == outcomeCallerGone:
+				return out, callerErr(ctx, err)
+			case o == outcomeLocal && errors.Is(err, mux.ErrBusy):
+				// The tier is healthy but every connection to it is at
+				// its in-flight limit. The tier order is a priority, not
+				// a spill-over: wait briefly for a slot on this tier,
+				// then shed the request (OVERLOADED, retry) rather than
+				// push the burst onto the next tier.
+				if slot.wait(ctx, rs) {
+					continue
+				}
+				if ctx.Err() != nil {
+					return out, ctx.Err()
+				}
+				return out, errf(wire.StatusOverloaded, "tier %s is at its in-flight limit", t.name)
+			case o == outcomeLocal:
+				// No connection (it died since available()) or the pool
+				// is closing: nothing was sent, nobody is blamed; the
+				// next tier may serve.
+				sawLocal = true
+			case o == outcomeKeyExists && keyExists < maxKeyExists:
+				keyExists++
 				s.stats.keyExists.Add(1)
 				if ce := s.log.Check(zap.WarnLevel, "telephony server reports key in use, taking the next"); ce != nil {
 					ce.Write(zap.String("tier", t.name), zap.Uint64("key", key))
@@ -349,12 +411,12 @@ func (s *service) allocateOnce(ctx context.Context, rs *reqState, req *wire.Allo
 					return out, err
 				}
 				continue
-			case errors.Is(err, wire.StatusBadRequest):
+			case o == outcomeRejected:
 				return out, errf(wire.StatusBadRequest, "telephony tier %s rejected the request: %v", t.name, err)
-			case errors.Is(err, wire.StatusCapacity):
+			case o == outcomeCapacity:
 				sawCapacity = true
 			default:
-				sawFailure = true
+				sawFailure, lastFailure = true, err
 				if ce := s.log.Check(zap.InfoLevel, "tier attempt failed, failing over"); ce != nil {
 					ce.Write(zap.String("tier", t.name), zap.Error(err))
 				}
@@ -369,10 +431,12 @@ func (s *service) allocateOnce(ctx context.Context, rs *reqState, req *wire.Allo
 		}
 	}
 	switch {
-	case sawCapacity && !sawFailure:
+	case sawFailure:
+		return out, errf(wire.StatusUnavailable, "no tier could serve: last error: %v", lastFailure)
+	case sawLocal:
+		return out, errf(wire.StatusOverloaded, "no tier could take the request now")
+	case sawCapacity:
 		return out, errf(wire.StatusCapacity, "every tier is full")
-	case last != nil:
-		return out, errf(wire.StatusUnavailable, "no tier could serve: last error: %v", last)
 	}
 	return out, errf(wire.StatusUnavailable, "no tier available")
 }

@@ -270,17 +270,29 @@ func (c *Conn) Call(ctx context.Context, op wire.Op, req wire.Payload) (*Reply, 
 	var err error
 	c.nextID++
 	id := c.nextID
+	own := ownFrame{id: id, start: len(c.pending)}
 	c.pending, err = wire.AppendFrame(c.pending, wire.Header{Op: op, ID: id}, req, c.cfg.MaxFrame)
 	if err != nil {
 		c.mu.Unlock()
 		c.finish(cl)
 		return nil, fmt.Errorf("mux: encode %v request: %w", op, err)
 	}
+	own.end = len(c.pending)
 	c.calls[id] = cl
 	if c.flushing {
 		c.mu.Unlock()
 	} else {
-		c.flushLocked(callerFlushRounds)
+		own.deadline, _ = ctx.Deadline()
+		if !c.flushLocked(callerFlushRounds, &own) {
+			// The caller's deadline passed before its frame was
+			// written, and the frame was taken back: not sent.
+			c.finish(cl)
+			err := ctx.Err()
+			if err == nil {
+				err = context.DeadlineExceeded // the clock got there before ctx's timer
+			}
+			return nil, err
+		}
 	}
 
 	select {
@@ -333,13 +345,38 @@ func (c *Conn) finish(cl *call) {
 // (inFlight == 1) never yields, so its latency is unchanged; a yield with
 // nobody runnable costs a trip through the scheduler, far less than the
 // write. Helpers do not yield: they exist only because more was pending.
-func (c *Conn) flushLocked(rounds int) {
+//
+// A caller (own != nil) never writes past its own deadline (issue 10
+// point 6): its writes have the deadline min(WriteTimeout, its context's
+// deadline), armed exactly. If that deadline has already passed when the
+// caller gets to write (it waited for the processor), its own frame is
+// taken out of the buffer (not sent: flushLocked returns false) and the
+// rest is written as usual. If the caller's deadline cuts a write, the
+// connection dies at once (ErrConnLost for the calls in flight): a frame
+// may have been cut in the middle, and nothing left in the buffer is ever
+// sent after its callers gave up. No frame is handed on to be written
+// later, so a RELEASE the orphan releaser sends for a lost call on another
+// connection cannot be overtaken by a frame this connection still holds.
+// If the caller's own frame was not begun, the call is not sent.
+func (c *Conn) flushLocked(rounds int, own *ownFrame) (sent bool) {
 	c.flushing = true
+	sent = true
 	if rounds > 0 && c.inFlight.Load() > 1 {
 		c.mu.Unlock()
 		runtime.Gosched()
 		c.mu.Lock()
 		// A kill during the yield emptied pending: the loop does nothing.
+	}
+	var deadline time.Time
+	if own != nil && !own.deadline.IsZero() && c.err == nil && c.calls[own.id] != nil {
+		deadline = own.deadline
+		if !time.Now().Before(deadline) {
+			// Late already: take the frame back and write the rest
+			// for the others, as a helper would.
+			c.pending = append(c.pending[:own.start], c.pending[own.end:]...)
+			delete(c.calls, own.id)
+			sent, deadline = false, time.Time{}
+		}
 	}
 	for n := 0; len(c.pending) > 0; n++ {
 		if n == rounds && rounds > 0 {
@@ -354,23 +391,38 @@ func (c *Conn) flushLocked(rounds int) {
 		out := c.pending
 		c.pending, c.spare = c.spare[:0], nil
 		c.mu.Unlock()
-		err := c.write(out)
+		wrote, err := c.write(out, deadline)
 		c.mu.Lock()
 		if cap(out) <= maxKeptBuf {
 			c.spare = out[:0]
 		}
 		if err != nil {
+			if n == 0 && sent && !deadline.IsZero() && wrote <= own.start && c.err == nil && c.calls[own.id] != nil {
+				// Cut before the caller's own frame began: not sent.
+				delete(c.calls, own.id)
+				sent = false
+			}
 			c.flushing = false
 			first := c.killLocked(fmt.Errorf("mux: write: %w", err))
 			c.mu.Unlock()
 			if first {
 				_ = c.nc.Close()
 			}
-			return
+			return sent
 		}
+		deadline = time.Time{} // later rounds write for others, under WriteTimeout
 	}
 	c.flushing = false
 	c.mu.Unlock()
+	return sent
+}
+
+// ownFrame is a calling flusher's own request: its id, where its frame lies
+// in the pending buffer, and the caller's deadline (zero: none).
+type ownFrame struct {
+	id         uint64
+	start, end int
+	deadline   time.Time
 }
 
 // flushHelper finishes a flush a caller handed over. Owner: the Conn
@@ -379,25 +431,32 @@ func (c *Conn) flushLocked(rounds int) {
 func (c *Conn) flushHelper() {
 	defer c.helpers.Done()
 	c.mu.Lock()
-	c.flushLocked(0)
+	c.flushLocked(0, nil)
 }
 
-// write writes b under the write deadline. The deadline is re-armed only
-// when a quarter of WriteTimeout has passed since it was last armed, so each
-// write gets between 3/4 and all of WriteTimeout without a timer update per
-// write.
-func (c *Conn) write(b []byte) error {
+// write writes b under the write deadline and returns how much of it was
+// written. A caller's deadline earlier than WriteTimeout from now is armed
+// exactly (and the next write re-arms); otherwise the deadline is re-armed
+// only when a quarter of WriteTimeout has passed since it was last armed, so
+// each write gets between 3/4 and all of WriteTimeout without a timer update
+// per write.
+func (c *Conn) write(b []byte, callerDeadline time.Time) (int, error) {
 	if wt := c.cfg.WriteTimeout; wt > 0 {
 		now := time.Now()
-		if c.deadlineSet.IsZero() || now.Sub(c.deadlineSet) > wt/4 {
+		switch {
+		case !callerDeadline.IsZero() && callerDeadline.Before(now.Add(wt)):
+			if err := c.nc.SetWriteDeadline(callerDeadline); err != nil {
+				return 0, err
+			}
+			c.deadlineSet = time.Time{} // the next write re-arms
+		case c.deadlineSet.IsZero() || now.Sub(c.deadlineSet) > wt/4:
 			if err := c.nc.SetWriteDeadline(now.Add(wt)); err != nil {
-				return err
+				return 0, err
 			}
 			c.deadlineSet = now
 		}
 	}
-	_, err := c.nc.Write(b)
-	return err
+	return c.nc.Write(b)
 }
 
 // readLoop is the connection's reader goroutine: it dispatches replies until

@@ -29,9 +29,21 @@
 // most a few batches for others and then hands the flush to a short-lived
 // helper goroutine (Close waits for it) and goes back to its own reply. Each
 // write has a deadline (Config.WriteTimeout), so a peer that never reads
-// cannot wedge the flusher; a write error kills the connection. A caller
-// that is writing returns only when its write ends, so its context can be
-// overrun by up to one write.
+// cannot wedge the flusher; a write error kills the connection.
+//
+// A caller never writes past its own deadline: its writes have the deadline
+// min(WriteTimeout, its context's deadline). A caller whose deadline has
+// passed by the time it gets to write (it waited for the processor) takes
+// its frame back out (the call fails with its context's bare error: not
+// sent) and writes the rest for the others. A write cut by a caller's
+// deadline kills the connection, as any write error does: a frame may be
+// cut in the middle, and nothing the connection holds is handed on to be
+// written after its callers gave up (a RESERVE reaching the peer after the
+// RELEASE of its orphan, sent on another connection, would leak a bridge).
+// If the caller's own frame had not begun, its call is not sent. So against
+// a peer that stops reading an attempt costs its own deadline, not the
+// write timeout, and the heartbeat behind it finds the connection dead at
+// once instead of queueing behind the stuck write.
 //
 // One reader goroutine per connection reads frames (wire.ReadFrame over a
 // bufio.Reader, the length checked against Config.MaxFrame before the

@@ -194,6 +194,11 @@ func (p *Pool) kick() {
 // (an atomic load).
 func (p *Pool) Live() int { return len(*p.live.Load()) }
 
+// Capacity returns how many calls the pool can carry at once right now: its
+// live connections times Config.MaxInFlight (atomic loads; read-only). A
+// RoundTrip beyond it finds every connection full (mux.ErrBusy).
+func (p *Pool) Capacity() int { return len(*p.live.Load()) * p.cfg.Load().MaxInFlight }
+
 // RoundTrip sends one request on a live connection and waits for its reply
 // (see mux.Conn.Call for the reply's ownership and the errors). It never
 // dials and never waits for a connection: with none live it returns

@@ -37,11 +37,19 @@
 // latency and release errors are reported separately, never mixed into the
 // allocation numbers); all releases finish before sbbench exits.
 //
+// OVERLOADED answers are counted on their own ("overloaded" in the text
+// summary, the timeline's overloaded column, and "overloaded",
+// "release_overloaded" and each row's "overloaded" in -json), never among
+// the errors: OVERLOADED is the daemon shedding a burst it cannot carry
+// ("busy, retry later"), which a healthy daemon does by design, while
+// UNAVAILABLE and the other error codes are failures. So sent = ok +
+// overloaded + errors.
+//
 // # Timeline and fault injection
 //
 // After the summary comes a timeline: the measured window in rows of one
 // second (-timeline-step; widened to keep at most 600 rows), each with the
-// allocations due in it (sent, ok, errors by code), the p50 and p99 of its
+// allocations due in it (sent, ok, overloaded, errors by code), the p50 and p99 of its
 // ok allocations, its allocations by tier and the faults injected in it.
 // Rows are by intended send time, so a stall shows in the row where the
 // requests were due. It is what makes a failover visible: the second

@@ -480,7 +480,7 @@ func TestRunFaultEndToEnd(t *testing.T) {
 	for _, want := range []string{
 		"faults        +0.0", ctl + " none: ok in ", "(in force: none)",
 		ctl + " full: ok in ", "timeline      rows of 1s from the end of warmup",
-		"t  sent   ok  errors", "primary-large  ", "fault " + ctl + " none ok; fault " + ctl + " full ok",
+		"t  sent   ok  overloaded  errors", "primary-large  ", "fault " + ctl + " none ok; fault " + ctl + " full ok",
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("text output lacks %q:\n%s", want, r.stdout)

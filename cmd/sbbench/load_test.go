@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -473,5 +474,47 @@ func TestRequestBuilder(t *testing.T) {
 	var got wire.AllocateRequest
 	if err := got.Decode(f[wire.HeaderSize:]); err != nil {
 		t.Fatalf("built request does not decode: %v", err)
+	}
+}
+
+// TestOverloadedCountedApart: OVERLOADED answers are the daemon shedding
+// load, counted in overloaded (summary, releases and timeline), never among
+// the errors with UNAVAILABLE and the rest; sent = ok + overloaded + errors.
+func TestOverloadedCountedApart(t *testing.T) {
+	from := time.Unix(1000, 0)
+	r := newRecorder(from)
+	tl := newTimeline(from, time.Second, 2*time.Second)
+	at := from.Add(100 * time.Millisecond)
+	shed := &wire.RemoteError{Status: wire.StatusOverloaded, Message: "busy"}
+	down := &wire.RemoteError{Status: wire.StatusUnavailable}
+	for _, err := range []error{nil, shed, shed, down} {
+		o := &outcome{intended: at, sent: at, done: at.Add(time.Millisecond), tier: "primary-large", err: err}
+		r.allocation(o)
+		tl.allocation(o)
+	}
+	r.release(&outcome{sent: at, done: at, err: shed})
+	s := r.summary(at.Add(time.Second))
+	if s.Sent != 4 || s.OK != 1 || s.Overloaded != 2 || sum(s.Errors) != 1 || s.Errors["UNAVAILABLE"] != 1 || s.ReleaseShed != 1 {
+		t.Errorf("summary: sent %d ok %d overloaded %d errors %v release_overloaded %d; want 4, 1, 2, UNAVAILABLE 1, 1",
+			s.Sent, s.OK, s.Overloaded, s.Errors, s.ReleaseShed)
+	}
+	rows := tl.snapshot(at.Add(time.Second))
+	if len(rows) == 0 || rows[0].Overloaded != 2 || sum(rows[0].Errors) != 1 {
+		t.Errorf("timeline rows %+v: want overloaded 2 and 1 error in row 0", rows)
+	}
+	var b strings.Builder
+	s.Mode = "concurrency"
+	if err := writeText(&b, &s); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "overloaded    2 ") {
+		t.Errorf("text output lacks the overloaded line:\n%s", b.String())
+	}
+	var j strings.Builder
+	if err := writeJSON(&j, &s); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(j.String(), `"overloaded":2`) || !strings.Contains(j.String(), `"release_overloaded":1`) {
+		t.Errorf("JSON output lacks the overloaded counts: %s", j.String())
 	}
 }

@@ -28,6 +28,11 @@ const (
 	codeTransport = "transport"      // any other client-side failure
 )
 
+// isOverloaded reports whether err is the daemon shedding the request
+// (OVERLOADED: "busy, retry later"). It is counted apart from the errors:
+// a shed request is the daemon protecting itself, not a failure of it.
+func isOverloaded(err error) bool { return errors.Is(err, wire.StatusOverloaded) }
+
 // errorCode maps an error to the code it is counted under: the wire status
 // name for an answer from the daemon, a client_* or transport code else.
 func errorCode(err error) string {
@@ -102,10 +107,12 @@ type recorder struct {
 	rel      *hdrhistogram.Histogram // release round trips
 	sent     int64
 	ok       int64
+	shed     int64 // answered OVERLOADED
 	warmup   int64
 	errs     map[string]int64
 	tiers    map[string]int64
 	released int64
+	relShed  int64 // releases answered OVERLOADED
 	relErrs  map[string]int64
 	last     time.Time // latest answer to a measured allocation
 }
@@ -136,6 +143,10 @@ func (r *recorder) allocation(o *outcome) {
 	if !o.sent.IsZero() {
 		record(r.lag, o.sent.Sub(o.intended))
 	}
+	if isOverloaded(o.err) {
+		r.shed++
+		return
+	}
 	if o.err != nil {
 		r.errs[errorCode(o.err)]++
 		return
@@ -148,6 +159,10 @@ func (r *recorder) allocation(o *outcome) {
 func (r *recorder) release(o *outcome) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if isOverloaded(o.err) {
+		r.relShed++
+		return
+	}
 	if o.err != nil {
 		r.relErrs[errorCode(o.err)]++
 		return
@@ -170,12 +185,14 @@ func (r *recorder) summary(loadEnd time.Time) summary {
 	s := summary{
 		Sent:          r.sent,
 		OK:            r.ok,
+		Overloaded:    r.shed,
 		Errors:        copyCounts(r.errs),
 		ByTier:        copyCounts(r.tiers),
 		DurationS:     window.Seconds(),
 		WarmupSent:    r.warmup,
 		Released:      r.released,
 		ReleaseErrors: copyCounts(r.relErrs),
+		ReleaseShed:   r.relShed,
 	}
 	if window > 0 {
 		s.Rate = float64(r.ok) / window.Seconds()

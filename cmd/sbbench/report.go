@@ -13,8 +13,11 @@ import (
 
 // summary is a run's result: what -json prints, field for field. Latencies
 // are in µs with 0.1 µs resolution. Sent counts every allocation due in the
-// measured window, so sent = ok + the sum of errors (client_backlog
-// included: due but not sent).
+// measured window, so sent = ok + overloaded + the sum of errors
+// (client_backlog included: due but not sent). OVERLOADED answers (the
+// daemon shed the request: retry later) are counted in overloaded, never in
+// errors, so that shedding under a burst is not mistaken for UNAVAILABLE or
+// any other failure.
 type summary struct {
 	Mode        string  `json:"mode"`                  // "rate" or "concurrency"
 	TargetRate  float64 `json:"target_rate,omitempty"` // -rate
@@ -24,9 +27,10 @@ type summary struct {
 
 	Sent       int64            `json:"sent"`
 	OK         int64            `json:"ok"`
-	Errors     map[string]int64 `json:"errors"`  // code → count: wire status names, client_*, transport
-	Rate       float64          `json:"rate"`    // ok allocations per second over duration_s
-	ByTier     map[string]int64 `json:"by_tier"` // tier → ok allocations
+	Overloaded int64            `json:"overloaded"` // answered OVERLOADED (shed by the daemon)
+	Errors     map[string]int64 `json:"errors"`     // code → count: wire status names but OVERLOADED, client_*, transport
+	Rate       float64          `json:"rate"`       // ok allocations per second over duration_s
+	ByTier     map[string]int64 `json:"by_tier"`    // tier → ok allocations
 	DurationS  float64          `json:"duration_s"`
 	WarmupS    float64          `json:"warmup_s"`
 	WarmupSent int64            `json:"warmup_sent"`
@@ -45,6 +49,7 @@ type summary struct {
 	// Releases of every allocation, warmup included.
 	Released      int64            `json:"released"`
 	ReleaseErrors map[string]int64 `json:"release_errors"`
+	ReleaseShed   int64            `json:"release_overloaded"` // releases answered OVERLOADED
 	ReleaseP50    float64          `json:"release_p50_us"`
 	ReleaseP99    float64          `json:"release_p99_us"`
 
@@ -85,6 +90,7 @@ func writeText(w io.Writer, s *summary) error {
 	fmt.Fprintf(&b, "measured      %.3fs (after %gs warmup, %d warmup allocations)\n", s.DurationS, s.WarmupS, s.WarmupSent)
 	fmt.Fprintf(&b, "sent          %d\n", s.Sent)
 	fmt.Fprintf(&b, "ok            %d\n", s.OK)
+	fmt.Fprintf(&b, "overloaded    %d (shed by the daemon: retry later)\n", s.Overloaded)
 	fmt.Fprintf(&b, "errors        %d%s\n", sum(s.Errors), paren(counts(s.Errors)))
 	fmt.Fprintf(&b, "rate          %.1f/s\n", s.Rate)
 	fmt.Fprintf(&b, "latency µs    p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n", s.P50, s.P90, s.P99, s.P999, s.Max)
@@ -92,8 +98,8 @@ func writeText(w io.Writer, s *summary) error {
 		fmt.Fprintf(&b, "send lag µs   p50 %.1f  p99 %.1f  max %.1f\n", s.LagP50, s.LagP99, s.LagMax)
 	}
 	fmt.Fprintf(&b, "by tier       %s\n", counts(s.ByTier))
-	fmt.Fprintf(&b, "releases      %d ok, %d errors%s; p50 %.1f µs, p99 %.1f µs\n",
-		s.Released, sum(s.ReleaseErrors), paren(counts(s.ReleaseErrors)), s.ReleaseP50, s.ReleaseP99)
+	fmt.Fprintf(&b, "releases      %d ok, %d overloaded, %d errors%s; p50 %.1f µs, p99 %.1f µs\n",
+		s.Released, s.ReleaseShed, sum(s.ReleaseErrors), paren(counts(s.ReleaseErrors)), s.ReleaseP50, s.ReleaseP99)
 	writeFaults(&b, s.Faults)
 	writeReloads(&b, s.Reloads)
 	writeTimeline(&b, s.TimelineStepS, s.Timeline)
@@ -185,13 +191,13 @@ func writeTimeline(b *strings.Builder, stepS float64, rows []timelineRow) {
 	}
 	fmt.Fprintf(b, "timeline      rows of %ss from the end of warmup (by intended send time); latency of ok allocations\n", num(stepS))
 	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprint(tw, "t\tsent\tok\terrors\tp50 µs\tp99 µs\t")
+	fmt.Fprint(tw, "t\tsent\tok\toverloaded\terrors\tp50 µs\tp99 µs\t")
 	for _, t := range tiers {
 		fmt.Fprintf(tw, "%s\t", t)
 	}
 	fmt.Fprint(tw, "  notes\n")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%ss\t%d\t%d\t%d\t%.1f\t%.1f\t", num(r.T), r.Sent, r.OK, sum(r.Errors), r.P50, r.P99)
+		fmt.Fprintf(tw, "%ss\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t", num(r.T), r.Sent, r.OK, r.Overloaded, sum(r.Errors), r.P50, r.P99)
 		for _, t := range tiers {
 			fmt.Fprintf(tw, "%d\t", r.ByTier[t])
 		}

@@ -36,17 +36,19 @@ func effectiveStep(step, duration time.Duration) time.Duration {
 
 // timelineRow is one row of the timeline: the allocations due in
 // [t, t+step) after the end of warmup, and the faults injected then. As
-// in the summary, sent = ok + the sum of errors and latencies are those of
+// in the summary, sent = ok + overloaded + the sum of errors and latencies are those of
 // ok allocations, in µs, measured from the intended send time.
 type timelineRow struct {
-	T      float64          `json:"t_s"` // start of the row, seconds after the end of warmup
-	Sent   int64            `json:"sent"`
-	OK     int64            `json:"ok"`
-	Errors map[string]int64 `json:"errors"`  // code → count
-	P50    float64          `json:"p50_us"`  // 0 when no allocation succeeded
-	P99    float64          `json:"p99_us"`  // 0 when no allocation succeeded
-	ByTier map[string]int64 `json:"by_tier"` // tier → ok allocations
-	Faults []injection      `json:"faults"`  // injections issued in the row, in order
+	T    float64 `json:"t_s"` // start of the row, seconds after the end of warmup
+	Sent int64   `json:"sent"`
+	OK   int64   `json:"ok"`
+	// Overloaded counts OVERLOADED answers (not in Errors).
+	Overloaded int64            `json:"overloaded"`
+	Errors     map[string]int64 `json:"errors"`  // code → count
+	P50        float64          `json:"p50_us"`  // 0 when no allocation succeeded
+	P99        float64          `json:"p99_us"`  // 0 when no allocation succeeded
+	ByTier     map[string]int64 `json:"by_tier"` // tier → ok allocations
+	Faults     []injection      `json:"faults"`  // injections issued in the row, in order
 	// -reload-every: reloads issued in the row (failed ones included),
 	// those that failed, and whether a reload was in progress at any time
 	// during the row (issued in it or running on from an earlier row).
@@ -58,6 +60,7 @@ type timelineRow struct {
 // bucket accumulates one row.
 type bucket struct {
 	sent, ok int64
+	shed     int64            // OVERLOADED answers
 	errs     map[string]int64 // nil until the first error
 	tiers    map[string]int64 // nil until the first ok
 	lat      *hdrhistogram.Histogram
@@ -109,6 +112,10 @@ func (tl *timeline) allocation(o *outcome) {
 		return // warmup
 	}
 	b.sent++
+	if isOverloaded(o.err) {
+		b.shed++
+		return
+	}
 	if o.err != nil {
 		if b.errs == nil {
 			b.errs = make(map[string]int64)
@@ -212,7 +219,7 @@ func (tl *timeline) snapshot(loadEnd time.Time) []timelineRow {
 		}
 		if i < len(tl.rows) {
 			b := &tl.rows[i]
-			r.Sent, r.OK = b.sent, b.ok
+			r.Sent, r.OK, r.Overloaded = b.sent, b.ok, b.shed
 			r.Errors, r.ByTier = copyCounts(b.errs), copyCounts(b.tiers)
 			r.Faults = append(r.Faults, b.faults...)
 			r.Reloads, r.ReloadsFailed, r.Reloading = b.reloads, b.reloadsFailed, b.reloading
