@@ -32,17 +32,11 @@ func Init(cfg Config, store LeaseStore, skip uint64, opts ...Option) (Partition,
 	}
 	cfg = cfg.withDefaults()
 	o := buildOptions(opts)
-	if store == nil {
-		if cfg.Dir == "" {
-			return Partition{}, fmt.Errorf("%w: no lease store given and no data directory for the file store", ErrInvalidConfig)
-		}
-		fstore, err := NewFileStore(cfg.Dir, WithFS(o.fs))
-		if err != nil {
-			return Partition{}, err
-		}
-		defer fstore.Close()
-		store = fstore
+	store, closeStore, err := storeFor(cfg, store, o)
+	if err != nil {
+		return Partition{}, err
 	}
+	defer closeStore()
 	secret, source, err := resolveSecret(cfg, o.fs, true)
 	if err != nil {
 		return Partition{}, err
@@ -112,17 +106,11 @@ func Skip(cfg Config, store LeaseStore, n uint64, opts ...Option) (Partition, er
 	}
 	cfg = cfg.withDefaults()
 	o := buildOptions(opts)
-	if store == nil {
-		if cfg.Dir == "" {
-			return Partition{}, fmt.Errorf("%w: no lease store given and no data directory for the file store", ErrInvalidConfig)
-		}
-		fstore, err := NewFileStore(cfg.Dir, WithFS(o.fs))
-		if err != nil {
-			return Partition{}, err
-		}
-		defer fstore.Close()
-		store = fstore
+	store, closeStore, err := storeFor(cfg, store, o)
+	if err != nil {
+		return Partition{}, err
 	}
+	defer closeStore()
 	secret, _, err := resolveSecret(cfg, o.fs, false)
 	if errors.Is(err, errNoSecretFile) {
 		return Partition{}, missingSecret(cfg, store, o.fs)
@@ -170,4 +158,21 @@ func skipBound(ctx context.Context, store LeaseStore, part Partition, n uint64, 
 func stateExists(fsys FS, s *FileStore) bool {
 	_, err := fsys.Stat(filepath.Join(s.Dir(), StateFile))
 	return !errors.Is(err, fs.ErrNotExist)
+}
+
+// storeFor returns store, or, when it is nil, the file store of cfg.Dir and
+// what closes it (Init and Skip are one-shot commands: they open the store,
+// use it once, and close it).
+func storeFor(cfg Config, store LeaseStore, o options) (LeaseStore, func(), error) {
+	if store != nil {
+		return store, func() {}, nil
+	}
+	if cfg.Dir == "" {
+		return nil, nil, fmt.Errorf("%w: no lease store given and no data directory for the file store", ErrInvalidConfig)
+	}
+	fstore, err := NewFileStore(cfg.Dir, WithFS(o.fs))
+	if err != nil {
+		return nil, nil, err
+	}
+	return fstore, func() { fstore.Close() }, nil
 }

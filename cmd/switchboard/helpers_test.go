@@ -75,13 +75,7 @@ func start(t *testing.T, bin, sock, data string, extra ...string) *proc {
 	})
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		c, err := client.Dial(ctx, sock)
-		if err == nil {
-			err = c.Ping(ctx)
-			c.Close()
-		}
-		cancel()
+		err := pingOnce(sock)
 		if err == nil {
 			return p
 		}
@@ -187,4 +181,17 @@ func startTelsimProc(t *testing.T, args ...string) *telsimProc {
 		}
 	}
 	return tp
+}
+
+// pingOnce dials the daemon's socket and sends one PING, within 200 ms:
+// nil once the daemon serves.
+func pingOnce(sock string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	c, err := client.Dial(ctx, sock)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Ping(ctx)
 }

@@ -170,13 +170,7 @@ func serving(sock string, stop <-chan struct{}) (up, done <-chan struct{}) {
 				return
 			default:
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-			c, err := client.Dial(ctx, sock)
-			if err == nil {
-				err = c.Ping(ctx)
-				c.Close()
-			}
-			cancel()
+			err := pingOnce(sock)
 			if err == nil {
 				close(upC)
 				return

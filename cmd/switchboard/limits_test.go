@@ -318,13 +318,7 @@ func startLogged(t *testing.T, sock, data string, extra ...string) *logged {
 	})
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		c, err := client.Dial(ctx, sock)
-		if err == nil {
-			err = c.Ping(ctx)
-			c.Close()
-		}
-		cancel()
+		err := pingOnce(sock)
 		if err == nil {
 			return l
 		}
