@@ -234,6 +234,9 @@ func Open(path string, slots int) (*Table, []Record, error) {
 	if err := f.Truncate(int64(size)); err != nil {
 		return fail(err)
 	}
+	if err := allocate(f, int64(size)); err != nil {
+		return fail(err)
+	}
 	var hdr [24]byte
 	copy(hdr[:], magic)
 	binary.NativeEndian.PutUint32(hdr[8:], SlotSize)

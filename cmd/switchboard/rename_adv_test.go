@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"switchboard/client"
+	"switchboard/telsim"
+	"switchboard/wire"
+)
+
+// TestKillNineThenTierRenamedOneBridgePerToken is
+// TestKillNineDuringReserveOneBridgePerToken with one change an operator
+// may well make while the daemon is down: the restart's configuration
+// names the tier differently (same server). Servers, not tier names, hold
+// sessions, and an orphan whose tier was renamed is released through the
+// tier that now has its server (docs/protocol.md 9.4). But the INTENT
+// settled at start becomes an orphan with no server id (the in-flight
+// table records the tier only), and the releaser finds the servers of such
+// an orphan by its tier name alone: under the new name it is stranded for
+// good, its bridge is never released, and the token's retry leaves the
+// server holding two bridges for one token.
+func TestKillNineThenTierRenamedOneBridgePerToken(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills the daemon and telsim binaries")
+	}
+	dir := shortDir(t)
+	addr, cc := startTelsim(t, dir, "-tier", "primary-large", "-latency", "600ms")
+	cfgPath := filepath.Join(dir, "sb.yaml")
+	writeCfg := func(tier string) {
+		cfg := fmt.Sprintf(`log: {level: warn}
+server: {request_timeout: 5s}
+pool: {min_conns: 1, heartbeat_interval: 1s, heartbeat_timeout: 2s}
+tiers:
+  - name: %s
+    servers: [tcp://%s]
+    attempt_timeout: 3s
+`, tier, addr)
+		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeCfg("primary-large")
+	sock := filepath.Join(dir, "sb.sock")
+	data := filepath.Join(dir, "data")
+	token := []byte("issue-10-renamed")
+	req := &wire.AllocateRequest{Token: token, Spec: wire.Spec{Name: []byte("crash, then a renamed tier")}}
+
+	initKeys(t, cfgPath, data)
+	p := start(t, daemonBin, sock, data, "-config", cfgPath)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan error, 1)
+	go func() {
+		_, err := c.Allocate(ctx, req)
+		first <- err
+	}()
+	waitStats(t, cc, 10*time.Second, "the first RESERVE to arrive", func(st telsim.Stats) bool { return st.Reserves >= 1 })
+	p.kill9(t)
+	if err := <-first; err == nil {
+		t.Fatal("the first allocation was answered although the daemon was killed before the server replied")
+	}
+	c.Close()
+
+	writeCfg("primary-xl") // same server, new tier name
+	start(t, daemonBin, sock, data, "-config", cfgPath)
+	c, err = client.Dial(ctx, sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a, err := c.Allocate(ctx, req)
+	if err != nil {
+		t.Fatalf("retry after the restart: %v", err)
+	}
+	if a.Tier != "primary-xl" {
+		t.Fatalf("retry served by tier %q", a.Tier)
+	}
+	// The same bound as the original test: a sweep every 500 ms and a
+	// 600 ms RELEASE are well under 10 s.
+	waitStats(t, cc, 10*time.Second, "exactly one reservation for the token", func(st telsim.Stats) bool { return st.Reservations == 1 })
+}

@@ -1,0 +1,76 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"switchboard/telsim"
+	"switchboard/wire"
+)
+
+// TestDeferredReleaseNotResurrected: a RELEASE answered OK while its server
+// is down is a promise, and "later LOOKUPs answer NOT_FOUND"
+// (docs/protocol.md 9.4). The index keeps the released session's tombstone
+// for sessionTombstoneTTL (2 min) only, while the deferred RELEASE waits as
+// long as the server is down (and, after it is back, until the releaser's
+// next sweep and round trip; and a restart of the daemon forgets every
+// tombstone, the journaled orphan not). So a server down for more than two
+// minutes comes back still holding the session; a LOOKUP or UPDATE that
+// reaches it before the releaser does finds the session, answers it as
+// live, and puts it back in the index — where it stays live after the
+// releaser has taken the bridge away. The releaser's timing is taken out
+// of the test by stopping its loop (as a sweep that has not come yet).
+func TestDeferredReleaseNotResurrected(t *testing.T) {
+	var skew atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	bin := telsimBin(t)
+	s := startTelsimProc(t, bin, "primary-large", "pl-a")
+	h := startDaemon(t, func(c *Config) {
+		chaosConfig(c)
+		c.Tiers[0].Servers = []string{s.addr}
+		c.Tiers[0].AttemptTimeout = 2 * time.Second
+		c.Server.RequestTimeout = 5 * time.Second
+		c.Server.IdleTimeout = time.Hour
+	}, WithClock(now))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	al, err := h.c.Allocate(ctx, &wire.AllocateRequest{Spec: spec("ends while its server is down")})
+	if err != nil || al.Tier != "primary-large" {
+		t.Fatalf("allocate: %+v %v", al, err)
+	}
+	s.fault(t, telsim.Fault{Mode: telsim.ModeDown})
+	pl := func() *tier { return h.d.svc.set.Load().tiers[0] }
+	waitFor(t, "pl-a's connections gone", 10*time.Second, func() bool {
+		_, err := pl().pool.RoundTripTo(ctx, "pl-a", wire.OpTelPing, nil)
+		return err != nil && !errors.Is(err, context.DeadlineExceeded)
+	})
+	if err := h.c.Release(ctx, al.Key); err != nil {
+		t.Fatalf("release with its server down: %v (want it deferred and OK)", err)
+	}
+	if n := h.d.svc.orphans.count(); n != 1 {
+		t.Fatalf("%d releases deferred, want 1", n)
+	}
+	// The releaser's next sweep has not come yet.
+	o := h.d.svc.orphans
+	close(o.stop)
+	<-o.done
+	skew.Store(int64(3 * time.Minute)) // the server stays down 3 minutes
+	s.fault(t, telsim.Fault{})
+	waitFor(t, "pl-a back", 10*time.Second, func() bool {
+		rep, err := pl().pool.RoundTripTo(ctx, "pl-a", wire.OpTelPing, nil)
+		if err == nil {
+			rep.Release()
+		}
+		return err == nil
+	})
+	r, lerr := h.c.Lookup(ctx, al.Key)
+	s2 := spec("updated after the release")
+	_, uerr := h.c.Update(ctx, al.Key, &s2, nil)
+	if lerr == nil || uerr == nil {
+		t.Fatalf("session %d, released (answered OK) while its server was down: after the server came back LOOKUP answered %+v, %v and UPDATE %v; want NOT_FOUND",
+			al.Key, r, lerr, uerr)
+	}
+}
