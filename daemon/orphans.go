@@ -61,6 +61,14 @@ type orphans struct {
 	sweeping int            // orphans taken by the sweep in progress
 	busy     map[route]bool // servers with a worker in progress
 	stranded int            // pending orphans whose server was in no pool at the last sweep
+	// handed records, for a pending orphan of unknown server, the servers
+	// it was already handed to (in memory: after a restart it is handed to
+	// them again, which costs a NOT_FOUND each).
+	handed map[orphan]map[string]bool
+	// keys counts the orphans of each key pending or at work: a session
+	// whose release was deferred is gone for LOOKUP and UPDATE
+	// (releasing), however long its server takes to come back.
+	keys map[uint64]int
 
 	ctx    context.Context // cancelled by close: workers' calls end
 	cancel context.CancelFunc
@@ -76,18 +84,40 @@ type orphans struct {
 // may be nil) that run will work through.
 func newOrphans(log *zap.Logger, tiers func() []*tier, interval time.Duration, journal *orphanJournal, pending []orphan) *orphans {
 	o := &orphans{log: log, tiers: tiers, interval: interval, journal: journal, pending: pending, busy: map[route]bool{},
+		handed: map[orphan]map[string]bool{}, keys: map[uint64]int{},
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	o.ctx, o.cancel = context.WithCancel(context.Background())
+	for _, or := range pending {
+		o.keys[or.key]++
+	}
 	if len(pending) > 0 {
 		o.wake <- struct{}{}
 	}
 	return o
 }
 
-// record writes a journal record; o.mu must be held. A failed write keeps
+// releasing reports whether a release of key is pending or at work: its
+// session is gone, whatever its server still says until the release lands.
+// It takes the queue's lock (LOOKUP and UPDATE of a session not in the
+// index; never ALLOCATE).
+func (o *orphans) releasing(key uint64) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.keys[key] > 0
+}
+
+// record counts an orphan in (+) or out (-) of o.keys and writes its
+// journal record; o.mu must be held. A failed write keeps
 // the orphan in memory (it is still released while the daemon runs) and is
 // logged: the only loss is the restart guarantee.
 func (o *orphans) record(op byte, or orphan) {
+	if op == '+' {
+		o.keys[or.key]++
+	} else if n := o.keys[or.key]; n > 1 {
+		o.keys[or.key] = n - 1
+	} else {
+		delete(o.keys, or.key)
+	}
 	if o.journal == nil {
 		return
 	}
@@ -182,11 +212,19 @@ func (o *orphans) sweep() {
 		return
 	}
 
-	// Route the batch. An orphan of unknown server becomes one per server
-	// of its tier, once every server of the tier has said who it is.
+	// Route the batch. An orphan of unknown server (its RESERVE was cut
+	// short by a crash, or its answer never delivered: the in-flight table
+	// records the tier, not the server) is released on every server that
+	// could hold it: those of its tier, or, when no tier has that name any
+	// more (a reload renamed or removed it), those of every tier. Keys are
+	// unique, so a server that never held the key answers NOT_FOUND (and
+	// tombstones it). It is handed to each server as soon as that server
+	// has said who it is (HELLO), and stays pending, as itself, until every
+	// candidate server has: one server down does not hold back the others.
 	type expansion struct {
-		from orphan
-		to   []orphan
+		from     orphan
+		to       []orphan
+		complete bool // every candidate server has it now
 	}
 	var expanded []expansion
 	var keep []orphan
@@ -200,26 +238,49 @@ func (o *orphans) sweep() {
 		stranded++
 		keep = append(keep, or)
 	}
-	for _, or := range batch {
+	o.mu.Lock()
+	handed := make([]map[string]bool, len(batch)) // servers each "" orphan was handed to before
+	for i, or := range batch {
+		if or.server == "" {
+			handed[i] = o.handed[or]
+		}
+	}
+	o.mu.Unlock()
+	for i, or := range batch {
 		if or.server != "" {
 			routeOne(or)
 			continue
 		}
-		t := tierNamed(tiers, or.tier)
-		if t == nil || len(t.pool.ServerIDs()) < len(t.addrs) {
-			if t == nil {
-				stranded++
-			}
+		cands := tiers
+		if t := tierNamed(tiers, or.tier); t != nil {
+			cands = []*tier{t}
+		}
+		if len(cands) == 0 {
+			stranded++
 			keep = append(keep, or)
 			continue
 		}
-		e := expansion{from: or}
-		for _, id := range t.pool.ServerIDs() {
-			x := orphan{tier: or.tier, key: or.key, server: id}
-			e.to = append(e.to, x)
-			routeOne(x)
+		e := expansion{from: or, complete: true}
+		for _, t := range cands {
+			ids := t.pool.ServerIDs()
+			if len(ids) < len(t.addrs) {
+				e.complete = false
+			}
+			for _, id := range ids {
+				if handed[i][id] {
+					continue
+				}
+				x := orphan{tier: t.name, key: or.key, server: id}
+				e.to = append(e.to, x)
+				routeOne(x)
+			}
 		}
-		expanded = append(expanded, e)
+		if !e.complete {
+			keep = append(keep, or)
+		}
+		if len(e.to) > 0 || e.complete {
+			expanded = append(expanded, e)
+		}
 	}
 
 	o.mu.Lock()
@@ -228,7 +289,19 @@ func (o *orphans) sweep() {
 		for _, x := range e.to {
 			o.record('+', x)
 		}
-		o.record('-', e.from)
+		if e.complete {
+			o.record('-', e.from)
+			delete(o.handed, e.from)
+			continue
+		}
+		h := o.handed[e.from]
+		if h == nil {
+			h = map[string]bool{}
+			o.handed[e.from] = h
+		}
+		for _, x := range e.to {
+			h[x.server] = true
+		}
 	}
 	compact := o.working == 0 && o.journal != nil && o.journal.wantsCompaction(len(batch)+len(o.pending))
 	for r, list := range work {

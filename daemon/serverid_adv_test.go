@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"strings"
 	"testing"
 
 	"switchboard/wire"
@@ -10,11 +11,12 @@ import (
 // HELLO server id — what two telsim processes started without -id do (the
 // default id is "telsim-" + tier) — must not make follow-ups reach the
 // server that does not hold the session. Sessions are bound to a server
-// through its HELLO id (docs/protocol.md 9.3), so the daemon must either
-// tell the two apart or refuse the ambiguity; it does neither: a RELEASE
-// of a live session is sent to whichever of the two a connection picks,
-// the wrong one answers NOT_FOUND, the front end is told the session does
-// not exist, and the bridge stays held on the other server.
+// through its HELLO id (docs/protocol.md 9.3), so the pool refuses the
+// second server's connections (pool.ErrDuplicateServerID, shown as the
+// server's last error in the status) and every session stays on the first.
+// Before that, a RELEASE of a live session went to whichever of the two a
+// connection picked, the wrong one answered NOT_FOUND, the front end was
+// told the session did not exist, and the bridge stayed held.
 func TestTwoServersOneHelloID(t *testing.T) {
 	sa, addrA := startTCPSim(t, "primary-large", "telsim-primary-large")
 	sb, addrB := startTCPSim(t, "primary-large", "telsim-primary-large")
@@ -47,6 +49,21 @@ func TestTwoServersOneHelloID(t *testing.T) {
 			}
 			releaseErrs++
 		}
+	}
+	st, err := h.d.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dup := false
+	for _, ts := range st.Tiers {
+		for _, ss := range ts.Servers {
+			if strings.Contains(ss.LastError, "duplicate server id") {
+				dup = true
+			}
+		}
+	}
+	if !dup {
+		t.Errorf("no server of the status reports the duplicate HELLO id: %+v", st.Tiers)
 	}
 	ra, rb := sa.Stats().Reservations, sb.Stats().Reservations
 	if lookupErrs != 0 || releaseErrs != 0 || ra+rb != 0 {

@@ -478,8 +478,22 @@ func (s *service) locate(ctx context.Context, rs *reqState, ts *tierSet, key uin
 				rs.res.Tier = t.nameB
 				return t, sid, nil
 			}
+			if len(id) > 0 {
+				// Its server is in no configured tier (a reload removed
+				// it): the session is there and on no other server, so
+				// asking the others could only answer a wrong NOT_FOUND.
+				// A RELEASE is deferred to it (kept until the server is
+				// back in some tier); LOOKUP and UPDATE cannot be served.
+				rs.unasked = append(rs.unasked, orphan{tier: string(rs.res.Tier), key: key, server: string(id)})
+				return nil, "", errf(wire.StatusUnavailable, "session %d is held by server %s, which no configured tier has", key, id)
+			}
 		}
-		s.idx.forgetSession(key) // its server is gone from the config, or corrupt: ask the servers
+		s.idx.forgetSession(key) // corrupt: ask the servers
+	}
+	if s.orphans.releasing(key) {
+		// Released (deferred until its server confirms): gone, even if
+		// its server, back before the releaser, still holds it.
+		return nil, "", errf(wire.StatusNotFound, "no session %d", key)
 	}
 	var unreachable error
 	for _, t := range tiers {

@@ -146,6 +146,14 @@ func (p *Pool) dialOne(s *server) {
 		lost = c
 		err = fmt.Errorf("connection to %s lost right after HELLO: %w", s.addr, c.mc.Err())
 	}
+	if err == nil {
+		if other := p.serverWithIDLocked(id, s); other != nil {
+			// Sessions are bound to servers by this id: two servers
+			// answering as one would get each other's follow-ups.
+			lost = c
+			err = fmt.Errorf("%w: %s answered HELLO as %q, already the id of %s (every server needs its own id)", ErrDuplicateServerID, s.addr, id, other.addr)
+		}
+	}
 	if err != nil {
 		if lost != nil {
 			defer lost.mc.Close() // after unlocking: Close waits for OnClose, which takes p.mu
@@ -185,4 +193,15 @@ func (p *Pool) dialOne(s *server) {
 	if ce := p.log.Check(zap.InfoLevel, "pool: connection up"); ce != nil {
 		ce.Write(zap.String("addr", s.addr), zap.String("server_id", id))
 	}
+}
+
+// serverWithIDLocked returns a server other than s that answered HELLO as
+// id, or nil. p.mu must be held.
+func (p *Pool) serverWithIDLocked(id string, s *server) *server {
+	for _, o := range p.servers {
+		if o != s && o.serverID == id {
+			return o
+		}
+	}
+	return nil
 }

@@ -34,6 +34,11 @@ var (
 	// ErrUnknownServer: RoundTripTo was asked for a server id that no
 	// server of this pool has reported in a HELLO. Not sent.
 	ErrUnknownServer = errors.New("pool: unknown server id")
+	// ErrDuplicateServerID: a server answered HELLO with the id of another
+	// server of the pool. Its connections are refused (and the dial backed
+	// off, with this as its last error) until the ids differ: follow-ups
+	// are routed by id.
+	ErrDuplicateServerID = errors.New("pool: duplicate server id")
 	// ErrHeartbeatTimeout is the cause of death of a connection whose
 	// PONG did not arrive within HeartbeatTimeout.
 	ErrHeartbeatTimeout = errors.New("pool: heartbeat timeout")
