@@ -1,0 +1,103 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	"switchboard/wire"
+)
+
+// A client that pipelines ALLOCATEs and does not read is cut at
+// server.write_timeout, and the allocations "answered but never delivered"
+// are released. But the batch whose write timed out was partly written: its
+// leading frames are in the socket, and a client reads what the socket holds
+// even after the daemon closed its end. Every ALLOCATE answer a client can
+// read must name a bridge the daemon still holds (protocol.md §2.4:
+// "Requests answered but never delivered fail on the client's side").
+//
+// Run on the net transport, where the partial write is deterministic; on
+// netpoll the same scenario shows it in about one run of three.
+func TestWriteTimeoutReleasesOnlyUndeliveredAllocations(t *testing.T) {
+	testWriteTimeoutReleasesOnlyUndelivered(t, "net")
+}
+
+func testWriteTimeoutReleasesOnlyUndelivered(t *testing.T, tr string) {
+	const n = 3000 // ~300 KB of answers: more than a Unix socket holds
+	h := startDaemon(t, func(c *Config) {
+		c.Server.Transport = tr
+		c.Server.WriteTimeout = 3 * time.Second
+		c.Server.MaxConnUnanswered = 2 * n
+		c.Server.MaxConnQueuedBytes = 8 << 20
+		c.Server.IdleTimeout = time.Minute
+	})
+	c := rawConn(t, h.sock)
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	var reqs []byte
+	for i := 1; i <= n; i++ {
+		var err error
+		req := &wire.AllocateRequest{Token: []byte(fmt.Sprintf("tok-%d", i)), Spec: spec("hostile")}
+		if reqs, err = wire.AppendFrame(reqs, wire.Header{Op: wire.OpAllocate, ID: uint64(i)}, req, wire.DefaultMaxFrame); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wrote := make(chan error, 1)
+	go func() { _, err := c.Write(reqs); wrote <- err }()
+	// The client reads slowly: once every request is answered (the
+	// daemon's write is blocked on the full socket) it reads a little, then
+	// nothing until the daemon gave up on it.
+	waitUntil(t, "every request answered", func() bool {
+		return h.d.srv.stats.requests.Load() >= n && h.d.srv.inFlight.Load() == 0
+	})
+	head := make([]byte, 16<<10)
+	nh, _ := io.ReadFull(c, head) // the daemon may have cut it already: read on below
+	head = head[:nh]
+	waitUntil(t, "the connection cut for not reading", func() bool {
+		return h.d.srv.stats.cuts[cutWriteTimeout].Load() > 0 || h.d.srv.stats.cuts[cutInputOverflow].Load() > 0
+	})
+	if err := <-wrote; err != nil {
+		t.Logf("client write: %v", err)
+	}
+	// Now it reads what its socket holds.
+	var keys []uint64
+	rest, err := io.ReadAll(c)
+	buf := append(head, rest...)
+	if err != nil && !errors.Is(err, io.EOF) {
+		t.Logf("read: %v", err)
+	}
+	for len(buf) >= wire.HeaderSize {
+		fh, size, err := wire.ParseHeader(buf, wire.DefaultMaxFrame)
+		if err != nil || size > len(buf) {
+			break
+		}
+		if fh.Op == wire.OpAllocate && fh.Status == wire.StatusOK {
+			var a wire.AllocateResponse
+			if err := a.Decode(buf[wire.HeaderSize:size]); err != nil {
+				t.Fatal(err)
+			}
+			keys = append(keys, a.Key)
+		}
+		buf = buf[size:]
+	}
+	if len(keys) == 0 || len(keys) == n {
+		t.Fatalf("the client read %d of %d answers: the scenario did not cut a connection mid-stream", len(keys), n)
+	}
+	waitUntil(t, "the undelivered allocations released", func() bool {
+		st, err := h.d.Status()
+		return err == nil && st.Orphans == 0
+	})
+	var gone []uint64
+	for _, k := range keys {
+		if _, err := h.c.Lookup(ctxT(t), k); errors.Is(err, wire.StatusNotFound) {
+			gone = append(gone, k)
+		} else if err != nil {
+			t.Fatalf("lookup %d: %v", k, err)
+		}
+	}
+	t.Logf("%s: %d of %d allocations answered and read by the client after the cut; %d of those released by the daemon", tr, len(keys), n, len(gone))
+	if len(gone) > 0 {
+		t.Errorf("%d allocations the client read in full were released as undelivered (e.g. key %d): the client holds a key whose bridge is gone", len(gone), gone[0])
+	}
+}
