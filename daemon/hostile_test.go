@@ -1,12 +1,14 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"testing"
 	"time"
 
+	"switchboard/client"
 	"switchboard/wire"
 )
 
@@ -100,4 +102,74 @@ func testWriteTimeoutReleasesOnlyUndelivered(t *testing.T, tr string) {
 	if len(gone) > 0 {
 		t.Errorf("%d allocations the client read in full were released as undelivered (e.g. key %d): the client holds a key whose bridge is gone", len(gone), gone[0])
 	}
+}
+
+// At server.max_conns a new client is served by evicting the longest-idle
+// connection "with no request running" (operations.md, server.max_conns:
+// "idle or trickling connections cannot lock new clients out"). A client
+// that pipelines a few LOOKUPs with large answers and never reads looks
+// busy: the handler whose write is blocked on its full socket counts as a
+// request running, for up to server.write_timeout, after which the
+// attacker simply reconnects. So a handful of never-reading connections
+// evict every idle connection of the genuine front end and then refuse its
+// redial: a bad client locks the others out.
+func TestNeverReadingClientsCannotLockOutNewClients(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) { testNeverReadingLockout(t, tr) })
+	}
+}
+
+func testNeverReadingLockout(t *testing.T, tr string) {
+	const maxConns = 4
+	h := startDaemon(t, func(c *Config) {
+		c.Server.Transport = tr
+		c.Server.MaxConns = maxConns
+		c.Server.WriteTimeout = 10 * time.Second // the window the attack has before a reconnect
+		c.Server.IdleTimeout = time.Hour
+	})
+	// One session with a large meta: each LOOKUP answers ~32 KiB.
+	a, err := h.c.Allocate(ctxT(t), &wire.AllocateRequest{Spec: spec("big"), Meta: make([]byte, wire.MaxMeta)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lookups []byte
+	for i := 1; i <= 24; i++ { // ~800 KB: more than a socket holds, under max_conn_queued_bytes
+		if lookups, err = wire.AppendFrame(lookups, wire.Header{Op: wire.OpLookup, ID: uint64(i)}, &wire.KeyRequest{Key: a.Key}, wire.DefaultMaxFrame); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The attacker fills every slot with connections that never read.
+	for i := 0; i < maxConns; i++ {
+		c := rawConn(t, h.sock)
+		c.SetDeadline(time.Now().Add(time.Minute))
+		if _, err := c.Write(lookups); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, "the daemon's write blocked on the attacker", func() bool { return h.d.srv.inFlight.Load() == 0 && busyConns(h.d.srv) == i+1 })
+	}
+	t.Logf("%s: evicted %d, open %d", tr, h.d.srv.stats.cuts[cutEvicted].Load(), h.d.srv.open.Load())
+	// A genuine front end connecting now must be served.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, h.sock, client.WithConns(1))
+	if err == nil {
+		err = c.Ping(ctx)
+		c.Close()
+	}
+	if err != nil {
+		t.Fatalf("a new client while %d never-reading connections hold the slots: %v (refused: %d)", maxConns, err, h.d.srv.stats.refusedConns.Load())
+	}
+}
+
+// busyConns counts the connections eviction skips (a request running).
+func busyConns(s *server) int {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	n := 0
+	for c := range s.conns {
+		if c.inFlight.Load() > 0 {
+			n++
+		}
+	}
+	return n
 }
