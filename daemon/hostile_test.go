@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"testing"
 	"time"
 
@@ -172,4 +173,73 @@ func busyConns(s *server) int {
 		}
 	}
 	return n
+}
+
+// A flood of new connections at server.max_conns evicts "the longest-idle
+// connection with no request running". A request the genuine client has
+// written but the daemon has not read yet is not running: its connection
+// can be evicted with the request in its socket, and the client gets a
+// lost connection for a call it had sent (mux.ErrConnLost, outcome
+// unknown). A well-behaved client alongside the flood must see no error.
+func TestConnectionFloodCostsWellBehavedClientNoErrors(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) { testConnectionFlood(t, tr) })
+	}
+}
+
+func testConnectionFlood(t *testing.T, tr string) {
+	h := startDaemon(t, func(c *Config) {
+		c.Server.Transport = tr
+		c.Server.MaxConns = 4
+		c.Server.IdleTimeout = time.Hour
+	})
+	a, err := h.c.Allocate(ctxT(t), &wire.AllocateRequest{Spec: spec("legit")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	flooded := make(chan int)
+	go func() { // the attacker: connect, PING (read the PONG), repeat
+		var ring []net.Conn
+		n := 0
+		defer func() {
+			for _, c := range ring {
+				c.Close()
+			}
+			flooded <- n
+		}()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			c, err := net.Dial("unix", h.sock)
+			if err != nil {
+				continue
+			}
+			c.SetDeadline(time.Now().Add(time.Second))
+			rawPing(1, c) // refused or evicted: no matter
+			n++
+			if ring = append(ring, c); len(ring) > 16 {
+				ring[0].Close()
+				ring = ring[1:]
+			}
+		}
+	}()
+	var calls, errs int
+	var first error
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); calls++ {
+		if _, err := h.c.Lookup(ctxT(t), a.Key); err != nil {
+			if errs++; first == nil {
+				first = err
+			}
+		}
+	}
+	close(stop)
+	n := <-flooded
+	t.Logf("%s: %d attacker connections, %d evicted; the genuine client: %d calls, %d errors (first: %v)", tr, n, h.d.srv.stats.cuts[cutEvicted].Load(), calls, errs, first)
+	if errs > 0 {
+		t.Errorf("a well-behaved client saw %d errors in %d calls during a connection flood: %v", errs, calls, first)
+	}
 }
