@@ -264,3 +264,42 @@ func testConnectionFlood(t *testing.T, tr string) {
 		t.Errorf("a well-behaved client saw %d errors in %d calls during a connection flood: %v", errs, calls, first)
 	}
 }
+
+// "From the first byte of a header, the whole frame must arrive within
+// server.read_timeout" (protocol.md §2.4). A client that sends the header
+// just inside the timeout and the payload just inside a second one must be
+// cut, not served: on netpoll the header's wait (Peek) and the payload's
+// (Next) each get a fresh read timeout, so a frame may take twice as long.
+func TestFrameDeadlineFromFirstByte(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) { testFrameDeadline(t, tr) })
+	}
+}
+
+func testFrameDeadline(t *testing.T, tr string) {
+	const rt = time.Second
+	h := startDaemon(t, func(c *Config) {
+		c.Server.Transport = tr
+		c.Server.ReadTimeout = rt
+	})
+	f, err := wire.AppendFrame(nil, wire.Header{Op: wire.OpLookup, ID: 1}, &wire.KeyRequest{Key: 123456789}, wire.DefaultMaxFrame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := rawConn(t, h.sock)
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	start := time.Now()
+	step := func(b []byte, at time.Duration) {
+		time.Sleep(time.Until(start.Add(at)))
+		c.Write(b) // an error shows below as no answer
+	}
+	step(f[:1], 0)
+	step(f[1:wire.HeaderSize], 3*rt/4)              // the header, complete within the timeout
+	step(f[wire.HeaderSize:len(f)-1], 3*rt/2)       // the payload trickles on
+	step(f[len(f)-1:], 3*rt/2+100*time.Millisecond) // the frame ends 1.6 timeouts after its first byte
+	_, _, _, err = wire.ReadFrame(c, nil, wire.DefaultMaxFrame)
+	t.Logf("%s: a frame completed %v after its first byte (read_timeout %v): answer err %v, read_timeout cuts %d", tr, 3*rt/2+100*time.Millisecond, rt, err, h.d.srv.stats.cuts[cutReadTimeout].Load())
+	if err == nil {
+		t.Errorf("%s: a frame that took %v from its first byte was served (read_timeout %v)", tr, 3*rt/2+100*time.Millisecond, rt)
+	}
+}
