@@ -75,10 +75,10 @@ type fakeTC struct {
 	closed  bool
 }
 
-func (f *fakeTC) writeAll([]byte) error   { return nil }
-func (f *fakeTC) close() error            { f.closed = true; return nil }
-func (f *fakeTC) unread() (int, bool)     { return f.unreadN, true }
-func (f *fakeTC) peerUID() (uint32, bool) { return 0, false }
+func (f *fakeTC) writeAll(b []byte) (int, error) { return len(b), nil }
+func (f *fakeTC) close() error                   { f.closed = true; return nil }
+func (f *fakeTC) unread() (int, bool)            { return f.unreadN, true }
+func (f *fakeTC) peerUID() (uint32, bool)        { return 0, false }
 
 // TestReapOnceIdleDefinition: on the reaper's clock (no sleeping), a
 // connection stays while it sends requests and reads what it is sent; one

@@ -161,15 +161,17 @@ func (s *service) intend(rs *reqState, key uint64, t *tier) error {
 	return nil
 }
 
-// delivered settles the slots of frames a connection wrote: handed to the
-// kernel (err nil), they are freed; otherwise their answers never reached
-// the client.
-func (s *service) delivered(slots []inflight.Slot, err error) {
-	for _, sl := range slots {
-		if err == nil {
-			s.fl.Free(sl)
+// delivered settles the slots of the frames of one write of a connection,
+// of which written bytes may have reached the peer (all, when err is nil):
+// a frame wholly within them counts as delivered (its slot is freed: the
+// client may hold its answer, even if the write failed later on); a frame
+// beyond them, or cut by them, never reached the client whole.
+func (s *service) delivered(frames []heldFrame, written int, err error) {
+	for _, f := range frames {
+		if err == nil || f.end <= written {
+			s.fl.Free(f.slot)
 		} else {
-			s.undelivered(sl)
+			s.undelivered(f.slot)
 		}
 	}
 }

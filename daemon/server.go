@@ -86,7 +86,7 @@ type conn struct {
 	flushing bool   // guarded by mu
 	// The in-flight slots of the allocation answers in pending (and its
 	// spare), freed once those bytes are written (daemon/inflight.go).
-	pendingSlots, spareSlots []inflight.Slot // guarded by mu
+	pendingSlots, spareSlots []heldFrame // guarded by mu
 }
 
 // server is the front-end socket server on netpoll.
@@ -193,8 +193,11 @@ func (s *server) connClosed(c *conn) {
 // transportConn is the part of a front-end connection that differs between
 // transports: writing bytes and closing.
 type transportConn interface {
-	// writeAll writes b completely (bounded by the write timeout).
-	writeAll(b []byte) error
+	// writeAll writes b completely (bounded by the write timeout). On an
+	// error, n is how much of b may have reached the peer: exact where the
+	// transport knows it, else len(b) (an answer that may have been
+	// delivered is kept, never released under a client that holds it).
+	writeAll(b []byte) (n int, err error)
 	close() error
 	// unread returns the bytes written to the socket that the peer has
 	// not read yet; false when the platform cannot tell.
@@ -427,7 +430,7 @@ func (c *conn) writeHeld(frame []byte, slot inflight.Slot) {
 	c.pendingN++
 	c.queued.Add(int64(len(frame)))
 	if slot != 0 {
-		c.pendingSlots = append(c.pendingSlots, slot)
+		c.pendingSlots = append(c.pendingSlots, heldFrame{slot: slot, end: len(c.pending)})
 	}
 	if c.flushing {
 		c.mu.Unlock()
@@ -448,14 +451,14 @@ func (c *conn) writeHeld(frame []byte, slot inflight.Slot) {
 		buf, n, slots := c.pending, c.pendingN, c.pendingSlots
 		c.pending, c.pendingN, c.pendingSlots = c.spare[:0], 0, c.spareSlots[:0]
 		c.mu.Unlock()
-		err := failed
+		err, written := failed, 0
 		if err == nil {
-			if err = c.flush(buf); err == nil {
+			if written, err = c.flush(buf); err == nil {
 				c.wrote(n, len(buf))
 			}
 		}
 		if len(slots) > 0 {
-			c.s.svc.delivered(slots, err)
+			c.s.svc.delivered(slots, written, err)
 		}
 		failed = err
 		c.mu.Lock()
@@ -465,16 +468,26 @@ func (c *conn) writeHeld(frame []byte, slot inflight.Slot) {
 	c.mu.Unlock()
 }
 
-func (c *conn) flush(b []byte) error {
-	if err := c.tc.writeAll(b); err != nil {
+// flush writes b; on an error it closes the connection and returns how
+// much of b may have reached the peer (transportConn.writeAll).
+func (c *conn) flush(b []byte) (int, error) {
+	n, err := c.tc.writeAll(b)
+	if err != nil {
 		if isTimeout(err) {
 			c.cut(cutWriteTimeout) // the client does not read its responses
 		} else {
 			c.close()
 		}
-		return err
+		return n, err
 	}
-	return nil
+	return len(b), nil
+}
+
+// heldFrame is an allocation's answer queued on a connection: the
+// in-flight slot it holds and where its frame ends in the pending bytes.
+type heldFrame struct {
+	slot inflight.Slot
+	end  int
 }
 
 func (c *conn) writePing(h wire.Header) {

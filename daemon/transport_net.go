@@ -52,10 +52,9 @@ type netConn struct {
 	timeout time.Duration
 }
 
-func (c netConn) writeAll(b []byte) error {
+func (c netConn) writeAll(b []byte) (int, error) {
 	c.nc.SetWriteDeadline(time.Now().Add(c.timeout))
-	_, err := c.nc.Write(b)
-	return err
+	return c.nc.Write(b) // on an error, n is what the kernel took
 }
 
 func (c netConn) close() error { return c.nc.Close() }

@@ -82,25 +82,45 @@ type netpollConn struct{ nc netpoll.Connection }
 // errConnClosed: a write to a connection already closed.
 var errConnClosed = errors.New("front-end connection closed")
 
-func (c netpollConn) writeAll(b []byte) (err error) {
+// errFrameTimeout: a frame did not arrive whole within the read timeout
+// from its first byte. It is a timeout (isTimeout), as netpoll's own is.
+var errFrameTimeout = frameTimeoutError{}
+
+type frameTimeoutError struct{}
+
+func (frameTimeoutError) Error() string { return "frame not complete within the read timeout" }
+func (frameTimeoutError) Timeout() bool { return true }
+
+//
+// netpoll does not say how much of a failed flush reached the socket: a
+// failure after the write began reports all of b as possibly delivered.
+func (c netpollConn) writeAll(b []byte) (n int, err error) {
 	// netpoll frees a connection's write buffer when the connection closes
 	// (the peer hung up, or we closed it), and a WriteBinary after that
 	// dereferences nil (netpoll v0.7.2): check first, and since the close
 	// may still come between the check and the write, turn that panic into
 	// the error it stands for.
 	if !c.nc.IsActive() {
-		return errConnClosed
+		return 0, errConnClosed
 	}
+	flushing := false // past WriteBinary: some of b may be in the socket
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%w (netpoll: %v)", errConnClosed, r)
+			n, err = 0, fmt.Errorf("%w (netpoll: %v)", errConnClosed, r)
+			if flushing {
+				n = len(b)
+			}
 		}
 	}()
 	w := c.nc.Writer()
 	if _, err := w.WriteBinary(b); err != nil {
-		return err
+		return 0, err
 	}
-	return w.Flush()
+	flushing = true
+	if err := w.Flush(); err != nil {
+		return len(b), err
+	}
+	return len(b), nil
 }
 
 func (c netpollConn) close() error { return c.nc.Close() }
@@ -187,6 +207,23 @@ func (t *netpollTransport) onPrepare(nc netpoll.Connection) context.Context {
 // reading the socket into that buffer regardless (it has no backpressure):
 // once more than server.max_conn_queued_bytes plus one frame is buffered
 // the connection is cut (input_overflow).
+// nextWithin reads the n bytes of a frame whose first byte came at first
+// (zero: the header was buffered whole, so from now) within what is left of
+// the read timeout.
+func (t *netpollTransport) nextWithin(nc netpoll.Connection, r netpoll.Reader, n int, first time.Time) ([]byte, error) {
+	rt := t.s.cfg.ReadTimeout
+	if first.IsZero() {
+		first = time.Now()
+	}
+	left := rt - time.Since(first)
+	if left <= 0 {
+		return nil, errFrameTimeout
+	}
+	nc.SetReadTimeout(left)
+	defer nc.SetReadTimeout(rt)
+	return r.Next(n)
+}
+
 func (t *netpollTransport) onRequest(ctx context.Context, nc netpoll.Connection) error {
 	c, _ := ctx.Value(connKey{}).(*conn)
 	if c == nil {
@@ -208,6 +245,10 @@ func (t *netpollTransport) onRequest(ctx context.Context, nc netpoll.Connection)
 		if !c.waitReadable(overflow) {
 			return nc.Close()
 		}
+		var first time.Time // when a partial frame started waiting
+		if r.Len() < wire.HeaderSize {
+			first = time.Now()
+		}
 		hb, err := r.Peek(wire.HeaderSize)
 		if err != nil {
 			if isTimeout(err) {
@@ -221,7 +262,15 @@ func (t *netpollTransport) onRequest(ctx context.Context, nc netpoll.Connection)
 			c.fatal(h, err)
 			return nil
 		}
-		frame, err := r.Next(n)
+		var frame []byte
+		if r.Len() < n {
+			// The payload is still coming: it gets what is left of the
+			// read timeout from the frame's first byte, not a fresh one
+			// (netpoll times each wait from its own start).
+			frame, err = t.nextWithin(nc, r, n, first)
+		} else {
+			frame, err = r.Next(n)
+		}
 		if err != nil {
 			if isTimeout(err) {
 				c.cut(cutReadTimeout)

@@ -284,10 +284,15 @@ func (c *Conn) Call(ctx context.Context, op wire.Op, req wire.Payload) (*Reply, 
 	} else {
 		own.deadline, _ = ctx.Deadline()
 		if !c.flushLocked(callerFlushRounds, &own) {
-			// The caller's deadline passed before its frame was
-			// written, and the frame was taken back: not sent.
+			// Not sent: the caller's deadline passed before its frame
+			// was written (the frame was taken back), or a write failed
+			// before the frame began (the connection is dead: ErrClosed,
+			// which callers retry elsewhere).
 			c.finish(cl)
 			err := ctx.Err()
+			if err == nil {
+				err = c.deadErr()
+			}
 			if err == nil {
 				err = context.DeadlineExceeded // the clock got there before ctx's timer
 			}
@@ -357,7 +362,8 @@ func (c *Conn) finish(cl *call) {
 // sent after its callers gave up. No frame is handed on to be written
 // later, so a RELEASE the orphan releaser sends for a lost call on another
 // connection cannot be overtaken by a frame this connection still holds.
-// If the caller's own frame was not begun, the call is not sent.
+// If the caller's own frame was not begun when a write failed (for any
+// reason), the call is not sent.
 func (c *Conn) flushLocked(rounds int, own *ownFrame) (sent bool) {
 	c.flushing = true
 	sent = true
@@ -397,8 +403,10 @@ func (c *Conn) flushLocked(rounds int, own *ownFrame) (sent bool) {
 			c.spare = out[:0]
 		}
 		if err != nil {
-			if n == 0 && sent && !deadline.IsZero() && wrote <= own.start && c.err == nil && c.calls[own.id] != nil {
-				// Cut before the caller's own frame began: not sent.
+			if n == 0 && sent && own != nil && wrote <= own.start && c.err == nil && c.calls[own.id] != nil {
+				// The write failed (its deadline, or the peer gone: EPIPE)
+				// before the caller's own frame began: not sent, so the
+				// caller may retry it elsewhere.
 				delete(c.calls, own.id)
 				sent = false
 			}
