@@ -91,7 +91,6 @@ type frameTimeoutError struct{}
 func (frameTimeoutError) Error() string { return "frame not complete within the read timeout" }
 func (frameTimeoutError) Timeout() bool { return true }
 
-//
 // netpoll does not say how much of a failed flush reached the socket: a
 // failure after the write began reports all of b as possibly delivered.
 func (c netpollConn) writeAll(b []byte) (n int, err error) {
