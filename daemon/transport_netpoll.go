@@ -91,8 +91,9 @@ type frameTimeoutError struct{}
 func (frameTimeoutError) Error() string { return "frame not complete within the read timeout" }
 func (frameTimeoutError) Timeout() bool { return true }
 
-// netpoll does not say how much of a failed flush reached the socket: a
-// failure after the write began reports all of b as possibly delivered.
+// writeAll writes b. netpoll does not say how much of a failed flush
+// reached the socket: a failure after the write began reports all of b as
+// possibly delivered (kept, never released under a client holding it).
 func (c netpollConn) writeAll(b []byte) (n int, err error) {
 	// netpoll frees a connection's write buffer when the connection closes
 	// (the peer hung up, or we closed it), and a WriteBinary after that
