@@ -224,7 +224,11 @@ func (c *Client) call(ctx context.Context, op wire.Op, req wire.Payload) (*mux.R
 			return nil, err
 		}
 		rep, err := mc.Call(ctx, op, req)
-		if err != nil && attempt == 0 && errors.Is(err, mux.ErrClosed) && !mux.Sent(err) {
+		if err != nil && attempt == 0 && ctx.Err() == nil && errors.Is(err, mux.ErrClosed) && (!mux.Sent(err) || idempotent(op, req)) {
+			// Not sent: try once more on a live connection. Sent, but
+			// the connection died before the answer (the daemon closed
+			// it: idle, evicted at its max_conns, shutting down): an
+			// idempotent request is sent once more, on a new connection.
 			continue
 		}
 		if err != nil && c.closed.Load() && errors.Is(err, mux.ErrClosed) {
@@ -232,4 +236,20 @@ func (c *Client) call(ctx context.Context, op wire.Op, req wire.Payload) (*mux.R
 		}
 		return rep, err
 	}
+}
+
+// idempotent reports whether sending req again has the effect of sending
+// it once: LOOKUP, UPDATE (the same Spec and meta), PING, and an ALLOCATE
+// with an idempotency token (answered the first result). Not RELEASE (a
+// second one answers NOT_FOUND when the first landed) nor an ALLOCATE
+// without a token (a second bridge).
+func idempotent(op wire.Op, req wire.Payload) bool {
+	switch op {
+	case wire.OpLookup, wire.OpUpdate, wire.OpPing:
+		return true
+	case wire.OpAllocate:
+		a, ok := req.(*wire.AllocateRequest)
+		return ok && len(a.Token) > 0
+	}
+	return false
 }

@@ -25,7 +25,10 @@
 // A connection that dies is not redialed in the background: the next call
 // that picks it redials it (once, concurrent callers share the dial) and a
 // call that found it dead before sending anything is retried once on the new
-// connection. Calls that were in flight when it died fail with
-// mux.ErrConnLost and are never retried, since they may have been executed.
+// connection. A call that was in flight when it died (mux.ErrConnLost: it
+// may have been executed) is sent once more on a new connection only when
+// sending it twice does what sending it once does: LOOKUP, UPDATE, PING and
+// an ALLOCATE with an idempotency token (answered with the first result).
+// A RELEASE or a tokenless ALLOCATE fails with mux.ErrConnLost.
 // After Close every call fails with ErrClosed.
 package client

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"errors"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -129,26 +130,80 @@ func (s *server) newConn(tc transportConn, uid uint32, uidCounted bool) *conn {
 	return c
 }
 
-// evict closes the longest-idle connection that has no request running,
-// to make room for a new client at server.max_conns. False: none could be
-// closed.
+// stuckQueued is the response bytes queued on a connection past which its
+// client is taken as not reading (a reading client's queue empties as fast
+// as the socket takes it: a few frames at most).
+const stuckQueued = 64 << 10
+
+// evictProbe bounds the quiet connections evict asks the kernel about.
+const evictProbe = 8
+
+// evict closes a connection to make room for a new client at
+// server.max_conns. False: none qualifies, and the new client is refused.
+//
+// First choice: a connection whose client does not read (stuckQueued
+// bytes of responses waiting for it): it holds a slot and memory it does
+// not use, even while a handler is blocked writing to it (its answer then
+// never reaches the client and is released). Otherwise the connection
+// quiet the longest, among those with nothing going on: no request running
+// or unanswered, none received since the coarse clock's last tick, and no
+// byte of a request waiting in the kernel (a request in transit would be
+// lost with the connection). A request a client sends in the instant its
+// connection is cut still fails; the Go client sends an idempotent one
+// again on a new connection. A
+// connection busy by those rules is never evicted: a new client is refused
+// rather than an active one broken.
 func (s *server) evict() bool {
-	var victim *conn
+	tick := s.clock.Load()
+	var stuck *conn
+	var quiet []*conn // the oldest first, at most evictProbe
 	s.connMu.Lock()
 	for c := range s.conns {
-		if c.inFlight.Load() > 0 || c.cutOnce.Load() {
+		if c.cutOnce.Load() {
 			continue
 		}
-		if victim == nil || c.lastReq.Load() < victim.lastReq.Load() {
-			victim = c
+		if c.queued.Load() >= stuckQueued {
+			if stuck == nil || c.queued.Load() > stuck.queued.Load() {
+				stuck = c
+			}
+			continue
+		}
+		if c.inFlight.Load() > 0 || c.unanswered.Load() > 0 || c.lastReq.Load() >= tick {
+			continue
+		}
+		i := len(quiet)
+		for i > 0 && c.lastReq.Load() < quiet[i-1].lastReq.Load() {
+			i--
+		}
+		if i < evictProbe {
+			quiet = slices.Insert(quiet, i, c)
+			if len(quiet) > evictProbe {
+				quiet = quiet[:evictProbe]
+			}
 		}
 	}
 	s.connMu.Unlock()
-	if victim == nil {
-		return false
+	if stuck != nil {
+		stuck.cut(cutEvicted)
+		return true
 	}
-	victim.cut(cutEvicted)
-	return true
+	for _, c := range quiet {
+		if n, ok := c.tc.incoming(); ok && n > 0 {
+			continue // a request on its way in
+		}
+		if c.inFlight.Load() > 0 || c.unanswered.Load() > 0 {
+			continue // it became busy meanwhile
+		}
+		c.cut(cutEvicted)
+		return true
+	}
+	return false
+}
+
+// reapPeriod is how often the reaper ticks (and the coarse clock moves)
+// for an idle timeout of idle.
+func reapPeriod(idle time.Duration) time.Duration {
+	return min(max(idle/8, 10*time.Millisecond), time.Second)
 }
 
 // reap runs until stop is closed: every idle_timeout/8 (at most 1s) it
@@ -160,7 +215,7 @@ func (s *server) reap(stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	for {
 		idle := s.lim.Load().idleTimeout
-		t := time.NewTimer(min(max(idle/8, 10*time.Millisecond), time.Second))
+		t := time.NewTimer(reapPeriod(idle))
 		select {
 		case <-stop:
 			t.Stop()

@@ -78,6 +78,7 @@ type fakeTC struct {
 func (f *fakeTC) writeAll(b []byte) (int, error) { return len(b), nil }
 func (f *fakeTC) close() error                   { f.closed = true; return nil }
 func (f *fakeTC) unread() (int, bool)            { return f.unreadN, true }
+func (f *fakeTC) incoming() (int, bool)          { return 0, true }
 func (f *fakeTC) peerUID() (uint32, bool)        { return 0, false }
 
 // TestReapOnceIdleDefinition: on the reaper's clock (no sleeping), a

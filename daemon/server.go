@@ -202,6 +202,9 @@ type transportConn interface {
 	// unread returns the bytes written to the socket that the peer has
 	// not read yet; false when the platform cannot tell.
 	unread() (int, bool)
+	// incoming returns the bytes the peer sent that the daemon has not
+	// read yet; false when the platform cannot tell.
+	incoming() (int, bool)
 	// peerUID returns the connecting process's uid (SO_PEERCRED); false
 	// when the platform cannot tell.
 	peerUID() (uint32, bool)

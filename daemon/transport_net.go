@@ -66,6 +66,13 @@ func (c netConn) unread() (n int, ok bool) {
 	return n, ok
 }
 
+func (c netConn) incoming() (n int, ok bool) {
+	if !c.control(func(fd int) { n, ok = incomingFd(fd) }) {
+		return 0, false
+	}
+	return n, ok
+}
+
 func (c netConn) peerUID() (uid uint32, ok bool) {
 	if !c.control(func(fd int) { uid, ok = peerUIDFd(fd) }) {
 		return 0, false

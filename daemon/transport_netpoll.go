@@ -141,6 +141,17 @@ func (c netpollConn) unread() (int, bool) {
 	return unreadFd(fc.Fd())
 }
 
+// incoming counts what the kernel holds; netpoll's poller moves bytes from
+// there into its own buffer as they arrive, and runs onRequest on them
+// (the daemon's read) at once.
+func (c netpollConn) incoming() (int, bool) {
+	fc, ok := c.nc.(interface{ Fd() int })
+	if !ok || !c.nc.IsActive() {
+		return 0, false
+	}
+	return incomingFd(fc.Fd())
+}
+
 func newNetpollTransport(s *server, ln net.Listener) (*netpollTransport, error) {
 	t := &netpollTransport{s: s, ln: ln}
 	var err error

@@ -9,6 +9,13 @@ func unreadFd(fd int) (int, bool) {
 	return n, err == nil
 }
 
+// incomingFd returns the bytes a socket has received that the daemon has
+// not read yet (SIOCINQ): a request on its way in.
+func incomingFd(fd int) (int, bool) {
+	n, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
+	return n, err == nil
+}
+
 // peerUIDFd returns the uid of the process that connected a Unix socket.
 func peerUIDFd(fd int) (uint32, bool) {
 	cr, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)

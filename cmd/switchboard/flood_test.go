@@ -21,7 +21,6 @@ import (
 // seconds, in about two runs of three), max_conns_per_uid 0 (the default),
 // for 8 seconds.
 func TestPingingFloodCostsGoodClientNoErrors(t *testing.T) {
-	t.Skip("known failure, open in issue 11 (adversarial review 2026-12-07): eviction under a pinging flood costs a well-behaved client errors; unskip with the fix")
 	if testing.Short() {
 		t.Skip("runs the daemon binary")
 	}
