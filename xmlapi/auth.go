@@ -179,8 +179,10 @@ func (a *authenticator) authenticate(ctx context.Context, c *credentials, from n
 	var ok bool
 	var err error
 	if acc == nil {
-		// Spend what a real check of a known name costs.
-		_, err = a.slowVerify(ctx, a.dummies[name%uint64(len(a.dummies))], c.password, name, from)
+		// Spend what a real check of a known name costs, shared between
+		// identical concurrent requests as a known name's is (else the
+		// count of checks, and the answers of a burst, would tell).
+		_, err = a.verify(ctx, nil, c.password, name, from)
 	} else {
 		ok, err = a.verify(ctx, acc, c.password, name, from)
 	}
@@ -254,11 +256,20 @@ func authErrFault(err error) *Fault {
 
 // verify checks password against acc: from the cache, else by joining an
 // identical check in flight, else by a slow check that it remembers.
+//
+// acc nil stands for an unknown name: it is checked against the dummy hash
+// its name maps to (never accepted, never remembered), joining identical
+// checks in flight like a known name, so that neither the work nor the
+// answers tell the two apart.
 func (a *authenticator) verify(ctx context.Context, acc *account, password string, name uint64, from netip.Addr) (bool, error) {
-	if a.ttl <= 0 {
-		return a.slowVerify(ctx, acc.hash, password, name, from)
+	h := a.dummies[name%uint64(len(a.dummies))]
+	if acc != nil {
+		h = acc.hash
 	}
-	k := a.mac(acc, password)
+	if a.ttl <= 0 {
+		return a.slowVerify(ctx, h, password, name, from)
+	}
+	k := a.mac(acc, name, password)
 	now := a.now()
 	a.mu.Lock()
 	if exp, ok := a.cache[k]; ok {
@@ -283,7 +294,10 @@ func (a *authenticator) verify(ctx context.Context, acc *account, password strin
 
 	// The check runs under the first caller's context; if that ends
 	// first, the waiters get its error and retry on their next request.
-	fl.ok, fl.err = a.slowVerify(ctx, acc.hash, password, name, from)
+	fl.ok, fl.err = a.slowVerify(ctx, h, password, name, from)
+	if acc == nil {
+		fl.ok = false // a dummy hash admits no one
+	}
 	a.mu.Lock()
 	delete(a.inflight, k)
 	if fl.ok {
@@ -360,10 +374,17 @@ func (a *authenticator) slowVerify(ctx context.Context, h *passwordHash, passwor
 	return h.verify([]byte(password)), nil
 }
 
-func (a *authenticator) mac(acc *account, password string) [32]byte {
+// mac keys the cache and the checks in flight: the account (or, for an
+// unknown name, the name's hash) and the password.
+func (a *authenticator) mac(acc *account, name uint64, password string) [32]byte {
 	m := hmac.New(sha256.New, a.macKey[:])
-	var idx [8]byte
-	binary.BigEndian.PutUint64(idx[:], uint64(acc.index))
+	var idx [9]byte
+	if acc != nil {
+		binary.BigEndian.PutUint64(idx[1:], uint64(acc.index))
+	} else {
+		idx[0] = 1
+		binary.BigEndian.PutUint64(idx[1:], name)
+	}
 	m.Write(idx[:])
 	m.Write([]byte(password))
 	var out [32]byte

@@ -20,7 +20,6 @@ import (
 // posts the same wrong password N times at once learns from the answers
 // (and from the time they take) whether the name is an account.
 func TestConcurrentWrongPasswordsDoNotTellKnownNames(t *testing.T) {
-	t.Skip("known failure, open in issue 11 (adversarial review 2026-12-07): identical concurrent checks share one hash for a known name, not for an unknown one; unskip with the fix")
 	const n = 6
 	cfg := testConfig(t)
 	cfg.Auth.ThrottleFreeFailures = 2

@@ -371,7 +371,7 @@ func TestAuthCache(t *testing.T) {
 	}
 	later := now.Add(cfg.Auth.CacheTTL + time.Second)
 	clock.Store(&later)
-	k := a.mac(acc, otherPassword)
+	k := a.mac(acc, 0, otherPassword)
 	a.mu.Lock()
 	exp := a.cache[k]
 	a.mu.Unlock()
