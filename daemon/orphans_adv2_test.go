@@ -51,7 +51,7 @@ func TestUnknownServerOrphanFollowsItsServerToAnotherTier(t *testing.T) {
 // bridge.
 func TestUnknownServerOrphanCompletesDespiteRefusedDuplicate(t *testing.T) {
 	sa, addrA := startTCPSim(t, "primary-large", "telsim-primary-large")
-	_, addrB := startTCPSim(t, "primary-large", "telsim-primary-large")
+	sb, addrB := startTCPSim(t, "primary-large", "telsim-primary-large")
 	h := startDaemon(t, func(c *Config) {
 		chaosConfig(c)
 		c.Tiers[0].Servers = []string{addrA, addrB}
@@ -64,7 +64,7 @@ func TestUnknownServerOrphanCompletesDespiteRefusedDuplicate(t *testing.T) {
 	}
 	rep.Release()
 	h.d.svc.orphans.add("primary-large", "", 779)
-	waitFor(t, "the bridge released", 10*time.Second, func() bool { return sa.Stats().Reservations == 0 })
+	waitFor(t, "the bridge released", 10*time.Second, func() bool { return sa.Stats().Reservations+sb.Stats().Reservations == 0 })
 	deadline := time.Now().Add(5 * time.Second)
 	for h.d.svc.orphans.count() != 0 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
