@@ -45,7 +45,7 @@ func TestTokenRetryOnAnotherConnectionKeepsItsBridge(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the RESERVE at the server", 5*time.Second, func() bool { return sim.Stats().Reserves >= 1 })
-	c1.Close() // the front end gives up on this connection...
+	c1.Close()                        // the front end gives up on this connection...
 	al, err := h.c.Allocate(ctx, req) // ...and resends the ALLOCATE with its token on another
 	if err != nil {
 		t.Fatalf("the resend: %v", err)
