@@ -190,3 +190,23 @@ func (x *index) putTokenRaw(token, payload []byte, kbuf, scratch []byte) ([]byte
 	x.c.Set(kbuf, scratch)
 	return kbuf, scratch
 }
+
+// replayedKey is the index key marking that token's answer was given to a
+// request other than the one that allocated it: "r" + token.
+func replayedKey(dst, token []byte) []byte {
+	dst = append(dst[:0], 'r')
+	return append(dst, token...)
+}
+
+// markReplayed records that token's answer was replayed (a retry, or a
+// request that joined the allocation in flight). Rare: retries only.
+func (x *index) markReplayed(token []byte) {
+	var b [80]byte
+	x.c.Set(replayedKey(b[:0], token), nil)
+}
+
+// replayed reports whether token's answer was given to another request.
+func (x *index) replayed(token []byte) bool {
+	var b [80]byte
+	return x.c.Has(replayedKey(b[:0], token))
+}

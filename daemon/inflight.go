@@ -183,8 +183,24 @@ func (s *service) delivered(frames []heldFrame, written int, err error) {
 // freed.
 func (s *service) undelivered(slot inflight.Slot) {
 	var r inflight.Record
-	if err := s.fl.Read(slot, &r); err == nil && r.State == inflight.Acked {
-		s.queueOrphan(string(r.Tier), r.Key)
+	if err := s.fl.Read(slot, &r); err == nil && r.State == inflight.Acked && len(r.Token) > 0 && s.idx.replayed(r.Token) {
+		// A retry with the token (on another connection) was given this
+		// answer: that client holds the bridge. Keep it, and the token.
+		// (A retry that comes between this look and the release below
+		// can still be given the answer being released: a window of
+		// microseconds, docs/architecture.md.)
+		if ce := s.log.Check(zap.InfoLevel, "allocation answer not delivered, but replayed to a retry: kept"); ce != nil {
+			ce.Write(zap.String("tier", string(r.Tier)), zap.Uint64("key", r.Key))
+		}
+	} else if err == nil && r.State == inflight.Acked {
+		// The index knows the server (accept recorded it): release there.
+		var server string
+		if v, found, _ := s.idx.getSession(r.Key, nil); found {
+			if id, _, ok := parseSessionRecord(v); ok {
+				server = string(id)
+			}
+		}
+		s.orphans.add(string(r.Tier), server, r.Key)
 		if len(r.Token) > 0 {
 			s.idx.c.Del(tokenKey(nil, r.Token))
 		}

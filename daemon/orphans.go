@@ -213,10 +213,10 @@ func (o *orphans) sweep() {
 	}
 
 	// Route the batch. An orphan of unknown server (its RESERVE was cut
-	// short by a crash, or its answer never delivered: the in-flight table
-	// records the tier, not the server) is released on every server that
-	// could hold it: those of its tier, or, when no tier has that name any
-	// more (a reload renamed or removed it), those of every tier. Keys are
+	// short by a crash: the in-flight table records the tier, not the
+	// server) is released on every server that could hold it: those of
+	// every tier, since a reload may have renamed its tier or moved its
+	// server to another (and a crash may come with a reload). Keys are
 	// unique, so a server that never held the key answers NOT_FOUND (and
 	// tombstones it). It is handed to each server as soon as that server
 	// has said who it is (HELLO), and stays pending, as itself, until every
@@ -251,10 +251,8 @@ func (o *orphans) sweep() {
 			routeOne(or)
 			continue
 		}
+		// Every tier: a reload may have moved the server to another.
 		cands := tiers
-		if t := tierNamed(tiers, or.tier); t != nil {
-			cands = []*tier{t}
-		}
 		if len(cands) == 0 {
 			stranded++
 			keep = append(keep, or)
@@ -263,7 +261,7 @@ func (o *orphans) sweep() {
 		e := expansion{from: or, complete: true}
 		for _, t := range cands {
 			ids := t.pool.ServerIDs()
-			if len(ids) < len(t.addrs) {
+			if t.pool.Unanswered() > 0 {
 				e.complete = false
 			}
 			for _, id := range ids {
@@ -277,6 +275,7 @@ func (o *orphans) sweep() {
 		}
 		if !e.complete {
 			keep = append(keep, or)
+			stranded++ // waits on a server that has not said who it is
 		}
 		if len(e.to) > 0 || e.complete {
 			expanded = append(expanded, e)
@@ -330,15 +329,6 @@ func (o *orphans) sweep() {
 			o.log.Error("orphan journal compaction failed", zap.Error(err))
 		}
 	}
-}
-
-func tierNamed(tiers []*tier, name string) *tier {
-	for _, t := range tiers {
-		if t.name == name {
-			return t
-		}
-	}
-	return nil
 }
 
 // releaseWindow bounds the RELEASEs one server's worker keeps in flight.

@@ -1,9 +1,12 @@
 package daemon
 
 import (
+	"net"
 	"strings"
 	"testing"
+	"time"
 
+	"switchboard/telsim"
 	"switchboard/wire"
 )
 
@@ -70,4 +73,58 @@ func TestTwoServersOneHelloID(t *testing.T) {
 		t.Fatalf("%d sessions on two servers sharing one HELLO id: %d lookups and %d releases failed; %d + %d bridges still held after every release",
 			n, lookupErrs, releaseErrs, ra, rb)
 	}
+}
+
+// TestServerRestartedOnItsStandbyAddress: a server's HELLO id is "stable
+// across its restarts" (docs/protocol.md 9.3). A tier lists a server's two
+// addresses (its host and a standby, or the old and the new address during
+// a move); the server, dead on the first, comes back on the second with
+// its id. The pool refuses it there for ever: the first address's server
+// still carries the id from its last HELLO though it has no connection, so
+// the tier stays without that server (its sessions UNAVAILABLE, its
+// orphans never released, its capacity gone) until the daemon restarts.
+func TestServerRestartedOnItsStandbyAddress(t *testing.T) {
+	sa, addrA := startTCPSim(t, "primary-large", "ha-1")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	standby := ln.Addr().String()
+	ln.Close()
+	h := startDaemon(t, func(c *Config) {
+		chaosConfig(c)
+		c.Tiers[0].Servers = []string{addrA, "tcp://" + standby}
+	})
+	ctx := ctxT(t)
+	sa.Close() // the server dies on its first address...
+	waitFor(t, "primary-large without a live connection", 10*time.Second, func() bool {
+		al, err := h.c.Allocate(ctx, &wire.AllocateRequest{Spec: spec("failover")})
+		return err == nil && al.Tier != "primary-large"
+	})
+	sb, err := telsim.New(telsim.Config{Tier: "primary-large", ServerID: "ha-1"}) // ...and comes back on its standby
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sb.Start(standby); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sb.Close() })
+	deadline := time.Now().Add(5 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		al, err := h.c.Allocate(ctx, &wire.AllocateRequest{Spec: spec("failover")})
+		if err == nil && al.Tier == "primary-large" {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	st, _ := h.d.Status()
+	for _, ts := range st.Tiers {
+		for _, ss := range ts.Servers {
+			if ss.LastError != "" {
+				last = ss.LastError
+			}
+		}
+	}
+	t.Fatalf("server ha-1, back on its standby address %s, still takes no allocation 5 s later; last error: %s", standby, last)
 }

@@ -257,10 +257,13 @@ func (s *service) allocate(ctx context.Context, rs *reqState, req *wire.Allocate
 		return s.allocateDurable(ctx, rs, req, out)
 	}
 	if v, ok := s.replay(rs, req.Token); ok {
-		return s.appendReplayed(out, v)
+		return s.appendReplayed(out, req.Token, v)
 	}
 	f, leader := s.flights.join(req.Token)
 	if !leader {
+		// Marked now, before the leader's answer is written: should the
+		// leader's connection die, its bridge is this request's.
+		s.idx.markReplayed(req.Token)
 		select {
 		case <-f.done:
 		case <-ctx.Done():
@@ -269,7 +272,7 @@ func (s *service) allocate(ctx context.Context, rs *reqState, req *wire.Allocate
 		if f.err != nil {
 			return out, f.err
 		}
-		return s.appendReplayed(out, f.resp)
+		return s.appendReplayed(out, req.Token, f.resp)
 	}
 	// Look again as the leader: a flight for the token may have finished
 	// between the first look and join (its answer stored, then its flight
@@ -278,7 +281,7 @@ func (s *service) allocate(ctx context.Context, rs *reqState, req *wire.Allocate
 	if v, ok := s.replay(rs, req.Token); ok {
 		f.resp = append([]byte(nil), v...)
 		s.flights.finish(req.Token, f)
-		return s.appendReplayed(out, f.resp)
+		return s.appendReplayed(out, req.Token, f.resp)
 	}
 	start := len(out)
 	out, err := s.allocateDurable(ctx, rs, req, out)
@@ -305,12 +308,16 @@ func (s *service) replay(rs *reqState, token []byte) ([]byte, bool) {
 }
 
 // appendReplayed appends a remembered AllocateResponse payload with its
-// Replayed flag set.
-func (s *service) appendReplayed(out, v []byte) ([]byte, error) {
+// Replayed flag set, and marks token as answered to a second request: the
+// first request's connection may die before its own answer is written,
+// and the bridge is then not released (undelivered), since this request
+// holds it.
+func (s *service) appendReplayed(out, token, v []byte) ([]byte, error) {
 	var r wire.AllocateResponse
 	if err := r.Decode(v); err != nil {
 		return out, errf(wire.StatusInternal, "corrupt idempotency record")
 	}
+	s.idx.markReplayed(token)
 	r.Replayed = true
 	return r.AppendTo(out), nil
 }
@@ -498,7 +505,7 @@ func (s *service) locate(ctx context.Context, rs *reqState, ts *tierSet, key uin
 	var unreachable error
 	for _, t := range tiers {
 		ids := t.pool.ServerIDs()
-		if len(ids) < len(t.addrs) {
+		if t.pool.Unanswered() > 0 {
 			unreachable = fmt.Errorf("tier %s has servers that never answered a HELLO", t.name)
 			rs.unasked = append(rs.unasked, orphan{tier: t.name, key: key})
 		}

@@ -150,6 +150,10 @@ func (p *Pool) dialOne(s *server) {
 		if other := p.serverWithIDLocked(id, s); other != nil {
 			// Sessions are bound to servers by this id: two servers
 			// answering as one would get each other's follow-ups.
+			if !s.duplicate {
+				s.duplicate = true
+				p.publishLocked()
+			}
 			lost = c
 			err = fmt.Errorf("%w: %s answered HELLO as %q, already the id of %s (every server needs its own id)", ErrDuplicateServerID, s.addr, id, other.addr)
 		}
@@ -183,6 +187,7 @@ func (p *Pool) dialOne(s *server) {
 	c.prevFailures, s.failures = s.failures, 0
 	c.registered = true
 	c.serverID = id
+	s.duplicate = false
 	s.conns = append(s.conns, c)
 	s.serverID, s.load, s.loadAt = id, load, now
 	p.publishLocked()
@@ -196,10 +201,11 @@ func (p *Pool) dialOne(s *server) {
 }
 
 // serverWithIDLocked returns a server other than s that answered HELLO as
-// id, or nil. p.mu must be held.
+// id and has a connection now, or nil. p.mu must be held. One with none
+// may be the same server, moved to s (a standby address): it is let in.
 func (p *Pool) serverWithIDLocked(id string, s *server) *server {
 	for _, o := range p.servers {
-		if o != s && o.serverID == id {
+		if o != s && o.serverID == id && len(o.conns) > 0 {
 			return o
 		}
 	}

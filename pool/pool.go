@@ -141,6 +141,7 @@ type server struct {
 	lastErr             error
 	lastErrAt           time.Time
 	serverID            string
+	duplicate           bool // its last HELLO answered another server's id
 	load                wire.Load
 	loadAt              time.Time
 }
@@ -150,6 +151,9 @@ type server struct {
 type routes struct {
 	byID map[string][]*conn
 	ids  []string // sorted; includes servers with no live connection now
+	// unanswered counts the servers that never said who they are (no
+	// HELLO answered yet, and not refused as a duplicate of a known id).
+	unanswered int
 }
 
 // New validates cfg, fills in defaults and starts the pool's maintenance
@@ -267,6 +271,12 @@ func (p *Pool) RoundTripTo(ctx context.Context, serverID string, op wire.Op, req
 // sorted, whether or not they have a live connection now (an atomic load;
 // the slice is shared: do not modify it).
 func (p *Pool) ServerIDs() []string { return p.routes.Load().ids }
+
+// Unanswered returns how many of the pool's server addresses have never
+// said who they are: no HELLO answered yet (an address refused as the
+// duplicate of a known id does not count: its id is known). A key could
+// be held by one of them, under an id not in ServerIDs yet.
+func (p *Pool) Unanswered() int { return p.routes.Load().unanswered }
 
 // HasServer reports whether a server of this pool has reported id in a
 // HELLO (an atomic load).
@@ -414,6 +424,9 @@ func (p *Pool) publishLocked() {
 		r.byID[c.serverID] = append(r.byID[c.serverID], c)
 	}
 	for _, s := range p.servers {
+		if s.serverID == "" && !s.duplicate {
+			r.unanswered++
+		}
 		if s.serverID != "" && !slices.Contains(r.ids, s.serverID) {
 			r.ids = append(r.ids, s.serverID)
 		}
