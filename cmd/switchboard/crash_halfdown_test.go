@@ -3,12 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"switchboard/client"
 	"switchboard/telsim"
 	"switchboard/wire"
 )
@@ -32,7 +29,6 @@ func TestKillNineOneServerDownAtRestartOneBridgePerToken(t *testing.T) {
 	dir := shortDir(t)
 	addrA, ccA := startTelsim(t, dir, "-tier", "primary-large", "-id", "pl-a", "-latency", "600ms")
 	addrB, ccB := startTelsim(t, dir, "-tier", "primary-large", "-id", "pl-b", "-latency", "600ms")
-	cfgPath := filepath.Join(dir, "sb.yaml")
 	cfg := fmt.Sprintf(`log: {level: warn}
 server: {request_timeout: 5s, ready_timeout: 1s}
 pool: {min_conns: 1, heartbeat_interval: 1s, heartbeat_timeout: 2s}
@@ -41,27 +37,10 @@ tiers:
     servers: [tcp://%s, tcp://%s]
     attempt_timeout: 3s
 `, addrA, addrB)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "sb.sock")
-	data := filepath.Join(dir, "data")
-	token := []byte("issue-10-half-down")
-	req := &wire.AllocateRequest{Token: token, Spec: wire.Spec{Name: []byte("crash, then one server down")}}
-
-	initKeys(t, cfgPath, data)
-	p := start(t, daemonBin, sock, data, "-config", cfgPath)
+	req := &wire.AllocateRequest{Token: []byte("issue-10-half-down"), Spec: wire.Spec{Name: []byte("crash, then one server down")}}
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := make(chan error, 1)
-	go func() {
-		_, err := c.Allocate(ctx, req)
-		first <- err
-	}()
+	r := startCrashRun(ctx, t, dir, cfg, req)
 	// Wait for the RESERVE to land on either server; the other goes down.
 	var holder, other *telsim.ControlClient
 	deadline := time.Now().Add(10 * time.Second)
@@ -76,11 +55,7 @@ tiers:
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
-	p.kill9(t)
-	if err := <-first; err == nil {
-		t.Fatal("the first allocation was answered although the daemon was killed before the server replied")
-	}
-	c.Close()
+	r.kill9(t)
 	if _, err := other.SetFault(ctx, telsim.Fault{Mode: telsim.ModeDown}); err != nil {
 		t.Fatal(err)
 	}
@@ -90,12 +65,7 @@ tiers:
 		other.SetFault(ctx, telsim.Fault{})
 	})
 
-	start(t, daemonBin, sock, data, "-config", cfgPath)
-	c, err = client.Dial(ctx, sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := r.restart(ctx, t)
 	a, err := c.Allocate(ctx, req)
 	if err != nil {
 		t.Fatalf("retry after the restart: %v", err)
@@ -113,7 +83,7 @@ tiers:
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if r, err := c.Lookup(ctx, a.Key); err != nil || r.Key != a.Key {
-		t.Fatalf("lookup of the key the client holds (%d): %+v, %v", a.Key, r, err)
+	if res, err := c.Lookup(ctx, a.Key); err != nil || res.Key != a.Key {
+		t.Fatalf("lookup of the key the client holds (%d): %+v, %v", a.Key, res, err)
 	}
 }

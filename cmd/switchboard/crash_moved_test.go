@@ -3,12 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"switchboard/client"
 	"switchboard/telsim"
 	"switchboard/wire"
 )
@@ -31,9 +28,8 @@ func TestKillNineThenServerMovedTierReleasesOrphan(t *testing.T) {
 	dir := shortDir(t)
 	oldAddr, oldCC := startTelsim(t, dir, "-tier", "primary-large", "-id", "old-pl", "-latency", "600ms")
 	newAddr, newCC := startTelsim(t, dir, "-tier", "primary-large", "-id", "new-pl")
-	cfgPath := filepath.Join(dir, "sb.yaml")
-	writeCfg := func(pl, ng string) {
-		cfg := fmt.Sprintf(`log: {level: warn}
+	cfg := func(pl, ng string) string {
+		return fmt.Sprintf(`log: {level: warn}
 server: {request_timeout: 5s}
 pool: {min_conns: 1, heartbeat_interval: 1s, heartbeat_timeout: 2s}
 tiers:
@@ -44,38 +40,17 @@ tiers:
     servers: [tcp://%s]
     attempt_timeout: 3s
 `, pl, ng)
-		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-			t.Fatal(err)
-		}
 	}
-	writeCfg(oldAddr, newAddr)
-	sock := filepath.Join(dir, "sb.sock")
-	data := filepath.Join(dir, "data")
 	req := &wire.AllocateRequest{Spec: wire.Spec{Name: []byte("crash, then the server moved tier")}}
-
-	initKeys(t, cfgPath, data)
-	p := start(t, daemonBin, sock, data, "-config", cfgPath)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := make(chan error, 1)
-	go func() {
-		_, err := c.Allocate(ctx, req)
-		first <- err
-	}()
+	r := startCrashRun(ctx, t, dir, cfg(oldAddr, newAddr), req)
 	waitStats(t, oldCC, 10*time.Second, "the first RESERVE to arrive", func(st telsim.Stats) bool { return st.Reserves >= 1 })
-	p.kill9(t)
-	if err := <-first; err == nil {
-		t.Fatal("the first allocation was answered although the daemon was killed before the server replied")
-	}
-	c.Close()
+	r.kill9(t)
 	waitStats(t, oldCC, 5*time.Second, "the bridge reserved on the old server", func(st telsim.Stats) bool { return st.Reservations == 1 })
 
-	writeCfg(newAddr, oldAddr) // primary-large is now the new server; the old one serves nextgen
-	start(t, daemonBin, sock, data, "-config", cfgPath)
+	r.writeConfig(t, cfg(newAddr, oldAddr)) // primary-large is now the new server; the old one serves nextgen
+	r.restart(ctx, t)
 	waitStats(t, newCC, 10*time.Second, "the orphan's RELEASE on primary-large's new server", func(st telsim.Stats) bool { return st.Releases >= 1 })
 	// A sweep every 500 ms and a 600 ms RELEASE are well under 10 s.
 	waitStats(t, oldCC, 10*time.Second, "the orphaned bridge released on the old server, now in nextgen", func(st telsim.Stats) bool { return st.Reservations == 0 })

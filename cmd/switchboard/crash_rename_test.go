@@ -3,12 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"switchboard/client"
 	"switchboard/telsim"
 	"switchboard/wire"
 )
@@ -30,9 +27,8 @@ func TestKillNineThenTierRenamedOneBridgePerToken(t *testing.T) {
 	}
 	dir := shortDir(t)
 	addr, cc := startTelsim(t, dir, "-tier", "primary-large", "-latency", "600ms")
-	cfgPath := filepath.Join(dir, "sb.yaml")
-	writeCfg := func(tier string) {
-		cfg := fmt.Sprintf(`log: {level: warn}
+	cfg := func(tier string) string {
+		return fmt.Sprintf(`log: {level: warn}
 server: {request_timeout: 5s}
 pool: {min_conns: 1, heartbeat_interval: 1s, heartbeat_timeout: 2s}
 tiers:
@@ -40,43 +36,16 @@ tiers:
     servers: [tcp://%s]
     attempt_timeout: 3s
 `, tier, addr)
-		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-			t.Fatal(err)
-		}
 	}
-	writeCfg("primary-large")
-	sock := filepath.Join(dir, "sb.sock")
-	data := filepath.Join(dir, "data")
-	token := []byte("issue-10-renamed")
-	req := &wire.AllocateRequest{Token: token, Spec: wire.Spec{Name: []byte("crash, then a renamed tier")}}
-
-	initKeys(t, cfgPath, data)
-	p := start(t, daemonBin, sock, data, "-config", cfgPath)
+	req := &wire.AllocateRequest{Token: []byte("issue-10-renamed"), Spec: wire.Spec{Name: []byte("crash, then a renamed tier")}}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := make(chan error, 1)
-	go func() {
-		_, err := c.Allocate(ctx, req)
-		first <- err
-	}()
+	r := startCrashRun(ctx, t, dir, cfg("primary-large"), req)
 	waitStats(t, cc, 10*time.Second, "the first RESERVE to arrive", func(st telsim.Stats) bool { return st.Reserves >= 1 })
-	p.kill9(t)
-	if err := <-first; err == nil {
-		t.Fatal("the first allocation was answered although the daemon was killed before the server replied")
-	}
-	c.Close()
+	r.kill9(t)
 
-	writeCfg("primary-xl") // same server, new tier name
-	start(t, daemonBin, sock, data, "-config", cfgPath)
-	c, err = client.Dial(ctx, sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	r.writeConfig(t, cfg("primary-xl")) // same server, new tier name
+	c := r.restart(ctx, t)
 	a, err := c.Allocate(ctx, req)
 	if err != nil {
 		t.Fatalf("retry after the restart: %v", err)

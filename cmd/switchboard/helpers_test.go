@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"switchboard/client"
+	"switchboard/wire"
 )
 
 // daemonBin and telsimBin are the switchboard and telsim binaries, built
@@ -194,4 +195,66 @@ func pingOnce(sock string) error {
 	}
 	defer c.Close()
 	return c.Ping(ctx)
+}
+
+// crashRun is the daemon binary on a configuration of its own, with one
+// ALLOCATE sent and not answered yet: the tests of a SIGKILL between a
+// RESERVE and its answer start from it.
+type crashRun struct {
+	cfgPath, sock, data string
+	p                   *proc
+	c                   *client.Client
+	first               chan error // the first ALLOCATE's outcome
+}
+
+// startCrashRun writes cfg to dir/sb.yaml, creates the key space, starts the
+// daemon binary and sends req on a client of its socket without waiting.
+func startCrashRun(ctx context.Context, t *testing.T, dir, cfg string, req *wire.AllocateRequest) *crashRun {
+	t.Helper()
+	r := &crashRun{cfgPath: filepath.Join(dir, "sb.yaml"), sock: filepath.Join(dir, "sb.sock"), data: filepath.Join(dir, "data"), first: make(chan error, 1)}
+	r.writeConfig(t, cfg)
+	initKeys(t, r.cfgPath, r.data)
+	r.p = start(t, daemonBin, r.sock, r.data, "-config", r.cfgPath)
+	c, err := client.Dial(ctx, r.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.c = c
+	go func() {
+		_, err := c.Allocate(ctx, req)
+		r.first <- err
+	}()
+	return r
+}
+
+// writeConfig replaces the run's configuration file (read at the next start).
+func (r *crashRun) writeConfig(t *testing.T, cfg string) {
+	t.Helper()
+	if err := os.WriteFile(r.cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// kill9 kills the daemon and checks that the first ALLOCATE was not
+// answered; the client is closed.
+func (r *crashRun) kill9(t *testing.T) {
+	t.Helper()
+	r.p.kill9(t)
+	if err := <-r.first; err == nil {
+		t.Fatal("the first allocation was answered although the daemon was killed before the server replied")
+	}
+	r.c.Close()
+}
+
+// restart starts the daemon binary again on the run's configuration and
+// data directory and returns a new client of it (closed at cleanup).
+func (r *crashRun) restart(ctx context.Context, t *testing.T) *client.Client {
+	t.Helper()
+	start(t, daemonBin, r.sock, r.data, "-config", r.cfgPath)
+	c, err := client.Dial(ctx, r.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }

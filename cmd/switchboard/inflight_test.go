@@ -8,11 +8,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"switchboard/client"
 	"switchboard/telsim"
 	"switchboard/wire"
 )
@@ -114,7 +112,6 @@ func TestKillNineDuringReserveOneBridgePerToken(t *testing.T) {
 	}
 	dir := shortDir(t)
 	addr, cc := startTelsim(t, dir, "-tier", "primary-large", "-latency", "600ms")
-	cfgPath := filepath.Join(dir, "sb.yaml")
 	cfg := fmt.Sprintf(`log: {level: warn}
 server: {request_timeout: 5s}
 pool: {min_conns: 1, heartbeat_interval: 1s, heartbeat_timeout: 2s}
@@ -123,49 +120,19 @@ tiers:
     servers: [tcp://%s]
     attempt_timeout: 3s
 `, addr)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "sb.sock")
-	data := filepath.Join(dir, "data")
-	token := []byte("issue-10-point-3")
-	req := &wire.AllocateRequest{Token: token, Spec: wire.Spec{Name: []byte("crash between RESERVE and answer")}}
-
-	initKeys(t, cfgPath, data)
-	p := start(t, daemonBin, sock, data, "-config", cfgPath)
+	req := &wire.AllocateRequest{Token: []byte("issue-10-point-3"), Spec: wire.Spec{Name: []byte("crash between RESERVE and answer")}}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := make(chan error, 1)
-	go func() {
-		_, err := c.Allocate(ctx, req)
-		first <- err
-	}()
+	r := startCrashRun(ctx, t, dir, cfg, req)
 	// The RESERVE has reached the server (which executes it at once and
 	// answers 600 ms later): kill the daemon now.
 	waitStats(t, cc, 10*time.Second, "the first RESERVE to arrive", func(st telsim.Stats) bool { return st.Reserves >= 1 })
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-p.done
-	p.done <- nil // for start's cleanup
-	if err := <-first; err == nil {
-		t.Fatal("the first allocation was answered although the daemon was killed before the server replied")
-	}
-	c.Close()
+	r.kill9(t)
 	if st := telStats(t, cc); st.Reservations != 1 {
 		t.Fatalf("before the restart the server holds %d reservations, want the 1 of the killed request", st.Reservations)
 	}
 
-	start(t, daemonBin, sock, data, "-config", cfgPath)
-	c, err = client.Dial(ctx, sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := r.restart(ctx, t)
 	a, err := c.Allocate(ctx, req)
 	if err != nil {
 		t.Fatalf("retry after the restart: %v", err)
