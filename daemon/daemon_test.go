@@ -20,7 +20,7 @@ import (
 )
 
 // netpoll's pollers and gopool's workers are process-wide and outlive any one
-// daemon by design (libraries.md §1); everything else must stop.
+// daemon by design (docs/architecture.md, "Goroutines and their owners"); everything else must stop.
 var leakOpts = []goleak.Option{
 	goleak.IgnoreTopFunction("github.com/cloudwego/netpoll.(*defaultPoll).Wait"),
 	goleak.IgnoreAnyFunction("github.com/cloudwego/netpoll.(*defaultPoll).Wait"),

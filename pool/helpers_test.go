@@ -16,7 +16,7 @@ import (
 )
 
 // TestMain checks for leaked goroutines. netpoll's poller goroutines are
-// process-global, started on first use and never stopped (libraries.md §3):
+// process-global, started on first use and never stopped (docs/architecture.md, "Goroutines and their owners"):
 // they are not ours to leak.
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/cloudwego/netpoll.(*defaultPoll).Wait"))

@@ -153,7 +153,7 @@ func newAuthenticator(cfg *Config, now func() time.Time, log *zap.Logger) (*auth
 // never whether the user exists), ExcThrottled when the claimed name or
 // the client address from has failed too often lately (throttle.go), and
 // ExcBusy when no slow hash check could start within auth.hash_wait. It
-// implements the rule of webex-xml-api.md §7: (siteName or siteID) and
+// implements the rule of docs/webex-xml.md §3: (siteName or siteID) and
 // (webExID or email) and password. sessionTicket and webExAccessToken are
 // not supported: this front end issues neither. from may be the zero
 // Addr (no address throttle).

@@ -33,8 +33,8 @@ var cp1252High = [32]rune{
 
 // charsetReader is the xml.Decoder's CharsetReader: encoding/xml reads
 // UTF-8 only and refuses any other declared encoding unless this converts
-// it (webex-xml-api.md §11.2). The encodings clients are known to declare
-// (§8: UTF-8, ISO-8859-1, BIG5, Shift_JIS, EUC-KR, GB2312) are handled as
+// it (docs/webex-xml.md §2.3). The encodings clients are known to declare
+// (UTF-8, ISO-8859-1, BIG5, Shift_JIS, EUC-KR, GB2312) are handled as
 // follows:
 //
 //   - ISO-8859-1 (and its aliases, and US-ASCII, read as its superset) and
@@ -107,7 +107,7 @@ func (s *singleByteReader) Read(p []byte) (int, error) {
 }
 
 // multiByte maps the declared labels of the East Asian encodings clients
-// send (webex-xml-api.md §8) to their decoders.
+// send (docs/webex-xml.md §2.3) to their decoders.
 var multiByte = map[string]encoding.Encoding{
 	"big5": traditionalchinese.Big5, "big5-hkscs": traditionalchinese.Big5, "csbig5": traditionalchinese.Big5,
 	"shift_jis": japanese.ShiftJIS, "shift-jis": japanese.ShiftJIS, "sjis": japanese.ShiftJIS,

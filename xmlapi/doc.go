@@ -22,7 +22,7 @@
 // Any other operation is a FAILURE 000000. A host may only Get, Set or
 // Delete its own sessions (000001 otherwise). Exception IDs: errors.go.
 //
-// # What is accepted (webex-xml-api.md §2.2, §11)
+// # What is accepted (docs/webex-xml.md §2)
 //
 // Elements are matched by local name, ignoring namespaces and prefixes
 // (declared or not) and letter case (`siteId`); the root may be
@@ -34,31 +34,31 @@
 // never form-decoded. Malformed, oversized or too deeply nested documents
 // get a FAILURE 000000, never a 500.
 //
-// # Decisions on the unknowns of webex-xml-api.md §12
+// # Decisions on the unknowns of docs/webex-xml.md §9
 //
-//   - Exception IDs (§12.1): errors.go; our own IDs are in the 0699xx block
+//   - Exception IDs (§9.1): errors.go; our own IDs are in the 0699xx block
 //     (069903 daemon overloaded, 069906 sign-in busy and 069907 sign-in
 //     throttled are the retry-later ones, with a Retry-After header).
-//   - Required fields (§12.2): confName on Create (and after a Set); an
+//   - Required fields (§9.2): confName on Create (and after a Set); an
 //     email per attendee; sessionKey on Set, Get and DelSession. Missing
 //     duration is 60 minutes, missing timeZoneID the account's zone.
 //     Validation failures are 069900 and name the element.
-//   - Response samples (§12.3): Create as the seed; Set and DelSession an
+//   - Response samples (§9.3): Create as the seed; Set and DelSession an
 //     empty typed bodyContent (auo:setTeleconferenceSessionResponse,
 //     ep:delSessionResponse); Get as render.go describes.
-//   - QName xsi:type and qualified bodies (§12.4): accepted; names match
+//   - QName xsi:type and qualified bodies (§9.4): accepted; names match
 //     case-insensitively.
-//   - Order, unknown elements, listing (§12.5): order is free, unknown
+//   - Order, unknown elements, listing (§9.5): order is free, unknown
 //     elements are ignored, listing is PUBLIC or PRIVATE only (UNLISTED is
 //     refused, as the AUO schema says).
-//   - Failover (§12.6): never in the XML (gsbStatus is a different axis);
+//   - Failover (§9.6): never in the XML (gsbStatus is a different axis);
 //     the tier is in the X-Switchboard-Tier response header.
-//   - Password criteria (§12.7): sessionPassword at most 16 characters,
+//   - Password criteria (§9.7): sessionPassword at most 16 characters,
 //     nothing else (site policies are not modelled).
-//   - Nested prefixes (§12.8): com: for common.xsd children (tracking
+//   - Nested prefixes (§9.8): com: for common.xsd children (tracking
 //     codes, phones), auo: for the rest.
-//   - DelMeeting (§12.9): not supported; DelSession is the AUO delete.
-//   - duration (§12.10): minutes; remind and validateFormat are stored and
+//   - DelMeeting (§9.9): not supported; DelSession is the AUO delete.
+//   - duration (§9.10): minutes; remind and validateFormat are stored and
 //     returned but have no effect.
 //   - Enumerations are read case-insensitively and written in the schema's
 //     case. startDate is converted to UTC with the fixed offsets of the

@@ -211,7 +211,7 @@ func TestLifecycle(t *testing.T) {
 			t.Errorf("Get %s = %q, want %q", path, got, want)
 		}
 	}
-	// Tracking codes are com:, the rest auo: (decision §12.8).
+	// Tracking codes are com:, the rest auo: (decision: docs/webex-xml.md §9.8).
 	if !strings.Contains(get.raw, "<auo:tracking><com:trackingCode1>1</com:trackingCode1>") {
 		t.Errorf("tracking prefixes:\n%s", get.raw)
 	}

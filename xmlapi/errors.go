@@ -26,7 +26,7 @@ var (
 
 // Exception IDs carried in serv:exceptionID on FAILURE.
 //
-// WebEx never published a complete table (webex-xml-api.md §6.3, §12.1), so
+// WebEx never published a complete table (docs/webex-xml.md §8.2, §9.1), so
 // the IDs fall in two groups:
 //
 //   - IDs the real service is known to return, reused with the same meaning:
@@ -43,7 +43,7 @@ const (
 	// ExcForward: the document cannot be routed: not well-formed XML, too
 	// large, nested too deep, an unsupported character encoding, no
 	// bodyContent, no or an unsupported operation. The real service answers
-	// "Fail to forward request:null" (CIE#1).
+	// "Fail to forward request:null" (docs/webex-xml.md §2.4).
 	ExcForward = "000000"
 	// ExcAccessDenied: the caller is not the host of the session, or asks to
 	// schedule for another host.

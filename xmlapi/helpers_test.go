@@ -340,7 +340,7 @@ func mustFail(t testing.TB, r *response, id, want string) {
 	checkFailureShape(t, r)
 }
 
-// checkFailureShape checks the real FAILURE shape (webex-xml-api.md §6.2).
+// checkFailureShape checks the real FAILURE shape (docs/webex-xml.md §8.1).
 func checkFailureShape(t testing.TB, r *response) {
 	t.Helper()
 	if !strings.HasPrefix(r.raw, xmlDecl) {

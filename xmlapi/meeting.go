@@ -10,7 +10,7 @@ import (
 )
 
 // section is a child element of bodyContent that groups fields
-// (auo:audioOnlyType, webex-xml-api.md §3.1).
+// (auo:audioOnlyType, docs/webex-xml.md §4.1).
 type section uint8
 
 const (
@@ -103,10 +103,10 @@ var (
 	dayNames   = []string{"SUNDAY", "MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY"}
 )
 
-// Limits the schema does not give are ours (webex-xml-api.md §4 gives
-// confName 512, tracking codes 128; sessionPassword 16 follows CIE and
-// meet:meetingPassword). They bound the meeting record, which must fit in
-// wire.MaxMeta.
+// Limits the schema does not give are ours (docs/webex-xml.md §5 gives
+// confName 512, tracking codes 128; sessionPassword 16 follows
+// cisco-ie/webex-api-client and meet:meetingPassword). They bound the
+// meeting record, which must fit in wire.MaxMeta.
 var fields = func() [numFields]fieldDesc {
 	var f [numFields]fieldDesc
 	f[fListing] = fieldDesc{sec: secAccessControl, name: "listing", kind: kEnum, enum: listingEnum}
@@ -268,7 +268,7 @@ func clip(s string) string {
 }
 
 // parseBool accepts xsd:boolean (true, false, 1, 0) in any case: samples
-// write true, TRUE and FALSE (webex-xml-api.md §4).
+// write true, TRUE and FALSE (docs/webex-xml.md §5).
 func parseBool(s string) (bool, bool) {
 	switch {
 	case s == "1" || strings.EqualFold(s, "true"):

@@ -7,18 +7,18 @@ import (
 	"switchboard/client"
 )
 
-// Responses follow webex-xml-api.md §11.6, which satisfies every client of
-// §9: an XML declaration first; serv: on envelope elements and the
+// Responses follow docs/webex-xml.md §7.1, which satisfies every client of
+// §7.2: an XML declaration first; serv: on envelope elements and the
 // service's prefix (auo:, ep:) on body elements, all bound on the root;
 // xmlns:xsi on serv:bodyContent; every element prefixed; the lowerCamel
 // response type; no whitespace between elements (as real captures); an
 // empty <serv:bodyContent/> on FAILURE; gsbStatus always present.
 //
-// Decision (§12.8): in GetTeleconferenceSession the children of common.xsd
-// types (tracking codes, phones) are written com:trackingCode1, com:phone,
-// as the qualified XSD says, and everything else auo:. A prefix-stripping
-// client does not care; a namespace-aware one (JAXB) needs the XSD's
-// namespaces.
+// Decision (docs/webex-xml.md §9.8): in GetTeleconferenceSession the
+// children of common.xsd types (tracking codes, phones) are written
+// com:trackingCode1, com:phone, as the qualified XSD says, and everything
+// else auo:. A prefix-stripping client does not care; a namespace-aware
+// one (JAXB) needs the XSD's namespaces.
 
 const xmlDecl = `<?xml version="1.0" encoding="UTF-8"?>`
 
@@ -150,7 +150,7 @@ func appendBodyContentOpen(dst []byte, xsiType string, empty bool) []byte {
 	return append(dst, '>')
 }
 
-// appendFailure appends a whole FAILURE response (§6.2).
+// appendFailure appends a whole FAILURE response (docs/webex-xml.md §8.1).
 func appendFailure(dst []byte, svc service, gsb string, f *Fault) []byte {
 	dst = append(dst, xmlDecl...)
 	dst = append(dst, rootOpen[svc]...)
@@ -265,7 +265,7 @@ func appendAttendees(dst []byte, list string, as []attendee) []byte {
 }
 
 // appendTeleconference appends the auo:teleconfInstanceType of Get
-// (webex-xml-api.md §3.3) from the bridge the daemon reserved.
+// (docs/webex-xml.md §4.2) from the bridge the daemon reserved.
 // Decisions: personalConferenceNumber is false (every session gets its
 // own bridge, a request conference number in WebEx terms); there is one
 // attendee access code, so it is both participantFullAccessCode and

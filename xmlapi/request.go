@@ -10,7 +10,7 @@ import (
 	"unicode"
 )
 
-// Namespace URIs (webex-xml-api.md §1).
+// Namespace URIs (docs/webex-xml.md §1).
 const (
 	nsXSI  = "http://www.w3.org/2001/XMLSchema-instance"
 	nsServ = "http://www.webex.com/schemas/2002/06/service"
@@ -336,7 +336,7 @@ func dupAttr(attrs []xml.Attr) *Fault {
 // clients send are accepted: "java:com.webex.service.binding.<path>.<Op>"
 // (documented) and a QName "prefix:op" (JAXB), matched without regard to
 // case. Whitespace inside the value is removed: the seed itself breaks the
-// value across two lines. Decision (webex-xml-api.md §11.3): the xsi
+// value across two lines. Decision (docs/webex-xml.md §2.4): the xsi
 // prefix need not be bound; the real service answered 000000 without the
 // binding, but refusing gains nothing.
 func (p *parser) readType(attrs []xml.Attr) {

@@ -1,7 +1,7 @@
 package xmlapi
 
 // tzOffsetMin is the GMT offset, in minutes, of each WebEx timeZoneID
-// (webex-xml-api.md §5, table A.1 of XML API 5.9). 24 and 27 are deprecated
+// (docs/webex-xml.md §6, table A.1 of XML API 5.9). 24 and 27 are deprecated
 // aliases of 23 and 26 and carry their offsets.
 //
 // Decision: the offsets are the table's fixed (standard-time) offsets;

@@ -32,7 +32,7 @@ func createAndGet(t *testing.T, fe *frontEnd, body []byte, hs ...header) *node {
 
 const minimalBody = `<metaData><confName>Tolerant</confName></metaData>`
 
-// TestTolerance sends what real clients send (webex-xml-api.md §2.2, §8):
+// TestTolerance sends what real clients send (docs/webex-xml.md §2):
 // each variant must create a meeting whose Get shows what was sent.
 func TestTolerance(t *testing.T) {
 	fe := stack(t)
