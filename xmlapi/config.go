@@ -126,6 +126,13 @@ type AuthConfig struct {
 	// counts and trusted (account, address) pairs kept, about 100 bytes
 	// each. Default 16384, at least 64.
 	ThrottleEntries int `yaml:"throttle_entries"`
+	// TrustTTL is how long an address that signed in successfully to an
+	// account stays trusted for it (the account's throttle does not apply
+	// to it), from its latest successful sign-in. It must outlast the
+	// gaps between a host's sign-ins, or an attacker keeping the account
+	// throttled locks the host out. Default 720h (30 days); at least
+	// auth.throttle_max_delay.
+	TrustTTL time.Duration `yaml:"trust_ttl"`
 	// TrustedProxies lists the addresses or CIDR prefixes of load
 	// balancers in front of the front end. For a request from one of them
 	// the client address the throttle counts is the rightmost address of
@@ -265,6 +272,7 @@ func (c *Config) ApplyDefaults() {
 	orInt(&c.Auth.ThrottleFreeFailures, 5)
 	orDur(&c.Auth.ThrottleBaseDelay, time.Second)
 	orDur(&c.Auth.ThrottleMaxDelay, 5*time.Minute)
+	orDur(&c.Auth.TrustTTL, 720*time.Hour)
 	orInt(&c.Auth.ThrottleEntries, 16384)
 	orDur(&c.Auth.ThrottleHold, time.Second)
 	if c.Log.Level == "" {
@@ -337,6 +345,9 @@ func (c *Config) Validate() error {
 	}
 	if d := c.Auth.ThrottleMaxDelay; d < c.Auth.ThrottleBaseDelay || d > 24*time.Hour {
 		bad("auth.throttle_max_delay", "%v must be at least auth.throttle_base_delay %v and at most 24h", d, c.Auth.ThrottleBaseDelay)
+	}
+	if d := c.Auth.TrustTTL; d < c.Auth.ThrottleMaxDelay || d > 8760*time.Hour {
+		bad("auth.trust_ttl", "%v must be at least auth.throttle_max_delay %v and at most 8760h (a year)", d, c.Auth.ThrottleMaxDelay)
 	}
 	if d := c.Auth.ThrottleHold; d >= c.HTTP.WriteTimeout {
 		bad("auth.throttle_hold", "%v must be below http.write_timeout %v", d, c.HTTP.WriteTimeout)

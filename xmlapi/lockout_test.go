@@ -16,7 +16,6 @@ import (
 // address less often than every 5 minutes (most do: a meeting is scheduled
 // now and then) is refused 069907 with the right password, for good.
 func TestAttackerCannotLockOutHostFromItsAddress(t *testing.T) {
-	t.Skip("known failure, open in issue 11 (adversarial review 2026-12-07): the trust of a host's address lapses after auth.cache_ttl while an attacker keeps the account throttled; unskip with the fix")
 	cfg := testConfig(t)
 	cfg.Auth.ThrottleFreeFailures = 5 // the defaults
 	cfg.Auth.ThrottleBaseDelay = time.Second

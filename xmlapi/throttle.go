@@ -21,10 +21,11 @@ import (
 // ExcThrottled at once.
 //
 // An address that signed in successfully to an account is trusted for that
-// account for auth.cache_ttl (at least auth.throttle_max_delay): the
+// account for auth.trust_ttl (30 days) from its latest success: the
 // account's own throttle does not apply to it, so that an attacker
-// guessing a host's password from elsewhere does not lock the host out.
-// The address throttle still applies to it.
+// guessing a host's password from elsewhere does not lock the host out,
+// however rarely the host signs in. The address throttle still applies
+// to it. A full table evicts trusted pairs last.
 //
 // Memory is bounded: at most auth.throttle_entries keys are kept; an entry
 // without failures for twice auth.throttle_max_delay is forgotten, and when
@@ -74,7 +75,7 @@ type throttle struct {
 }
 
 func newThrottle(c *AuthConfig) *throttle {
-	trust := max(c.CacheTTL, c.ThrottleMaxDelay)
+	trust := max(c.TrustTTL, c.CacheTTL, c.ThrottleMaxDelay)
 	return &throttle{free: uint32(c.ThrottleFreeFailures), base: c.ThrottleBaseDelay, max: c.ThrottleMaxDelay,
 		trustTTL: trust, size: c.ThrottleEntries, seed: maphash.MakeSeed(), m: map[throttleKey]throttleEntry{}}
 }
@@ -185,8 +186,10 @@ func (t *throttle) succeed(name uint64, addr netip.Addr, now time.Time) {
 }
 
 // makeRoomLocked frees one slot when the table is full: first every
-// forgotten entry, else the sampled entry with the fewest failures (a
-// trusted pair counts as none: losing it costs at most a delay).
+// forgotten entry, else the sampled entry worth least: a failure count
+// not yet throttled, then a host's trusted pair, and a throttled count
+// last. Junk names flooding the table must wipe out neither a guesser's
+// delay nor the hosts' trust (what keeps a guesser from locking them out).
 func (t *throttle) makeRoomLocked(now time.Time) {
 	if len(t.m) < t.size {
 		return
@@ -202,8 +205,12 @@ func (t *throttle) makeRoomLocked(now time.Time) {
 	var victim throttleKey
 	best, n := ^uint32(0), 0
 	for k, e := range t.m { // map order is random: a sample
-		if e.fails < best {
-			victim, best = k, e.fails
+		v := e.fails
+		if k.kind == kTrusted {
+			v = t.free + 1 // worth more than failures not yet throttled, less than a throttled key's
+		}
+		if v < best {
+			victim, best = k, v
 		}
 		if n++; n == evictSample {
 			break
