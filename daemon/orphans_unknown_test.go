@@ -7,15 +7,14 @@ import (
 	"switchboard/wire"
 )
 
-// TestUnknownServerOrphanFollowsItsServerToAnotherTier: an orphan belongs
-// to the server that holds it and is released through whichever tier now
-// has that server (docs/operations.md, reloads). An orphan of unknown
-// server — a SIGKILL mid-RESERVE: the in-flight table records the tier, not
-// the server — whose tier still exists but whose server was moved to
-// another tier (the daemon restarted with primary-large = [A], nextgen =
-// [B], where it crashed with primary-large = [A, B]) is released on A only:
-// A answers NOT_FOUND, the orphan is complete and dropped, and the bridge
-// on B is held for ever.
+// TestUnknownServerOrphanFollowsItsServerToAnotherTier: an orphan of
+// unknown server (a SIGKILL mid-RESERVE: the in-flight table records the
+// tier, not the server) is released on the servers of every tier, since a
+// reload may have moved its server: here the daemon crashed with
+// primary-large = [A, B] and restarted with primary-large = [A], nextgen =
+// [B]. Before the fix it went to the servers of its own tier only: A
+// answered NOT_FOUND, the orphan was done, and the bridge on B was held
+// for ever.
 func TestUnknownServerOrphanFollowsItsServerToAnotherTier(t *testing.T) {
 	sa, addrA := startTCPSim(t, "primary-large", "mv-a")
 	sb, addrB := startTCPSim(t, "primary-large", "mv-b")
@@ -40,15 +39,13 @@ func TestUnknownServerOrphanFollowsItsServerToAnotherTier(t *testing.T) {
 	}
 }
 
-// TestUnknownServerOrphanCompletesDespiteRefusedDuplicate: two servers of
-// a tier answering HELLO with one id (the refused duplicate of
-// TestTwoServersOneHelloID, or one server listed under two addresses) make
-// the tier have fewer ids than addresses for ever, so an orphan of unknown
-// server of that tier is never complete: released on the only server that
-// can hold it, it still stays pending for ever (switchboard_orphans never
-// returns to 0, not counted as stranded), and is released again after each
-// restart. The refused server never took a connection: it cannot hold the
-// bridge.
+// TestUnknownServerOrphanCompletesDespiteRefusedDuplicate: a server
+// refused as the duplicate of another's HELLO id (TestTwoServersOneHelloID)
+// has said who it is, so it does not hold back an orphan of unknown server:
+// once released on every server that answered, the orphan is done. Before
+// the fix an orphan waited until a tier had as many ids as addresses,
+// which such a tier never has: it stayed pending for ever, uncounted, and
+// was released again after every restart.
 func TestUnknownServerOrphanCompletesDespiteRefusedDuplicate(t *testing.T) {
 	sa, addrA := startTCPSim(t, "primary-large", "telsim-primary-large")
 	sb, addrB := startTCPSim(t, "primary-large", "telsim-primary-large")

@@ -11,13 +11,11 @@ import (
 // holds a session; a reload takes that server's tier out (maintenance),
 // and the meeting ends meanwhile. Only that server holds the session, so
 // another server's NOT_FOUND is no answer (docs/protocol.md 9.4): the
-// RELEASE must be accepted and kept for the server, as a possible orphan
-// of a removed server is (kept, stranded, released once the server is
-// configured again, docs/operations.md "What survives a reload") — or at
-// least be refused with UNAVAILABLE so the front end retries. Instead the
-// daemon drops the index entry, asks the servers still configured, answers
-// NOT_FOUND, and forgets the session: when the tier comes back (here under
-// a new name, with the same server), the bridge stays held for good.
+// RELEASE is accepted and kept for that server (a stranded orphan,
+// released once the server is configured again, in any tier). Before the
+// fix the daemon dropped the index entry, asked the servers still
+// configured, answered NOT_FOUND and forgot the session: when the server
+// came back (here under a renamed tier), its bridge stayed held for good.
 func TestReleaseWhileHolderRemovedByReload(t *testing.T) {
 	srv, addr := startTCPSim(t, "primary-large", "s1")
 	h := startDaemon(t, func(c *Config) {

@@ -11,18 +11,15 @@ import (
 	"switchboard/wire"
 )
 
-// TestDeferredReleaseNotResurrected: a RELEASE answered OK while its server
-// is down is a promise, and "later LOOKUPs answer NOT_FOUND"
-// (docs/protocol.md 9.4). The index keeps the released session's tombstone
-// for sessionTombstoneTTL (2 min) only, while the deferred RELEASE waits as
-// long as the server is down (and, after it is back, until the releaser's
-// next sweep and round trip; and a restart of the daemon forgets every
-// tombstone, the journaled orphan not). So a server down for more than two
-// minutes comes back still holding the session; a LOOKUP or UPDATE that
-// reaches it before the releaser does finds the session, answers it as
-// live, and puts it back in the index — where it stays live after the
-// releaser has taken the bridge away. The releaser's timing is taken out
-// of the test by stopping its loop (as a sweep that has not come yet).
+// TestDeferredReleaseNotResurrected: a RELEASE answered OK while its
+// server is down is a promise, and later LOOKUPs answer NOT_FOUND
+// (docs/protocol.md 9.4), for as long as the release is pending. The
+// index's tombstone of a released session lasts sessionTombstoneTTL (2
+// min) and a restart forgets it; the journaled orphan does not. Before the
+// fix, a server down for longer came back still holding the session, and
+// a LOOKUP or UPDATE that reached it before the releaser answered it as
+// live and put it back in the index. The releaser's timing is taken out of
+// the test by stopping its loop (a sweep that has not come yet).
 func TestDeferredReleaseNotResurrected(t *testing.T) {
 	var skew atomic.Int64
 	now := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }

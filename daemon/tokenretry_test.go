@@ -8,17 +8,13 @@ import (
 	"switchboard/wire"
 )
 
-// TestTokenRetryOnAnotherConnectionKeepsItsBridge: "A front end that
-// closes a connection with answers unread should resend those ALLOCATEs
-// with their tokens: each comes back replayed (the same bridge) or freshly
-// allocated, and it then holds (or RELEASEs) exactly one per token"
-// (docs/protocol.md §2.4). The front end sends ALLOCATE(T) on one
-// connection, gives up on it (closes it) while the RESERVE is running, and
-// resends ALLOCATE(T) on another: the resend joins the running allocation
-// (flights) and is answered its key, replayed. But the first connection's
-// answer is then undeliverable, so the allocation is released as
-// undelivered and its token forgotten: the front end holds a key whose
-// bridge is gone.
+// TestTokenRetryOnAnotherConnectionKeepsItsBridge: a front end that gives
+// up on a connection resends its ALLOCATEs with their tokens on another
+// (docs/protocol.md §2.4). The resend joins the allocation still running
+// (flights) and is answered its key, replayed; the first connection's
+// answer is then undeliverable. That bridge is the resend's: it is kept.
+// Before the fix it was released as undelivered and its token forgotten,
+// so the front end held a key whose bridge was gone.
 func TestTokenRetryOnAnotherConnectionKeepsItsBridge(t *testing.T) {
 	sim, err := telsim.New(telsim.Config{Tier: "primary-large", ServerID: "slow-pl", Latency: 800 * time.Millisecond})
 	if err != nil {

@@ -19,12 +19,11 @@ type failingWriter struct{ net.Conn }
 func (failingWriter) Write([]byte) (int, error) { return 0, syscall.EPIPE }
 
 // TestCallWhoseWriteWroteNothingIsNotSent: a call whose frame the write
-// refused whole never reached the peer; Sent must say so (and the error
-// match ErrClosed), so that the client retries it on a new connection. It
-// is reported as ErrConnLost ("outcome unknown") instead: after the daemon
-// evicts an idle front-end connection, the next call on it fails with an
-// error the client never retries (daemon TestConnectionFlood…: "mux:
-// connection lost before the reply: mux: write: ... broken pipe").
+// refused whole never reached the peer; Sent says so (and the error matches
+// ErrClosed), so that the client retries it on a new connection. Before
+// the fix it was reported as ErrConnLost (outcome unknown), which the
+// client never retries: after the daemon evicted an idle front-end
+// connection, the next call on it failed.
 func TestCallWhoseWriteWroteNothingIsNotSent(t *testing.T) {
 	cc, sc := net.Pipe()
 	defer sc.Close()

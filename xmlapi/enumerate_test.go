@@ -10,15 +10,13 @@ import (
 	"time"
 )
 
-// TestConcurrentWrongPasswordsDoNotTellKnownNames: "an unknown user name
-// costs the same hash work as a known one", and the answer must not say
-// whether a name exists. Concurrent identical wrong logins for a known
-// name share one slow check (verify's hashFlight), while those for an
-// unknown name each run their own; with the throttle's free failures
-// spent by the first checks, the unknown name's later requests are then
-// refused 069907 while the known name's all get 030002. An attacker who
-// posts the same wrong password N times at once learns from the answers
-// (and from the time they take) whether the name is an account.
+// TestConcurrentWrongPasswordsDoNotTellKnownNames: an unknown user name
+// costs the same hash work as a known one, and the answer does not say
+// whether a name exists. Concurrent identical wrong logins share one slow
+// check for an unknown name as for a known one. Before the fix only a
+// known name's were shared: with the throttle's free failures spent by the
+// first checks, the unknown name's later requests were refused 069907
+// while the known name's all got 030002.
 func TestConcurrentWrongPasswordsDoNotTellKnownNames(t *testing.T) {
 	const n = 6
 	cfg := testConfig(t)

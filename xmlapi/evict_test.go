@@ -11,13 +11,11 @@ import (
 
 // TestDaemonConnectionFloodCostsNoFailures: another process on the
 // daemon's socket churns connections (connect, PING, next) while a host
-// creates meetings through the XML front end. At server.max_conns each new
-// connection evicts the longest-idle one with no request running, which
-// may be one of the front end's pooled connections with a request written
-// and not yet read by the daemon: the front end's client then fails the
-// call with a lost connection, and the host gets 000035 "not responding"
-// for a daemon that is healthy. (operations.md calls the front end's
-// evicted connections harmless: "which then redial".)
+// creates meetings through the XML front end: the host must see no
+// failure. At server.max_conns each new connection evicts one; a redial of
+// the front end refused at accept still fails its call with 000035 (9 of
+// 530 here, 50 of 717 before eviction skipped connections with a request
+// in transit): skipped until fixed, see the skip's reason.
 func TestDaemonConnectionFloodCostsNoFailures(t *testing.T) {
 	t.Skip("known failure, open in issue 11 (adversarial review 2026-12-07): a connection churn on the daemon's socket still costs the front end a few 000035 (9 of 530, down from 50 of 717): a reconnect refused at max_conns fails the call; unskip with the fix")
 	rd := startDaemon(t, shortTempDir(t), func(c *daemon.Config) {

@@ -7,14 +7,13 @@ import (
 	"time"
 )
 
-// TestAttackerCannotLockOutHostFromItsAddress: operations.md promises "A
-// host is not locked out by someone guessing its password elsewhere" (its
-// address is trusted for the account). The trust lasts auth.cache_ttl (5
-// min) from the last sign-in; the account's throttle, kept at its cap by
-// one guess per throttle_max_delay from a single attacker address, lasts
-// as long as the attacker likes. A host that signs in from its usual
-// address less often than every 5 minutes (most do: a meeting is scheduled
-// now and then) is refused 069907 with the right password, for good.
+// TestAttackerCannotLockOutHostFromItsAddress: "a host is not locked out
+// by someone guessing its password elsewhere" (operations.md): its address
+// stays trusted for the account for auth.trust_ttl after its latest
+// sign-in. Before the fix the trust lasted auth.cache_ttl (5 min), while
+// one guess per throttle_max_delay keeps the account's throttle at its cap
+// as long as the attacker likes: a host signing in less often than every 5
+// minutes was refused 069907 with the right password.
 func TestAttackerCannotLockOutHostFromItsAddress(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Auth.ThrottleFreeFailures = 5 // the defaults

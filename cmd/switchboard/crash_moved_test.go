@@ -14,13 +14,11 @@ import (
 // TestKillNineThenTierRenamedOneBridgePerToken with another change an
 // operator may make while the daemon is down: the tier keeps its name, but
 // its server moves to another tier (primary-large gets new hardware, the
-// old server becomes nextgen). An orphan "belongs to the server that holds
-// it, so it is released through whichever tier now has that server"
-// (docs/operations.md). The INTENT settled at start becomes an orphan of
-// unknown server of primary-large; the releaser sends its RELEASE to the
-// servers of primary-large only (its name still exists), the new server
-// answers NOT_FOUND, the orphan is done, and the bridge on the old server
-// is held for ever.
+// old server becomes nextgen). The INTENT settled at start becomes an
+// orphan of unknown server, released on the servers of every tier. Before
+// the fix it went to primary-large's servers only: the new server answered
+// NOT_FOUND, the orphan was done, and the old server held its bridge for
+// ever.
 func TestKillNineThenServerMovedTierReleasesOrphan(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills the daemon and telsim binaries")

@@ -13,13 +13,11 @@ import (
 // TestKillNineThenTierRenamedOneBridgePerToken is
 // TestKillNineDuringReserveOneBridgePerToken with one change an operator
 // may well make while the daemon is down: the restart's configuration
-// names the tier differently (same server). Servers, not tier names, hold
-// sessions, and an orphan whose tier was renamed is released through the
-// tier that now has its server (docs/protocol.md 9.4). But the INTENT
-// settled at start becomes an orphan with no server id (the in-flight
-// table records the tier only), and the releaser finds the servers of such
-// an orphan by its tier name alone: under the new name it is stranded for
-// good, its bridge is never released, and the token's retry leaves the
+// names the tier differently (same server). The INTENT settled at start
+// becomes an orphan with no server id (the in-flight table records the
+// tier only), released on every server of every tier. Before the fix the
+// releaser found such an orphan's servers by its tier name alone: under
+// the new name it was stranded for good, and the token's retry left the
 // server holding two bridges for one token.
 func TestKillNineThenTierRenamedOneBridgePerToken(t *testing.T) {
 	if testing.Short() {

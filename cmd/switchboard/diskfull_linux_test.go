@@ -55,16 +55,13 @@ func fullDataDir(t *testing.T, cfgPath string, free int64) string {
 	return data
 }
 
-// TestDataDirFullNoFault: a data directory whose file system is full (the
-// disk filled up, by the daemon's logs or anyone else's files) must make
-// the daemon refuse to start with a message, or serve; never crash. The
-// in-flight table is created sparse (Truncate) and mapped shared, so its
-// blocks are allocated only when a page is first stored into; on a full
-// file system that store takes SIGBUS, which the Go runtime turns into
-// "unexpected fault address ... fatal error: fault": the daemon reports
-// READY, then dies in the table's pre-faulting goroutine (or, past it, on
-// the request path in the middle of an allocation), and a supervisor's
-// restart dies the same way.
+// TestDataDirFullNoFault: a data directory whose file system is full must
+// make the daemon refuse to start with a message, or serve; never crash.
+// The in-flight table is mapped shared; its blocks are now allocated
+// (fallocate) when it is opened. Before the fix the file was sparse, so
+// the first store into a page on a full file system took SIGBUS ("fatal
+// error: fault"): the daemon reported READY, then died, and died again at
+// every restart.
 func TestDataDirFullNoFault(t *testing.T) {
 	if testing.Short() {
 		t.Skip("mounts a tmpfs and runs the daemon binary")

@@ -12,14 +12,12 @@ import (
 )
 
 // TestPingingFloodCostsGoodClientNoErrors: TestBadClients' flood is of
-// idle connections, which eviction rightly takes first. A flood whose
-// connections each send one PING (and read the PONG) looks as recent as the
-// well-behaved client's connection, so eviction takes that one too, with
-// its next request written and not yet read: the client fails the call
-// (connection lost, outcome unknown). The real binary, max_conns 64 (with
-// the default 1024 the same flood costs the client 1 to 3 errors in 8
-// seconds, in about two runs of three), max_conns_per_uid 0 (the default),
-// for 8 seconds.
+// idle connections, which eviction takes first. Here each flood connection
+// sends one PING (and reads the PONG), so it looks as recent as the
+// well-behaved client's; eviction must still not cost the client an error.
+// Before the fix it took the client's connection with a request written and
+// not yet read (connection lost, outcome unknown). The real binary,
+// max_conns 64, max_conns_per_uid 0 (the default), for 8 seconds.
 func TestPingingFloodCostsGoodClientNoErrors(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the daemon binary")
