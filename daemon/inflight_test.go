@@ -13,10 +13,16 @@ import (
 // waitUntil polls cond every 10 ms for up to 10 s.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	waitWithin(t, what, 10*time.Second, cond)
+}
+
+// waitWithin is waitUntil with its own bound.
+func waitWithin(t *testing.T, what string, bound time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 10s", what)
+			t.Fatalf("%s: not within %v", what, bound)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

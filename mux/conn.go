@@ -290,11 +290,14 @@ func (c *Conn) Call(ctx context.Context, op wire.Op, req wire.Payload) (*Reply, 
 			// which callers retry elsewhere).
 			c.finish(cl)
 			err := ctx.Err()
+			if d, ok := ctx.Deadline(); err == nil && ok && !time.Now().Before(d) {
+				err = context.DeadlineExceeded // the clock got there before ctx's timer
+			}
 			if err == nil {
 				err = c.deadErr()
 			}
 			if err == nil {
-				err = context.DeadlineExceeded // the clock got there before ctx's timer
+				err = context.DeadlineExceeded
 			}
 			return nil, err
 		}
