@@ -179,7 +179,7 @@ func BenchmarkAllocate(b *testing.B) {
 		benchAllocate(b, "")
 		return
 	}
-	// Both front-end transports, measured in the same run (libraries.md P9).
+	// Both front-end transports, measured in the same run (docs/libraries.md N9).
 	for _, tr := range []string{"net", "netpoll"} {
 		b.Run(tr, func(b *testing.B) { benchAllocate(b, tr) })
 	}

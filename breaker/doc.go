@@ -7,7 +7,7 @@
 // one rule that matters is that done is called exactly once on every path: a
 // half-open breaker admits only Probes requests, and a probe whose done is
 // never called holds its slot for ever, so the tier would never be tried again
-// (libraries.md P11). Breaker.Allow returns a Done that is safe to call more
+// (docs/libraries.md G2). Breaker.Allow returns a Done that is safe to call more
 // than once (only the first call counts) so the caller can both defer it and
 // call it early.
 //

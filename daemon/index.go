@@ -11,7 +11,7 @@ import (
 )
 
 // index is the daemon's cache of sessions and idempotency tokens, on
-// fastcache. It is a cache, never the source of truth (libraries.md P14):
+// fastcache. It is a cache, never the source of truth (docs/libraries.md F2):
 // entries may vanish under memory pressure, a miss on a session key asks the
 // telephony tiers, and the telephony server rejects a duplicate key.
 //

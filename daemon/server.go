@@ -53,7 +53,7 @@ var reqPool = sync.Pool{New: func() any { return &reqState{out: make([]byte, 0, 
 // responses are written by flush-combining: whoever finds no flush running
 // becomes the flusher and writes everything queued, so no goroutine waits
 // for the socket while holding the lock and netpoll's writer is only ever
-// used by one goroutine at a time (libraries.md P2).
+// used by one goroutine at a time (docs/libraries.md N2).
 type conn struct {
 	s  *server
 	tc transportConn
@@ -214,7 +214,7 @@ type transportConn interface {
 // frames and hands each to server.dispatch. Two exist (transport_netpoll.go
 // and transport_net.go) because netpoll is required for its scaling with
 // many idle connections while the standard library wins single ping-pong
-// latency on this hardware (libraries.md P9); server.transport picks one.
+// latency on this hardware (docs/libraries.md N9); server.transport picks one.
 type transport interface {
 	serve() error
 	// stopAccepting closes the listener.

@@ -23,7 +23,7 @@ var (
 
 // netTransport serves the socket with the standard library: one reader
 // goroutine per connection, blocking reads. It has the lowest latency for a
-// few busy connections (libraries.md P9).
+// few busy connections (docs/libraries.md N9).
 type netTransport struct {
 	s  *server
 	ln net.Listener

@@ -486,7 +486,7 @@ func TestWaitReadyNamesMissingServers(t *testing.T) {
 }
 
 // TestNetpollDialer: the netpoll transport carries calls and reports a dead
-// peer (libraries.md P3: we read through net.Conn and close on EOF).
+// peer (docs/libraries.md N3: we read through net.Conn and close on EOF).
 func TestNetpollDialer(t *testing.T) {
 	s := startTel(t, "127.0.0.1:0")
 	cfg := testConfig(s.addr)

@@ -142,7 +142,7 @@ func run() int {
 	}
 	defer daemon.SyncLogger(log)
 	// netpoll runs callbacks on a global goroutine pool that only logs
-	// panics (libraries.md P7): make them loud.
+	// panics (docs/libraries.md N7): make them loud.
 	gopool.SetPanicHandler(func(_ context.Context, r any) {
 		log.Error("panic in a netpoll callback", zap.Any("panic", r), zap.Stack("stack"))
 	})
