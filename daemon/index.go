@@ -28,7 +28,7 @@ import (
 // is never resurrected (docs/protocol.md, "The daemon's session index").
 //
 // Token entries: "t" + token → 8-byte expiry (Unix ns) + wire.AllocateResponse
-// encoding. Every value is well under fastcache's 64 KiB entry limit (P13):
+// encoding. Every value is well under fastcache's 64 KiB entry limit (docs/libraries.md F1):
 // a reservation's meta is bounded by wire.MaxMeta, a server id by
 // wire.MaxShort.
 //

@@ -187,7 +187,7 @@ func (t *netpollTransport) closeAll(ctx context.Context) {
 	})
 }
 
-// onPrepare runs on the poller: tiny and non-blocking (P8).
+// onPrepare runs on the poller: tiny and non-blocking (docs/libraries.md N8).
 func (t *netpollTransport) onPrepare(nc netpoll.Connection) context.Context {
 	if t.s.draining.Load() {
 		nc.Close()

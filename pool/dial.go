@@ -36,7 +36,7 @@ func NetDialer(ctx context.Context, network, addr string) (net.Conn, error) {
 // used through its net.Conn methods: mux's reader goroutine reads it (a read
 // on a hung-up netpoll connection returns EOF, which kills and closes it:
 // docs/libraries.md N3), and mux's flush-combining guarantees a single writer
-// (P2). netpoll's dial takes a timeout, not a context: the remaining time of
+// (docs/libraries.md N2). netpoll's dial takes a timeout, not a context: the remaining time of
 // ctx's deadline is passed, and a cancellation during the dial is noticed
 // only when it returns.
 func NetpollDialer(ctx context.Context, network, addr string) (net.Conn, error) {
