@@ -207,7 +207,7 @@ func (t *netpollTransport) onPrepare(nc netpoll.Connection) context.Context {
 	return context.WithValue(context.Background(), connKey{}, c)
 }
 
-// onRequest drains every complete frame buffered on the connection (P1:
+// onRequest drains every complete frame buffered on the connection (docs/libraries.md N1:
 // returning with unread bytes would rerun it in a loop). A partial frame
 // blocks in Peek/Next under the read timeout, which starts at the frame's
 // first byte (onRequest runs when bytes arrive); a frame over the maximum
