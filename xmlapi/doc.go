@@ -61,8 +61,9 @@
 //   - duration (§9.10): minutes; remind and validateFormat are stored and
 //     returned but have no effect.
 //   - Enumerations are read case-insensitively and written in the schema's
-//     case. startDate is converted to UTC with the fixed offsets of the
-//     timeZoneID table (timezone.go; no daylight saving time).
+//     case. startDate is converted to UTC in the IANA zone of its
+//     timeZoneID (timezone.go), daylight saving time included; Get gives
+//     the wall clock back as the client wrote it.
 //   - Set changes only the elements it carries; an attendee list or the
 //     repeat element replaces the stored one whole. Two concurrent Sets of
 //     one session: the last one wins.
