@@ -139,6 +139,14 @@ type AuthConfig struct {
 	// X-Forwarded-For that is not itself listed; for any other peer the
 	// header is ignored. Default none.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// TicketSecretFile is a file holding the secret that signs session
+	// tickets (AuthenticateUser): at least 64 hex digits (32 bytes, e.g.
+	// `openssl rand -hex 32`), mode 0600 or stricter, read at start and
+	// never logged. Every front end behind one load balancer needs the
+	// same file, so that a ticket one issued works on the others. Default
+	// empty: a random secret per process (tickets do not survive a
+	// restart and work only on the front end that issued them).
+	TicketSecretFile string `yaml:"ticket_secret_file"`
 }
 
 // proxies parses TrustedProxies (validated).
