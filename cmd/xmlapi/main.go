@@ -12,7 +12,10 @@
 // count ("FILE: 3 errors"), on standard error, and exits 2.
 //
 // Without -config it runs the embedded default (xmlapi/default.yaml), whose
-// one account is the seed's sample host (hostid / hostpassword, site 0000).
+// one account is the documentation's sample host (hostid / hostpassword,
+// site 0000). That password is public: with the sample account, a -listen
+// address that is not loopback is refused (exit 2) unless the config sets
+// http.allow_sample_account: true.
 // It waits up to backend.connect_timeout for the daemon's socket at start.
 // SIGINT or SIGTERM stop it gracefully. Exit codes: 0 clean stop, 1 runtime
 // failure, 2 bad flags or configuration.

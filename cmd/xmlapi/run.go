@@ -67,6 +67,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
+	if err := cfg.CheckListen(*listen); err != nil { // the public sample password off this host
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
 	log, err := newLogger(cfg.Log, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "xmlapi: logger:", err)

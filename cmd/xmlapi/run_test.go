@@ -202,3 +202,17 @@ func TestFlagsAndTools(t *testing.T) {
 		t.Fatalf("empty password: exit %d", c)
 	}
 }
+
+// TestSampleAccountStaysLocal: the embedded sample account (public
+// password) on a listen address that is not loopback is refused before
+// anything listens, naming the field that allows it; on loopback it runs
+// (TestServeSeedAndStop).
+func TestSampleAccountStaysLocal(t *testing.T) {
+	for _, listen := range []string{"0.0.0.0:0", ":0", "[::]:0", "192.0.2.1:0"} {
+		var out, errb bytes.Buffer
+		c := run(context.Background(), []string{"-listen", listen, "-socket", "/nonexistent.sock"}, nil, &out, &errb, nil)
+		if c != 2 || !strings.Contains(errb.String(), "http.allow_sample_account") || !strings.Contains(errb.String(), "hostid") {
+			t.Errorf("-listen %s: exit %d: %s", listen, c, errb.String())
+		}
+	}
+}
