@@ -32,6 +32,7 @@ type Config struct {
 	Backend BackendConfig `yaml:"backend"`
 	Auth    AuthConfig    `yaml:"auth"`
 	Log     LogConfig     `yaml:"log"`
+	Metrics MetricsConfig `yaml:"metrics"`
 	// Accounts are the hosts allowed to call the API. At least one.
 	Accounts []Account `yaml:"accounts"`
 }
@@ -178,6 +179,16 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	}
 	a = a.Unmap()
 	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// MetricsConfig configures the Prometheus and health listener.
+type MetricsConfig struct {
+	// Addr serves GET /metrics (the xmlapi_* families, Prometheus text or
+	// OpenMetrics) and GET /healthz: a loopback host:port (open to every
+	// local user) or unix:/absolute/path (a socket of mode 0660: its owner
+	// and group only). Default empty: no such listener (/healthz is still
+	// served on the XML port).
+	Addr string `yaml:"addr"`
 }
 
 // LogConfig sets up cmd/xmlapi's logger.
@@ -381,6 +392,9 @@ func (c *Config) Validate() error {
 	}
 	if f := c.Log.Format; f != "json" && f != "console" {
 		bad("log.format", "%q is not json or console", f)
+	}
+	if err := validMetricsAddr(c.Metrics.Addr); err != nil {
+		bad("metrics.addr", "%v", err)
 	}
 	if len(c.Accounts) == 0 {
 		bad("accounts", "at least one account is required")

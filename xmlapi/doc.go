@@ -103,6 +103,14 @@
 //     of one of the accounts' hashes, picked by a keyed hash of the name:
 //     it costs what a known name costs whatever the accounts' costs.
 //
+// # Observability
+//
+// One log line per request (above); with WithMetrics, the xmlapi_*
+// Prometheus families (metrics.go: requests by operation and result,
+// latency, FAILUREs by exception ID, tickets issued) on cmd/xmlapi's
+// metrics.addr, and GET HealthPath, 200 while the daemon answers a PING,
+// on that listener and the XML port.
+//
 // # XML fidelity
 //
 // A CR in a stored value is written as &#13; (a raw CR would reach the

@@ -114,6 +114,7 @@ type Handler struct {
 	timeout time.Duration
 	proxies []netip.Prefix // auth.trusted_proxies
 	bufs    sync.Pool      // *[]byte
+	metrics *Metrics       // nil: none
 }
 
 // NewHandler returns a Handler for cfg (defaulted and validated, as
@@ -161,6 +162,10 @@ type outcome struct {
 // body is read raw whatever its Content-Type and is never form-decoded.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
+	if h.metrics != nil {
+		h.metrics.inFlight.Inc()
+		defer h.metrics.inFlight.Dec()
+	}
 	out := h.getBuf()
 	defer h.putBuf(out)
 	var oc outcome
@@ -173,6 +178,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			oc.fault = &Fault{ID: ExcInternal, Reason: "Internal error"}
 			*out = appendFailure((*out)[:0], svcNone, h.gsb, oc.fault)
 			h.write(w, http.StatusOK, *out, "")
+			h.logOutcome(&oc, start)
 		}
 	}()
 
@@ -270,6 +276,9 @@ func logOpName(oc *outcome) string {
 // meeting field, no meta, no FAILURE reason (which may quote a value); the
 // offending element's path is enough.
 func (h *Handler) logOutcome(oc *outcome, start time.Time) {
+	if h.metrics != nil {
+		h.metrics.record(oc, h.now().Sub(start))
+	}
 	lvl := zap.DebugLevel
 	msg := "xml request served"
 	if oc.fault != nil {
@@ -373,6 +382,9 @@ func (h *Handler) serve(ctx context.Context, body []byte, idemKey string, from n
 		out, f = h.del(ctx, acc, &req, dst, oc, svcMeet, "meet:delMeetingResponse")
 	case opAuthenticateUser:
 		ticket, created := h.auth.issueTicket(acc)
+		if h.metrics != nil {
+			h.metrics.tickets.Inc()
+		}
 		out = appendAuthenticateUserResponse(dst, h.gsb, ticket, created)
 	}
 	if f != nil {

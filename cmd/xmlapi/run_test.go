@@ -216,3 +216,86 @@ func TestSampleAccountStaysLocal(t *testing.T) {
 		}
 	}
 }
+
+// TestMetricsAndHealth runs the binary with metrics.addr on a Unix socket:
+// a request shows in its xmlapi_* families, /healthz answers ok on both
+// listeners, and the socket is gone after the stop.
+func TestMetricsAndHealth(t *testing.T) {
+	sock := startDaemon(t)
+	dir, err := os.MkdirTemp("", "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	msock := filepath.Join(dir, "m.sock")
+	cfgPath := filepath.Join(dir, "x.yaml")
+	cfg := strings.Replace(string(xmlapi.DefaultYAML), `  addr: ""`, "  addr: unix:"+msock, 1)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stderr syncBuffer
+	addrC := make(chan net.Addr, 1)
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, []string{"-listen", "127.0.0.1:0", "-socket", sock, "-config", cfgPath}, nil, &bytes.Buffer{}, &stderr, func(a net.Addr) { addrC <- a })
+	}()
+	var addr net.Addr
+	select {
+	case addr = <-addrC:
+	case c := <-code:
+		t.Fatalf("run exited %d: %s", c, stderr.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("not ready")
+	}
+	tr := &http.Transport{}
+	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	utr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", msock)
+	}}
+	uc := &http.Client{Transport: utr, Timeout: 10 * time.Second}
+	get := func(c *http.Client, url string) string {
+		t.Helper()
+		resp, err := c.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		b.ReadFrom(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s: HTTP %d %s", url, resp.StatusCode, b.String())
+		}
+		return b.String()
+	}
+	resp, err := hc.Post("http://"+addr.String()+xmlapi.Path, "", strings.NewReader(
+		`<message xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><body><bodyContent xsi:type="java:com.webex.service.binding.ep.GetAPIVersion"/></body></message>`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if body := get(uc, "http://m/metrics"); !strings.Contains(body, `xmlapi_requests_total{op="GetAPIVersion",result="success"} 1`) {
+		t.Fatalf("metrics:\n%s", body)
+	}
+	if get(uc, "http://m"+xmlapi.HealthPath) != "ok\n" || get(hc, "http://"+addr.String()+xmlapi.HealthPath) != "ok\n" {
+		t.Fatal("health not ok")
+	}
+	tr.CloseIdleConnections()
+	utr.CloseIdleConnections()
+	cancel()
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Fatalf("exit %d: %s", c, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("did not stop")
+	}
+	if _, err := os.Lstat(msock); !os.IsNotExist(err) {
+		t.Fatalf("metrics socket left: %v", err)
+	}
+	if !strings.Contains(stderr.String(), `"metrics":"`) {
+		t.Fatalf("ready line does not name the metrics listener:\n%s", stderr.String())
+	}
+}
