@@ -90,8 +90,8 @@ func WithRandom(r io.Reader) Option {
 }
 
 // Handler serves the WebEx XML API (CreateTeleconferenceSession,
-// SetTeleconferenceSession, GetTeleconferenceSession, DelSession) on top
-// of the daemon. It keeps no meeting state: the meeting record travels as
+// SetTeleconferenceSession, GetTeleconferenceSession, DelSession,
+// DelMeeting, AuthenticateUser, GetAPIVersion) on top of the daemon. It keeps no meeting state: the meeting record travels as
 // the reservation's meta. It is safe for concurrent use and starts no
 // goroutines.
 //

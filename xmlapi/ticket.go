@@ -129,3 +129,11 @@ func ticketKey(path string) ([]byte, error) {
 	}
 	return k, nil
 }
+
+// CheckFiles reads the files the config names (auth.ticket_secret_file)
+// as NewHandler will, so that `xmlapi -check-config` and the start report
+// a bad one as a configuration error (wrapping ErrConfig).
+func (c *Config) CheckFiles() error {
+	_, err := ticketKey(c.Auth.TicketSecretFile)
+	return err
+}

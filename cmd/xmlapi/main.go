@@ -7,9 +7,14 @@
 //	xmlapi -hash-password [-hash-alg bcrypt|argon2id] < password
 //	xmlapi -print-default-config
 //
-// -check-config prints "ok" for a valid file; otherwise every problem, one
+// -check-config prints "ok" for a valid file (auth.ticket_secret_file
+// included: readable, private, long enough); otherwise every problem, one
 // per line with its file, line and field and what would be valid, then a
 // count ("FILE: 3 errors"), on standard error, and exits 2.
+//
+// With metrics.addr set it also serves GET /metrics and GET /healthz there
+// (a loopback port or unix:/path); GET /healthz is always served on the
+// XML port.
 //
 // Without -config it runs the embedded default (xmlapi/default.yaml), whose
 // one account is the documentation's sample host (hostid / hostpassword,

@@ -48,8 +48,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return hashPassword(stdin, stdout, stderr, *hashAlg)
 	case *check != "":
 		// Every problem on its own line, then a count (strictyaml.Report).
-		if _, err := xmlapi.LoadConfig(*check); err != nil {
+		cfg, err := xmlapi.LoadConfig(*check)
+		if err != nil {
 			strictyaml.Report(stderr, *check, err)
+			return 2
+		}
+		if err := cfg.CheckFiles(); err != nil {
+			fmt.Fprintln(stderr, err)
 			return 2
 		}
 		fmt.Fprintln(stdout, "ok")
@@ -68,6 +73,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 2
 	}
 	if err := cfg.CheckListen(*listen); err != nil { // the public sample password off this host
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	if err := cfg.CheckFiles(); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}

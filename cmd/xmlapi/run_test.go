@@ -180,6 +180,19 @@ func TestFlagsAndTools(t *testing.T) {
 	if c := run(context.Background(), []string{"-config", bad}, nil, &out, &errb, nil); c != 2 {
 		t.Fatalf("run with a bad config: %d", c)
 	}
+	// A ticket secret file readable by others: refused by -check-config
+	// and at start, as a configuration error.
+	secret := filepath.Join(dir, "ticket.secret")
+	os.WriteFile(secret, []byte(strings.Repeat("ab", 32)), 0o644)
+	os.Chmod(secret, 0o644)
+	withSecret := filepath.Join(dir, "secret.yaml")
+	os.WriteFile(withSecret, []byte(strings.Replace(string(xmlapi.DefaultYAML), `ticket_secret_file: ""`, "ticket_secret_file: "+secret, 1)), 0o600)
+	for _, args := range [][]string{{"-check-config", withSecret}, {"-config", withSecret, "-socket", filepath.Join(dir, "none.sock")}} {
+		errb.Reset()
+		if c := run(context.Background(), args, nil, &out, &errb, nil); c != 2 || !strings.Contains(errb.String(), "chmod 600") {
+			t.Fatalf("%v: exit %d: %s", args, c, errb.String())
+		}
+	}
 	out.Reset()
 	if c := run(context.Background(), []string{"-print-default-config"}, nil, &out, &errb, nil); c != 0 || out.String() != string(xmlapi.DefaultYAML) {
 		t.Fatalf("print default: %d", c)
