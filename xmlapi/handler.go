@@ -91,9 +91,9 @@ func WithRandom(r io.Reader) Option {
 
 // Handler serves the WebEx XML API (CreateTeleconferenceSession,
 // SetTeleconferenceSession, GetTeleconferenceSession, DelSession,
-// DelMeeting, AuthenticateUser, GetAPIVersion) on top of the daemon. It keeps no meeting state: the meeting record travels as
-// the reservation's meta. It is safe for concurrent use and starts no
-// goroutines.
+// DelMeeting, AuthenticateUser, GetAPIVersion) on top of the daemon. It
+// keeps no meeting state: the meeting record travels as the reservation's
+// meta. It is safe for concurrent use and starts no goroutines.
 //
 // Idempotency (decision): a Create gets a fresh random token, reused for
 // the Handler's own retry when the daemon connection is lost mid-call, so
