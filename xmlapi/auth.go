@@ -28,6 +28,7 @@ type account struct {
 	siteName  string // lower case; "" if none
 	partnerID string
 	hash      *passwordHash
+	hashText  string // password_hash as configured: binds session tickets to it
 	tz        int
 }
 
@@ -48,7 +49,8 @@ type credentials struct {
 	siteID      string
 	siteName    string
 	partnerID   string
-	otherSecret bool // sessionTicket or webExAccessToken
+	ticket      string // sessionTicket
+	otherSecret bool   // webExAccessToken
 }
 
 // authenticator checks credentials against the configured accounts. It is
@@ -66,6 +68,7 @@ type authenticator struct {
 	hashWait time.Duration // longest wait for a slot before answering busy
 	holdMax  time.Duration // longest hold of a throttled login's answer
 	thr      *throttle
+	tickets  ticketer
 	log      *zap.Logger
 	now      func() time.Time
 	ttl      time.Duration // ≤ 0: no cache
@@ -114,6 +117,10 @@ func newAuthenticator(cfg *Config, now func() time.Time, log *zap.Logger) (*auth
 	if _, err := rand.Read(a.macKey[:]); err != nil {
 		return nil, err
 	}
+	var err error
+	if a.tickets.key, err = ticketKey(cfg.Auth.TicketSecretFile); err != nil {
+		return nil, err
+	}
 	dummyBy := map[string]*passwordHash{}
 	for i, ac := range cfg.Accounts {
 		h, err := parseHash(ac.PasswordHash)
@@ -129,7 +136,7 @@ func newAuthenticator(cfg *Config, now func() time.Time, log *zap.Logger) (*auth
 		}
 		a.dummies = append(a.dummies, d)
 		acc := &account{index: i, webExID: ac.WebExID, email: ac.Email, siteName: strings.ToLower(ac.SiteName),
-			partnerID: ac.PartnerID, hash: h, tz: DefaultTimeZoneID}
+			partnerID: ac.PartnerID, hash: h, hashText: ac.PasswordHash, tz: DefaultTimeZoneID}
 		if ac.SiteID != "" {
 			acc.siteID, err = strconv.ParseInt(ac.SiteID, 10, 64)
 			if err != nil {
@@ -154,9 +161,10 @@ func newAuthenticator(cfg *Config, now func() time.Time, log *zap.Logger) (*auth
 // the client address from has failed too often lately (throttle.go), and
 // ExcBusy when no slow hash check could start within auth.hash_wait. It
 // implements the rule of docs/webex-xml.md §3: (siteName or siteID) and
-// (webExID or email) and password. sessionTicket and webExAccessToken are
-// not supported: this front end issues neither. from may be the zero
-// Addr (no address throttle).
+// (webExID or email) and (password or sessionTicket). A password, when
+// given, is checked and a ticket beside it ignored; a ticket alone is
+// checked by checkTicket. webExAccessToken is not supported. from may be
+// the zero Addr (no address throttle).
 func (a *authenticator) authenticate(ctx context.Context, c *credentials, from netip.Addr) (*account, *Fault) {
 	switch {
 	case !c.present:
@@ -165,10 +173,12 @@ func (a *authenticator) authenticate(ctx context.Context, c *credentials, from n
 		return nil, &Fault{ID: ExcAuth, Reason: "securityContext needs siteName or siteID", Elem: "securityContext/siteID"}
 	case c.webExID == "" && c.email == "":
 		return nil, &Fault{ID: ExcAuth, Reason: "securityContext needs webExID or email", Elem: "securityContext/webExID"}
+	case c.password == "" && c.ticket != "":
+		return a.checkTicket(c)
 	case c.password == "" && c.otherSecret:
-		return nil, &Fault{ID: ExcAuth, Reason: "Only password authentication is supported", Elem: "securityContext/password"}
+		return nil, &Fault{ID: ExcAuth, Reason: "Only password and sessionTicket authentication are supported", Elem: "securityContext/password"}
 	case c.password == "":
-		return nil, &Fault{ID: ExcAuth, Reason: "securityContext needs a password", Elem: "securityContext/password"}
+		return nil, &Fault{ID: ExcAuth, Reason: "securityContext needs a password or a sessionTicket", Elem: "securityContext/password"}
 	}
 	name := a.thr.nameHash(c.identity())
 	if wait, _ := a.thr.check(name, from, a.now()); wait > 0 {
@@ -195,6 +205,24 @@ func (a *authenticator) authenticate(ctx context.Context, c *credentials, from n
 	}
 	a.thr.succeed(name, from, a.now())
 	return acc, nil
+}
+
+// checkTicket signs in with a sessionTicket alone: 030047 unless it is a
+// ticket issued to the account the securityContext names, unexpired. A
+// ticket costs one HMAC, so it needs neither a hash slot nor the login
+// throttle (a guess is as hopeless as guessing the secret).
+func (a *authenticator) checkTicket(c *credentials) (*account, *Fault) {
+	acc := a.match(c)
+	if !a.tickets.check(c.ticket, acc, a.now()) {
+		return nil, faultTicket
+	}
+	return acc, nil
+}
+
+// issueTicket returns a new session ticket for acc and its issue time.
+func (a *authenticator) issueTicket(acc *account) (string, time.Time) {
+	now := a.now()
+	return a.tickets.issue(acc, now), now
 }
 
 // failed counts a failed login and logs each key it throttles. The name is

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"testing"
+	"time"
 )
 
 // BenchmarkParse: the seed request document → request (no auth, no
@@ -92,5 +93,19 @@ func BenchmarkCreateFullStack(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		post()
+	}
+}
+
+// BenchmarkMetricsRecord is what WithMetrics adds to a successful request:
+// the in-flight gauge up and down, a counter and a histogram observation,
+// all on children resolved at NewMetrics (no allocation, no lock).
+func BenchmarkMetricsRecord(b *testing.B) {
+	m := NewMetrics()
+	oc := outcome{op: opCreate}
+	b.ReportAllocs()
+	for b.Loop() {
+		m.inFlight.Inc()
+		m.record(&oc, 1500*time.Microsecond)
+		m.inFlight.Dec()
 	}
 }

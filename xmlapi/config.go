@@ -4,6 +4,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"runtime"
@@ -31,6 +32,7 @@ type Config struct {
 	Backend BackendConfig `yaml:"backend"`
 	Auth    AuthConfig    `yaml:"auth"`
 	Log     LogConfig     `yaml:"log"`
+	Metrics MetricsConfig `yaml:"metrics"`
 	// Accounts are the hosts allowed to call the API. At least one.
 	Accounts []Account `yaml:"accounts"`
 }
@@ -56,6 +58,11 @@ type HTTPConfig struct {
 	// ShutdownTimeout bounds the drain of requests in flight on SIGINT or
 	// SIGTERM. Default 10s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// AllowSampleAccount lets the embedded sample account (web_ex_id
+	// hostid, password hostpassword: public) serve on a listen address
+	// that is not loopback. Default false: cmd/xmlapi refuses to start
+	// (CheckListen), as anyone who can reach the port could sign in.
+	AllowSampleAccount bool `yaml:"allow_sample_account"`
 }
 
 // XMLConfig tunes parsing and rendering.
@@ -139,6 +146,14 @@ type AuthConfig struct {
 	// X-Forwarded-For that is not itself listed; for any other peer the
 	// header is ignored. Default none.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// TicketSecretFile is a file holding the secret that signs session
+	// tickets (AuthenticateUser): at least 64 hex digits (32 bytes, e.g.
+	// `openssl rand -hex 32`), mode 0600 or stricter, read at start and
+	// never logged. Every front end behind one load balancer needs the
+	// same file, so that a ticket one issued works on the others. Default
+	// empty: a random secret per process (tickets do not survive a
+	// restart and work only on the front end that issued them).
+	TicketSecretFile string `yaml:"ticket_secret_file"`
 }
 
 // proxies parses TrustedProxies (validated).
@@ -164,6 +179,16 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	}
 	a = a.Unmap()
 	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// MetricsConfig configures the Prometheus and health listener.
+type MetricsConfig struct {
+	// Addr serves GET /metrics (the xmlapi_* families, Prometheus text or
+	// OpenMetrics) and GET /healthz: a loopback host:port (open to every
+	// local user) or unix:/absolute/path (a socket of mode 0660: its owner
+	// and group only). Default empty: no such listener (/healthz is still
+	// served on the XML port).
+	Addr string `yaml:"addr"`
 }
 
 // LogConfig sets up cmd/xmlapi's logger.
@@ -368,6 +393,9 @@ func (c *Config) Validate() error {
 	if f := c.Log.Format; f != "json" && f != "console" {
 		bad("log.format", "%q is not json or console", f)
 	}
+	if err := validMetricsAddr(c.Metrics.Addr); err != nil {
+		bad("metrics.addr", "%v", err)
+	}
 	if len(c.Accounts) == 0 {
 		bad("accounts", "at least one account is required")
 	}
@@ -413,4 +441,69 @@ func (c *Config) Validate() error {
 		return nil
 	}
 	return fmt.Errorf("%w: %w", ErrConfig, errs)
+}
+
+// The embedded sample account (default.yaml, from the WebEx documentation's
+// sample request): its password is in every copy of this program.
+const (
+	sampleWebExID       = "hostid"
+	samplePassword      = "hostpassword"
+	samplePasswordHash  = "$2a$10$0zQJr6Pu6lsaEqtJRipz.OoBgtU6uGhQvtdVM2oV03OgkBIJeqgg6"
+	allowSampleAccField = "http.allow_sample_account"
+)
+
+// ErrSampleAccount: the sample account would serve on an address that is
+// not loopback (CheckListen).
+var ErrSampleAccount = errors.New("xmlapi: the sample account would serve beyond this host")
+
+// sampleAccounts returns the indexes of the accounts that are the sample
+// account: its password hash, or web_ex_id hostid with password
+// hostpassword under another hash (one slow check, for that name only).
+func (c *Config) sampleAccounts() []int {
+	var out []int
+	for i, a := range c.Accounts {
+		if a.PasswordHash == samplePasswordHash {
+			out = append(out, i)
+			continue
+		}
+		if !strings.EqualFold(a.WebExID, sampleWebExID) {
+			continue
+		}
+		if h, err := parseHash(a.PasswordHash); err == nil && h.verify([]byte(samplePassword)) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// IsLoopbackListen reports whether a host:port listens on loopback only:
+// localhost, 127.0.0.0/8 or ::1. An empty host (every interface), an
+// unspecified address or any other name is not.
+func IsLoopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// CheckListen refuses to serve the sample account on listen, a TCP
+// host:port that is not loopback, unless http.allow_sample_account is set:
+// its password is public. The error wraps ErrSampleAccount and names the
+// account and the field.
+func (c *Config) CheckListen(listen string) error {
+	if c.HTTP.AllowSampleAccount || IsLoopbackListen(listen) {
+		return nil
+	}
+	idx := c.sampleAccounts()
+	if len(idx) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: listen address %s is not loopback, and accounts[%d] (%s) is the embedded sample account, whose password %q is public: "+
+		"remove it from accounts, listen on 127.0.0.1, or set %s: true", ErrSampleAccount, listen, idx[0], c.Accounts[idx[0]].WebExID,
+		samplePassword, allowSampleAccField)
 }

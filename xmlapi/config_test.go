@@ -34,7 +34,7 @@ func TestConfigProblemsHaveLines(t *testing.T) {
 		want       []string
 	}{
 		{"decoding", "http:\n  max_body: 1\n  read_timeout: slow\nxml: {max_depth: deep}\naccounts: {web_ex_id: a}\n", []string{
-			"x.yaml: line 2: http.max_body: unknown field; valid fields here: max_body_bytes, max_header_bytes, read_header_timeout, read_timeout, write_timeout, idle_timeout, shutdown_timeout",
+			"x.yaml: line 2: http.max_body: unknown field; valid fields here: max_body_bytes, max_header_bytes, read_header_timeout, read_timeout, write_timeout, idle_timeout, shutdown_timeout, allow_sample_account",
 			`x.yaml: line 3: http.read_timeout: "slow" is not a duration (e.g. 250ms, 2s, 1m)`,
 			`x.yaml: line 4: xml.max_depth: "deep" is not an integer`,
 			"x.yaml: line 5: accounts: want a list, got a mapping",
@@ -77,6 +77,59 @@ func TestDefaultYAMLListsEveryField(t *testing.T) {
 			if !strings.Contains(doc, "  "+f+":") && !strings.Contains(doc, "  # "+f+":") {
 				t.Errorf("default.yaml does not list %s.%s", name, f)
 			}
+		}
+	}
+}
+
+// TestCheckListen: the sample account serves on loopback only, unless
+// http.allow_sample_account says otherwise; other accounts anywhere. The
+// sample is recognised by its hash, or by its name and password under
+// another hash.
+func TestCheckListen(t *testing.T) {
+	def, err := DefaultConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := testHashes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rehashed := *def
+	rehashed.Accounts = []Account{def.Accounts[0]}
+	rehashed.Accounts[0].PasswordHash = h[1] // hostpassword, cost 4
+	renamed := *def
+	renamed.Accounts = []Account{{WebExID: "ops", SiteID: "1", PasswordHash: def.Accounts[0].PasswordHash}}
+	own := *def
+	own.Accounts = []Account{{WebExID: "hostid", SiteID: "1", PasswordHash: h[0]}} // another password
+	allowed := *def
+	allowed.HTTP.AllowSampleAccount = true
+	for _, tc := range []struct {
+		name   string
+		cfg    *Config
+		listen string
+		refuse bool
+	}{
+		{"default on 127.0.0.1", def, "127.0.0.1:8080", false},
+		{"default on 127.1.2.3", def, "127.1.2.3:8080", false},
+		{"default on ::1", def, "[::1]:8080", false},
+		{"default on localhost", def, "localhost:8080", false},
+		{"default on every interface", def, ":8080", true},
+		{"default on 0.0.0.0", def, "0.0.0.0:8080", true},
+		{"default on a public address", def, "203.0.113.7:8080", true},
+		{"default on a host name", def, "xml.example.com:8080", true},
+		{"default on a mapped loopback", def, "[::ffff:127.0.0.1]:8080", false},
+		{"sample rehashed", &rehashed, "0.0.0.0:8080", true},
+		{"sample hash under another name", &renamed, "0.0.0.0:8080", true},
+		{"hostid with its own password", &own, "0.0.0.0:8080", false},
+		{"allowed", &allowed, "0.0.0.0:8080", false},
+	} {
+		err := tc.cfg.CheckListen(tc.listen)
+		if tc.refuse != (err != nil) {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if err != nil && (!errors.Is(err, ErrSampleAccount) || !strings.Contains(err.Error(), "http.allow_sample_account: true")) {
+			t.Errorf("%s: %v", tc.name, err)
 		}
 	}
 }

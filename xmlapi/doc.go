@@ -17,10 +17,15 @@
 //   - GetTeleconferenceSession: LOOKUP → the stored meeting and the bridge's
 //     toll and toll-free numbers and access codes.
 //   - SetTeleconferenceSession: LOOKUP, merge, UPDATE → empty body.
-//   - DelSession: LOOKUP (ownership), RELEASE → empty body.
+//   - DelSession, and DelMeeting with a meetingKey: LOOKUP (ownership),
+//     RELEASE → empty body.
+//   - AuthenticateUser: a password sign-in → a sessionTicket (ticket.go)
+//     that later requests send instead of the password.
+//   - GetAPIVersion: no sign-in, PING → the version; a health check.
 //
-// Any other operation is a FAILURE 000000. A host may only Get, Set or
-// Delete its own sessions (000001 otherwise). Exception IDs: errors.go.
+// Any other operation is a FAILURE 000000, logged with the name it asked
+// for. A host may only Get, Set or Delete its own sessions (000001
+// otherwise). Exception IDs: errors.go.
 //
 // # What is accepted (docs/webex-xml.md §2)
 //
@@ -57,12 +62,13 @@
 //     nothing else (site policies are not modelled).
 //   - Nested prefixes (§9.8): com: for common.xsd children (tracking
 //     codes, phones), auo: for the rest.
-//   - DelMeeting (§9.9): not supported; DelSession is the AUO delete.
+//   - DelMeeting (§9.9): the same delete as DelSession (§3.2).
 //   - duration (§9.10): minutes; remind and validateFormat are stored and
 //     returned but have no effect.
 //   - Enumerations are read case-insensitively and written in the schema's
-//     case. startDate is converted to UTC with the fixed offsets of the
-//     timeZoneID table (timezone.go; no daylight saving time).
+//     case. startDate is converted to UTC in the IANA zone of its
+//     timeZoneID (timezone.go), daylight saving time included; Get gives
+//     the wall clock back as the client wrote it.
 //   - Set changes only the elements it carries; an attendee list or the
 //     repeat element replaces the stored one whole. Two concurrent Sets of
 //     one session: the last one wins.
@@ -71,11 +77,14 @@
 //
 // Accounts come from the config with bcrypt or argon2id password hashes;
 // the securityContext rule is (siteName or siteID) and (webExID or email)
-// and password. A verified (account, password) pair is remembered as a
+// and (password or sessionTicket). A ticket is HMAC-signed with the secret
+// of auth.ticket_secret_file and expires TicketTTL (5,400 s) after
+// AuthenticateUser (ticket.go). A verified (account, password) pair is remembered as a
 // keyed HMAC for auth.cache_ttl so that the slow hash is not paid on every
-// request. Logs never contain passwords, meeting content or meta: one line
-// per request with the operation, user, key, tier, exception ID and
-// offending element path.
+// request. Logs never contain passwords, tickets, meeting content or
+// meta: one line per request with the operation (named as asked,
+// supported or not), user, key, tier, exception ID and offending element
+// path.
 //
 // Under attack (auth.go, throttle.go):
 //
@@ -93,6 +102,14 @@
 //   - An unknown name is checked against a dummy hash with the parameters
 //     of one of the accounts' hashes, picked by a keyed hash of the name:
 //     it costs what a known name costs whatever the accounts' costs.
+//
+// # Observability
+//
+// One log line per request (above); with WithMetrics, the xmlapi_*
+// Prometheus families (metrics.go: requests by operation and result,
+// latency, FAILUREs by exception ID, tickets issued) on cmd/xmlapi's
+// metrics.addr, and GET HealthPath, 200 while the daemon answers a PING,
+// on that listener and the XML port.
 //
 // # XML fidelity
 //

@@ -26,7 +26,7 @@ import (
 var update = flag.Bool("update", false, "rewrite golden files")
 
 var (
-	regexpFailure = regexp.MustCompile(`^<\?xml version="1.0" encoding="UTF-8"\?><serv:message xmlns:serv="http://www.webex.com/schemas/2002/06/service" xmlns:com="http://www.webex.com/schemas/2002/06/common"( xmlns:(auo|ep)="[^"]+")?><serv:header><serv:response><serv:result>FAILURE</serv:result><serv:reason>[^<]+</serv:reason><serv:gsbStatus>PRIMARY</serv:gsbStatus><serv:exceptionID>\d{6}</serv:exceptionID></serv:response></serv:header><serv:body><serv:bodyContent/></serv:body></serv:message>$`)
+	regexpFailure = regexp.MustCompile(`^<\?xml version="1.0" encoding="UTF-8"\?><serv:message xmlns:serv="http://www.webex.com/schemas/2002/06/service" xmlns:com="http://www.webex.com/schemas/2002/06/common"( xmlns:(auo|ep|use)="[^"]+"| xmlns:meet="[^"]+" xmlns:att="[^"]+")?><serv:header><serv:response><serv:result>FAILURE</serv:result><serv:reason>[^<]+</serv:reason><serv:gsbStatus>PRIMARY</serv:gsbStatus><serv:exceptionID>\d{6}</serv:exceptionID></serv:response></serv:header><serv:body><serv:bodyContent/></serv:body></serv:message>$`)
 	regexpKey     = regexp.MustCompile(`<auo:sessionKey>(\d+)</auo:sessionKey>`)
 )
 

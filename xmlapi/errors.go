@@ -30,7 +30,7 @@ var (
 // the IDs fall in two groups:
 //
 //   - IDs the real service is known to return, reused with the same meaning:
-//     000000, 000001, 000035, 030002, 060001.
+//     000000, 000001, 000035, 030002, 030047, 060001.
 //   - IDs of our own for conditions the real service has no known ID for.
 //     They sit in the 0699xx block, which no known WebEx ID uses (its IDs
 //     appear to be grouped 00xxxx system, 03xxxx user, 06xxxx meeting), and
@@ -53,6 +53,10 @@ const (
 	ExcNotResponding = "000035"
 	// ExcAuth: incorrect user or password, or an incomplete securityContext.
 	ExcAuth = "030002"
+	// ExcTicket: the sessionTicket is not one this front end issued to
+	// that account, was altered, or has expired (TicketTTL after
+	// AuthenticateUser). The client signs in again with AuthenticateUser.
+	ExcTicket = "030047"
 	// ExcNotFound: no meeting under that session key.
 	ExcNotFound = "060001"
 	// ExcInvalid: an element's value breaks the schema's constraints (the
@@ -113,6 +117,7 @@ func invalidFault(elem, format string, args ...any) *Fault {
 
 var (
 	faultAuth     = &Fault{ID: ExcAuth, Reason: "Incorrect user or password"}
+	faultTicket   = &Fault{ID: ExcTicket, Reason: "Not a valid session ticket", Elem: "securityContext/sessionTicket"}
 	faultNotFound = &Fault{ID: ExcNotFound, Reason: "Corresponding Meeting not found"}
 	faultDenied   = &Fault{ID: ExcAccessDenied, Reason: "Access denied, additional privileges are required"}
 	faultBusy     = &Fault{ID: ExcBusy, Reason: "Sign-in service busy, retry later", RetryAfter: 1}

@@ -50,6 +50,15 @@ type Backend interface {
 
 var _ Backend = (*client.Client)(nil)
 
+// Pinger is a Backend that can tell whether it answers. *client.Client
+// implements it. GetAPIVersion and the health endpoint ping a Backend that
+// implements it; one that does not counts as answering.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+var _ Pinger = (*client.Client)(nil)
+
 // Option configures a Handler (test seams).
 type Option func(*Handler)
 
@@ -81,10 +90,10 @@ func WithRandom(r io.Reader) Option {
 }
 
 // Handler serves the WebEx XML API (CreateTeleconferenceSession,
-// SetTeleconferenceSession, GetTeleconferenceSession, DelSession) on top
-// of the daemon. It keeps no meeting state: the meeting record travels as
-// the reservation's meta. It is safe for concurrent use and starts no
-// goroutines.
+// SetTeleconferenceSession, GetTeleconferenceSession, DelSession,
+// DelMeeting, AuthenticateUser, GetAPIVersion) on top of the daemon. It
+// keeps no meeting state: the meeting record travels as the reservation's
+// meta. It is safe for concurrent use and starts no goroutines.
 //
 // Idempotency (decision): a Create gets a fresh random token, reused for
 // the Handler's own retry when the daemon connection is lost mid-call, so
@@ -105,6 +114,7 @@ type Handler struct {
 	timeout time.Duration
 	proxies []netip.Prefix // auth.trusted_proxies
 	bufs    sync.Pool      // *[]byte
+	metrics *Metrics       // nil: none
 }
 
 // NewHandler returns a Handler for cfg (defaulted and validated, as
@@ -139,6 +149,7 @@ func (h *Handler) putBuf(b *[]byte) {
 // outcome is what one request did, for the log line.
 type outcome struct {
 	op    op
+	name  string // the operation as the request named it (opNone: for the log)
 	user  string
 	key   uint64
 	tier  string
@@ -151,6 +162,10 @@ type outcome struct {
 // body is read raw whatever its Content-Type and is never form-decoded.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
+	if h.metrics != nil {
+		h.metrics.inFlight.Inc()
+		defer h.metrics.inFlight.Dec()
+	}
 	out := h.getBuf()
 	defer h.putBuf(out)
 	var oc outcome
@@ -163,6 +178,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			oc.fault = &Fault{ID: ExcInternal, Reason: "Internal error"}
 			*out = appendFailure((*out)[:0], svcNone, h.gsb, oc.fault)
 			h.write(w, http.StatusOK, *out, "")
+			h.logOutcome(&oc, start)
 		}
 	}()
 
@@ -233,13 +249,36 @@ func (h *Handler) write(w http.ResponseWriter, status int, body []byte, tier str
 	w.Write(body) // an error here is the client's departure: nothing to do
 }
 
-var opNames = [...]string{opNone: "none", opCreate: "CreateTeleconferenceSession", opSet: "SetTeleconferenceSession",
-	opGet: "GetTeleconferenceSession", opDel: "DelSession"}
+var opNames = [numOps]string{opNone: "none", opCreate: "CreateTeleconferenceSession", opSet: "SetTeleconferenceSession",
+	opGet: "GetTeleconferenceSession", opDel: "DelSession", opDelMeeting: "DelMeeting", opGetAPIVersion: "GetAPIVersion",
+	opAuthenticateUser: "AuthenticateUser"}
 
-// logOutcome writes one line per request. It never logs request content:
-// no password, no meeting field, no meta, no FAILURE reason (which may
-// quote a value); the offending element's path is enough.
+// logOpName is the operation of a request for the log: its name when
+// supported, else the name it asked for (client text: at most 64 letters,
+// digits and ._- kept, anything else as '?'), else "none" (no operation
+// could be read).
+func logOpName(oc *outcome) string {
+	if oc.op != opNone || oc.name == "" {
+		return opNames[oc.op]
+	}
+	b := []byte(oc.name[:min(len(oc.name), 64)])
+	for i, c := range b {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			b[i] = '?'
+		}
+	}
+	return string(b)
+}
+
+// logOutcome writes one line per request, with the operation the request
+// named, supported or not (logOpName; "supported":false for one that is
+// not). It never logs request content: no password, no session ticket, no
+// meeting field, no meta, no FAILURE reason (which may quote a value); the
+// offending element's path is enough.
 func (h *Handler) logOutcome(oc *outcome, start time.Time) {
+	if h.metrics != nil {
+		h.metrics.record(oc, h.now().Sub(start))
+	}
 	lvl := zap.DebugLevel
 	msg := "xml request served"
 	if oc.fault != nil {
@@ -259,7 +298,10 @@ func (h *Handler) logOutcome(oc *outcome, start time.Time) {
 	}
 	if ce := h.log.Check(lvl, msg); ce != nil {
 		fs := make([]zap.Field, 0, 8)
-		fs = append(fs, zap.String("op", opNames[oc.op]), zap.Duration("took", h.now().Sub(start)))
+		fs = append(fs, zap.String("op", logOpName(oc)), zap.Duration("took", h.now().Sub(start)))
+		if oc.op == opNone && oc.name != "" {
+			fs = append(fs, zap.Bool("supported", false))
+		}
 		if oc.user != "" {
 			fs = append(fs, zap.String("user", oc.user))
 		}
@@ -286,12 +328,29 @@ func (h *Handler) logOutcome(oc *outcome, start time.Time) {
 // zero Addr when unknown) and appends the response to dst.
 func (h *Handler) serve(ctx context.Context, body []byte, idemKey string, from netip.Addr, dst []byte, oc *outcome) []byte {
 	var req request
-	if f := parseRequest(body, h.depth, &req); f != nil {
+	f := parseRequest(body, h.depth, &req)
+	oc.op, oc.name = req.op, req.opName
+	if f != nil {
 		oc.fault = f
 		return appendFailure(dst, serviceOf(req.op), h.gsb, f)
 	}
-	oc.op = req.op
 	svc := serviceOf(req.op)
+	switch {
+	case req.op == opGetAPIVersion:
+		// No sign-in (decision, docs/webex-xml.md §3.3): a load balancer's
+		// health check holds no password, and a securityContext sent
+		// along is not checked, so this is no password oracle.
+		if f := h.ping(ctx); f != nil {
+			oc.fault = f
+			return appendFailure(dst, svc, h.gsb, f)
+		}
+		return appendAPIVersionResponse(dst, h.gsb)
+	case req.op == opAuthenticateUser && req.cred.password == "":
+		// A ticket cannot renew itself: sessions end TicketTTL after the
+		// last password sign-in.
+		oc.fault = &Fault{ID: ExcAuth, Reason: "AuthenticateUser needs a password", Elem: "securityContext/password"}
+		return appendFailure(dst, svc, h.gsb, oc.fault)
+	}
 	acc, f := h.auth.authenticate(ctx, &req.cred, from)
 	if f != nil {
 		oc.fault = f
@@ -318,7 +377,15 @@ func (h *Handler) serve(ctx context.Context, body []byte, idemKey string, from n
 	case opSet:
 		out, f = h.set(ctx, acc, &req, dst, oc)
 	case opDel:
-		out, f = h.del(ctx, acc, &req, dst, oc)
+		out, f = h.del(ctx, acc, &req, dst, oc, svcEp, "ep:delSessionResponse")
+	case opDelMeeting:
+		out, f = h.del(ctx, acc, &req, dst, oc, svcMeet, "meet:delMeetingResponse")
+	case opAuthenticateUser:
+		ticket, created := h.auth.issueTicket(acc)
+		if h.metrics != nil {
+			h.metrics.tickets.Inc()
+		}
+		out = appendAuthenticateUserResponse(dst, h.gsb, ticket, created)
 	}
 	if f != nil {
 		oc.fault, oc.tier = f, "" // the tier header is for successes only
@@ -418,6 +485,9 @@ func (h *Handler) create(ctx context.Context, acc *account, req *request, idemKe
 // daemon) is not a meeting of this API: 060001.
 func (h *Handler) owned(ctx context.Context, acc *account, req *request, oc *outcome) (client.Reservation, *record, *Fault) {
 	if !req.hasKey {
+		if req.op == opDelMeeting {
+			return client.Reservation{}, nil, invalidFault("meetingKey", "required")
+		}
 		return client.Reservation{}, nil, invalidFault("sessionKey", "required")
 	}
 	oc.key = req.key
@@ -478,7 +548,9 @@ func (h *Handler) set(ctx context.Context, acc *account, req *request, dst []byt
 	return appendEmptyResponse(dst, svcAuo, h.gsb, "auo:setTeleconferenceSessionResponse"), nil
 }
 
-func (h *Handler) del(ctx context.Context, acc *account, req *request, dst []byte, oc *outcome) ([]byte, *Fault) {
+// del serves DelSession and DelMeeting, which differ only in the name of
+// the key element and the response's namespace and type.
+func (h *Handler) del(ctx context.Context, acc *account, req *request, dst []byte, oc *outcome, svc service, respType string) ([]byte, *Fault) {
 	if _, _, f := h.owned(ctx, acc, req, oc); f != nil {
 		return nil, f
 	}
@@ -488,5 +560,32 @@ func (h *Handler) del(ctx context.Context, acc *account, req *request, dst []byt
 		oc.err = err
 		return nil, backendFault(err)
 	}
-	return appendEmptyResponse(dst, svcEp, h.gsb, "ep:delSessionResponse"), nil
+	return appendEmptyResponse(dst, svc, h.gsb, respType), nil
+}
+
+// ping asks the daemon whether it answers within backend.request_timeout:
+// nil when it does or the Backend cannot tell (no Pinger), else the
+// FAILURE a daemon error maps to (000035 when it does not answer).
+func (h *Handler) ping(ctx context.Context) *Fault {
+	p, ok := h.be.(Pinger)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, h.timeout)
+	defer cancel()
+	if err := p.Ping(ctx); err != nil {
+		return backendFault(err)
+	}
+	return nil
+}
+
+// Health reports whether this front end can serve: nil when the daemon
+// answers a PING within backend.request_timeout (or the Backend cannot be
+// pinged). It is what the health endpoint (HealthPath) and GetAPIVersion
+// check.
+func (h *Handler) Health(ctx context.Context) error {
+	if f := h.ping(ctx); f != nil {
+		return f
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package xmlapi
 
 import (
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"switchboard/client"
@@ -29,12 +30,16 @@ const (
 	svcNone service = iota // envelope-level FAILURE: serv and com only
 	svcAuo
 	svcEp
+	svcMeet // meet: and att: (DelMeeting)
+	svcUse  // use: (AuthenticateUser)
 )
 
 var rootOpen = [...]string{
 	svcNone: `<serv:message xmlns:serv="` + nsServ + `" xmlns:com="` + nsCom + `">`,
 	svcAuo:  `<serv:message xmlns:serv="` + nsServ + `" xmlns:com="` + nsCom + `" xmlns:auo="` + nsAuo + `">`,
 	svcEp:   `<serv:message xmlns:serv="` + nsServ + `" xmlns:com="` + nsCom + `" xmlns:ep="` + nsEp + `">`,
+	svcMeet: `<serv:message xmlns:serv="` + nsServ + `" xmlns:com="` + nsCom + `" xmlns:meet="` + nsMeet + `" xmlns:att="` + nsAtt + `">`,
+	svcUse:  `<serv:message xmlns:serv="` + nsServ + `" xmlns:com="` + nsCom + `" xmlns:use="` + nsUse + `">`,
 }
 
 // serviceOf is the namespace set of an operation's responses.
@@ -42,8 +47,12 @@ func serviceOf(o op) service {
 	switch o {
 	case opCreate, opSet, opGet:
 		return svcAuo
-	case opDel:
+	case opDel, opGetAPIVersion:
 		return svcEp
+	case opDelMeeting:
+		return svcMeet
+	case opAuthenticateUser:
+		return svcUse
 	}
 	return svcNone
 }
@@ -335,5 +344,38 @@ func appendGetResponse(dst []byte, gsb string, key uint64, m *meeting, b *client
 		dst = appendField(dst, m, f) // absent = the schema default, false
 	}
 	dst = append(dst, "</auo:attendeeOptions></serv:bodyContent>"...)
+	return append(dst, bodyTail...)
+}
+
+// APIVersion and APIRelease are what GetAPIVersion answers
+// (docs/webex-xml.md §3.3): the version of the WebEx XML API reference
+// whose teleconference-only operations and time zone table this front end
+// follows, and a release naming this implementation.
+const (
+	APIVersion = "WebEx XML API V5.9.0"
+	APIRelease = "switchboard"
+)
+
+// appendAPIVersionResponse appends the GetAPIVersion SUCCESS.
+func appendAPIVersionResponse(dst []byte, gsb string) []byte {
+	dst = appendSuccessHead(dst, svcEp, gsb)
+	dst = appendBodyContentOpen(dst, "ep:getAPIVersionResponse", false)
+	dst = appendLeaf(dst, "ep", "apiVersion", APIVersion)
+	dst = appendLeaf(dst, "ep", "release", APIRelease)
+	dst = append(dst, "</serv:bodyContent>"...)
+	return append(dst, bodyTail...)
+}
+
+// appendAuthenticateUserResponse appends the AuthenticateUser SUCCESS: the
+// ticket, its issue time in milliseconds and its lifetime in seconds.
+func appendAuthenticateUserResponse(dst []byte, gsb, ticket string, created time.Time) []byte {
+	dst = appendSuccessHead(dst, svcUse, gsb)
+	dst = appendBodyContentOpen(dst, "use:authenticateUserResponse", false)
+	dst = appendLeaf(dst, "use", "sessionTicket", ticket)
+	dst = append(dst, "<use:createTime>"...)
+	dst = strconv.AppendInt(dst, created.UnixMilli(), 10)
+	dst = append(dst, "</use:createTime><use:timeToLive>"...)
+	dst = strconv.AppendInt(dst, int64(TicketTTL/time.Second), 10)
+	dst = append(dst, "</use:timeToLive></serv:bodyContent>"...)
 	return append(dst, bodyTail...)
 }

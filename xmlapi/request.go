@@ -17,6 +17,9 @@ const (
 	nsCom  = "http://www.webex.com/schemas/2002/06/common"
 	nsAuo  = "http://www.webex.com/schemas/2002/06/service/meeting/auo"
 	nsEp   = "http://www.webex.com/schemas/2002/06/service/ep"
+	nsMeet = "http://www.webex.com/schemas/2002/06/service/meeting"
+	nsAtt  = "http://www.webex.com/schemas/2002/06/service/attendee"
+	nsUse  = "http://www.webex.com/schemas/2002/06/service/user"
 )
 
 // op is a supported operation.
@@ -28,6 +31,10 @@ const (
 	opSet
 	opGet
 	opDel
+	opDelMeeting       // DelSession's Meeting Center form: meetingKey
+	opGetAPIVersion    // no sign-in: a health check
+	opAuthenticateUser // password → sessionTicket
+	numOps
 )
 
 // ops maps the lower-case operation name of bodyContent/@xsi:type to the
@@ -37,6 +44,9 @@ var ops = map[string]op{
 	"setteleconferencesession":    opSet,
 	"getteleconferencesession":    opGet,
 	"delsession":                  opDel,
+	"delmeeting":                  opDelMeeting,
+	"getapiversion":               opGetAPIVersion,
+	"authenticateuser":            opAuthenticateUser,
 }
 
 // request is a parsed XML API request. Faults in the body are kept in
@@ -80,6 +90,7 @@ const (
 	lSiteName
 	lPartnerID
 	lEmail
+	lTicket
 	lOtherSecret
 	lSessionKey
 	lSendEmail
@@ -90,7 +101,7 @@ const (
 
 var securityLeaves = map[string]uint8{
 	"webexid": lWebExID, "password": lPassword, "siteid": lSiteID, "sitename": lSiteName,
-	"partnerid": lPartnerID, "email": lEmail, "sessionticket": lOtherSecret, "webexaccesstoken": lOtherSecret,
+	"partnerid": lPartnerID, "email": lEmail, "sessionticket": lTicket, "webexaccesstoken": lOtherSecret,
 }
 
 var sectionByName = func() map[string]section {
@@ -108,7 +119,7 @@ type frame struct {
 	full  bool    // cAttList, cAttendee, cPhones: the full-access list
 	leaf  uint8   // cLeaf
 	field fieldID // cLeaf with lField
-	name  string  // cLeaf with lAttendee
+	name  string  // cLeaf with lAttendee: the lower-case name; lSessionKey: the element
 	par   ctxKind // cLeaf: the parent's kind
 }
 
@@ -257,7 +268,9 @@ func (p *parser) start(t xml.StartElement) *Fault {
 			f = frame{kind: cAttList}
 			p.req.m.limited, p.req.m.hasLimited = nil, true
 		case "sessionkey":
-			f = frame{kind: cLeaf, leaf: lSessionKey}
+			f = frame{kind: cLeaf, leaf: lSessionKey, name: "sessionKey"}
+		case "meetingkey": // DelMeeting
+			f = frame{kind: cLeaf, leaf: lSessionKey, name: "meetingKey"}
 		case "sendemail":
 			f = frame{kind: cLeaf, leaf: lSendEmail}
 		default:
@@ -390,12 +403,14 @@ func (p *parser) end() *Fault {
 		req.cred.partnerID = text
 	case lEmail:
 		req.cred.email = text
+	case lTicket:
+		req.cred.ticket = text
 	case lOtherSecret:
 		req.cred.otherSecret = req.cred.otherSecret || text != ""
 	case lSessionKey:
 		k, err := strconv.ParseUint(text, 10, 63)
 		if err != nil || k == 0 {
-			keep(invalidFault("sessionKey", "%q is not a session key", clip(text)))
+			keep(invalidFault(f.name, "%q is not a session key", clip(text)))
 			return nil
 		}
 		req.key, req.hasKey = k, true

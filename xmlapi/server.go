@@ -9,8 +9,9 @@ import (
 	"go.uber.org/zap"
 )
 
-// NewServer returns an http.Server that serves h at Path, with cfg's
-// header, read, write and idle limits. Other paths get 404. Its error log
+// NewServer returns an http.Server that serves h at Path, and GET
+// HealthPath when h is a *Handler, with cfg's header, read, write and idle
+// limits. Other paths get 404. Its error log
 // goes to log at warn level (net/http logs TLS and protocol errors there,
 // never request bodies).
 func NewServer(cfg *Config, h http.Handler, log *zap.Logger) *http.Server {
@@ -19,6 +20,9 @@ func NewServer(cfg *Config, h http.Handler, log *zap.Logger) *http.Server {
 	}
 	mux := http.NewServeMux()
 	mux.Handle(Path, h)
+	if xh, ok := h.(*Handler); ok {
+		mux.Handle("GET "+HealthPath, serveHealth(xh))
+	}
 	errLog, err := zap.NewStdLogAt(log.Named("http"), zap.WarnLevel)
 	if err != nil { // only for an invalid level: a programming error
 		panic(err)

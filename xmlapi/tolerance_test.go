@@ -288,7 +288,7 @@ func TestAuthentication(t *testing.T) {
 		{"no site", sec("<webExID>hostid</webExID><password>hostpassword</password>"), "siteName or siteID"},
 		{"no user", sec("<password>hostpassword</password><siteID>0</siteID>"), "webExID or email"},
 		{"no password", sec("<webExID>hostid</webExID><siteID>0</siteID>"), "password"},
-		{"session ticket only", sec("<webExID>hostid</webExID><sessionTicket>abc</sessionTicket><siteID>0</siteID>"), "Only password authentication"},
+		{"access token only", sec("<webExID>hostid</webExID><webExAccessToken>abc</webExAccessToken><siteID>0</siteID>"), "Only password and sessionTicket"},
 		{"no securityContext", "<header/>", "securityContext is required"},
 		{"argon2id account, wrong password", sec("<webExID>argonhost</webExID><password>hostpassword</password><siteName>acme</siteName>"), "Incorrect user or password"},
 	} {
@@ -360,8 +360,7 @@ func TestMalformed(t *testing.T) {
 		{"no bodyContent", `<message xmlns:xsi="` + nsXSI + `">` + hostSec + `<body/></message>`, "no bodyContent"},
 		{"no xsi:type", `<message>` + hostSec + `<body><bodyContent/></body></message>`, "no xsi:type"},
 		{"Meeting Center operation", string(envelope(hostSec, "java:com.webex.service.binding.meeting.CreateMeeting", minimalBody)), `unsupported operation "CreateMeeting"`},
-		{"GetAPIVersion", string(envelope(hostSec, "java:com.webex.service.binding.ep.GetAPIVersion", "")), `unsupported operation "GetAPIVersion"`},
-		{"DelMeeting", string(envelope(hostSec, "java:com.webex.service.binding.meeting.DelMeeting", "<meetingKey>1</meetingKey>")), `unsupported operation "DelMeeting"`},
+		{"GetUser", string(envelope(hostSec, "java:com.webex.service.binding.user.GetUser", "<webExId>hostid</webExId>")), `unsupported operation "GetUser"`},
 		{"two bodyContent", `<message xmlns:xsi="` + nsXSI + `"><body><bodyContent xsi:type="` + typeGet + `"/><bodyContent xsi:type="` + typeGet + `"/></body></message>`, "more than one bodyContent"},
 		{"wrong root", `<envelope><body/></envelope>`, `root element is "envelope"`},
 		{"second root", `<message/><message/>`, "more than one root"},

@@ -7,12 +7,20 @@
 //	xmlapi -hash-password [-hash-alg bcrypt|argon2id] < password
 //	xmlapi -print-default-config
 //
-// -check-config prints "ok" for a valid file; otherwise every problem, one
+// -check-config prints "ok" for a valid file (auth.ticket_secret_file
+// included: readable, private, long enough); otherwise every problem, one
 // per line with its file, line and field and what would be valid, then a
 // count ("FILE: 3 errors"), on standard error, and exits 2.
 //
+// With metrics.addr set it also serves GET /metrics and GET /healthz there
+// (a loopback port or unix:/path); GET /healthz is always served on the
+// XML port.
+//
 // Without -config it runs the embedded default (xmlapi/default.yaml), whose
-// one account is the seed's sample host (hostid / hostpassword, site 0000).
+// one account is the documentation's sample host (hostid / hostpassword,
+// site 0000). That password is public: with the sample account, a -listen
+// address that is not loopback is refused (exit 2) unless the config sets
+// http.allow_sample_account: true.
 // It waits up to backend.connect_timeout for the daemon's socket at start.
 // SIGINT or SIGTERM stop it gracefully. Exit codes: 0 clean stop, 1 runtime
 // failure, 2 bad flags or configuration.

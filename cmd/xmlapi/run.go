@@ -48,8 +48,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return hashPassword(stdin, stdout, stderr, *hashAlg)
 	case *check != "":
 		// Every problem on its own line, then a count (strictyaml.Report).
-		if _, err := xmlapi.LoadConfig(*check); err != nil {
+		cfg, err := xmlapi.LoadConfig(*check)
+		if err != nil {
 			strictyaml.Report(stderr, *check, err)
+			return 2
+		}
+		if err := cfg.CheckFiles(); err != nil {
+			fmt.Fprintln(stderr, err)
 			return 2
 		}
 		fmt.Fprintln(stdout, "ok")
@@ -67,6 +72,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
+	if err := cfg.CheckListen(*listen); err != nil { // the public sample password off this host
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	if err := cfg.CheckFiles(); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
 	log, err := newLogger(cfg.Log, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "xmlapi: logger:", err)
@@ -80,14 +93,16 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return 0
 }
 
-// serve connects to the daemon, then serves HTTP until ctx ends.
+// serve connects to the daemon, then serves HTTP (and metrics.addr, when
+// set) until ctx ends.
 func serve(ctx context.Context, cfg *xmlapi.Config, listen, socket string, log *zap.Logger, ready func(net.Addr)) error {
 	c, err := dialDaemon(ctx, cfg.Backend, socket, log)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	h, err := xmlapi.NewHandler(cfg, c, xmlapi.WithLogger(log.Named("xml")))
+	m := xmlapi.NewMetrics()
+	h, err := xmlapi.NewHandler(cfg, c, xmlapi.WithLogger(log.Named("xml")), xmlapi.WithMetrics(m))
 	if err != nil {
 		return err
 	}
@@ -95,8 +110,28 @@ func serve(ctx context.Context, cfg *xmlapi.Config, listen, socket string, log *
 	if err != nil {
 		return err
 	}
-	log.Info("xmlapi ready", zap.String("listen", ln.Addr().String()), zap.String("path", xmlapi.Path),
-		zap.String("socket", socket), zap.Int("accounts", len(cfg.Accounts)))
+	var mln net.Listener
+	if cfg.Metrics.Addr != "" {
+		if mln, err = xmlapi.ListenMetrics(cfg.Metrics.Addr); err != nil {
+			ln.Close()
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		mctx, stop := context.WithCancel(context.Background())
+		mdone := make(chan error, 1)
+		go func() { mdone <- xmlapi.ServeMetrics(mctx, xmlapi.NewMetricsServer(m, h, log), mln, 2*time.Second) }()
+		defer func() { // after the XML server's drain: scrapes see it
+			stop()
+			if err := <-mdone; err != nil {
+				log.Warn("metrics server", zap.Error(err))
+			}
+		}()
+	}
+	fields := []zap.Field{zap.String("listen", ln.Addr().String()), zap.String("path", xmlapi.Path),
+		zap.String("socket", socket), zap.Int("accounts", len(cfg.Accounts))}
+	if mln != nil {
+		fields = append(fields, zap.String("metrics", mln.Addr().String()))
+	}
+	log.Info("xmlapi ready", fields...)
 	if ready != nil {
 		ready(ln.Addr())
 	}

@@ -180,6 +180,19 @@ func TestFlagsAndTools(t *testing.T) {
 	if c := run(context.Background(), []string{"-config", bad}, nil, &out, &errb, nil); c != 2 {
 		t.Fatalf("run with a bad config: %d", c)
 	}
+	// A ticket secret file readable by others: refused by -check-config
+	// and at start, as a configuration error.
+	secret := filepath.Join(dir, "ticket.secret")
+	os.WriteFile(secret, []byte(strings.Repeat("ab", 32)), 0o644)
+	os.Chmod(secret, 0o644)
+	withSecret := filepath.Join(dir, "secret.yaml")
+	os.WriteFile(withSecret, []byte(strings.Replace(string(xmlapi.DefaultYAML), `ticket_secret_file: ""`, "ticket_secret_file: "+secret, 1)), 0o600)
+	for _, args := range [][]string{{"-check-config", withSecret}, {"-config", withSecret, "-socket", filepath.Join(dir, "none.sock")}} {
+		errb.Reset()
+		if c := run(context.Background(), args, nil, &out, &errb, nil); c != 2 || !strings.Contains(errb.String(), "chmod 600") {
+			t.Fatalf("%v: exit %d: %s", args, c, errb.String())
+		}
+	}
 	out.Reset()
 	if c := run(context.Background(), []string{"-print-default-config"}, nil, &out, &errb, nil); c != 0 || out.String() != string(xmlapi.DefaultYAML) {
 		t.Fatalf("print default: %d", c)
@@ -200,5 +213,102 @@ func TestFlagsAndTools(t *testing.T) {
 	}
 	if c := run(context.Background(), []string{"-hash-password"}, strings.NewReader(""), &out, &errb, nil); c != 2 {
 		t.Fatalf("empty password: exit %d", c)
+	}
+}
+
+// TestSampleAccountStaysLocal: the embedded sample account (public
+// password) on a listen address that is not loopback is refused before
+// anything listens, naming the field that allows it; on loopback it runs
+// (TestServeSeedAndStop).
+func TestSampleAccountStaysLocal(t *testing.T) {
+	for _, listen := range []string{"0.0.0.0:0", ":0", "[::]:0", "192.0.2.1:0"} {
+		var out, errb bytes.Buffer
+		c := run(context.Background(), []string{"-listen", listen, "-socket", "/nonexistent.sock"}, nil, &out, &errb, nil)
+		if c != 2 || !strings.Contains(errb.String(), "http.allow_sample_account") || !strings.Contains(errb.String(), "hostid") {
+			t.Errorf("-listen %s: exit %d: %s", listen, c, errb.String())
+		}
+	}
+}
+
+// TestMetricsAndHealth runs the binary with metrics.addr on a Unix socket:
+// a request shows in its xmlapi_* families, /healthz answers ok on both
+// listeners, and the socket is gone after the stop.
+func TestMetricsAndHealth(t *testing.T) {
+	sock := startDaemon(t)
+	dir, err := os.MkdirTemp("", "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	msock := filepath.Join(dir, "m.sock")
+	cfgPath := filepath.Join(dir, "x.yaml")
+	cfg := strings.Replace(string(xmlapi.DefaultYAML), `  addr: ""`, "  addr: unix:"+msock, 1)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stderr syncBuffer
+	addrC := make(chan net.Addr, 1)
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, []string{"-listen", "127.0.0.1:0", "-socket", sock, "-config", cfgPath}, nil, &bytes.Buffer{}, &stderr, func(a net.Addr) { addrC <- a })
+	}()
+	var addr net.Addr
+	select {
+	case addr = <-addrC:
+	case c := <-code:
+		t.Fatalf("run exited %d: %s", c, stderr.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("not ready")
+	}
+	tr := &http.Transport{}
+	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	utr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", msock)
+	}}
+	uc := &http.Client{Transport: utr, Timeout: 10 * time.Second}
+	get := func(c *http.Client, url string) string {
+		t.Helper()
+		resp, err := c.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		b.ReadFrom(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s: HTTP %d %s", url, resp.StatusCode, b.String())
+		}
+		return b.String()
+	}
+	resp, err := hc.Post("http://"+addr.String()+xmlapi.Path, "", strings.NewReader(
+		`<message xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><body><bodyContent xsi:type="java:com.webex.service.binding.ep.GetAPIVersion"/></body></message>`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if body := get(uc, "http://m/metrics"); !strings.Contains(body, `xmlapi_requests_total{op="GetAPIVersion",result="success"} 1`) {
+		t.Fatalf("metrics:\n%s", body)
+	}
+	if get(uc, "http://m"+xmlapi.HealthPath) != "ok\n" || get(hc, "http://"+addr.String()+xmlapi.HealthPath) != "ok\n" {
+		t.Fatal("health not ok")
+	}
+	tr.CloseIdleConnections()
+	utr.CloseIdleConnections()
+	cancel()
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Fatalf("exit %d: %s", c, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("did not stop")
+	}
+	if _, err := os.Lstat(msock); !os.IsNotExist(err) {
+		t.Fatalf("metrics socket left: %v", err)
+	}
+	if !strings.Contains(stderr.String(), `"metrics":"`) {
+		t.Fatalf("ready line does not name the metrics listener:\n%s", stderr.String())
 	}
 }
