@@ -70,4 +70,3 @@ func (c *Client) Close() {
 		_ = cc.Close()
 	}
 }
-
