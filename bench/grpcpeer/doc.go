@@ -37,9 +37,10 @@
 //     used round robin, each carrying many concurrent calls.
 //
 // Two configurations (Options): grpc-go's defaults, and tuned as a
-// competent team would (stream workers, shared write buffers, fixed
-// flow-control windows, larger read and write buffers; options.go says
-// why each). Both use plaintext, as switchboard's hops do.
+// competent team would (stream workers, fixed flow-control windows, larger
+// read and write buffers; shared write buffers are grpc-go's default in
+// v1.85, so both have them; options.go says why each). Both use plaintext,
+// as switchboard's hops do.
 //
 // What it leaves out, each in the peer's favour: circuit breakers (a down
 // tier costs every allocation a fast-failing attempt instead); health

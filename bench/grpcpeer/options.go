@@ -40,9 +40,11 @@ const (
 //     streams instead of a new goroutine per call (grpc-go's own
 //     recommendation for many short unary calls); one per core is the
 //     number that can run at once.
-//   - SharedWriteBuffer: a connection's write buffer is taken from a pool
-//     when it has something to write and given back after the flush, so
-//     idle connections hold no 64 KiB buffer and busy ones reuse warm ones.
+//   - Shared write buffers (a connection's write buffer taken from a pool
+//     for a flush and given back after it, so idle connections hold none):
+//     what grpc.SharedWriteBuffer(true) asked for is grpc-go's default in
+//     v1.85 (the option is deprecated), so both configurations have it and
+//     the tuned one does not repeat it.
 //   - InitialWindowSize, InitialConnWindowSize: fixed (tunedWindow).
 //   - ReadBufferSize, WriteBufferSize: tunedBuffer.
 func serverOptions(o Options) []grpc.ServerOption {
@@ -51,7 +53,6 @@ func serverOptions(o Options) []grpc.ServerOption {
 	}
 	return []grpc.ServerOption{
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
-		grpc.SharedWriteBuffer(true),
 		grpc.InitialWindowSize(tunedWindow),
 		grpc.InitialConnWindowSize(tunedWindow),
 		grpc.ReadBufferSize(tunedBuffer),
@@ -60,16 +61,15 @@ func serverOptions(o Options) []grpc.ServerOption {
 }
 
 // dialOptions returns a client connection's options: plaintext (local hops,
-// as switchboard's) and, tuned, the client's side of serverOptions
-// (shared write buffer, fixed windows, buffer sizes; grpc-go has no stream
-// workers on the client side).
+// as switchboard's) and, tuned, the client's side of serverOptions (fixed
+// windows, buffer sizes; shared write buffers are the default here too, and
+// grpc-go has no stream workers on the client side).
 func dialOptions(o Options) []grpc.DialOption {
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	if !o.Tuned {
 		return opts
 	}
 	return append(opts,
-		grpc.WithSharedWriteBuffer(true),
 		grpc.WithInitialWindowSize(tunedWindow),
 		grpc.WithInitialConnWindowSize(tunedWindow),
 		grpc.WithReadBufferSize(tunedBuffer),
