@@ -17,10 +17,11 @@
 // for a stub, "ready PATH" for a front), serve until SIGINT or SIGTERM,
 // then stop cleanly.
 //
-// load runs -callers goroutines in a closed loop for -warmup (unmeasured)
+// load runs -callers goroutines in a closed loop: one untimed cycle each
+// (every connection is up before the clock runs), -warmup (unmeasured),
 // then -duration, each cycle an allocation with a fresh idempotency token
 // and the release of its key, with the same request on every target: a
-// 47-character conference name with a weekly recurrence, a 37-byte token
+// 51-byte conference name with a weekly recurrence, a 37-byte token
 // and a 256-byte meta. switchboard's client and the gRPC client spread the
 // callers over -conns connections (each carrying concurrent calls);
 // HTTP/1.1 cannot, so the http target keeps one connection per caller. It

@@ -216,13 +216,24 @@ func loadRole(ctx context.Context, fs *flag.FlagSet, args []string, out io.Write
 		alloc, release []time.Duration
 	}
 	tallies := make([]tally, *callers)
-	var wg sync.WaitGroup
+	var wg, ready sync.WaitGroup
 	for i := range *callers {
 		cycle := mk()
 		tl := &tallies[i]
 		tl.alloc = make([]time.Duration, 0, 1<<14)
 		tl.release = make([]time.Duration, 0, 1<<14)
+		ready.Add(1)
 		wg.Go(func() {
+			// One cycle before the warm-up starts, so every connection is
+			// up before the clock runs, however slow the first dial.
+			cctx, cancel := context.WithTimeout(runCtx, 10*time.Second)
+			_, _, err := cycle(cctx)
+			cancel()
+			ready.Done()
+			if err != nil {
+				stop(err)
+				return
+			}
 			for runCtx.Err() == nil {
 				p0 := phase.Load()
 				if p0 == stopping {
@@ -244,6 +255,7 @@ func loadRole(ctx context.Context, fs *flag.FlagSet, args []string, out io.Write
 			}
 		})
 	}
+	ready.Wait()
 	sleep(runCtx, *warmup)
 	cpu0, err := cpuTicks(procs)
 	if err != nil {
