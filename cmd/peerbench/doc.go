@@ -28,8 +28,9 @@
 // prints one JSON object: cycles per second, allocate and release latency
 // percentiles, and the CPU time per cycle of every process in -pids and of
 // itself (utime + stime from /proc/PID/stat, read at the start and the end
-// of the measured window). The first failed call ends the run with exit
-// status 1.
+// of the measured window). A failed allocation or release is counted (with
+// the first error) and the caller goes on; a failure of the first, untimed
+// cycle ends the run with exit status 1.
 //
 // summarize reads load's JSON lines (a file, or standard input) and prints,
 // per load (label), each target's medians and switchboard's ratios to each

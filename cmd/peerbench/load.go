@@ -85,7 +85,7 @@ func target(ctx context.Context, name, socket string, callers, conns int) (func(
 				if err != nil {
 					return 0, 0, err
 				}
-				err = c.Release(ctx, a.Key)
+				err = releaseError(c.Release(ctx, a.Key))
 				return t1.Sub(t0), time.Since(t1), err
 			}
 		}, func() { _ = c.Close() }, nil
@@ -112,7 +112,7 @@ func target(ctx context.Context, name, socket string, callers, conns int) (func(
 				if err != nil {
 					return 0, 0, err
 				}
-				err = c.Release(ctx, a.Key)
+				err = releaseError(c.Release(ctx, a.Key))
 				return t1.Sub(t0), time.Since(t1), err
 			}
 		}, c.Close, nil
@@ -140,12 +140,23 @@ func target(ctx context.Context, name, socket string, callers, conns int) (func(
 				if err != nil {
 					return 0, 0, err
 				}
-				err = c.Release(ctx, a.Key)
+				err = releaseError(c.Release(ctx, a.Key))
 				return t1.Sub(t0), time.Since(t1), err
 			}
 		}, c.Close, nil
 	}
 	return nil, nil, fmt.Errorf("unknown target %q (switchboard, http, grpc, grpc-tuned)", name)
+}
+
+// errRelease marks the error of a cycle whose allocation succeeded and
+// whose release failed.
+var errRelease = errors.New("release")
+
+func releaseError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", errRelease, err)
 }
 
 // Result is what load prints, one JSON object.
@@ -166,6 +177,11 @@ type Result struct {
 	CPUPerCycle float64 `json:"cpu_us_per_cycle"`
 	// CPUByPID is each process's share of CPUPerCycle ("self": the load).
 	CPUByPID map[string]float64 `json:"cpu_us_per_cycle_by_pid"`
+	// Failed allocations and failed releases in the window (not counted
+	// in Cycles; their CPU is in CPUPerCycle), and the first error.
+	AllocErrors   int64  `json:"alloc_errors"`
+	ReleaseErrors int64  `json:"release_errors"`
+	FirstError    string `json:"first_error,omitempty"`
 }
 
 // window phases.
@@ -212,6 +228,8 @@ func loadRole(ctx context.Context, fs *flag.FlagSet, args []string, out io.Write
 	runCtx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	var phase atomic.Int32
+	var allocErrs, relErrs atomic.Int64
+	var firstErr atomic.Pointer[error]
 	type tally struct {
 		alloc, release []time.Duration
 	}
@@ -243,10 +261,20 @@ func loadRole(ctx context.Context, fs *flag.FlagSet, args []string, out io.Write
 				a, r, err := cycle(cctx)
 				cancel()
 				if err != nil {
-					if runCtx.Err() == nil {
-						stop(err)
+					if runCtx.Err() != nil {
+						return
 					}
-					return
+					// A failed call is data, not the end of the run: the
+					// caller goes on, as a front end would.
+					if p0 == measuring {
+						if errors.Is(err, errRelease) {
+							relErrs.Add(1)
+						} else {
+							allocErrs.Add(1)
+						}
+						firstErr.CompareAndSwap(nil, &err)
+					}
+					continue
 				}
 				if p0 == measuring && phase.Load() == measuring {
 					tl.alloc = append(tl.alloc, a)
@@ -294,7 +322,11 @@ func loadRole(ctx context.Context, fs *flag.FlagSet, args []string, out io.Write
 		PerSecond: float64(n) / el.Seconds(),
 		AllocP50:  us(pct(alloc, 0.50)), AllocP99: us(pct(alloc, 0.99)),
 		ReleaseP50: us(pct(release, 0.50)), ReleaseP99: us(pct(release, 0.99)),
-		CPUByPID: map[string]float64{},
+		CPUByPID:    map[string]float64{},
+		AllocErrors: allocErrs.Load(), ReleaseErrors: relErrs.Load(),
+	}
+	if e := firstErr.Load(); e != nil {
+		res.FirstError = (*e).Error()
 	}
 	for k, t1 := range cpu1 {
 		d := float64(t1-cpu0[k]) * tickMicros / float64(n)

@@ -55,7 +55,7 @@ func TestLoadMeasuresGRPCPeer(t *testing.T) {
 		t.Fatalf("%v: %s", err, out.String())
 	}
 	if r.Label != "test" || r.Target != "grpc-tuned" || r.Cycles == 0 || r.PerSecond <= 0 ||
-		r.AllocP50 <= 0 || r.AllocP99 < r.AllocP50 || r.ReleaseP50 <= 0 {
+		r.AllocP50 <= 0 || r.AllocP99 < r.AllocP50 || r.ReleaseP50 <= 0 || r.AllocErrors+r.ReleaseErrors != 0 {
 		t.Fatalf("result %+v", r)
 	}
 	if _, ok := r.CPUByPID["self"]; !ok || r.CPUPerCycle <= 0 {

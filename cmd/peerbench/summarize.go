@@ -94,16 +94,20 @@ func summarize(rs []Result, out io.Writer) error {
 		m := byLabel[l]
 		fmt.Fprintf(out, "== %s\n", l)
 		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "target\truns\tcycles/s\tCPU µs/cycle\talloc p50 µs\talloc p99 µs\trelease p50 µs\trelease p99 µs\t")
+		fmt.Fprintln(tw, "target\truns\tcycles/s\tCPU µs/cycle\talloc p50 µs\talloc p99 µs\trelease p50 µs\trelease p99 µs\terrors (sum)\t")
 		for _, t := range targets {
 			rs := m[t]
 			if len(rs) == 0 {
 				continue
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.1f\t%.0f\t%.0f\t%.0f\t%.0f\t\n", t, len(rs),
+			var errs int64
+			for _, r := range rs {
+				errs += r.AllocErrors + r.ReleaseErrors
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.1f\t%.0f\t%.0f\t%.0f\t%.0f\t%d\t\n", t, len(rs),
 				median(field(rs, cps)), median(field(rs, cpu)), median(field(rs, p50)), median(field(rs, p99)),
 				median(field(rs, func(r Result) float64 { return r.ReleaseP50 })),
-				median(field(rs, func(r Result) float64 { return r.ReleaseP99 })))
+				median(field(rs, func(r Result) float64 { return r.ReleaseP99 })), errs)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
