@@ -17,8 +17,9 @@
 // for a stub, "ready PATH" for a front), serve until SIGINT or SIGTERM,
 // then stop cleanly.
 //
-// load runs -callers goroutines in a closed loop: one untimed cycle each
-// (every connection is up before the clock runs), -warmup (unmeasured),
+// load runs -callers goroutines in a closed loop: one successful untimed
+// cycle each (every connection is up before the clock runs; tried for up to
+// 10 s), -warmup (unmeasured),
 // then -duration, each cycle an allocation with a fresh idempotency token
 // and the release of its key, with the same request on every target: a
 // 51-byte conference name with a weekly recurrence, a 37-byte token
@@ -29,8 +30,8 @@
 // percentiles, and the CPU time per cycle of every process in -pids and of
 // itself (utime + stime from /proc/PID/stat, read at the start and the end
 // of the measured window). A failed allocation or release is counted (with
-// the first error) and the caller goes on; a failure of the first, untimed
-// cycle ends the run with exit status 1.
+// the first error) and the caller goes on; a caller whose untimed cycle
+// never succeeds ends the run with exit status 1.
 //
 // summarize reads load's JSON lines (a file, or standard input) and prints,
 // per load (label), each target's medians and switchboard's ratios to each

@@ -242,11 +242,11 @@ func loadRole(ctx context.Context, fs *flag.FlagSet, args []string, out io.Write
 		tl.release = make([]time.Duration, 0, 1<<14)
 		ready.Add(1)
 		wg.Go(func() {
-			// One cycle before the warm-up starts, so every connection is
-			// up before the clock runs, however slow the first dial.
-			cctx, cancel := context.WithTimeout(runCtx, 10*time.Second)
-			_, _, err := cycle(cctx)
-			cancel()
+			// One successful cycle before the warm-up starts, so every
+			// connection is up before the clock runs, however slow the
+			// first dial: tried for up to 10 s, as a loaded machine can
+			// make a first call miss a service's attempt timeout.
+			err := firstCycle(runCtx, cycle, 10*time.Second)
 			ready.Done()
 			if err != nil {
 				stop(err)
@@ -334,6 +334,20 @@ func loadRole(ctx context.Context, fs *flag.FlagSet, args []string, out io.Write
 		res.CPUPerCycle += d
 	}
 	return json.NewEncoder(out).Encode(&res)
+}
+
+// firstCycle runs cycle until it succeeds, for up to limit; it returns the
+// last error when none did.
+func firstCycle(ctx context.Context, cycle cycleFunc, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	for {
+		_, _, err := cycle(ctx)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		sleep(ctx, 10*time.Millisecond)
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) {
