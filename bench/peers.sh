@@ -77,7 +77,7 @@ echo "cpu: $(nproc) x $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | 
 echo "kernel $(uname -r); $(go version); GOMAXPROCS unset (each process: all $(nproc) cores)"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-echo "== starting the services in $tmp"
+echo "== starting the services in a temporary directory"
 declare -A svc_pids
 # switchboard: three telsim processes and the daemon.
 sb_pids=()
