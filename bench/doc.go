@@ -33,6 +33,13 @@
 // the baseline between its own batches to report x-baseline without mixing
 // runs.
 //
+// Why a gRPC peer: a net/http + JSON daemon is the obvious implementation,
+// not the one a team designing a fast internal service would choose. That
+// team would use gRPC, which multiplexes calls on a few connections as
+// switchboard does; package grpcpeer is that service (default and tuned
+// grpc-go), and cmd/peerbench with peers.sh measures switchboard, the
+// baseline and the peer each as its own processes, with one load client.
+//
 // README.md says how to run them, compare runs with benchstat, and commit
 // results under results/.
 package bench
