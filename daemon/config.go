@@ -652,6 +652,22 @@ func validName(s string) bool {
 	return true
 }
 
+// SimulatedTiers returns the names of the tiers with a sim:// server: tiers
+// served by an in-process simulator, which reserve no real bridge. The
+// daemon warns at start when there is one (the embedded default has three).
+func (c *Config) SimulatedTiers() []string {
+	var out []string
+	for _, t := range c.Tiers {
+		for _, u := range t.Servers {
+			if s, err := ParseServer(u); err == nil && s.Sim != "" {
+				out = append(out, t.Name)
+				break
+			}
+		}
+	}
+	return out
+}
+
 // Server is a parsed tier server URL.
 type Server struct {
 	// Sim is the NAME of sim://NAME, empty for tcp://.
