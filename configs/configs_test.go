@@ -595,10 +595,7 @@ func TestSystemdUnit(t *testing.T) {
 	if len(pre) != 3 || pre[1] != "-check-config" || len(start) == 3 && (pre[0] != start[0] || pre[2] != start[2]) {
 		t.Errorf("ExecStartPre=%q: want the same binary with -check-config on the same file", pre)
 	}
-	reload := u.get("Service", "ExecReload")
-	if !strings.Contains(reload, "kill -HUP $MAINPID") {
-		t.Errorf("ExecReload=%q: want kill -HUP $MAINPID", reload)
-	}
+	checkSyncReload(t, u, c, start)
 
 	// The watchdog pings come from Run's loop, which does nothing else
 	// (reloads run beside it, daemon.TestWatchdogPingsDuringSlowReload):
