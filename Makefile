@@ -48,12 +48,12 @@ test:
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
 
-## bench: every benchmark, COUNT runs, into bench/results/latest.txt (compare with benchstat)
+## bench: every benchmark, COUNT runs, into bench/results/latest.txt (compare with go tool benchstat)
 bench:
 	@mkdir -p bench/results
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(COUNT) $(PKGS) | tee bench/results/latest.txt
 
-## bench-compare REF=<git ref>: benchstat of REF against the working tree
+## bench-compare REF=<git ref>: go tool benchstat of REF against the working tree
 bench-compare:
 	@test -n "$(REF)" || (echo "usage: make bench-compare REF=<git ref>"; exit 2)
 	./bench/compare.sh $(REF)

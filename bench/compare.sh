@@ -16,4 +16,5 @@ for i in $(seq "$count"); do
   (cd "$tmp/base" && go test -run '^$' -bench "$bench" -benchmem -count 1 $pkgs) >>"$tmp/old.txt"
   (cd "$top" && go test -run '^$' -bench "$bench" -benchmem -count 1 $pkgs) >>"$tmp/new.txt"
 done
-go run golang.org/x/perf/cmd/benchstat@latest "$tmp/old.txt" "$tmp/new.txt"
+# benchstat is pinned in go.mod as a tool of the working tree (go tool).
+(cd "$top" && go tool benchstat "$tmp/old.txt" "$tmp/new.txt")

@@ -318,7 +318,8 @@ func checkDefault(t *testing.T, path, cell string, v reflect.Value) {
 
 // exportedMetrics returns every metric name a scrape of the daemon can show:
 // the switchboard_* names in daemon/metrics.go, plus _bucket, _sum and _count
-// for the histograms. The registry of a daemon that is not running tells
+// for the histograms, and the go_* and process_* names of its registry;
+// families lists the switchboard_* families only. The registry of a daemon that is not running tells
 // which families are histograms (the histogram is registered at New).
 func exportedMetrics(t *testing.T) (names map[string]bool, families []string) {
 	t.Helper()
@@ -352,6 +353,15 @@ func exportedMetrics(t *testing.T) (names map[string]bool, families []string) {
 	for _, mf := range mfs {
 		n := mf.GetName()
 		if !strings.HasPrefix(n, "switchboard_") {
+			// The Go runtime's and the process's own families
+			// (go_*, process_*), for the memory panels and alerts.
+			names[n] = true
+			switch mf.GetType().String() {
+			case "HISTOGRAM":
+				names[n+"_bucket"], names[n+"_sum"], names[n+"_count"] = true, true, true
+			case "SUMMARY":
+				names[n+"_sum"], names[n+"_count"] = true, true
+			}
 			continue
 		}
 		if !names[n] {
@@ -451,9 +461,14 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("panel %q has no query", p.Title)
 		}
 		for _, tg := range p.Targets {
-			found := metricRE.FindAllString(tg.Expr, -1)
-			if len(found) == 0 || tg.RefID == "" {
-				t.Errorf("panel %q: query %q uses no switchboard metric or has no refId", p.Title, tg.Expr)
+			found, err := promqlMetricNames(tg.Expr)
+			if err != nil || len(found) == 0 || tg.RefID == "" {
+				t.Errorf("panel %q: query %q uses no metric, does not scan (%v) or has no refId", p.Title, tg.Expr, err)
+			}
+			for _, n := range found {
+				if !names[n] {
+					t.Errorf("panel %q: query %q uses %s, which the daemon does not export", p.Title, tg.Expr, n)
+				}
 			}
 			if !strings.Contains(tg.Expr, `instance=~"$instance"`) {
 				t.Errorf("panel %q: query %q ignores the instance variable", p.Title, tg.Expr)
@@ -580,10 +595,7 @@ func TestSystemdUnit(t *testing.T) {
 	if len(pre) != 3 || pre[1] != "-check-config" || len(start) == 3 && (pre[0] != start[0] || pre[2] != start[2]) {
 		t.Errorf("ExecStartPre=%q: want the same binary with -check-config on the same file", pre)
 	}
-	reload := u.get("Service", "ExecReload")
-	if !strings.Contains(reload, "kill -HUP $MAINPID") {
-		t.Errorf("ExecReload=%q: want kill -HUP $MAINPID", reload)
-	}
+	checkSyncReload(t, u, c, start)
 
 	// The watchdog pings come from Run's loop, which does nothing else
 	// (reloads run beside it, daemon.TestWatchdogPingsDuringSlowReload):
@@ -646,6 +658,8 @@ func TestNoUntestedFiles(t *testing.T) {
 	covered := map[string]bool{
 		"grafana-dashboard.json": true, // TestDashboard
 		"switchboard.service":    true, // TestSystemdUnit
+		"xmlapi.service":         true, // TestXMLAPIUnit
+		"switchboard.rules.yml":  true, // TestAlertRules
 	}
 	entries, err := os.ReadDir(".")
 	if err != nil {
@@ -670,4 +684,11 @@ func loadProduction(t *testing.T) *daemon.Config {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// exportedNames is every metric name a scrape of the daemon can show.
+func exportedNames(t *testing.T) map[string]bool {
+	t.Helper()
+	names, _ := exportedMetrics(t)
+	return names
 }

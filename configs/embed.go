@@ -3,8 +3,9 @@
 //
 // Every *.yaml file here is loaded through the daemon's strict config loader by
 // this package's tests, so the examples cannot rot; the tests also hold the
-// systemd unit (switchboard.service) and the Grafana dashboard
-// (grafana-dashboard.json) to what the daemon implements and exports.
+// systemd units (switchboard.service, xmlapi.service), the Prometheus rules
+// (switchboard.rules.yml) and the Grafana dashboard (grafana-dashboard.json)
+// to what the daemon and the front end implement and export.
 package configs
 
 import _ "embed"

@@ -283,24 +283,36 @@ func LoadConfig(path string) (*Config, error) {
 }
 
 // ParseConfig strictly decodes YAML, applies defaults and validates. name
-// labels errors. Every problem is reported, each with its line in the file
-// when the file sets the value (see strictyaml): first every decoding
-// problem (unknown field, wrong type, duplicate key); only a document that
-// decodes cleanly is validated, since a value that did not decode would
-// only cause misleading follow-on errors. strictyaml.List takes the error
-// apart, one problem each.
+// labels errors. Every problem is reported in one pass, each with its line
+// in the file when the file sets the value (see strictyaml): first every
+// decoding problem (unknown field, wrong type, duplicate key), then every
+// validation problem of the values that did decode, across all sections
+// (strictyaml.DecodePartial). A value that did not decode is validated at
+// its default, and problems at or around its field are left out
+// (strictyaml.Errors.Except): they would only mislead. Only a document
+// that is not YAML at all, or whose problems cannot be cut out, reports its
+// decoding problems alone. strictyaml.List takes the error apart, one
+// problem each.
 func ParseConfig(b []byte, name string) (*Config, error) {
 	var c Config
-	lines, err := strictyaml.Decode(b, name, &c)
-	if err != nil {
+	lines, rest, err := strictyaml.DecodePartial(b, name, &c)
+	if err != nil && !rest {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	var all strictyaml.Errors
+	if err != nil && !errors.As(err, &all) {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	c.applyDefaults()
-	if err := c.Validate(); err != nil {
+	if verr := c.Validate(); verr != nil {
 		var es strictyaml.Errors
-		if errors.As(err, &es) {
-			es.Locate(name, lines)
+		if !errors.As(verr, &es) {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, verr)
 		}
+		es.Locate(name, lines)
+		all = append(all, es.Except(all)...)
+	}
+	if err := all.Err(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	return &c, nil
@@ -650,6 +662,22 @@ func validName(s string) bool {
 		}
 	}
 	return true
+}
+
+// SimulatedTiers returns the names of the tiers with a sim:// server: tiers
+// served by an in-process simulator, which reserve no real bridge. The
+// daemon warns at start when there is one (the embedded default has three).
+func (c *Config) SimulatedTiers() []string {
+	var out []string
+	for _, t := range c.Tiers {
+		for _, u := range t.Servers {
+			if s, err := ParseServer(u); err == nil && s.Sim != "" {
+				out = append(out, t.Name)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // Server is a parsed tier server URL.

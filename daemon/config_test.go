@@ -105,26 +105,29 @@ const tierA = "tiers:\n  - name: a\n    servers: [sim://a]\n"
 
 func TestDecodeErrorsNameFieldAndLine(t *testing.T) {
 	cases := []struct{ name, yaml, want string }{
+		// The values that did decode are validated too, in the same
+		// pass: the empty tier list is reported with the unknown field.
 		{"unknown top-level field", "tiers: []\nlogs: {level: info}\n",
-			"t.yaml: line 2: logs: unknown field (did you mean log?); valid fields here: instance, socket, data_dir, log, admin, metrics, server, keys, cache, pool, breaker, tiers, simulators"},
-		{"unknown nested field", "server:\n  transport: net\n  max_frme: 65536\n",
+			"t.yaml: line 2: logs: unknown field (did you mean log?); valid fields here: instance, socket, data_dir, log, admin, metrics, server, keys, cache, pool, breaker, tiers, simulators\n" +
+				"t.yaml: line 1: tiers: at least one tier is required"},
+		{"unknown nested field", "server:\n  transport: net\n  max_frme: 65536\n" + tierA,
 			"t.yaml: line 3: server.max_frme: unknown field (did you mean max_frame?); valid fields here: transport, max_frame, max_conns, max_in_flight, max_conn_in_flight, request_timeout, read_timeout, write_timeout, ready_timeout, shutdown_timeout, max_conn_unanswered, max_conn_queued_bytes, idle_timeout, max_conns_per_uid"},
 		{"unknown field in a tier", tierA + "    pool: {min_con: 2}\n",
 			"t.yaml: line 4: tiers[0].pool.min_con: unknown field (did you mean min_conns?); valid fields here: min_conns, max_in_flight, dial_timeout, heartbeat_interval, heartbeat_timeout, backoff_base, backoff_max, max_age"},
-		{"int", "server:\n  max_in_flight: lots\n", `t.yaml: line 2: server.max_in_flight: "lots" is not an integer`},
-		{"negative uint", "keys: {block_size: -1}\n", `t.yaml: line 1: keys.block_size: "-1" is not an integer in 0..18446744073709551615`},
-		{"duration", "server:\n  request_timeout: fast\n", `t.yaml: line 2: server.request_timeout: "fast" is not a duration (e.g. 250ms, 2s, 1m)`},
+		{"int", "server:\n  max_in_flight: lots\n" + tierA, `t.yaml: line 2: server.max_in_flight: "lots" is not an integer`},
+		{"negative uint", "keys: {block_size: -1}\n" + tierA, `t.yaml: line 1: keys.block_size: "-1" is not an integer in 0..18446744073709551615`},
+		{"duration", "server:\n  request_timeout: fast\n" + tierA, `t.yaml: line 2: server.request_timeout: "fast" is not a duration (e.g. 250ms, 2s, 1m)`},
 		{"duration without unit", tierA + "    attempt_timeout: 250\n", `t.yaml: line 4: tiers[0].attempt_timeout: "250" is not a duration: give a unit (e.g. 250ms, 2s, 1m)`},
 		{"list", "tiers:\n  - name: a\n    servers: sim://a\n", `t.yaml: line 3: tiers[0].servers: want a list, got "sim://a"`},
-		{"mapping", "server: net\n", `t.yaml: line 1: server: want a mapping (fields: transport, max_frame, max_conns, max_in_flight, max_conn_in_flight, request_timeout, read_timeout, write_timeout, ready_timeout, shutdown_timeout, max_conn_unanswered, max_conn_queued_bytes, idle_timeout, max_conns_per_uid), got "net"`},
-		{"duplicate key", "log:\n  level: info\n  level: debug\n", "t.yaml: line 3: log.level: duplicate key, first set at line 2"},
+		{"mapping", "server: net\n" + tierA, `t.yaml: line 1: server: want a mapping (fields: transport, max_frame, max_conns, max_in_flight, max_conn_in_flight, request_timeout, read_timeout, write_timeout, ready_timeout, shutdown_timeout, max_conn_unanswered, max_conn_queued_bytes, idle_timeout, max_conns_per_uid), got "net"`},
+		{"duplicate key", "log:\n  level: info\n  level: debug\n" + tierA, "t.yaml: line 3: log.level: duplicate key, first set at line 2"},
 		{"empty", "# nothing\n", "t.yaml: empty document"},
 		{"two documents", tierA + "---\n" + tierA, "t.yaml: line 4: more than one YAML document (a config is exactly one; remove the ---)"},
 		{"syntax", "log:\n  level: info\n level: x\n", "t.yaml: line 2: invalid YAML: did not find expected key"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			wantErrors(t, configErrors(t, c.yaml), []string{c.want})
+			wantErrors(t, configErrors(t, c.yaml), strings.Split(c.want, "\n"))
 		})
 	}
 }
@@ -177,12 +180,14 @@ tiers:
     servers: [sim://a]
     attempt_timeout: soon
 `
-	// Decoding problems are reported together; validation (keys.digits)
-	// waits for a document that decodes.
+	// Decoding problems are reported together, and with them, in the same
+	// pass, the validation problems of what did decode (keys.digits): it
+	// once waited for a document that decodes.
 	wantErrors(t, configErrors(t, y), []string{
 		`t.yaml: line 2: server.max_frame: "big" is not an integer`,
 		`t.yaml: line 3: server.nope: unknown field; valid fields here: transport, max_frame, max_conns, max_in_flight, max_conn_in_flight, request_timeout, read_timeout, write_timeout, ready_timeout, shutdown_timeout, max_conn_unanswered, max_conn_queued_bytes, idle_timeout, max_conns_per_uid`,
 		`t.yaml: line 9: tiers[0].attempt_timeout: "soon" is not a duration (e.g. 250ms, 2s, 1m)`,
+		`t.yaml: line 5: keys.digits: 30 not in 6..18`,
 	})
 }
 

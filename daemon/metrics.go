@@ -10,11 +10,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/VictoriaMetrics/fastcache"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
+	"switchboard/internal/buildinfo"
 	"switchboard/pool"
 	"switchboard/wire"
 )
@@ -100,8 +103,15 @@ func newMetrics(d *Daemon) *metrics {
 	for _, r := range []string{reloadOK, reloadInvalid, reloadRequiresRestart, reloadFailed} {
 		m.reloads.WithLabelValues(r) // present at 0 from the start, for alerts
 	}
-	m.reg.MustRegister(requests, latency, m.attempts, m.failovers, m.reloads,
-		&collector{d: d},
+	bi := buildinfo.Read()
+	build := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "switchboard_build_info",
+		Help:        "Always 1; the labels say which build runs: module version, VCS revision (-modified for a dirty tree), Go version.",
+		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.RevisionLabel(), "goversion": bi.GoVersion},
+	})
+	build.Set(1)
+	m.reg.MustRegister(requests, latency, m.attempts, m.failovers, m.reloads, build,
+		&collector{d: d}, logDropsCollector{},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -161,11 +171,23 @@ var (
 	descVersion   = prometheus.NewDesc("switchboard_config_version", "Configuration generation in force: 1 at start, +1 per successful reload.", nil, nil)
 	descReloadAt  = prometheus.NewDesc("switchboard_config_last_reload_success_timestamp_seconds", "When the configuration in force was loaded.", nil, nil)
 	descStart     = prometheus.NewDesc("switchboard_start_time_seconds", "When the daemon started.", nil, nil)
+
+	// The session index (fastcache.Stats), read at scrape time. Entries
+	// counts overwritten entries too, until their bytes are reused.
+	descIdxEntries     = prometheus.NewDesc("switchboard_index_entries", "Entries in the session index (sessions, idempotency tokens), overwritten ones included until their space is reused.", nil, nil)
+	descIdxBytes       = prometheus.NewDesc("switchboard_index_bytes", "Bytes the session index occupies (off the Go heap; counted in RSS).", nil, nil)
+	descIdxMaxBytes    = prometheus.NewDesc("switchboard_index_max_bytes", "The session index's capacity in bytes (cache.size_mb, rounded up to 32 MiB steps).", nil, nil)
+	descIdxGets        = prometheus.NewDesc("switchboard_index_get_calls_total", "Session index lookups since start.", nil, nil)
+	descIdxSets        = prometheus.NewDesc("switchboard_index_set_calls_total", "Session index writes since start.", nil, nil)
+	descIdxMisses      = prometheus.NewDesc("switchboard_index_misses_total", "Session index lookups that found nothing (the telephony servers are asked instead).", nil, nil)
+	descIdxCollisions  = prometheus.NewDesc("switchboard_index_collisions_total", "Session index lookups that met another key with the same hash (a miss, never a wrong answer).", nil, nil)
+	descIdxCorruptions = prometheus.NewDesc("switchboard_index_corruptions_total", "Session index entries found damaged (dropped and treated as misses).", nil, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBreaker, descOverride, descDrained, descPoolConns, descPoolCalls,
-		descInFlight, descConns, descRefused, descCuts, descPauses, descIssued, descLeft, descKeyWaits, descOrphans, descStranded, descVersion, descReloadAt, descStart} {
+		descInFlight, descConns, descRefused, descCuts, descPauses, descIssued, descLeft, descKeyWaits, descOrphans, descStranded, descVersion, descReloadAt, descStart,
+		descIdxEntries, descIdxBytes, descIdxMaxBytes, descIdxGets, descIdxSets, descIdxMisses, descIdxCollisions, descIdxCorruptions} {
 		ch <- d
 	}
 }
@@ -205,6 +227,19 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descVersion, float64(c.d.version.Load()))
 	gauge(descReloadAt, float64(c.d.loadedAt.Load())/1e9)
 	gauge(descStart, float64(c.d.started.UnixNano())/1e9)
+	var is fastcache.Stats
+	st.svc.idx.c.UpdateStats(&is) // takes each bucket's lock in turn, briefly: scrape time only
+	gauge(descIdxEntries, float64(is.EntriesCount))
+	gauge(descIdxBytes, float64(is.BytesSize))
+	gauge(descIdxMaxBytes, float64(is.MaxBytesSize))
+	counterOf := func(d *prometheus.Desc, v uint64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	}
+	counterOf(descIdxGets, is.GetCalls)
+	counterOf(descIdxSets, is.SetCalls)
+	counterOf(descIdxMisses, is.Misses)
+	counterOf(descIdxCollisions, is.Collisions)
+	counterOf(descIdxCorruptions, is.Corruptions)
 }
 
 func poolCounts(ps pool.Stats) (live, dialing, draining int) {
@@ -279,5 +314,20 @@ func (m *metricsServer) shutdown() {
 	<-m.done
 	if m.path != "" {
 		os.Remove(m.path)
+	}
+}
+
+var descLogDropped = prometheus.NewDesc("switchboard_log_dropped_total",
+	"Log lines the sampler dropped (past 100 of one message per second, all but every 100th), by level.", []string{"level"}, nil)
+
+// logDropsCollector exports logDropped at scrape time.
+type logDropsCollector struct{}
+
+func (logDropsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descLogDropped }
+
+func (logDropsCollector) Collect(ch chan<- prometheus.Metric) {
+	for i := range logDropped {
+		lvl := zapcore.DebugLevel + zapcore.Level(i)
+		ch <- prometheus.MustNewConstMetric(descLogDropped, prometheus.CounterValue, float64(logDropped[i].Load()), lvl.String())
 	}
 }

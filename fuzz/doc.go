@@ -2,8 +2,9 @@
 // wire decoder (every Decode method of package wire, ParseHeader, ReadFrame
 // and DecodeError) and one for the strict config decoder
 // (FuzzStrictYAML: internal/strictyaml accepts exactly what yaml.v3
-// accepts, with the same values, and never leaves an error unexplained)
-// and one for the in-flight table's slot decoder (FuzzInflightSlot: package
+// accepts, with the same values, and never leaves an error unexplained;
+// FuzzDecodePartial: its partial decode reports what Decode reports) and
+// one for the in-flight table's slot decoder (FuzzInflightSlot: package
 // inflight reads back whatever a killed process left in its file).
 // It contains no code of its own, only tests.
 //

@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"switchboard/internal/buildinfo"
 	"switchboard/mux"
 	"switchboard/wire"
 )
@@ -22,6 +23,10 @@ const (
 
 // errUsage marks a command-line error (exit status 2).
 var errUsage = errors.New("usage")
+
+// errPrinted says parseFlags printed what was asked (-h, -version) and the
+// run is over: exit status 0.
+var errPrinted = errors.New("printed")
 
 // config is one run's settings, from the command line.
 type config struct {
@@ -61,6 +66,7 @@ func defaultSocket() string {
 }
 
 const usageText = `usage: sbbench [-socket PATH] (-rate N | -concurrency N) [-duration D] [flags]
+       sbbench -version
 
 Drives ALLOCATE at switchboard's front-end socket, releases what it
 allocated, and prints latency percentiles, errors by code and allocations
@@ -88,8 +94,8 @@ Flags:
 `
 
 // parseFlags parses args (without the program name). -h prints the usage
-// to stdout and returns flag.ErrHelp; any other problem returns an error
-// wrapping errUsage.
+// and -version the build to stdout and return errPrinted; any other problem
+// returns an error wrapping errUsage.
 func parseFlags(args []string, stdout io.Writer) (config, error) {
 	c := config{}
 	fs := flag.NewFlagSet("sbbench", flag.ContinueOnError)
@@ -112,14 +118,19 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	fs.DurationVar(&c.step, "timeline-step", defaultTimelineStep, "timeline row `width` (widened to keep at most 600 rows)")
 	fs.DurationVar(&c.reloadEvery, "reload-every", 0, "reload the daemon (POST /reload on -admin-socket) every `D` of the measured window (0: never)")
 	fs.StringVar(&c.adminSocket, "admin-socket", "", "the daemon's admin socket `path`, for -reload-every")
+	version := fs.Bool("version", false, "print the build (version, revision, Go version) and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usageText)
 			fs.SetOutput(stdout)
 			fs.PrintDefaults()
-			return c, err
+			return c, errPrinted
 		}
 		return c, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if *version {
+		buildinfo.Print(stdout, "sbbench")
+		return c, errPrinted
 	}
 	if fs.NArg() != 0 {
 		return c, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))

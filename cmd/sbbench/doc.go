@@ -5,6 +5,10 @@
 //	sbbench -socket PATH (-rate N | -concurrency N) -duration D [-conns C] [-json] [-warmup D] [-name-prefix S]
 //	        [-fault ADDR=MODE[:K=V,...]@SECONDS]... [-timeline-step D]
 //	        [-reload-every D -admin-socket PATH]
+//	sbbench -version
+//
+// -version prints the build (module version, VCS revision, Go version) and
+// -h the usage, on standard output, and exit 0.
 //
 // Two load models, because they answer different questions:
 //

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -22,7 +21,7 @@ const (
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg, err := parseFlags(args, stdout)
 	switch {
-	case errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, errPrinted):
 		return exitOK
 	case err != nil:
 		fail(stderr, strings.TrimPrefix(err.Error(), errUsage.Error()+": ")+" (see sbbench -h)")

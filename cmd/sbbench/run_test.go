@@ -180,6 +180,10 @@ func TestRunUsageAndDialErrors(t *testing.T) {
 	if r.code != exitOK || !strings.Contains(r.stdout, "-concurrency") || !strings.Contains(r.stdout, SocketEnv) || !strings.Contains(r.stdout, DefaultSocket) {
 		t.Fatalf("-h: exit %d, stdout %q", r.code, r.stdout)
 	}
+	r = sbbench(t, ctx, "-version")
+	if r.code != exitOK || r.stderr != "" || !strings.HasPrefix(r.stdout, "sbbench ") || !strings.Contains(r.stdout, " go1.") || strings.Count(r.stdout, "\n") != 1 {
+		t.Fatalf("-version: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
 }
 
 func TestParseFlagsDefaults(t *testing.T) {

@@ -171,8 +171,8 @@ func (c *adminClient) transportError(what, method string, err error) error {
 }
 
 // tierArg parses "CMD TIER".
-func tierArg(name string, args []string) (string, error) {
-	pos, err := parseArgs(flag.NewFlagSet(name, flag.ContinueOnError), args, 1, "TIER")
+func tierArg(g *globals, name string, args []string) (string, error) {
+	pos, err := parseArgs(g, flag.NewFlagSet(name, flag.ContinueOnError), args, 1, "TIER")
 	if err != nil {
 		return "", err
 	}
@@ -183,7 +183,7 @@ func tierArg(name string, args []string) (string, error) {
 }
 
 func cmdStatus(ctx context.Context, g *globals, args []string) (result, error) {
-	if _, err := parseArgs(flag.NewFlagSet("status", flag.ContinueOnError), args, 0, ""); err != nil {
+	if _, err := parseArgs(g, flag.NewFlagSet("status", flag.ContinueOnError), args, 0, ""); err != nil {
 		return nil, err
 	}
 	r := &statusResult{}
@@ -196,7 +196,7 @@ func cmdStatus(ctx context.Context, g *globals, args []string) (result, error) {
 }
 
 func cmdReload(ctx context.Context, g *globals, args []string) (result, error) {
-	if _, err := parseArgs(flag.NewFlagSet("reload", flag.ContinueOnError), args, 0, ""); err != nil {
+	if _, err := parseArgs(g, flag.NewFlagSet("reload", flag.ContinueOnError), args, 0, ""); err != nil {
 		return nil, err
 	}
 	r := &reloadResult{}
@@ -222,7 +222,7 @@ func cmdDrain(on bool) func(ctx context.Context, g *globals, args []string) (res
 		name = "drain"
 	}
 	return func(ctx context.Context, g *globals, args []string) (result, error) {
-		tier, err := tierArg(name, args)
+		tier, err := tierArg(g, name, args)
 		if err != nil {
 			return nil, err
 		}
@@ -236,7 +236,7 @@ func cmdDrain(on bool) func(ctx context.Context, g *globals, args []string) (res
 }
 
 func cmdBreaker(ctx context.Context, g *globals, args []string) (result, error) {
-	pos, err := parseArgs(flag.NewFlagSet("breaker", flag.ContinueOnError), args, 2, "TIER open|closed|auto")
+	pos, err := parseArgs(g, flag.NewFlagSet("breaker", flag.ContinueOnError), args, 2, "TIER open|closed|auto")
 	if err != nil {
 		return nil, err
 	}
@@ -263,7 +263,7 @@ func cmdLogLevel(ctx context.Context, g *globals, args []string) (result, error)
 	if len(args) > 0 {
 		want = 1 // set (or -h)
 	}
-	pos, err := parseArgs(flag.NewFlagSet("log-level", flag.ContinueOnError), args, want, "[LEVEL]")
+	pos, err := parseArgs(g, flag.NewFlagSet("log-level", flag.ContinueOnError), args, want, "[LEVEL]")
 	if err != nil {
 		return nil, err
 	}

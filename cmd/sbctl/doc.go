@@ -2,6 +2,12 @@
 // daemon.
 //
 //	sbctl [-socket PATH] [-admin-socket PATH] [-json] [-timeout D] COMMAND [ARGS]
+//	sbctl -version
+//
+// The global flags may come before or after the command and its arguments
+// ("sbctl -json ping" and "sbctl ping -json" are the same). -version prints
+// the build (module version, VCS revision, Go version) and -h the usage, on
+// standard output, and exit 0.
 //
 // Front-end commands go through the daemon's front-end socket, the same one
 // the XML front end uses, so what sbctl shows is what a front end would get:

@@ -40,7 +40,7 @@ func dialFrontEnd(ctx context.Context, g *globals) (*client.Client, error) {
 }
 
 func cmdPing(ctx context.Context, g *globals, args []string) (result, error) {
-	if _, err := parseArgs(flag.NewFlagSet("ping", flag.ContinueOnError), args, 0, ""); err != nil {
+	if _, err := parseArgs(g, flag.NewFlagSet("ping", flag.ContinueOnError), args, 0, ""); err != nil {
 		return nil, err
 	}
 	c, err := dialFrontEnd(ctx, g)
@@ -63,7 +63,7 @@ func cmdAllocate(ctx context.Context, g *globals, args []string) (result, error)
 	meta := fs.String("meta", "", "opaque meeting record stored with the reservation")
 	duration := fs.Uint("duration", 60, "duration in `minutes`")
 	tz := fs.Int("tz", -1, "WebEx timeZoneID 0–61, -1 unset")
-	if _, err := parseArgs(fs, args, 0, ""); err != nil {
+	if _, err := parseArgs(g, fs, args, 0, ""); err != nil {
 		return nil, err
 	}
 	req := &wire.AllocateRequest{
@@ -104,8 +104,8 @@ func cmdAllocate(ctx context.Context, g *globals, args []string) (result, error)
 }
 
 // keyCommand parses "CMD KEY" with fs's flags.
-func keyCommand(fs *flag.FlagSet, args []string) (uint64, error) {
-	pos, err := parseArgs(fs, args, 1, "KEY")
+func keyCommand(g *globals, fs *flag.FlagSet, args []string) (uint64, error) {
+	pos, err := parseArgs(g, fs, args, 1, "KEY")
 	if err != nil {
 		return 0, err
 	}
@@ -113,7 +113,7 @@ func keyCommand(fs *flag.FlagSet, args []string) (uint64, error) {
 }
 
 func cmdLookup(ctx context.Context, g *globals, args []string) (result, error) {
-	key, err := keyCommand(flag.NewFlagSet("lookup", flag.ContinueOnError), args)
+	key, err := keyCommand(g, flag.NewFlagSet("lookup", flag.ContinueOnError), args)
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +137,7 @@ func cmdUpdate(ctx context.Context, g *globals, args []string) (result, error) {
 	fs := flag.NewFlagSet("update", flag.ContinueOnError)
 	name := fs.String("name", "", "new conference `name` (required)")
 	meta := fs.String("meta", "", "replace the meeting record (default: keep it)")
-	key, err := keyCommand(fs, args)
+	key, err := keyCommand(g, fs, args)
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +175,7 @@ func cmdUpdate(ctx context.Context, g *globals, args []string) (result, error) {
 }
 
 func cmdRelease(ctx context.Context, g *globals, args []string) (result, error) {
-	key, err := keyCommand(flag.NewFlagSet("release", flag.ContinueOnError), args)
+	key, err := keyCommand(g, flag.NewFlagSet("release", flag.ContinueOnError), args)
 	if err != nil {
 		return nil, err
 	}

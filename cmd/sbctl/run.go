@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"switchboard/internal/buildinfo"
 	"switchboard/wire"
 )
 
@@ -40,12 +41,35 @@ func usageErrorf(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, a...))
 }
 
-// globals are the flags before the command name.
+// globals are the flags that apply to every command, given before or after
+// the command name ("sbctl -json ping" and "sbctl ping -json").
 type globals struct {
 	socket      string        // front-end socket
 	adminSocket string        // admin socket; "" when neither flag nor environment gives one
 	json        bool          // one JSON object on stdout
 	timeout     time.Duration // bound on the whole command, dial included
+	timeoutSet  bool          // -timeout was given, before or after the command
+	// parseOnly makes parseArgs stop the command once its arguments are
+	// parsed (errParsed): run's first pass, which learns the global flags
+	// given after the command before the command's -timeout starts.
+	parseOnly bool
+}
+
+// errParsed ends a command's parse-only pass (globals.parseOnly).
+var errParsed = errors.New("arguments parsed")
+
+// define adds the global flags to fs, bound to g's fields with their
+// current values as defaults.
+func (g *globals) define(fs *flag.FlagSet) {
+	fs.StringVar(&g.socket, "socket", g.socket, "daemon front-end socket `path`")
+	fs.StringVar(&g.adminSocket, "admin-socket", g.adminSocket, "daemon admin socket `path` (status, reload, drain, undrain, breaker, log-level)")
+	fs.BoolVar(&g.json, "json", g.json, "print exactly one JSON object")
+	fs.DurationVar(&g.timeout, "timeout", g.timeout, fmt.Sprintf("bound on the whole command, dial included; reload without -timeout: %v", DefaultReloadTimeout))
+}
+
+// noteTimeout records whether fs, once parsed, was given -timeout.
+func (g *globals) noteTimeout(fs *flag.FlagSet) {
+	fs.Visit(func(f *flag.Flag) { g.timeoutSet = g.timeoutSet || f.Name == "timeout" })
 }
 
 // result is what a successful command prints: its fields, with JSON tags,
@@ -89,7 +113,8 @@ func defaultSocket() string {
 }
 
 func writeUsage(w io.Writer, fs *flag.FlagSet) {
-	fmt.Fprintf(w, "usage: sbctl [-socket PATH] [-admin-socket PATH] [-json] [-timeout D] COMMAND [ARGS]\n\n")
+	fmt.Fprintf(w, "usage: sbctl [-socket PATH] [-admin-socket PATH] [-json] [-timeout D] COMMAND [ARGS]\n       sbctl -version\n\n")
+	fmt.Fprintf(w, "The global flags may also follow the command: sbctl ping -json.\n")
 	fmt.Fprintf(w, "Operates a running switchboard daemon. The front-end socket is -socket,\nelse $%s, else %s.\nThe admin socket is -admin-socket, else $%s; it has no default.\n", SocketEnv, DefaultSocket, AdminSocketEnv)
 	for _, admin := range []bool{false, true} {
 		if admin {
@@ -113,13 +138,11 @@ func writeUsage(w io.Writer, fs *flag.FlagSet) {
 // that ends on SIGINT/SIGTERM and exits with what it returns. A failure
 // is exactly one line on stderr.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	g := globals{}
+	g := globals{socket: defaultSocket(), adminSocket: defaultAdminSocket(), timeout: DefaultTimeout}
 	fs := flag.NewFlagSet("sbctl", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&g.socket, "socket", defaultSocket(), "daemon front-end socket `path`")
-	fs.StringVar(&g.adminSocket, "admin-socket", defaultAdminSocket(), "daemon admin socket `path` (status, reload, drain, undrain, breaker, log-level)")
-	fs.BoolVar(&g.json, "json", false, "print exactly one JSON object")
-	fs.DurationVar(&g.timeout, "timeout", DefaultTimeout, fmt.Sprintf("bound on the whole command, dial included; reload without -timeout: %v", DefaultReloadTimeout))
+	g.define(fs)
+	version := fs.Bool("version", false, "print the build (version, revision, Go version) and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			writeUsage(stdout, fs)
@@ -127,6 +150,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return fail(stderr, usageErrorf("%v", err))
 	}
+	if *version {
+		buildinfo.Print(stdout, "sbctl")
+		return exitOK
+	}
+	g.noteTimeout(fs)
 	rest := fs.Args()
 	if len(rest) == 0 {
 		return fail(stderr, usageErrorf("no command"))
@@ -139,18 +167,35 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return fail(stderr, usageErrorf("unknown command %q", rest[0]))
 	}
-	if g.timeout <= 0 {
-		return fail(stderr, usageErrorf("-timeout must be positive"))
+	// First pass: parse the command's arguments only, for the global
+	// flags among them, so that a -timeout after the command bounds it too.
+	g.parseOnly = true
+	_, err := cmd.run(ctx, &g, rest[1:])
+	g.parseOnly = false
+	if err == nil || errors.Is(err, errParsed) {
+		err = nil
+		if g.timeout <= 0 {
+			return fail(stderr, usageErrorf("-timeout must be positive"))
+		}
+		if !g.timeoutSet && cmd.timeout > 0 {
+			g.timeout = cmd.timeout
+		}
+		tctx, cancel := context.WithTimeout(ctx, g.timeout)
+		defer cancel()
+		var res result
+		res, err = cmd.run(tctx, &g, rest[1:])
+		if err == nil {
+			if g.json {
+				err = json.NewEncoder(stdout).Encode(res)
+			} else {
+				err = res.writeText(stdout)
+			}
+			if err != nil {
+				return fail(stderr, fmt.Errorf("write output: %w", err))
+			}
+			return exitOK
+		}
 	}
-	timeoutSet := false
-	fs.Visit(func(f *flag.Flag) { timeoutSet = timeoutSet || f.Name == "timeout" })
-	if !timeoutSet && cmd.timeout > 0 {
-		g.timeout = cmd.timeout
-	}
-
-	ctx, cancel := context.WithTimeout(ctx, g.timeout)
-	defer cancel()
-	res, err := cmd.run(ctx, &g, rest[1:])
 	var help *helpRequest
 	if errors.As(err, &help) {
 		fmt.Fprintf(stdout, "usage: sbctl [global flags] %s %s\n  %s\n", cmd.name, cmd.synopsis, cmd.summary)
@@ -158,18 +203,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		help.fs.PrintDefaults()
 		return exitOK
 	}
-	if err != nil {
-		return fail(stderr, err)
-	}
-	if g.json {
-		err = json.NewEncoder(stdout).Encode(res)
-	} else {
-		err = res.writeText(stdout)
-	}
-	if err != nil {
-		return fail(stderr, fmt.Errorf("write output: %w", err))
-	}
-	return exitOK
+	return fail(stderr, err)
 }
 
 // fail prints err as one line on w and returns its exit status.
@@ -207,11 +241,14 @@ type helpRequest struct{ fs *flag.FlagSet }
 func (h *helpRequest) Error() string { return flag.ErrHelp.Error() }
 func (h *helpRequest) Unwrap() error { return flag.ErrHelp }
 
-// parseArgs parses a command's flags, which may come before, after or
-// around its positional arguments ("update KEY -name N" and
-// "update -name N KEY" both work), and returns exactly want positionals.
-func parseArgs(fs *flag.FlagSet, args []string, want int, names string) ([]string, error) {
+// parseArgs parses a command's flags and the global ones (g.define), which
+// may come before, after or around its positional arguments ("update KEY
+// -name N" and "update -name N KEY" both work), and returns exactly want
+// positionals. With g.parseOnly it returns errParsed instead.
+func parseArgs(g *globals, fs *flag.FlagSet, args []string, want int, names string) ([]string, error) {
 	fs.SetOutput(io.Discard)
+	g.define(fs)
+	defer g.noteTimeout(fs)
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -232,6 +269,9 @@ func parseArgs(fs *flag.FlagSet, args []string, want int, names string) ([]strin
 			return nil, usageErrorf("%s: unexpected argument %q", fs.Name(), pos[0])
 		}
 		return nil, usageErrorf("%s: want %s, got %d argument(s)", fs.Name(), names, len(pos))
+	}
+	if g.parseOnly {
+		return nil, errParsed
 	}
 	return pos, nil
 }

@@ -251,3 +251,41 @@ func TestHelp(t *testing.T) {
 		t.Fatalf("allocate -h: %q", out)
 	}
 }
+
+// The global flags may follow the command, as operators type them:
+// "sbctl ping -json" once was a usage error. A -timeout after the command
+// bounds it like one before.
+func TestGlobalFlagsAfterCommand(t *testing.T) {
+	fd := fakedaemon.StartTB(t, fakedaemon.Config{})
+	m := oneJSON(t, ok(t, "-socket", fd.Path(), "ping", "-json"))
+	if m["ok"] != true {
+		t.Fatalf("ping -json: %v", m)
+	}
+	m = oneJSON(t, ok(t, "ping", "-socket", fd.Path(), "--json"))
+	if m["ok"] != true {
+		t.Fatalf("ping -socket S --json: %v", m)
+	}
+	key, _ := oneJSON(t, ok(t, "allocate", "-name", "after", "-socket="+fd.Path(), "-json"))["sessionKey"].(string)
+	m = oneJSON(t, ok(t, "lookup", key, "-json", "-socket", fd.Path()))
+	if key == "" || m["sessionKey"] != key || m["name"] != "after" {
+		t.Fatalf("lookup KEY -json -socket S: %v", m)
+	}
+	failsWith(t, exitUsage, "sbctl: -timeout must be positive (see sbctl -h)", false, "-socket", fd.Path(), "ping", "-timeout", "0s")
+
+	slow := fakedaemon.StartTB(t, fakedaemon.Config{Delay: time.Hour})
+	start := time.Now()
+	failsWith(t, exitFail, "sbctl: ping "+slow.Path()+": no answer within -timeout 50ms, outcome unknown: context deadline exceeded", false,
+		"ping", "-socket", slow.Path(), "-timeout", "50ms")
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("-timeout 50ms after the command took %v", d)
+	}
+}
+
+// -version prints one line naming the program and the Go toolchain; it
+// needs no daemon.
+func TestVersion(t *testing.T) {
+	out := ok(t, "-version")
+	if !strings.HasPrefix(out, "sbctl ") || !strings.Contains(out, " go1.") || strings.Count(out, "\n") != 1 {
+		t.Fatalf("sbctl -version: %q", out)
+	}
+}

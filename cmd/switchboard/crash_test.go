@@ -163,7 +163,8 @@ func TestCheckConfig(t *testing.T) {
 	var ee *exec.ExitError
 	want := bad + ": line 2: bogus: unknown field; valid fields here: instance, socket, data_dir, log, admin, metrics, server, keys, cache, pool, breaker, tiers, simulators\n" +
 		bad + ": line 3: log.levle: unknown field (did you mean level?); valid fields here: level, format\n" +
-		bad + ": 2 errors\n"
+		bad + ": line 1: tiers: at least one tier is required\n" +
+		bad + ": 3 errors\n"
 	if !errors.As(err, &ee) || ee.ExitCode() != 2 || string(out) != want {
 		t.Fatalf("check of a bad file: %v\n%s\nwant\n%s", err, out, want)
 	}

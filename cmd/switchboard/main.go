@@ -4,6 +4,8 @@
 //	switchboard -init-keys [-skip-keys N] [-config FILE] [-data-dir DIR]
 //	switchboard -skip-keys N [-config FILE] [-data-dir DIR]
 //	switchboard -check-config FILE
+//	switchboard -version
+//	switchboard -h
 //
 // -check-config prints "ok" and exits 0 for a valid file; otherwise it
 // prints every problem on standard error, one per line with its file, line
@@ -28,7 +30,9 @@
 // the -config file (flags still override it). Under systemd (Type=notify)
 // it reports READY, RELOADING and STOPPING and honours WatchdogSec. Exit
 // codes: 0 clean stop, 1 runtime failure, 2 bad flags or configuration, or
-// a key space that is missing, lost or refused.
+// a key space that is missing, lost or refused. -version prints the build
+// (module version, VCS revision, Go version) and -h the usage, on standard
+// output, and exit 0.
 package main
 
 import (
@@ -36,6 +40,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -44,14 +49,40 @@ import (
 	"go.uber.org/zap"
 
 	"switchboard/daemon"
+	"switchboard/internal/buildinfo"
 	"switchboard/internal/strictyaml"
 	"switchboard/keygen"
 )
 
-func main() { os.Exit(run()) }
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
-func run() int {
+const usageText = `usage: switchboard [-config FILE] [-socket PATH] [-data-dir DIR] [-admin-socket PATH] [-metrics-addr HOST:PORT]
+       switchboard -init-keys [-skip-keys N] [-config FILE] [-data-dir DIR]
+       switchboard -skip-keys N [-config FILE] [-data-dir DIR]
+       switchboard -check-config FILE
+       switchboard -version
+
+The telephony bridge allocation daemon: it issues session keys and reserves
+bridges on the first telephony tier that can take one, for the clients of
+its Unix socket (xmlapi, sbctl). Without -config it runs the embedded
+default: three in-process simulated tiers, for development only.
+
+The key space is created once by an operator with -init-keys (see
+docs/operations.md, "Key space lifecycle"). SIGHUP, systemctl reload or
+sbctl reload re-read -config; SIGINT and SIGTERM stop gracefully.
+
+Exit status: 0 clean stop, 1 runtime failure, 2 bad flags or configuration,
+or a key space that is missing, lost or refused.
+
+Flags:
+`
+
+// run is the whole program but for the process: args without the program
+// name; the usage, -version and -check-config go to stdout and stderr, the
+// daemon's log to the process's standard error.
+func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("switchboard", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
 	configPath := fs.String("config", "", "config `file` (default: the embedded configs/default.yaml)")
 	check := fs.String("check-config", "", "validate config `file`, print ok or every error, and exit")
 	socket := fs.String("socket", "", "front-end Unix socket `path` (default: config socket, else "+daemon.DefaultSocket+")")
@@ -60,19 +91,31 @@ func run() int {
 	metricsAddr := fs.String("metrics-addr", "", "loopback `host:port` (or unix:/path) serving Prometheus /metrics (default: config metrics.addr, else none)")
 	initKeys := fs.Bool("init-keys", false, "create the session key space in the data directory (once, by an operator; refuses an existing one) and exit")
 	skipKeys := fs.Uint64("skip-keys", 0, "durably move the key space's high-water mark forward by `N` counters and exit (after restoring a data directory from a backup; with -init-keys: create it N counters in)")
-	if err := fs.Parse(os.Args[1:]); err != nil {
+	version := fs.Bool("version", false, "print the build (version, revision, Go version) and exit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usageText)
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return 0
+		}
+		fmt.Fprintf(stderr, "switchboard: %v (see switchboard -h)\n", err)
 		return 2
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "switchboard: unexpected arguments %q\n", fs.Args())
+		fmt.Fprintf(stderr, "switchboard: unexpected arguments %q (see switchboard -h)\n", fs.Args())
 		return 2
+	}
+	if *version {
+		buildinfo.Print(stdout, "switchboard")
+		return 0
 	}
 	if *check != "" {
 		if _, err := daemon.LoadConfig(*check); err != nil {
-			strictyaml.Report(os.Stderr, *check, err)
+			strictyaml.Report(stderr, *check, err)
 			return 2
 		}
-		fmt.Println("ok")
+		fmt.Fprintln(stdout, "ok")
 		return 0
 	}
 
@@ -108,7 +151,7 @@ func run() int {
 	}
 	cfg, err := load()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+		fmt.Fprintln(stderr, err)
 		return 2
 	}
 	// fix names the command that creates or repairs this key space.
@@ -122,7 +165,7 @@ func run() int {
 	skipSet := false
 	fs.Visit(func(f *flag.Flag) { skipSet = skipSet || f.Name == "skip-keys" })
 	if *initKeys || skipSet {
-		return keysCommand(cfg, *initKeys, *skipKeys, fix)
+		return keysCommand(stdout, stderr, cfg, *initKeys, *skipKeys, fix)
 	}
 	if *configPath == "" {
 		// The embedded default is the developer setup (make run): it
@@ -130,14 +173,14 @@ func run() int {
 		// state next to the secret it generated is still refused.
 		// A data directory in use is reported by the daemon's own start.
 		if _, err := daemon.InitKeys(cfg, 0); err != nil && !errors.Is(err, keygen.ErrKeySpaceExists) && !errors.Is(err, keygen.ErrLocked) {
-			fmt.Fprintln(os.Stderr, "switchboard:", keysHint(err, fix))
+			fmt.Fprintln(stderr, "switchboard:", keysHint(err, fix))
 			return 2
 		}
 	}
 
 	log, level, err := daemon.NewLogger(cfg.Log, os.Stderr)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "switchboard: logger:", err)
+		fmt.Fprintln(stderr, "switchboard: logger:", err)
 		return 2
 	}
 	defer daemon.SyncLogger(log)
@@ -180,7 +223,7 @@ func run() int {
 	<-hupDone
 	if keySpaceRefused(err) {
 		log.Error("switchboard cannot start: session key space refused", zap.Error(err))
-		fmt.Fprintln(os.Stderr, "switchboard:", keysHint(err, fix))
+		fmt.Fprintln(stderr, "switchboard:", keysHint(err, fix))
 		return 2
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
@@ -191,7 +234,7 @@ func run() int {
 }
 
 // keysCommand runs -init-keys and/or -skip-keys and returns the exit code.
-func keysCommand(cfg *daemon.Config, create bool, skip uint64, fix func(string) string) int {
+func keysCommand(stdout, stderr io.Writer, cfg *daemon.Config, create bool, skip uint64, fix func(string) string) int {
 	var part keygen.Partition
 	var err error
 	if create {
@@ -200,7 +243,7 @@ func keysCommand(cfg *daemon.Config, create bool, skip uint64, fix func(string) 
 		part, err = daemon.SkipKeys(cfg, skip)
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "switchboard:", keysHint(err, fix))
+		fmt.Fprintln(stderr, "switchboard:", keysHint(err, fix))
 		if keySpaceRefused(err) || errors.Is(err, keygen.ErrKeySpaceExists) || errors.Is(err, keygen.ErrInvalidConfig) || errors.Is(err, keygen.ErrLocked) {
 			return 2
 		}
@@ -210,10 +253,10 @@ func keysCommand(cfg *daemon.Config, create bool, skip uint64, fix func(string) 
 	if create {
 		what = "created"
 	}
-	fmt.Printf("key space %s in %s: node %d of %d, counters [%d, %d), next %d\n",
+	fmt.Fprintf(stdout, "key space %s in %s: node %d of %d, counters [%d, %d), next %d\n",
 		what, cfg.DataDir, cfg.Keys.Node.ID, cfg.Keys.Node.Count, part.Lo, part.Hi, part.Next)
 	if create && cfg.Keys.Secret == "" {
-		fmt.Printf("back up %s/%s now (it never changes): without it a lost data directory cannot be recreated safely\n",
+		fmt.Fprintf(stdout, "back up %s/%s now (it never changes): without it a lost data directory cannot be recreated safely\n",
 			cfg.DataDir, keygen.SecretFile)
 	}
 	return 0

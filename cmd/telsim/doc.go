@@ -7,6 +7,10 @@
 //	       [-tombstone-ttl D]
 //	telsim fault -control ADDR MODE [-latency D] [-jitter D] [-fraction F] [-period D]
 //	telsim stats -control ADDR
+//	telsim -version
+//
+// -version prints the build (module version, VCS revision, Go version) and
+// -h the usage, on standard output, and exit 0.
 //
 // Serving, it prints one line per bound address on stdout ("listen ADDR",
 // then "control ADDR" with -control), so a script can start it on port 0;

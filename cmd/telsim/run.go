@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"switchboard/internal/buildinfo"
 	"switchboard/telsim"
 	"switchboard/wire"
 )
@@ -57,14 +58,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // parseFlags parses args, allowing flags after positional arguments (as in
 // `telsim fault -control A slow -latency 5ms`), and returns the positional
-// arguments. Help goes to stderr; errors come back wrapped in errUsage.
-func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) ([]string, error) {
+// arguments. Help goes to stdout (exit 0); errors come back wrapped in
+// errUsage.
+func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) ([]string, error) {
 	fs.SetOutput(io.Discard)
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				fs.SetOutput(stderr)
+				fs.SetOutput(stdout)
 				fs.Usage()
 				return nil, err
 			}
@@ -87,7 +89,7 @@ func usagef(format string, a ...any) error {
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("telsim", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: telsim [flags]\n       telsim fault -control ADDR MODE [-latency D] [-jitter D] [-fraction F] [-period D]\n       telsim stats -control ADDR\nflags:")
+		fmt.Fprintln(fs.Output(), "usage: telsim [flags]\n       telsim fault -control ADDR MODE [-latency D] [-jitter D] [-fraction F] [-period D]\n       telsim stats -control ADDR\n       telsim -version\n\nThe simulated telephony server: it speaks the telephony protocol on -listen\nand, with -control, serves an HTTP API for fault injection and statistics\n(telsim fault, telsim stats). For tests, demos and load runs only.\n\nExit status: 0 clean stop, 1 runtime failure, 2 usage error.\n\nflags:")
 		fs.PrintDefaults()
 	}
 	listen := fs.String("listen", "127.0.0.1:0", "telephony `address` to listen on (port 0: any; the bound address is printed)")
@@ -101,9 +103,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	seed := fs.Uint64("seed", 0, "seed of the random choices, for reproducible runs (0: random)")
 	level := fs.String("log-level", "info", "log `level` (debug, info, warn, error)")
 	tombTTL := fs.Duration("tombstone-ttl", telsim.DefaultTombstoneTTL, "how long a key RELEASEd while unknown refuses a RESERVE (longer than any RESERVE can be queued)")
-	pos, err := parseFlags(fs, args, stderr)
+	version := fs.Bool("version", false, "print the build (version, revision, Go version) and exit")
+	pos, err := parseFlags(fs, args, stdout)
 	if err != nil {
 		return err
+	}
+	if *version {
+		buildinfo.Print(stdout, "telsim")
+		return nil
 	}
 	if len(pos) > 0 {
 		return usagef("unexpected argument %q", pos[0])
@@ -212,7 +219,7 @@ func runFault(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	jitter := fs.Duration("jitter", 0, "slow: uniform extra delay in [0, jitter)")
 	fraction := fs.Float64("fraction", 0, "errors: fraction of requests answered INTERNAL (0: all)")
 	period := fs.Duration("period", 0, "flap: length of each down and up phase (0: 1s)")
-	pos, err := parseFlags(fs, args, stderr)
+	pos, err := parseFlags(fs, args, stdout)
 	if err != nil {
 		return err
 	}
@@ -242,7 +249,7 @@ func runStats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fs.PrintDefaults()
 	}
 	control := fs.String("control", "", "control API `address` of the telsim to query (host:port)")
-	pos, err := parseFlags(fs, args, stderr)
+	pos, err := parseFlags(fs, args, stdout)
 	if err != nil {
 		return err
 	}

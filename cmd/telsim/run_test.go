@@ -214,9 +214,23 @@ func TestUsageErrors(t *testing.T) {
 			t.Errorf("%q: %d lines on stderr, want 1: %s", args, n, errOut.String())
 		}
 	}
-	var errOut syncBuffer
-	if code := run(ctx, []string{"-h"}, io.Discard, &errOut); code != exitOK || !strings.Contains(errOut.String(), "-listen") {
-		t.Errorf("-h: exit %d: %s", code, errOut.String())
+	for _, args := range [][]string{{"-h"}, {"fault", "-h"}, {"stats", "-h"}} {
+		var out, errOut syncBuffer
+		if code := run(ctx, args, &out, &errOut); code != exitOK || !strings.Contains(out.String(), "usage: telsim") || errOut.String() != "" {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q: want the usage on stdout and exit 0", args, code, out.String(), errOut.String())
+		}
+	}
+}
+
+// -version prints one line naming the program and the Go toolchain, and
+// serves nothing.
+func TestVersion(t *testing.T) {
+	var out, errOut syncBuffer
+	if code := run(context.Background(), []string{"-version"}, &out, &errOut); code != exitOK || errOut.String() != "" {
+		t.Fatalf("-version: exit %d, stderr %q", code, errOut.String())
+	}
+	if s := out.String(); !strings.HasPrefix(s, "telsim ") || !strings.Contains(s, " go1.") || strings.Count(s, "\n") != 1 {
+		t.Fatalf("-version: %q", s)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"switchboard/client"
+	"switchboard/internal/buildinfo"
 	"switchboard/internal/strictyaml"
 	"switchboard/xmlapi"
 )
@@ -22,10 +23,26 @@ import (
 // defaultSocket is the daemon's default socket (daemon.DefaultSocket).
 const defaultSocket = "/run/switchboard/switchboard.sock"
 
+const usageText = `usage: xmlapi [-listen 127.0.0.1:8080] [-socket PATH] [-config FILE]
+       xmlapi -check-config FILE
+       xmlapi -hash-password [-hash-alg bcrypt|argon2id] < password
+       xmlapi -print-default-config
+       xmlapi -version
+
+switchboard's WebEx XML API front end: it serves POST /WBXService/XMLService
+over HTTP and calls the switchboard daemon over its Unix socket. Without
+-config it runs the embedded default (xmlapi -print-default-config), whose
+one account is the sample host: for development only.
+
+Exit status: 0 clean stop, 1 runtime failure, 2 bad flags or configuration.
+
+Flags:
+`
+
 // run is the whole program; ready, when set, learns the listening address.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, ready func(net.Addr)) int {
 	fs := flag.NewFlagSet("xmlapi", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard)
 	listen := fs.String("listen", "127.0.0.1:8080", "HTTP listen `address`")
 	socket := fs.String("socket", defaultSocket, "the switchboard daemon's Unix socket `path`")
 	configPath := fs.String("config", "", "config `file` (default: the embedded xmlapi/default.yaml)")
@@ -33,14 +50,25 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	hash := fs.Bool("hash-password", false, "read a password from standard input, print its hash for accounts[].password_hash, and exit")
 	hashAlg := fs.String("hash-alg", "bcrypt", "hash `algorithm` for -hash-password: bcrypt or argon2id")
 	printDefault := fs.Bool("print-default-config", false, "print the embedded default config and exit")
+	version := fs.Bool("version", false, "print the build (version, revision, Go version) and exit")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usageText)
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return 0
+		}
+		fmt.Fprintf(stderr, "xmlapi: %v (see xmlapi -h)\n", err)
 		return 2
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "xmlapi: unexpected arguments %q\n", fs.Args())
+		fmt.Fprintf(stderr, "xmlapi: unexpected arguments %q (see xmlapi -h)\n", fs.Args())
 		return 2
 	}
 	switch {
+	case *version:
+		buildinfo.Print(stdout, "xmlapi")
+		return 0
 	case *printDefault:
 		stdout.Write(xmlapi.DefaultYAML)
 		return 0

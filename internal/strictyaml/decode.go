@@ -36,6 +36,30 @@ const maxErrors = 100
 // written only when there is none, by yaml.v3 with KnownFields(true),
 // exactly as yaml.v3 alone would have written it.
 func Decode(data []byte, name string, out any) (Lines, error) {
+	lines, _, err := decodeDoc(data, name, out, false)
+	return lines, err
+}
+
+// DecodePartial is Decode that, on a document with problems, still decodes
+// what it can: when the document is YAML and every problem is at a value or
+// a key that can be cut out (a value of the wrong kind or that does not
+// parse, an unknown, duplicate or invalid key), it cuts those out, decodes
+// the rest into out as Decode would (a cut value stays zero; a cut list
+// item is a zero item, so the other items keep their indexes), and returns
+// rest true with the same problems Decode returns. A caller can then
+// validate the values that did decode and report those problems too, in
+// one pass, instead of an operator fixing a file in rounds. Problems at the
+// cut paths are the caller's to leave out (Errors.Except): a value that did
+// not decode is not worth a second message.
+//
+// rest is false, and out untouched, when the document is not YAML, is
+// empty, or has a problem cutting cannot remove (a bad << merge, too many
+// problems); it is true with a nil error for a clean document.
+func DecodePartial(data []byte, name string, out any) (lines Lines, rest bool, err error) {
+	return decodeDoc(data, name, out, true)
+}
+
+func decodeDoc(data []byte, name string, out any, partial bool) (Lines, bool, error) {
 	rv := reflect.ValueOf(out)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
 		panic(fmt.Sprintf("strictyaml: Decode needs a non-nil pointer, got %T", out))
@@ -45,29 +69,42 @@ func Decode(data []byte, name string, out any) (Lines, error) {
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			return lines, Errors{{File: name, Msg: "empty document"}}
+			return lines, false, Errors{{File: name, Msg: "empty document"}}
 		}
-		return lines, Errors{yamlError(name, err)}
+		return lines, false, Errors{yamlError(name, err)}
 	}
 	var extra yaml.Node
 	switch err := dec.Decode(&extra); {
 	case err == nil:
-		return lines, Errors{{File: name, Line: extra.Line, Msg: "more than one YAML document (a config is exactly one; remove the ---)"}}
+		return lines, false, Errors{{File: name, Line: extra.Line, Msg: "more than one YAML document (a config is exactly one; remove the ---)"}}
 	case !errors.Is(err, io.EOF):
-		return lines, Errors{yamlError(name, err)}
+		return lines, false, Errors{yamlError(name, err)}
 	}
 	if len(doc.Content) != 1 || isNull(doc.Content[0]) {
-		return lines, Errors{{File: name, Line: doc.Line, Msg: "empty document"}}
+		return lines, false, Errors{{File: name, Line: doc.Line, Msg: "empty document"}}
 	}
 
 	// A config reusing an anchor in every tier expands a few times over;
 	// a hundredfold (and 10000 nodes for small files) is far beyond that
 	// and far below what makes the walk slow.
-	w := walker{file: name, lines: lines, active: map[*yaml.Node]bool{}}
+	w := walker{file: name, lines: lines, active: map[*yaml.Node]bool{}, bad: map[*yaml.Node]bool{}, zero: map[*yaml.Node]reflect.Type{}}
 	w.budget = 10000 + 100*countNodes(&doc)
 	w.walk(doc.Content[0], rv.Elem().Type(), "")
 	if len(w.errs) > 0 {
-		return lines, w.errs
+		if !partial || w.uncut || w.bad[doc.Content[0]] {
+			return lines, false, w.errs
+		}
+		// Cut the bad nodes out and decode the rest, leniently: what
+		// is left passed the walk.
+		if !prune(doc.Content[0], w.bad, w.zero, map[*yaml.Node]bool{}) {
+			return lines, false, w.errs
+		}
+		v := reflect.New(rv.Elem().Type())
+		if err := doc.Content[0].Decode(v.Interface()); err != nil {
+			return lines, false, w.errs
+		}
+		rv.Elem().Set(v.Elem())
+		return lines, true, w.errs
 	}
 
 	// Clean: let yaml.v3 put the values where it always has. It cannot
@@ -79,17 +116,91 @@ func Decode(data []byte, name string, out any) (Lines, error) {
 	if err := final.Decode(v.Interface()); err != nil {
 		var te *yaml.TypeError
 		if !errors.As(err, &te) {
-			return lines, Errors{yamlError(name, err)}
+			return lines, false, Errors{yamlError(name, err)}
 		}
 		var es Errors
 		for _, s := range te.Errors {
 			line, msg := splitLine(s)
 			es = append(es, &FieldError{File: name, Line: line, Msg: msg})
 		}
-		return lines, es
+		return lines, false, es
 	}
 	rv.Elem().Set(v.Elem())
-	return lines, nil
+	return lines, true, nil
+}
+
+// prune removes from the tree under n the mapping entries whose key or
+// value is bad and replaces bad list items with their type's zero value,
+// so that the other items keep their indexes and their paths. Every node
+// is visited once, so an anchor's value is pruned where it is written and
+// every alias of it sees the result. It returns false when a list item
+// has no zero value yaml.v3 would keep.
+func prune(n *yaml.Node, bad map[*yaml.Node]bool, zero map[*yaml.Node]reflect.Type, seen map[*yaml.Node]bool) bool {
+	if seen[n] {
+		return true
+	}
+	seen[n] = true
+	switch n.Kind {
+	case yaml.MappingNode:
+		var kept []*yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if k, v := n.Content[i], n.Content[i+1]; !bad[k] && !bad[v] {
+				kept = append(kept, k, v)
+			}
+		}
+		n.Content = kept
+	case yaml.SequenceNode:
+		for i, item := range n.Content {
+			if bad[item] {
+				z := zeroNode(zero[item])
+				if z == nil {
+					return false
+				}
+				z.Line, z.Column = item.Line, item.Column
+				n.Content[i] = z
+			}
+		}
+	}
+	for _, c := range n.Content {
+		if !prune(c, bad, zero, seen) {
+			return false
+		}
+	}
+	return true
+}
+
+// zeroNode returns a node that yaml.v3 decodes into t's zero value and
+// keeps as a list item (it drops a null item of a struct, string or
+// number list), or nil when there is none.
+func zeroNode(t reflect.Type) *yaml.Node {
+	if t == nil || decodesItself(t) {
+		return nil
+	}
+	scalar := func(tag, v string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Tag: tag, Value: v} }
+	switch {
+	case t == durationType:
+		return scalar("!!str", "0s")
+	case t == timeType:
+		return nil
+	}
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		return scalar("!!null", "null")
+	case reflect.Struct, reflect.Map:
+		return &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	case reflect.Slice:
+		return &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
+	case reflect.String:
+		return scalar("!!str", "")
+	case reflect.Bool:
+		return scalar("!!bool", "false")
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return scalar("!!int", "0")
+	case reflect.Float32, reflect.Float64:
+		return scalar("!!float", "0")
+	}
+	return nil
 }
 
 // walker checks a node tree against a Go type, collecting problems and
@@ -106,6 +217,25 @@ type walker struct {
 	active map[*yaml.Node]bool
 	// stopped is set once the budget or the error limit is exhausted.
 	stopped bool
+	// bad holds the nodes a problem was found at: a value of the wrong
+	// kind or that does not parse, or the key of an unknown, duplicate or
+	// invalid entry. DecodePartial cuts them out and decodes the rest.
+	bad map[*yaml.Node]bool
+	// zero holds the type each bad value was meant for.
+	zero map[*yaml.Node]reflect.Type
+	// uncut is set by a problem that cutting nodes cannot remove (a bad
+	// << merge, too many problems, too many values).
+	uncut bool
+}
+
+// cut marks n as the node a problem was found at (walker.bad).
+func (w *walker) cut(n *yaml.Node) { w.bad[n] = true }
+
+// cutValue marks n, a value meant for type t, as bad, and records t: a
+// list item cut out is replaced by t's zero value (zeroNode).
+func (w *walker) cutValue(n *yaml.Node, t reflect.Type) {
+	w.cut(n)
+	w.zero[n] = t
 }
 
 var (
@@ -136,6 +266,7 @@ func (w *walker) add(line int, field, format string, args ...any) {
 	if len(w.errs) == maxErrors {
 		w.errs = append(w.errs, &FieldError{File: w.file, Line: line, Msg: "too many problems; fix these first"})
 		w.stopped = true
+		w.uncut = true
 		return
 	}
 	w.errs = append(w.errs, &FieldError{File: w.file, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)})
@@ -159,6 +290,7 @@ func (w *walker) visit(n *yaml.Node) bool {
 	if w.budget < 0 {
 		w.add(n.Line, "", "the document expands to too many values (excessive use of aliases)")
 		w.stopped = true
+		w.uncut = true
 		return false
 	}
 	return true
@@ -175,11 +307,15 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 		}
 		if w.active[n] {
 			w.add(n.Line, path, "alias *%s refers to a value that contains it", n.Value)
+			w.cutValue(n, t)
 			return
 		}
 		w.active[n] = true
 		w.walk(n.Alias, t, path)
 		delete(w.active, n)
+		if w.bad[n.Alias] {
+			w.cutValue(n, t)
+		}
 		return
 	}
 	if isNull(n) {
@@ -208,6 +344,7 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 			w.mappingMap(n, nil, t, path)
 		default:
 			w.add(n.Line, path, "want %s, got a mapping", want(t))
+			w.cutValue(n, t)
 		}
 	case yaml.SequenceNode:
 		switch t.Kind() {
@@ -216,6 +353,7 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 		case reflect.Array:
 			if len(n.Content) != t.Len() {
 				w.add(n.Line, path, "want a list of exactly %d items, got %d", t.Len(), len(n.Content))
+				w.cutValue(n, t)
 				return
 			}
 			w.sequence(n, t.Elem(), path)
@@ -223,9 +361,11 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 			w.sequence(n, t, path)
 		default:
 			w.add(n.Line, path, "want %s, got a list", want(t))
+			w.cutValue(n, t)
 		}
 	default:
 		w.add(n.Line, path, "unexpected YAML node")
+		w.cutValue(n, t)
 	}
 }
 
@@ -236,6 +376,7 @@ func (w *walker) delegate(n *yaml.Node, t reflect.Type, path string) {
 	if err == nil {
 		return
 	}
+	w.cutValue(n, t)
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
 		w.add(n.Line, path, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
@@ -258,6 +399,7 @@ func (w *walker) scalar(n *yaml.Node, t reflect.Type, path string) {
 		return
 	}
 	w.add(n.Line, path, "%s", scalarMsg(n, t, err))
+	w.cutValue(n, t)
 }
 
 // scalarMsg says why scalar n is not a value of type t, and what would be.
@@ -357,6 +499,7 @@ func (w *walker) entries(n *yaml.Node, path string) []entry {
 		id := strconv.Itoa(int(k.Kind)) + ":" + k.Value
 		if first, dup := seen[id]; dup {
 			w.add(k.Line, join(path, k.Value), "duplicate key, first set at line %d", first.Line)
+			w.cut(k)
 			continue
 		}
 		seen[id] = k
@@ -394,10 +537,12 @@ func (w *walker) merged(m *yaml.Node, path string) []entry {
 	case yaml.AliasNode:
 		if w.active[m] {
 			w.add(m.Line, path, "alias *%s refers to a value that contains it", m.Value)
+			w.uncut = true
 			return nil
 		}
 		if m.Alias == nil || m.Alias.Kind != yaml.MappingNode {
 			w.add(m.Line, path, "a << merge takes a mapping or a list of mappings")
+			w.uncut = true
 			return nil
 		}
 		w.active[m] = true
@@ -410,6 +555,7 @@ func (w *walker) merged(m *yaml.Node, path string) []entry {
 		for _, item := range m.Content {
 			if item.Kind != yaml.MappingNode && (item.Kind != yaml.AliasNode || item.Alias == nil || item.Alias.Kind != yaml.MappingNode) {
 				w.add(item.Line, path, "a << merge takes a mapping or a list of mappings")
+				w.uncut = true
 				continue
 			}
 			out = append(out, w.merged(item, path)...)
@@ -417,6 +563,7 @@ func (w *walker) merged(m *yaml.Node, path string) []entry {
 		return out
 	}
 	w.add(m.Line, path, "a << merge takes a mapping or a list of mappings")
+	w.uncut = true
 	return nil
 }
 
@@ -438,9 +585,11 @@ func (w *walker) key(k *yaml.Node, path string) *yaml.Node {
 	switch {
 	case r.Kind != yaml.ScalarNode:
 		w.add(k.Line, path, "a key must be a single value, not %s", describe(r))
+		w.cut(k)
 		return nil
 	case isNull(r):
 		w.add(k.Line, path, "empty key")
+		w.cut(k)
 		return nil
 	}
 	return r
@@ -461,6 +610,7 @@ func (w *walker) mappingStruct(n *yaml.Node, t reflect.Type, path string) {
 		var name string
 		if err := k.Decode(&name); err != nil {
 			w.add(e.key.Line, path, "key %s: %s", quote(k.Value), strings.TrimPrefix(err.Error(), "yaml: "))
+			w.cut(e.key)
 			continue
 		}
 		fp := join(path, name)
@@ -470,6 +620,7 @@ func (w *walker) mappingStruct(n *yaml.Node, t reflect.Type, path string) {
 		}
 		if !known {
 			w.add(e.key.Line, fp, "%s", unknownMsg(si, name))
+			w.cut(e.key)
 			continue
 		}
 		w.setLine(fp, e.key.Line)
@@ -501,6 +652,7 @@ func (w *walker) mappingMap(n *yaml.Node, kt, et reflect.Type, path string) {
 		if kt != nil {
 			if err := k.Decode(reflect.New(kt).Interface()); err != nil {
 				w.add(e.key.Line, fp, "key %s", scalarMsg(k, kt, err))
+				w.cut(e.key)
 				continue
 			}
 		}

@@ -31,6 +31,15 @@
 // Errors.Locate. A FieldError whose value came from a default, not from the
 // file, has no line.
 //
+// DecodePartial goes one step further, so that a loader can report every
+// problem in one pass rather than in rounds: on a document with problems it
+// cuts out the values and keys they were found at (a cut list item becomes
+// a zero item, so indexes and paths hold), decodes the rest, and says so;
+// the loader validates what decoded and leaves out, with Errors.Except, the
+// validation problems at or around a field that did not decode. Problems a
+// cut cannot remove (not YAML, a bad << merge, too many problems) stop
+// there, as with Decode. FuzzDecodePartial holds it to Decode.
+//
 // Field paths are written as operators read them: server.max_frame,
 // tiers[0].pool.min_conns, simulators[1].name.
 package strictyaml

@@ -115,6 +115,40 @@ func (es Errors) Locate(file string, lines Lines) {
 	}
 }
 
+// Except returns the problems of es that concern none of the fields the
+// problems of others name: one whose field (or any of its Paths) is equal
+// to, inside or around a field of others is left out. A caller of
+// DecodePartial validates what decoded and reports
+// append(decodeErrs, validationErrs.Except(decodeErrs)...): a value that
+// did not decode took its default, and a complaint about that default, or
+// about the section it left incomplete, would only mislead.
+func (es Errors) Except(others Errors) Errors {
+	var out Errors
+	for _, e := range es {
+		paths := e.Paths
+		if len(paths) == 0 {
+			paths = []string{e.Field}
+		}
+		related := false
+		for _, o := range others {
+			for _, p := range paths {
+				related = related || o.Field != "" && p != "" && (nested(p, o.Field) || nested(o.Field, p))
+			}
+		}
+		if !related {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// nested reports whether field path a is b or lies inside it
+// ("tiers[1].pool.min_conns" inside "tiers[1]" and "tiers").
+func nested(a, b string) bool {
+	rest, ok := strings.CutPrefix(a, b)
+	return ok && (rest == "" || rest[0] == '.' || rest[0] == '[')
+}
+
 // List returns the problems err holds, one error each, for printing one per
 // line: the FieldErrors of the first Errors in err's chain, else err alone
 // (a file that cannot be read). It returns nil for a nil err.
