@@ -39,6 +39,10 @@ const (
 	// is taken as the tier's own (not a queue: the queue is as short as it
 	// gets) and becomes the no-load latency.
 	rebaseWindows = 5
+	// lightConn: a connection with at most this many requests in flight
+	// is light; admission does not shed its requests while the capacity
+	// has room.
+	lightConn = 2
 )
 
 // tierSlots sizes admission by what the telephony pools can carry and by
@@ -78,8 +82,11 @@ const (
 // the floor.
 //
 // A request past the limit waits up to admitWaitMax for a slot, then is
-// shed with OVERLOADED: a burst of any size gets successes and OVERLOADED
-// and never reaches a pool it would find full. Waiting requests are served
+// shed with OVERLOADED — unless its connection is light (at most lightConn
+// requests in flight: a polite client's), whose request then takes a slot
+// past the limit, within the capacity: shedding falls on the connections
+// that queued the others. A burst of any size gets successes and
+// OVERLOADED and never reaches a pool it would find full. Waiting requests are served
 // fairly across connections: a freed slot goes to the next connection with
 // waiters in turn (round robin), the oldest waiter of that connection
 // first, so a connection with one request waiting goes ahead of the
@@ -167,6 +174,17 @@ func (ts *tierSlots) tryTake(s *service) bool {
 	return false
 }
 
+// tryTakeOver takes a slot past the adaptive limit if the capacity of the
+// first available tier has room.
+func (ts *tierSlots) tryTakeOver(s *service) bool {
+	t := s.firstAvailable()
+	if t == nil || ts.active.Add(1) <= int64(t.pool.Capacity()) {
+		return true
+	}
+	ts.active.Add(-1)
+	return false
+}
+
 // take takes a slot for the request rs of connection c, waiting (bounded by
 // admitWaitMax and ctx) while none is free or others wait. A nil error
 // means the caller must call give when the request is done with the tiers;
@@ -204,9 +222,12 @@ func (ts *tierSlots) take(ctx context.Context, s *service, c *conn, rs *reqState
 	}
 	ts.dequeue(w)
 	ts.waiters.Add(-1)
-	if err == nil && ts.tryTake(s) {
+	if err == nil && (ts.tryTake(s) || c.inFlight.Load() <= lightConn && ts.tryTakeOver(s)) {
 		// Admission's own wait is up, and a slot is free (the bound
-		// grew: a connection came up, a reload): take it.
+		// grew: a connection came up, a reload), or the request is one
+		// of a light connection's: shedding is for the connections
+		// that queued the others, and a light one's request takes a
+		// slot past the adaptive limit, within the capacity.
 		ts.mu.Unlock()
 		return true, nil
 	}

@@ -2,8 +2,11 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
+
+	"switchboard/wire"
 )
 
 // TestAdmissionServesConnectionsInTurn: with every slot taken, a connection
@@ -81,5 +84,36 @@ func TestAdmissionServesConnectionsInTurn(t *testing.T) {
 	defer ts.mu.Unlock()
 	if len(ts.ring) != 0 || busyConn.waiters.head != nil {
 		t.Fatalf("queue not empty after every waiter left: ring %d", len(ts.ring))
+	}
+}
+
+// TestAdmissionShedsHeavyConnectionsOnly: with every slot taken and none
+// freed, a request of a connection with hundreds in flight is answered
+// OVERLOADED after admission's wait, while one of a light connection (one
+// request in flight: a polite client) takes a slot past the adaptive limit,
+// within the capacity. (Admission once shed both alike.)
+func TestAdmissionShedsHeavyConnectionsOnly(t *testing.T) {
+	h := startDaemon(t, nil)
+	svc := h.d.svc
+	ts := newTierSlots()
+	ts.waitMax = 20 * time.Millisecond
+	ts.limit.Store(1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := ts.take(ctx, svc, &conn{}, &reqState{}); err != nil {
+		t.Fatal(err)
+	}
+	heavy, light := &conn{}, &conn{}
+	heavy.inFlight.Store(300)
+	light.inFlight.Store(1)
+	if _, err := ts.take(ctx, svc, heavy, &reqState{}); !errors.Is(err, wire.StatusOverloaded) {
+		t.Fatalf("heavy connection's request: %v, want OVERLOADED", err)
+	}
+	waited, err := ts.take(ctx, svc, light, &reqState{})
+	if err != nil || !waited {
+		t.Fatalf("light connection's request: waited %v, err %v; want a slot past the limit after the wait", waited, err)
+	}
+	if n := ts.active.Load(); n != 2 {
+		t.Fatalf("%d slots taken, want 2", n)
 	}
 }
