@@ -48,6 +48,5 @@ p=$("$BIN/sbbench" -socket "$tmp/s.sock" -concurrency 1 -duration 4s -json)
 line polite "$p"
 wait "$bp"
 line burst "$(cat "$tmp/burst.json")"
-"$BIN/sbctl" -admin-socket "$tmp/a.sock" status | head -5 || true
-grep -E -c '"UNAVAILABLE"' "$tmp/burst.json" >/dev/null && echo "UNAVAILABLE seen" || true
+echo "breakers: $("$BIN/sbctl" -admin-socket "$tmp/a.sock" status | awk '$2 ~ /^(closed|open|half-open)$/ {printf "%s %s  ", $1, $2}')"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
