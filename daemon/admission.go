@@ -39,10 +39,6 @@ const (
 	// is taken as the tier's own (not a queue: the queue is as short as it
 	// gets) and becomes the no-load latency.
 	rebaseWindows = 5
-	// lightConn: a connection with at most this many requests in flight
-	// is light; admission does not shed its requests while the capacity
-	// has room.
-	lightConn = 2
 )
 
 // tierSlots sizes admission by what the telephony pools can carry and by
@@ -82,10 +78,13 @@ const (
 // the floor.
 //
 // A request past the limit waits up to admitWaitMax for a slot, then is
-// shed with OVERLOADED — unless its connection is light (at most lightConn
-// requests in flight: a polite client's), whose request then takes a slot
-// past the limit, within the capacity: shedding falls on the connections
-// that queued the others. A burst of any size gets successes and
+// shed with OVERLOADED if its connection is heavy: it has half of
+// server.max_conn_unanswered or more requests read and not yet answered
+// (it pushes about as hard as the daemon lets one connection; a burst's
+// connections do). Any other request then takes a slot past the limit,
+// within the capacity: shedding falls on the connections that queued the
+// others, never on a polite client, and a steady load that a stall of the
+// host makes pile up for a moment is delayed, not shed. A burst of any size gets successes and
 // OVERLOADED and never reaches a pool it would find full. Waiting requests are served
 // fairly across connections: a freed slot goes to the next connection with
 // waiters in turn (round robin), the oldest waiter of that connection
@@ -174,9 +173,9 @@ func (ts *tierSlots) tryTake(s *service) bool {
 	return false
 }
 
-// tryTakeOver takes a slot past the adaptive limit if the capacity of the
-// first available tier has room.
-func (ts *tierSlots) tryTakeOver(s *service) bool {
+// takeOver takes a slot past the adaptive limit, within the capacity of
+// the first available tier, for a request that waited admitWaitMax.
+func (ts *tierSlots) takeOver(s *service) bool {
 	t := s.firstAvailable()
 	if t == nil || ts.active.Add(1) <= int64(t.pool.Capacity()) {
 		return true
@@ -186,12 +185,14 @@ func (ts *tierSlots) tryTakeOver(s *service) bool {
 }
 
 // take takes a slot for the request rs of connection c, waiting (bounded by
-// admitWaitMax and ctx) while none is free or others wait. A nil error
+// admitWaitMax and ctx) while none is free or others wait. Past that wait
+// a request is shed only if c is heavy (heavyAt or more requests read and
+// not yet answered); otherwise it takes a slot past the limit. A nil error
 // means the caller must call give when the request is done with the tiers;
 // waited then says whether it waited (its slot was taken later than the
 // request began). Otherwise the error is the answer (OVERLOADED, or the
 // context's error).
-func (ts *tierSlots) take(ctx context.Context, s *service, c *conn, rs *reqState) (waited bool, err error) {
+func (ts *tierSlots) take(ctx context.Context, s *service, c *conn, heavyAt int32, rs *reqState) (waited bool, err error) {
 	if ts.waiters.Load() == 0 && ts.tryTake(s) {
 		return false, nil
 	}
@@ -222,12 +223,10 @@ func (ts *tierSlots) take(ctx context.Context, s *service, c *conn, rs *reqState
 	}
 	ts.dequeue(w)
 	ts.waiters.Add(-1)
-	if err == nil && (ts.tryTake(s) || c.inFlight.Load() <= lightConn && ts.tryTakeOver(s)) {
+	if err == nil && (ts.tryTake(s) || c.unanswered.Load() < heavyAt && ts.takeOver(s)) {
 		// Admission's own wait is up, and a slot is free (the bound
-		// grew: a connection came up, a reload), or the request is one
-		// of a light connection's: shedding is for the connections
-		// that queued the others, and a light one's request takes a
-		// slot past the adaptive limit, within the capacity.
+		// grew: a connection came up, a reload), or the request's
+		// connection is not heavy: it takes a slot past the limit.
 		ts.mu.Unlock()
 		return true, nil
 	}

@@ -24,7 +24,7 @@ func TestAdmissionServesConnectionsInTurn(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	if waited, err := ts.take(ctx, svc, &conn{}, &reqState{}); err != nil || waited {
+	if waited, err := ts.take(ctx, svc, &conn{}, 1000, &reqState{}); err != nil || waited {
 		t.Fatalf("first take: waited %v, err %v; want the free slot at once", waited, err)
 	}
 	type grant struct {
@@ -45,13 +45,13 @@ func TestAdmissionServesConnectionsInTurn(t *testing.T) {
 	busyConn, politeConn := &conn{}, &conn{}
 	for i := 0; i < busy; i++ {
 		go func() {
-			_, err := ts.take(ctx, svc, busyConn, &reqState{})
+			_, err := ts.take(ctx, svc, busyConn, 1000, &reqState{})
 			granted <- grant{"busy", err}
 		}()
 	}
 	waitFor(busy)
 	go func() {
-		_, err := ts.take(ctx, svc, politeConn, &reqState{})
+		_, err := ts.take(ctx, svc, politeConn, 1000, &reqState{})
 		granted <- grant{"polite", err}
 	}()
 	waitFor(busy + 1)
@@ -88,10 +88,11 @@ func TestAdmissionServesConnectionsInTurn(t *testing.T) {
 }
 
 // TestAdmissionShedsHeavyConnectionsOnly: with every slot taken and none
-// freed, a request of a connection with hundreds in flight is answered
-// OVERLOADED after admission's wait, while one of a light connection (one
-// request in flight: a polite client) takes a slot past the adaptive limit,
-// within the capacity. (Admission once shed both alike.)
+// freed, a request of a heavy connection (300 requests read and not
+// answered, with heavy from 128) is answered OVERLOADED after admission's
+// wait, while one of a light connection (one request: a polite client)
+// takes a slot past the adaptive limit, within the capacity. (Admission
+// once shed both alike.)
 func TestAdmissionShedsHeavyConnectionsOnly(t *testing.T) {
 	h := startDaemon(t, nil)
 	svc := h.d.svc
@@ -100,16 +101,17 @@ func TestAdmissionShedsHeavyConnectionsOnly(t *testing.T) {
 	ts.limit.Store(1)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := ts.take(ctx, svc, &conn{}, &reqState{}); err != nil {
+	const heavyAt = 128
+	if _, err := ts.take(ctx, svc, &conn{}, heavyAt, &reqState{}); err != nil {
 		t.Fatal(err)
 	}
 	heavy, light := &conn{}, &conn{}
-	heavy.inFlight.Store(300)
-	light.inFlight.Store(1)
-	if _, err := ts.take(ctx, svc, heavy, &reqState{}); !errors.Is(err, wire.StatusOverloaded) {
+	heavy.unanswered.Store(300)
+	light.unanswered.Store(1)
+	if _, err := ts.take(ctx, svc, heavy, heavyAt, &reqState{}); !errors.Is(err, wire.StatusOverloaded) {
 		t.Fatalf("heavy connection's request: %v, want OVERLOADED", err)
 	}
-	waited, err := ts.take(ctx, svc, light, &reqState{})
+	waited, err := ts.take(ctx, svc, light, heavyAt, &reqState{})
 	if err != nil || !waited {
 		t.Fatalf("light connection's request: waited %v, err %v; want a slot past the limit after the wait", waited, err)
 	}

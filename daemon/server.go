@@ -347,12 +347,13 @@ func (s *server) admit(c *conn, h wire.Header, payload []byte) *reqState {
 func (s *server) handle(c *conn, rs *reqState) {
 	defer s.handlers.Done()
 	t0 := time.Now()
-	rs.dl.start(s.lim.Load().requestTimeout)
+	lim := s.lim.Load()
+	rs.dl.start(lim.requestTimeout)
 	ctx := context.Context(&rs.dl)
 	out, start := wire.BeginFrame(rs.out[:0], rs.h.Response(wire.StatusOK))
 	// A slot at the tiers first (admission.go); without one, the answer is
 	// OVERLOADED (or TIMEOUT), and nothing reaches a pool.
-	waited, shed := s.slots.take(ctx, s.svc, c, rs)
+	waited, shed := s.slots.take(ctx, s.svc, c, lim.maxConnUnanswered/2, rs)
 	admitted := t0
 	if waited {
 		admitted = time.Now()
