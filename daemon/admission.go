@@ -16,12 +16,12 @@ const (
 	admitWaitMax = 50 * time.Millisecond
 	// startSlots is where the adaptive limit starts and what it returns to
 	// while the tiers are not kept busy (when the capacity is smaller, the
-	// capacity): a stall of a few hundred milliseconds at a steady rate
-	// never sheds.
+	// capacity): a steady load keeps that many calls' room for a stall.
 	startSlots = 256
 	// minSlots is the limit's floor under queueing: below a few dozen
 	// calls at once, the pools' connections and the servers batch too
-	// little to keep their throughput (bench/results/burst.txt).
+	// little to keep their throughput (bench/results/burst.txt, floor
+	// experiments).
 	minSlots = 32
 	// limitWindow is how often, at most, the limit is recomputed, from the
 	// requests that ended in the window (at least limitSamples of them).
@@ -84,9 +84,10 @@ const (
 // connections do). Any other request then takes a slot past the limit,
 // within the capacity: shedding falls on the connections that queued the
 // others, never on a polite client, and a steady load that a stall of the
-// host makes pile up for a moment is delayed, not shed. A burst of any size gets successes and
-// OVERLOADED and never reaches a pool it would find full. Waiting requests are served
-// fairly across connections: a freed slot goes to the next connection with
+// host makes pile up for a moment is delayed, not shed. A burst of any
+// size gets successes and OVERLOADED and never reaches a pool it would find
+// full. Waiting requests are served fairly across connections: a freed
+// slot goes to the next connection with
 // waiters in turn (round robin), the oldest waiter of that connection
 // first, so a connection with one request waiting goes ahead of the
 // hundreds another one has queued.
