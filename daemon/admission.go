@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"context"
+	"math"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -12,13 +14,35 @@ const (
 	// admitWaitMax bounds how long an admitted request waits for a tier
 	// slot (within its own deadline) before it is answered OVERLOADED.
 	admitWaitMax = 50 * time.Millisecond
-	// minSlots is where the adaptive limit starts and its floor (when the
-	// capacity is smaller, the capacity): a stall of a few hundred
-	// milliseconds at a steady rate never sheds.
-	minSlots = 256
+	// startSlots is where the adaptive limit starts and what it returns to
+	// while the tiers are not kept busy (when the capacity is smaller, the
+	// capacity): a steady load keeps that many calls' room for a stall.
+	startSlots = 256
+	// minSlots is the limit's floor under queueing: below a few dozen
+	// calls at once, the pools' connections and the servers batch too
+	// little to keep their throughput (bench/results/burst.txt, floor
+	// experiments).
+	minSlots = 32
+	// limitWindow is how often, at most, the limit is recomputed, from the
+	// requests that ended in the window (at least limitSamples of them).
+	limitWindow  = 10 * time.Millisecond
+	limitSamples = 8
+	// baseEpoch: the no-load latency is the lowest window mean of the
+	// current and the previous epoch, so it follows a tier that became
+	// slower for good within two epochs.
+	baseEpoch = 10 * time.Second
+	// tolerance: a window mean up to tolerance × the no-load latency is
+	// not queueing.
+	tolerance = 2.0
+	// rebaseWindows: windows in a row at the floor, kept busy and still
+	// slower than tolerance × the no-load latency, after which that latency
+	// is taken as the tier's own (not a queue: the queue is as short as it
+	// gets) and becomes the no-load latency.
+	rebaseWindows = 5
 )
 
-// tierSlots sizes admission by what the telephony pools can carry.
+// tierSlots sizes admission by what the telephony pools can carry and by
+// the latency the requests see there.
 //
 // server.max_in_flight bounds the requests the daemon holds (memory,
 // goroutines); it says nothing about what the tiers can take. A tier's pool
@@ -29,39 +53,95 @@ const (
 // (read at every admission: it follows connections coming and going, a
 // breaker opening, a drain and a reload).
 //
-// Slots alone are not enough: a burst that puts 2,048 calls on a tier at
-// once queues them behind each other, and on a busy host the last ones wait
-// longer than the tier's attempt_timeout; an attempt that times out counts
-// against the tier's breaker although the queue is ours. So the slots are
-// also limited adaptively, from the requests' own latency against the first
-// tier's attempt_timeout: the limit starts at minSlots; a request answered
-// within a quarter of attempt_timeout while at least half the limit is in
-// use raises it by one, up to the capacity (a burst on a quick tier soon
-// has all of it); one that took more than half of attempt_timeout cuts it
-// by a quarter, at most once per half attempt_timeout and never below
-// minSlots: the limit backs off before attempts time out, not after.
+// Capacity alone is not enough: a burst that puts 2,048 calls on a tier at
+// once queues them behind each other (in the pool's connections, the
+// network and the telephony server, all first come first served), so every
+// request — a polite client's single one too — waits behind up to 2,048
+// others, and on a busy host the last ones wait past the tier's
+// attempt_timeout, where a healthy tier's breaker would count them. So the
+// requests at the tiers are also bounded by a limit that targets latency
+// (a gradient limit, as TCP Vegas or Netflix's Gradient2): every
+// limitWindow, the mean latency of the requests that ended (from their slot
+// to their answer) is compared with the no-load latency (the lowest window
+// mean of the last one or two baseEpochs). While the tiers are kept busy
+// (at least half the limit in use in the window), the limit becomes
 //
-// A request past it waits up to admitWaitMax for a slot (one frees whenever
-// any request ends), then is shed with OVERLOADED: a burst of any size gets
-// successes and OVERLOADED and never reaches a pool it would find full.
+//	limit × clamp(tolerance × no-load / mean, 0.5, 1) + √limit
 //
-// The fast path is two atomic adds and the capacity read (atomic loads over
-// the tier list): no lock, no allocation, no clock. Only a request that has
-// to wait arms a timer (its attempt deadline, idle at that point) and
-// listens on freed, which a finishing request signals without blocking
-// while anyone waits.
+// within [minSlots, capacity]: it shrinks as soon as a queue builds and
+// grows by √limit while the latency stays near the no-load one, so about as
+// many requests are at the tiers as keep them busy, and the rest wait here,
+// where they are served fairly. While the tiers are not kept busy it moves
+// back up to startSlots. A tier that is slow by itself (not by our queue:
+// still slow with the limit at its floor for rebaseWindows windows) has its
+// latency taken as the new no-load latency, so a slower tier is not held at
+// the floor.
+//
+// A request past the limit waits up to admitWaitMax for a slot, then is
+// shed with OVERLOADED if its connection is heavy: it has half of
+// server.max_conn_unanswered or more requests read and not yet answered
+// (it pushes about as hard as the daemon lets one connection; a burst's
+// connections do). Any other request then takes a slot past the limit,
+// within the capacity: shedding falls on the connections that queued the
+// others, never on a polite client, and a steady load that a stall of the
+// host makes pile up for a moment is delayed, not shed. A burst of any
+// size gets successes and OVERLOADED and never reaches a pool it would find
+// full. Waiting requests are served fairly across connections: a freed
+// slot goes to the next connection with
+// waiters in turn (round robin), the oldest waiter of that connection
+// first, so a connection with one request waiting goes ahead of the
+// hundreds another one has queued.
+//
+// The fast path, taken while nobody waits, is three atomic operations and
+// the capacity read (atomic loads over the tier list): no lock, no
+// allocation, no clock (the request's start time serves). Ending a request
+// adds its latency to the window (three atomic operations); one request per
+// window recomputes the limit. Only a request that has to wait takes the
+// queue's lock, arms a timer (its attempt deadline, idle at that point) and
+// listens on its own channel (kept with its pooled state).
 type tierSlots struct {
-	active  atomic.Int64 // requests holding a slot
-	waiters atomic.Int64 // requests waiting for one
-	limit   atomic.Int64 // the adaptive limit (the capacity bounds it too)
-	lastCut atomic.Int64 // when the limit was last cut, Unix ns
-	freed   chan struct{}
+	waitMax time.Duration // admitWaitMax; tests lengthen it
+	active  atomic.Int64  // requests holding a slot
+	waiters atomic.Int64  // requests in the queue
+	limit   atomic.Int64  // the adaptive limit (the capacity bounds it too)
+
+	// The current window (give): latency sum and count, the most requests
+	// holding a slot, when it began (Unix ns); updating is held by the one
+	// request recomputing the limit.
+	sumNs, samples, peak, winStart atomic.Int64
+	updating                       atomic.Bool
+	// The no-load latency (ns; 0: none yet) of the current and previous
+	// epoch, when the epoch began, windows in a row for a rebase: only
+	// touched while updating is held.
+	baseCur, basePrev, epochStart int64
+	slowAtFloor                   int
+
+	// The queue (slow path only).
+	mu   sync.Mutex
+	ring []*conn // connections with waiters, served in turn; guarded by mu
+	next int     // the ring's next turn; guarded by mu
 }
 
 func newTierSlots() *tierSlots {
-	ts := &tierSlots{freed: make(chan struct{}, 64)}
-	ts.limit.Store(minSlots)
+	ts := &tierSlots{waitMax: admitWaitMax}
+	ts.limit.Store(startSlots)
 	return ts
+}
+
+// slotWaiter is a request waiting for a slot, in its connection's queue.
+// It lives in the request's pooled state.
+type slotWaiter struct {
+	ready      chan struct{} // a granted slot is signalled here (buffer 1)
+	c          *conn
+	prev, next *slotWaiter
+	queued     bool // guarded by tierSlots.mu
+}
+
+// connWaiters is a connection's queue of requests waiting for a slot;
+// guarded by tierSlots.mu.
+type connWaiters struct {
+	head, tail *slotWaiter
+	inRing     bool
 }
 
 // firstAvailable is the first tier new allocations may go to; nil if none.
@@ -94,57 +174,196 @@ func (ts *tierSlots) tryTake(s *service) bool {
 	return false
 }
 
-// take takes a slot for the request rs, waiting (bounded by admitWaitMax and
-// ctx) while none is free. A nil error means the caller must call give when
-// the request is done with the tiers; otherwise the error is the answer
-// (OVERLOADED, or the context's error).
-func (ts *tierSlots) take(ctx context.Context, s *service, rs *reqState) error {
-	if ts.tryTake(s) {
-		return nil
+// takeOver takes a slot past the adaptive limit, within the capacity of
+// the first available tier, for a request that waited admitWaitMax.
+func (ts *tierSlots) takeOver(s *service) bool {
+	t := s.firstAvailable()
+	if t == nil || ts.active.Add(1) <= int64(t.pool.Capacity()) {
+		return true
 	}
+	ts.active.Add(-1)
+	return false
+}
+
+// take takes a slot for the request rs of connection c, waiting (bounded by
+// admitWaitMax and ctx) while none is free or others wait. Past that wait
+// a request is shed only if c is heavy (heavyAt or more requests read and
+// not yet answered); otherwise it takes a slot past the limit. A nil error
+// means the caller must call give when the request is done with the tiers;
+// waited then says whether it waited (its slot was taken later than the
+// request began). Otherwise the error is the answer (OVERLOADED, or the
+// context's error).
+func (ts *tierSlots) take(ctx context.Context, s *service, c *conn, heavyAt int32, rs *reqState) (waited bool, err error) {
+	if ts.waiters.Load() == 0 && ts.tryTake(s) {
+		return false, nil
+	}
+	w := &rs.wait
+	if w.ready == nil {
+		w.ready = make(chan struct{}, 1)
+	}
+	w.c = c
+	ts.mu.Lock()
 	ts.waiters.Add(1)
-	defer ts.waiters.Add(-1)
-	rs.adl.start(admitWaitMax)
+	ts.enqueue(w)
+	ts.dispatch(s)
+	ts.mu.Unlock()
+	rs.adl.start(ts.waitMax)
 	defer rs.adl.stop()
-	for {
-		select {
-		case <-ts.freed:
-		case <-rs.adl.Done():
-			if ts.tryTake(s) {
-				return nil
+	select {
+	case <-w.ready:
+		return true, nil
+	case <-rs.adl.Done():
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	ts.mu.Lock()
+	if !w.queued { // granted meanwhile: the slot is ours
+		ts.mu.Unlock()
+		<-w.ready
+		return true, nil
+	}
+	ts.dequeue(w)
+	ts.waiters.Add(-1)
+	if err == nil && (ts.tryTake(s) || c.unanswered.Load() < heavyAt && ts.takeOver(s)) {
+		// Admission's own wait is up, and a slot is free (the bound
+		// grew: a connection came up, a reload), or the request's
+		// connection is not heavy: it takes a slot past the limit.
+		ts.mu.Unlock()
+		return true, nil
+	}
+	ts.mu.Unlock()
+	if err != nil {
+		return true, err
+	}
+	return true, errf(wire.StatusOverloaded, "telephony tiers at their in-flight limit")
+}
+
+// enqueue puts w at the end of its connection's queue, and the connection
+// in the ring if it was not; mu held.
+func (ts *tierSlots) enqueue(w *slotWaiter) {
+	q := &w.c.waiters
+	w.prev, w.next, w.queued = q.tail, nil, true
+	if q.tail != nil {
+		q.tail.next = w
+	} else {
+		q.head = w
+	}
+	q.tail = w
+	if !q.inRing {
+		q.inRing = true
+		ts.ring = append(ts.ring, w.c)
+	}
+}
+
+// dequeue takes w out of its connection's queue, and the connection out of
+// the ring if that emptied it; mu held.
+func (ts *tierSlots) dequeue(w *slotWaiter) {
+	q := &w.c.waiters
+	if w.prev != nil {
+		w.prev.next = w.next
+	} else {
+		q.head = w.next
+	}
+	if w.next != nil {
+		w.next.prev = w.prev
+	} else {
+		q.tail = w.prev
+	}
+	w.prev, w.next, w.queued = nil, nil, false
+	if q.head == nil && q.inRing {
+		q.inRing = false
+		for i, c := range ts.ring {
+			if c == w.c {
+				ts.ring = append(ts.ring[:i], ts.ring[i+1:]...)
+				if ts.next > i {
+					ts.next--
+				}
+				break
 			}
-			return errf(wire.StatusOverloaded, "telephony tiers at their in-flight capacity")
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if ts.tryTake(s) {
-			return nil
 		}
 	}
 }
 
-// give returns the slot of a request that took took, adapts the limit and
-// wakes a waiter, if any.
-func (ts *tierSlots) give(s *service, took time.Duration) {
-	active := ts.active.Add(-1)
-	if t := s.firstAvailable(); t != nil {
-		capacity := int64(t.pool.Capacity())
-		lim := ts.limit.Load()
-		switch {
-		case took > t.attempt/2:
-			now := time.Now().UnixNano()
-			last := ts.lastCut.Load()
-			if now-last > int64(t.attempt/2) && ts.lastCut.CompareAndSwap(last, now) {
-				ts.limit.Store(max(lim-lim/4, minSlots))
-			}
-		case took < t.attempt/4 && active >= min(lim, capacity)/2 && lim < capacity:
-			ts.limit.Add(1)
+// dispatch hands free slots to waiters, one connection after the other;
+// mu held.
+func (ts *tierSlots) dispatch(s *service) {
+	for len(ts.ring) > 0 {
+		if !ts.tryTake(s) {
+			return
 		}
-	}
-	if ts.waiters.Load() > 0 {
-		select {
-		case ts.freed <- struct{}{}:
-		default:
+		if ts.next >= len(ts.ring) {
+			ts.next = 0
 		}
+		w := ts.ring[ts.next].waiters.head
+		ts.next++
+		ts.dequeue(w)
+		ts.waiters.Add(-1)
+		w.ready <- struct{}{} // never blocks: one grant per wait
 	}
 }
+
+// give returns the slot of a request that held it for took (ending at now),
+// adapts the limit and hands the slot to a waiter, if any.
+func (ts *tierSlots) give(s *service, now time.Time, took time.Duration) {
+	active := ts.active.Add(-1) + 1
+	ts.sumNs.Add(int64(took))
+	n := ts.samples.Add(1)
+	if p := ts.peak.Load(); active > p {
+		ts.peak.CompareAndSwap(p, active)
+	}
+	nowNs := now.UnixNano()
+	if n >= limitSamples && nowNs-ts.winStart.Load() >= int64(limitWindow) && ts.updating.CompareAndSwap(false, true) {
+		ts.adapt(s, nowNs)
+		ts.updating.Store(false)
+	}
+	if ts.waiters.Load() > 0 {
+		ts.mu.Lock()
+		ts.dispatch(s)
+		ts.mu.Unlock()
+	}
+}
+
+// adapt closes the window and recomputes the limit; updating held.
+func (ts *tierSlots) adapt(s *service, now int64) {
+	ts.winStart.Store(now)
+	n := ts.samples.Swap(0)
+	sum := ts.sumNs.Swap(0)
+	peak := ts.peak.Swap(ts.active.Load())
+	t := s.firstAvailable()
+	if n <= 0 || t == nil {
+		return
+	}
+	mean := max(sum/n, 1)
+	if now-ts.epochStart > int64(baseEpoch) {
+		ts.basePrev, ts.baseCur, ts.epochStart = ts.baseCur, 0, now
+	}
+	if ts.baseCur == 0 || mean < ts.baseCur {
+		ts.baseCur = mean
+	}
+	base := ts.baseCur
+	if ts.basePrev != 0 && ts.basePrev < base {
+		base = ts.basePrev
+	}
+	capacity := int64(t.pool.Capacity())
+	lim := ts.limit.Load()
+	next := lim
+	if peak >= lim/2 {
+		grad := min(max(tolerance*float64(base)/float64(mean), 0.5), 1)
+		next = int64(float64(lim)*grad + math.Sqrt(float64(lim)))
+		if lim <= minSlots && grad < 1 {
+			// At the floor, kept busy, still slow: the tier's own latency.
+			if ts.slowAtFloor++; ts.slowAtFloor >= rebaseWindows {
+				ts.baseCur, ts.basePrev, ts.slowAtFloor = mean, 0, 0
+			}
+		} else {
+			ts.slowAtFloor = 0
+		}
+	} else if lim < startSlots {
+		next = min(lim+int64(math.Sqrt(float64(lim))), startSlots)
+	}
+	ts.limit.Store(min(max(next, minSlots), max(capacity, minSlots)))
+}
+
+// currentLimit is the adaptive limit in force (the capacity may bound it
+// lower), for metrics.
+func (ts *tierSlots) currentLimit() int64 { return ts.limit.Load() }

@@ -159,6 +159,8 @@ var (
 	descPoolConns = prometheus.NewDesc("switchboard_pool_connections", "Telephony connections by tier and state (live, dialing, draining).", []string{"tier", "state"}, nil)
 	descPoolCalls = prometheus.NewDesc("switchboard_pool_in_flight", "Telephony requests in flight by tier.", []string{"tier"}, nil)
 	descInFlight  = prometheus.NewDesc("switchboard_in_flight", "Front-end requests in progress.", nil, nil)
+	descAdmLimit  = prometheus.NewDesc("switchboard_admission_limit", "Requests admission lets at the telephony tiers at once: the adaptive limit, which shrinks when their latency shows a queue (the first available tier's pool capacity may bound it lower).", nil, nil)
+	descAdmWait   = prometheus.NewDesc("switchboard_admission_waiting", "Requests waiting for a slot at the telephony tiers (at most 50 ms each, then OVERLOADED).", nil, nil)
 	descConns     = prometheus.NewDesc("switchboard_connections", "Front-end connections open (bounded by server.max_conns).", nil, nil)
 	descRefused   = prometheus.NewDesc("switchboard_connections_refused_total", "Front-end connections closed at accept because server.max_conns were open.", nil, nil)
 	descCuts      = prometheus.NewDesc("switchboard_connections_cut_total", "Front-end connections the daemon closed, by reason: idle, read_timeout, write_timeout (client not reading), queue_full, input_overflow (netpoll), evicted (longest-idle, to make room at server.max_conns).", []string{"reason"}, nil)
@@ -186,7 +188,7 @@ var (
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBreaker, descOverride, descDrained, descPoolConns, descPoolCalls,
-		descInFlight, descConns, descRefused, descCuts, descPauses, descIssued, descLeft, descKeyWaits, descOrphans, descStranded, descVersion, descReloadAt, descStart,
+		descInFlight, descAdmLimit, descAdmWait, descConns, descRefused, descCuts, descPauses, descIssued, descLeft, descKeyWaits, descOrphans, descStranded, descVersion, descReloadAt, descStart,
 		descIdxEntries, descIdxBytes, descIdxMaxBytes, descIdxGets, descIdxSets, descIdxMisses, descIdxCollisions, descIdxCorruptions} {
 		ch <- d
 	}
@@ -212,6 +214,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descPoolCalls, float64(ps.InFlight), t.name)
 	}
 	gauge(descInFlight, float64(st.srv.inFlight.Load()))
+	gauge(descAdmLimit, float64(st.srv.slots.currentLimit()))
+	gauge(descAdmWait, float64(st.srv.slots.waiters.Load()))
 	gauge(descConns, float64(st.srv.open.Load()))
 	ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(st.srv.stats.refusedConns.Load()))
 	for r := range st.srv.stats.cuts {

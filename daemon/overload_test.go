@@ -93,8 +93,8 @@ func p99(lat []time.Duration) time.Duration {
 // 1,024 calls per tier, far below server.max_in_flight): 3,000 concurrent
 // callers on 4 connections. Healthy tiers must give successes and
 // OVERLOADED, never UNAVAILABLE, and every breaker must stay closed. A
-// well-behaved client runs alongside; its latency and errors are reported
-// (asserted only loosely: the machine is shared and noisy).
+// well-behaved client runs alongside and must see no error at all; its
+// latency is reported (the machine is shared and noisy).
 func TestBurstIsShedNeverFailedOver(t *testing.T) {
 	if testing.Short() {
 		t.Skip("burst of 3000 callers")
@@ -193,14 +193,13 @@ func TestBurstIsShedNeverFailedOver(t *testing.T) {
 			t.Errorf("breaker of %s is %v after the burst, want closed", tr.name, st)
 		}
 	}
-	// The polite client is measured and reported, not held to a bound:
-	// admission is daemon-wide, so it is shed like any other caller, and
-	// its latency here is the noisy machine's. It must never see
-	// UNAVAILABLE either.
+	// The polite client's latency is measured and reported, not held to a
+	// bound: here it is the noisy machine's (bench/results/burst.txt has
+	// the real processes' figures). Its errors are held to none: its one
+	// request at a time waits in admission's queue only behind one request
+	// of each other connection with waiters, never the 50 ms that sheds.
 	for _, err := range polite.errs {
-		if !errors.Is(err, wire.StatusOverloaded) && !errors.Is(err, wire.StatusTimeout) {
-			t.Errorf("well-behaved client: %v", err)
-		}
+		t.Errorf("well-behaved client: %v", err)
 	}
 }
 

@@ -45,6 +45,9 @@ type reqState struct {
 	// dl bounds the whole request, adl one tier attempt; both keep their
 	// timer and channel from one request to the next (deadline).
 	dl, adl deadline
+	// wait is the request in admission's queue when it waits for a slot
+	// (admission.go); its channel is kept from one request to the next.
+	wait slotWaiter
 }
 
 var reqPool = sync.Pool{New: func() any { return &reqState{out: make([]byte, 0, 512)} }}
@@ -59,6 +62,9 @@ type conn struct {
 	tc transportConn
 
 	inFlight atomic.Int32
+	// waiters are its requests waiting for a tier slot, guarded by
+	// tierSlots.mu (admission.go).
+	waiters connWaiters
 
 	// Read side (conns.go): requests read and not yet answered on the
 	// socket, response bytes queued or being written, the coarse time of
@@ -341,12 +347,17 @@ func (s *server) admit(c *conn, h wire.Header, payload []byte) *reqState {
 func (s *server) handle(c *conn, rs *reqState) {
 	defer s.handlers.Done()
 	t0 := time.Now()
-	rs.dl.start(s.lim.Load().requestTimeout)
+	lim := s.lim.Load()
+	rs.dl.start(lim.requestTimeout)
 	ctx := context.Context(&rs.dl)
 	out, start := wire.BeginFrame(rs.out[:0], rs.h.Response(wire.StatusOK))
 	// A slot at the tiers first (admission.go); without one, the answer is
 	// OVERLOADED (or TIMEOUT), and nothing reaches a pool.
-	shed := s.slots.take(ctx, s.svc, rs)
+	waited, shed := s.slots.take(ctx, s.svc, c, lim.maxConnUnanswered/2, rs)
+	admitted := t0
+	if waited {
+		admitted = time.Now()
+	}
 	if shed != nil && errors.Is(shed, wire.StatusOverloaded) {
 		s.stats.overloaded.Add(1)
 	}
@@ -371,7 +382,8 @@ func (s *server) handle(c *conn, rs *reqState) {
 		}
 	}
 	if shed == nil {
-		s.slots.give(s.svc, time.Since(t0))
+		now := time.Now()
+		s.slots.give(s.svc, now, now.Sub(admitted))
 	}
 	rs.dl.stop()
 	if err == nil {
@@ -396,7 +408,7 @@ func (s *server) handle(c *conn, rs *reqState) {
 	s.m.request(rs.h.Op, st, time.Since(t0))
 	c.writeHeld(out, rs.slot)
 	c.inFlight.Add(-1)
-	*rs = reqState{in: rs.in[:0], out: rs.out[:0], scratch: rs.scratch[:0], cached: rs.cached[:0], kbuf: rs.kbuf[:0], dl: rs.dl, adl: rs.adl}
+	*rs = reqState{in: rs.in[:0], out: rs.out[:0], scratch: rs.scratch[:0], cached: rs.cached[:0], kbuf: rs.kbuf[:0], dl: rs.dl, adl: rs.adl, wait: slotWaiter{ready: rs.wait.ready}}
 	reqPool.Put(rs)
 }
 

@@ -1,0 +1,121 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"switchboard/wire"
+)
+
+// TestAdmissionServesConnectionsInTurn: with every slot taken, a connection
+// with hundreds of requests waiting and one with a single request waiting
+// share the freed slots in turn, so the single request gets one of the
+// first two, however many the busy connection queued before it. (Admission
+// once let any waiter take a freed slot: the lone request then waited,
+// on average, for half the busy connection's queue.)
+func TestAdmissionServesConnectionsInTurn(t *testing.T) {
+	h := startDaemon(t, nil)
+	svc := h.d.svc
+	ts := newTierSlots()
+	ts.waitMax = time.Minute // the test's pace, not admission's, decides
+	ts.limit.Store(1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	if waited, err := ts.take(ctx, svc, &conn{}, 1000, &reqState{}); err != nil || waited {
+		t.Fatalf("first take: waited %v, err %v; want the free slot at once", waited, err)
+	}
+	type grant struct {
+		who string
+		err error
+	}
+	granted := make(chan grant, 1000)
+	waitFor := func(n int64) {
+		t.Helper()
+		for ts.waiters.Load() != n {
+			if ctx.Err() != nil {
+				t.Fatalf("%d waiters, want %d", ts.waiters.Load(), n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	const busy = 200
+	busyConn, politeConn := &conn{}, &conn{}
+	for i := 0; i < busy; i++ {
+		go func() {
+			_, err := ts.take(ctx, svc, busyConn, 1000, &reqState{})
+			granted <- grant{"busy", err}
+		}()
+	}
+	waitFor(busy)
+	go func() {
+		_, err := ts.take(ctx, svc, politeConn, 1000, &reqState{})
+		granted <- grant{"polite", err}
+	}()
+	waitFor(busy + 1)
+
+	// Free the slot once per grant and see who gets it: the polite
+	// connection must be served by the second.
+	for i := 1; i <= busy+1; i++ {
+		ts.give(svc, time.Now(), time.Millisecond)
+		g := <-granted
+		if g.err != nil {
+			t.Fatalf("grant %d: %v", i, g.err)
+		}
+		if g.who == "polite" {
+			if i > 2 {
+				t.Fatalf("the single waiting request got slot %d, after %d of the busy connection's", i, i-1)
+			}
+			t.Logf("the single waiting request got slot %d of %d", i, busy+1)
+			cancel()
+			break
+		}
+		if i == busy+1 {
+			t.Fatal("the polite request was never granted")
+		}
+	}
+	// The rest time out (ctx cancelled) and leave the queue.
+	for ts.waiters.Load() != 0 {
+		time.Sleep(time.Millisecond)
+	}
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if len(ts.ring) != 0 || busyConn.waiters.head != nil {
+		t.Fatalf("queue not empty after every waiter left: ring %d", len(ts.ring))
+	}
+}
+
+// TestAdmissionShedsHeavyConnectionsOnly: with every slot taken and none
+// freed, a request of a heavy connection (300 requests read and not
+// answered, with heavy from 128) is answered OVERLOADED after admission's
+// wait, while one of a light connection (one request: a polite client)
+// takes a slot past the adaptive limit, within the capacity. (Admission
+// once shed both alike.)
+func TestAdmissionShedsHeavyConnectionsOnly(t *testing.T) {
+	h := startDaemon(t, nil)
+	svc := h.d.svc
+	ts := newTierSlots()
+	ts.waitMax = 20 * time.Millisecond
+	ts.limit.Store(1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const heavyAt = 128
+	if _, err := ts.take(ctx, svc, &conn{}, heavyAt, &reqState{}); err != nil {
+		t.Fatal(err)
+	}
+	heavy, light := &conn{}, &conn{}
+	heavy.unanswered.Store(300)
+	light.unanswered.Store(1)
+	if _, err := ts.take(ctx, svc, heavy, heavyAt, &reqState{}); !errors.Is(err, wire.StatusOverloaded) {
+		t.Fatalf("heavy connection's request: %v, want OVERLOADED", err)
+	}
+	waited, err := ts.take(ctx, svc, light, heavyAt, &reqState{})
+	if err != nil || !waited {
+		t.Fatalf("light connection's request: waited %v, err %v; want a slot past the limit after the wait", waited, err)
+	}
+	if n := ts.active.Load(); n != 2 {
+		t.Fatalf("%d slots taken, want 2", n)
+	}
+}
