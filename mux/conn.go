@@ -233,8 +233,12 @@ func (c *Conn) killLocked(cause error) bool {
 		c.closedErr = &closedError{cause: cause}
 	}
 	c.alive.Store(false)
+	failed := c.lostErr
+	if errors.Is(cause, ErrRefused) {
+		failed = c.closedErr // the peer read nothing: not sent
+	}
 	for _, cl := range c.calls {
-		cl.ch <- result{err: c.lostErr}
+		cl.ch <- result{err: failed}
 	}
 	clear(c.calls)
 	c.pending = c.pending[:0]
@@ -487,6 +491,10 @@ func (c *Conn) readLoop() {
 		}
 		if !h.IsResponse() {
 			c.kill(fmt.Errorf("%w: request frame %v id %d from the peer", ErrProtocol, h.Op, h.ID))
+			break
+		}
+		if h.Op == wire.OpGoodbye && h.ID == 0 && h.Status != wire.StatusOK {
+			c.kill(fmt.Errorf("%w: %v", ErrRefused, wire.DecodeError(h.Status, payload))) // %v: a RemoteError inside would say "sent"
 			break
 		}
 		c.mu.Lock()
