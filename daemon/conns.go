@@ -3,9 +3,12 @@ package daemon
 import (
 	"errors"
 	"slices"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
+
+	"switchboard/wire"
 )
 
 // Connection hygiene on the front-end socket: why a connection is cut, the
@@ -113,6 +116,29 @@ func (c *conn) waitReadable(check func() bool) bool {
 		}
 	}
 	return true
+}
+
+// GOODBYE frames (wire.OpGoodbye, docs/protocol.md §2.3): the only frame
+// of a connection refused at accept, written before it is closed unread.
+var (
+	goodbyeMaxConns       = goodbyeFrame("refused: at max_conns")
+	goodbyeMaxConnsPerUID = goodbyeFrame("refused: at max_conns_per_uid")
+)
+
+func goodbyeFrame(msg string) []byte {
+	f, err := wire.AppendFrame(nil, wire.Header{Op: wire.OpGoodbye, Flags: wire.FlagResponse, Status: wire.StatusOverloaded},
+		&wire.ErrorMessage{Message: []byte(msg)}, wire.MinMaxFrame)
+	if err != nil {
+		panic(err) // a constant message: a programmer error
+	}
+	return f
+}
+
+// writeNow writes b on the non-blocking socket fd if it takes it whole at
+// once (a fresh connection's empty buffer always does); a partial write
+// is left as it is, and the caller closes the connection.
+func writeNow(fd int, b []byte) {
+	_, _ = syscall.Write(fd, b)
 }
 
 // newConn creates, registers and returns the connection over tc (for

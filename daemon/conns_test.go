@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"testing"
 	"time"
@@ -24,7 +26,10 @@ func rawPing(id uint64, c io.ReadWriter) error {
 	if _, err := c.Write(f); err != nil {
 		return err
 	}
-	_, _, _, err := wire.ReadFrame(c, nil, wire.DefaultMaxFrame)
+	h, pl, _, err := wire.ReadFrame(c, nil, wire.DefaultMaxFrame)
+	if err == nil && (h.Op != wire.OpPing || h.ID != id || h.Status != wire.StatusOK) {
+		err = fmt.Errorf("answer %v id %d %v: %w", h.Op, h.ID, h.Status, wire.DecodeError(h.Status, pl))
+	}
 	return err
 }
 
@@ -80,6 +85,7 @@ func (f *fakeTC) close() error                   { f.closed = true; return nil }
 func (f *fakeTC) unread() (int, bool)            { return f.unreadN, true }
 func (f *fakeTC) incoming() (int, bool)          { return 0, true }
 func (f *fakeTC) peerUID() (uint32, bool)        { return 0, false }
+func (f *fakeTC) goodbye([]byte)                 {}
 
 // TestReapOnceIdleDefinition: on the reaper's clock (no sleeping), a
 // connection stays while it sends requests and reads what it is sent; one
@@ -140,6 +146,34 @@ func TestMaxConnsPerUID(t *testing.T) {
 			waitFor(t, "the closed connection uncounted", 5*time.Second, func() bool { return h.d.srv.open.Load() == 2 })
 			if err := rawPing(3, rawConn(t, h.sock)); err != nil {
 				t.Fatalf("connection into a freed slot: %v", err)
+			}
+		})
+	}
+}
+
+// TestRefusedConnectionToldGoodbye: a connection refused at accept reads a
+// GOODBYE frame (op 0, id 0, OVERLOADED, the limit named) before EOF, so a
+// client knows nothing it wrote on it was read (docs/protocol.md §2.3).
+// Before, it read EOF alone and could not tell a refusal from a cut.
+func TestRefusedConnectionToldGoodbye(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			h := startDaemon(t, func(c *Config) {
+				c.Server.Transport = tr
+				c.Server.MaxConnsPerUID = 2 // the harness's client holds 2
+			})
+			c := rawConn(t, h.sock)
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			hd, pl, _, err := wire.ReadFrame(c, nil, wire.DefaultMaxFrame)
+			if err != nil {
+				t.Fatalf("a connection refused at max_conns_per_uid: %v, want a GOODBYE frame", err)
+			}
+			var m wire.ErrorMessage
+			if hd.Op != wire.OpGoodbye || hd.ID != 0 || !hd.IsResponse() || hd.Status != wire.StatusOverloaded || m.Decode(pl) != nil || string(m.Message) != "refused: at max_conns_per_uid" {
+				t.Fatalf("refusal frame %+v %q, want GOODBYE id 0 OVERLOADED %q", hd, m.Message, "refused: at max_conns_per_uid")
+			}
+			if _, _, _, err := wire.ReadFrame(c, nil, wire.DefaultMaxFrame); !errors.Is(err, io.EOF) {
+				t.Fatalf("after GOODBYE: %v, want EOF", err)
 			}
 		})
 	}

@@ -135,8 +135,9 @@ type server struct {
 // request running is cut to make room (it leaves the count once its
 // transport notices), so idle or trickling connections cannot lock new
 // clients out; only when every connection has a request running is the new
-// one refused. False: the caller must close tc at once, without calling
-// connClosed.
+// one refused: it is sent a GOODBYE frame (nothing of it was read, so the
+// client may resend whatever it wrote on it). False: the caller must close
+// tc at once, without calling connClosed.
 func (s *server) admitConn(tc transportConn) (*conn, bool) {
 	lim := s.lim.Load()
 	uid, hasUID := tc.peerUID()
@@ -150,6 +151,7 @@ func (s *server) admitConn(tc transportConn) (*conn, bool) {
 			s.connMu.Unlock()
 			s.stats.refusedConns.Add(1)
 			s.log.Warn("front-end connection refused at server.max_conns_per_uid", zap.Uint32("uid", uid), zap.Int("max_conns_per_uid", lim.maxConnsPerUID))
+			tc.goodbye(goodbyeMaxConnsPerUID)
 			return nil, false
 		}
 		s.uidConns[uid] = n + 1 // reserved now: the connection keeps it, a refusal below drops it
@@ -164,6 +166,7 @@ func (s *server) admitConn(tc transportConn) (*conn, bool) {
 		}
 		s.stats.refusedConns.Add(1)
 		s.log.Warn("front-end connection refused at server.max_conns", zap.Int64("max_conns", lim.maxConns))
+		tc.goodbye(goodbyeMaxConns)
 		return nil, false
 	}
 	return s.newConn(tc, uid, perUID), true
@@ -208,6 +211,9 @@ type transportConn interface {
 	// peerUID returns the connecting process's uid (SO_PEERCRED); false
 	// when the platform cannot tell.
 	peerUID() (uint32, bool)
+	// goodbye writes b (a GOODBYE frame) if the socket takes it whole at
+	// once; it never blocks (admitConn calls it on the accept path).
+	goodbye(b []byte)
 }
 
 // transport is a front-end socket server: it accepts connections, reads

@@ -80,6 +80,8 @@ func (c netConn) peerUID() (uid uint32, ok bool) {
 	return uid, ok
 }
 
+func (c netConn) goodbye(b []byte) { c.control(func(fd int) { writeNow(fd, b) }) }
+
 // control runs f on the connection's descriptor; false if it has none.
 func (c netConn) control(f func(fd int)) bool {
 	sc, isSys := c.nc.(syscall.Conn)

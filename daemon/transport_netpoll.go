@@ -133,6 +133,12 @@ func (c netpollConn) peerUID() (uint32, bool) {
 	return peerUIDFd(fc.Fd())
 }
 
+func (c netpollConn) goodbye(b []byte) {
+	if fc, ok := c.nc.(interface{ Fd() int }); ok {
+		writeNow(fc.Fd(), b)
+	}
+}
+
 func (c netpollConn) unread() (int, bool) {
 	fc, ok := c.nc.(interface{ Fd() int })
 	if !ok || !c.nc.IsActive() {
