@@ -118,6 +118,26 @@ func (c *conn) waitReadable(check func() bool) bool {
 	return true
 }
 
+// keptOnFailure counts and logs the allocation answers of a failed write
+// that still count as delivered (they keep their bridges, service.delivered):
+// on net exactly those the kernel took whole before the failure; on
+// netpoll, which does not say how much of a failed flush reached the
+// socket, every answer of the batch (docs/protocol.md §2.4).
+func (c *conn) keptOnFailure(frames []heldFrame, written int) {
+	n := 0
+	for _, f := range frames {
+		if f.end <= written {
+			n++
+		}
+	}
+	if n == 0 {
+		return
+	}
+	c.s.stats.keptAfterFailedWrite.Add(uint64(n))
+	c.s.log.Warn("front-end write failed: answers it may have delivered keep their bridges",
+		zap.Int("answers", n), zap.String("transport", c.s.cfg.Transport))
+}
+
 // GOODBYE frames (wire.OpGoodbye, docs/protocol.md §2.3): the only frame
 // of a connection refused at accept, written before it is closed unread.
 var (

@@ -113,6 +113,7 @@ type server struct {
 	stats struct {
 		requests, overloaded, badFrames, refusedConns atomic.Uint64
 		pauses                                        atomic.Uint64
+		keptAfterFailedWrite                          atomic.Uint64 // conns.go keptOnFailure
 		cuts                                          [numCutReasons]atomic.Uint64
 	}
 
@@ -468,6 +469,9 @@ func (c *conn) writeHeld(frame []byte, slot inflight.Slot) {
 		}
 		if len(slots) > 0 {
 			c.s.svc.delivered(slots, written, err)
+			if err != nil {
+				c.keptOnFailure(slots, written)
+			}
 		}
 		failed = err
 		c.mu.Lock()
