@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -113,6 +114,7 @@ type server struct {
 	stats struct {
 		requests, overloaded, badFrames, refusedConns atomic.Uint64
 		pauses                                        atomic.Uint64
+		notAllowed                                    atomic.Uint64 // refused by server.allow_uids/allow_gids
 		keptAfterFailedWrite                          atomic.Uint64 // conns.go keptOnFailure
 		cuts                                          [numCutReasons]atomic.Uint64
 	}
@@ -141,7 +143,18 @@ type server struct {
 // tc at once, without calling connClosed.
 func (s *server) admitConn(tc transportConn) (*conn, bool) {
 	lim := s.lim.Load()
-	uid, hasUID := tc.peerUID()
+	uid, gid, hasUID := tc.peerCred()
+	if !lim.allows(uid, gid, hasUID) {
+		// Not a capacity refusal: no GOODBYE (a retry would be refused
+		// again), the client reads EOF.
+		s.stats.notAllowed.Add(1)
+		if hasUID {
+			s.log.Warn("front-end connection refused: peer not in server.allow_uids or server.allow_gids", zap.Uint32("uid", uid), zap.Uint32("gid", gid))
+		} else {
+			s.log.Warn("front-end connection refused: peer not in server.allow_uids or server.allow_gids", zap.String("uid", "unknown"))
+		}
+		return nil, false
+	}
 	// Connections are counted by uid whether or not the bound is set, so
 	// that a reload setting it finds the counts right.
 	perUID := hasUID
@@ -209,9 +222,9 @@ type transportConn interface {
 	// incoming returns the bytes the peer sent that the daemon has not
 	// read yet; false when the platform cannot tell.
 	incoming() (int, bool)
-	// peerUID returns the connecting process's uid (SO_PEERCRED); false
-	// when the platform cannot tell.
-	peerUID() (uint32, bool)
+	// peerCred returns the connecting process's uid and gid
+	// (SO_PEERCRED); false when the platform cannot tell.
+	peerCred() (uid, gid uint32, ok bool)
 	// goodbye writes b (a GOODBYE frame) if the socket takes it whole at
 	// once; it never blocks (admitConn calls it on the accept path).
 	goodbye(b []byte)
@@ -244,11 +257,23 @@ type serverLimits struct {
 	maxConnQueued     int64
 	idleTimeout       time.Duration
 	maxConnsPerUID    int // 0: no bound
+	// server.allow_uids and allow_gids; both empty: anyone.
+	allowUIDs, allowGIDs []uint32
+}
+
+// allows reports whether a peer with uid and gid (known: ok) may connect:
+// both lists empty, or its uid or gid listed.
+func (l *serverLimits) allows(uid, gid uint32, ok bool) bool {
+	if len(l.allowUIDs) == 0 && len(l.allowGIDs) == 0 {
+		return true
+	}
+	return ok && (slices.Contains(l.allowUIDs, uid) || slices.Contains(l.allowGIDs, gid))
 }
 
 func limitsOf(cfg ServerConfig) *serverLimits {
 	return &serverLimits{maxConns: int64(cfg.MaxConns), maxInFlight: int64(cfg.MaxInFlight), maxConnInFlight: int32(cfg.MaxConnInFlight), requestTimeout: cfg.RequestTimeout,
-		maxConnUnanswered: int32(cfg.MaxConnUnanswered), maxConnQueued: int64(cfg.MaxConnQueuedBytes), idleTimeout: cfg.IdleTimeout, maxConnsPerUID: cfg.MaxConnsPerUID}
+		maxConnUnanswered: int32(cfg.MaxConnUnanswered), maxConnQueued: int64(cfg.MaxConnQueuedBytes), idleTimeout: cfg.IdleTimeout, maxConnsPerUID: cfg.MaxConnsPerUID,
+		allowUIDs: slices.Clone(cfg.AllowUIDs), allowGIDs: slices.Clone(cfg.AllowGIDs)}
 }
 
 func newServer(log *zap.Logger, svc *service, m *metrics, cfg ServerConfig, path string, now func() time.Time) (*server, error) {

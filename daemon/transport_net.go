@@ -73,11 +73,11 @@ func (c netConn) incoming() (n int, ok bool) {
 	return n, ok
 }
 
-func (c netConn) peerUID() (uid uint32, ok bool) {
-	if !c.control(func(fd int) { uid, ok = peerUIDFd(fd) }) {
-		return 0, false
+func (c netConn) peerCred() (uid, gid uint32, ok bool) {
+	if !c.control(func(fd int) { uid, gid, ok = peerCredFd(fd) }) {
+		return 0, 0, false
 	}
-	return uid, ok
+	return uid, gid, ok
 }
 
 func (c netConn) goodbye(b []byte) { c.control(func(fd int) { writeNow(fd, b) }) }
