@@ -125,7 +125,7 @@ func (c *Client) connect(ctx context.Context) (*mux.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: dial %s: %w", c.path, err)
 	}
-	return mux.New(nc, c.muxCfg, mux.WithLogger(c.log)), nil
+	return mux.New(nc, c.muxCfg, mux.WithLogger(c.log), mux.WithGoodbye()), nil
 }
 
 // Close closes every connection, failing calls in flight with
