@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -123,7 +125,7 @@ func (c *Client) connect(ctx context.Context) (*mux.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: dial %s: %w", c.path, err)
 	}
-	return mux.New(nc, c.muxCfg, mux.WithLogger(c.log)), nil
+	return mux.New(nc, c.muxCfg, mux.WithLogger(c.log), mux.WithGoodbye()), nil
 }
 
 // Close closes every connection, failing calls in flight with
@@ -215,28 +217,71 @@ func (c *Client) redial(ctx context.Context, s *slot) (*mux.Conn, error) {
 	}
 }
 
-// call sends one request and returns its reply. A connection found dead
-// before the request was written is redialed and the call retried once.
+// call sends one request and returns its reply.
+//
+// A call that was not sent (the connection was found dead before its frame
+// was written, or the daemon refused the connection unread with a GOODBYE
+// frame at its max_conns) is sent again on a new connection, whatever the
+// request: the daemon never saw it. The first retry after a dead connection
+// is immediate; after a refusal, and after the first retry, the client
+// waits a backoff doubling from retryBase to retryMax with full jitter, and
+// keeps trying until ctx ends or maxNotSent tries. A call that may have been
+// sent (mux.ErrConnLost: the connection died before the answer) is sent
+// once more only when it is idempotent.
 func (c *Client) call(ctx context.Context, op wire.Op, req wire.Payload) (*mux.Reply, error) {
-	for attempt := 0; ; attempt++ {
+	resent := false // an idempotent call lost in flight was sent again
+	var backoff time.Duration
+	for tries := 1; ; tries++ {
 		mc, err := c.conn(ctx)
 		if err != nil {
 			return nil, err
 		}
 		rep, err := mc.Call(ctx, op, req)
-		if err != nil && attempt == 0 && ctx.Err() == nil && errors.Is(err, mux.ErrClosed) && (!mux.Sent(err) || idempotent(op, req)) {
-			// Not sent: try once more on a live connection. Sent, but
-			// the connection died before the answer (the daemon closed
-			// it: idle, evicted at its max_conns, shutting down): an
-			// idempotent request is sent once more, on a new connection.
+		if err == nil || ctx.Err() != nil || !errors.Is(err, mux.ErrClosed) && !errors.Is(err, mux.ErrConnLost) {
+			return rep, err
+		}
+		if c.closed.Load() {
+			if errors.Is(err, mux.ErrClosed) {
+				return nil, ErrClosed
+			}
+			return nil, err // lost in flight at Close: the outcome is unknown
+		}
+		switch {
+		case !mux.Sent(err) && tries < maxNotSent:
+			// Not sent: safe to send again, whatever the op.
+		case mux.Sent(err) && !resent && idempotent(op, req):
+			// Sent, but the connection died before the answer (the
+			// daemon closed it: idle, evicted at its max_conns,
+			// shutting down): sending it again does what sending it
+			// once does.
+			resent = true
 			continue
+		default:
+			return nil, err
 		}
-		if err != nil && c.closed.Load() && errors.Is(err, mux.ErrClosed) {
-			return nil, ErrClosed
+		if tries == 1 && !errors.Is(err, mux.ErrRefused) {
+			continue // the connection was found dead: redial at once
 		}
-		return rep, err
+		// Refused at the daemon's max_conns, or dead again: give the
+		// daemon time to make room.
+		backoff = min(max(2*backoff, retryBase), retryMax)
+		t := time.NewTimer(rand.N(backoff) + 1)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		}
 	}
 }
+
+// Resending a call that was not sent: at most maxNotSent tries, and after a
+// refusal a backoff doubling from retryBase up to retryMax.
+const (
+	maxNotSent = 64
+	retryBase  = time.Millisecond
+	retryMax   = 100 * time.Millisecond
+)
 
 // idempotent reports whether sending req again has the effect of sending
 // it once: LOOKUP, UPDATE (the same Spec and meta), PING, and an ALLOCATE

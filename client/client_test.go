@@ -199,6 +199,54 @@ func TestRedialAfterConnLoss(t *testing.T) {
 	}
 }
 
+// TestRefusedCallIsSentAgain: the daemon at its max_conns refuses the
+// client's redial with a GOODBYE frame, three times: an ALLOCATE without a
+// token written on those connections was never read, so the client sends
+// it again (after a backoff) until a connection is served, and it is
+// executed exactly once. Before, the refusal failed the call
+// (mux.ErrConnLost: a tokenless ALLOCATE is never resent).
+func TestRefusedCallIsSentAgain(t *testing.T) {
+	d := startDaemon(t)
+	c := dialT(t, d)
+	waitFor(t, func() bool { return d.accepted.Load() == 1 })
+	d.dropConns()
+	waitFor(t, func() bool { return !c.slots[0].mc.Load().Alive() })
+	d.refuse.Store(3)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Allocate(ctx, &wire.AllocateRequest{Spec: spec("refused thrice")}); err != nil {
+		t.Fatalf("allocate refused at max_conns three times, then served: %v", err)
+	}
+	if got, refused := d.requests.Load(), d.refused.Load(); got != 1 || refused != 3 {
+		t.Errorf("daemon executed %d requests and refused %d connections, want 1 and 3", got, refused)
+	}
+}
+
+// TestRefusedUntilDeadline: against a daemon that keeps refusing, the
+// call fails by its deadline (refused, or the deadline passed while the
+// last refusal was on its way) and nothing was executed.
+func TestRefusedUntilDeadline(t *testing.T) {
+	d := startDaemon(t)
+	c := dialT(t, d)
+	waitFor(t, func() bool { return d.accepted.Load() == 1 })
+	d.dropConns()
+	waitFor(t, func() bool { return !c.slots[0].mc.Load().Alive() })
+	d.refuse.Store(1 << 20)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := c.Allocate(ctx, &wire.AllocateRequest{Spec: spec("refused")})
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("a call with a 300ms deadline took %v", took)
+	}
+	if err == nil || !errors.Is(err, mux.ErrRefused) && !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("allocate against a daemon refusing every connection: %v; want mux.ErrRefused or the deadline", err)
+	}
+	if got := d.requests.Load(); got != 0 {
+		t.Errorf("daemon executed %d requests, want 0", got)
+	}
+}
+
 // TestConcurrentRedialShared: many callers finding the conn dead share one
 // redial.
 func TestConcurrentRedialShared(t *testing.T) {

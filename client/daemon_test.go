@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -26,6 +27,8 @@ type fakeDaemon struct {
 	hold chan struct{} // when set, ALLOCATE waits for it to close
 
 	requests atomic.Int32
+	refuse   atomic.Int32 // the next this many connections are refused with a GOODBYE frame
+	refused  atomic.Int32
 
 	mu       sync.Mutex
 	nextKey  uint64
@@ -77,6 +80,11 @@ func (d *fakeDaemon) accept() {
 		d.wg.Add(1)
 		d.mu.Unlock()
 		d.accepted.Add(1)
+		if d.refuse.Add(-1) >= 0 {
+			go d.goodbye(nc)
+			continue
+		}
+		d.refuse.Store(0)
 		go d.serve(nc)
 	}
 }
@@ -101,6 +109,25 @@ func (d *fakeDaemon) stop() {
 	d.mu.Unlock()
 	d.dropConns()
 	d.wg.Wait()
+}
+
+// goodbye refuses nc as the daemon does at its max_conns: a GOODBYE frame,
+// then close, executing nothing. It first waits for the client's request
+// (or a second) so that the request is in flight when it is refused.
+func (d *fakeDaemon) goodbye(nc net.Conn) {
+	defer d.wg.Done()
+	defer func() {
+		d.mu.Lock()
+		delete(d.conns, nc)
+		d.mu.Unlock()
+		nc.Close()
+	}()
+	nc.SetReadDeadline(time.Now().Add(time.Second))
+	nc.Read(make([]byte, 1))
+	f, _ := wire.AppendFrame(nil, wire.Header{Op: wire.OpGoodbye, Flags: wire.FlagResponse, Status: wire.StatusOverloaded},
+		&wire.ErrorMessage{Message: []byte("refused: at max_conns")}, wire.DefaultMaxFrame)
+	nc.Write(f)
+	d.refused.Add(1)
 }
 
 func (d *fakeDaemon) serve(nc net.Conn) {

@@ -30,5 +30,12 @@
 // sending it twice does what sending it once does: LOOKUP, UPDATE, PING and
 // an ALLOCATE with an idempotency token (answered with the first result).
 // A RELEASE or a tokenless ALLOCATE fails with mux.ErrConnLost.
+//
+// A connection the daemon refuses at its max_conns (or max_conns_per_uid)
+// is answered with a GOODBYE frame and closed unread: nothing written on
+// it was executed (mux.ErrRefused, not sent). The call is then sent again,
+// whatever the request, on a new connection after a backoff (1 ms doubling
+// up to 100 ms, jittered) until ctx ends; a call still refused at its
+// deadline fails with an error matching mux.ErrRefused (or the context's).
 // After Close every call fails with ErrClosed.
 package client

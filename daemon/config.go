@@ -4,9 +4,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -166,6 +169,16 @@ type ServerConfig struct {
 	// another account allowed on the socket from taking the slots (and
 	// evicting the front end's idle connections). Default 0: no bound.
 	MaxConnsPerUID int `yaml:"max_conns_per_uid"`
+	// AllowUIDs and AllowGIDs restrict the front-end socket, beyond its
+	// file mode, to peers (SO_PEERCRED, Linux) whose uid is in AllowUIDs
+	// or whose gid (the connecting process's effective group when it
+	// connected; supplementary groups do not count) is in AllowGIDs. A
+	// connection from any other peer is closed at accept, logged with its
+	// uid and gid, and counted in switchboard_connections_not_allowed_total.
+	// Root is not special: list uid 0 to let it in. Default: both empty,
+	// anyone the socket's mode lets in. Reloadable (open connections stay).
+	AllowUIDs []uint32 `yaml:"allow_uids"`
+	AllowGIDs []uint32 `yaml:"allow_gids"`
 }
 
 // KeysConfig configures session keys. Digits and Secret cannot change on
@@ -492,6 +505,22 @@ func (c *Config) Validate() error {
 	}
 	if s.MaxConnsPerUID < 0 {
 		bad("server.max_conns_per_uid", "%d must not be negative (0: no bound)", s.MaxConnsPerUID)
+	}
+	for _, l := range []struct {
+		field string
+		ids   []uint32
+	}{{"server.allow_uids", s.AllowUIDs}, {"server.allow_gids", s.AllowGIDs}} {
+		for i, id := range l.ids {
+			if id == math.MaxUint32 {
+				bad(l.field, "%d is not an id (it is (uid_t)-1)", id)
+			}
+			if slices.Contains(l.ids[:i], id) {
+				bad(l.field, "%d is listed twice", id)
+			}
+		}
+	}
+	if (len(s.AllowUIDs) > 0 || len(s.AllowGIDs) > 0) && runtime.GOOS != "linux" {
+		bad("server.allow_uids", "needs the peer's credentials (SO_PEERCRED), which only Linux gives: leave server.allow_uids and server.allow_gids empty on %s", runtime.GOOS)
 	}
 	if s.IdleTimeout < time.Second {
 		bad("server.idle_timeout", "%v: at least 1s", s.IdleTimeout)

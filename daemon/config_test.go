@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -111,7 +112,7 @@ func TestDecodeErrorsNameFieldAndLine(t *testing.T) {
 			"t.yaml: line 2: logs: unknown field (did you mean log?); valid fields here: instance, socket, data_dir, log, admin, metrics, server, keys, cache, pool, breaker, tiers, simulators\n" +
 				"t.yaml: line 1: tiers: at least one tier is required"},
 		{"unknown nested field", "server:\n  transport: net\n  max_frme: 65536\n" + tierA,
-			"t.yaml: line 3: server.max_frme: unknown field (did you mean max_frame?); valid fields here: transport, max_frame, max_conns, max_in_flight, max_conn_in_flight, request_timeout, read_timeout, write_timeout, ready_timeout, shutdown_timeout, max_conn_unanswered, max_conn_queued_bytes, idle_timeout, max_conns_per_uid"},
+			"t.yaml: line 3: server.max_frme: unknown field (did you mean max_frame?); valid fields here: transport, max_frame, max_conns, max_in_flight, max_conn_in_flight, request_timeout, read_timeout, write_timeout, ready_timeout, shutdown_timeout, max_conn_unanswered, max_conn_queued_bytes, idle_timeout, max_conns_per_uid, allow_uids, allow_gids"},
 		{"unknown field in a tier", tierA + "    pool: {min_con: 2}\n",
 			"t.yaml: line 4: tiers[0].pool.min_con: unknown field (did you mean min_conns?); valid fields here: min_conns, max_in_flight, dial_timeout, heartbeat_interval, heartbeat_timeout, backoff_base, backoff_max, max_age"},
 		{"int", "server:\n  max_in_flight: lots\n" + tierA, `t.yaml: line 2: server.max_in_flight: "lots" is not an integer`},
@@ -119,7 +120,7 @@ func TestDecodeErrorsNameFieldAndLine(t *testing.T) {
 		{"duration", "server:\n  request_timeout: fast\n" + tierA, `t.yaml: line 2: server.request_timeout: "fast" is not a duration (e.g. 250ms, 2s, 1m)`},
 		{"duration without unit", tierA + "    attempt_timeout: 250\n", `t.yaml: line 4: tiers[0].attempt_timeout: "250" is not a duration: give a unit (e.g. 250ms, 2s, 1m)`},
 		{"list", "tiers:\n  - name: a\n    servers: sim://a\n", `t.yaml: line 3: tiers[0].servers: want a list, got "sim://a"`},
-		{"mapping", "server: net\n" + tierA, `t.yaml: line 1: server: want a mapping (fields: transport, max_frame, max_conns, max_in_flight, max_conn_in_flight, request_timeout, read_timeout, write_timeout, ready_timeout, shutdown_timeout, max_conn_unanswered, max_conn_queued_bytes, idle_timeout, max_conns_per_uid), got "net"`},
+		{"mapping", "server: net\n" + tierA, `t.yaml: line 1: server: want a mapping (fields: transport, max_frame, max_conns, max_in_flight, max_conn_in_flight, request_timeout, read_timeout, write_timeout, ready_timeout, shutdown_timeout, max_conn_unanswered, max_conn_queued_bytes, idle_timeout, max_conns_per_uid, allow_uids, allow_gids), got "net"`},
 		{"duplicate key", "log:\n  level: info\n  level: debug\n" + tierA, "t.yaml: line 3: log.level: duplicate key, first set at line 2"},
 		{"empty", "# nothing\n", "t.yaml: empty document"},
 		{"two documents", tierA + "---\n" + tierA, "t.yaml: line 4: more than one YAML document (a config is exactly one; remove the ---)"},
@@ -185,7 +186,7 @@ tiers:
 	// once waited for a document that decodes.
 	wantErrors(t, configErrors(t, y), []string{
 		`t.yaml: line 2: server.max_frame: "big" is not an integer`,
-		`t.yaml: line 3: server.nope: unknown field; valid fields here: transport, max_frame, max_conns, max_in_flight, max_conn_in_flight, request_timeout, read_timeout, write_timeout, ready_timeout, shutdown_timeout, max_conn_unanswered, max_conn_queued_bytes, idle_timeout, max_conns_per_uid`,
+		`t.yaml: line 3: server.nope: unknown field; valid fields here: transport, max_frame, max_conns, max_in_flight, max_conn_in_flight, request_timeout, read_timeout, write_timeout, ready_timeout, shutdown_timeout, max_conn_unanswered, max_conn_queued_bytes, idle_timeout, max_conns_per_uid, allow_uids, allow_gids`,
 		`t.yaml: line 9: tiers[0].attempt_timeout: "soon" is not a duration (e.g. 250ms, 2s, 1m)`,
 		`t.yaml: line 5: keys.digits: 30 not in 6..18`,
 	})
@@ -212,5 +213,22 @@ func TestValidateWithoutFile(t *testing.T) {
 	c.Log.Level, c.Tiers[0].Pool.MinConns = "info", 1
 	if err := c.Validate(); err != nil {
 		t.Fatalf("valid config: %v (a nil Errors must be a nil error)", err)
+	}
+}
+
+// TestAllowListValidated: server.allow_uids and allow_gids refuse
+// (uid_t)-1 and an id listed twice, naming the field.
+func TestAllowListValidated(t *testing.T) {
+	got := configErrors(t, tierA+"server:\n  allow_uids: [1000, 1000]\n  allow_gids: [4294967295]\n")
+	wantErrors(t, got, []string{
+		"t.yaml: line 5: server.allow_uids: 1000 is listed twice",
+		"t.yaml: line 6: server.allow_gids: 4294967295 is not an id (it is (uid_t)-1)",
+	})
+	c, err := ParseConfig([]byte(tierA+"server:\n  allow_uids: [0, 1000]\n  allow_gids: [50]\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(c.Server.AllowUIDs, []uint32{0, 1000}) || !slices.Equal(c.Server.AllowGIDs, []uint32{50}) {
+		t.Fatalf("allow_uids %v, allow_gids %v", c.Server.AllowUIDs, c.Server.AllowGIDs)
 	}
 }

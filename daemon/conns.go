@@ -3,9 +3,12 @@ package daemon
 import (
 	"errors"
 	"slices"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
+
+	"switchboard/wire"
 )
 
 // Connection hygiene on the front-end socket: why a connection is cut, the
@@ -113,6 +116,49 @@ func (c *conn) waitReadable(check func() bool) bool {
 		}
 	}
 	return true
+}
+
+// keptOnFailure counts and logs the allocation answers of a failed write
+// that still count as delivered (they keep their bridges, service.delivered):
+// on net exactly those the kernel took whole before the failure; on
+// netpoll, which does not say how much of a failed flush reached the
+// socket, every answer of the batch (docs/protocol.md §2.4).
+func (c *conn) keptOnFailure(frames []heldFrame, written int) {
+	n := 0
+	for _, f := range frames {
+		if f.end <= written {
+			n++
+		}
+	}
+	if n == 0 {
+		return
+	}
+	c.s.stats.keptAfterFailedWrite.Add(uint64(n))
+	c.s.log.Warn("front-end write failed: answers it may have delivered keep their bridges",
+		zap.Int("answers", n), zap.String("transport", c.s.cfg.Transport))
+}
+
+// GOODBYE frames (wire.OpGoodbye, docs/protocol.md §2.3): the only frame
+// of a connection refused at accept, written before it is closed unread.
+var (
+	goodbyeMaxConns       = goodbyeFrame("refused: at max_conns")
+	goodbyeMaxConnsPerUID = goodbyeFrame("refused: at max_conns_per_uid")
+)
+
+func goodbyeFrame(msg string) []byte {
+	f, err := wire.AppendFrame(nil, wire.Header{Op: wire.OpGoodbye, Flags: wire.FlagResponse, Status: wire.StatusOverloaded},
+		&wire.ErrorMessage{Message: []byte(msg)}, wire.MinMaxFrame)
+	if err != nil {
+		panic(err) // a constant message: a programmer error
+	}
+	return f
+}
+
+// writeNow writes b on the non-blocking socket fd if it takes it whole at
+// once (a fresh connection's empty buffer always does); a partial write
+// is left as it is, and the caller closes the connection.
+func writeNow(fd int, b []byte) {
+	_, _ = syscall.Write(fd, b)
 }
 
 // newConn creates, registers and returns the connection over tc (for

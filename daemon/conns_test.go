@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"testing"
 	"time"
@@ -24,7 +26,10 @@ func rawPing(id uint64, c io.ReadWriter) error {
 	if _, err := c.Write(f); err != nil {
 		return err
 	}
-	_, _, _, err := wire.ReadFrame(c, nil, wire.DefaultMaxFrame)
+	h, pl, _, err := wire.ReadFrame(c, nil, wire.DefaultMaxFrame)
+	if err == nil && (h.Op != wire.OpPing || h.ID != id || h.Status != wire.StatusOK) {
+		err = fmt.Errorf("answer %v id %d %v: %w", h.Op, h.ID, h.Status, wire.DecodeError(h.Status, pl))
+	}
 	return err
 }
 
@@ -71,15 +76,20 @@ func testMaxConns(t *testing.T, tr string) {
 
 // fakeTC is a transportConn whose unread bytes the test sets.
 type fakeTC struct {
-	unreadN int
-	closed  bool
+	unreadN           int
+	closed            bool
+	uid, gid          uint32 // the peer's, when cred
+	cred, saidGoodbye bool   // saidGoodbye: a GOODBYE frame was written
 }
 
 func (f *fakeTC) writeAll(b []byte) (int, error) { return len(b), nil }
 func (f *fakeTC) close() error                   { f.closed = true; return nil }
 func (f *fakeTC) unread() (int, bool)            { return f.unreadN, true }
 func (f *fakeTC) incoming() (int, bool)          { return 0, true }
-func (f *fakeTC) peerUID() (uint32, bool)        { return 0, false }
+func (f *fakeTC) peerCred() (uid, gid uint32, ok bool) {
+	return f.uid, f.gid, f.cred
+}
+func (f *fakeTC) goodbye([]byte) { f.saidGoodbye = true }
 
 // TestReapOnceIdleDefinition: on the reaper's clock (no sleeping), a
 // connection stays while it sends requests and reads what it is sent; one
@@ -142,5 +152,65 @@ func TestMaxConnsPerUID(t *testing.T) {
 				t.Fatalf("connection into a freed slot: %v", err)
 			}
 		})
+	}
+}
+
+// TestRefusedConnectionToldGoodbye: a connection refused at accept reads a
+// GOODBYE frame (op 0, id 0, OVERLOADED, the limit named) before EOF, so a
+// client knows nothing it wrote on it was read (docs/protocol.md §2.3).
+// Before, it read EOF alone and could not tell a refusal from a cut.
+func TestRefusedConnectionToldGoodbye(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			h := startDaemon(t, func(c *Config) {
+				c.Server.Transport = tr
+				c.Server.MaxConnsPerUID = 2 // the harness's client holds 2
+			})
+			c := rawConn(t, h.sock)
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			hd, pl, _, err := wire.ReadFrame(c, nil, wire.DefaultMaxFrame)
+			if err != nil {
+				t.Fatalf("a connection refused at max_conns_per_uid: %v, want a GOODBYE frame", err)
+			}
+			var m wire.ErrorMessage
+			if hd.Op != wire.OpGoodbye || hd.ID != 0 || !hd.IsResponse() || hd.Status != wire.StatusOverloaded || m.Decode(pl) != nil || string(m.Message) != "refused: at max_conns_per_uid" {
+				t.Fatalf("refusal frame %+v %q, want GOODBYE id 0 OVERLOADED %q", hd, m.Message, "refused: at max_conns_per_uid")
+			}
+			if _, _, _, err := wire.ReadFrame(c, nil, wire.DefaultMaxFrame); !errors.Is(err, io.EOF) {
+				t.Fatalf("after GOODBYE: %v, want EOF", err)
+			}
+		})
+	}
+}
+
+// TestAllowList: with server.allow_uids or allow_gids set, admitConn lets
+// in a peer whose uid or gid is listed and refuses, without a GOODBYE,
+// counted, one whose neither is, and one whose credentials are unknown.
+// Both lists empty: anyone.
+func TestAllowList(t *testing.T) {
+	s := &server{log: zaptest.NewLogger(t), conns: map[*conn]struct{}{}, uidConns: map[uint32]int{}}
+	s.lim.Store(&serverLimits{maxConns: 16, allowUIDs: []uint32{1000}, allowGIDs: []uint32{50}})
+	for _, c := range []struct {
+		name    string
+		tc      *fakeTC
+		allowed bool
+	}{
+		{"uid listed", &fakeTC{uid: 1000, gid: 1000, cred: true}, true},
+		{"gid listed", &fakeTC{uid: 1001, gid: 50, cred: true}, true},
+		{"neither", &fakeTC{uid: 1001, gid: 1001, cred: true}, false},
+		{"root, unlisted", &fakeTC{uid: 0, gid: 0, cred: true}, false},
+		{"unknown peer", &fakeTC{}, false},
+	} {
+		_, ok := s.admitConn(c.tc)
+		if ok != c.allowed || c.tc.saidGoodbye {
+			t.Errorf("%s: admitted %v (GOODBYE %v), want %v without GOODBYE", c.name, ok, c.tc.saidGoodbye, c.allowed)
+		}
+	}
+	if n := s.stats.notAllowed.Load(); n != 3 {
+		t.Errorf("%d connections counted not allowed, want 3", n)
+	}
+	s.lim.Store(&serverLimits{maxConns: 16})
+	if _, ok := s.admitConn(&fakeTC{uid: 1001, gid: 1001, cred: true}); !ok {
+		t.Error("with both lists empty a peer was refused")
 	}
 }

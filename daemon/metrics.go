@@ -165,6 +165,8 @@ var (
 	descRefused   = prometheus.NewDesc("switchboard_connections_refused_total", "Front-end connections closed at accept because server.max_conns were open.", nil, nil)
 	descCuts      = prometheus.NewDesc("switchboard_connections_cut_total", "Front-end connections the daemon closed, by reason: idle, read_timeout, write_timeout (client not reading), queue_full, input_overflow (netpoll), evicted (longest-idle, to make room at server.max_conns).", []string{"reason"}, nil)
 	descPauses    = prometheus.NewDesc("switchboard_connection_read_pauses_total", "Times the daemon stopped reading a front-end connection at server.max_conn_unanswered or server.max_conn_queued_bytes (until its responses drained).", nil, nil)
+	descNotAllow  = prometheus.NewDesc("switchboard_connections_not_allowed_total", "Front-end connections closed at accept because their peer's uid and gid are in neither server.allow_uids nor server.allow_gids.", nil, nil)
+	descKeptFail  = prometheus.NewDesc("switchboard_answers_kept_after_failed_write_total", "Allocation answers of a failed front-end write that counted as delivered and kept their bridges: those the kernel took whole (net), or the whole failed batch (netpoll).", nil, nil)
 	descIssued    = prometheus.NewDesc("switchboard_keys_issued_total", "Session keys issued since start.", nil, nil)
 	descLeft      = prometheus.NewDesc("switchboard_keys_left", "Session keys this node can still issue.", nil, nil)
 	descKeyWaits  = prometheus.NewDesc("switchboard_key_waits_total", "Requests that found no session key buffered and waited for the lease store (a slow data directory).", nil, nil)
@@ -188,7 +190,7 @@ var (
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBreaker, descOverride, descDrained, descPoolConns, descPoolCalls,
-		descInFlight, descAdmLimit, descAdmWait, descConns, descRefused, descCuts, descPauses, descIssued, descLeft, descKeyWaits, descOrphans, descStranded, descVersion, descReloadAt, descStart,
+		descInFlight, descAdmLimit, descAdmWait, descConns, descRefused, descCuts, descPauses, descNotAllow, descKeptFail, descIssued, descLeft, descKeyWaits, descOrphans, descStranded, descVersion, descReloadAt, descStart,
 		descIdxEntries, descIdxBytes, descIdxMaxBytes, descIdxGets, descIdxSets, descIdxMisses, descIdxCollisions, descIdxCorruptions} {
 		ch <- d
 	}
@@ -222,6 +224,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descCuts, prometheus.CounterValue, float64(st.srv.stats.cuts[r].Load()), cutNames[r])
 	}
 	ch <- prometheus.MustNewConstMetric(descPauses, prometheus.CounterValue, float64(st.srv.stats.pauses.Load()))
+	ch <- prometheus.MustNewConstMetric(descNotAllow, prometheus.CounterValue, float64(st.srv.stats.notAllowed.Load()))
+	ch <- prometheus.MustNewConstMetric(descKeptFail, prometheus.CounterValue, float64(st.srv.stats.keptAfterFailedWrite.Load()))
 	ks := c.d.keys.Stats()
 	ch <- prometheus.MustNewConstMetric(descIssued, prometheus.CounterValue, float64(ks.Issued))
 	gauge(descLeft, float64(ks.Left))

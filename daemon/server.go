@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -119,6 +120,8 @@ type server struct {
 	stats struct {
 		requests, overloaded, badFrames, refusedConns atomic.Uint64
 		pauses                                        atomic.Uint64
+		notAllowed                                    atomic.Uint64 // refused by server.allow_uids/allow_gids
+		keptAfterFailedWrite                          atomic.Uint64 // conns.go keptOnFailure
 		cuts                                          [numCutReasons]atomic.Uint64
 	}
 
@@ -141,11 +144,23 @@ type server struct {
 // request running is cut to make room (it leaves the count once its
 // transport notices), so idle or trickling connections cannot lock new
 // clients out; only when every connection has a request running is the new
-// one refused. False: the caller must close tc at once, without calling
-// connClosed.
+// one refused: it is sent a GOODBYE frame (nothing of it was read, so the
+// client may resend whatever it wrote on it). False: the caller must close
+// tc at once, without calling connClosed.
 func (s *server) admitConn(tc transportConn) (*conn, bool) {
 	lim := s.lim.Load()
-	uid, hasUID := tc.peerUID()
+	uid, gid, hasUID := tc.peerCred()
+	if !lim.allows(uid, gid, hasUID) {
+		// Not a capacity refusal: no GOODBYE (a retry would be refused
+		// again), the client reads EOF.
+		s.stats.notAllowed.Add(1)
+		if hasUID {
+			s.log.Warn("front-end connection refused: peer not in server.allow_uids or server.allow_gids", zap.Uint32("uid", uid), zap.Uint32("gid", gid))
+		} else {
+			s.log.Warn("front-end connection refused: peer not in server.allow_uids or server.allow_gids", zap.String("uid", "unknown"))
+		}
+		return nil, false
+	}
 	// Connections are counted by uid whether or not the bound is set, so
 	// that a reload setting it finds the counts right.
 	perUID := hasUID
@@ -156,6 +171,7 @@ func (s *server) admitConn(tc transportConn) (*conn, bool) {
 			s.connMu.Unlock()
 			s.stats.refusedConns.Add(1)
 			s.log.Warn("front-end connection refused at server.max_conns_per_uid", zap.Uint32("uid", uid), zap.Int("max_conns_per_uid", lim.maxConnsPerUID))
+			tc.goodbye(goodbyeMaxConnsPerUID)
 			return nil, false
 		}
 		s.uidConns[uid] = n + 1 // reserved now: the connection keeps it, a refusal below drops it
@@ -170,6 +186,7 @@ func (s *server) admitConn(tc transportConn) (*conn, bool) {
 		}
 		s.stats.refusedConns.Add(1)
 		s.log.Warn("front-end connection refused at server.max_conns", zap.Int64("max_conns", lim.maxConns))
+		tc.goodbye(goodbyeMaxConns)
 		return nil, false
 	}
 	return s.newConn(tc, uid, perUID), true
@@ -211,9 +228,12 @@ type transportConn interface {
 	// incoming returns the bytes the peer sent that the daemon has not
 	// read yet; false when the platform cannot tell.
 	incoming() (int, bool)
-	// peerUID returns the connecting process's uid (SO_PEERCRED); false
-	// when the platform cannot tell.
-	peerUID() (uint32, bool)
+	// peerCred returns the connecting process's uid and gid
+	// (SO_PEERCRED); false when the platform cannot tell.
+	peerCred() (uid, gid uint32, ok bool)
+	// goodbye writes b (a GOODBYE frame) if the socket takes it whole at
+	// once; it never blocks (admitConn calls it on the accept path).
+	goodbye(b []byte)
 }
 
 // transport is a front-end socket server: it accepts connections, reads
@@ -243,11 +263,23 @@ type serverLimits struct {
 	maxConnQueued     int64
 	idleTimeout       time.Duration
 	maxConnsPerUID    int // 0: no bound
+	// server.allow_uids and allow_gids; both empty: anyone.
+	allowUIDs, allowGIDs []uint32
+}
+
+// allows reports whether a peer with uid and gid (known: ok) may connect:
+// both lists empty, or its uid or gid listed.
+func (l *serverLimits) allows(uid, gid uint32, ok bool) bool {
+	if len(l.allowUIDs) == 0 && len(l.allowGIDs) == 0 {
+		return true
+	}
+	return ok && (slices.Contains(l.allowUIDs, uid) || slices.Contains(l.allowGIDs, gid))
 }
 
 func limitsOf(cfg ServerConfig) *serverLimits {
 	return &serverLimits{maxConns: int64(cfg.MaxConns), maxInFlight: int64(cfg.MaxInFlight), maxConnInFlight: int32(cfg.MaxConnInFlight), requestTimeout: cfg.RequestTimeout,
-		maxConnUnanswered: int32(cfg.MaxConnUnanswered), maxConnQueued: int64(cfg.MaxConnQueuedBytes), idleTimeout: cfg.IdleTimeout, maxConnsPerUID: cfg.MaxConnsPerUID}
+		maxConnUnanswered: int32(cfg.MaxConnUnanswered), maxConnQueued: int64(cfg.MaxConnQueuedBytes), idleTimeout: cfg.IdleTimeout, maxConnsPerUID: cfg.MaxConnsPerUID,
+		allowUIDs: slices.Clone(cfg.AllowUIDs), allowGIDs: slices.Clone(cfg.AllowGIDs)}
 }
 
 func newServer(log *zap.Logger, svc *service, m *metrics, cfg ServerConfig, path string, now func() time.Time) (*server, error) {
@@ -474,6 +506,9 @@ func (c *conn) writeHeld(frame []byte, slot inflight.Slot) {
 		}
 		if len(slots) > 0 {
 			c.s.svc.delivered(slots, written, err)
+			if err != nil {
+				c.keptOnFailure(slots, written)
+			}
 		}
 		failed = err
 		c.mu.Lock()

@@ -73,12 +73,14 @@ func (c netConn) incoming() (n int, ok bool) {
 	return n, ok
 }
 
-func (c netConn) peerUID() (uid uint32, ok bool) {
-	if !c.control(func(fd int) { uid, ok = peerUIDFd(fd) }) {
-		return 0, false
+func (c netConn) peerCred() (uid, gid uint32, ok bool) {
+	if !c.control(func(fd int) { uid, gid, ok = peerCredFd(fd) }) {
+		return 0, 0, false
 	}
-	return uid, ok
+	return uid, gid, ok
 }
+
+func (c netConn) goodbye(b []byte) { c.control(func(fd int) { writeNow(fd, b) }) }
 
 // control runs f on the connection's descriptor; false if it has none.
 func (c netConn) control(f func(fd int)) bool {
@@ -128,17 +130,60 @@ func (t *netTransport) serve() error {
 		t.conns[c] = nc
 		t.wg.Add(1)
 		t.mu.Unlock()
-		go t.worker(&reader{c: c, nc: nc, br: bufio.NewReaderSize(nc, 64<<10), buf: make([]byte, 0, 4096)})
+		r := &reader{c: c, nc: nc}
+		r.pre.nc = nc
+		go t.worker(r)
 	}
 }
+
+// Read buffers. A connection holds a read buffer of bufSize only while
+// bytes of its requests are buffered: a quiet connection waits for its
+// next frame with a read into its small array (most requests fit whole),
+// then takes a buffer from bufPool to parse from, and gives it back once
+// nothing is buffered. So idle connections (thousands, in a flood) cost
+// smallRead bytes each rather than bufSize, while a pipelining client
+// keeps its buffer, and its big reads, for as long as its frames flow.
+const (
+	bufSize   = 64 << 10
+	smallRead = 2 << 10
+)
+
+var bufPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, bufSize) }}
 
 // reader is one connection's reading state; it moves from goroutine to
 // goroutine with the reader role (see read).
 type reader struct {
 	c   *conn
 	nc  net.Conn
-	br  *bufio.Reader
-	buf []byte
+	br  *bufio.Reader // from bufPool while bytes are buffered; nil when quiet
+	pre prefixReader  // br's source: what the quiet wait read, then nc
+	buf []byte        // a frame larger than bufSize; allocated when one comes
+	// small receives the first bytes after a quiet spell.
+	small [smallRead]byte
+}
+
+// prefixReader reads b, then from nc.
+type prefixReader struct {
+	b  []byte
+	nc net.Conn
+}
+
+func (p *prefixReader) Read(b []byte) (int, error) {
+	if len(p.b) > 0 {
+		n := copy(b, p.b)
+		p.b = p.b[n:]
+		return n, nil
+	}
+	return p.nc.Read(b)
+}
+
+// quiet gives r's buffer back when nothing is buffered in it.
+func (r *reader) quiet() {
+	if r.br != nil && r.br.Buffered() == 0 && len(r.pre.b) == 0 {
+		r.br.Reset(nil)
+		bufPool.Put(r.br)
+		r.br = nil
+	}
 }
 
 // read is the connection's reader. Between frames it waits without a
@@ -157,6 +202,12 @@ func (t *netTransport) read(r *reader) {
 	for {
 		rs, ok := t.next(r)
 		if !ok {
+			if r.br != nil { // the connection is done: what is buffered is dropped
+				r.pre.b = nil
+				r.br.Reset(nil)
+				bufPool.Put(r.br)
+				r.br = nil
+			}
 			t.mu.Lock()
 			delete(t.conns, r.c)
 			t.mu.Unlock()
@@ -212,6 +263,18 @@ func (t *netTransport) next(r *reader) (*reqState, bool) {
 	// The wait for a frame's first byte is untimed; from it on the frame
 	// must arrive within the read timeout (a partial header or payload
 	// does not hold the reader forever).
+	for r.br == nil {
+		n, err := r.nc.Read(r.small[:])
+		if n == 0 {
+			if err != nil {
+				return nil, false
+			}
+			continue
+		}
+		r.pre.b = r.small[:n]
+		r.br = bufPool.Get().(*bufio.Reader)
+		r.br.Reset(&r.pre)
+	}
 	if _, err := r.br.Peek(1); err != nil {
 		return nil, false
 	}
@@ -234,11 +297,17 @@ func (t *netTransport) next(r *reader) (*reqState, bool) {
 		timed = true
 		r.nc.SetReadDeadline(time.Now().Add(t.s.cfg.ReadTimeout))
 	}
-	if cap(r.buf) < n {
-		r.buf = make([]byte, n)
+	var frame []byte
+	if n <= r.br.Size() {
+		frame, err = r.br.Peek(n) // parsed in place, discarded below
+	} else {
+		if cap(r.buf) < n {
+			r.buf = make([]byte, n)
+		}
+		frame = r.buf[:n]
+		_, err = io.ReadFull(r.br, frame)
 	}
-	r.buf = r.buf[:n]
-	if _, err := io.ReadFull(r.br, r.buf); err != nil {
+	if err != nil {
 		t.readFailed(r, err)
 		return nil, false
 	}
@@ -246,7 +315,12 @@ func (t *netTransport) next(r *reader) (*reqState, bool) {
 		r.nc.SetReadDeadline(time.Time{})
 	}
 	r.c.received()
-	return t.s.admit(r.c, h, r.buf[wire.HeaderSize:]), true
+	rs := t.s.admit(r.c, h, frame[wire.HeaderSize:]) // copies the payload
+	if n <= r.br.Size() {
+		r.br.Discard(n)
+	}
+	r.quiet()
+	return rs, true
 }
 
 // readFailed ends a connection whose frame did not complete: cut (logged,

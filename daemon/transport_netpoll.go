@@ -125,12 +125,18 @@ func (c netpollConn) writeAll(b []byte) (n int, err error) {
 
 func (c netpollConn) close() error { return c.nc.Close() }
 
-func (c netpollConn) peerUID() (uint32, bool) {
-	fc, ok := c.nc.(interface{ Fd() int })
-	if !ok {
-		return 0, false
+func (c netpollConn) peerCred() (uid, gid uint32, ok bool) {
+	fc, isFd := c.nc.(interface{ Fd() int })
+	if !isFd {
+		return 0, 0, false
 	}
-	return peerUIDFd(fc.Fd())
+	return peerCredFd(fc.Fd())
+}
+
+func (c netpollConn) goodbye(b []byte) {
+	if fc, ok := c.nc.(interface{ Fd() int }); ok {
+		writeNow(fc.Fd(), b)
+	}
 }
 
 func (c netpollConn) unread() (int, bool) {

@@ -16,11 +16,12 @@ func incomingFd(fd int) (int, bool) {
 	return n, err == nil
 }
 
-// peerUIDFd returns the uid of the process that connected a Unix socket.
-func peerUIDFd(fd int) (uint32, bool) {
+// peerCredFd returns the uid and gid of the process that connected a Unix
+// socket (as they were when it connected).
+func peerCredFd(fd int) (uid, gid uint32, ok bool) {
 	cr, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
 	if err != nil {
-		return 0, false
+		return 0, 0, false
 	}
-	return cr.Uid, true
+	return cr.Uid, cr.Gid, true
 }

@@ -10,6 +10,7 @@ func unreadFd(int) (int, bool) { return 0, false }
 // connection by its requests alone.
 func incomingFd(int) (int, bool) { return 0, false }
 
-// peerUIDFd cannot tell on this platform: server.max_conns_per_uid does
-// not apply.
-func peerUIDFd(int) (uint32, bool) { return 0, false }
+// peerCredFd cannot tell on this platform: server.max_conns_per_uid does
+// not apply, and a non-empty server.allow_uids or allow_gids refuses every
+// connection.
+func peerCredFd(int) (uid, gid uint32, ok bool) { return 0, 0, false }

@@ -37,7 +37,16 @@ type Option func(*options)
 type options struct {
 	onClose func(error)
 	log     *zap.Logger
+	goodbye bool
 }
+
+// WithGoodbye makes the connection take a GOODBYE frame (wire.OpGoodbye)
+// from the peer as a refusal of the connection unread (ErrRefused: every
+// call on it not sent). Only for a peer whose protocol defines it, the
+// daemon's front-end socket; without it a GOODBYE is a reply to an id never
+// issued (ErrProtocol), so a telephony server cannot make a call it may
+// have executed look unsent.
+func WithGoodbye() Option { return func(o *options) { o.goodbye = true } }
 
 // WithOnClose registers f to run exactly once when the connection dies, with
 // the cause of death (Err). It runs on the reader goroutine after the
@@ -106,6 +115,7 @@ type Conn struct {
 	cfg     Config
 	log     *zap.Logger
 	onClose func(error)
+	goodbye bool // WithGoodbye
 
 	alive       atomic.Bool
 	inFlight    atomic.Int64
@@ -148,6 +158,7 @@ func New(nc net.Conn, cfg Config, opts ...Option) *Conn {
 		cfg:        cfg.withDefaults(),
 		log:        o.log,
 		onClose:    o.onClose,
+		goodbye:    o.goodbye,
 		calls:      make(map[uint64]*call),
 		readerDone: make(chan struct{}),
 	}
@@ -233,8 +244,12 @@ func (c *Conn) killLocked(cause error) bool {
 		c.closedErr = &closedError{cause: cause}
 	}
 	c.alive.Store(false)
+	failed := c.lostErr
+	if errors.Is(cause, ErrRefused) {
+		failed = c.closedErr // the peer read nothing: not sent
+	}
 	for _, cl := range c.calls {
-		cl.ch <- result{err: c.lostErr}
+		cl.ch <- result{err: failed}
 	}
 	clear(c.calls)
 	c.pending = c.pending[:0]
@@ -487,6 +502,10 @@ func (c *Conn) readLoop() {
 		}
 		if !h.IsResponse() {
 			c.kill(fmt.Errorf("%w: request frame %v id %d from the peer", ErrProtocol, h.Op, h.ID))
+			break
+		}
+		if c.goodbye && h.Op == wire.OpGoodbye && h.ID == 0 && h.Status != wire.StatusOK {
+			c.kill(fmt.Errorf("%w: %v", ErrRefused, wire.DecodeError(h.Status, payload))) // %v: a RemoteError inside would say "sent"
 			break
 		}
 		c.mu.Lock()

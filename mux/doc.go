@@ -58,6 +58,12 @@
 //   - A response to an id never issued, a response whose op differs from the
 //     request's, or a request frame from the peer (mux is the requesting side
 //     only) is a protocol violation: ErrProtocol kills the connection.
+//   - With WithGoodbye (the Go client of the daemon's socket; not the
+//     telephony pools), a GOODBYE frame (wire.OpGoodbye: id 0, a response
+//     with an error status) is the peer refusing the connection before
+//     reading from it:
+//     the connection dies with ErrRefused, and every call on it, in flight
+//     included, fails as not sent (ErrClosed), since none was read.
 //   - Any framing error (a frame over MaxFrame, a bad version or flags, a
 //     truncated frame) and any read error kill the connection.
 //

@@ -23,6 +23,12 @@ var (
 	// whether the peer received and executed the request: ErrConnLost and a
 	// context that ended after the write.
 	ErrUnknownOutcome = errors.New("mux: request outcome unknown")
+	// ErrRefused: the peer refused the connection with a GOODBYE frame
+	// (wire.OpGoodbye): it read nothing from it, so no call made on it was
+	// executed. Every call on the connection, in flight or later, fails
+	// with an error matching ErrClosed and ErrRefused: not sent, safe to
+	// send again on another connection.
+	ErrRefused = errors.New("mux: connection refused by the peer before it read anything")
 	// ErrProtocol: the peer broke the protocol (a request frame, a reply
 	// to an id never issued, a reply with the wrong op). Kills the
 	// connection.

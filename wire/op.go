@@ -7,6 +7,15 @@ import "strconv"
 // recognisably foreign.
 type Op uint8
 
+// OpGoodbye is the daemon's one unsolicited frame on the front-end socket:
+// a response (flags 01) with request id 0 and a non-OK status whose
+// ErrorMessage says why, written as the only frame of a connection the
+// daemon refuses at accept (at server.max_conns or max_conns_per_uid),
+// before it closes it. The daemon read nothing from that connection, so no
+// request sent on it was executed: a client may resend every one of them on
+// a new connection (docs/protocol.md §2.3). It answers no request.
+const OpGoodbye Op = 0x00
+
 // Front-end protocol (front end ↔ daemon).
 const (
 	OpPing     Op = 0x01 // liveness; empty payloads
@@ -35,6 +44,8 @@ func (op Op) IsTelephony() bool { return op >= OpHello && op <= OpTelLookup }
 // String returns the op's protocol name.
 func (op Op) String() string {
 	switch op {
+	case OpGoodbye:
+		return "GOODBYE"
 	case OpPing:
 		return "PING"
 	case OpAllocate:

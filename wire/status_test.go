@@ -119,7 +119,7 @@ func TestDecodeError(t *testing.T) {
 
 func TestOps(t *testing.T) {
 	names := map[wire.Op]string{
-		wire.OpPing: "PING", wire.OpAllocate: "ALLOCATE", wire.OpLookup: "LOOKUP",
+		wire.OpGoodbye: "GOODBYE", wire.OpPing: "PING", wire.OpAllocate: "ALLOCATE", wire.OpLookup: "LOOKUP",
 		wire.OpUpdate: "UPDATE", wire.OpRelease: "RELEASE",
 		wire.OpHello: "HELLO", wire.OpTelPing: "TPING", wire.OpReserve: "RESERVE",
 		wire.OpTelUpdate: "TUPDATE", wire.OpTelRelease: "TRELEASE", wire.OpTelLookup: "TLOOKUP",
@@ -138,6 +138,9 @@ func TestOps(t *testing.T) {
 		}
 		if op.IsTelephony() != (i >= 0x10 && i <= 0x15) {
 			t.Fatalf("%#x: IsTelephony = %v", i, op.IsTelephony())
+		}
+		if op == wire.OpGoodbye {
+			continue // unsolicited: no request, no payload of its own
 		}
 		if known != (op.IsFrontEnd() || op.IsTelephony()) {
 			t.Fatalf("%#x: named %v but front end %v, telephony %v", i, known, op.IsFrontEnd(), op.IsTelephony())

@@ -13,11 +13,11 @@ import (
 // daemon's socket churns connections (connect, PING, next) while a host
 // creates meetings through the XML front end: the host must see no
 // failure. At server.max_conns each new connection evicts one; a redial of
-// the front end refused at accept still fails its call with 000035 (9 of
-// 530 here, 50 of 717 before eviction skipped connections with a request
-// in transit): skipped until fixed, see the skip's reason.
+// the front end refused at accept is told so (GOODBYE) and the client sends
+// the call again after a backoff. Before: 50 of 717 creates failed with
+// 000035, then 9 of 530 once eviction skipped connections with a request
+// in transit (a refused redial failed its call).
 func TestDaemonConnectionFloodCostsNoFailures(t *testing.T) {
-	t.Skip("known failure, open in issue 11 (adversarial review 2026-12-07): a connection churn on the daemon's socket still costs the front end a few 000035 (9 of 530, down from 50 of 717): a reconnect refused at max_conns fails the call; unskip with the fix")
 	rd := startDaemon(t, shortTempDir(t), func(c *daemon.Config) {
 		c.Server.MaxConns = 8
 		c.Server.IdleTimeout = time.Hour
