@@ -239,24 +239,33 @@ func LoadConfig(path string) (*Config, error) {
 }
 
 // ParseConfig strictly decodes YAML, applies the defaults and validates.
-// name labels errors. Every problem is reported, each with its line in the
-// file when the file sets the value (see strictyaml): first every decoding
-// problem (unknown field, wrong type, duplicate key), then, for a document
-// that decodes, every invalid value. The error wraps ErrConfig;
-// strictyaml.List takes it apart, one problem each.
+// name labels errors. Every problem is reported in one pass, each with its
+// line in the file when the file sets the value (see strictyaml): what does
+// not decode (unknown field, wrong type, duplicate key) is cut out and the
+// rest decoded and validated, leaving out problems at the fields that did
+// not decode (they are reported once, as decoding problems). The error
+// wraps ErrConfig; strictyaml.List takes it apart, one problem each.
 func ParseConfig(b []byte, name string) (*Config, error) {
 	var c Config
-	lines, err := strictyaml.Decode(b, name, &c)
-	if err != nil {
+	lines, rest, err := strictyaml.DecodePartial(b, name, &c)
+	if err != nil && !rest {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	var all strictyaml.Errors
+	if err != nil && !errors.As(err, &all) {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	c.ApplyDefaults()
-	if err := c.Validate(); err != nil {
+	if verr := c.Validate(); verr != nil {
 		var es strictyaml.Errors
-		if errors.As(err, &es) {
-			es.Locate(name, lines)
+		if !errors.As(verr, &es) {
+			return nil, verr
 		}
-		return nil, err
+		es.Locate(name, lines)
+		all = append(all, es.Except(all)...)
+	}
+	if err := all.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	return &c, nil
 }

@@ -45,8 +45,17 @@ func TestConfigProblemsHaveLines(t *testing.T) {
 			"x.yaml: line 6: accounts[0].time_zone_id: 99 not in 0..61",
 			"x.yaml: line 8: accounts[1]: site_id or site_name is required",
 		}},
+		// One pass: what decodes is validated beside what does not, so a
+		// fixed file does not reveal a second round of problems.
+		{"both at once", "http:\n  max_body: 1\n  max_header_bytes: 10\nxml:\n  gsb_status: SECONDARY\n  max_depth: deep\n", []string{
+			"x.yaml: line 2: http.max_body: unknown field; valid fields here: max_body_bytes, max_header_bytes, read_header_timeout, read_timeout, write_timeout, idle_timeout, shutdown_timeout, allow_sample_account",
+			`x.yaml: line 6: xml.max_depth: "deep" is not an integer`,
+			"x.yaml: line 3: http.max_header_bytes: 10 not in 1024..1048576",
+			`x.yaml: line 5: xml.gsb_status: "SECONDARY" is not PRIMARY or BACKUP`,
+			"x.yaml: accounts: at least one account is required",
+		}},
 		{"empty", "# nothing\n", []string{"x.yaml: empty document"}},
-		{"duplicate", "log:\n  level: info\nlog: {}\n", []string{"x.yaml: line 3: log: duplicate key, first set at line 1"}},
+		{"duplicate", "log:\n  level: info\nlog: {}\n", []string{"x.yaml: line 3: log: duplicate key, first set at line 1", "x.yaml: accounts: at least one account is required"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := configProblems(t, tc.yaml)
