@@ -82,7 +82,10 @@ func (t *ticketer) check(s string, acc *account, now time.Time) bool {
 	if acc == nil || len(s) > maxTicketLen {
 		return false
 	}
-	b, err := base64.RawURLEncoding.DecodeString(s)
+	// Strict: the unused low bits of the last character must be zero, so
+	// exactly one string decodes to a ticket (a changed character is never
+	// the same ticket).
+	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
 	if err != nil || len(b) < ticketHead+1+ticketTagLen || b[0] != ticketVersion {
 		return false
 	}
