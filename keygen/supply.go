@@ -222,7 +222,7 @@ func (s *supply) bind() error {
 	if err != nil {
 		if s.ctx.Err() == nil && s.lateBind {
 			s.leaseErrors.Add(1)
-			f := &leaseFailure{err: fmt.Errorf("%w: lease store not bound yet: %w", ErrUnavailable, err), at: s.clock.Now()}
+			f := &leaseFailure{err: fmt.Errorf("%w: %w (not attached to the key space yet): %w", ErrUnavailable, ErrStoreDown, err), at: s.clock.Now()}
 			s.lastErr.Store(f)
 			s.failing.Store(f)
 			s.log.Error("session keys: cannot attach to the key space yet", zap.Error(err))
@@ -363,7 +363,7 @@ func (s *supply) leaseBlock() error {
 		case s.ctx.Err() != nil: // closing
 		default:
 			s.leaseErrors.Add(1)
-			f := &leaseFailure{err: fmt.Errorf("%w: lease store failing: %w", ErrUnavailable, err), at: s.clock.Now()}
+			f := &leaseFailure{err: fmt.Errorf("%w: %w: %w", ErrUnavailable, ErrStoreDown, err), at: s.clock.Now()}
 			s.lastErr.Store(f)
 			s.failing.Store(f)
 			s.log.Error("session keys: lease failed", zap.Error(err),

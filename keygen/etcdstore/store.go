@@ -252,7 +252,9 @@ func checkBinding(b keygen.Binding) error {
 // buffered keys and retries.
 func (s *Store) unreachable(op string, err error) error {
 	s.st.LastError, s.st.LastErrorAt = fmt.Sprintf("%s: %v", op, err), s.now()
-	return fmt.Errorf("%w: etcd %s: %w", keygen.ErrUnavailable, op, err)
+	// The cause is kept as text, not wrapped: an etcd timeout must not
+	// read as the caller's own deadline (context.DeadlineExceeded).
+	return fmt.Errorf("%w: etcd %s: %v", keygen.ErrUnavailable, op, err)
 }
 
 func (s *Store) ok() { s.st.LastError = "" }
