@@ -33,7 +33,7 @@ func InitKeys(cfg *Config, skip uint64, opts ...Option) (keygen.Partition, error
 	if err != nil {
 		return keygen.Partition{}, err
 	}
-	ks, err := openKeyStore(cfg, log)
+	ks, err := openKeyStore(cfg, log, false)
 	if err != nil {
 		return keygen.Partition{}, err
 	}
@@ -52,7 +52,7 @@ func SkipKeys(cfg *Config, n uint64, opts ...Option) (keygen.Partition, error) {
 	if err != nil {
 		return keygen.Partition{}, err
 	}
-	ks, err := openKeyStore(cfg, log)
+	ks, err := openKeyStore(cfg, log, false)
 	if err != nil {
 		return keygen.Partition{}, err
 	}
@@ -102,9 +102,39 @@ type keyStore struct {
 	cfg  EtcdConfig // as opened (etcd)
 }
 
+// EtcdMarkFile is the file in the data directory where a daemon on the
+// etcd store records the highest mark it leased, so that a start on an etcd
+// restored from an older backup is refused (keygen.ErrStateStale) instead of
+// reissuing keys.
+const EtcdMarkFile = "keygen.etcdmark"
+
+// MigrateKeys carries the single-node file-store key space in fromDir into
+// the etcd store cfg configures (keys.store: etcd): the binding and at least
+// its high-water mark. It refuses an etcd prefix holding another key space,
+// and a fromDir in use by a daemon; on success fromDir's lease state is
+// renamed (keygen.MigratedSuffix) so no daemon can issue keys from it again.
+// The secret is keys.secret, else fromDir's keygen.secret (copy that file to
+// every daemon of the fleet).
+func MigrateKeys(cfg *Config, fromDir string, opts ...Option) (keygen.Partition, error) {
+	kc, log, err := keysFor(cfg, opts)
+	if err != nil {
+		return keygen.Partition{}, err
+	}
+	if cfg.Keys.Store != KeyStoreEtcd {
+		return keygen.Partition{}, fmt.Errorf("%w: migrating keys needs a config with keys.store: etcd (the target), not %q", keygen.ErrInvalidConfig, cfg.Keys.Store)
+	}
+	ks, err := openKeyStore(cfg, log, false)
+	if err != nil {
+		return keygen.Partition{}, err
+	}
+	defer ks.Close()
+	return keygen.Migrate(kc, fromDir, ks.store(), keygen.WithLogger(log))
+}
+
 // openKeyStore opens the store of cfg (validated). With etcd it reads the
-// TLS and password files but does not wait for the cluster.
-func openKeyStore(cfg *Config, log *zap.Logger) (*keyStore, error) {
+// TLS and password files but does not wait for the cluster; record (the
+// daemon's run, not the operator's commands) keeps EtcdMarkFile.
+func openKeyStore(cfg *Config, log *zap.Logger, record bool) (*keyStore, error) {
 	if cfg.Keys.Store != KeyStoreEtcd {
 		fs, err := keygen.NewFileStore(cfg.DataDir)
 		if err != nil {
@@ -123,6 +153,10 @@ func openKeyStore(cfg *Config, log *zap.Logger) (*keyStore, error) {
 		return nil, fmt.Errorf("data directory lock: %w", err)
 	}
 	e := cfg.Keys.Etcd
+	recordFile := ""
+	if record {
+		recordFile = filepath.Join(cfg.DataDir, EtcdMarkFile)
+	}
 	cli, err := etcdstore.Dial(etcdstore.ClientConfig{
 		Endpoints: e.Endpoints, DialTimeout: e.DialTimeout,
 		CAFile: e.CAFile, CertFile: e.CertFile, KeyFile: e.KeyFile,
@@ -134,7 +168,7 @@ func openKeyStore(cfg *Config, log *zap.Logger) (*keyStore, error) {
 	}
 	st, err := etcdstore.New(cli, etcdstore.Config{
 		Prefix: e.Prefix, RequestTimeout: e.RequestTimeout,
-		MinBlock: cfg.Keys.BlockSize, MaxBlock: e.MaxBlock, Period: e.BlockPeriod,
+		MinBlock: cfg.Keys.BlockSize, MaxBlock: e.MaxBlock, Period: e.BlockPeriod, RecordFile: recordFile,
 	}, nil)
 	if err != nil {
 		cli.Close()
@@ -174,7 +208,7 @@ func (k *keyStore) Close() error {
 // until it does); a store that answers with another key space, or none, is
 // refused at once.
 func openKeys(cfg *Config, log *zap.Logger) (*keygen.Generator, *keyStore, error) {
-	ks, err := openKeyStore(cfg, log)
+	ks, err := openKeyStore(cfg, log, true)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -58,6 +59,13 @@ type Config struct {
 	// the next, one that lasted more than twice as long halves it.
 	// Default 10s.
 	Period time.Duration
+	// RecordFile, if set, is a local file (in the daemon's data directory)
+	// where the store records the highest mark it made durable in etcd,
+	// after each lease (best effort, not fsynced). Bind refuses an etcd
+	// mark below the record (keygen.ErrStateStale): etcd was restored from
+	// an older backup, and leasing from it would reissue keys. Default
+	// none.
+	RecordFile string
 }
 
 func (c Config) withDefaults() Config {
@@ -417,8 +425,49 @@ func (s *Store) Bind(ctx context.Context, b keygen.Binding) (keygen.Partition, e
 	if err != nil {
 		return keygen.Partition{}, err
 	}
+	if rec, ok := s.recorded(b); ok && rec > mark {
+		return keygen.Partition{}, fmt.Errorf("%w: the etcd mark under %s is %d, but this host already leased up to %d from it (%s): etcd was restored from an older backup, and leasing from it would reissue the keys issued since. Move the mark forward past every key issued since the backup (switchboard -skip-keys N, N at least %d), then start the daemons",
+			keygen.ErrStateStale, s.cfg.Prefix, mark, rec, s.cfg.RecordFile, rec-mark)
+	}
 	s.bind(b, hi, mark, mkv.modRev)
 	return keygen.Partition{Lo: 0, Hi: hi, Next: mark}, nil
+}
+
+// recordLine is RecordFile's content: what key space the mark belongs to.
+func (s *Store) recordLine(b keygen.Binding, mark uint64) string {
+	return fmt.Sprintf("switchboard etcd mark v1 %s %s %d\n", s.cfg.Prefix, b.Fingerprint, mark)
+}
+
+// recorded returns the mark RecordFile holds for this prefix and binding.
+func (s *Store) recorded(b keygen.Binding) (uint64, bool) {
+	if s.cfg.RecordFile == "" {
+		return 0, false
+	}
+	data, err := os.ReadFile(s.cfg.RecordFile)
+	if err != nil {
+		return 0, false
+	}
+	var prefix, fp string
+	var mark uint64
+	if _, err := fmt.Sscanf(string(data), "switchboard etcd mark v1 %s %s %d\n", &prefix, &fp, &mark); err != nil || prefix != s.cfg.Prefix || fp != b.Fingerprint.String() {
+		return 0, false
+	}
+	return mark, true
+}
+
+// record writes RecordFile (best effort: a lost record only weakens the
+// restore check).
+func (s *Store) record() {
+	if s.cfg.RecordFile == "" {
+		return
+	}
+	if rec, ok := s.recorded(s.b); ok && rec >= s.mark {
+		return
+	}
+	tmp := s.cfg.RecordFile + ".tmp"
+	if err := os.WriteFile(tmp, []byte(s.recordLine(s.b, s.mark)), 0o600); err == nil {
+		_ = os.Rename(tmp, s.cfg.RecordFile)
+	}
 }
 
 // Lease implements keygen.LeaseStore: it hands out at most n counters of
@@ -511,6 +560,7 @@ func (s *Store) leaseSegment(ctx context.Context, n uint64) error {
 			s.mark, s.rev = end, resp.Header.Revision
 			s.segNext, s.segEnd, s.segAt, s.lastEnd = start, end, now, end
 			s.st.LastLeaseAt, s.st.LastStart, s.st.LastEnd = now, start, end
+			s.record()
 			return nil
 		}
 		// Another daemon moved the mark: take its value and try above it.
