@@ -240,6 +240,18 @@ func (d *Daemon) adminHandler() http.Handler {
 		}
 		writeAdminJSON(w, http.StatusOK, map[string]any{"tier": name, "override": o.String()})
 	})
+	mux.HandleFunc("GET /fleet", func(w http.ResponseWriter, r *http.Request) {
+		ms, err := d.Fleet(r.Context())
+		if errors.Is(err, ErrNoFleet) {
+			writeAdminJSON(w, http.StatusNotFound, adminError{Error: err.Error()})
+			return
+		}
+		if err != nil {
+			writeAdminErr(w, err)
+			return
+		}
+		writeAdminJSON(w, http.StatusOK, ms)
+	})
 	if d.level != nil {
 		mux.Handle("/log/level", d.level)
 	}

@@ -1,12 +1,14 @@
 package daemon
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -99,7 +101,8 @@ type keyStore struct {
 	etcd *etcdstore.Store
 	cli  *clientv3.Client
 	lock io.Closer
-	cfg  EtcdConfig // as opened (etcd)
+	reg  *etcdstore.Registration // the daemon's fleet entry (etcd, daemon only)
+	cfg  EtcdConfig              // as opened (etcd)
 }
 
 // EtcdMarkFile is the file in the data directory where a daemon on the
@@ -191,6 +194,10 @@ func (k *keyStore) Close() error {
 	if k.file != nil {
 		return k.file.Close()
 	}
+	if k.reg != nil {
+		k.reg.Close()
+		k.reg = nil
+	}
 	err := k.etcd.Close()
 	if k.cli != nil {
 		k.cli.Close()
@@ -221,7 +228,39 @@ func openKeys(cfg *Config, log *zap.Logger) (*keygen.Generator, *keyStore, error
 		ks.Close()
 		return nil, nil, fmt.Errorf("session keys: %w", err)
 	}
+	if ks.etcd != nil {
+		host, _ := os.Hostname()
+		ks.reg = etcdstore.Register(ks.cli, cfg.Keys.Etcd.Prefix, etcdstore.Member{
+			Instance: cfg.Instance, Version: buildVersion(), Host: host, Socket: cfg.Socket, Started: time.Now(),
+		}, 0, cfg.Keys.Etcd.RequestTimeout, ks.etcd, log.Named("fleet"))
+	}
 	return g, ks, nil
+}
+
+// buildVersion is the main module's version as built (or "devel").
+func buildVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
+
+// ErrNoFleet is Fleet's error on a daemon that does not use the etcd store.
+var ErrNoFleet = errors.New("no fleet: keys.store is not etcd")
+
+// Fleet lists the daemons registered in the etcd key space this daemon
+// uses (each keeps its entry alive with an etcd lease; a dead one drops out
+// within 10 s).
+func (d *Daemon) Fleet(ctx context.Context) ([]etcdstore.Member, error) {
+	if !d.up.Load() {
+		return nil, ErrNotRunning
+	}
+	if d.store == nil || d.store.etcd == nil {
+		return nil, ErrNoFleet
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.store.cfg.RequestTimeout)
+	defer cancel()
+	return etcdstore.Fleet(ctx, d.store.cli, d.store.cfg.Prefix)
 }
 
 // KeysStatus is the session keys' part of Status: which store, whether keys

@@ -120,6 +120,17 @@ func TestEtcdDaemonStartsWhileEtcdDown(t *testing.T) {
 	if k := st.Keys; !k.Ready || !k.Bound || k.LastLease.IsZero() || k.LastLeaseEnd == 0 {
 		t.Fatalf("keys status after etcd came back: %+v", k)
 	}
+	// The daemon registers in the fleet once etcd answers.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		ms, err := d.Fleet(ctxT(t))
+		if err == nil && len(ms) == 1 && ms[0].Instance == cfg.Instance && ms[0].Socket == cfg.Socket {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fleet after etcd came back: %+v, %v", ms, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // TestEtcdConfigValidation: the etcd store's fields are checked, each
