@@ -500,16 +500,19 @@ func (s *Store) Lease(ctx context.Context, n uint64) (start, end uint64, err err
 // counters (fewer only at the domain's end) and makes it the current one.
 func (s *Store) leaseSegment(ctx context.Context, n uint64) error {
 	now := s.now()
+	step := s.step
 	if !s.segAt.IsZero() {
 		// Leaf's dynamic step: the segment just used up lasted now-segAt.
+		// Adopted only once the segment is leased, so that failed
+		// attempts (etcd down) do not resize it again and again.
 		switch took := now.Sub(s.segAt); {
 		case took < s.cfg.Period:
-			s.step = min(2*s.step, s.cfg.MaxBlock)
+			step = min(2*step, s.cfg.MaxBlock)
 		case took > 2*s.cfg.Period:
-			s.step = max(s.step/2, s.cfg.MinBlock)
+			step = max(step/2, s.cfg.MinBlock)
 		}
 	}
-	want := max(n, s.step)
+	want := max(n, step)
 	mk := s.key(MarkKey)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -557,6 +560,7 @@ func (s *Store) leaseSegment(ctx context.Context, n uint64) error {
 		}
 		s.ok()
 		if resp.Succeeded {
+			s.step = step
 			s.mark, s.rev = end, resp.Header.Revision
 			s.segNext, s.segEnd, s.segAt, s.lastEnd = start, end, now, end
 			s.st.LastLeaseAt, s.st.LastStart, s.st.LastEnd = now, start, end

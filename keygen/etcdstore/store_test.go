@@ -249,7 +249,8 @@ func TestDynamicStep(t *testing.T) {
 // timeout, as when the answer is lost after the request was sent.
 type lossyKV struct {
 	clientv3.KV
-	lose atomic.Bool
+	lose atomic.Bool // commit, then report a timeout
+	fail atomic.Bool // report a timeout without sending
 }
 
 func (k *lossyKV) Txn(ctx context.Context) clientv3.Txn { return &lossyTxn{Txn: k.KV.Txn(ctx), kv: k} }
@@ -263,6 +264,9 @@ func (t *lossyTxn) If(c ...clientv3.Cmp) clientv3.Txn  { t.Txn = t.Txn.If(c...);
 func (t *lossyTxn) Then(o ...clientv3.Op) clientv3.Txn { t.Txn = t.Txn.Then(o...); return t }
 func (t *lossyTxn) Else(o ...clientv3.Op) clientv3.Txn { t.Txn = t.Txn.Else(o...); return t }
 func (t *lossyTxn) Commit() (*clientv3.TxnResponse, error) {
+	if t.kv.fail.Load() {
+		return nil, context.DeadlineExceeded
+	}
 	resp, err := t.Txn.Commit()
 	if err == nil && t.kv.lose.Load() {
 		return nil, context.DeadlineExceeded
@@ -363,5 +367,37 @@ func TestMarkBackwardsRefused(t *testing.T) {
 	}
 	if _, _, err := s.Lease(ctx(t), 10); !errors.Is(err, keygen.ErrStateStale) {
 		t.Fatalf("lease after the mark went back: %v, want ErrStateStale", err)
+	}
+}
+
+// TestStepNotResizedByFailedAttempts: failed lease attempts (etcd down)
+// do not resize the next segment again and again: once etcd answers, the
+// segment has grown by one step, as for a single attempt.
+func TestStepNotResizedByFailedAttempts(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := dial(t, srv)
+	lossy := &lossyKV{KV: cli.KV}
+	cli.KV = lossy
+	clk := newClock()
+	s := newStore(t, cli, etcdstore.Config{MinBlock: 100, MaxBlock: 6400, Period: 10 * time.Second}, clk)
+	if _, err := s.Create(ctx(t), binding(9, testSecret)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Lease(ctx(t), 100); err != nil { // segment of 100
+		t.Fatal(err)
+	}
+	lossy.fail.Store(true)
+	for range 5 {
+		clk.add(time.Second) // each attempt finds the segment used up fast
+		if _, _, err := s.Lease(ctx(t), 100); !errors.Is(err, keygen.ErrUnavailable) {
+			t.Fatalf("lease with etcd failing: %v", err)
+		}
+	}
+	lossy.fail.Store(false)
+	if _, _, err := s.Lease(ctx(t), 100); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Status(); st.LastEnd-st.LastStart != 200 || st.Step != 200 {
+		t.Fatalf("segment after the failures [%d, %d), step %d; want one doubling to 200", st.LastStart, st.LastEnd, st.Step)
 	}
 }
