@@ -27,6 +27,7 @@ type Status struct {
 	InFlight      int64          `json:"in_flight"`
 	KeysIssued    uint64         `json:"keys_issued"`
 	KeysLeft      uint64         `json:"keys_left"`
+	Keys          KeysStatus     `json:"keys"`
 	Orphans       int            `json:"orphans_pending"`
 	Stranded      int            `json:"orphans_stranded"` // of Orphans, held by a server no tier has now: kept
 	LastReload    *ReloadOutcome `json:"last_reload,omitempty"`
@@ -70,7 +71,7 @@ func (d *Daemon) Status() (Status, error) {
 	st := Status{
 		Instance: cfg.Instance, Socket: cfg.Socket, ConfigVersion: d.version.Load(),
 		Started: d.started, UptimeSeconds: now.Sub(d.started).Seconds(),
-		InFlight: d.srv.inFlight.Load(), KeysIssued: ks.Issued, KeysLeft: ks.Left,
+		InFlight: d.srv.inFlight.Load(), KeysIssued: ks.Issued, KeysLeft: ks.Left, Keys: d.keysStatus(ks),
 		Orphans: d.svc.orphans.count(), Stranded: d.svc.orphans.strandedCount(), LastReload: d.last.Load(), Tiers: []TierStatus{},
 	}
 	for _, t := range *d.svc.tiers.Load() {
@@ -238,6 +239,18 @@ func (d *Daemon) adminHandler() http.Handler {
 			return
 		}
 		writeAdminJSON(w, http.StatusOK, map[string]any{"tier": name, "override": o.String()})
+	})
+	mux.HandleFunc("GET /fleet", func(w http.ResponseWriter, r *http.Request) {
+		ms, err := d.Fleet(r.Context())
+		if errors.Is(err, ErrNoFleet) {
+			writeAdminJSON(w, http.StatusNotFound, adminError{Error: err.Error()})
+			return
+		}
+		if err != nil {
+			writeAdminErr(w, err)
+			return
+		}
+		writeAdminJSON(w, http.StatusOK, ms)
 	})
 	if d.level != nil {
 		mux.Handle("/log/level", d.level)

@@ -36,7 +36,7 @@ type Daemon struct {
 	keys *keygen.Generator
 	// keysOverride, when set by a test, replaces keys on the request path.
 	keysOverride keySource
-	store        keygen.LeaseStore
+	store        *keyStore
 	svc          *service
 	srv          *server
 	m            *metrics
@@ -349,19 +349,13 @@ func (d *Daemon) Simulator(name string) *telsim.Server {
 	return d.sims[name]
 }
 
-// openKeys attaches to the key space in cfg.DataDir. It never creates one
+// openKeys attaches to the key space in its store (keys.store). It never creates one
 // (InitKeys does): where there is none it fails with an error wrapping
 // keygen.ErrStateMissing.
 func (d *Daemon) openKeys(cfg *Config) error {
-	kc := keygenConfig(cfg)
-	store, err := keygen.NewFileStore(cfg.DataDir)
+	g, store, err := openKeys(cfg, d.log.Named("keygen"))
 	if err != nil {
-		return fmt.Errorf("key lease store: %w", err)
-	}
-	g, err := keygen.New(kc, store, keygen.WithLogger(d.log.Named("keygen")))
-	if err != nil {
-		store.Close()
-		return fmt.Errorf("session keys: %w", err)
+		return err
 	}
 	d.store, d.keys = store, g
 	return nil

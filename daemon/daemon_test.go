@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"switchboard/client"
+	"switchboard/internal/etcdtest"
 	"switchboard/keygen"
 	"switchboard/wire"
 )
@@ -26,6 +27,9 @@ var leakOpts = []goleak.Option{
 	goleak.IgnoreAnyFunction("github.com/cloudwego/netpoll.(*defaultPoll).Wait"),
 	goleak.IgnoreAnyFunction("github.com/bytedance/gopkg/util/gopool.(*worker).run.func1"),
 }
+
+// etcd's own process-wide goroutines (etcd store tests).
+func init() { leakOpts = append(leakOpts, etcdtest.IgnoreLeaks()...) }
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m, leakOpts...) }
 

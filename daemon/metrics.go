@@ -188,12 +188,20 @@ var (
 	descIdxCorruptions = prometheus.NewDesc("switchboard_index_corruptions_total", "Session index entries found damaged (dropped and treated as misses).", nil, nil)
 )
 
+// Metrics of the key store (daemon/keys.go collects them).
+var (
+	descKeysReady   = prometheus.NewDesc("switchboard_keys_ready", "1 when a session key can be issued now (keys buffered, or the lease store answers); 0 while ALLOCATE gets KEYS_EXHAUSTED because the store is failing or was never reached (sbctl status says why).", nil, nil)
+	descLeaseErrors = prometheus.NewDesc("switchboard_keys_lease_errors_total", "Failed attempts to lease counters from the key store (or to attach to it) since start.", nil, nil)
+	descStoreTxns   = prometheus.NewDesc("switchboard_keys_store_txns_total", "etcd lease transactions by result: committed, lost_race (another daemon moved the mark first; retried), unknown (no answer; the counters are never used).", []string{"result"}, nil)
+)
+
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBreaker, descOverride, descDrained, descPoolConns, descPoolCalls,
 		descInFlight, descAdmLimit, descAdmWait, descConns, descRefused, descCuts, descPauses, descNotAllow, descKeptFail, descIssued, descLeft, descKeyWaits, descOrphans, descStranded, descVersion, descReloadAt, descStart,
 		descIdxEntries, descIdxBytes, descIdxMaxBytes, descIdxGets, descIdxSets, descIdxMisses, descIdxCollisions, descIdxCorruptions} {
 		ch <- d
 	}
+	describeKeys(ch)
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -230,6 +238,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descIssued, prometheus.CounterValue, float64(ks.Issued))
 	gauge(descLeft, float64(ks.Left))
 	ch <- prometheus.MustNewConstMetric(descKeyWaits, prometheus.CounterValue, float64(st.svc.stats.keyWaits.Load()))
+	c.d.collectKeys(ch, ks)
 	gauge(descOrphans, float64(st.svc.orphans.count()))
 	gauge(descStranded, float64(st.svc.orphans.strandedCount()))
 	gauge(descVersion, float64(c.d.version.Load()))

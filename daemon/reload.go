@@ -117,6 +117,8 @@ func restartFields(old, nc *Config) []string {
 	same("keys.block_size", old.Keys.BlockSize == nc.Keys.BlockSize)
 	same("keys.secret", old.Keys.Secret == nc.Keys.Secret)
 	same("keys.node", old.Keys.Node == nc.Keys.Node)
+	same("keys.store", old.Keys.Store == nc.Keys.Store)
+	same("keys.etcd", old.Keys.Etcd.equal(nc.Keys.Etcd))
 	same("cache.size_mb", old.Cache.SizeMB == nc.Cache.SizeMB)
 	same("cache.token_ttl", old.Cache.TokenTTL == nc.Cache.TokenTTL)
 	return f

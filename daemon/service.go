@@ -94,13 +94,17 @@ const keyWaitMax = 500 * time.Millisecond
 
 // nextKey returns a fresh session key. The generator never blocks: when
 // its buffer ran dry because the lease store is slow (an fsync on a busy
-// disk) or failing, it says so at once. A request then waits for it, polling
-// with a short backoff, up to keyWaitMax and its own deadline: a store that
-// is late by a few hundred milliseconds costs latency, not an error. Past
-// that the error stands (KEYS_EXHAUSTED: an operator must look at the store).
+// disk) or failing, it says so at once. For a store that is only late, a
+// request then waits for it, polling with a short backoff, up to keyWaitMax
+// and its own deadline: a store that is late by a few hundred milliseconds
+// costs latency, not an error. A store known to fail (keygen.ErrStoreDown:
+// its last lease failed, etcd is unreachable) is answered at once. Either
+// way the error is KEYS_EXHAUSTED: an operator must look at the store.
 func (s *service) nextKey(ctx context.Context) (uint64, error) {
 	key, err := s.keys.Next()
-	if err == nil || !errors.Is(err, keygen.ErrUnavailable) {
+	if err == nil || !errors.Is(err, keygen.ErrUnavailable) || errors.Is(err, keygen.ErrStoreDown) {
+		// A store known to fail (etcd down, a broken disk) is answered
+		// at once: its keys cannot come within a request's wait.
 		return key, err
 	}
 	s.stats.keyWaits.Add(1)

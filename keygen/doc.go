@@ -32,10 +32,10 @@
 // (switchboard -init-keys), is what creates one; Skip moves an existing mark
 // forward past keys issued since a backup was taken.
 //
-// Several daemons share one key space by giving each a disjoint slice of the
-// counter space (NodeConfig, NodePartition) and the same secret; the
-// LeaseStore interface is where a store on a distributed engine (etcd) plugs
-// in later. docs/architecture.md ("Session keys") explains the scheme, its guarantees and its costs.
+// Several daemons share one key space either by giving each a disjoint slice
+// of the counter space (NodeConfig, NodePartition) and the same secret, or
+// through a store on etcd (package etcdstore), where every daemon leases
+// from the whole space by compare-and-swap on one mark. docs/architecture.md ("Session keys") explains the scheme, its guarantees and its costs.
 //
 // The package starts one goroutine per Generator (the refill loop), owned by
 // the Generator and stopped by Close. File locking uses flock(2), so the file

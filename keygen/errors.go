@@ -13,6 +13,11 @@ var (
 	// has not delivered the next block yet). Transient: keys resume when the
 	// store works again.
 	ErrUnavailable = errors.New("keygen: no key available")
+	// ErrStoreDown is wrapped, with ErrUnavailable, by Next's error while
+	// the lease store is known to fail (its last lease or bind failed), as
+	// opposed to a block that is merely late: a caller need not wait for
+	// keys that cannot come before the store answers again.
+	ErrStoreDown = errors.New("keygen: lease store failing")
 	// ErrClosed: the generator or store was closed.
 	ErrClosed = errors.New("keygen: closed")
 	// ErrInvalidConfig: Config.Validate rejected the configuration.

@@ -176,7 +176,8 @@ func (g *Generator) Stats() Stats {
 func (g *Generator) Permutation() *Permutation { return g.s.perm }
 
 // Partition returns the counter range the store leases this node from.
-func (g *Generator) Partition() Partition { return g.s.part }
+// It is zero until the store is bound (WithLateBind).
+func (g *Generator) Partition() Partition { return g.s.partition() }
 
 // Close stops the refill goroutine (a lease in progress is cancelled or
 // finishes), closes the store if New opened it, and makes Next return

@@ -8,10 +8,9 @@ import "context"
 // later one, whatever crashes in between.
 //
 // The file store (FileStore) serves one machine; several daemons share a key
-// space through a static NodeConfig partition today, and through a store on
-// an existing distributed engine (etcd: a transaction on a high-water-mark
-// key) later — never a home-made protocol. Implementations must be safe for
-// concurrent use.
+// space through a static NodeConfig partition, or through the etcd store
+// (package etcdstore: a transaction on a high-water-mark key) — never a
+// home-made protocol. Implementations must be safe for concurrent use.
 type LeaseStore interface {
 	// Create makes a new key space: on a store with no state it records b
 	// with the high-water mark at the partition's first counter, durably,

@@ -20,8 +20,9 @@ type options struct {
 	// benchmarks also reuse one buffer, so that the refill keeps up with a
 	// loop that does nothing but call Next (the permutation and the lease have
 	// their own benchmarks).
-	alloc func(n uint64) []uint64
-	fill  func(p *Permutation, dst []uint64, c uint64)
+	lateBind bool
+	alloc    func(n uint64) []uint64
+	fill     func(p *Permutation, dst []uint64, c uint64)
 }
 
 func buildOptions(opts []Option) options {
@@ -43,6 +44,14 @@ func WithLogger(l *zap.Logger) Option {
 		}
 	}
 }
+
+// WithLateBind lets New succeed while the lease store does not answer (its
+// Bind or first Lease fails with an error wrapping ErrUnavailable, as a
+// network store's does when it is unreachable): the refill loop binds and
+// leases once it answers, and until then Next returns ErrUnavailable and
+// Stats().Bound is false. Any other error (a changed binding, a missing key
+// space) still fails New. Without it (the file store's way) New fails at once.
+func WithLateBind() Option { return func(o *options) { o.lateBind = true } }
 
 // WithClock sets the clock that times lease retries and lease durations
 // (default: the system clock).

@@ -76,7 +76,9 @@ type supply struct {
 	clock     Clock
 	allocKeys func(n uint64) []uint64
 	fillKeys  func(p *Permutation, dst []uint64, c uint64)
-	part      Partition // as bound
+	binding   Binding
+	lateBind  bool                      // WithLateBind: New does not wait for the store
+	partP     atomic.Pointer[Partition] // as bound; nil until Bind succeeded (late binding)
 	chunkSize uint64
 	perBlock  int // chunks in a full block
 
@@ -157,19 +159,6 @@ func newSupply(cfg Config, store LeaseStore, stripes int, opts []Option) (_ *sup
 		}
 	}()
 	b := Binding{Digits: cfg.Digits, Node: cfg.Node, Fingerprint: perm.Fingerprint()}
-	part, err := store.Bind(ctx, b)
-	if err != nil {
-		return nil, err
-	}
-	if part.Lo >= part.Hi || part.Hi > perm.Size() || part.Next < part.Lo || part.Next > part.Hi {
-		return nil, fmt.Errorf("%w: store bound to counters [%d, %d) next %d, domain [0, %d)", ErrBadLease, part.Lo, part.Hi, part.Next, perm.Size())
-	}
-	if fstore, ok := store.(*FileStore); ok {
-		if rec, ok := fstore.RecordedMark(b); ok && rec > part.Next {
-			return nil, fmt.Errorf("%w: %s says the next counter is %d, but this directory already made counters up to %d durable (%s): the lease state was put back from an older copy, and starting from it would reissue the keys issued since. Move its mark forward by at least %d counters (more if keys were issued after that record), with a skip",
-				ErrStateStale, filepath.Join(fstore.Dir(), StateFile), part.Next, rec, MarkFile, rec-part.Next)
-		}
-	}
 	chunkSize := min(maxChunk, max(1, cfg.BlockSize/uint64(stripes)))
 	perBlock := int((cfg.BlockSize + chunkSize - 1) / chunkSize)
 	s := &supply{
@@ -181,7 +170,8 @@ func newSupply(cfg Config, store LeaseStore, stripes int, opts []Option) (_ *sup
 		clock:     o.clock,
 		allocKeys: o.alloc,
 		fillKeys:  o.fill,
-		part:      part,
+		binding:   b,
+		lateBind:  o.lateBind,
 		chunkSize: chunkSize,
 		perBlock:  perBlock,
 		queue:     make(chan *chunk, 2*perBlock),
@@ -192,19 +182,64 @@ func newSupply(cfg Config, store LeaseStore, stripes int, opts []Option) (_ *sup
 		cancel:    cancel,
 		warnedPct: -1,
 	}
-	s.lastEnd.Store(part.Next)
-	s.log.Info("session keys: data bound",
-		zap.Int("digits", cfg.Digits), zap.Int("node", cfg.Node.ID), zap.Int("nodes", cfg.Node.Count),
-		zap.Uint64("lo", part.Lo), zap.Uint64("hi", part.Hi), zap.Uint64("next", part.Next),
-		zap.Stringer("fingerprint", perm.Fingerprint()), zap.Bool("created", part.Created))
-	if part.Rebound {
-		s.log.Warn("session keys: unused data directory rebound to a new secret or digit count",
-			zap.Int("digits", cfg.Digits), zap.Stringer("fingerprint", perm.Fingerprint()))
+	if err := s.bind(); err != nil {
+		if !s.lateBind || !errors.Is(err, ErrUnavailable) {
+			return nil, err
+		}
+		return s, nil // the refill loop binds once the store answers
 	}
 	if err := s.leaseBlock(); err != nil && s.final.Load() == nil {
+		if s.lateBind && errors.Is(err, ErrUnavailable) {
+			return s, nil
+		}
 		return nil, fmt.Errorf("keygen: first lease: %w", err)
 	}
 	return s, nil
+}
+
+// partition returns the partition as bound (zero before Bind succeeded).
+func (s *supply) partition() Partition {
+	if p := s.partP.Load(); p != nil {
+		return *p
+	}
+	return Partition{}
+}
+
+// bind binds the store to the key space, checks what it reports and
+// publishes the partition. A failure is recorded like a failed lease (Next
+// and Stats report it) and returned.
+func (s *supply) bind() error {
+	part, err := s.store.Bind(s.ctx, s.binding)
+	if err == nil && (part.Lo >= part.Hi || part.Hi > s.perm.Size() || part.Next < part.Lo || part.Next > part.Hi) {
+		err = fmt.Errorf("%w: store bound to counters [%d, %d) next %d, domain [0, %d)", ErrBadLease, part.Lo, part.Hi, part.Next, s.perm.Size())
+	}
+	if fstore, ok := s.store.(*FileStore); ok && err == nil {
+		if rec, ok := fstore.RecordedMark(s.binding); ok && rec > part.Next {
+			err = fmt.Errorf("%w: %s says the next counter is %d, but this directory already made counters up to %d durable (%s): the lease state was put back from an older copy, and starting from it would reissue the keys issued since. Move its mark forward by at least %d counters (more if keys were issued after that record), with a skip",
+				ErrStateStale, filepath.Join(fstore.Dir(), StateFile), part.Next, rec, MarkFile, rec-part.Next)
+		}
+	}
+	if err != nil {
+		if s.ctx.Err() == nil && s.lateBind {
+			s.leaseErrors.Add(1)
+			f := &leaseFailure{err: fmt.Errorf("%w: %w (not attached to the key space yet): %w", ErrUnavailable, ErrStoreDown, err), at: s.clock.Now()}
+			s.lastErr.Store(f)
+			s.failing.Store(f)
+			s.log.Error("session keys: cannot attach to the key space yet", zap.Error(err))
+		}
+		return err
+	}
+	s.lastEnd.Store(part.Next)
+	s.partP.Store(&part)
+	s.log.Info("session keys: data bound",
+		zap.Int("digits", s.cfg.Digits), zap.Int("node", s.cfg.Node.ID), zap.Int("nodes", s.cfg.Node.Count),
+		zap.Uint64("lo", part.Lo), zap.Uint64("hi", part.Hi), zap.Uint64("next", part.Next),
+		zap.Stringer("fingerprint", s.perm.Fingerprint()), zap.Bool("created", part.Created))
+	if part.Rebound {
+		s.log.Warn("session keys: unused data directory rebound to a new secret or digit count",
+			zap.Int("digits", s.cfg.Digits), zap.Stringer("fingerprint", s.perm.Fingerprint()))
+	}
+	return nil
 }
 
 // start starts the refill loop.
@@ -252,7 +287,11 @@ func (s *supply) run() {
 // it returns the channel to wait on before the next attempt.
 func (s *supply) fill() <-chan time.Time {
 	for s.final.Load() == nil && len(s.queue) < s.perBlock {
-		if err := s.leaseBlock(); err != nil {
+		lease := s.leaseBlock
+		if s.partP.Load() == nil {
+			lease = s.bind
+		}
+		if err := lease(); err != nil {
 			if s.final.Load() != nil || s.ctx.Err() != nil {
 				return nil
 			}
@@ -324,7 +363,7 @@ func (s *supply) leaseBlock() error {
 		case s.ctx.Err() != nil: // closing
 		default:
 			s.leaseErrors.Add(1)
-			f := &leaseFailure{err: fmt.Errorf("%w: lease store failing: %w", ErrUnavailable, err), at: s.clock.Now()}
+			f := &leaseFailure{err: fmt.Errorf("%w: %w: %w", ErrUnavailable, ErrStoreDown, err), at: s.clock.Now()}
 			s.lastErr.Store(f)
 			s.failing.Store(f)
 			s.log.Error("session keys: lease failed", zap.Error(err),
@@ -354,9 +393,9 @@ func (s *supply) leaseBlock() error {
 		s.log.Info("session keys: lease store recovered", zap.Uint64("start", start), zap.Uint64("end", end))
 	}
 	s.warnIfLow()
-	if end == s.part.Hi {
+	if part := s.partition(); end == part.Hi {
 		s.exhausted(fmt.Errorf("%w: node %d of %d leased the last of its counters [%d, %d)",
-			ErrExhausted, s.cfg.Node.ID, s.cfg.Node.Count, s.part.Lo, s.part.Hi))
+			ErrExhausted, s.cfg.Node.ID, s.cfg.Node.Count, part.Lo, part.Hi))
 	}
 	return nil
 }
@@ -365,10 +404,10 @@ func (s *supply) leaseBlock() error {
 // after the end of the previous one, stay in the partition and hold at most
 // BlockSize counters.
 func (s *supply) checkLease(start, end uint64) error {
-	prev := s.lastEnd.Load()
-	if start < prev || end <= start || end > s.part.Hi || end-start > s.cfg.BlockSize {
+	prev, part := s.lastEnd.Load(), s.partition()
+	if start < prev || end <= start || end > part.Hi || end-start > s.cfg.BlockSize {
 		return fmt.Errorf("%w: got [%d, %d), expected at most %d counters from %d within [%d, %d)",
-			ErrBadLease, start, end, s.cfg.BlockSize, prev, s.part.Lo, s.part.Hi)
+			ErrBadLease, start, end, s.cfg.BlockSize, prev, part.Lo, part.Hi)
 	}
 	return nil
 }
@@ -388,15 +427,16 @@ func (s *supply) exhausted(err error) {
 // warnIfLow logs a warning each time the leased fraction of the partition
 // passes another whole percent at or above WarnAt.
 func (s *supply) warnIfLow() {
-	size := s.part.Hi - s.part.Lo
-	used := float64(s.lastEnd.Load()-s.part.Lo) / float64(size)
+	part := s.partition()
+	size := part.Hi - part.Lo
+	used := float64(s.lastEnd.Load()-part.Lo) / float64(size)
 	pct := int(used * 100)
 	if used < s.cfg.WarnAt || pct <= s.warnedPct {
 		return
 	}
 	s.warnedPct = pct
 	s.log.Warn("session keys: key space running low",
-		zap.Float64("used", used), zap.Uint64("left", s.part.Hi-s.lastEnd.Load()+uint64(max(0, s.queued.Load()))),
+		zap.Float64("used", used), zap.Uint64("left", part.Hi-s.lastEnd.Load()+uint64(max(0, s.queued.Load()))),
 		zap.Int("digits", s.cfg.Digits), zap.Int("node", s.cfg.Node.ID))
 }
 
@@ -429,6 +469,10 @@ type Stats struct {
 	// Exhausted is true once the partition is fully leased: once Buffered
 	// reaches zero, Next returns ErrExhausted.
 	Exhausted bool
+	// Bound is false while a generator opened WithLateBind has not yet
+	// attached to its key space (the store did not answer): Next returns
+	// ErrUnavailable, Left and Used are zero.
+	Bound bool
 }
 
 // stats fills Stats; residue is the number of keys still held by callers'
@@ -439,7 +483,8 @@ func (s *supply) stats(residue uint64) Stats {
 	// Left counts from the mark at New minus what was issued since, rather
 	// than from the refill loop's counters, so it only moves when keys are
 	// issued (a gauge that never jumps up while a lease lands).
-	left := s.part.Hi - s.part.Next
+	part, bound := s.partition(), s.partP.Load() != nil
+	left := part.Hi - part.Next
 	left -= min(left, issued)
 	st := Stats{
 		Issued:            issued,
@@ -451,7 +496,10 @@ func (s *supply) stats(residue uint64) Stats {
 		Failing:           s.failing.Load() != nil,
 		Exhausted:         s.final.Load() != nil,
 	}
-	st.Used = 1 - float64(st.Left)/float64(s.part.Hi-s.part.Lo)
+	st.Bound = bound
+	if bound {
+		st.Used = 1 - float64(st.Left)/float64(part.Hi-part.Lo)
+	}
 	if f := s.lastErr.Load(); f != nil {
 		st.LastLeaseError, st.LastLeaseErrorAt = f.err, f.at
 	}

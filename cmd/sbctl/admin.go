@@ -40,6 +40,7 @@ func adminCommands() []command {
 		{name: "drain", synopsis: "TIER", summary: "stop new allocations on a tier (kept across reloads)", run: cmdDrain(true), admin: true},
 		{name: "undrain", synopsis: "TIER", summary: "let a drained tier take new allocations again", run: cmdDrain(false), admin: true},
 		{name: "breaker", synopsis: "TIER open|closed|auto", summary: "force a tier's breaker open or closed, or give it back to the breaker (auto)", run: cmdBreaker, admin: true},
+		{name: "fleet", summary: "the daemons sharing this daemon's etcd key space (keys.store: etcd)", run: cmdFleet, admin: true},
 		{name: "log-level", synopsis: "[LEVEL]", summary: "print the daemon's log level, or set it (debug, info, warn, error)", run: cmdLogLevel, admin: true},
 	}
 }

@@ -26,7 +26,9 @@
 // its -admin-socket; run sbctl as the daemon's user):
 //
 //	status                        instance, config version, uptime, in-flight, keys issued and
-//	                              left, orphans, last reload; then a table of the tiers in
+//	                              left, the key store (file and data directory, or etcd
+//	                              endpoints and prefix), whether keys are ready and why not,
+//	                              the last lease, orphans, last reload; then a table of the tiers in
 //	                              failover order (breaker state, override, drained, available,
 //	                              live/dialing/draining connections, in-flight) with each
 //	                              tier's servers (address, counts, server id, last error)
@@ -35,6 +37,9 @@
 //	undrain TIER                  the tier takes new allocations again
 //	breaker TIER open|closed|auto force the tier's breaker open or closed, or back to automatic
 //	log-level [LEVEL]             print the daemon's log level, or set it until the next reload
+//	fleet                         with keys.store: etcd, the daemons registered in the key
+//	                              space (instance, version, host, socket, started, last lease);
+//	                              a daemon that dies drops out within 10 s
 //
 // The admin socket is -admin-socket, else $SWITCHBOARD_ADMIN_SOCKET; there
 // is no default, and an admin command without one is a usage error. The

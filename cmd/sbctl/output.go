@@ -254,6 +254,7 @@ type adminStatus struct {
 	InFlight      int64        `json:"in_flight"`
 	KeysIssued    uint64       `json:"keys_issued"`
 	KeysLeft      uint64       `json:"keys_left"`
+	Keys          adminKeys    `json:"keys"`
 	Orphans       int          `json:"orphans_pending"`
 	Stranded      int          `json:"orphans_stranded"`
 	LastReload    *adminReload `json:"last_reload"`
@@ -277,6 +278,7 @@ func (r *statusResult) writeText(w io.Writer) error {
 	fmt.Fprintf(tw, "uptime\t%v\n", uptime(s.UptimeSeconds))
 	fmt.Fprintf(tw, "in flight\t%d\n", s.InFlight)
 	fmt.Fprintf(tw, "keys\t%d issued, %d left\n", s.KeysIssued, s.KeysLeft)
+	s.Keys.writeText(tw)
 	if s.Stranded > 0 {
 		fmt.Fprintf(tw, "orphans pending\t%d (%d stranded: their server is in no configured tier)\n", s.Orphans, s.Stranded)
 	} else {

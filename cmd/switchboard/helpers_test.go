@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"switchboard/client"
+	"switchboard/internal/etcdtest"
 	"switchboard/wire"
 )
 
@@ -42,7 +43,7 @@ func TestMain(m *testing.M) {
 		}
 		code := m.Run()
 		if code == 0 {
-			if err := goleak.Find(); err != nil {
+			if err := goleak.Find(etcdtest.IgnoreLeaks()...); err != nil {
 				fmt.Fprintln(os.Stderr, "goroutine leak:", err)
 				return 1
 			}

@@ -3,6 +3,7 @@
 //	switchboard [-config FILE] [-socket PATH] [-data-dir DIR] [-admin-socket PATH] [-metrics-addr HOST:PORT]
 //	switchboard -init-keys [-skip-keys N] [-config FILE] [-data-dir DIR]
 //	switchboard -skip-keys N [-config FILE] [-data-dir DIR]
+//	switchboard -migrate-keys -from-dir DIR -config FILE
 //	switchboard -check-config FILE
 //	switchboard -version
 //	switchboard -h
@@ -23,6 +24,10 @@
 // backup; with -init-keys it creates the key space with its mark N counters
 // in, for a node whose data directory was lost. Neither belongs in a unit
 // file. docs/operations.md ("Key space lifecycle") says when to run which.
+// With keys.store: etcd both act on the fleet's key space in etcd (one
+// -init-keys for the whole fleet). -migrate-keys carries a single-node file
+// store's key space (-from-dir, its data directory) into the etcd store
+// the -config names, and retires the file store's lease state.
 //
 // Without -config it runs the embedded default (three in-process simulated
 // telephony tiers), the developer setup, which alone creates its key space
@@ -90,6 +95,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	adminSocket := fs.String("admin-socket", "", "admin Unix socket `path` for sbctl status/reload/drain/breaker and pprof, mode 0600 (default: config admin.socket, else none)")
 	metricsAddr := fs.String("metrics-addr", "", "loopback `host:port` (or unix:/path) serving Prometheus /metrics (default: config metrics.addr, else none)")
 	initKeys := fs.Bool("init-keys", false, "create the session key space in the data directory (once, by an operator; refuses an existing one) and exit")
+	migrateKeys := fs.Bool("migrate-keys", false, "carry the file-store key space of -from-dir into the etcd store of -config (keys.store: etcd) and exit")
+	fromDir := fs.String("from-dir", "", "with -migrate-keys: the file store's data `directory`")
 	skipKeys := fs.Uint64("skip-keys", 0, "durably move the key space's high-water mark forward by `N` counters and exit (after restoring a data directory from a backup; with -init-keys: create it N counters in)")
 	version := fs.Bool("version", false, "print the build (version, revision, Go version) and exit")
 	if err := fs.Parse(args); err != nil {
@@ -164,6 +171,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	skipSet := false
 	fs.Visit(func(f *flag.Flag) { skipSet = skipSet || f.Name == "skip-keys" })
+	if *migrateKeys {
+		return migrateCommand(cfg, *fromDir)
+	}
 	if *initKeys || skipSet {
 		return keysCommand(stdout, stderr, cfg, *initKeys, *skipKeys, fix)
 	}
@@ -253,8 +263,12 @@ func keysCommand(stdout, stderr io.Writer, cfg *daemon.Config, create bool, skip
 	if create {
 		what = "created"
 	}
+	where := cfg.DataDir
+	if cfg.Keys.Store == daemon.KeyStoreEtcd {
+		where = fmt.Sprintf("etcd %v under %s", cfg.Keys.Etcd.Endpoints, cfg.Keys.Etcd.Prefix)
+	}
 	fmt.Fprintf(stdout, "key space %s in %s: node %d of %d, counters [%d, %d), next %d\n",
-		what, cfg.DataDir, cfg.Keys.Node.ID, cfg.Keys.Node.Count, part.Lo, part.Hi, part.Next)
+		what, where, cfg.Keys.Node.ID, cfg.Keys.Node.Count, part.Lo, part.Hi, part.Next)
 	if create && cfg.Keys.Secret == "" {
 		fmt.Fprintf(stdout, "back up %s/%s now (it never changes): without it a lost data directory cannot be recreated safely\n",
 			cfg.DataDir, keygen.SecretFile)

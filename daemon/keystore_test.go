@@ -1,0 +1,191 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"switchboard/client"
+	"switchboard/internal/etcdtest"
+	"switchboard/internal/strictyaml"
+	"switchboard/keygen"
+	"switchboard/wire"
+)
+
+// downKeys is a key source whose store is known to fail.
+type downKeys struct{ lateKeys }
+
+func (k *downKeys) Next() (uint64, error) {
+	k.fails.Add(1)
+	return 0, fmt.Errorf("%w: %w: etcd lease: connection refused", keygen.ErrUnavailable, keygen.ErrStoreDown)
+}
+
+// TestAllocationFailsAtOnceWhenStoreDown: with the lease store known to be
+// failing and no key buffered, an ALLOCATE is answered KEYS_EXHAUSTED at
+// once: the key source is asked once, not polled for keyWaitMax.
+func TestAllocationFailsAtOnceWhenStoreDown(t *testing.T) {
+	keys := &downKeys{}
+	h := startDaemon(t, nil, withKeySource(keys))
+	_, err := h.c.Allocate(ctxT(t), &wire.AllocateRequest{Spec: spec("store down")})
+	if !errors.Is(err, wire.StatusKeysExhausted) {
+		t.Fatalf("allocation with the store down: %v, want KEYS_EXHAUSTED", err)
+	}
+	if n := keys.fails.Load(); n != 1 {
+		t.Fatalf("the key source was asked %d times, want once (no waiting for a store known to fail)", n)
+	}
+}
+
+// etcdConfig returns the embedded default in a short temporary directory
+// with the etcd key store on srv.
+func etcdConfig(t *testing.T, srv *etcdtest.Server) *Config {
+	t.Helper()
+	cfg, err := DefaultConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := shortTempDir(t)
+	cfg.Socket = filepath.Join(dir, "sb.sock")
+	cfg.Admin.Socket = ""
+	cfg.DataDir = filepath.Join(dir, "data")
+	cfg.Keys.BlockSize = 256
+	cfg.Keys.Secret = "00112233445566778899aabbccddeeff"
+	cfg.Keys.Store = KeyStoreEtcd
+	cfg.Keys.Etcd.Endpoints = []string{srv.Endpoint()}
+	cfg.Keys.Etcd.RequestTimeout = 500 * time.Millisecond
+	cfg.Cache.SizeMB = 32
+	cfg.Server.ShutdownTimeout = 5 * time.Second
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// TestEtcdDaemonStartsWhileEtcdDown: a daemon on the etcd store started
+// while etcd is down starts, answers ALLOCATE with KEYS_EXHAUSTED and says
+// in its status that keys are not ready and why; once etcd is back it
+// issues keys without a restart.
+func TestEtcdDaemonStartsWhileEtcdDown(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cfg := etcdConfig(t, srv)
+	if _, err := InitKeys(cfg, 0); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	d, err := New(cfg, WithLogger(zaptest.NewLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runUntilReady(t, d)
+	defer func() {
+		if err := stop(); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	c, err := client.Dial(context.Background(), cfg.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Allocate(ctxT(t), &wire.AllocateRequest{Spec: spec("etcd down")}); !errors.Is(err, wire.StatusKeysExhausted) {
+		t.Fatalf("allocation with etcd down: %v, want KEYS_EXHAUSTED", err)
+	}
+	st, err := d.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := st.Keys; k.Store != "etcd" || k.Ready || k.Bound || !k.Failing || !strings.Contains(k.Reason, "etcd") || len(k.Endpoints) != 1 {
+		t.Fatalf("keys status with etcd down: %+v", k)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := c.Allocate(ctxT(t), &wire.AllocateRequest{Spec: spec("etcd back")})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, wire.StatusKeysExhausted) || time.Now().After(deadline) {
+			t.Fatalf("allocation after etcd came back: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	st, _ = d.Status()
+	if k := st.Keys; !k.Ready || !k.Bound || k.LastLease.IsZero() || k.LastLeaseEnd == 0 {
+		t.Fatalf("keys status after etcd came back: %+v", k)
+	}
+	// The daemon registers in the fleet once etcd answers.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		ms, err := d.Fleet(ctxT(t))
+		if err == nil && len(ms) == 1 && ms[0].Instance == cfg.Instance && ms[0].Socket == cfg.Socket {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fleet after etcd came back: %+v, %v", ms, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestEtcdConfigValidation: the etcd store's fields are checked, each
+// error naming its field.
+func TestEtcdConfigValidation(t *testing.T) {
+	base := "tiers: [{name: t, servers: [\"tcp://127.0.0.1:1\"]}]\n"
+	for _, tc := range []struct{ yaml, field string }{
+		{"keys: {store: consul}", "keys.store"},
+		{"keys: {store: etcd}", "keys.etcd.endpoints"},
+		{"keys: {etcd: {endpoints: [\"http://127.0.0.1:2379\"]}}", "keys.etcd.endpoints"},
+		{"keys: {store: etcd, node: {id: 1, count: 2}, etcd: {endpoints: [\"http://127.0.0.1:2379\"]}}", "keys.node"},
+		{"keys: {store: etcd, etcd: {endpoints: [\"127.0.0.1:2379\"]}}", "keys.etcd.endpoints"},
+		{"keys: {store: etcd, etcd: {endpoints: [\"http://127.0.0.1:2379\"], ca_file: /etc/ca.pem}}", "keys.etcd.endpoints"},
+		{"keys: {store: etcd, etcd: {endpoints: [\"http://127.0.0.1:2379\"], prefix: switchboard}}", "keys.etcd.prefix"},
+		{"keys: {store: etcd, etcd: {endpoints: [\"http://127.0.0.1:2379\"], request_timeout: -1s}}", "keys.etcd.request_timeout"},
+		{"keys: {store: etcd, block_size: 4096, etcd: {endpoints: [\"http://127.0.0.1:2379\"], max_block: 100}}", "keys.etcd.max_block"},
+		{"keys: {store: etcd, etcd: {endpoints: [\"http://127.0.0.1:2379\"], block_period: 10ms}}", "keys.etcd.block_period"},
+		{"keys: {store: etcd, etcd: {endpoints: [\"https://127.0.0.1:2379\"], cert_file: /etc/c.pem}}", "keys.etcd.cert_file"},
+		{"keys: {store: etcd, etcd: {endpoints: [\"https://127.0.0.1:2379\"], ca_file: ca.pem}}", "keys.etcd.ca_file"},
+		{"keys: {store: etcd, etcd: {endpoints: [\"http://127.0.0.1:2379\"], username: sb}}", "keys.etcd.username"},
+	} {
+		_, err := ParseConfig([]byte(base+tc.yaml+"\n"), "test.yaml")
+		var es strictyaml.Errors
+		if !errors.As(err, &es) {
+			t.Errorf("%s: %v, want field errors", tc.yaml, err)
+			continue
+		}
+		found := false
+		for _, e := range es {
+			found = found || e.Field == tc.field
+		}
+		if !found {
+			t.Errorf("%s: %v, want an error on %s", tc.yaml, err, tc.field)
+		}
+	}
+	ok := base + "keys: {store: etcd, etcd: {endpoints: [\"https://10.0.0.1:2379\", \"https://10.0.0.2:2379\"], ca_file: /etc/ca.pem, cert_file: /etc/c.pem, key_file: /etc/k.pem, username: sb, password_file: /etc/pw}}\n"
+	if _, err := ParseConfig([]byte(ok), "ok.yaml"); err != nil {
+		t.Fatalf("a full etcd section: %v", err)
+	}
+}
+
+// TestEtcdReloadRequiresRestart: every keys.etcd field and keys.store are
+// restart-only.
+func TestEtcdReloadRequiresRestart(t *testing.T) {
+	old := &Config{}
+	old.Keys.Etcd.Endpoints = []string{"http://127.0.0.1:1"}
+	for name, mutate := range map[string]func(c *Config){
+		"keys.store": func(c *Config) { c.Keys.Store = KeyStoreEtcd },
+		"keys.etcd":  func(c *Config) { c.Keys.Etcd.Endpoints = []string{"http://127.0.0.1:2"} },
+	} {
+		nc := *old
+		nc.Keys.Etcd.Endpoints = append([]string(nil), old.Keys.Etcd.Endpoints...)
+		mutate(&nc)
+		if got := restartFields(old, &nc); len(got) != 1 || got[0] != name {
+			t.Errorf("%s changed: restart fields %v", name, got)
+		}
+	}
+}

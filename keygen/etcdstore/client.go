@@ -1,0 +1,165 @@
+package etcdstore
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+
+	"switchboard/keygen"
+)
+
+// DefaultDialTimeout is ClientConfig.DialTimeout's default.
+const DefaultDialTimeout = 5 * time.Second
+
+// ClientConfig says how to reach the etcd cluster. Zero fields mean the
+// documented defaults.
+type ClientConfig struct {
+	// Endpoints are the cluster members' client URLs (http:// or
+	// https://host:port). Required.
+	Endpoints []string
+	// DialTimeout bounds connection set-up steps (authentication, keepalive
+	// of the fleet lease). Default 5s. The client never blocks its creation
+	// on it: a daemon starts while etcd is down.
+	DialTimeout time.Duration
+	// CAFile verifies the members' certificates (https endpoints); CertFile
+	// and KeyFile are this daemon's client certificate, both or neither.
+	CAFile, CertFile, KeyFile string
+	// Username authenticates with etcd's auth; PasswordFile holds its
+	// password (one line, mode 0600 or stricter). Both or neither.
+	Username, PasswordFile string
+}
+
+// Validate reports the first problem of c without reading any file,
+// wrapping keygen.ErrInvalidConfig.
+func (c ClientConfig) Validate() error {
+	if len(c.Endpoints) == 0 {
+		return fmt.Errorf("%w: no etcd endpoints", keygen.ErrInvalidConfig)
+	}
+	tlsWanted := c.CAFile != "" || c.CertFile != ""
+	for _, e := range c.Endpoints {
+		u, err := url.Parse(e)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return fmt.Errorf("%w: etcd endpoint %q: want http://host:port or https://host:port", keygen.ErrInvalidConfig, e)
+		}
+		if u.Scheme == "http" && tlsWanted {
+			return fmt.Errorf("%w: etcd endpoint %q is plain http but TLS files are set: use https://", keygen.ErrInvalidConfig, e)
+		}
+	}
+	switch {
+	case c.DialTimeout < 0:
+		return fmt.Errorf("%w: etcd dial timeout %v is negative", keygen.ErrInvalidConfig, c.DialTimeout)
+	case (c.CertFile == "") != (c.KeyFile == ""):
+		return fmt.Errorf("%w: etcd client certificate and key go together: set both cert_file and key_file, or neither", keygen.ErrInvalidConfig)
+	case (c.Username == "") != (c.PasswordFile == ""):
+		return fmt.Errorf("%w: etcd username and password_file go together: set both, or neither", keygen.ErrInvalidConfig)
+	}
+	return nil
+}
+
+// Dial returns a client of the cluster c describes. It reads the TLS files
+// and the password file (refusing a password file others may read) but does
+// not wait for the cluster: requests fail until it answers. log receives
+// the client's own warnings (nil: none).
+func Dial(c ClientConfig, log *zap.Logger) (*clientv3.Client, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	cfg := clientv3.Config{
+		Endpoints:            c.Endpoints,
+		DialTimeout:          c.DialTimeout,
+		DialKeepAliveTime:    5 * time.Second,
+		DialKeepAliveTimeout: 2 * time.Second,
+		Logger:               log,
+		// Redial a member that went away within about two seconds of its
+		// return (gRPC's default backoff grows to two minutes), so a
+		// daemon whose keys ran out while etcd was down recovers promptly.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+			MinConnectTimeout: 2 * time.Second,
+		})},
+	}
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = DefaultDialTimeout
+	}
+	tlsCfg, err := c.tls()
+	if err != nil {
+		return nil, err
+	}
+	cfg.TLS = tlsCfg
+	if c.Username != "" {
+		pw, err := readPassword(c.PasswordFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Username, cfg.Password = c.Username, pw
+	}
+	cli, err := clientv3.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("etcd client: %w", err)
+	}
+	return cli, nil
+}
+
+func (c ClientConfig) tls() (*tls.Config, error) {
+	https := false
+	for _, e := range c.Endpoints {
+		https = https || strings.HasPrefix(e, "https://")
+	}
+	if !https {
+		return nil, nil
+	}
+	t := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: etcd CA file: %w", keygen.ErrInvalidConfig, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%w: etcd CA file %s holds no PEM certificate", keygen.ErrInvalidConfig, c.CAFile)
+		}
+		t.RootCAs = pool
+	}
+	if c.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: etcd client certificate: %w", keygen.ErrInvalidConfig, err)
+		}
+		t.Certificates = []tls.Certificate{cert}
+	}
+	return t, nil
+}
+
+// readPassword reads the first line of path, refusing a file that others
+// may read or write.
+func readPassword(path string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("%w: etcd password file: %w", keygen.ErrInvalidConfig, err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return "", fmt.Errorf("%w: etcd password file %s has mode %#o; it must be 0600 (owner only): chmod 600 %s", keygen.ErrInvalidConfig, path, perm, path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%w: etcd password file: %w", keygen.ErrInvalidConfig, err)
+	}
+	pw, _, _ := strings.Cut(string(b), "\n")
+	pw = strings.TrimSuffix(pw, "\r")
+	if pw == "" {
+		return "", fmt.Errorf("%w: etcd password file %s is empty", keygen.ErrInvalidConfig, path)
+	}
+	return pw, nil
+}

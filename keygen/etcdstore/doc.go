@@ -1,0 +1,38 @@
+// Package etcdstore is keygen's lease store on etcd: the one key space that
+// a fleet of switchboard daemons shares, with no hand-assigned node
+// partitions and no daemon whose loss loses the high-water mark.
+//
+// Why this shape. keygen makes keys unique by never handing out a counter
+// twice; all it needs from a store is a durable high-water mark that moves
+// forward atomically. etcd already offers exactly that — a linearizable
+// compare-and-swap replicated by Raft — so the store is one key (the mark)
+// advanced by a transaction that compares its mod revision: two daemons that
+// race for the same counters both send a transaction, one wins, the other
+// reads the new mark from the transaction's else branch and tries again
+// above it. No home-made protocol, no node ids: every daemon leases from the
+// whole counter space.
+//
+// The binding (scheme version, digit count, secret fingerprint) is written
+// once, by the operator's one-shot init (keygen.Init through Create), under
+// the same prefix, and every daemon compares its own with it before leasing;
+// a daemon with another secret or digit count is refused with a message that
+// names the field. The secret itself never reaches etcd.
+//
+// Blocks grow with load (Meituan Leaf's dynamic step): the store leases a
+// segment from etcd and serves keygen's block-sized leases out of it; a
+// segment used up faster than the target period doubles the next one (up to
+// a bound), one that lasted more than twice the period halves it (down to
+// keygen's block size). A daemon at full load thus sends a transaction every
+// few seconds, and a crash loses at most one segment of counters, never
+// repeats one.
+//
+// A transaction whose outcome is unknown (a timeout after it was sent) is
+// never used: the store forgets the mark it knew and re-reads it before the
+// next attempt, so the next segment starts above whatever that transaction
+// may have written. A mark that moved backwards (etcd restored from an older
+// backup while this process ran) is refused with keygen.ErrStateStale.
+//
+// Errors that mean "etcd did not answer" wrap keygen.ErrUnavailable, so the
+// generator keeps serving buffered keys and retries; Register keeps a
+// daemon's fleet entry alive under an etcd lease.
+package etcdstore

@@ -1,0 +1,594 @@
+package etcdstore
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"switchboard/keygen"
+)
+
+// SchemeVersion is the key scheme recorded in the binding: the version of
+// keygen's counter-to-key permutation. A store written by another scheme is
+// refused.
+const SchemeVersion = 1
+
+// Names of the keys under the prefix.
+const (
+	// BindingKey holds the binding as JSON ({"scheme", "digits",
+	// "fingerprint"}), written once by Create.
+	BindingKey = "binding"
+	// MarkKey holds the high-water mark, a decimal counter: every counter
+	// below it may have been issued, none at or above it has.
+	MarkKey = "mark"
+	// FleetDir is the directory of the daemons' registrations (Register).
+	FleetDir = "fleet/"
+)
+
+// Defaults of Config fields; a zero field means its default.
+const (
+	DefaultPrefix         = "/switchboard/keys/"
+	DefaultRequestTimeout = 2 * time.Second
+	DefaultMinBlock       = keygen.DefaultBlockSize
+	DefaultMaxBlock       = 1 << 20
+	DefaultPeriod         = 10 * time.Second
+)
+
+// Config configures a Store. Zero fields mean the documented defaults.
+type Config struct {
+	// Prefix is the etcd key prefix of the key space; it ends in "/".
+	// Default "/switchboard/keys/".
+	Prefix string
+	// RequestTimeout bounds each etcd request. Default 2s.
+	RequestTimeout time.Duration
+	// MinBlock is the smallest segment leased from etcd (and where a new
+	// store starts): keygen's block size. Default 4096.
+	MinBlock uint64
+	// MaxBlock bounds the segment, so a crash loses at most that many
+	// counters. At least MinBlock. Default 1<<20.
+	MaxBlock uint64
+	// Period is the target lifetime of a segment: one used up faster doubles
+	// the next, one that lasted more than twice as long halves it.
+	// Default 10s.
+	Period time.Duration
+	// RecordFile, if set, is a local file (in the daemon's data directory)
+	// where the store records the highest mark it made durable in etcd,
+	// after each lease (best effort, not fsynced). Bind refuses an etcd
+	// mark below the record (keygen.ErrStateStale): etcd was restored from
+	// an older backup, and leasing from it would reissue keys. Default
+	// none.
+	RecordFile string
+}
+
+func (c Config) withDefaults() Config {
+	if c.Prefix == "" {
+		c.Prefix = DefaultPrefix
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.MinBlock == 0 {
+		c.MinBlock = DefaultMinBlock
+	}
+	if c.MaxBlock == 0 {
+		c.MaxBlock = max(DefaultMaxBlock, c.MinBlock)
+	}
+	if c.Period == 0 {
+		c.Period = DefaultPeriod
+	}
+	return c
+}
+
+// Validate reports the first problem of c (after defaults), wrapping
+// keygen.ErrInvalidConfig.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	switch {
+	case !strings.HasPrefix(c.Prefix, "/") || !strings.HasSuffix(c.Prefix, "/"):
+		return fmt.Errorf("%w: etcd prefix %q must start and end with /", keygen.ErrInvalidConfig, c.Prefix)
+	case c.RequestTimeout < 0:
+		return fmt.Errorf("%w: etcd request timeout %v is negative", keygen.ErrInvalidConfig, c.RequestTimeout)
+	case c.MinBlock > keygen.MaxBlockSize:
+		return fmt.Errorf("%w: block size %d, at most %d", keygen.ErrInvalidConfig, c.MinBlock, keygen.MaxBlockSize)
+	case c.MaxBlock < c.MinBlock:
+		return fmt.Errorf("%w: etcd max block %d is below the block size %d", keygen.ErrInvalidConfig, c.MaxBlock, c.MinBlock)
+	case c.Period <= 0:
+		return fmt.Errorf("%w: etcd block period %v must be positive", keygen.ErrInvalidConfig, c.Period)
+	}
+	return nil
+}
+
+// Status is a snapshot of a Store for the admin status and metrics.
+type Status struct {
+	Prefix string
+	// Bound is true once the binding was read from etcd and matched.
+	Bound bool
+	// Step is the size of the next segment leased from etcd.
+	Step uint64
+	// SegmentLeft is the number of counters leased from etcd and not yet
+	// handed to the generator (buffered in the store).
+	SegmentLeft uint64
+	// Mark is the high-water mark as last seen in etcd.
+	Mark uint64
+	// LastLeaseAt, LastStart and LastEnd describe the last segment leased
+	// from etcd (zero before the first).
+	LastLeaseAt        time.Time
+	LastStart, LastEnd uint64
+	// Txns counts lease transactions sent; LostRaces those that lost to
+	// another daemon and were retried; Unknown those whose outcome is
+	// unknown (their range was never used).
+	Txns, LostRaces, Unknown uint64
+	// LastError is the most recent failure talking to etcd ("" if none
+	// since the last success), and LastErrorAt when it happened.
+	LastError   string
+	LastErrorAt time.Time
+}
+
+// Store is a keygen.LeaseStore on etcd. It is safe for concurrent use; Bind,
+// Lease and Create are serialised (each is a read-modify-write of the mark)
+// and give up when their context ends. The client stays the caller's: Close
+// does not close it.
+type Store struct {
+	cli *clientv3.Client
+	cfg Config
+	now func() time.Time
+	sem chan struct{} // capacity 1: the token to run Bind, Create, Lease or Close
+
+	// Guarded by sem.
+	closed  bool
+	bound   bool
+	b       keygen.Binding
+	hi      uint64 // the domain size: counters are [0, hi)
+	known   bool   // mark and rev are what etcd holds, as far as we know
+	mark    uint64
+	rev     int64  // mod revision of the mark key
+	segNext uint64 // the segment leased from etcd and not yet handed out: [segNext, segEnd)
+	segEnd  uint64
+	step    uint64
+	segAt   time.Time // when the current segment was leased
+	lastEnd uint64    // end of the last segment this store leased (0: none)
+	st      Status    // published copy in status
+
+	status atomic.Pointer[Status]
+}
+
+var _ keygen.LeaseStore = (*Store)(nil)
+
+// New returns a store of the key space under cfg.Prefix on the etcd cluster
+// cli talks to. It sends nothing: Bind (or Create) does. now is the clock
+// timing segments (nil: time.Now).
+func New(cli *clientv3.Client, cfg Config, now func() time.Time) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cli == nil {
+		return nil, fmt.Errorf("%w: no etcd client", keygen.ErrInvalidConfig)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	cfg = cfg.withDefaults()
+	s := &Store{cli: cli, cfg: cfg, now: now, sem: make(chan struct{}, 1), step: cfg.MinBlock}
+	s.st = Status{Prefix: cfg.Prefix, Step: s.step}
+	s.publish()
+	return s, nil
+}
+
+// Status returns a snapshot of the store. It never waits for etcd.
+func (s *Store) Status() Status { return *s.status.Load() }
+
+// publish makes s.st visible to Status; called with the token held.
+func (s *Store) publish() {
+	st := s.st
+	st.Bound, st.Step, st.Mark = s.bound, s.step, s.mark
+	st.SegmentLeft = s.segEnd - s.segNext
+	s.status.Store(&st)
+}
+
+func (s *Store) acquire(ctx context.Context) error {
+	select {
+	case s.sem <- struct{}{}:
+		if s.closed {
+			<-s.sem
+			return keygen.ErrClosed
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Store) release() { s.publish(); <-s.sem }
+
+func (s *Store) key(name string) string { return s.cfg.Prefix + name }
+
+// binding is BindingKey's JSON.
+type binding struct {
+	Scheme      int    `json:"scheme"`
+	Digits      int    `json:"digits"`
+	Fingerprint string `json:"fingerprint"`
+}
+
+func encodeBinding(b keygen.Binding) string {
+	j, _ := json.Marshal(binding{Scheme: SchemeVersion, Digits: b.Digits, Fingerprint: b.Fingerprint.String()})
+	return string(j)
+}
+
+// mismatch compares the stored binding with b and names every field that
+// differs ("" when they agree).
+func mismatch(stored []byte, b keygen.Binding) (string, error) {
+	var sb binding
+	if err := json.Unmarshal(stored, &sb); err != nil {
+		return "", err
+	}
+	fp, err := hex.DecodeString(sb.Fingerprint)
+	if err != nil || len(fp) != len(keygen.Fingerprint{}) {
+		return "", fmt.Errorf("bad fingerprint %q", sb.Fingerprint)
+	}
+	var diff []string
+	if sb.Scheme != SchemeVersion {
+		diff = append(diff, fmt.Sprintf("scheme version: etcd holds %d, this daemon uses %d", sb.Scheme, SchemeVersion))
+	}
+	if sb.Digits != b.Digits {
+		diff = append(diff, fmt.Sprintf("digits: etcd holds %d, this daemon is configured for %d", sb.Digits, b.Digits))
+	}
+	if sb.Fingerprint != b.Fingerprint.String() {
+		diff = append(diff, fmt.Sprintf("secret fingerprint: etcd holds %s, this daemon's secret has %s (a different keys.secret or keygen.secret)", sb.Fingerprint, b.Fingerprint))
+	}
+	return strings.Join(diff, "; "), nil
+}
+
+func checkBinding(b keygen.Binding) error {
+	if b.Digits < keygen.MinDigits || b.Digits > keygen.MaxDigits {
+		return fmt.Errorf("%w: digits %d", keygen.ErrInvalidConfig, b.Digits)
+	}
+	if b.Node.Count > 1 || b.Node.ID != 0 {
+		return fmt.Errorf("%w: node %d of %d: the etcd store has no node partitions (every daemon leases from the whole key space); remove keys.node", keygen.ErrInvalidConfig, b.Node.ID, b.Node.Count)
+	}
+	return nil
+}
+
+// unreachable wraps an etcd error as transient: the generator keeps serving
+// buffered keys and retries.
+func (s *Store) unreachable(op string, err error) error {
+	s.st.LastError, s.st.LastErrorAt = fmt.Sprintf("%s: %v", op, err), s.now()
+	// The cause is kept as text, not wrapped: an etcd timeout must not
+	// read as the caller's own deadline (context.DeadlineExceeded).
+	return fmt.Errorf("%w: etcd %s: %v", keygen.ErrUnavailable, op, err)
+}
+
+func (s *Store) ok() { s.st.LastError = "" }
+
+func parseMark(v []byte, hi uint64) (uint64, error) {
+	m, err := strconv.ParseUint(string(v), 10, 64)
+	if err != nil || m > hi {
+		return 0, fmt.Errorf("%w: etcd mark %q is not a counter in [0, %d]", keygen.ErrStateCorrupt, v, hi)
+	}
+	return m, nil
+}
+
+// read fetches the binding and the mark in one snapshot.
+func (s *Store) read(ctx context.Context) (bk, mk *mvccKV, err error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	resp, err := s.cli.Txn(ctx).Then(clientv3.OpGet(s.key(BindingKey)), clientv3.OpGet(s.key(MarkKey))).Commit()
+	if err != nil {
+		return nil, nil, s.unreachable("read key space", err)
+	}
+	return first(resp.Responses[0].GetResponseRange().Kvs), first(resp.Responses[1].GetResponseRange().Kvs), nil
+}
+
+// mvccKV is the part of an etcd key-value this store uses.
+type mvccKV struct {
+	value  []byte
+	modRev int64
+}
+
+func first[T interface {
+	GetValue() []byte
+	GetModRevision() int64
+}](kvs []T) *mvccKV {
+	if len(kvs) == 0 {
+		return nil
+	}
+	return &mvccKV{value: kvs[0].GetValue(), modRev: kvs[0].GetModRevision()}
+}
+
+// Create implements keygen.LeaseStore: it writes the binding and a mark of
+// 0 where the prefix holds neither, in one transaction, and refuses
+// (keygen.ErrKeySpaceExists) where it holds a key space. A key space under
+// another binding with a mark still at 0 (an interrupted init) is replaced
+// (Rebound).
+func (s *Store) Create(ctx context.Context, b keygen.Binding) (keygen.Partition, error) {
+	if err := checkBinding(b); err != nil {
+		return keygen.Partition{}, err
+	}
+	if err := s.acquire(ctx); err != nil {
+		return keygen.Partition{}, err
+	}
+	defer s.release()
+	if s.bound {
+		return keygen.Partition{}, fmt.Errorf("%w: store already bound", keygen.ErrKeySpaceExists)
+	}
+	hi := keygen.DomainSize(b.Digits)
+	bk, mk := s.key(BindingKey), s.key(MarkKey)
+	tctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	resp, err := s.cli.Txn(tctx).
+		If(clientv3.Compare(clientv3.CreateRevision(bk), "=", 0), clientv3.Compare(clientv3.CreateRevision(mk), "=", 0)).
+		Then(clientv3.OpPut(bk, encodeBinding(b)), clientv3.OpPut(mk, "0")).
+		Else(clientv3.OpGet(bk), clientv3.OpGet(mk)).Commit()
+	cancel()
+	if err != nil {
+		return keygen.Partition{}, s.unreachable("create key space", err)
+	}
+	s.ok()
+	if resp.Succeeded {
+		s.bind(b, hi, 0, resp.Header.Revision)
+		return keygen.Partition{Lo: 0, Hi: hi, Next: 0, Created: true}, nil
+	}
+	oldB, oldM := first(resp.Responses[0].GetResponseRange().Kvs), first(resp.Responses[1].GetResponseRange().Kvs)
+	if oldB == nil || oldM == nil {
+		return keygen.Partition{}, fmt.Errorf("%w: %s holds only one of %s and %s; it is kept as it is (inspect it: a half-written key space is not created by switchboard)",
+			keygen.ErrStateCorrupt, s.cfg.Prefix, BindingKey, MarkKey)
+	}
+	diff, err := mismatch(oldB.value, b)
+	if err != nil {
+		return keygen.Partition{}, fmt.Errorf("%w: %s: %v", keygen.ErrStateCorrupt, bk, err)
+	}
+	mark, err := parseMark(oldM.value, hi)
+	if diff == "" || mark != 0 {
+		if err != nil {
+			mark = 0
+		}
+		return keygen.Partition{}, fmt.Errorf("%w: etcd %s already holds a key space (next counter %d%s); it is kept as it is (to move its mark forward, skip keys instead)",
+			keygen.ErrKeySpaceExists, s.cfg.Prefix, mark, describeDiff(diff))
+	}
+	// No counter was ever leased under the old binding: replace it, unless
+	// someone leased or rebound meanwhile.
+	tctx, cancel = context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	resp, err = s.cli.Txn(tctx).
+		If(clientv3.Compare(clientv3.ModRevision(bk), "=", oldB.modRev), clientv3.Compare(clientv3.ModRevision(mk), "=", oldM.modRev)).
+		Then(clientv3.OpPut(bk, encodeBinding(b))).Commit()
+	cancel()
+	if err != nil {
+		return keygen.Partition{}, s.unreachable("rebind key space", err)
+	}
+	if !resp.Succeeded {
+		return keygen.Partition{}, fmt.Errorf("%w: etcd %s changed while it was being rebound; run the init again", keygen.ErrKeySpaceExists, s.cfg.Prefix)
+	}
+	s.bind(b, hi, 0, oldM.modRev)
+	return keygen.Partition{Lo: 0, Hi: hi, Next: 0, Created: true, Rebound: true}, nil
+}
+
+func describeDiff(diff string) string {
+	if diff == "" {
+		return ", same binding"
+	}
+	return ", other binding: " + diff
+}
+
+func (s *Store) bind(b keygen.Binding, hi, mark uint64, rev int64) {
+	s.bound, s.b, s.hi = true, b, hi
+	s.known, s.mark, s.rev = true, mark, rev
+}
+
+// Bind implements keygen.LeaseStore: it reads the binding and the mark and
+// refuses a key space recorded under another binding
+// (keygen.ErrBindingChanged, naming each field that differs), never
+// rebinding it: other daemons may be leasing from it. A prefix with no key
+// space fails with keygen.ErrStateMissing; etcd not answering with an error
+// wrapping keygen.ErrUnavailable.
+func (s *Store) Bind(ctx context.Context, b keygen.Binding) (keygen.Partition, error) {
+	if err := checkBinding(b); err != nil {
+		return keygen.Partition{}, err
+	}
+	if err := s.acquire(ctx); err != nil {
+		return keygen.Partition{}, err
+	}
+	defer s.release()
+	hi := keygen.DomainSize(b.Digits)
+	if s.bound {
+		if s.b != b {
+			return keygen.Partition{}, fmt.Errorf("keygen: etcd store already bound to another binding")
+		}
+		return keygen.Partition{Lo: 0, Hi: hi, Next: max(s.mark, s.segNext)}, nil
+	}
+	bkv, mkv, err := s.read(ctx)
+	if err != nil {
+		return keygen.Partition{}, err
+	}
+	s.ok()
+	switch {
+	case bkv == nil && mkv == nil:
+		return keygen.Partition{}, fmt.Errorf("%w: etcd holds no key space under %s (no %s and no %s): it was never created, or it was deleted and its high-water mark lost. Create it explicitly (switchboard -init-keys, or -migrate-keys from a file store), skipping past every key issued if there were any",
+			keygen.ErrStateMissing, s.cfg.Prefix, BindingKey, MarkKey)
+	case bkv == nil || mkv == nil:
+		return keygen.Partition{}, fmt.Errorf("%w: etcd %s holds only one of %s and %s", keygen.ErrStateCorrupt, s.cfg.Prefix, BindingKey, MarkKey)
+	}
+	diff, err := mismatch(bkv.value, b)
+	if err != nil {
+		return keygen.Partition{}, fmt.Errorf("%w: %s: %v", keygen.ErrStateCorrupt, s.key(BindingKey), err)
+	}
+	if diff != "" {
+		return keygen.Partition{}, fmt.Errorf("%w: etcd %s was created for another key space: %s. Put back the fleet's settings and secret on this host",
+			keygen.ErrBindingChanged, s.cfg.Prefix, diff)
+	}
+	mark, err := parseMark(mkv.value, hi)
+	if err != nil {
+		return keygen.Partition{}, err
+	}
+	if rec, ok := s.recorded(b); ok && rec > mark {
+		return keygen.Partition{}, fmt.Errorf("%w: the etcd mark under %s is %d, but this host already leased up to %d from it (%s): etcd was restored from an older backup, and leasing from it would reissue the keys issued since. Move the mark forward past every key issued since the backup (switchboard -skip-keys N, N at least %d), then start the daemons",
+			keygen.ErrStateStale, s.cfg.Prefix, mark, rec, s.cfg.RecordFile, rec-mark)
+	}
+	s.bind(b, hi, mark, mkv.modRev)
+	return keygen.Partition{Lo: 0, Hi: hi, Next: mark}, nil
+}
+
+// recordLine is RecordFile's content: what key space the mark belongs to.
+func (s *Store) recordLine(b keygen.Binding, mark uint64) string {
+	return fmt.Sprintf("switchboard etcd mark v1 %s %s %d\n", s.cfg.Prefix, b.Fingerprint, mark)
+}
+
+// recorded returns the mark RecordFile holds for this prefix and binding.
+func (s *Store) recorded(b keygen.Binding) (uint64, bool) {
+	if s.cfg.RecordFile == "" {
+		return 0, false
+	}
+	data, err := os.ReadFile(s.cfg.RecordFile)
+	if err != nil {
+		return 0, false
+	}
+	var prefix, fp string
+	var mark uint64
+	if _, err := fmt.Sscanf(string(data), "switchboard etcd mark v1 %s %s %d\n", &prefix, &fp, &mark); err != nil || prefix != s.cfg.Prefix || fp != b.Fingerprint.String() {
+		return 0, false
+	}
+	return mark, true
+}
+
+// record writes RecordFile (best effort: a lost record only weakens the
+// restore check).
+func (s *Store) record() {
+	if s.cfg.RecordFile == "" {
+		return
+	}
+	if rec, ok := s.recorded(s.b); ok && rec >= s.mark {
+		return
+	}
+	tmp := s.cfg.RecordFile + ".tmp"
+	if err := os.WriteFile(tmp, []byte(s.recordLine(s.b, s.mark)), 0o600); err == nil {
+		_ = os.Rename(tmp, s.cfg.RecordFile)
+	}
+}
+
+// Lease implements keygen.LeaseStore: it hands out at most n counters of
+// the current segment, leasing the next segment from etcd first when the
+// current one is used up. The segment is durable in etcd (the transaction
+// moving the mark past it committed) before any of it is returned.
+func (s *Store) Lease(ctx context.Context, n uint64) (start, end uint64, err error) {
+	if err := s.acquire(ctx); err != nil {
+		return 0, 0, err
+	}
+	defer s.release()
+	switch {
+	case !s.bound:
+		return 0, 0, keygen.ErrNotBound
+	case n == 0:
+		return 0, 0, fmt.Errorf("%w: lease of 0 counters", keygen.ErrInvalidConfig)
+	}
+	if s.segNext == s.segEnd {
+		if err := s.leaseSegment(ctx, n); err != nil {
+			return 0, 0, err
+		}
+	}
+	start = s.segNext
+	end = start + min(n, s.segEnd-start)
+	s.segNext = end
+	return start, end, nil
+}
+
+// leaseSegment moves the mark in etcd past a new segment of at least n
+// counters (fewer only at the domain's end) and makes it the current one.
+func (s *Store) leaseSegment(ctx context.Context, n uint64) error {
+	now := s.now()
+	step := s.step
+	if !s.segAt.IsZero() {
+		// Leaf's dynamic step: the segment just used up lasted now-segAt.
+		// Adopted only once the segment is leased, so that failed
+		// attempts (etcd down) do not resize it again and again.
+		switch took := now.Sub(s.segAt); {
+		case took < s.cfg.Period:
+			step = min(2*step, s.cfg.MaxBlock)
+		case took > 2*s.cfg.Period:
+			step = max(step/2, s.cfg.MinBlock)
+		}
+	}
+	want := max(n, step)
+	mk := s.key(MarkKey)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !s.known {
+			_, mkv, err := s.read(ctx)
+			if err != nil {
+				return err
+			}
+			if mkv == nil {
+				return fmt.Errorf("%w: etcd %s no longer holds %s: the key space was deleted; recreate it (switchboard -init-keys) with a skip past every key issued", keygen.ErrStateMissing, s.cfg.Prefix, MarkKey)
+			}
+			m, err := parseMark(mkv.value, s.hi)
+			if err != nil {
+				return err
+			}
+			s.known, s.mark, s.rev = true, m, mkv.modRev
+		}
+		if s.mark < s.lastEnd {
+			// Our own lease committed up to lastEnd; a lower mark means
+			// etcd went back in time (restored from an older backup).
+			s.known = false
+			s.st.LastError, s.st.LastErrorAt = "mark moved backwards", now
+			return fmt.Errorf("%w: the etcd mark under %s is %d, below %d which this daemon already leased: etcd was restored from an older backup. Skip the mark forward past every key issued since the backup (switchboard -skip-keys)",
+				keygen.ErrStateStale, s.cfg.Prefix, s.mark, s.lastEnd)
+		}
+		if s.mark >= s.hi {
+			return fmt.Errorf("%w: all %d counters of the etcd key space %s were leased", keygen.ErrExhausted, s.hi, s.cfg.Prefix)
+		}
+		start, end := s.mark, s.mark+min(want, s.hi-s.mark)
+		tctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+		s.st.Txns++
+		resp, err := s.cli.Txn(tctx).
+			If(clientv3.Compare(clientv3.ModRevision(mk), "=", s.rev)).
+			Then(clientv3.OpPut(mk, strconv.FormatUint(end, 10))).
+			Else(clientv3.OpGet(mk)).Commit()
+		cancel()
+		if err != nil {
+			// The transaction may or may not have committed: never use
+			// [start, end); re-read the mark before the next attempt.
+			s.known = false
+			s.st.Unknown++
+			return s.unreachable("lease", err)
+		}
+		s.ok()
+		if resp.Succeeded {
+			s.step = step
+			s.mark, s.rev = end, resp.Header.Revision
+			s.segNext, s.segEnd, s.segAt, s.lastEnd = start, end, now, end
+			s.st.LastLeaseAt, s.st.LastStart, s.st.LastEnd = now, start, end
+			s.record()
+			return nil
+		}
+		// Another daemon moved the mark: take its value and try above it.
+		s.st.LostRaces++
+		mkv := first(resp.Responses[0].GetResponseRange().Kvs)
+		if mkv == nil {
+			s.known = false
+			continue
+		}
+		m, err := parseMark(mkv.value, s.hi)
+		if err != nil {
+			return err
+		}
+		s.mark, s.rev = m, mkv.modRev
+	}
+}
+
+// Close implements keygen.LeaseStore: it waits for a call in progress and
+// makes later calls fail with keygen.ErrClosed. The etcd client stays open
+// (it is the caller's). Idempotent.
+func (s *Store) Close() error {
+	s.sem <- struct{}{}
+	s.closed = true
+	s.publish()
+	<-s.sem
+	return nil
+}
