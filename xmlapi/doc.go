@@ -115,5 +115,9 @@
 //
 // A CR in a stored value is written as &#13; (a raw CR would reach the
 // client as LF, XML's end-of-line normalisation); a document with two
-// attributes of the same name is not well-formed and gets 000000.
+// attributes of the same name is not well-formed and gets 000000. A value
+// loses only the spaces, tabs and line ends that indenting a document puts
+// around it: a CR sent as &#13; at either end is kept (a literal CR is LF
+// once decoded, so a CR in a value was always meant), as is any other
+// Unicode space such as U+00A0.
 package xmlapi
