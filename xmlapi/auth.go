@@ -338,8 +338,9 @@ func (a *authenticator) verify(ctx context.Context, acc *account, password strin
 
 // foldName is the one case folding of names (webExID, email, siteName):
 // two spellings name the same account exactly when they fold alike. It is
-// Unicode lower casing, so "HostID", "hostİd" (U+0130) and "host\u0130d"
-// are one name, and the login throttle counts them as one (throttleName).
+// Unicode lower casing, so "HostID", "hostİd" (U+0130 for the I) and
+// "hostid" are one name, and the login throttle counts them as one
+// (throttleName).
 func foldName(s string) string { return strings.ToLower(s) }
 
 // throttleName is the name the login throttle counts c's attempt under:
