@@ -56,8 +56,8 @@ type credentials struct {
 // authenticator checks credentials against the configured accounts. It is
 // safe for concurrent use.
 type authenticator struct {
-	byID    map[string]*account // by lower-case webExID
-	byEmail map[string]*account // by lower-case email
+	byID    map[string]*account // by foldName(webExID)
+	byEmail map[string]*account // by foldName(email)
 	// dummies[i] has the parameters (bcrypt cost, argon2id m, t, p) of
 	// account i's hash and matches no password. An unknown name is checked
 	// against dummies[keyed hash of the name mod len], so it costs what a
@@ -135,7 +135,7 @@ func newAuthenticator(cfg *Config, now func() time.Time, log *zap.Logger) (*auth
 			dummyBy[h.params()] = d
 		}
 		a.dummies = append(a.dummies, d)
-		acc := &account{index: i, webExID: ac.WebExID, email: ac.Email, siteName: strings.ToLower(ac.SiteName),
+		acc := &account{index: i, webExID: ac.WebExID, email: ac.Email, siteName: foldName(ac.SiteName),
 			partnerID: ac.PartnerID, hash: h, hashText: ac.PasswordHash, tz: DefaultTimeZoneID}
 		if ac.SiteID != "" {
 			acc.siteID, err = strconv.ParseInt(ac.SiteID, 10, 64)
@@ -147,9 +147,9 @@ func newAuthenticator(cfg *Config, now func() time.Time, log *zap.Logger) (*auth
 		if ac.TimeZoneID != nil {
 			acc.tz = *ac.TimeZoneID
 		}
-		a.byID[strings.ToLower(ac.WebExID)] = acc
+		a.byID[foldName(ac.WebExID)] = acc
 		if ac.Email != "" {
-			a.byEmail[strings.ToLower(ac.Email)] = acc
+			a.byEmail[foldName(ac.Email)] = acc
 		}
 	}
 	return a, nil
@@ -180,7 +180,7 @@ func (a *authenticator) authenticate(ctx context.Context, c *credentials, from n
 	case c.password == "":
 		return nil, &Fault{ID: ExcAuth, Reason: "securityContext needs a password or a sessionTicket", Elem: "securityContext/password"}
 	}
-	name := a.thr.nameHash(c.identity())
+	name := a.throttleName(c)
 	if wait, _ := a.thr.check(name, from, a.now()); wait > 0 {
 		a.hold(ctx, wait)
 		return nil, throttledFault(wait)
@@ -336,19 +336,50 @@ func (a *authenticator) verify(ctx context.Context, acc *account, password strin
 	return fl.ok, fl.err
 }
 
+// foldName is the one case folding of names (webExID, email, siteName):
+// two spellings name the same account exactly when they fold alike. It is
+// Unicode lower casing, so "HostID", "hostİd" (U+0130 for the I) and
+// "hostid" are one name, and the login throttle counts them as one
+// (throttleName).
+func foldName(s string) string { return strings.ToLower(s) }
+
+// throttleName is the name the login throttle counts c's attempt under:
+// the account's when c's identity names a configured account, whichever
+// of its names (webExID or email) and however spelled, so that an
+// account's guesses share one count; else the identity, folded. It reads
+// only the identity, never the site fields, so that it is the same for a
+// name whatever else a request says.
+//
+// An email that is an account's counts under the account's webExID: a
+// caller that has throttled the webExID sees that email throttled too,
+// which tells it the two name one account. That is the price of counting
+// the account once; counting each name apart would give every account
+// twice the guesses. An email that is no account's counts under its own
+// name, apart from webExIDs, so that it never throttles an account whose
+// webExID is spelled like it.
+func (a *authenticator) throttleName(c *credentials) uint64 {
+	if c.webExID != "" {
+		return a.thr.nameHash(c.webExID)
+	}
+	if acc := a.byEmail[foldName(c.email)]; acc != nil {
+		return a.thr.nameHash(acc.webExID)
+	}
+	return a.thr.emailHash(c.email)
+}
+
 // match finds the account the identity and site fields name, or nil.
 func (a *authenticator) match(c *credentials) *account {
 	var acc *account
 	if c.webExID != "" {
-		acc = a.byID[strings.ToLower(c.webExID)]
+		acc = a.byID[foldName(c.webExID)]
 		if acc == nil {
 			return nil
 		}
-		if c.email != "" && !strings.EqualFold(c.email, acc.email) {
+		if c.email != "" && foldName(c.email) != foldName(acc.email) {
 			return nil
 		}
 	} else {
-		acc = a.byEmail[strings.ToLower(c.email)]
+		acc = a.byEmail[foldName(c.email)]
 		if acc == nil {
 			return nil
 		}
@@ -359,7 +390,7 @@ func (a *authenticator) match(c *credentials) *account {
 			return nil
 		}
 	}
-	if c.siteName != "" && (acc.siteName == "" || !strings.EqualFold(c.siteName, acc.siteName)) {
+	if c.siteName != "" && (acc.siteName == "" || foldName(c.siteName) != acc.siteName) {
 		return nil
 	}
 	if c.partnerID != "" && acc.partnerID != "" && c.partnerID != acc.partnerID {

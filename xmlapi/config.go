@@ -418,14 +418,14 @@ func (c *Config) Validate() error {
 		case len(a.WebExID) > 64:
 			bad(f+".web_ex_id", "longer than 64 bytes")
 		default:
-			k := strings.ToLower(a.WebExID)
+			k := foldName(a.WebExID)
 			if j, dup := ids[k]; dup {
 				bad(f+".web_ex_id", "%q already used by accounts[%d]", a.WebExID, j)
 			}
 			ids[k] = i
 		}
 		if a.Email != "" {
-			k := strings.ToLower(a.Email)
+			k := foldName(a.Email)
 			if j, dup := emails[k]; dup {
 				bad(f+".email", "%q already used by accounts[%d]", a.Email, j)
 			}

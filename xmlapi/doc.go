@@ -93,8 +93,9 @@
 //     requests already signed in; a sign-in that finds no slot within
 //     auth.hash_wait is answered 069906 (busy, Retry-After: 1) at once,
 //     never 000035, which blames the daemon.
-//   - Failed sign-ins are counted per claimed account name and per client
-//     address; past auth.throttle_free_failures each key is refused for an
+//   - Failed sign-ins are counted per account (its webExID and email, in
+//     any letter case, are one count; a name of no account counts alone)
+//     and per client address; past auth.throttle_free_failures each key is refused for an
 //     exponentially growing delay (069907, Retry-After, no hash spent, the
 //     answer held up to auth.throttle_hold). An address that signed in to
 //     an account lately skips that account's throttle, so an attacker
@@ -115,5 +116,9 @@
 //
 // A CR in a stored value is written as &#13; (a raw CR would reach the
 // client as LF, XML's end-of-line normalisation); a document with two
-// attributes of the same name is not well-formed and gets 000000.
+// attributes of the same name is not well-formed and gets 000000. A value
+// loses only the spaces, tabs and line ends that indenting a document puts
+// around it: a CR sent as &#13; at either end is kept (a literal CR is LF
+// once decoded, so a CR in a value was always meant), as is any other
+// Unicode space such as U+00A0.
 package xmlapi

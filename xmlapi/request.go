@@ -373,6 +373,15 @@ func (p *parser) readType(attrs []xml.Attr) {
 	}
 }
 
+// formatSpace is the white space XML formatting puts around a value (an
+// indented document's spaces, tabs and line ends), trimmed from every
+// leaf's text. Not CR: the decoder turns every literal CR (and CR LF) of
+// the document into LF, as XML's end-of-line rule requires, so a CR in
+// character data can only come from a reference (&#13;), written on
+// purpose; it is kept, and written back as &#13; (render.go). Nor any
+// other Unicode space (U+00A0 and the like): no formatting adds those.
+const formatSpace = " \t\n"
+
 func (p *parser) end() *Fault {
 	n := len(p.stack)
 	f := p.stack[n-1]
@@ -383,7 +392,7 @@ func (p *parser) end() *Fault {
 	if f.kind != cLeaf {
 		return nil
 	}
-	text := string(bytes.TrimSpace(p.text))
+	text := string(bytes.Trim(p.text, formatSpace))
 	req := p.req
 	keep := func(fl *Fault) {
 		if req.fault == nil {

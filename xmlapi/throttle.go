@@ -13,12 +13,15 @@ import (
 // Why: every wrong password costs a slow hash (bcrypt or argon2id, tens of
 // milliseconds of one core). Without a brake, a few connections posting
 // wrong passwords keep every core busy and genuine requests starve. So
-// failed logins are counted twice, per claimed account name (known or not,
-// so that the answer says nothing about which names exist) and per client
-// address; after auth.throttle_free_failures failures a key is refused for
-// auth.throttle_base_delay, doubling with each further failure up to
-// auth.throttle_max_delay. A refused login costs no hash and is answered
-// ExcThrottled at once.
+// failed logins are counted twice, per claimed account and per client
+// address. The account is counted as one whichever of its names is
+// claimed (webExID or email, in any spelling that signs in to it); a name
+// that is no account's is counted under its own name, so that the answer
+// says nothing about which names exist (authenticator.throttleName says
+// what an account's email reveals). After auth.throttle_free_failures
+// failures a key is refused for auth.throttle_base_delay, doubling with
+// each further failure up to auth.throttle_max_delay. A refused login
+// costs no hash and is answered ExcThrottled at once.
 //
 // An address that signed in successfully to an account is trusted for that
 // account for auth.trust_ttl (30 days) from its latest success: the
@@ -80,17 +83,26 @@ func newThrottle(c *AuthConfig) *throttle {
 		trustTTL: trust, size: c.ThrottleEntries, seed: maphash.MakeSeed(), m: map[throttleKey]throttleEntry{}}
 }
 
-// nameHash is the keyed hash of a claimed account name, ASCII case folded.
-func (t *throttle) nameHash(name string) uint64 {
+// nameHash is the keyed hash of a claimed webExID, folded as accounts are
+// looked up (foldName): every spelling of one name has one hash.
+func (t *throttle) nameHash(webExID string) uint64 { return t.hash(nsWebExID, webExID) }
+
+// emailHash is the keyed hash of a claimed email that names no account,
+// folded like nameHash's.
+func (t *throttle) emailHash(email string) uint64 { return t.hash(nsEmail, email) }
+
+// Namespaces of the names hashed: a webExID and an email spelled alike
+// are different names.
+const (
+	nsWebExID byte = 'i'
+	nsEmail   byte = 'e'
+)
+
+func (t *throttle) hash(ns byte, name string) uint64 {
 	var h maphash.Hash
 	h.SetSeed(t.seed)
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		h.WriteByte(c)
-	}
+	h.WriteByte(ns)
+	h.WriteString(foldName(name))
 	return h.Sum64()
 }
 
@@ -233,14 +245,6 @@ func (t *throttle) len() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.m)
-}
-
-// identity is the name a securityContext claims: webExID, else email.
-func (c *credentials) identity() string {
-	if c.webExID != "" {
-		return c.webExID
-	}
-	return c.email
 }
 
 // clientAddr returns the address the throttle counts for a request from

@@ -226,3 +226,44 @@ func TestThrottleConfig(t *testing.T) {
 		t.Fatalf("proxies %s", got)
 	}
 }
+
+// TestThrottleNamesOfNoAccount: a name that is no account's is counted
+// under every spelling of it as one (folded as accounts are looked up),
+// and an email that is no account's apart from a webExID spelled like it:
+// failures under email "otherhost" must not throttle the account whose
+// webExID is otherhost (nor the reverse).
+func TestThrottleNamesOfNoAccount(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Auth.ThrottleFreeFailures = 2
+	cfg.Auth.ThrottleHold = -1
+	clk := &manualClock{t: time.Unix(1e9, 0)}
+	a, err := newAuthenticator(cfg, clk.now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs := 0
+	login := func(c credentials) *Fault {
+		addrs++ // a fresh address per guess: only the name's count applies
+		c.present, c.siteID, c.password = true, "0", "guess"
+		_, f := a.authenticate(context.Background(), &c, netip.AddrFrom4([4]byte{198, 51, 100, byte(addrs)}))
+		return f
+	}
+	for range 3 {
+		login(credentials{email: "otherhost"})
+	}
+	if f := login(credentials{email: "OTHERHOST"}); f == nil || f.ID != ExcThrottled {
+		t.Fatalf("email OTHERHOST after 3 failures as otherhost: %v, want %s", f, ExcThrottled)
+	}
+	if f := login(credentials{webExID: "otherhost"}); f == nil || f.ID != ExcAuth {
+		t.Fatalf("webExID otherhost after failures of the email otherhost (no account's): %v, want %s", f, ExcAuth)
+	}
+	for range 3 {
+		login(credentials{webExID: "nosuchİd"})
+	}
+	if f := login(credentials{webExID: "NOSUCHID"}); f == nil || f.ID != ExcThrottled {
+		t.Fatalf("webExID NOSUCHID after 3 failures as nosuchİd: %v, want %s", f, ExcThrottled)
+	}
+	if f := login(credentials{email: "nosuchid"}); f == nil || f.ID != ExcAuth {
+		t.Fatalf("email nosuchid after failures of the webExID: %v, want %s", f, ExcAuth)
+	}
+}

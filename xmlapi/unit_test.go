@@ -438,3 +438,26 @@ func TestEscape(t *testing.T) {
 		t.Fatalf("escaped %q", got)
 	}
 }
+
+// TestLeafTrimsFormattingOnly: a leaf's text loses the spaces, tabs and
+// line ends an indented document puts around it (a literal CR LF included:
+// the decoder makes it LF), not a CR written as &#13; nor a no-break
+// space, which no formatting adds.
+func TestLeafTrimsFormattingOnly(t *testing.T) {
+	for sent, want := range map[string]string{
+		"\r\n\t  hostid \r\n":          "hostid",
+		"\n  &#13;hostid&#13;\n  ":     "\rhostid\r",
+		"\u00a0hostid\u00a0":           "\u00a0hostid\u00a0",
+		" \t&#xD;\n":                   "\r",
+		"\n\t<![CDATA[a b]]>&#13;\n\t": "a b\r",
+	} {
+		var req request
+		body := envelope("<header><securityContext><webExID>"+sent+"</webExID></securityContext></header>", typeGet, keyBody("1"))
+		if f := parseRequest(body, 32, &req); f != nil || req.fault != nil {
+			t.Fatalf("%q: %v %v", sent, f, req.fault)
+		}
+		if req.cred.webExID != want {
+			t.Errorf("webExID sent as %q parsed as %q, want %q", sent, req.cred.webExID, want)
+		}
+	}
+}
