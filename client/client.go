@@ -224,21 +224,30 @@ func (c *Client) redial(ctx context.Context, s *slot) (*mux.Conn, error) {
 // frame at its max_conns) is sent again on a new connection, whatever the
 // request: the daemon never saw it. The first retry after a dead connection
 // is immediate; after a refusal, and after the first retry, the client
-// waits a backoff doubling from retryBase to retryMax with full jitter, and
-// keeps trying until ctx ends or maxNotSent tries. A call that may have been
-// sent (mux.ErrConnLost: the connection died before the answer) is sent
-// once more only when it is idempotent.
+// waits a backoff doubling from retryBase to retryMax with full jitter. It
+// keeps trying after refusals until ctx ends (the daemon said "busy,
+// retry"), after connections found dead without a refusal at most
+// maxNotSent times in a row. A call that ends with ctx after a refusal,
+// without having been sent since, fails with an error matching the
+// refusal (mux.ErrRefused, wire.StatusOverloaded) and ctx's error. A call
+// that may have been sent (mux.ErrConnLost: the connection died before the
+// answer) is sent once more only when it is idempotent.
 func (c *Client) call(ctx context.Context, op wire.Op, req wire.Payload) (*mux.Reply, error) {
-	resent := false // an idempotent call lost in flight was sent again
+	resent := false   // an idempotent call lost in flight was sent again
+	var refused error // the last refusal, while nothing was sent since
+	dead := 0         // not-sent tries in a row without a refusal
 	var backoff time.Duration
 	for tries := 1; ; tries++ {
 		mc, err := c.conn(ctx)
 		if err != nil {
-			return nil, err
+			return nil, gaveUp(ctx, err, refused)
 		}
 		rep, err := mc.Call(ctx, op, req)
-		if err == nil || ctx.Err() != nil || !errors.Is(err, mux.ErrClosed) && !errors.Is(err, mux.ErrConnLost) {
-			return rep, err
+		if err == nil {
+			return rep, nil
+		}
+		if ctx.Err() != nil || !errors.Is(err, mux.ErrClosed) && !errors.Is(err, mux.ErrConnLost) {
+			return rep, gaveUp(ctx, err, refused)
 		}
 		if c.closed.Load() {
 			if errors.Is(err, mux.ErrClosed) {
@@ -246,20 +255,25 @@ func (c *Client) call(ctx context.Context, op wire.Op, req wire.Payload) (*mux.R
 			}
 			return nil, err // lost in flight at Close: the outcome is unknown
 		}
+		isRefusal := errors.Is(err, mux.ErrRefused)
 		switch {
-		case !mux.Sent(err) && tries < maxNotSent:
+		case isRefusal:
+			// Refused unread at the daemon's max_conns: "busy, retry".
+			refused, dead = err, 0
+		case !mux.Sent(err) && dead < maxNotSent:
 			// Not sent: safe to send again, whatever the op.
+			dead++
 		case mux.Sent(err) && !resent && idempotent(op, req):
 			// Sent, but the connection died before the answer (the
 			// daemon closed it: idle, evicted at its max_conns,
 			// shutting down): sending it again does what sending it
 			// once does.
-			resent = true
+			resent, refused = true, nil
 			continue
 		default:
 			return nil, err
 		}
-		if tries == 1 && !errors.Is(err, mux.ErrRefused) {
+		if tries == 1 && !isRefusal {
 			continue // the connection was found dead: redial at once
 		}
 		// Refused at the daemon's max_conns, or dead again: give the
@@ -270,13 +284,27 @@ func (c *Client) call(ctx context.Context, op wire.Op, req wire.Payload) (*mux.R
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return nil, err
+			return nil, gaveUp(ctx, err, refused)
 		}
 	}
 }
 
-// Resending a call that was not sent: at most maxNotSent tries, and after a
-// refusal a backoff doubling from retryBase up to retryMax.
+// gaveUp is the error of a call that ends with err: when ctx has ended
+// and the daemon refused the call's connection since it was last sent
+// (refused), it matches that refusal too, not sent, so that a front end
+// answers "busy, retry" (OVERLOADED) rather than "daemon not responding"
+// for a daemon that only refused it until its deadline.
+func gaveUp(ctx context.Context, err, refused error) error {
+	if refused == nil || err == refused || ctx.Err() == nil || mux.Sent(err) {
+		return err
+	}
+	return fmt.Errorf("client: %w, after the daemon refused the call's connections: %w", err, refused)
+}
+
+// Resending a call that was not sent: after a refusal a backoff doubling
+// from retryBase up to retryMax, until the call's deadline; after a
+// connection found dead without a refusal, at most maxNotSent tries in a
+// row.
 const (
 	maxNotSent = 64
 	retryBase  = time.Millisecond

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -223,8 +224,10 @@ func TestRefusedCallIsSentAgain(t *testing.T) {
 }
 
 // TestRefusedUntilDeadline: against a daemon that keeps refusing, the
-// call fails by its deadline (refused, or the deadline passed while the
-// last refusal was on its way) and nothing was executed.
+// call is retried until its deadline, then fails as refused (not sent, the
+// GOODBYE's OVERLOADED: "busy, retry", even when the deadline passed
+// during a try), and nothing was executed. Before, the error was often the
+// context's alone, or a write's EPIPE, and never matched OVERLOADED.
 func TestRefusedUntilDeadline(t *testing.T) {
 	d := startDaemon(t)
 	c := dialT(t, d)
@@ -239,11 +242,46 @@ func TestRefusedUntilDeadline(t *testing.T) {
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("a call with a 300ms deadline took %v", took)
 	}
-	if err == nil || !errors.Is(err, mux.ErrRefused) && !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("allocate against a daemon refusing every connection: %v; want mux.ErrRefused or the deadline", err)
+	if ctx.Err() == nil {
+		t.Errorf("the call gave up before its deadline: %v", err)
+	}
+	if err == nil || !errors.Is(err, mux.ErrRefused) || !errors.Is(err, wire.StatusOverloaded) || mux.Sent(err) {
+		t.Fatalf("allocate against a daemon refusing every connection: %v; want mux.ErrRefused, OVERLOADED, not sent", err)
 	}
 	if got := d.requests.Load(); got != 0 {
 		t.Errorf("daemon executed %d requests, want 0", got)
+	}
+}
+
+// TestRefusedThenDeadlineInATry: the daemon refuses the call's
+// connections, and the deadline passes during a later try (here in the
+// redial's dial; the same goes for a write): the call still fails as
+// refused (OVERLOADED, not sent), with the deadline. Before, it failed
+// with the dial's timeout alone, which a front end takes for a daemon
+// that is down.
+func TestRefusedThenDeadlineInATry(t *testing.T) {
+	d := startDaemon(t)
+	var dials atomic.Int32
+	c := dialT(t, d, WithDialer(func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if dials.Add(1) > 3 { // Dial's, then two refused redials
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+		var nd net.Dialer
+		return nd.DialContext(ctx, network, addr)
+	}))
+	waitFor(t, func() bool { return d.accepted.Load() == 1 })
+	d.refuse.Store(1 << 20)
+	d.dropConns()
+	waitFor(t, func() bool { return !c.slots[0].mc.Load().Alive() })
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := c.Ping(ctx)
+	if n := d.refused.Load(); n != 2 {
+		t.Fatalf("%d connections refused, want 2", n)
+	}
+	if err == nil || !errors.Is(err, mux.ErrRefused) || !errors.Is(err, wire.StatusOverloaded) || !errors.Is(err, context.DeadlineExceeded) || mux.Sent(err) {
+		t.Fatalf("a call refused, then out of time in its next dial: %v; want refused (OVERLOADED, not sent) and the deadline", err)
 	}
 }
 

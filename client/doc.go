@@ -36,6 +36,9 @@
 // it was executed (mux.ErrRefused, not sent). The call is then sent again,
 // whatever the request, on a new connection after a backoff (1 ms doubling
 // up to 100 ms, jittered) until ctx ends; a call still refused at its
-// deadline fails with an error matching mux.ErrRefused (or the context's).
-// After Close every call fails with ErrClosed.
+// deadline fails, not sent, with an error matching mux.ErrRefused and the
+// GOODBYE's status, wire.StatusOverloaded ("busy, retry"), and the
+// context's error too when the deadline passed during a try. A connection
+// found dead without a GOODBYE (closed unread) is retried the same way but
+// at most 64 times in a row. After Close every call fails with ErrClosed.
 package client

@@ -66,6 +66,7 @@ func (c *conn) received() {
 // wrote records n responses (b bytes) written to the socket and wakes a
 // reader paused on the bounds.
 func (c *conn) wrote(n int, b int) {
+	c.writes.Add(1) // first: conn.stalled reads queued, then writes
 	c.unanswered.Add(int32(-n))
 	c.queued.Add(int64(-b))
 	if c.paused.Load() { // only then: a channel send takes a lock
@@ -181,8 +182,45 @@ func (s *server) newConn(tc transportConn, uid uint32, uidCounted bool) *conn {
 // as the socket takes it: a few frames at most).
 const stuckQueued = 64 << 10
 
+// maxStall bounds how long a connection may have responses queued without
+// one write to its socket completing before eviction takes its client as
+// not reading (conn.stalled); server.write_timeout/2 when that is shorter.
+const maxStall = time.Second
+
+// stallLimit is maxStall, or half of server.write_timeout when shorter (a
+// write blocked that long is cut anyway).
+func (s *server) stallLimit() time.Duration {
+	if wt := s.cfg.WriteTimeout; wt > 0 && wt/2 < maxStall {
+		return wt / 2
+	}
+	return maxStall
+}
+
 // evictProbe bounds the quiet connections evict asks the kernel about.
 const evictProbe = 8
+
+// stalled returns how long c has had responses queued without a write to
+// its socket completing, as far as the looks at it (the reaper's every
+// tick, eviction's) tell, and records this look at time now (Unix ns).
+// A client that reads lets every write complete as soon as the socket has
+// room; one that never reads, even one whose answers are small (PONGs: the
+// kernel holds thousands, the daemon a few bytes), leaves the write that
+// filled its socket blocked and its count unmoved. Queued bytes only drop
+// when a write completes, which moves the count: an unmoved count between
+// two looks, queued bytes at both, means queued bytes all along.
+// server.connMu held.
+func (c *conn) stalled(now int64) time.Duration {
+	if c.queued.Load() <= 0 {
+		c.stallSince = 0
+		return 0
+	}
+	w := c.writes.Load() // after queued: wrote moves it before queued
+	if c.stallSince == 0 || w != c.stallWrites {
+		c.stallWrites, c.stallSince = w, now
+		return 0
+	}
+	return time.Duration(now - c.stallSince)
+}
 
 // evict closes a connection to make room for a new client at
 // server.max_conns. False: none qualifies, and the new client is refused.
@@ -196,13 +234,23 @@ const evictProbe = 8
 // byte of a request waiting in the kernel (a request in transit would be
 // lost with the connection). A request a client sends in the instant its
 // connection is cut still fails; the Go client sends an idempotent one
-// again on a new connection. A
-// connection busy by those rules is never evicted: a new client is refused
-// rather than an active one broken.
+// again on a new connection. Last, when no connection is quiet: the one
+// stalled the longest, whose responses have waited at least stallLimit
+// without a single write to its socket completing while the kernel holds
+// bytes written to it that it has not read: a client that does not read
+// even though its answers are too small to pile up in the daemon (a PING
+// pipeliner). It comes after the quiet ones because its cut loses the
+// answers it has not read (a quiet one's costs its client a redial only).
+// A connection busy by those rules is never evicted: a new client is
+// refused rather than an active one broken.
 func (s *server) evict() bool {
 	tick := s.clock.Load()
+	now := s.now().UnixNano()
+	stallMin := s.stallLimit()
 	var stuck *conn
-	var quiet []*conn // the oldest first, at most evictProbe
+	var quiet []*conn  // the oldest first, at most evictProbe
+	var stalls []*conn // the longest stalled first, at most evictProbe
+	var stallFor []time.Duration
 	s.connMu.Lock()
 	for c := range s.conns {
 		if c.cutOnce.Load() {
@@ -211,6 +259,19 @@ func (s *server) evict() bool {
 		if c.queued.Load() >= stuckQueued {
 			if stuck == nil || c.queued.Load() > stuck.queued.Load() {
 				stuck = c
+			}
+			continue
+		}
+		if d := c.stalled(now); d > 0 && d >= stallMin {
+			i := len(stalls)
+			for i > 0 && d > stallFor[i-1] {
+				i--
+			}
+			if i < evictProbe {
+				stalls, stallFor = slices.Insert(stalls, i, c), slices.Insert(stallFor, i, d)
+				if len(stalls) > evictProbe {
+					stalls, stallFor = stalls[:evictProbe], stallFor[:evictProbe]
+				}
 			}
 			continue
 		}
@@ -239,6 +300,15 @@ func (s *server) evict() bool {
 		}
 		if c.inFlight.Load() > 0 || c.unanswered.Load() > 0 {
 			continue // it became busy meanwhile
+		}
+		c.cut(cutEvicted)
+		return true
+	}
+	for _, c := range stalls {
+		if n, ok := c.tc.unread(); ok && n == 0 {
+			// The client has read everything written to it: the daemon's
+			// own flush is late (a stall of the host), not the client.
+			continue
 		}
 		c.cut(cutEvicted)
 		return true
@@ -282,6 +352,7 @@ func (s *server) reapOnce(now int64, idle time.Duration) {
 	var cut []*conn
 	s.connMu.Lock()
 	for c := range s.conns {
+		c.stalled(now) // a look for eviction, which may come between ticks
 		req := c.lastReq.Load()
 		if req != c.seenReq || c.inFlight.Load() > 0 {
 			if n, ok := c.tc.unread(); !ok || n == 0 {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -212,5 +213,67 @@ func TestAllowList(t *testing.T) {
 	s.lim.Store(&serverLimits{maxConns: 16})
 	if _, ok := s.admitConn(&fakeTC{uid: 1001, gid: 1001, cred: true}); !ok {
 		t.Error("with both lists empty a peer was refused")
+	}
+}
+
+// TestEvictStalledNeverReader, on an injected clock: at server.max_conns,
+// with no connection quiet, eviction takes a connection whose responses
+// have waited maxStall without one write to its socket completing while
+// the kernel holds bytes it has not read (a client that never reads small
+// answers: a few bytes queued in the daemon, far below stuckQueued). Not
+// before maxStall, not one whose writes complete (a busy client that
+// reads), not one whose client has read everything written to it (the
+// daemon's own flush is late), and a quiet connection before any stalled
+// one. Before, such a connection was never evicted and a new client was
+// refused until server.write_timeout.
+func TestEvictStalledNeverReader(t *testing.T) {
+	var now atomic.Int64
+	s := &server{log: zaptest.NewLogger(t), conns: map[*conn]struct{}{}, uidConns: map[uint32]int{},
+		now: func() time.Time { return time.Unix(0, now.Load()) }}
+	s.cfg.WriteTimeout = time.Minute
+	s.lim.Store(&serverLimits{maxConns: 3, maxConnUnanswered: 8, maxConnQueued: 1 << 20, idleTimeout: time.Hour})
+	now.Store(time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC).UnixNano())
+	s.clock.Store(now.Load())
+	answer := func(c *conn) { // a PONG queued, its write not completing
+		c.received()
+		c.queued.Add(wire.HeaderSize)
+	}
+	neverReads, reads, hostLate := &fakeTC{unreadN: 200 << 10}, &fakeTC{unreadN: 4 << 10}, &fakeTC{unreadN: 0}
+	nr, rd, hl := s.newConn(neverReads, 0, false), s.newConn(reads, 0, false), s.newConn(hostLate, 0, false)
+	s.open.Store(3)
+	for _, c := range []*conn{nr, rd, hl} {
+		answer(c)
+	}
+	step := func(d time.Duration) {
+		now.Add(int64(d))
+		s.clock.Store(now.Load())
+		rd.wrote(1, wire.HeaderSize) // the reading client's write completes,
+		answer(rd)                   // and its next answer is queued
+	}
+	if s.evict() { // the first look
+		t.Fatal("evicted at the first look at the connections")
+	}
+	step(maxStall / 2)
+	if s.evict() {
+		t.Fatal("evicted a connection stalled for less than maxStall")
+	}
+	step(maxStall / 2)
+	s.reapOnce(now.Load(), time.Hour) // the reaper's looks count too
+	step(maxStall / 4)
+	if !s.evict() {
+		t.Fatal("a connection stalled for more than maxStall with unread bytes in the kernel was not evicted")
+	}
+	if !neverReads.closed || reads.closed || hostLate.closed {
+		t.Fatalf("closed: never reads %v, reads %v, read everything %v; want only the first", neverReads.closed, reads.closed, hostLate.closed)
+	}
+	// A quiet connection goes before a stalled one.
+	delete(s.conns, nr)
+	hostLate.unreadN = 1
+	q := &fakeTC{}
+	s.newConn(q, 0, false)
+	step(maxStall)
+	step(maxStall)
+	if !s.evict() || !q.closed || hostLate.closed {
+		t.Fatalf("evicted quiet %v, stalled %v: want the quiet connection", q.closed, hostLate.closed)
 	}
 }

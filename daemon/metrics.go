@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"switchboard/internal/buildinfo"
+	"switchboard/internal/httpbound"
 	"switchboard/pool"
 	"switchboard/wire"
 )
@@ -284,6 +285,16 @@ type metricsServer struct {
 	done chan struct{}
 }
 
+// The metrics server's limits: its port is open to every local user, so
+// connections are bounded (the one idle the longest is closed for a new
+// one: internal/httpbound), an idle keep-alive connection is closed, and a
+// request must be read and answered in bounded time.
+const (
+	metricsMaxConns    = 64
+	metricsIdleTimeout = 30 * time.Second
+	metricsTimeout     = 30 * time.Second // header read: 5 s of it
+)
+
 func startMetricsServer(log *zap.Logger, addr string, reg *prometheus.Registry) (*metricsServer, error) {
 	var ln net.Listener
 	var err error
@@ -303,9 +314,11 @@ func startMetricsServer(log *zap.Logger, addr string, reg *prometheus.Registry) 
 		ErrorHandling:     promhttp.ContinueOnError,
 		EnableOpenMetrics: true,
 	}))
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: metricsTimeout, WriteTimeout: metricsTimeout,
+		IdleTimeout: metricsIdleTimeout, ErrorLog: zap.NewStdLog(log)}
 	m := &metricsServer{
-		hs:   &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: zap.NewStdLog(log)},
-		ln:   ln,
+		hs:   hs,
+		ln:   httpbound.Bound(hs, ln, metricsMaxConns),
 		done: make(chan struct{}),
 	}
 	if isUnix {
@@ -313,7 +326,7 @@ func startMetricsServer(log *zap.Logger, addr string, reg *prometheus.Registry) 
 	}
 	go func() {
 		defer close(m.done)
-		if err := m.hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := m.hs.Serve(m.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("metrics server stopped", zap.Error(err))
 		}
 	}()

@@ -82,6 +82,14 @@ type conn struct {
 	// The reaper's view, guarded by server.connMu: when the connection was
 	// last seen active, and its lastReq then.
 	goodAt, seenReq int64
+	// writes counts the completed writes to the socket (conn.wrote): it
+	// moves whenever the client reads. The reaper's and eviction's view of
+	// it (conn.stalled), guarded by server.connMu: the count when responses
+	// were first seen queued without it moving, and when (Unix ns; 0: not
+	// stalled).
+	writes      atomic.Uint32
+	stallWrites uint32
+	stallSince  int64
 	// uid is the peer's; uidCounted when it counts in server.uidConns.
 	uid        uint32
 	uidCounted bool

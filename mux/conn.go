@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -428,6 +429,9 @@ func (c *Conn) flushLocked(rounds int, own *ownFrame) (sent bool) {
 				delete(c.calls, own.id)
 				sent = false
 			}
+			if c.goodbye && c.err == nil && peerGone(err) {
+				c.awaitGoodbye()
+			}
 			c.flushing = false
 			first := c.killLocked(fmt.Errorf("mux: write: %w", err))
 			c.mu.Unlock()
@@ -441,6 +445,37 @@ func (c *Conn) flushLocked(rounds int, own *ownFrame) (sent bool) {
 	c.flushing = false
 	c.mu.Unlock()
 	return sent
+}
+
+// goodbyeWait bounds how long a write that found the peer gone waits for
+// the reader to read what the peer sent before it went (awaitGoodbye).
+const goodbyeWait = time.Second
+
+// peerGone reports whether a write failed because the peer closed the
+// connection.
+func peerGone(err error) bool {
+	return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// awaitGoodbye lets the reader finish before a write error kills the
+// connection. A peer refusing a connection writes a GOODBYE and closes it
+// at once, so a write racing that close fails (EPIPE) while the GOODBYE
+// that explains it is still unread: the calls would fail with the write's
+// error (a daemon gone) instead of as refused ("busy, retry"). The peer is
+// gone, so the reader reads what it sent, then EOF, at once; goodbyeWait
+// bounds the wait for a peer that only stopped reading. Called by the
+// flusher with c.mu held (released during the wait); the connection stays
+// marked flushing, so other callers only append, and a kill by the reader
+// fails them.
+func (c *Conn) awaitGoodbye() {
+	c.mu.Unlock()
+	t := time.NewTimer(goodbyeWait)
+	select {
+	case <-c.readerDone:
+	case <-t.C:
+	}
+	t.Stop()
+	c.mu.Lock()
 }
 
 // ownFrame is a calling flusher's own request: its id, where its frame lies
@@ -505,7 +540,10 @@ func (c *Conn) readLoop() {
 			break
 		}
 		if c.goodbye && h.Op == wire.OpGoodbye && h.ID == 0 && h.Status != wire.StatusOK {
-			c.kill(fmt.Errorf("%w: %v", ErrRefused, wire.DecodeError(h.Status, payload))) // %v: a RemoteError inside would say "sent"
+			// The status is wrapped too (errors.Is(err, wire.StatusOverloaded):
+			// "busy, retry"); Sent still says "not sent": the error
+			// matches ErrClosed.
+			c.kill(fmt.Errorf("%w: %w", ErrRefused, wire.DecodeError(h.Status, payload)))
 			break
 		}
 		c.mu.Lock()

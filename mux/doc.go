@@ -63,7 +63,11 @@
 //     with an error status) is the peer refusing the connection before
 //     reading from it:
 //     the connection dies with ErrRefused, and every call on it, in flight
-//     included, fails as not sent (ErrClosed), since none was read.
+//     included, fails as not sent (ErrClosed), since none was read; the
+//     error wraps the GOODBYE's status too. A write that fails because the
+//     peer closed (EPIPE, ECONNRESET) first lets the reader read what the
+//     peer sent before closing (at most a second), so a refusal that
+//     races the write is still reported as one.
 //   - Any framing error (a frame over MaxFrame, a bad version or flags, a
 //     truncated frame) and any read error kill the connection.
 //

@@ -26,8 +26,10 @@ var (
 	// ErrRefused: the peer refused the connection with a GOODBYE frame
 	// (wire.OpGoodbye): it read nothing from it, so no call made on it was
 	// executed. Every call on the connection, in flight or later, fails
-	// with an error matching ErrClosed and ErrRefused: not sent, safe to
-	// send again on another connection.
+	// with an error matching ErrClosed and ErrRefused, and the GOODBYE's
+	// status (wire.StatusOverloaded from the daemon: "busy, retry"): not
+	// sent, safe to send again on another connection. Also when a write
+	// raced the peer's close (EPIPE) and the GOODBYE was read after it.
 	ErrRefused = errors.New("mux: connection refused by the peer before it read anything")
 	// ErrProtocol: the peer broke the protocol (a request frame, a reply
 	// to an id never issued, a reply with the wrong op). Kills the
@@ -83,6 +85,9 @@ func (e *afterSendError) Timeout() bool { return errors.Is(e.cause, context.Dead
 func Sent(err error) bool {
 	if err == nil || errors.Is(err, ErrUnknownOutcome) {
 		return true
+	}
+	if errors.Is(err, ErrClosed) {
+		return false // a refusal wraps the peer's RemoteError, yet nothing was read
 	}
 	var re *wire.RemoteError
 	return errors.As(err, &re)

@@ -77,8 +77,9 @@ func TestGoodbyeFailsCallsAsNotSent(t *testing.T) {
 			if perr := <-peer; perr != nil {
 				t.Fatal(perr)
 			}
-			if Sent(err) || !errors.Is(err, ErrClosed) || !errors.Is(err, ErrRefused) {
-				t.Fatalf("a call on a connection the peer refused unread: %v; Sent %v, ErrClosed %v, ErrRefused %v; want not sent, refused", err, Sent(err), errors.Is(err, ErrClosed), errors.Is(err, ErrRefused))
+			if Sent(err) || !errors.Is(err, ErrClosed) || !errors.Is(err, ErrRefused) || !errors.Is(err, wire.StatusOverloaded) {
+				t.Fatalf("a call on a connection the peer refused unread: %v; Sent %v, ErrClosed %v, ErrRefused %v, OVERLOADED %v; want not sent, refused, the GOODBYE's status",
+					err, Sent(err), errors.Is(err, ErrClosed), errors.Is(err, ErrRefused), errors.Is(err, wire.StatusOverloaded))
 			}
 			if _, err := c.Call(ctx, wire.OpPing, nil); Sent(err) || !errors.Is(err, ErrRefused) {
 				t.Fatalf("a later call: %v; want not sent, refused", err)

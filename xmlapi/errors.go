@@ -66,8 +66,9 @@ const (
 	ExcUnavailable = "069901"
 	// ExcCapacity: every telephony tier is full (daemon CAPACITY).
 	ExcCapacity = "069902"
-	// ExcOverloaded: the daemon shed the request; retry after a backoff
-	// (daemon OVERLOADED: "busy, retry"). Distinct from ExcUnavailable on
+	// ExcOverloaded: the daemon shed the request, or refused the front
+	// end's connections (a GOODBYE at its max_conns) until the request's
+	// deadline; retry after a backoff (daemon OVERLOADED: "busy, retry"). Distinct from ExcUnavailable on
 	// purpose: the telephony tiers may be fine, only the daemon's queue is
 	// full. The response carries Retry-After: 1.
 	ExcOverloaded = "069903"

@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+
+	"switchboard/internal/httpbound"
 )
 
 // Metrics and health (docs/operations.md §5, "xmlapi"): the front end
@@ -143,8 +145,18 @@ func NewMetricsServer(m *Metrics, h *Handler, log *zap.Logger) *http.Server {
 		ErrorLog: errLog, ErrorHandling: promhttp.ContinueOnError, EnableOpenMetrics: true,
 	}))
 	mux.Handle("GET "+HealthPath, serveHealth(h))
-	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second, ErrorLog: errLog}
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
+		IdleTimeout: metricsIdleTimeout, ErrorLog: errLog}
 }
+
+// The metrics server's limits (a loopback port is open to every local
+// user): at most metricsMaxConns connections (the one idle the longest is
+// closed for a new one: internal/httpbound), keep-alive connections closed
+// after metricsIdleTimeout idle.
+const (
+	metricsMaxConns    = 64
+	metricsIdleTimeout = 30 * time.Second
+)
 
 // ListenMetrics opens metrics.addr (validated): a loopback host:port, or
 // unix:/path for a Unix socket of mode 0660 (its owner and group only,
@@ -199,9 +211,12 @@ func (l *unlinkListener) Close() error {
 	return err
 }
 
-// ServeMetrics serves srv on ln until ctx ends, then shuts it down within
-// timeout. It returns when srv has stopped.
+// ServeMetrics serves srv on ln, at most 64 connections at once (the one
+// idle the longest is closed for a new one; it sets srv.ConnState), until
+// ctx ends, then shuts it down within timeout. It returns when srv has
+// stopped.
 func ServeMetrics(ctx context.Context, srv *http.Server, ln net.Listener, timeout time.Duration) error {
+	ln = httpbound.Bound(srv, ln, metricsMaxConns)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	select {

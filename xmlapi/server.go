@@ -7,6 +7,8 @@ import (
 	"net/http"
 
 	"go.uber.org/zap"
+
+	"switchboard/internal/httpbound"
 )
 
 // NewServer returns an http.Server that serves h at Path, and GET
@@ -38,12 +40,22 @@ func NewServer(cfg *Config, h http.Handler, log *zap.Logger) *http.Server {
 	}
 }
 
-// Serve serves srv on ln until ctx ends, then shuts down gracefully: it
-// stops accepting and waits for the requests in flight, at most
+// MaxConns bounds the connections the XML server holds open at once: at
+// the bound a new connection is still served and the one idle the longest
+// (between requests, or silent for a second since accept) is closed for
+// it; when every one has a request in progress, the new one waits in the
+// kernel's backlog until one ends (internal/httpbound). Each costs a
+// goroutine, a descriptor and its buffers.
+const MaxConns = 4096
+
+// Serve serves srv on ln, at most MaxConns connections at once (it sets
+// srv.ConnState), until ctx ends, then shuts down gracefully: it stops
+// accepting and waits for the requests in flight, at most
 // cfg.HTTP.ShutdownTimeout, before closing what remains. It returns nil
 // after a clean shutdown, and when it returns no goroutine of srv is left
 // serving.
 func Serve(ctx context.Context, cfg *Config, srv *http.Server, ln net.Listener) error {
+	ln = httpbound.Bound(srv, ln, MaxConns)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	select {
