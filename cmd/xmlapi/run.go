@@ -75,14 +75,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case *hash:
 		return hashPassword(stdin, stdout, stderr, *hashAlg)
 	case *check != "":
-		// Every problem on its own line, then a count (strictyaml.Report).
-		cfg, err := xmlapi.LoadConfig(*check)
-		if err != nil {
+		// Every problem on its own line, the files the config names
+		// included, then a count (strictyaml.Report).
+		if _, err := xmlapi.LoadConfigChecked(*check); err != nil {
 			strictyaml.Report(stderr, *check, err)
-			return 2
-		}
-		if err := cfg.CheckFiles(); err != nil {
-			fmt.Fprintln(stderr, err)
 			return 2
 		}
 		fmt.Fprintln(stdout, "ok")
@@ -92,19 +88,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	var cfg *xmlapi.Config
 	var err error
 	if *configPath != "" {
-		cfg, err = xmlapi.LoadConfig(*configPath)
+		cfg, err = xmlapi.LoadConfigChecked(*configPath)
 	} else {
-		cfg, err = xmlapi.DefaultConfig()
+		cfg, err = xmlapi.DefaultConfig() // names no file
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
 	if err := cfg.CheckListen(*listen); err != nil { // the public sample password off this host
-		fmt.Fprintln(stderr, err)
-		return 2
-	}
-	if err := cfg.CheckFiles(); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
