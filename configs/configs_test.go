@@ -410,8 +410,10 @@ type dashboard struct {
 	} `json:"templating"`
 }
 
-// The Grafana dashboard plots only metrics the daemon exports, and every
-// metric family the daemon exports is on at least one panel.
+// The Grafana dashboard plots only metrics the daemon and the XML front
+// end export, and every metric family of either is on at least one panel.
+// A query selects the daemons with $instance, or the front ends (scraped
+// on their own metrics.addr) with $xmlapi_instance and xmlapi's names only.
 func TestDashboard(t *testing.T) {
 	b, err := os.ReadFile("grafana-dashboard.json")
 	if err != nil {
@@ -425,20 +427,30 @@ func TestDashboard(t *testing.T) {
 	if d.UID == "" || d.Title == "" || d.SchemaVersion < 36 {
 		t.Errorf("uid %q, title %q, schemaVersion %d: want both set and a schema of Grafana 9 or later", d.UID, d.Title, d.SchemaVersion)
 	}
-	hasDS := false
+	hasDS, hasXMLAPI := false, false
 	for _, v := range d.Templating.List {
 		if v.Name == "datasource" && v.Type == "datasource" && v.Query == "prometheus" {
 			hasDS = true
 		}
+		hasXMLAPI = hasXMLAPI || v.Name == xmlapiInstanceVar && v.Type == "query"
 	}
 	if !hasDS {
 		t.Error("no templated Prometheus data source variable named datasource")
 	}
+	if !hasXMLAPI {
+		t.Errorf("no query variable named %s selecting the XML front ends", xmlapiInstanceVar)
+	}
 
 	names, families := exportedMetrics(t)
+	xnames, xfamilies := xmlapiExportedMetrics(t)
 	for _, n := range metricRE.FindAllString(string(b), -1) {
 		if !names[n] {
 			t.Errorf("the dashboard uses %s, which the daemon does not export", n)
+		}
+	}
+	for _, n := range xmlapiMetricRE.FindAllString(string(b), -1) {
+		if n != xmlapiInstanceVar && !xnames[n] {
+			t.Errorf("the dashboard uses %s, which xmlapi does not export", n)
 		}
 	}
 	plotted := map[string]bool{}
@@ -465,17 +477,21 @@ func TestDashboard(t *testing.T) {
 			if err != nil || len(found) == 0 || tg.RefID == "" {
 				t.Errorf("panel %q: query %q uses no metric, does not scan (%v) or has no refId", p.Title, tg.Expr, err)
 			}
+			exported, who, sel := names, "the daemon", `instance=~"$instance"`
+			if strings.Contains(tg.Expr, `instance=~"$`+xmlapiInstanceVar+`"`) {
+				exported, who, sel = xnames, "xmlapi", `instance=~"$`+xmlapiInstanceVar+`"`
+			}
 			for _, n := range found {
-				if !names[n] {
-					t.Errorf("panel %q: query %q uses %s, which the daemon does not export", p.Title, tg.Expr, n)
+				if !exported[n] {
+					t.Errorf("panel %q: query %q uses %s, which %s does not export", p.Title, tg.Expr, n, who)
 				}
 			}
-			if !strings.Contains(tg.Expr, `instance=~"$instance"`) {
+			if !strings.Contains(tg.Expr, sel) {
 				t.Errorf("panel %q: query %q ignores the instance variable", p.Title, tg.Expr)
 			}
 			for _, n := range found {
 				for _, s := range []string{"_bucket", "_sum", "_count"} {
-					if base, ok := strings.CutSuffix(n, s); ok && names[base] {
+					if base, ok := strings.CutSuffix(n, s); ok && exported[base] {
 						n = base
 					}
 				}
@@ -483,7 +499,7 @@ func TestDashboard(t *testing.T) {
 			}
 		}
 	}
-	for _, f := range families {
+	for _, f := range append(families, xfamilies...) {
 		if !plotted[f] {
 			t.Errorf("no panel plots %s", f)
 		}

@@ -132,10 +132,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		d.closeSims()
 		return err
 	}
-	if sim := cfg.SimulatedTiers(); len(sim) > 0 {
-		d.log.Warn("tiers served by in-process simulators: no real bridge is reserved (development and tests only; production configures tcp:// servers)",
-			zap.Strings("tiers", sim))
-	}
+	d.warnSimulated(cfg)
 	cleanup = append(cleanup, d.closeSims)
 
 	if err := d.openKeys(cfg); err != nil {

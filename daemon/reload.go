@@ -245,11 +245,23 @@ func (d *Daemon) reload(ctx context.Context, nc *Config) (err error) {
 	d.loadedAt.Store(d.now().UnixNano())
 	d.log.Info("new configuration in force",
 		zap.Int("tiers", len(next)), zap.Int("new_pools", len(fresh)), zap.Uint64("config_version", d.version.Load()))
+	d.warnSimulated(nc) // as at start: a reload may bring sim:// tiers in
 
 	// Drain: wait until no request holds the old order, then close the
 	// pools it alone used and the simulators no longer named.
 	d.drainRetired(ctx, retired, next, nc)
 	return nil
+}
+
+// warnSimulated logs a warning when cfg, just put in force (at start or by
+// a reload), serves tiers from in-process simulators: allocations succeed
+// and no real bridge is reserved, which must not pass unnoticed in
+// production (a default copied into a config file).
+func (d *Daemon) warnSimulated(cfg *Config) {
+	if sim := cfg.SimulatedTiers(); len(sim) > 0 {
+		d.log.Warn("tiers served by in-process simulators: no real bridge is reserved (development and tests only; production configures tcp:// servers)",
+			zap.Strings("tiers", sim))
+	}
 }
 
 // drainRetired closes what the retired tier order used and next does not.

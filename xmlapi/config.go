@@ -230,12 +230,20 @@ func DefaultConfig() (*Config, error) { return ParseConfig(DefaultYAML, "embedde
 
 // LoadConfig reads, strictly decodes, defaults and validates a config file
 // (see ParseConfig).
-func LoadConfig(path string) (*Config, error) {
+func LoadConfig(path string) (*Config, error) { return loadConfig(path, false) }
+
+// LoadConfigChecked is LoadConfig that also reads the files the config
+// names, as CheckFiles does, and reports their problems in the same pass as
+// the file's own (xmlapi -check-config): an operator fixing a file sees
+// every error at once, not the YAML's first and the files' after.
+func LoadConfigChecked(path string) (*Config, error) { return loadConfig(path, true) }
+
+func loadConfig(path string, files bool) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	return ParseConfig(b, path)
+	return parseConfig(b, path, files)
 }
 
 // ParseConfig strictly decodes YAML, applies the defaults and validates.
@@ -245,7 +253,11 @@ func LoadConfig(path string) (*Config, error) {
 // rest decoded and validated, leaving out problems at the fields that did
 // not decode (they are reported once, as decoding problems). The error
 // wraps ErrConfig; strictyaml.List takes it apart, one problem each.
-func ParseConfig(b []byte, name string) (*Config, error) {
+func ParseConfig(b []byte, name string) (*Config, error) { return parseConfig(b, name, false) }
+
+// parseConfig is ParseConfig; with files it also checks the files the
+// config names (CheckFiles) and adds their problems to the same report.
+func parseConfig(b []byte, name string, files bool) (*Config, error) {
 	var c Config
 	lines, rest, err := strictyaml.DecodePartial(b, name, &c)
 	if err != nil && !rest {
@@ -256,13 +268,19 @@ func ParseConfig(b []byte, name string) (*Config, error) {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	c.ApplyDefaults()
-	if verr := c.Validate(); verr != nil {
-		var es strictyaml.Errors
-		if !errors.As(verr, &es) {
-			return nil, verr
+	checks := []func() error{c.Validate}
+	if files {
+		checks = append(checks, c.CheckFiles)
+	}
+	for _, check := range checks {
+		if cerr := check(); cerr != nil {
+			var es strictyaml.Errors
+			if !errors.As(cerr, &es) {
+				return nil, cerr
+			}
+			es.Locate(name, lines)
+			all = append(all, es.Except(all)...)
 		}
-		es.Locate(name, lines)
-		all = append(all, es.Except(all)...)
 	}
 	if err := all.Err(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)

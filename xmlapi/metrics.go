@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -162,7 +163,8 @@ const (
 // unix:/path for a Unix socket of mode 0660 (its owner and group only,
 // where a loopback port is open to every local user). The socket is
 // created under its final mode in a private directory and renamed into
-// place, replacing a stale one; closing the listener removes it.
+// place, replacing a stale one; closing the listener removes it. A path
+// that exists and is not a socket is an ErrConfig.
 func ListenMetrics(addr string) (net.Listener, error) {
 	path, ok := strings.CutPrefix(addr, "unix:")
 	if !ok {
@@ -170,7 +172,7 @@ func ListenMetrics(addr string) (net.Listener, error) {
 	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("metrics.addr %s: exists and is not a socket", path)
+			return nil, fmt.Errorf("%w: metrics.addr %s: exists and is not a socket", ErrConfig, path)
 		}
 		if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
 			c.Close()
@@ -251,5 +253,15 @@ func validMetricsAddr(addr string) error {
 	if !IsLoopbackListen(addr) {
 		return fmt.Errorf("%q: want a loopback host:port (127.0.0.1, ::1 or localhost) or unix:/absolute/path; scrape through a local agent", addr)
 	}
+	if _, port, _ := net.SplitHostPort(addr); !validPort(port) {
+		return fmt.Errorf("%q: port %q not in 0..65535", addr, port)
+	}
 	return nil
+}
+
+// validPort reports whether port is a decimal port number, 0..65535 (0:
+// any free port). Service names are not taken: a config says the number.
+func validPort(port string) bool {
+	p, err := strconv.Atoi(port)
+	return err == nil && p >= 0 && p <= 65535
 }

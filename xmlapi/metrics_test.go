@@ -2,6 +2,7 @@ package xmlapi
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -219,7 +220,7 @@ func TestMetricsSocketMode(t *testing.T) {
 	ln2.Close()
 	plain := filepath.Join(dir, "file")
 	os.WriteFile(plain, nil, 0o600)
-	if _, err := ListenMetrics("unix:" + plain); err == nil || !strings.Contains(err.Error(), "not a socket") {
+	if _, err := ListenMetrics("unix:" + plain); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "not a socket") {
 		t.Fatalf("over a file: %v", err)
 	}
 }
@@ -228,6 +229,7 @@ func TestMetricsAddrValidation(t *testing.T) {
 	for addr, ok := range map[string]bool{
 		"": true, "127.0.0.1:9465": true, "[::1]:9465": true, "localhost:9465": true, "unix:/run/xmlapi/metrics.sock": true,
 		"0.0.0.0:9465": false, ":9465": false, "192.0.2.1:9465": false, "unix:run/m.sock": false, "9465": false,
+		"127.0.0.1:99999": false, "127.0.0.1:-1": false, "localhost:http": false, "127.0.0.1:0": true,
 	} {
 		cfg := testConfig(t)
 		cfg.Metrics.Addr = addr

@@ -11,6 +11,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"switchboard/internal/strictyaml"
 )
 
 // Session tickets (docs/webex-xml.md §3.1): AuthenticateUser signs in with
@@ -101,10 +103,14 @@ func (t *ticketer) check(s string, acc *account, now time.Time) bool {
 	return now.Unix() < expires
 }
 
+// ticketSecretField names auth.ticket_secret_file in configuration errors.
+const ticketSecretField = "auth.ticket_secret_file"
+
 // ticketKey reads auth.ticket_secret_file: hex, at least 32 bytes, in a
 // file of mode 0600 or stricter. No file: a random key, so tickets last
 // until the process stops and only the front end that issued one accepts
-// it.
+// it. A bad file is an ErrConfig wrapping strictyaml.Errors that names the
+// field, so that ParseConfig's report can give its line.
 func ticketKey(path string) ([]byte, error) {
 	if path == "" {
 		k := make([]byte, minTicketSecret)
@@ -113,29 +119,39 @@ func ticketKey(path string) ([]byte, error) {
 		}
 		return k, nil
 	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("%w: auth.ticket_secret_file: %w", ErrConfig, err)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("%w: auth.ticket_secret_file %s: mode %04o, must be 0600 or stricter (chmod 600 %s)", ErrConfig, path, perm, path)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("%w: auth.ticket_secret_file: %w", ErrConfig, err)
-	}
-	k, err := hex.DecodeString(strings.TrimSpace(string(b)))
-	if err != nil || len(k) < minTicketSecret {
-		// Never quote the content: it is a secret, perhaps a mistyped one.
-		return nil, fmt.Errorf("%w: auth.ticket_secret_file %s: want at least %d hex digits (%d bytes), e.g. from openssl rand -hex 32",
-			ErrConfig, path, 2*minTicketSecret, minTicketSecret)
+	k, msg := readTicketKey(path)
+	if msg != "" {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, strictyaml.Errors{{Field: ticketSecretField, Msg: msg}})
 	}
 	return k, nil
 }
 
+// readTicketKey reads the key in path, or says what is wrong with the file.
+func readTicketKey(path string) (key []byte, problem string) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err.Error()
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Sprintf("%s: mode %04o, must be 0600 or stricter (chmod 600 %s)", path, perm, path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err.Error()
+	}
+	k, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(k) < minTicketSecret {
+		// Never quote the content: it is a secret, perhaps a mistyped one.
+		return nil, fmt.Sprintf("%s: want at least %d hex digits (%d bytes), e.g. from openssl rand -hex 32",
+			path, 2*minTicketSecret, minTicketSecret)
+	}
+	return k, ""
+}
+
 // CheckFiles reads the files the config names (auth.ticket_secret_file)
-// as NewHandler will, so that `xmlapi -check-config` and the start report
-// a bad one as a configuration error (wrapping ErrConfig).
+// as NewHandler will, so that the start reports a bad one as a
+// configuration error (wrapping ErrConfig and strictyaml.Errors).
+// LoadConfigChecked does the same in the pass that reads the YAML.
 func (c *Config) CheckFiles() error {
 	_, err := ticketKey(c.Auth.TicketSecretFile)
 	return err

@@ -11,6 +11,11 @@
 //	                     [-callers N] [-conns N] [-warmup D] [-duration D]
 //	                     [-pids PID,...] [-label S]
 //	peerbench summarize  [FILE]
+//	peerbench -version
+//
+// peerbench -h prints this usage and peerbench ROLE -h a role's flags, on
+// standard output, exit 0; -version prints the build (internal/buildinfo).
+// A usage error exits 2, a failure 1.
 //
 // The server roles (package grpcpeer's Stub and Front, package
 // httpbaseline's Stub and Daemon) print one line when ready ("listen ADDR"

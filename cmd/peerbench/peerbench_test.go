@@ -94,3 +94,19 @@ func TestSummarize(t *testing.T) {
 		t.Errorf("median of 1..4 = %v", got)
 	}
 }
+
+// TestRoleHelp: a role's -h prints its flags on stdout and exits 0; a flag
+// it does not know is a usage error (exit 2) reported on stderr.
+func TestRoleHelp(t *testing.T) {
+	for _, role := range []string{"grpc-stub", "grpc-front", "http-stub", "http-front", "load", "summarize"} {
+		var out, errb bytes.Buffer
+		if c := run([]string{role, "-h"}, &out, &errb); c != 0 || !strings.Contains(out.String(), "peerbench "+role) || errb.Len() != 0 {
+			t.Errorf("peerbench %s -h: exit %d, stdout %q, stderr %q; want 0 and its flags on stdout", role, c, out.String(), errb.String())
+		}
+		out.Reset()
+		errb.Reset()
+		if c := run([]string{role, "-no-such-flag"}, &out, &errb); c != 2 || !strings.Contains(errb.String(), "no-such-flag") || out.Len() != 0 {
+			t.Errorf("peerbench %s -no-such-flag: exit %d, stdout %q, stderr %q; want 2 and the error on stderr", role, c, out.String(), errb.String())
+		}
+	}
+}

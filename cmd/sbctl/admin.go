@@ -260,11 +260,8 @@ func cmdBreaker(ctx context.Context, g *globals, args []string) (result, error) 
 // which the daemon serves at /log/level. The daemon judges the level name.
 // A reload sets the level from log.level again.
 func cmdLogLevel(ctx context.Context, g *globals, args []string) (result, error) {
-	want := 0 // print
-	if len(args) > 0 {
-		want = 1 // set (or -h)
-	}
-	pos, err := parseArgs(g, flag.NewFlagSet("log-level", flag.ContinueOnError), args, want, "[LEVEL]")
+	// No LEVEL prints it, one sets it; flags may come anywhere.
+	pos, err := parseArgsUpTo(g, flag.NewFlagSet("log-level", flag.ContinueOnError), args, 0, 1, "[LEVEL]")
 	if err != nil {
 		return nil, err
 	}

@@ -246,6 +246,14 @@ func (h *helpRequest) Unwrap() error { return flag.ErrHelp }
 // -name N" and "update -name N KEY" both work), and returns exactly want
 // positionals. With g.parseOnly it returns errParsed instead.
 func parseArgs(g *globals, fs *flag.FlagSet, args []string, want int, names string) ([]string, error) {
+	return parseArgsUpTo(g, fs, args, want, want, names)
+}
+
+// parseArgsUpTo is parseArgs for a command taking least to most positionals
+// ("log-level [LEVEL]"): what is a flag is known only once parsed, so the
+// count is judged after the flags are taken out ("log-level -json" is the
+// print form, not LEVEL "-json").
+func parseArgsUpTo(g *globals, fs *flag.FlagSet, args []string, least, most int, names string) ([]string, error) {
 	fs.SetOutput(io.Discard)
 	g.define(fs)
 	defer g.noteTimeout(fs)
@@ -264,8 +272,8 @@ func parseArgs(g *globals, fs *flag.FlagSet, args []string, want int, names stri
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
-	if len(pos) != want {
-		if want == 0 {
+	if len(pos) < least || len(pos) > most {
+		if most == 0 {
 			return nil, usageErrorf("%s: unexpected argument %q", fs.Name(), pos[0])
 		}
 		return nil, usageErrorf("%s: want %s, got %d argument(s)", fs.Name(), names, len(pos))

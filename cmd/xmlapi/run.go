@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -75,14 +76,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case *hash:
 		return hashPassword(stdin, stdout, stderr, *hashAlg)
 	case *check != "":
-		// Every problem on its own line, then a count (strictyaml.Report).
-		cfg, err := xmlapi.LoadConfig(*check)
-		if err != nil {
+		// Every problem on its own line, the files the config names
+		// included, then a count (strictyaml.Report).
+		if _, err := xmlapi.LoadConfigChecked(*check); err != nil {
 			strictyaml.Report(stderr, *check, err)
-			return 2
-		}
-		if err := cfg.CheckFiles(); err != nil {
-			fmt.Fprintln(stderr, err)
 			return 2
 		}
 		fmt.Fprintln(stdout, "ok")
@@ -92,19 +89,19 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	var cfg *xmlapi.Config
 	var err error
 	if *configPath != "" {
-		cfg, err = xmlapi.LoadConfig(*configPath)
+		cfg, err = xmlapi.LoadConfigChecked(*configPath)
 	} else {
-		cfg, err = xmlapi.DefaultConfig()
+		cfg, err = xmlapi.DefaultConfig() // names no file
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	if err := cfg.CheckListen(*listen); err != nil { // the public sample password off this host
-		fmt.Fprintln(stderr, err)
+	if err := checkListen(*listen); err != nil {
+		fmt.Fprintf(stderr, "xmlapi: -listen %s (see xmlapi -h)\n", err)
 		return 2
 	}
-	if err := cfg.CheckFiles(); err != nil {
+	if err := cfg.CheckListen(*listen); err != nil { // the public sample password off this host
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
@@ -116,9 +113,38 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	defer log.Sync()
 	if err := serve(ctx, cfg, *listen, *socket, log, ready); err != nil {
 		log.Error("xmlapi stopped", zap.Error(err))
+		if configError(err) {
+			return 2 // restarting cannot help (RestartPreventExitStatus=2)
+		}
 		return 1
 	}
 	return 0
+}
+
+// checkListen checks the -listen flag before the daemon is waited for: a
+// host:port whose port is a number in 0..65535.
+func checkListen(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q: want host:port, e.g. 127.0.0.1:8080", addr)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("%q: port %q not in 0..65535", addr, port)
+	}
+	return nil
+}
+
+// configError reports whether err, from serve, is one a restart cannot
+// fix: a configuration error (xmlapi.ErrConfig), or a listen address that
+// cannot be an address (a port out of range, no port, a host name that
+// does not exist). An address in use or a daemon not answering may pass,
+// so they stay runtime failures.
+func configError(err error) bool {
+	var ae *net.AddrError
+	var pe *net.ParseError
+	var de *net.DNSError
+	return errors.Is(err, xmlapi.ErrConfig) || errors.As(err, &ae) || errors.As(err, &pe) ||
+		errors.As(err, &de) && de.IsNotFound
 }
 
 // serve connects to the daemon, then serves HTTP (and metrics.addr, when
@@ -136,7 +162,7 @@ func serve(ctx context.Context, cfg *xmlapi.Config, listen, socket string, log *
 	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
-		return err
+		return fmt.Errorf("-listen: %w", err)
 	}
 	var mln net.Listener
 	if cfg.Metrics.Addr != "" {
