@@ -39,6 +39,17 @@ const (
 	// is taken as the tier's own (not a queue: the queue is as short as it
 	// gets) and becomes the no-load latency.
 	rebaseWindows = 5
+	// safeSlots is where the safety bound starts; minSlots is its floor
+	// too (the capacity bounds both).
+	safeSlots = 256
+	// safeShare: the safety bound targets the slowest request of a window
+	// under attempt_timeout / safeShare, the margin against host stalls
+	// and the queue the gradient limit lets build before it reacts.
+	safeShare = 4
+	// safeLate: a window is queueing, for the safety bound, when more than
+	// 1/safeLate of its requests held their slot past the target (a few
+	// slow ones are not a queue).
+	safeLate = 10
 )
 
 // tierSlots sizes admission by what the telephony pools can carry and by
@@ -82,21 +93,43 @@ const (
 // server.max_conn_unanswered or more requests read and not yet answered
 // (it pushes about as hard as the daemon lets one connection; a burst's
 // connections do). Any other request then takes a slot past the limit,
-// within the capacity: shedding falls on the connections that queued the
-// others, never on a polite client, and a steady load that a stall of the
-// host makes pile up for a moment is delayed, not shed. A burst of any
-// size gets successes and OVERLOADED and never reaches a pool it would find
-// full. Waiting requests are served fairly across connections: a freed
+// within the safety bound: shedding falls on the connections that queued
+// the others, never on a polite client, and a steady load that a stall of
+// the host makes pile up for a moment is delayed, not shed.
+//
+// Heaviness is per connection, so a burst spread over many connections
+// (each under the heavy mark) would take every slot past the limit, up to
+// the whole capacity, and queue past the attempt deadlines. The safety
+// bound stops it: it bounds every request, light or heavy, and keeps the
+// requests' time at the tiers well inside the first available tier's
+// attempt_timeout, whatever the gradient limit does. Its target is that
+// the slowest request of a window holds its slot at most attempt_timeout /
+// safeShare. It starts at safeSlots. A window with at least half the bound
+// in use and more than 1/safeLate of its requests over the target cuts it
+// in proportion (target / slowest, at most by half; at most once per
+// target, since the requests let in before a cut go on reporting their
+// wait that long); one with at least half the bound in use whose slowest
+// took less than half the target grows it by √bound; within [minSlots,
+// capacity]. A window with less than half the bound in use leaves it: a
+// stall of the host under a light load, or a few slow requests, are not a
+// queue the bound made. So it backs off before
+// attempts time out, not after (the gradient limit reacts to the mean,
+// against a no-load latency that may be small beside attempt_timeout, and
+// does not bound a light connection's request); past it every request
+// waits its admitWaitMax and is shed OVERLOADED. A burst of any size, over
+// any number of connections, gets successes and OVERLOADED and never
+// reaches a pool it would find full. Waiting requests are served fairly across connections: a freed
 // slot goes to the next connection with
 // waiters in turn (round robin), the oldest waiter of that connection
 // first, so a connection with one request waiting goes ahead of the
 // hundreds another one has queued.
 //
-// The fast path, taken while nobody waits, is three atomic operations and
+// The fast path, taken while nobody waits, is four atomic operations and
 // the capacity read (atomic loads over the tier list): no lock, no
 // allocation, no clock (the request's start time serves). Ending a request
-// adds its latency to the window (three atomic operations); one request per
-// window recomputes the limit. Only a request that has to wait takes the
+// adds its latency to the window (a handful of atomic operations: the
+// slowest and the late count are loads unless they change); one request
+// per window recomputes the limit and the safety bound. Only a request that has to wait takes the
 // queue's lock, arms a timer (its attempt deadline, idle at that point) and
 // listens on its own channel (kept with its pooled state).
 type tierSlots struct {
@@ -104,12 +137,18 @@ type tierSlots struct {
 	active  atomic.Int64  // requests holding a slot
 	waiters atomic.Int64  // requests in the queue
 	limit   atomic.Int64  // the adaptive limit (the capacity bounds it too)
+	safe    atomic.Int64  // the safety bound (the capacity bounds it too)
 
-	// The current window (give): latency sum and count, the most requests
-	// holding a slot, when it began (Unix ns); updating is held by the one
-	// request recomputing the limit.
-	sumNs, samples, peak, winStart atomic.Int64
-	updating                       atomic.Bool
+	// The current window (give): latency sum, slowest, count and how many
+	// took longer than lateNs (the safety bound's target, set by adapt),
+	// the most requests holding a slot, when it began (Unix ns); updating
+	// is held by the one request recomputing the limit.
+	sumNs, maxNs, samples, late, peak, winStart atomic.Int64
+	lateNs                                      atomic.Int64
+	updating                                    atomic.Bool
+	// When the safety bound was last cut (Unix ns); only touched while
+	// updating is held.
+	lastCut int64
 	// The no-load latency (ns; 0: none yet) of the current and previous
 	// epoch, when the epoch began, windows in a row for a rebase: only
 	// touched while updating is held.
@@ -125,6 +164,8 @@ type tierSlots struct {
 func newTierSlots() *tierSlots {
 	ts := &tierSlots{waitMax: admitWaitMax}
 	ts.limit.Store(startSlots)
+	ts.safe.Store(safeSlots)
+	ts.lateNs.Store(math.MaxInt64) // no target before the first window
 	return ts
 }
 
@@ -161,7 +202,7 @@ func (ts *tierSlots) bound(s *service) int64 {
 	if t == nil {
 		return 0
 	}
-	return min(ts.limit.Load(), int64(t.pool.Capacity()))
+	return min(ts.limit.Load(), ts.safe.Load(), int64(t.pool.Capacity()))
 }
 
 // tryTake takes a slot if one is free.
@@ -174,11 +215,12 @@ func (ts *tierSlots) tryTake(s *service) bool {
 	return false
 }
 
-// takeOver takes a slot past the adaptive limit, within the capacity of
-// the first available tier, for a request that waited admitWaitMax.
+// takeOver takes a slot past the adaptive limit, within the safety bound
+// and the capacity of the first available tier, for a request that waited
+// admitWaitMax.
 func (ts *tierSlots) takeOver(s *service) bool {
 	t := s.firstAvailable()
-	if t == nil || ts.active.Add(1) <= int64(t.pool.Capacity()) {
+	if t == nil || ts.active.Add(1) <= min(ts.safe.Load(), int64(t.pool.Capacity())) {
 		return true
 	}
 	ts.active.Add(-1)
@@ -187,8 +229,9 @@ func (ts *tierSlots) takeOver(s *service) bool {
 
 // take takes a slot for the request rs of connection c, waiting (bounded by
 // admitWaitMax and ctx) while none is free or others wait. Past that wait
-// a request is shed only if c is heavy (heavyAt or more requests read and
-// not yet answered); otherwise it takes a slot past the limit. A nil error
+// a request is shed if c is heavy (heavyAt or more requests read and
+// not yet answered); otherwise it takes a slot past the limit, if the
+// safety bound leaves one. A nil error
 // means the caller must call give when the request is done with the tiers;
 // waited then says whether it waited (its slot was taken later than the
 // request began). Otherwise the error is the answer (OVERLOADED, or the
@@ -227,7 +270,8 @@ func (ts *tierSlots) take(ctx context.Context, s *service, c *conn, heavyAt int3
 	if err == nil && (ts.tryTake(s) || c.unanswered.Load() < heavyAt && ts.takeOver(s)) {
 		// Admission's own wait is up, and a slot is free (the bound
 		// grew: a connection came up, a reload), or the request's
-		// connection is not heavy: it takes a slot past the limit.
+		// connection is not heavy: it takes a slot past the limit,
+		// within the safety bound.
 		ts.mu.Unlock()
 		return true, nil
 	}
@@ -307,6 +351,12 @@ func (ts *tierSlots) dispatch(s *service) {
 func (ts *tierSlots) give(s *service, now time.Time, took time.Duration) {
 	active := ts.active.Add(-1) + 1
 	ts.sumNs.Add(int64(took))
+	if m := ts.maxNs.Load(); int64(took) > m {
+		ts.maxNs.CompareAndSwap(m, int64(took))
+	}
+	if int64(took) > ts.lateNs.Load() {
+		ts.late.Add(1)
+	}
 	n := ts.samples.Add(1)
 	if p := ts.peak.Load(); active > p {
 		ts.peak.CompareAndSwap(p, active)
@@ -328,11 +378,14 @@ func (ts *tierSlots) adapt(s *service, now int64) {
 	ts.winStart.Store(now)
 	n := ts.samples.Swap(0)
 	sum := ts.sumNs.Swap(0)
+	slowest, late := ts.maxNs.Swap(0), ts.late.Swap(0)
 	peak := ts.peak.Swap(ts.active.Load())
 	t := s.firstAvailable()
 	if n <= 0 || t == nil {
 		return
 	}
+	capacity := int64(t.pool.Capacity())
+	ts.adaptSafe(now, n, late, slowest, peak, int64(t.attempt), capacity)
 	mean := max(sum/n, 1)
 	if now-ts.epochStart > int64(baseEpoch) {
 		ts.basePrev, ts.baseCur, ts.epochStart = ts.baseCur, 0, now
@@ -344,7 +397,6 @@ func (ts *tierSlots) adapt(s *service, now int64) {
 	if ts.basePrev != 0 && ts.basePrev < base {
 		base = ts.basePrev
 	}
-	capacity := int64(t.pool.Capacity())
 	lim := ts.limit.Load()
 	next := lim
 	if peak >= lim/2 {
@@ -364,6 +416,32 @@ func (ts *tierSlots) adapt(s *service, now int64) {
 	ts.limit.Store(min(max(next, minSlots), max(capacity, minSlots)))
 }
 
-// currentLimit is the adaptive limit in force (the capacity may bound it
-// lower), for metrics.
-func (ts *tierSlots) currentLimit() int64 { return ts.limit.Load() }
+// adaptSafe moves the safety bound from the window that ended at now (n
+// requests, late of them over the target, the slowest, the most holding a
+// slot), against the first available tier's attempt deadline; updating
+// held.
+func (ts *tierSlots) adaptSafe(now, n, late, slowest, peak, attempt, capacity int64) {
+	target := attempt / safeShare
+	ts.lateNs.Store(target)
+	safe := ts.safe.Load()
+	switch {
+	case target <= 0 || peak < safe/2:
+		// The bound is not what holds the requests back: a host stall
+		// or a few slow requests under a light load say nothing of it.
+	case late*safeLate > n:
+		// A queue: cut in proportion (at most by half), at most once per
+		// target, since the requests let in before the cut go on
+		// reporting their wait that long.
+		if now-ts.lastCut >= target {
+			ts.lastCut = now
+			safe = max(int64(float64(safe)*float64(target)/float64(max(slowest, target))), safe/2)
+		}
+	case slowest < target/2:
+		safe += int64(math.Sqrt(float64(safe)))
+	}
+	ts.safe.Store(min(max(safe, minSlots), max(capacity, minSlots)))
+}
+
+// currentLimit is the limit in force: the adaptive limit within the safety
+// bound (the capacity may bound it lower), for metrics.
+func (ts *tierSlots) currentLimit() int64 { return min(ts.limit.Load(), ts.safe.Load()) }
