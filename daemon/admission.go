@@ -50,6 +50,13 @@ const (
 	// 1/safeLate of its requests held their slot past the target (a few
 	// slow ones are not a queue).
 	safeLate = 10
+	// politeAt: a connection with at most this many requests read and not
+	// answered is a polite client (one call at a time, or nearly). Past
+	// the safety bound its request still takes one of politeSlots more
+	// slots: a polite client beside a burst is not shed, and thousands of
+	// polite connections together cannot queue more than that.
+	politeAt    = 2
+	politeSlots = minSlots
 )
 
 // tierSlots sizes admission by what the telephony pools can carry and by
@@ -100,38 +107,43 @@ const (
 // Heaviness is per connection, so a burst spread over many connections
 // (each under the heavy mark) would take every slot past the limit, up to
 // the whole capacity, and queue past the attempt deadlines. The safety
-// bound stops it: it bounds every request, light or heavy, and keeps the
-// requests' time at the tiers well inside the first available tier's
-// attempt_timeout, whatever the gradient limit does. Its target is that
-// the slowest request of a window holds its slot at most attempt_timeout /
-// safeShare. It starts at safeSlots. A window with at least half the bound
-// in use and more than 1/safeLate of its requests over the target cuts it
-// in proportion (target / slowest, at most by half; at most once per
-// target, since the requests let in before a cut go on reporting their
-// wait that long); one with at least half the bound in use whose slowest
-// took less than half the target grows it by √bound; within [minSlots,
-// capacity]. A window with less than half the bound in use leaves it: a
-// stall of the host under a light load, or a few slow requests, are not a
-// queue the bound made. So it backs off before
-// attempts time out, not after (the gradient limit reacts to the mean,
-// against a no-load latency that may be small beside attempt_timeout, and
-// does not bound a light connection's request); past it every request
-// waits its admitWaitMax and is shed OVERLOADED. A burst of any size, over
-// any number of connections, gets successes and OVERLOADED and never
-// reaches a pool it would find full. Waiting requests are served fairly across connections: a freed
-// slot goes to the next connection with
-// waiters in turn (round robin), the oldest waiter of that connection
-// first, so a connection with one request waiting goes ahead of the
-// hundreds another one has queued.
+// bound stops it: a request past the limit takes a slot only while fewer
+// than the bound hold one, and the bound keeps the requests' time at the
+// tiers well inside the first available tier's attempt_timeout: its
+// target is attempt_timeout / safeShare. It starts at safeSlots. A window
+// with at least half the bound in use, more requests holding slots than
+// the gradient limit (some took slots past it: what the bound governs)
+// and more than 1/safeLate of its requests over the target cuts it in
+// proportion (target / slowest, at most by half; at most once per target,
+// since the requests let in before a cut go on reporting their wait that
+// long); a window with at least half the bound in use and no request over
+// the target grows it by √bound; it stays within [minSlots, capacity]. A
+// steady load within the gradient limit that a host stall slows never
+// cuts it, and the bound never holds back a request within the gradient
+// limit. So it backs off before attempts time out, not after (the gradient
+// limit reacts to the mean, against a no-load latency that may be small
+// beside attempt_timeout, and does not bound a light connection's request
+// past it). Past the bound a request is shed OVERLOADED, but for a polite
+// connection's (politeAt requests unanswered at most: one call at a time),
+// which may take one of politeSlots slots more, so a polite client beside
+// a burst is not shed. A burst of any size, over any number of
+// connections, gets successes and OVERLOADED and never reaches a pool it
+// would find full.
 //
-// The fast path, taken while nobody waits, is four atomic operations and
+// Waiting requests are served fairly across connections: a freed slot
+// goes to the next connection with waiters in turn (round robin), the
+// oldest waiter of that connection first, so a connection with one request
+// waiting goes ahead of the hundreds another one has queued.
+//
+// The fast path, taken while nobody waits, is three atomic operations and
 // the capacity read (atomic loads over the tier list): no lock, no
 // allocation, no clock (the request's start time serves). Ending a request
 // adds its latency to the window (a handful of atomic operations: the
 // slowest and the late count are loads unless they change); one request
-// per window recomputes the limit and the safety bound. Only a request that has to wait takes the
-// queue's lock, arms a timer (its attempt deadline, idle at that point) and
-// listens on its own channel (kept with its pooled state).
+// per window recomputes the limit and the safety bound. Only a request
+// that has to wait takes the queue's lock, arms a timer (its attempt
+// deadline, idle at that point) and listens on its own channel (kept with
+// its pooled state).
 type tierSlots struct {
 	waitMax time.Duration // admitWaitMax; tests lengthen it
 	active  atomic.Int64  // requests holding a slot
@@ -202,7 +214,7 @@ func (ts *tierSlots) bound(s *service) int64 {
 	if t == nil {
 		return 0
 	}
-	return min(ts.limit.Load(), ts.safe.Load(), int64(t.pool.Capacity()))
+	return min(ts.limit.Load(), int64(t.pool.Capacity()))
 }
 
 // tryTake takes a slot if one is free.
@@ -216,11 +228,18 @@ func (ts *tierSlots) tryTake(s *service) bool {
 }
 
 // takeOver takes a slot past the adaptive limit, within the safety bound
-// and the capacity of the first available tier, for a request that waited
-// admitWaitMax.
-func (ts *tierSlots) takeOver(s *service) bool {
+// (politeSlots more for a polite connection's request) and the capacity of
+// the first available tier, for a request that waited admitWaitMax.
+func (ts *tierSlots) takeOver(s *service, polite bool) bool {
 	t := s.firstAvailable()
-	if t == nil || ts.active.Add(1) <= min(ts.safe.Load(), int64(t.pool.Capacity())) {
+	if t == nil {
+		return true
+	}
+	bound := ts.safe.Load()
+	if polite {
+		bound += politeSlots
+	}
+	if ts.active.Add(1) <= min(bound, int64(t.pool.Capacity())) {
 		return true
 	}
 	ts.active.Add(-1)
@@ -267,7 +286,7 @@ func (ts *tierSlots) take(ctx context.Context, s *service, c *conn, heavyAt int3
 	}
 	ts.dequeue(w)
 	ts.waiters.Add(-1)
-	if err == nil && (ts.tryTake(s) || c.unanswered.Load() < heavyAt && ts.takeOver(s)) {
+	if err == nil && (ts.tryTake(s) || ts.overLimit(s, c.unanswered.Load(), heavyAt)) {
 		// Admission's own wait is up, and a slot is free (the bound
 		// grew: a connection came up, a reload), or the request's
 		// connection is not heavy: it takes a slot past the limit,
@@ -280,6 +299,14 @@ func (ts *tierSlots) take(ctx context.Context, s *service, c *conn, heavyAt int3
 		return true, err
 	}
 	return true, errf(wire.StatusOverloaded, "telephony tiers at their in-flight limit")
+}
+
+// overLimit takes a slot past the adaptive limit for a request whose wait
+// is up, of a connection with unanswered requests read and not answered:
+// none for a heavy connection, within the safety bound for a light one,
+// politeSlots past it for a polite one.
+func (ts *tierSlots) overLimit(s *service, unanswered, heavyAt int32) bool {
+	return unanswered < heavyAt && ts.takeOver(s, unanswered <= politeAt)
 }
 
 // enqueue puts w at the end of its connection's queue, and the connection
@@ -385,7 +412,7 @@ func (ts *tierSlots) adapt(s *service, now int64) {
 		return
 	}
 	capacity := int64(t.pool.Capacity())
-	ts.adaptSafe(now, n, late, slowest, peak, int64(t.attempt), capacity)
+	ts.adaptSafe(now, n, late, slowest, peak, ts.limit.Load(), int64(t.attempt), capacity)
 	mean := max(sum/n, 1)
 	if now-ts.epochStart > int64(baseEpoch) {
 		ts.basePrev, ts.baseCur, ts.epochStart = ts.baseCur, 0, now
@@ -418,9 +445,11 @@ func (ts *tierSlots) adapt(s *service, now int64) {
 
 // adaptSafe moves the safety bound from the window that ended at now (n
 // requests, late of them over the target, the slowest, the most holding a
-// slot), against the first available tier's attempt deadline; updating
-// held.
-func (ts *tierSlots) adaptSafe(now, n, late, slowest, peak, attempt, capacity int64) {
+// slot, the gradient limit in force), against the first available tier's
+// attempt deadline; updating held. It is cut only while requests past the
+// gradient limit hold slots (taken over: what the bound governs); a steady
+// load under the gradient limit that a host stall slows is left alone.
+func (ts *tierSlots) adaptSafe(now, n, late, slowest, peak, lim, attempt, capacity int64) {
 	target := attempt / safeShare
 	ts.lateNs.Store(target)
 	safe := ts.safe.Load()
@@ -428,7 +457,8 @@ func (ts *tierSlots) adaptSafe(now, n, late, slowest, peak, attempt, capacity in
 	case target <= 0 || peak < safe/2:
 		// The bound is not what holds the requests back: a host stall
 		// or a few slow requests under a light load say nothing of it.
-	case late*safeLate > n:
+	case late*safeLate > n && peak > lim:
+		// Requests past the gradient limit (taken over) held slots.
 		// A queue: cut in proportion (at most by half), at most once per
 		// target, since the requests let in before the cut go on
 		// reporting their wait that long.
@@ -436,12 +466,12 @@ func (ts *tierSlots) adaptSafe(now, n, late, slowest, peak, attempt, capacity in
 			ts.lastCut = now
 			safe = max(int64(float64(safe)*float64(target)/float64(max(slowest, target))), safe/2)
 		}
-	case slowest < target/2:
+	case slowest < target:
 		safe += int64(math.Sqrt(float64(safe)))
 	}
 	ts.safe.Store(min(max(safe, minSlots), max(capacity, minSlots)))
 }
 
-// currentLimit is the limit in force: the adaptive limit within the safety
-// bound (the capacity may bound it lower), for metrics.
-func (ts *tierSlots) currentLimit() int64 { return min(ts.limit.Load(), ts.safe.Load()) }
+// currentLimit is the adaptive limit in force (the capacity may bound it
+// lower), for metrics.
+func (ts *tierSlots) currentLimit() int64 { return ts.limit.Load() }

@@ -159,7 +159,7 @@ var (
 	descPoolConns = prometheus.NewDesc("switchboard_pool_connections", "Telephony connections by tier and state (live, dialing, draining).", []string{"tier", "state"}, nil)
 	descPoolCalls = prometheus.NewDesc("switchboard_pool_in_flight", "Telephony requests in flight by tier.", []string{"tier"}, nil)
 	descInFlight  = prometheus.NewDesc("switchboard_in_flight", "Front-end requests in progress.", nil, nil)
-	descAdmLimit  = prometheus.NewDesc("switchboard_admission_limit", "Requests admission lets at the telephony tiers at once: the adaptive limit, which shrinks when their latency shows a queue, or the safety bound against the attempt deadline when lower (the first available tier's pool capacity may bound it lower).", nil, nil)
+	descAdmLimit  = prometheus.NewDesc("switchboard_admission_limit", "Requests admission lets at the telephony tiers at once: the adaptive limit, which shrinks when their latency shows a queue (the first available tier's pool capacity may bound it lower).", nil, nil)
 	descAdmWait   = prometheus.NewDesc("switchboard_admission_waiting", "Requests waiting for a slot at the telephony tiers (at most 50 ms each, then OVERLOADED).", nil, nil)
 	descConns     = prometheus.NewDesc("switchboard_connections", "Front-end connections open (bounded by server.max_conns).", nil, nil)
 	descRefused   = prometheus.NewDesc("switchboard_connections_refused_total", "Front-end connections closed at accept because server.max_conns were open.", nil, nil)
