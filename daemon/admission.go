@@ -232,7 +232,8 @@ func (ts *tierSlots) tryTake(s *service) bool {
 // the first available tier, for a request that waited admitWaitMax.
 func (ts *tierSlots) takeOver(s *service, polite bool) bool {
 	t := s.firstAvailable()
-	if t == nil {
+	if t == nil { // no tier: the request goes ahead, to be answered UNAVAILABLE
+		ts.active.Add(1) // give returns it
 		return true
 	}
 	bound := ts.safe.Load()
