@@ -39,6 +39,24 @@ const (
 	// is taken as the tier's own (not a queue: the queue is as short as it
 	// gets) and becomes the no-load latency.
 	rebaseWindows = 5
+	// safeSlots is where the safety bound starts; minSlots is its floor
+	// too (the capacity bounds both).
+	safeSlots = 256
+	// safeShare: the safety bound targets the slowest request of a window
+	// under attempt_timeout / safeShare, the margin against host stalls
+	// and the queue the gradient limit lets build before it reacts.
+	safeShare = 4
+	// safeLate: a window is queueing, for the safety bound, when more than
+	// 1/safeLate of its requests held their slot past the target (a few
+	// slow ones are not a queue).
+	safeLate = 10
+	// politeAt: a connection with at most this many requests read and not
+	// answered is a polite client (one call at a time, or nearly). Past
+	// the safety bound its request still takes one of politeSlots more
+	// slots: a polite client beside a burst is not shed, and thousands of
+	// polite connections together cannot queue more than that.
+	politeAt    = 2
+	politeSlots = minSlots
 )
 
 // tierSlots sizes admission by what the telephony pools can carry and by
@@ -82,34 +100,67 @@ const (
 // server.max_conn_unanswered or more requests read and not yet answered
 // (it pushes about as hard as the daemon lets one connection; a burst's
 // connections do). Any other request then takes a slot past the limit,
-// within the capacity: shedding falls on the connections that queued the
-// others, never on a polite client, and a steady load that a stall of the
-// host makes pile up for a moment is delayed, not shed. A burst of any
-// size gets successes and OVERLOADED and never reaches a pool it would find
-// full. Waiting requests are served fairly across connections: a freed
-// slot goes to the next connection with
-// waiters in turn (round robin), the oldest waiter of that connection
-// first, so a connection with one request waiting goes ahead of the
-// hundreds another one has queued.
+// within the safety bound: shedding falls on the connections that queued
+// the others, never on a polite client, and a steady load that a stall of
+// the host makes pile up for a moment is delayed, not shed.
+//
+// Heaviness is per connection, so a burst spread over many connections
+// (each under the heavy mark) would take every slot past the limit, up to
+// the whole capacity, and queue past the attempt deadlines. The safety
+// bound stops it: a request past the limit takes a slot only while fewer
+// than the bound hold one, and the bound keeps the requests' time at the
+// tiers well inside the first available tier's attempt_timeout: its
+// target is attempt_timeout / safeShare. It starts at safeSlots. A window
+// with at least half the bound in use, more requests holding slots than
+// the gradient limit (some took slots past it: what the bound governs)
+// and more than 1/safeLate of its requests over the target cuts it in
+// proportion (target / slowest, at most by half; at most once per target,
+// since the requests let in before a cut go on reporting their wait that
+// long); a window with at least half the bound in use and no request over
+// the target grows it by √bound; it stays within [minSlots, capacity]. A
+// steady load within the gradient limit that a host stall slows never
+// cuts it, and the bound never holds back a request within the gradient
+// limit. So it backs off before attempts time out, not after (the gradient
+// limit reacts to the mean, against a no-load latency that may be small
+// beside attempt_timeout, and does not bound a light connection's request
+// past it). Past the bound a request is shed OVERLOADED, but for a polite
+// connection's (politeAt requests unanswered at most: one call at a time),
+// which may take one of politeSlots slots more, so a polite client beside
+// a burst is not shed. A burst of any size, over any number of
+// connections, gets successes and OVERLOADED and never reaches a pool it
+// would find full.
+//
+// Waiting requests are served fairly across connections: a freed slot
+// goes to the next connection with waiters in turn (round robin), the
+// oldest waiter of that connection first, so a connection with one request
+// waiting goes ahead of the hundreds another one has queued.
 //
 // The fast path, taken while nobody waits, is three atomic operations and
 // the capacity read (atomic loads over the tier list): no lock, no
 // allocation, no clock (the request's start time serves). Ending a request
-// adds its latency to the window (three atomic operations); one request per
-// window recomputes the limit. Only a request that has to wait takes the
-// queue's lock, arms a timer (its attempt deadline, idle at that point) and
-// listens on its own channel (kept with its pooled state).
+// adds its latency to the window (a handful of atomic operations: the
+// slowest and the late count are loads unless they change); one request
+// per window recomputes the limit and the safety bound. Only a request
+// that has to wait takes the queue's lock, arms a timer (its attempt
+// deadline, idle at that point) and listens on its own channel (kept with
+// its pooled state).
 type tierSlots struct {
 	waitMax time.Duration // admitWaitMax; tests lengthen it
 	active  atomic.Int64  // requests holding a slot
 	waiters atomic.Int64  // requests in the queue
 	limit   atomic.Int64  // the adaptive limit (the capacity bounds it too)
+	safe    atomic.Int64  // the safety bound (the capacity bounds it too)
 
-	// The current window (give): latency sum and count, the most requests
-	// holding a slot, when it began (Unix ns); updating is held by the one
-	// request recomputing the limit.
-	sumNs, samples, peak, winStart atomic.Int64
-	updating                       atomic.Bool
+	// The current window (give): latency sum, slowest, count and how many
+	// took longer than lateNs (the safety bound's target, set by adapt),
+	// the most requests holding a slot, when it began (Unix ns); updating
+	// is held by the one request recomputing the limit.
+	sumNs, maxNs, samples, late, peak, winStart atomic.Int64
+	lateNs                                      atomic.Int64
+	updating                                    atomic.Bool
+	// When the safety bound was last cut (Unix ns); only touched while
+	// updating is held.
+	lastCut int64
 	// The no-load latency (ns; 0: none yet) of the current and previous
 	// epoch, when the epoch began, windows in a row for a rebase: only
 	// touched while updating is held.
@@ -125,6 +176,8 @@ type tierSlots struct {
 func newTierSlots() *tierSlots {
 	ts := &tierSlots{waitMax: admitWaitMax}
 	ts.limit.Store(startSlots)
+	ts.safe.Store(safeSlots)
+	ts.lateNs.Store(math.MaxInt64) // no target before the first window
 	return ts
 }
 
@@ -174,11 +227,20 @@ func (ts *tierSlots) tryTake(s *service) bool {
 	return false
 }
 
-// takeOver takes a slot past the adaptive limit, within the capacity of
+// takeOver takes a slot past the adaptive limit, within the safety bound
+// (politeSlots more for a polite connection's request) and the capacity of
 // the first available tier, for a request that waited admitWaitMax.
-func (ts *tierSlots) takeOver(s *service) bool {
+func (ts *tierSlots) takeOver(s *service, polite bool) bool {
 	t := s.firstAvailable()
-	if t == nil || ts.active.Add(1) <= int64(t.pool.Capacity()) {
+	if t == nil { // no tier: the request goes ahead, to be answered UNAVAILABLE
+		ts.active.Add(1) // give returns it
+		return true
+	}
+	bound := ts.safe.Load()
+	if polite {
+		bound += politeSlots
+	}
+	if ts.active.Add(1) <= min(bound, int64(t.pool.Capacity())) {
 		return true
 	}
 	ts.active.Add(-1)
@@ -187,8 +249,9 @@ func (ts *tierSlots) takeOver(s *service) bool {
 
 // take takes a slot for the request rs of connection c, waiting (bounded by
 // admitWaitMax and ctx) while none is free or others wait. Past that wait
-// a request is shed only if c is heavy (heavyAt or more requests read and
-// not yet answered); otherwise it takes a slot past the limit. A nil error
+// a request is shed if c is heavy (heavyAt or more requests read and
+// not yet answered); otherwise it takes a slot past the limit, if the
+// safety bound leaves one. A nil error
 // means the caller must call give when the request is done with the tiers;
 // waited then says whether it waited (its slot was taken later than the
 // request began). Otherwise the error is the answer (OVERLOADED, or the
@@ -224,10 +287,11 @@ func (ts *tierSlots) take(ctx context.Context, s *service, c *conn, heavyAt int3
 	}
 	ts.dequeue(w)
 	ts.waiters.Add(-1)
-	if err == nil && (ts.tryTake(s) || c.unanswered.Load() < heavyAt && ts.takeOver(s)) {
+	if err == nil && (ts.tryTake(s) || ts.overLimit(s, c.unanswered.Load(), heavyAt)) {
 		// Admission's own wait is up, and a slot is free (the bound
 		// grew: a connection came up, a reload), or the request's
-		// connection is not heavy: it takes a slot past the limit.
+		// connection is not heavy: it takes a slot past the limit,
+		// within the safety bound.
 		ts.mu.Unlock()
 		return true, nil
 	}
@@ -236,6 +300,14 @@ func (ts *tierSlots) take(ctx context.Context, s *service, c *conn, heavyAt int3
 		return true, err
 	}
 	return true, errf(wire.StatusOverloaded, "telephony tiers at their in-flight limit")
+}
+
+// overLimit takes a slot past the adaptive limit for a request whose wait
+// is up, of a connection with unanswered requests read and not answered:
+// none for a heavy connection, within the safety bound for a light one,
+// politeSlots past it for a polite one.
+func (ts *tierSlots) overLimit(s *service, unanswered, heavyAt int32) bool {
+	return unanswered < heavyAt && ts.takeOver(s, unanswered <= politeAt)
 }
 
 // enqueue puts w at the end of its connection's queue, and the connection
@@ -307,6 +379,12 @@ func (ts *tierSlots) dispatch(s *service) {
 func (ts *tierSlots) give(s *service, now time.Time, took time.Duration) {
 	active := ts.active.Add(-1) + 1
 	ts.sumNs.Add(int64(took))
+	if m := ts.maxNs.Load(); int64(took) > m {
+		ts.maxNs.CompareAndSwap(m, int64(took))
+	}
+	if int64(took) > ts.lateNs.Load() {
+		ts.late.Add(1)
+	}
 	n := ts.samples.Add(1)
 	if p := ts.peak.Load(); active > p {
 		ts.peak.CompareAndSwap(p, active)
@@ -328,11 +406,14 @@ func (ts *tierSlots) adapt(s *service, now int64) {
 	ts.winStart.Store(now)
 	n := ts.samples.Swap(0)
 	sum := ts.sumNs.Swap(0)
+	slowest, late := ts.maxNs.Swap(0), ts.late.Swap(0)
 	peak := ts.peak.Swap(ts.active.Load())
 	t := s.firstAvailable()
 	if n <= 0 || t == nil {
 		return
 	}
+	capacity := int64(t.pool.Capacity())
+	ts.adaptSafe(now, n, late, slowest, peak, ts.limit.Load(), int64(t.attempt), capacity)
 	mean := max(sum/n, 1)
 	if now-ts.epochStart > int64(baseEpoch) {
 		ts.basePrev, ts.baseCur, ts.epochStart = ts.baseCur, 0, now
@@ -344,7 +425,6 @@ func (ts *tierSlots) adapt(s *service, now int64) {
 	if ts.basePrev != 0 && ts.basePrev < base {
 		base = ts.basePrev
 	}
-	capacity := int64(t.pool.Capacity())
 	lim := ts.limit.Load()
 	next := lim
 	if peak >= lim/2 {
@@ -362,6 +442,35 @@ func (ts *tierSlots) adapt(s *service, now int64) {
 		next = min(lim+int64(math.Sqrt(float64(lim))), startSlots)
 	}
 	ts.limit.Store(min(max(next, minSlots), max(capacity, minSlots)))
+}
+
+// adaptSafe moves the safety bound from the window that ended at now (n
+// requests, late of them over the target, the slowest, the most holding a
+// slot, the gradient limit in force), against the first available tier's
+// attempt deadline; updating held. It is cut only while requests past the
+// gradient limit hold slots (taken over: what the bound governs); a steady
+// load under the gradient limit that a host stall slows is left alone.
+func (ts *tierSlots) adaptSafe(now, n, late, slowest, peak, lim, attempt, capacity int64) {
+	target := attempt / safeShare
+	ts.lateNs.Store(target)
+	safe := ts.safe.Load()
+	switch {
+	case target <= 0 || peak < safe/2:
+		// The bound is not what holds the requests back: a host stall
+		// or a few slow requests under a light load say nothing of it.
+	case late*safeLate > n && peak > lim:
+		// Requests past the gradient limit (taken over) held slots.
+		// A queue: cut in proportion (at most by half), at most once per
+		// target, since the requests let in before the cut go on
+		// reporting their wait that long.
+		if now-ts.lastCut >= target {
+			ts.lastCut = now
+			safe = max(int64(float64(safe)*float64(target)/float64(max(slowest, target))), safe/2)
+		}
+	case slowest < target:
+		safe += int64(math.Sqrt(float64(safe)))
+	}
+	ts.safe.Store(min(max(safe, minSlots), max(capacity, minSlots)))
 }
 
 // currentLimit is the adaptive limit in force (the capacity may bound it

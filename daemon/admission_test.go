@@ -119,3 +119,84 @@ func TestAdmissionShedsHeavyConnectionsOnly(t *testing.T) {
 		t.Fatalf("%d slots taken, want 2", n)
 	}
 }
+
+// TestAdmissionSafetyBoundHoldsLightConnections: past the adaptive limit a
+// light connection's request takes a slot only within the safety bound;
+// past that bound it is shed like any other, but for a polite connection's
+// (one request unanswered), which takes one of politeSlots more. (Admission
+// once let light requests take slots up to the pool's whole capacity: a
+// burst spread over many connections, none heavy, then queued past the
+// attempt deadlines.)
+func TestAdmissionSafetyBoundHoldsLightConnections(t *testing.T) {
+	h := startDaemon(t, nil)
+	svc := h.d.svc
+	ts := newTierSlots()
+	ts.waitMax = 20 * time.Millisecond
+	ts.limit.Store(1)
+	ts.safe.Store(3)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const heavyAt = 128
+	if _, err := ts.take(ctx, svc, &conn{}, heavyAt, &reqState{}); err != nil {
+		t.Fatal(err)
+	}
+	light, polite := &conn{}, &conn{}
+	light.unanswered.Store(40) // one of 64 connections carrying 3,000 callers
+	polite.unanswered.Store(1)
+	for i := 2; i <= 3; i++ {
+		if _, err := ts.take(ctx, svc, light, heavyAt, &reqState{}); err != nil {
+			t.Fatalf("light request %d, within the safety bound: %v", i, err)
+		}
+	}
+	if _, err := ts.take(ctx, svc, light, heavyAt, &reqState{}); !errors.Is(err, wire.StatusOverloaded) {
+		t.Fatalf("light request past the safety bound: %v, want OVERLOADED", err)
+	}
+	if _, err := ts.take(ctx, svc, polite, heavyAt, &reqState{}); err != nil {
+		t.Fatalf("polite request past the safety bound: %v, want a slot", err)
+	}
+	if n := ts.active.Load(); n != 4 {
+		t.Fatalf("%d slots taken, want 4", n)
+	}
+}
+
+// TestAdmissionSafetyBoundAdapts: the safety bound is cut in proportion when
+// a window with the bound in use and requests past the gradient limit has
+// more than a tenth of its requests past a quarter of the attempt deadline,
+// grows when such a window is quick, and is left alone by a window with the
+// bound hardly in use or all its requests within the gradient limit (a
+// stall under a steady load), whatever its latency. Pure arithmetic.
+func TestAdmissionSafetyBoundAdapts(t *testing.T) {
+	const attempt, capacity, lim = int64(400 * time.Millisecond), 2048, 32
+	ms := int64(time.Millisecond)
+	ts := newTierSlots()
+	ts.adaptSafe(0, 100, 90, 900*ms, 10, lim, attempt, capacity) // 10 in use of 256: a stall, not a queue
+	if got := ts.safe.Load(); got != safeSlots {
+		t.Fatalf("after a slow window with the bound hardly in use: %d, want %d", got, safeSlots)
+	}
+	ts.adaptSafe(0, 100, 90, 900*ms, 200, 256, attempt, capacity) // within the gradient limit
+	if got := ts.safe.Load(); got != safeSlots {
+		t.Fatalf("after a slow window within the gradient limit: %d, want %d", got, safeSlots)
+	}
+	ts.adaptSafe(int64(time.Second), 100, 50, 200*ms, 256, lim, attempt, capacity) // half late, slowest 2 × target
+	if got := ts.safe.Load(); got != safeSlots/2 {
+		t.Fatalf("after a queueing window: %d, want %d", got, safeSlots/2)
+	}
+	ts.adaptSafe(int64(time.Second)+ms, 100, 50, 200*ms, 128, lim, attempt, capacity) // within one target of the cut
+	if got := ts.safe.Load(); got != safeSlots/2 {
+		t.Fatalf("cut twice within one target: %d", got)
+	}
+	ts.adaptSafe(2*int64(time.Second), 100, 5, 120*ms, 128, lim, attempt, capacity) // a few slow: not a queue
+	if got := ts.safe.Load(); got != safeSlots/2 {
+		t.Fatalf("after a window with a few slow requests: %d, want %d", got, safeSlots/2)
+	}
+	ts.adaptSafe(3*int64(time.Second), 100, 0, 10*ms, 128, lim, attempt, capacity) // quick, in use
+	if got := ts.safe.Load(); got != safeSlots/2+11 {
+		t.Fatalf("after a quick window: %d, want %d", got, safeSlots/2+11)
+	}
+	for i := int64(0); i < 100; i++ { // a heavy cut never goes under the floor
+		ts.adaptSafe((4+i)*int64(time.Second), 100, 100, 10*int64(time.Second), 1000, lim, attempt, capacity)
+	}
+	if got := ts.safe.Load(); got != minSlots {
+		t.Fatalf("after many slow windows: %d, want the floor %d", got, minSlots)
+	}
+}

@@ -470,8 +470,9 @@ func (s *service) accept(rs *reqState, t *tier, serverID string, key uint64, req
 // A session held by a server that is now in another tier's pool (a reload
 // renamed the tier) is found there: servers, not tier names, hold sessions.
 // When the session is in the index nothing is sent. When it is not and
-// some server could not be asked, the error is UNAVAILABLE naming one, and
-// rs.unasked lists them all (a server id "" standing for a tier's servers
+// some server could not be asked, the error is UNAVAILABLE naming one (or
+// OVERLOADED when every such server was merely busy: its pool full, after
+// a brief wait, nothing sent), and rs.unasked lists them all (a server id "" standing for a tier's servers
 // that never answered a HELLO): release defers the RELEASE to them.
 //
 // The caller must hold ts (acquired) while it uses the returned tier.
@@ -506,7 +507,10 @@ func (s *service) locate(ctx context.Context, rs *reqState, ts *tierSet, key uin
 		// its server, back before the releaser, still holds it.
 		return nil, "", errf(wire.StatusNotFound, "no session %d", key)
 	}
-	var unreachable error
+	var (
+		unreachable, busy error
+		slot              slotWait
+	)
 	for _, t := range tiers {
 		ids := t.pool.ServerIDs()
 		if t.pool.Unanswered() > 0 {
@@ -514,18 +518,21 @@ func (s *service) locate(ctx context.Context, rs *reqState, ts *tierSet, key uin
 			rs.unasked = append(rs.unasked, orphan{tier: t.name, key: key})
 		}
 		for _, id := range ids {
-			actx, cancel := rs.adl.within(ctx, t.attempt)
 			rs.kreq = wire.KeyRequest{Key: key}
-			reply, err := t.pool.RoundTripTo(actx, id, wire.OpTelLookup, &rs.kreq)
-			cancel()
+			reply, err := s.callServer(ctx, rs, &slot, t, id, wire.OpTelLookup, &rs.kreq)
 			if err != nil {
 				if errors.Is(err, wire.StatusNotFound) {
 					continue
 				}
-				if ctx.Err() != nil {
-					return nil, "", ctx.Err()
+				switch classify(ctx, err) {
+				case outcomeCallerGone:
+					return nil, "", callerErr(ctx, err)
+				case outcomeLocal:
+					// Its pool is full (nothing sent): busy, not down.
+					busy = fmt.Errorf("server %s of tier %s: %w", id, t.name, err)
+				default:
+					unreachable = fmt.Errorf("server %s of tier %s: %w", id, t.name, err)
 				}
-				unreachable = fmt.Errorf("server %s of tier %s: %w", id, t.name, err)
 				rs.unasked = append(rs.unasked, orphan{tier: t.name, key: key, server: id})
 				continue
 			}
@@ -547,6 +554,10 @@ func (s *service) locate(ctx context.Context, rs *reqState, ts *tierSet, key uin
 	}
 	if unreachable != nil {
 		return nil, "", errf(wire.StatusUnavailable, "session %d not found on the reachable servers; %v", key, unreachable)
+	}
+	if busy != nil {
+		// Only local limits kept a server from being asked: retry.
+		return nil, "", errf(wire.StatusOverloaded, "session %d not found on the servers asked; %v", key, busy)
 	}
 	return nil, "", errf(wire.StatusNotFound, "no session %d", key)
 }
@@ -606,9 +617,8 @@ func (s *service) update(ctx context.Context, rs *reqState, req *wire.UpdateRequ
 	if err != nil {
 		return out, err
 	}
-	actx, cancel := rs.adl.within(ctx, t.attempt)
-	reply, err := t.pool.RoundTripTo(actx, id, wire.OpTelUpdate, req)
-	cancel()
+	var slot slotWait
+	reply, err := s.callServer(ctx, rs, &slot, t, id, wire.OpTelUpdate, req)
 	if err != nil {
 		if errors.Is(err, wire.StatusNotFound) {
 			s.idx.delSession(req.Key)
@@ -634,7 +644,7 @@ func (s *service) release(ctx context.Context, rs *reqState, key uint64, out []b
 	defer ts.release()
 	t, id, err := s.locate(ctx, rs, ts, key)
 	if err != nil {
-		if len(rs.unasked) == 0 || ctx.Err() != nil || !errors.Is(err, wire.StatusUnavailable) {
+		if len(rs.unasked) == 0 || ctx.Err() != nil || !errors.Is(err, wire.StatusUnavailable) && !errors.Is(err, wire.StatusOverloaded) {
 			return out, err
 		}
 		// Not in the index, not on any server that answered: if it
@@ -676,16 +686,37 @@ func (s *service) release(ctx context.Context, rs *reqState, key uint64, out []b
 	return out, nil
 }
 
-// serverErr maps a failed call to the server that holds a session.
+// serverErr maps a failed call to the server that holds a session, by its
+// outcome (classify): a local limit (the pool full: nothing was sent) is
+// OVERLOADED, "busy, retry", never UNAVAILABLE: the server did nothing.
 func serverErr(ctx context.Context, t *tier, serverID string, err error) error {
-	if ctx.Err() != nil {
-		return ctx.Err()
+	switch classify(ctx, err) {
+	case outcomeCallerGone:
+		return callerErr(ctx, err)
+	case outcomeLocal:
+		return errf(wire.StatusOverloaded, "server %s of tier %s holding the session is at its in-flight limit: %v", serverID, t.name, err)
 	}
 	var re *wire.RemoteError
 	if errors.As(err, &re) && re.Status == wire.StatusBadRequest {
 		return errf(wire.StatusBadRequest, "server %s of tier %s: %s", serverID, t.name, re.Message)
 	}
 	return errf(wire.StatusUnavailable, "server %s of tier %s holding the session: %v", serverID, t.name, err)
+}
+
+// callServer sends one request to the server serverID of t within the
+// tier's attempt deadline. A pool full towards it (mux.ErrBusy: nothing
+// sent) is waited for briefly, as an allocation waits for its tier
+// (slotWait, shared by the calls of one request so that it waits
+// slotWaitMax in all), then returned.
+func (s *service) callServer(ctx context.Context, rs *reqState, slot *slotWait, t *tier, serverID string, op wire.Op, req wire.Payload) (*mux.Reply, error) {
+	for {
+		actx, cancel := rs.adl.within(ctx, t.attempt)
+		reply, err := t.pool.RoundTripTo(actx, serverID, op, req)
+		cancel()
+		if err == nil || !errors.Is(err, mux.ErrBusy) || !slot.wait(ctx, rs) {
+			return reply, err
+		}
+	}
 }
 
 // flights makes concurrent ALLOCATEs with one idempotency token share one
