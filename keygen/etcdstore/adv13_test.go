@@ -149,3 +149,33 @@ func TestAdvSameInstanceName(t *testing.T) {
 		t.Errorf("fleet while daemon h1 (instance x) still runs: %+v; want its entry (or the duplicate instance refused)", ms)
 	}
 }
+
+// TestAdvMigrateOntoAnotherFreshKeySpace (adversarial review of issue 13):
+// -migrate-keys onto a prefix where the fleet's operator already ran
+// -init-keys under another secret (mark still 0) does not refuse: Create
+// rebinds the prefix to the file store's secret, and the fleet's daemons,
+// configured with the first secret, are refused from then on (or, already
+// bound, keep leasing under the old secret: TestAdvRebindUnderABoundDaemon).
+// Promise 4: the migration refuses if etcd already holds a different key
+// space.
+func TestAdvMigrateOntoAnotherFreshKeySpace(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := dial(t, srv)
+	fleetSecret := []byte("the-fleet-secret-of-its-init-keys")
+	if _, err := keygen.Init(keygen.Config{Digits: 9, Secret: fleetSecret}, newStore(t, cli, etcdstore.Config{}, nil), 0); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if _, err := keygen.Init(keygen.Config{Digits: 9, Dir: dir}, nil, 0); err != nil { // a file store with its generated secret
+		t.Fatal(err)
+	}
+	part, err := keygen.Migrate(keygen.Config{Digits: 9, BlockSize: 64}, dir, newStore(t, cli, etcdstore.Config{MinBlock: 64}, nil))
+	if err == nil {
+		t.Errorf("migrating a file store onto a prefix that -init-keys created under another secret succeeded (%+v): the fleet's key space was replaced", part)
+	} else if !errors.Is(err, keygen.ErrBindingChanged) && !errors.Is(err, keygen.ErrKeySpaceExists) {
+		t.Errorf("Migrate: %v, want a refusal naming the other key space", err)
+	}
+	if _, err := newStore(t, cli, etcdstore.Config{}, nil).Bind(ctx(t), binding(9, fleetSecret)); err != nil {
+		t.Errorf("the fleet's own daemons after the migration: %v", err)
+	}
+}
