@@ -43,3 +43,38 @@ func TestAdvInitKeysOtherSecretOnFreshFleet(t *testing.T) {
 		t.Errorf("-init-keys with another secret on the fleet's new key space: exit %d, want 2 (refused: etcd already holds a key space)\n%s%s", code, out, errOut)
 	}
 }
+
+// TestAdvPasswordFileExitCode (adversarial review of issue 13): a
+// keys.etcd.password_file that is missing, or readable by others, or a
+// missing keys.etcd.ca_file, is a bad configuration (the error says "invalid config"), but the daemon exits 1,
+// the runtime-failure code that the unit restarts on, not 2 (bad
+// configuration; secret missing or unsafe), which docs/operations.md's
+// exit-code table promises and RestartPreventExitStatus=2 relies on: the
+// daemon is restarted in a loop instead of waiting for a person.
+func TestAdvPasswordFileExitCode(t *testing.T) {
+	dir := shortDir(t)
+	unsafe := filepath.Join(dir, "pw-0644")
+	if err := os.WriteFile(unsafe, []byte("secret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(unsafe, 0o644); err != nil { // past the umask
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, endpoint, fields string }{
+		{"password file missing", "http://127.0.0.1:1", "    username: sb\n    password_file: " + filepath.Join(dir, "no-such-file") + "\n"},
+		{"password file mode 0644", "http://127.0.0.1:1", "    username: sb\n    password_file: " + unsafe + "\n"},
+		{"CA file missing", "https://127.0.0.1:1", "    ca_file: " + filepath.Join(dir, "no-such-ca") + "\n"},
+	} {
+		cfg := fleetConfig("fleet-pw", tc.endpoint, [3]string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"})
+		cfg = strings.Replace(cfg, "    prefix: /fleet-test/keys/\n", "    prefix: /fleet-test/keys/\n"+tc.fields, 1)
+		path := filepath.Join(dir, "pw.yaml")
+		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, _, errOut := runBin(t, "-config", path, "-socket", filepath.Join(dir, "s.sock"), "-admin-socket", filepath.Join(dir, "a.sock"),
+			"-data-dir", filepath.Join(dir, "data"), "-metrics-addr", "127.0.0.1:0")
+		if code != 2 {
+			t.Errorf("%s: exit %d, want 2 (bad configuration)\n%s", tc.name, code, errOut)
+		}
+	}
+}
