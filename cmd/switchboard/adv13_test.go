@@ -42,6 +42,9 @@ func TestAdvInitKeysOtherSecretOnFreshFleet(t *testing.T) {
 	if code != 2 {
 		t.Errorf("-init-keys with another secret on the fleet's new key space: exit %d, want 2 (refused: etcd already holds a key space)\n%s%s", code, out, errOut)
 	}
+	if !strings.Contains(errOut, "secret fingerprint") {
+		t.Errorf("the refusal does not name the difference (the secret fingerprint):\n%s", errOut)
+	}
 }
 
 // TestAdvPasswordFileExitCode (adversarial review of issue 13): a

@@ -304,9 +304,12 @@ func first[T interface {
 
 // Create implements keygen.LeaseStore: it writes the binding and a mark of
 // 0 where the prefix holds neither, in one transaction, and refuses
-// (keygen.ErrKeySpaceExists) where it holds a key space. A key space under
-// another binding with a mark still at 0 (an interrupted init) is replaced
-// (Rebound).
+// (keygen.ErrKeySpaceExists) wherever it holds a key space. Unlike the file
+// store, it never replaces a binding under which nothing was leased yet:
+// the key space is the fleet's, and a daemon may already be bound to it
+// (or an operator on another host may have just created it). A key space
+// under another binding is refused with an error that also wraps
+// keygen.ErrBindingChanged and names each field that differs.
 func (s *Store) Create(ctx context.Context, b keygen.Binding) (keygen.Partition, error) {
 	if err := checkBinding(b); err != nil {
 		return keygen.Partition{}, err
@@ -344,35 +347,15 @@ func (s *Store) Create(ctx context.Context, b keygen.Binding) (keygen.Partition,
 		return keygen.Partition{}, fmt.Errorf("%w: %s: %v", keygen.ErrStateCorrupt, bk, err)
 	}
 	mark, err := parseMark(oldM.value, hi)
-	if diff == "" || mark != 0 {
-		if err != nil {
-			mark = 0
-		}
-		return keygen.Partition{}, fmt.Errorf("%w: etcd %s already holds a key space (next counter %d%s); it is kept as it is (to move its mark forward, skip keys instead)",
-			keygen.ErrKeySpaceExists, s.cfg.Prefix, mark, describeDiff(diff))
-	}
-	// No counter was ever leased under the old binding: replace it, unless
-	// someone leased or rebound meanwhile.
-	tctx, cancel = context.WithTimeout(ctx, s.cfg.RequestTimeout)
-	resp, err = s.cli.Txn(tctx).
-		If(clientv3.Compare(clientv3.ModRevision(bk), "=", oldB.modRev), clientv3.Compare(clientv3.ModRevision(mk), "=", oldM.modRev)).
-		Then(clientv3.OpPut(bk, encodeBinding(b))).Commit()
-	cancel()
 	if err != nil {
-		return keygen.Partition{}, s.unreachable("rebind key space", err)
+		mark = 0
 	}
-	if !resp.Succeeded {
-		return keygen.Partition{}, fmt.Errorf("%w: etcd %s changed while it was being rebound; run the init again", keygen.ErrKeySpaceExists, s.cfg.Prefix)
+	if diff != "" {
+		return keygen.Partition{}, fmt.Errorf("%w: %w: etcd %s already holds a key space under another binding (%s; next counter %d); it is kept as it is, never rebound, even unused: a daemon may already lease from it. Give this host the fleet's secret and digits (it needs no -init-keys), or use another keys.etcd.prefix for another key space",
+			keygen.ErrKeySpaceExists, keygen.ErrBindingChanged, s.cfg.Prefix, diff, mark)
 	}
-	s.bind(b, hi, 0, oldM.modRev)
-	return keygen.Partition{Lo: 0, Hi: hi, Next: 0, Created: true, Rebound: true}, nil
-}
-
-func describeDiff(diff string) string {
-	if diff == "" {
-		return ", same binding"
-	}
-	return ", other binding: " + diff
+	return keygen.Partition{}, fmt.Errorf("%w: etcd %s already holds a key space (next counter %d, same binding); it is kept as it is (to move its mark forward, skip keys instead)",
+		keygen.ErrKeySpaceExists, s.cfg.Prefix, mark)
 }
 
 func (s *Store) bind(b keygen.Binding, hi, mark uint64, rev int64) {
