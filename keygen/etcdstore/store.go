@@ -150,6 +150,7 @@ type Store struct {
 	known   bool   // mark and rev are what etcd holds, as far as we know
 	mark    uint64
 	rev     int64  // mod revision of the mark key
+	bindRev int64  // mod revision of the binding key bound to
 	segNext uint64 // the segment leased from etcd and not yet handed out: [segNext, segEnd)
 	segEnd  uint64
 	step    uint64
@@ -334,7 +335,7 @@ func (s *Store) Create(ctx context.Context, b keygen.Binding) (keygen.Partition,
 	}
 	s.ok()
 	if resp.Succeeded {
-		s.bind(b, hi, 0, resp.Header.Revision)
+		s.bind(b, hi, 0, resp.Header.Revision, resp.Header.Revision)
 		return keygen.Partition{Lo: 0, Hi: hi, Next: 0, Created: true}, nil
 	}
 	oldB, oldM := first(resp.Responses[0].GetResponseRange().Kvs), first(resp.Responses[1].GetResponseRange().Kvs)
@@ -358,9 +359,32 @@ func (s *Store) Create(ctx context.Context, b keygen.Binding) (keygen.Partition,
 		keygen.ErrKeySpaceExists, s.cfg.Prefix, mark)
 }
 
-func (s *Store) bind(b keygen.Binding, hi, mark uint64, rev int64) {
-	s.bound, s.b, s.hi = true, b, hi
+func (s *Store) bind(b keygen.Binding, hi, mark uint64, rev, bindRev int64) {
+	s.bound, s.b, s.hi, s.bindRev = true, b, hi, bindRev
 	s.known, s.mark, s.rev = true, mark, rev
+}
+
+// checkBinding checks that etcd's binding (bkv, freshly read) is still the
+// one this store bound to, unchanged since: a binding rewritten under a
+// bound daemon (by hand, or by a restore) means the fleet may now issue
+// keys of another permutation from the same counters, so the store stops
+// leasing until the daemon binds again. Called with the token held.
+func (s *Store) checkBound(bkv *mvccKV) error {
+	if bkv == nil {
+		return fmt.Errorf("%w: etcd %s no longer holds %s: the key space was deleted; recreate it (switchboard -init-keys) with a skip past every key issued", keygen.ErrStateMissing, s.cfg.Prefix, BindingKey)
+	}
+	if bkv.modRev == s.bindRev {
+		return nil
+	}
+	diff, err := mismatch(bkv.value, s.b)
+	switch {
+	case err != nil:
+		diff = fmt.Sprintf("unreadable: %v", err)
+	case diff == "":
+		diff = "same content, written again"
+	}
+	return fmt.Errorf("%w: etcd's %s under %s was rewritten since this daemon bound to it (%s): it stops leasing, since keys of two bindings must never share one key space. Put back the fleet's binding, then restart the daemon",
+		keygen.ErrBindingChanged, BindingKey, s.cfg.Prefix, diff)
 }
 
 // Bind implements keygen.LeaseStore: it reads the binding and the mark and
@@ -412,7 +436,7 @@ func (s *Store) Bind(ctx context.Context, b keygen.Binding) (keygen.Partition, e
 		return keygen.Partition{}, fmt.Errorf("%w: the etcd mark under %s is %d, but this host already leased up to %d from it (%s): etcd was restored from an older backup, and leasing from it would reissue the keys issued since. Move the mark forward past every key issued since the backup (switchboard -skip-keys N, N at least %d), then start the daemons",
 			keygen.ErrStateStale, s.cfg.Prefix, mark, rec, s.cfg.RecordFile, rec-mark)
 	}
-	s.bind(b, hi, mark, mkv.modRev)
+	s.bind(b, hi, mark, mkv.modRev, bkv.modRev)
 	return keygen.Partition{Lo: 0, Hi: hi, Next: mark}, nil
 }
 
@@ -496,14 +520,18 @@ func (s *Store) leaseSegment(ctx context.Context, n uint64) error {
 		}
 	}
 	want := max(n, step)
-	mk := s.key(MarkKey)
+	mk, bk := s.key(MarkKey), s.key(BindingKey)
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		if !s.known {
-			_, mkv, err := s.read(ctx)
+			bkv, mkv, err := s.read(ctx)
 			if err != nil {
+				return err
+			}
+			if err := s.checkBound(bkv); err != nil {
+				s.st.LastError, s.st.LastErrorAt = err.Error(), now
 				return err
 			}
 			if mkv == nil {
@@ -529,10 +557,12 @@ func (s *Store) leaseSegment(ctx context.Context, n uint64) error {
 		start, end := s.mark, s.mark+min(want, s.hi-s.mark)
 		tctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 		s.st.Txns++
+		// The binding's revision is compared too: a daemon never leases
+		// under a binding that was replaced after it bound.
 		resp, err := s.cli.Txn(tctx).
-			If(clientv3.Compare(clientv3.ModRevision(mk), "=", s.rev)).
+			If(clientv3.Compare(clientv3.ModRevision(mk), "=", s.rev), clientv3.Compare(clientv3.ModRevision(bk), "=", s.bindRev)).
 			Then(clientv3.OpPut(mk, strconv.FormatUint(end, 10))).
-			Else(clientv3.OpGet(mk)).Commit()
+			Else(clientv3.OpGet(mk), clientv3.OpGet(bk)).Commit()
 		cancel()
 		if err != nil {
 			// The transaction may or may not have committed: never use
@@ -550,7 +580,13 @@ func (s *Store) leaseSegment(ctx context.Context, n uint64) error {
 			s.record()
 			return nil
 		}
-		// Another daemon moved the mark: take its value and try above it.
+		// Another daemon moved the mark: take its value and try above it
+		// (unless the binding changed).
+		if err := s.checkBound(first(resp.Responses[1].GetResponseRange().Kvs)); err != nil {
+			s.known = false
+			s.st.LastError, s.st.LastErrorAt = err.Error(), now
+			return err
+		}
 		s.st.LostRaces++
 		mkv := first(resp.Responses[0].GetResponseRange().Kvs)
 		if mkv == nil {

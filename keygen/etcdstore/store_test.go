@@ -401,3 +401,31 @@ func TestStepNotResizedByFailedAttempts(t *testing.T) {
 		t.Fatalf("segment after the failures [%d, %d), step %d; want one doubling to 200", st.LastStart, st.LastEnd, st.Step)
 	}
 }
+
+// TestLeaseRefusesRewrittenBinding: etcd's binding rewritten under a
+// bound daemon (here by hand, as a restore or an operator could) stops its
+// leases with ErrBindingChanged: the lease transaction compares the
+// binding's revision, not only the mark's, so the daemon never leases
+// counters that the fleet may now turn into keys of another permutation.
+func TestLeaseRefusesRewrittenBinding(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := dial(t, srv)
+	b := binding(9, testSecret)
+	s := newStore(t, cli, etcdstore.Config{Prefix: "/sb/", MinBlock: 10, MaxBlock: 10}, nil)
+	if _, err := s.Create(ctx(t), b); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Lease(ctx(t), 10); err != nil {
+		t.Fatal(err)
+	}
+	other := binding(9, []byte("another-secret-of-another-operator"))
+	rebound := fmt.Sprintf(`{"scheme":%d,"digits":9,"fingerprint":"%s"}`, etcdstore.SchemeVersion, other.Fingerprint)
+	if _, err := cli.Put(ctx(t), "/sb/binding", rebound); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the transaction's Else branch, then the re-read
+		if start, end, err := s.Lease(ctx(t), 10); !errors.Is(err, keygen.ErrBindingChanged) {
+			t.Fatalf("lease after the binding was rewritten: [%d, %d) %v, want ErrBindingChanged", start, end, err)
+		}
+	}
+}
