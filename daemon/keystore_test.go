@@ -9,12 +9,14 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap/zaptest"
 
 	"switchboard/client"
 	"switchboard/internal/etcdtest"
 	"switchboard/internal/strictyaml"
 	"switchboard/keygen"
+	"switchboard/keygen/etcdstore"
 	"switchboard/wire"
 )
 
@@ -187,5 +189,52 @@ func TestEtcdReloadRequiresRestart(t *testing.T) {
 		if got := restartFields(old, &nc); len(got) != 1 || got[0] != name {
 			t.Errorf("%s changed: restart fields %v", name, got)
 		}
+	}
+}
+
+// TestEtcdSkipKeysPastFence: after etcd's mark was put back below its
+// fence (the highest mark ever leased), every daemon refuses it, and the
+// operator's -skip-keys (SkipKeys) is what moves it forward: it must not be
+// refused like a daemon. Once past the fence a daemon binds again.
+func TestEtcdSkipKeysPastFence(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cfg := etcdConfig(t, srv)
+	if _, err := InitKeys(cfg, 1000); err != nil {
+		t.Fatal(err)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{srv.Endpoint()}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	if _, err := cli.Put(ctxT(t), cfg.Keys.Etcd.Prefix+etcdstore.MarkKey, "10"); err != nil { // the restore
+		t.Fatal(err)
+	}
+	kc := keygenConfig(cfg)
+	perm, err := keygen.NewPermutation(kc.Secret, kc.Digits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bind := func() error {
+		st, err := etcdstore.New(cli, etcdstore.Config{Prefix: cfg.Keys.Etcd.Prefix}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		_, err = st.Bind(ctxT(t), keygen.Binding{Digits: kc.Digits, Fingerprint: perm.Fingerprint()})
+		return err
+	}
+	if err := bind(); !errors.Is(err, keygen.ErrStateStale) {
+		t.Fatalf("a daemon's Bind on the mark put back: %v, want ErrStateStale", err)
+	}
+	part, err := SkipKeys(cfg, 990)
+	if err != nil {
+		t.Fatalf("-skip-keys past the fence: %v", err)
+	}
+	if part.Next != 1000 {
+		t.Fatalf("mark after the skip: %d, want 1000", part.Next)
+	}
+	if err := bind(); err != nil {
+		t.Fatalf("a daemon's Bind after the skip: %v", err)
 	}
 }

@@ -125,3 +125,28 @@ func BenchmarkNextEtcdParallel(b *testing.B) {
 	})
 	b.ReportMetric(float64(misses.Load())/float64(b.N), "misses/op")
 }
+
+// BenchmarkNextFileTwin (adversarial review of issue 13) is
+// BenchmarkNextEtcd with the file store in a temporary directory instead
+// of etcd: the same generator options, block size and retry loop, so the
+// two differ only by the store, as issue 13's "Next costs the same as with
+// the file store" compares them.
+func BenchmarkNextFileTwin(b *testing.B) {
+	cfg := keygen.Config{Digits: 18, BlockSize: keygen.MaxBlockSize, Secret: []byte("switchboard-bench-secret-0123456789"), Dir: b.TempDir()}
+	if _, err := keygen.Init(cfg, nil, 0); err != nil {
+		b.Fatal(err)
+	}
+	g, err := keygen.New(cfg, nil, keygen.HotPathBenchOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { g.Close() })
+	misses := 0
+	var sum uint64
+	b.ReportAllocs()
+	for b.Loop() {
+		sum += nextEtcd(b, g, &misses)
+	}
+	etcdSink.Add(sum)
+	b.ReportMetric(float64(misses)/float64(b.N), "misses/op")
+}

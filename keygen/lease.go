@@ -17,8 +17,10 @@ type LeaseStore interface {
 	// and returns the partition (Created set); Bind is then done. It never
 	// starts a key space that exists: on a store holding state it fails with
 	// ErrKeySpaceExists, unless no counter was ever leased under a different
-	// binding (an interrupted Init), which it replaces (Rebound set). Only
-	// Init calls it, on an operator's explicit command.
+	// binding (an interrupted Init), which it may replace (Rebound set): the
+	// file store does; a store shared by several daemons (etcd) refuses it,
+	// since a daemon may already be bound to it. Only Init calls it, on an
+	// operator's explicit command.
 	Create(ctx context.Context, b Binding) (Partition, error)
 	// Bind attaches the store to an existing key space, once, before any
 	// Lease. On a store with no state it fails with ErrStateMissing (it

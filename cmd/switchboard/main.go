@@ -295,6 +295,8 @@ func keysHint(err error, fix func(string) string) string {
 		return fmt.Sprintf("%v\nfix: if this node never issued keys from this data directory, create its key space once: %s\n"+
 			"     if it did (the directory was lost, emptied or its lease deleted), create it past every key it issued: %s\n"+
 			"     (see docs/operations.md, \"Key space lifecycle\")", err, fix("-init-keys"), fix("-init-keys -skip-keys N"))
+	case errors.Is(err, keygen.ErrKeySpaceExists) && errors.Is(err, keygen.ErrBindingChanged):
+		return err.Error() // another key space: the message says what differs and what to do
 	case errors.Is(err, keygen.ErrKeySpaceExists):
 		return fmt.Sprintf("%v\nthe key space is left as it is; it needs no -init-keys. If it was put back from a backup, move its high-water mark past every key issued since: %s",
 			err, fix("-skip-keys N"))

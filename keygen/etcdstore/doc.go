@@ -29,8 +29,21 @@
 // A transaction whose outcome is unknown (a timeout after it was sent) is
 // never used: the store forgets the mark it knew and re-reads it before the
 // next attempt, so the next segment starts above whatever that transaction
-// may have written. A mark that moved backwards (etcd restored from an older
-// backup while this process ran) is refused with keygen.ErrStateStale.
+// may have written.
+//
+// A mark put back (etcd restored from an older backup, or edited) must be
+// refused by every daemon, not only by one that leased past it: another
+// daemon's last lease may end exactly where the restored mark stands. So
+// every lease writes a second key, the fence, with the mark in the same
+// transaction: they always agree, and a mark below the fence (or equal to
+// it at another revision) was not written by a lease; every daemon refuses
+// it with keygen.ErrStateStale, running or starting. A whole snapshot puts
+// the fence back too: then only the daemons' own records (the highest mark
+// each saw, and RecordFile across restarts) can tell, which is why the
+// operator stops the fleet to restore one. The operator's skip (a store with
+// Config.Retire) moves the mark forward past the fence. The lease
+// transaction also compares the binding's revision: a binding replaced under
+// a bound daemon stops its leases (keygen.ErrBindingChanged).
 //
 // Errors that mean "etcd did not answer" wrap keygen.ErrUnavailable, so the
 // generator keeps serving buffered keys and retries; Register keeps a

@@ -133,8 +133,9 @@ func TestRestoredEtcdRefusedUntilSkipped(t *testing.T) {
 	if _, err := keygen.New(cfg, newStore(t, cli, scfg, nil), keygen.WithLateBind()); !errors.Is(err, keygen.ErrStateStale) {
 		t.Fatalf("a generator on the restored etcd: %v, want ErrStateStale", err)
 	}
-	// The operator's skip (no record: it is how the mark moves forward).
-	if _, err := keygen.Skip(cfg, newStore(t, cli, etcdstore.Config{Prefix: "/sb/", MinBlock: 64, MaxBlock: 64}, nil), leased-old); err != nil {
+	// The operator's skip (no record, and Retire: it is how the mark moves
+	// forward past the fence).
+	if _, err := keygen.Skip(cfg, newStore(t, cli, etcdstore.Config{Prefix: "/sb/", MinBlock: 64, MaxBlock: 64, Retire: true}, nil), leased-old); err != nil {
 		t.Fatal(err)
 	}
 	s2 := newStore(t, cli, scfg, nil)

@@ -29,6 +29,15 @@ const (
 	// MarkKey holds the high-water mark, a decimal counter: every counter
 	// below it may have been issued, none at or above it has.
 	MarkKey = "mark"
+	// FenceKey holds the fence: the highest mark ever leased, a decimal
+	// counter written with the mark by Create and by every lease
+	// transaction, so that the two hold the same value at the same
+	// revision. A mark below the fence was put back (etcd restored from an
+	// older backup, or the mark edited) while the fence was not; a mark
+	// equal to it but written at another revision was put back key by key.
+	// Both are refused (keygen.ErrStateStale) by every daemon, running or
+	// starting, whether or not it leased the counters in between.
+	FenceKey = "fence"
 	// FleetDir is the directory of the daemons' registrations (Register).
 	FleetDir = "fleet/"
 )
@@ -66,6 +75,13 @@ type Config struct {
 	// an older backup, and leasing from it would reissue keys. Default
 	// none.
 	RecordFile string
+	// Retire is for the operator's one-shot commands (skip, migrate),
+	// which only retire the counters they lease: none of them ever becomes
+	// a key. Such a store binds and leases even where the mark is below
+	// the fence (FenceKey) or the fence is missing, which is how the mark
+	// is moved forward past it after a restore. A daemon's store never sets
+	// it. Default false.
+	Retire bool
 }
 
 func (c Config) withDefaults() Config {
@@ -143,19 +159,22 @@ type Store struct {
 	sem chan struct{} // capacity 1: the token to run Bind, Create, Lease or Close
 
 	// Guarded by sem.
-	closed  bool
-	bound   bool
-	b       keygen.Binding
-	hi      uint64 // the domain size: counters are [0, hi)
-	known   bool   // mark and rev are what etcd holds, as far as we know
-	mark    uint64
-	rev     int64  // mod revision of the mark key
-	segNext uint64 // the segment leased from etcd and not yet handed out: [segNext, segEnd)
-	segEnd  uint64
-	step    uint64
-	segAt   time.Time // when the current segment was leased
-	lastEnd uint64    // end of the last segment this store leased (0: none)
-	st      Status    // published copy in status
+	closed   bool
+	bound    bool
+	b        keygen.Binding
+	hi       uint64 // the domain size: counters are [0, hi)
+	known    bool   // mark and rev are what etcd holds, as far as we know
+	mark     uint64
+	rev      int64  // mod revision of the mark key
+	bindRev  int64  // mod revision of the binding key bound to
+	fence    uint64 // the fence (FenceKey) as last seen in etcd
+	fenceRev int64  // its mod revision (0: no fence key, Retire only)
+	seen     uint64 // the highest mark this store saw in etcd: the mark never goes below it
+	segNext  uint64 // the segment leased from etcd and not yet handed out: [segNext, segEnd)
+	segEnd   uint64
+	step     uint64
+	segAt    time.Time // when the current segment was leased
+	st       Status    // published copy in status
 
 	status atomic.Pointer[Status]
 }
@@ -275,15 +294,54 @@ func parseMark(v []byte, hi uint64) (uint64, error) {
 	return m, nil
 }
 
-// read fetches the binding and the mark in one snapshot.
-func (s *Store) read(ctx context.Context) (bk, mk *mvccKV, err error) {
+// read fetches the binding, the mark and the fence in one snapshot.
+func (s *Store) read(ctx context.Context) (bk, mk, fk *mvccKV, err error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
-	resp, err := s.cli.Txn(ctx).Then(clientv3.OpGet(s.key(BindingKey)), clientv3.OpGet(s.key(MarkKey))).Commit()
+	resp, err := s.cli.Txn(ctx).Then(clientv3.OpGet(s.key(BindingKey)), clientv3.OpGet(s.key(MarkKey)), clientv3.OpGet(s.key(FenceKey))).Commit()
 	if err != nil {
-		return nil, nil, s.unreachable("read key space", err)
+		return nil, nil, nil, s.unreachable("read key space", err)
 	}
-	return first(resp.Responses[0].GetResponseRange().Kvs), first(resp.Responses[1].GetResponseRange().Kvs), nil
+	rs := resp.Responses
+	return first(rs[0].GetResponseRange().Kvs), first(rs[1].GetResponseRange().Kvs), first(rs[2].GetResponseRange().Kvs), nil
+}
+
+// fenced parses the mark and the fence (mkv must exist) and refuses
+// (keygen.ErrStateStale) a mark that the fence shows was put back, unless
+// the store is the operator's (Config.Retire).
+func (s *Store) fenced(hi uint64, mkv, fkv *mvccKV) (mark, fence uint64, err error) {
+	mark, err = parseMark(mkv.value, hi)
+	if err != nil {
+		return 0, 0, err
+	}
+	if fkv == nil {
+		if s.cfg.Retire {
+			return mark, 0, nil
+		}
+		return 0, 0, fmt.Errorf("%w: etcd %s holds a %s (%d) but no %s, the highest mark ever leased, which every lease writes with it: whether the mark was put back cannot be told, and leasing from it could reissue keys. Move the mark forward past every key issued (switchboard -skip-keys N), which writes the %s again",
+			keygen.ErrStateStale, s.cfg.Prefix, MarkKey, mark, FenceKey, FenceKey)
+	}
+	fence, err = strconv.ParseUint(string(fkv.value), 10, 64)
+	if err != nil || fence > hi {
+		return 0, 0, fmt.Errorf("%w: etcd %s %q is not a counter in [0, %d]", keygen.ErrStateCorrupt, s.key(FenceKey), fkv.value, hi)
+	}
+	switch {
+	case s.cfg.Retire:
+	case mark < fence:
+		return 0, 0, fmt.Errorf("%w: the etcd %s under %s is %d, below its %s %d (the highest mark ever leased): the mark was put back (etcd restored from an older backup, or the mark edited), and leasing from it would reissue keys. Move the mark forward past every key issued since (switchboard -skip-keys N, N at least %d)",
+			keygen.ErrStateStale, MarkKey, s.cfg.Prefix, mark, FenceKey, fence, fence-mark)
+	case mark == fence && mkv.modRev != fkv.modRev:
+		return 0, 0, fmt.Errorf("%w: the etcd %s and %s under %s (%d) were written at revisions %d and %d, not by one lease: they were put back key by key (restored from a copy, or edited), and leasing from them could reissue keys. Move the mark forward past every key issued since the copy (switchboard -skip-keys N)",
+			keygen.ErrStateStale, MarkKey, FenceKey, s.cfg.Prefix, mark, mkv.modRev, fkv.modRev)
+	}
+	return mark, fence, nil
+}
+
+func modRev(kv *mvccKV) int64 {
+	if kv == nil {
+		return 0
+	}
+	return kv.modRev
 }
 
 // mvccKV is the part of an etcd key-value this store uses.
@@ -304,9 +362,12 @@ func first[T interface {
 
 // Create implements keygen.LeaseStore: it writes the binding and a mark of
 // 0 where the prefix holds neither, in one transaction, and refuses
-// (keygen.ErrKeySpaceExists) where it holds a key space. A key space under
-// another binding with a mark still at 0 (an interrupted init) is replaced
-// (Rebound).
+// (keygen.ErrKeySpaceExists) wherever it holds a key space. Unlike the file
+// store, it never replaces a binding under which nothing was leased yet:
+// the key space is the fleet's, and a daemon may already be bound to it
+// (or an operator on another host may have just created it). A key space
+// under another binding is refused with an error that also wraps
+// keygen.ErrBindingChanged and names each field that differs.
 func (s *Store) Create(ctx context.Context, b keygen.Binding) (keygen.Partition, error) {
 	if err := checkBinding(b); err != nil {
 		return keygen.Partition{}, err
@@ -319,11 +380,11 @@ func (s *Store) Create(ctx context.Context, b keygen.Binding) (keygen.Partition,
 		return keygen.Partition{}, fmt.Errorf("%w: store already bound", keygen.ErrKeySpaceExists)
 	}
 	hi := keygen.DomainSize(b.Digits)
-	bk, mk := s.key(BindingKey), s.key(MarkKey)
+	bk, mk, fk := s.key(BindingKey), s.key(MarkKey), s.key(FenceKey)
 	tctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	resp, err := s.cli.Txn(tctx).
-		If(clientv3.Compare(clientv3.CreateRevision(bk), "=", 0), clientv3.Compare(clientv3.CreateRevision(mk), "=", 0)).
-		Then(clientv3.OpPut(bk, encodeBinding(b)), clientv3.OpPut(mk, "0")).
+		If(clientv3.Compare(clientv3.CreateRevision(bk), "=", 0), clientv3.Compare(clientv3.CreateRevision(mk), "=", 0), clientv3.Compare(clientv3.CreateRevision(fk), "=", 0)).
+		Then(clientv3.OpPut(bk, encodeBinding(b)), clientv3.OpPut(mk, "0"), clientv3.OpPut(fk, "0")).
 		Else(clientv3.OpGet(bk), clientv3.OpGet(mk)).Commit()
 	cancel()
 	if err != nil {
@@ -331,53 +392,58 @@ func (s *Store) Create(ctx context.Context, b keygen.Binding) (keygen.Partition,
 	}
 	s.ok()
 	if resp.Succeeded {
-		s.bind(b, hi, 0, resp.Header.Revision)
+		rev := resp.Header.Revision
+		s.bind(b, hi, 0, rev, rev, 0, rev)
 		return keygen.Partition{Lo: 0, Hi: hi, Next: 0, Created: true}, nil
 	}
 	oldB, oldM := first(resp.Responses[0].GetResponseRange().Kvs), first(resp.Responses[1].GetResponseRange().Kvs)
 	if oldB == nil || oldM == nil {
-		return keygen.Partition{}, fmt.Errorf("%w: %s holds only one of %s and %s; it is kept as it is (inspect it: a half-written key space is not created by switchboard)",
-			keygen.ErrStateCorrupt, s.cfg.Prefix, BindingKey, MarkKey)
+		return keygen.Partition{}, fmt.Errorf("%w: %s holds only part of a key space (%s, %s, %s); it is kept as it is (inspect it: a half-written key space is not created by switchboard)",
+			keygen.ErrStateCorrupt, s.cfg.Prefix, BindingKey, MarkKey, FenceKey)
 	}
 	diff, err := mismatch(oldB.value, b)
 	if err != nil {
 		return keygen.Partition{}, fmt.Errorf("%w: %s: %v", keygen.ErrStateCorrupt, bk, err)
 	}
 	mark, err := parseMark(oldM.value, hi)
-	if diff == "" || mark != 0 {
-		if err != nil {
-			mark = 0
-		}
-		return keygen.Partition{}, fmt.Errorf("%w: etcd %s already holds a key space (next counter %d%s); it is kept as it is (to move its mark forward, skip keys instead)",
-			keygen.ErrKeySpaceExists, s.cfg.Prefix, mark, describeDiff(diff))
-	}
-	// No counter was ever leased under the old binding: replace it, unless
-	// someone leased or rebound meanwhile.
-	tctx, cancel = context.WithTimeout(ctx, s.cfg.RequestTimeout)
-	resp, err = s.cli.Txn(tctx).
-		If(clientv3.Compare(clientv3.ModRevision(bk), "=", oldB.modRev), clientv3.Compare(clientv3.ModRevision(mk), "=", oldM.modRev)).
-		Then(clientv3.OpPut(bk, encodeBinding(b))).Commit()
-	cancel()
 	if err != nil {
-		return keygen.Partition{}, s.unreachable("rebind key space", err)
+		mark = 0
 	}
-	if !resp.Succeeded {
-		return keygen.Partition{}, fmt.Errorf("%w: etcd %s changed while it was being rebound; run the init again", keygen.ErrKeySpaceExists, s.cfg.Prefix)
+	if diff != "" {
+		return keygen.Partition{}, fmt.Errorf("%w: %w: etcd %s already holds a key space under another binding (%s; next counter %d); it is kept as it is, never rebound, even unused: a daemon may already lease from it. Give this host the fleet's secret and digits (it needs no -init-keys), or use another keys.etcd.prefix for another key space",
+			keygen.ErrKeySpaceExists, keygen.ErrBindingChanged, s.cfg.Prefix, diff, mark)
 	}
-	s.bind(b, hi, 0, oldM.modRev)
-	return keygen.Partition{Lo: 0, Hi: hi, Next: 0, Created: true, Rebound: true}, nil
+	return keygen.Partition{}, fmt.Errorf("%w: etcd %s already holds a key space (next counter %d, same binding); it is kept as it is (to move its mark forward, skip keys instead)",
+		keygen.ErrKeySpaceExists, s.cfg.Prefix, mark)
 }
 
-func describeDiff(diff string) string {
-	if diff == "" {
-		return ", same binding"
-	}
-	return ", other binding: " + diff
+func (s *Store) bind(b keygen.Binding, hi, mark uint64, rev, bindRev int64, fence uint64, fenceRev int64) {
+	s.bound, s.b, s.hi, s.bindRev = true, b, hi, bindRev
+	s.known, s.mark, s.rev, s.seen = true, mark, rev, mark
+	s.fence, s.fenceRev = fence, fenceRev
 }
 
-func (s *Store) bind(b keygen.Binding, hi, mark uint64, rev int64) {
-	s.bound, s.b, s.hi = true, b, hi
-	s.known, s.mark, s.rev = true, mark, rev
+// checkBinding checks that etcd's binding (bkv, freshly read) is still the
+// one this store bound to, unchanged since: a binding rewritten under a
+// bound daemon (by hand, or by a restore) means the fleet may now issue
+// keys of another permutation from the same counters, so the store stops
+// leasing until the daemon binds again. Called with the token held.
+func (s *Store) checkBound(bkv *mvccKV) error {
+	if bkv == nil {
+		return fmt.Errorf("%w: etcd %s no longer holds %s: the key space was deleted; recreate it (switchboard -init-keys) with a skip past every key issued", keygen.ErrStateMissing, s.cfg.Prefix, BindingKey)
+	}
+	if bkv.modRev == s.bindRev {
+		return nil
+	}
+	diff, err := mismatch(bkv.value, s.b)
+	switch {
+	case err != nil:
+		diff = fmt.Sprintf("unreadable: %v", err)
+	case diff == "":
+		diff = "same content, written again"
+	}
+	return fmt.Errorf("%w: etcd's %s under %s was rewritten since this daemon bound to it (%s): it stops leasing, since keys of two bindings must never share one key space. Put back the fleet's binding, then restart the daemon",
+		keygen.ErrBindingChanged, BindingKey, s.cfg.Prefix, diff)
 }
 
 // Bind implements keygen.LeaseStore: it reads the binding and the mark and
@@ -401,7 +467,7 @@ func (s *Store) Bind(ctx context.Context, b keygen.Binding) (keygen.Partition, e
 		}
 		return keygen.Partition{Lo: 0, Hi: hi, Next: max(s.mark, s.segNext)}, nil
 	}
-	bkv, mkv, err := s.read(ctx)
+	bkv, mkv, fkv, err := s.read(ctx)
 	if err != nil {
 		return keygen.Partition{}, err
 	}
@@ -421,7 +487,7 @@ func (s *Store) Bind(ctx context.Context, b keygen.Binding) (keygen.Partition, e
 		return keygen.Partition{}, fmt.Errorf("%w: etcd %s was created for another key space: %s. Put back the fleet's settings and secret on this host",
 			keygen.ErrBindingChanged, s.cfg.Prefix, diff)
 	}
-	mark, err := parseMark(mkv.value, hi)
+	mark, fence, err := s.fenced(hi, mkv, fkv)
 	if err != nil {
 		return keygen.Partition{}, err
 	}
@@ -429,7 +495,7 @@ func (s *Store) Bind(ctx context.Context, b keygen.Binding) (keygen.Partition, e
 		return keygen.Partition{}, fmt.Errorf("%w: the etcd mark under %s is %d, but this host already leased up to %d from it (%s): etcd was restored from an older backup, and leasing from it would reissue the keys issued since. Move the mark forward past every key issued since the backup (switchboard -skip-keys N, N at least %d), then start the daemons",
 			keygen.ErrStateStale, s.cfg.Prefix, mark, rec, s.cfg.RecordFile, rec-mark)
 	}
-	s.bind(b, hi, mark, mkv.modRev)
+	s.bind(b, hi, mark, mkv.modRev, bkv.modRev, fence, modRev(fkv))
 	return keygen.Partition{Lo: 0, Hi: hi, Next: mark}, nil
 }
 
@@ -513,43 +579,36 @@ func (s *Store) leaseSegment(ctx context.Context, n uint64) error {
 		}
 	}
 	want := max(n, step)
-	mk := s.key(MarkKey)
+	bk, mk, fk := s.key(BindingKey), s.key(MarkKey), s.key(FenceKey)
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		if !s.known {
-			_, mkv, err := s.read(ctx)
+			bkv, mkv, fkv, err := s.read(ctx)
 			if err != nil {
 				return err
 			}
-			if mkv == nil {
-				return fmt.Errorf("%w: etcd %s no longer holds %s: the key space was deleted; recreate it (switchboard -init-keys) with a skip past every key issued", keygen.ErrStateMissing, s.cfg.Prefix, MarkKey)
-			}
-			m, err := parseMark(mkv.value, s.hi)
-			if err != nil {
+			if err := s.adopt(bkv, mkv, fkv, now); err != nil {
 				return err
 			}
-			s.known, s.mark, s.rev = true, m, mkv.modRev
-		}
-		if s.mark < s.lastEnd {
-			// Our own lease committed up to lastEnd; a lower mark means
-			// etcd went back in time (restored from an older backup).
-			s.known = false
-			s.st.LastError, s.st.LastErrorAt = "mark moved backwards", now
-			return fmt.Errorf("%w: the etcd mark under %s is %d, below %d which this daemon already leased: etcd was restored from an older backup. Skip the mark forward past every key issued since the backup (switchboard -skip-keys)",
-				keygen.ErrStateStale, s.cfg.Prefix, s.mark, s.lastEnd)
 		}
 		if s.mark >= s.hi {
 			return fmt.Errorf("%w: all %d counters of the etcd key space %s were leased", keygen.ErrExhausted, s.hi, s.cfg.Prefix)
 		}
 		start, end := s.mark, s.mark+min(want, s.hi-s.mark)
+		fence := max(s.fence, end)
 		tctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 		s.st.Txns++
+		// The binding's and the fence's revisions are compared too: a
+		// daemon never leases under a binding replaced after it bound, nor
+		// from a mark put back below the fence since it last looked.
 		resp, err := s.cli.Txn(tctx).
-			If(clientv3.Compare(clientv3.ModRevision(mk), "=", s.rev)).
-			Then(clientv3.OpPut(mk, strconv.FormatUint(end, 10))).
-			Else(clientv3.OpGet(mk)).Commit()
+			If(clientv3.Compare(clientv3.ModRevision(mk), "=", s.rev),
+				clientv3.Compare(clientv3.ModRevision(bk), "=", s.bindRev),
+				clientv3.Compare(clientv3.ModRevision(fk), "=", s.fenceRev)).
+			Then(clientv3.OpPut(mk, strconv.FormatUint(end, 10)), clientv3.OpPut(fk, strconv.FormatUint(fence, 10))).
+			Else(clientv3.OpGet(bk), clientv3.OpGet(mk), clientv3.OpGet(fk)).Commit()
 		cancel()
 		if err != nil {
 			// The transaction may or may not have committed: never use
@@ -560,26 +619,53 @@ func (s *Store) leaseSegment(ctx context.Context, n uint64) error {
 		}
 		s.ok()
 		if resp.Succeeded {
+			rev := resp.Header.Revision
 			s.step = step
-			s.mark, s.rev = end, resp.Header.Revision
-			s.segNext, s.segEnd, s.segAt, s.lastEnd = start, end, now, end
+			s.mark, s.rev, s.fence, s.fenceRev, s.seen = end, rev, fence, rev, max(s.seen, end)
+			s.segNext, s.segEnd, s.segAt = start, end, now
 			s.st.LastLeaseAt, s.st.LastStart, s.st.LastEnd = now, start, end
 			s.record()
 			return nil
 		}
-		// Another daemon moved the mark: take its value and try above it.
+		// Another daemon moved the mark: take its value and try above it
+		// (unless the binding changed or the mark was put back).
 		s.st.LostRaces++
-		mkv := first(resp.Responses[0].GetResponseRange().Kvs)
-		if mkv == nil {
-			s.known = false
-			continue
-		}
-		m, err := parseMark(mkv.value, s.hi)
-		if err != nil {
+		rs := resp.Responses
+		if err := s.adopt(first(rs[0].GetResponseRange().Kvs), first(rs[1].GetResponseRange().Kvs), first(rs[2].GetResponseRange().Kvs), now); err != nil {
 			return err
 		}
-		s.mark, s.rev = m, mkv.modRev
 	}
+}
+
+// adopt checks the binding, the mark and the fence read from etcd while
+// bound and makes them the store's view of etcd. It refuses a replaced
+// binding (keygen.ErrBindingChanged), a deleted key space
+// (keygen.ErrStateMissing) and a mark put back below the fence or below a
+// mark this store saw before (keygen.ErrStateStale); the store then
+// re-reads etcd at the next attempt. Called with the token held.
+func (s *Store) adopt(bkv, mkv, fkv *mvccKV, now time.Time) error {
+	s.known = false
+	err := s.checkBound(bkv)
+	if err == nil && mkv == nil {
+		err = fmt.Errorf("%w: etcd %s no longer holds %s: the key space was deleted; recreate it (switchboard -init-keys) with a skip past every key issued", keygen.ErrStateMissing, s.cfg.Prefix, MarkKey)
+	}
+	var mark, fence uint64
+	if err == nil {
+		mark, fence, err = s.fenced(s.hi, mkv, fkv)
+	}
+	if err == nil && mark < s.seen {
+		// This store saw (or leased up to) a higher mark: etcd went back
+		// in time (restored from an older backup) with its fence.
+		err = fmt.Errorf("%w: the etcd mark under %s is %d, below %d which this daemon already leased or saw: etcd was restored from an older backup. Skip the mark forward past every key issued since the backup (switchboard -skip-keys)",
+			keygen.ErrStateStale, s.cfg.Prefix, mark, s.seen)
+	}
+	if err != nil {
+		s.st.LastError, s.st.LastErrorAt = err.Error(), now
+		return err
+	}
+	s.known, s.mark, s.rev, s.seen = true, mark, mkv.modRev, max(s.seen, mark)
+	s.fence, s.fenceRev = fence, modRev(fkv)
+	return nil
 }
 
 // Close implements keygen.LeaseStore: it waits for a call in progress and

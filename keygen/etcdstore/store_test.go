@@ -401,3 +401,142 @@ func TestStepNotResizedByFailedAttempts(t *testing.T) {
 		t.Fatalf("segment after the failures [%d, %d), step %d; want one doubling to 200", st.LastStart, st.LastEnd, st.Step)
 	}
 }
+
+// TestLeaseRefusesRewrittenBinding: etcd's binding rewritten under a
+// bound daemon (here by hand, as a restore or an operator could) stops its
+// leases with ErrBindingChanged: the lease transaction compares the
+// binding's revision, not only the mark's, so the daemon never leases
+// counters that the fleet may now turn into keys of another permutation.
+func TestLeaseRefusesRewrittenBinding(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := dial(t, srv)
+	b := binding(9, testSecret)
+	s := newStore(t, cli, etcdstore.Config{Prefix: "/sb/", MinBlock: 10, MaxBlock: 10}, nil)
+	if _, err := s.Create(ctx(t), b); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Lease(ctx(t), 10); err != nil {
+		t.Fatal(err)
+	}
+	other := binding(9, []byte("another-secret-of-another-operator"))
+	rebound := fmt.Sprintf(`{"scheme":%d,"digits":9,"fingerprint":"%s"}`, etcdstore.SchemeVersion, other.Fingerprint)
+	if _, err := cli.Put(ctx(t), "/sb/binding", rebound); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the transaction's Else branch, then the re-read
+		if start, end, err := s.Lease(ctx(t), 10); !errors.Is(err, keygen.ErrBindingChanged) {
+			t.Fatalf("lease after the binding was rewritten: [%d, %d) %v, want ErrBindingChanged", start, end, err)
+		}
+	}
+}
+
+// fleetOfTwo creates a key space under /sb/ and returns two bound stores
+// (blocks of 64) after a leased [0, 64) and b leased [64, 128), and the
+// etcd values of mark and fence between the two leases (a backup).
+func fleetOfTwo(t *testing.T, cli *clientv3.Client) (a, b *etcdstore.Store, backup map[string]string) {
+	t.Helper()
+	bd := binding(9, testSecret)
+	if _, err := newStore(t, cli, etcdstore.Config{Prefix: "/sb/"}, nil).Create(ctx(t), bd); err != nil {
+		t.Fatal(err)
+	}
+	a = newStore(t, cli, etcdstore.Config{Prefix: "/sb/", MinBlock: 64, MaxBlock: 64}, nil)
+	b = newStore(t, cli, etcdstore.Config{Prefix: "/sb/", MinBlock: 64, MaxBlock: 64}, nil)
+	for _, s := range []*etcdstore.Store{a, b} {
+		if _, err := s.Bind(ctx(t), bd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if start, _, err := a.Lease(ctx(t), 64); err != nil || start != 0 {
+		t.Fatalf("a's lease: %d, %v", start, err)
+	}
+	backup = map[string]string{}
+	for _, k := range []string{etcdstore.MarkKey, etcdstore.FenceKey} {
+		resp, err := cli.Get(ctx(t), "/sb/"+k)
+		if err != nil || len(resp.Kvs) != 1 {
+			t.Fatalf("backup of %s: %v %v", k, resp, err)
+		}
+		backup[k] = string(resp.Kvs[0].Value)
+	}
+	if start, _, err := b.Lease(ctx(t), 64); err != nil || start != 64 {
+		t.Fatalf("b's lease: %d, %v", start, err)
+	}
+	return a, b, backup
+}
+
+// TestKeyByKeyRestoreRefused: mark and fence both put back from a copy,
+// one put each (a restore key by key), hold the same value at different
+// revisions, which no lease writes: a running daemon that never saw the
+// newer mark refuses to lease (it would repeat the other daemon's
+// counters), and so does a daemon starting.
+func TestKeyByKeyRestoreRefused(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := dial(t, srv)
+	a, _, backup := fleetOfTwo(t, cli)
+	for _, k := range []string{etcdstore.FenceKey, etcdstore.MarkKey} {
+		if _, err := cli.Put(ctx(t), "/sb/"+k, backup[k]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if start, end, err := a.Lease(ctx(t), 64); !errors.Is(err, keygen.ErrStateStale) {
+		t.Fatalf("running daemon after the restore: [%d, %d) %v, want ErrStateStale", start, end, err)
+	}
+	if _, err := newStore(t, cli, etcdstore.Config{Prefix: "/sb/"}, nil).Bind(ctx(t), binding(9, testSecret)); !errors.Is(err, keygen.ErrStateStale) {
+		t.Fatalf("daemon starting after the restore: %v, want ErrStateStale", err)
+	}
+}
+
+// TestSkipPastFenceResumes: after the mark was put back below the fence,
+// the operator's skip (a Retire store) moves it forward; one that stops
+// short of the fence leaves the daemons refusing, one that passes it lets
+// a running daemon lease again, above every counter leased before, with no
+// restart.
+func TestSkipPastFenceResumes(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := dial(t, srv)
+	a, _, backup := fleetOfTwo(t, cli)
+	if _, err := cli.Put(ctx(t), "/sb/mark", backup[etcdstore.MarkKey]); err != nil { // the restore: mark 64, fence 128
+		t.Fatal(err)
+	}
+	if _, _, err := a.Lease(ctx(t), 64); !errors.Is(err, keygen.ErrStateStale) {
+		t.Fatalf("running daemon after the restore: %v, want ErrStateStale", err)
+	}
+	cfg := keygen.Config{Digits: 9, BlockSize: 64, Secret: testSecret}
+	skip := func(n uint64) {
+		t.Helper()
+		if _, err := keygen.Skip(cfg, newStore(t, cli, etcdstore.Config{Prefix: "/sb/", MinBlock: 1, MaxBlock: 1, Retire: true}, nil), n); err != nil {
+			t.Fatalf("skip %d: %v", n, err)
+		}
+	}
+	skip(32) // mark 96, fence still 128
+	if _, _, err := a.Lease(ctx(t), 64); !errors.Is(err, keygen.ErrStateStale) {
+		t.Fatalf("running daemon after a skip short of the fence: %v, want ErrStateStale", err)
+	}
+	skip(32) // mark 128
+	if start, end, err := a.Lease(ctx(t), 64); err != nil || start < 128 {
+		t.Fatalf("running daemon after the skip past the fence: [%d, %d) %v, want a lease from 128 up", start, end, err)
+	}
+}
+
+// TestMissingFenceRefused: a key space whose fence is missing (deleted,
+// or written by hand without it) is refused by a daemon, which cannot tell
+// whether its mark was put back; the operator's skip writes it again.
+func TestMissingFenceRefused(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := dial(t, srv)
+	b := binding(9, testSecret)
+	if _, err := newStore(t, cli, etcdstore.Config{Prefix: "/sb/"}, nil).Create(ctx(t), b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Delete(ctx(t), "/sb/fence"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newStore(t, cli, etcdstore.Config{Prefix: "/sb/"}, nil).Bind(ctx(t), b); !errors.Is(err, keygen.ErrStateStale) {
+		t.Fatalf("Bind without a fence: %v, want ErrStateStale", err)
+	}
+	if _, err := keygen.Skip(keygen.Config{Digits: 9, BlockSize: 64, Secret: testSecret}, newStore(t, cli, etcdstore.Config{Prefix: "/sb/", Retire: true}, nil), 10); err != nil {
+		t.Fatal(err)
+	}
+	if part, err := newStore(t, cli, etcdstore.Config{Prefix: "/sb/"}, nil).Bind(ctx(t), b); err != nil || part.Next < 10 {
+		t.Fatalf("Bind after the skip: %+v %v", part, err)
+	}
+}
