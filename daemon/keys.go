@@ -230,9 +230,20 @@ func openKeys(cfg *Config, log *zap.Logger) (*keygen.Generator, *keyStore, error
 	}
 	if ks.etcd != nil {
 		host, _ := os.Hostname()
-		ks.reg = etcdstore.Register(ks.cli, cfg.Keys.Etcd.Prefix, etcdstore.Member{
-			Instance: cfg.Instance, Version: buildVersion(), Host: host, Socket: cfg.Socket, Started: time.Now(),
-		}, 0, cfg.Keys.Etcd.RequestTimeout, ks.etcd, log.Named("fleet"))
+		m := etcdstore.Member{Instance: cfg.Instance, Version: buildVersion(), Host: host, Socket: cfg.Socket, Started: time.Now()}
+		// Another running daemon with this instance name: refuse to
+		// start (a configuration error). etcd not answering (within
+		// at most 2 s, not to delay a start while it is down) is no
+		// refusal: the registration still never takes a live entry.
+		ctx, cancel := context.WithTimeout(context.Background(), min(cfg.Keys.Etcd.RequestTimeout, 2*time.Second))
+		err := etcdstore.CheckInstance(ctx, ks.cli, cfg.Keys.Etcd.Prefix, m)
+		cancel()
+		if errors.Is(err, etcdstore.ErrInstanceTaken) {
+			g.Close()
+			ks.Close()
+			return nil, nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		ks.reg = etcdstore.Register(ks.cli, cfg.Keys.Etcd.Prefix, m, 0, cfg.Keys.Etcd.RequestTimeout, ks.etcd, log.Named("fleet"))
 	}
 	return g, ks, nil
 }
