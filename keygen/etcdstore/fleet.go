@@ -115,6 +115,7 @@ func Register(cli *clientv3.Client, prefix string, m Member, ttl, requestTimeout
 	if store != nil {
 		r.status = store.Status
 	}
+	r.setErr(errors.New("not registered yet"))
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	go r.run()
 	return r
@@ -143,7 +144,6 @@ func (r *Registration) setErr(err error) { r.err.Store(&err) }
 
 func (r *Registration) run() {
 	defer close(r.done)
-	r.setErr(errors.New("not registered yet"))
 	retry := 100 * time.Millisecond
 	for {
 		lease, err := r.keep()
