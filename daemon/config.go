@@ -18,6 +18,7 @@ import (
 	"switchboard/breaker"
 	"switchboard/configs"
 	"switchboard/internal/strictyaml"
+	"switchboard/keygen/etcdstore"
 	"switchboard/wire"
 )
 
@@ -833,11 +834,11 @@ func (c *Config) validateKeyStore(bad func(field, format string, args ...any)) {
 	}
 	tls := e.CAFile != "" || e.CertFile != "" || e.KeyFile != ""
 	for _, ep := range e.Endpoints {
-		u, err := url.Parse(ep)
-		switch {
-		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/"):
-			bad("keys.etcd.endpoints", "%q: want http://host:port or https://host:port", ep)
-		case u.Scheme == "http" && tls:
+		if err := etcdstore.CheckEndpoint(ep); err != nil { // never repeats a password the URL holds
+			bad("keys.etcd.endpoints", "%q: %v", etcdstore.RedactEndpoint(ep), err)
+			continue
+		}
+		if u, _ := url.Parse(ep); u.Scheme == "http" && tls {
 			bad("keys.etcd.endpoints", "%q is plain http but TLS files are set: use https://", ep)
 		}
 	}

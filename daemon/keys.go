@@ -102,7 +102,10 @@ type keyStore struct {
 	cli  *clientv3.Client
 	lock io.Closer
 	reg  *etcdstore.Registration // the daemon's fleet entry (etcd, daemon only)
-	cfg  EtcdConfig              // as opened (etcd)
+	// listed is reg, set once and never cleared (Close clears reg): the
+	// status reads its Err.
+	listed *etcdstore.Registration
+	cfg    EtcdConfig // as opened (etcd)
 }
 
 // EtcdMarkFile is the file in the data directory where a daemon on the
@@ -231,9 +234,21 @@ func openKeys(cfg *Config, log *zap.Logger) (*keygen.Generator, *keyStore, error
 	}
 	if ks.etcd != nil {
 		host, _ := os.Hostname()
-		ks.reg = etcdstore.Register(ks.cli, cfg.Keys.Etcd.Prefix, etcdstore.Member{
-			Instance: cfg.Instance, Version: buildVersion(), Host: host, Socket: cfg.Socket, Started: time.Now(),
-		}, 0, cfg.Keys.Etcd.RequestTimeout, ks.etcd, log.Named("fleet"))
+		m := etcdstore.Member{Instance: cfg.Instance, Version: buildVersion(), Host: host, Socket: cfg.Socket, Started: time.Now()}
+		// Another running daemon with this instance name: refuse to
+		// start (a configuration error). etcd not answering (within
+		// at most 2 s, not to delay a start while it is down) is no
+		// refusal: the registration still never takes a live entry.
+		ctx, cancel := context.WithTimeout(context.Background(), min(cfg.Keys.Etcd.RequestTimeout, 2*time.Second))
+		err := etcdstore.CheckInstance(ctx, ks.cli, cfg.Keys.Etcd.Prefix, m)
+		cancel()
+		if errors.Is(err, etcdstore.ErrInstanceTaken) {
+			g.Close()
+			ks.Close()
+			return nil, nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		ks.reg = etcdstore.Register(ks.cli, cfg.Keys.Etcd.Prefix, m, 0, cfg.Keys.Etcd.RequestTimeout, ks.etcd, log.Named("fleet"))
+		ks.listed = ks.reg
 	}
 	return g, ks, nil
 }
@@ -292,6 +307,10 @@ type KeysStatus struct {
 	// Unknown those whose outcome was lost (their counters never used).
 	LostRaces uint64 `json:"lost_races,omitempty"`
 	Unknown   uint64 `json:"unknown_outcomes,omitempty"`
+	// Fleet is this daemon's fleet entry (etcd store): "registered", or
+	// why it is not listed (etcd down, or another running daemon holds
+	// this instance name).
+	Fleet string `json:"fleet,omitempty"`
 }
 
 // keysStatus fills KeysStatus from the generator's stats and the store.
@@ -310,6 +329,12 @@ func (d *Daemon) keysStatus(gs keygen.Stats) KeysStatus {
 	ks.Block, ks.LastLease, ks.LastLeaseStart, ks.LastLeaseEnd = es.Step, es.LastLeaseAt, es.LastStart, es.LastEnd
 	ks.LostRaces, ks.Unknown = es.LostRaces, es.Unknown
 	ks.Buffered += es.SegmentLeft
+	if r := d.store.listed; r != nil {
+		ks.Fleet = "registered"
+		if err := r.Err(); err != nil {
+			ks.Fleet = "not listed: " + err.Error()
+		}
+	}
 	return ks
 }
 

@@ -104,6 +104,9 @@ func TestEtcdDaemonStartsWhileEtcdDown(t *testing.T) {
 	if k := st.Keys; k.Store != "etcd" || k.Ready || k.Bound || !k.Failing || !strings.Contains(k.Reason, "etcd") || len(k.Endpoints) != 1 {
 		t.Fatalf("keys status with etcd down: %+v", k)
 	}
+	if k := st.Keys; !strings.HasPrefix(k.Fleet, "not listed: ") {
+		t.Fatalf("fleet entry status with etcd down: %q, want not listed and why", k.Fleet)
+	}
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -132,6 +135,15 @@ func TestEtcdDaemonStartsWhileEtcdDown(t *testing.T) {
 			t.Fatalf("fleet after etcd came back: %+v, %v", ms, err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		st, _ := d.Status()
+		if st.Keys.Fleet == "registered" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fleet entry status once listed: %q", st.Keys.Fleet)
+		}
 	}
 }
 

@@ -28,6 +28,7 @@ type adminKeys struct {
 	LastLeaseEnd   uint64    `json:"last_lease_end"`
 	LostRaces      uint64    `json:"lost_races"`
 	Unknown        uint64    `json:"unknown_outcomes"`
+	Fleet          string    `json:"fleet"`
 }
 
 // writeText adds the key store's rows to the status header.
@@ -52,6 +53,9 @@ func (k *adminKeys) writeText(tw io.Writer) {
 	fmt.Fprintf(tw, "keys ready\t%s (%d buffered)\n", ready, k.Buffered)
 	if k.Reason != "" {
 		fmt.Fprintf(tw, "key store error\t%s\n", k.Reason)
+	}
+	if k.Fleet != "" {
+		fmt.Fprintf(tw, "fleet entry\t%s\n", k.Fleet)
 	}
 	if !k.LastLease.IsZero() {
 		fmt.Fprintf(tw, "last lease\t%s: counters [%d, %d), next block %d\n", k.LastLease.Format(time.RFC3339), k.LastLeaseStart, k.LastLeaseEnd, k.Block)

@@ -236,6 +236,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "switchboard:", keysHint(err, fix))
 		return 2
 	}
+	if errors.Is(err, keygen.ErrInvalidConfig) || errors.Is(err, daemon.ErrConfig) {
+		// A file the configuration names (keys.etcd.password_file,
+		// ca_file, ...) is missing or unsafe: found only when the store
+		// opens, but a configuration error all the same.
+		log.Error("invalid configuration", zap.Error(err))
+		return 2
+	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("switchboard failed", zap.Error(err))
 		return 1

@@ -136,7 +136,12 @@ func TestAdvSameInstanceName(t *testing.T) {
 	defer first.Close()
 	waitFor(t, "the first daemon listed", func() bool { ms := list(); return len(ms) == 1 && ms[0].Host == "h1" })
 	second := etcdstore.Register(dial(t, srv), "/sb/", etcdstore.Member{Instance: "x", Host: "h2"}, 2e9, 1e9, nil, nil)
-	waitFor(t, "the second daemon's entry", func() bool { ms := list(); return len(ms) == 1 && ms[0].Host == "h2" })
+	// The second daemon is refused (it must not take the live daemon's
+	// entry): its registration says why, and the fleet still lists h1.
+	waitFor(t, "the second daemon refused", func() bool { return errors.Is(second.Err(), etcdstore.ErrInstanceTaken) })
+	if ms := list(); len(ms) != 1 || ms[0].Host != "h1" {
+		t.Errorf("fleet while h2 is refused: %+v, want h1's entry", ms)
+	}
 	second.Close() // the second daemon stops; the first still runs
 	// The live daemon's entry must be back within a few TTLs (2 s): poll
 	// for 20 s, far more than any keep-alive period, and judge the state.

@@ -3,9 +3,11 @@ package etcdstore
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,6 +40,56 @@ type ClientConfig struct {
 	Username, PasswordFile string
 }
 
+// CheckEndpoint reports why ep is not an etcd client URL of the form
+// http://host:port or https://host:port (a port from 1 to 65535, no path
+// beyond "/", no query, no fragment, no user name or password: credentials
+// belong in ClientConfig.Username and PasswordFile, never in a URL that is
+// shown in status and command output). Its message never repeats ep.
+func CheckEndpoint(ep string) error {
+	u, err := url.Parse(ep)
+	if err != nil {
+		return errors.New("not a URL: want http://host:port or https://host:port")
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return errors.New("want http://host:port or https://host:port")
+	case u.User != nil:
+		return errors.New("holds a user name or password: put the user in username and the password in password_file, never in the URL")
+	case u.Opaque != "" || (u.Path != "" && u.Path != "/"):
+		return errors.New("has a path: want http://host:port or https://host:port")
+	case u.RawQuery != "" || u.ForceQuery:
+		return errors.New("has a query (?...): want http://host:port or https://host:port")
+	case u.Fragment != "" || strings.Contains(ep, "#"):
+		return errors.New("has a fragment (#...): want http://host:port or https://host:port")
+	case u.Hostname() == "":
+		return errors.New("has no host: want http://host:port or https://host:port")
+	case u.Port() == "":
+		return errors.New("has no port: want http://host:port or https://host:port (etcd's client port is usually 2379)")
+	}
+	if p, err := strconv.Atoi(u.Port()); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("port %s: want 1 to 65535", u.Port())
+	}
+	return nil
+}
+
+// RedactEndpoint returns ep with any user name and password replaced by
+// "REDACTED", for error messages about an endpoint that holds them; it
+// works on strings that do not parse as URLs too.
+func RedactEndpoint(ep string) string {
+	scheme, rest := "", ep
+	if i := strings.Index(ep, "://"); i >= 0 {
+		scheme, rest = ep[:i+3], ep[i+3:]
+	}
+	auth := rest
+	if j := strings.IndexAny(rest, "/?#"); j >= 0 {
+		auth = rest[:j]
+	}
+	if k := strings.LastIndex(auth, "@"); k >= 0 {
+		return scheme + "REDACTED@" + rest[k+1:]
+	}
+	return ep
+}
+
 // Validate reports the first problem of c without reading any file,
 // wrapping keygen.ErrInvalidConfig.
 func (c ClientConfig) Validate() error {
@@ -46,11 +98,10 @@ func (c ClientConfig) Validate() error {
 	}
 	tlsWanted := c.CAFile != "" || c.CertFile != ""
 	for _, e := range c.Endpoints {
-		u, err := url.Parse(e)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
-			return fmt.Errorf("%w: etcd endpoint %q: want http://host:port or https://host:port", keygen.ErrInvalidConfig, e)
+		if err := CheckEndpoint(e); err != nil {
+			return fmt.Errorf("%w: etcd endpoint %q: %w", keygen.ErrInvalidConfig, RedactEndpoint(e), err)
 		}
-		if u.Scheme == "http" && tlsWanted {
+		if u, _ := url.Parse(e); u.Scheme == "http" && tlsWanted {
 			return fmt.Errorf("%w: etcd endpoint %q is plain http but TLS files are set: use https://", keygen.ErrInvalidConfig, e)
 		}
 	}

@@ -47,5 +47,9 @@
 //
 // Errors that mean "etcd did not answer" wrap keygen.ErrUnavailable, so the
 // generator keeps serving buffered keys and retries; Register keeps a
-// daemon's fleet entry alive under an etcd lease.
+// daemon's fleet entry alive under an etcd lease. One instance name belongs
+// to one running daemon: the entry is written by a transaction that never
+// replaces another live daemon's (ErrInstanceTaken; CheckInstance lets a
+// daemon refuse to start), or two daemons would share one entry and the
+// first to stop would take the other out of the fleet.
 package etcdstore

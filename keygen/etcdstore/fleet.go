@@ -3,10 +3,12 @@ package etcdstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -32,6 +34,47 @@ type Member struct {
 // DefaultMemberTTL is the etcd lease TTL of a fleet entry.
 const DefaultMemberTTL = 10 * time.Second
 
+// ErrInstanceTaken means another live daemon holds the fleet entry of this
+// daemon's instance name: two daemons with one name would share one entry,
+// and the first to stop would remove the other from the fleet. A daemon's
+// earlier run on the same host and socket (killed, its entry not yet
+// expired) is not another daemon: its entry is taken over.
+var ErrInstanceTaken = errors.New("instance name taken by another running daemon")
+
+// sameDaemon reports whether entry other is m's own (an earlier run of the
+// same daemon): the same host and socket path, which one running daemon
+// at a time can hold (a second one fails to listen on the socket).
+func sameDaemon(m, other Member) bool {
+	return other.Host == m.Host && other.Socket == m.Socket
+}
+
+// takenError describes the holder of m's instance.
+func takenError(m, holder Member) error {
+	return fmt.Errorf("%w: instance %q is registered by the daemon on host %q (socket %s, started %s): give every daemon of the fleet its own instance (the config's `instance`)",
+		ErrInstanceTaken, m.Instance, holder.Host, holder.Socket, holder.Started.Format(time.RFC3339))
+}
+
+// CheckInstance returns an error wrapping ErrInstanceTaken when another
+// live daemon (another host or socket) is registered under m.Instance in
+// prefix, nil when nobody or m's own earlier run is, and etcd's error when
+// it does not answer (the caller decides: a daemon starts anyway, and its
+// Registration still never overwrites another daemon's entry).
+func CheckInstance(ctx context.Context, cli *clientv3.Client, prefix string, m Member) error {
+	resp, err := cli.Get(ctx, prefix+FleetDir+m.Instance)
+	if err != nil {
+		return fmt.Errorf("etcd fleet: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil
+	}
+	var holder Member
+	_ = json.Unmarshal(resp.Kvs[0].Value, &holder) // unreadable: not ours
+	if sameDaemon(m, holder) {
+		return nil
+	}
+	return takenError(m, holder)
+}
+
 // Registration keeps a daemon's fleet entry in etcd. Its goroutine (owned,
 // stopped by Close) grants a lease, writes the entry, keeps the lease alive,
 // rewrites the entry when the store's last lease changed, and starts over
@@ -45,6 +88,8 @@ type Registration struct {
 	status  func() Status
 	log     *zap.Logger
 
+	err atomic.Pointer[error] // why the entry is not held now (nil: held)
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -53,7 +98,9 @@ type Registration struct {
 
 // Register starts keeping m under prefix+"fleet/"+m.Instance with a lease
 // of ttl (0: DefaultMemberTTL); store (may be nil) supplies the last lease.
-// It returns at once: etcd being down only delays the entry.
+// It returns at once: etcd being down only delays the entry. It never
+// overwrites the live entry of another daemon (ErrInstanceTaken, see Err):
+// it retries every ttl, and takes the entry once that daemon is gone.
 func Register(cli *clientv3.Client, prefix string, m Member, ttl, requestTimeout time.Duration, store *Store, log *zap.Logger) *Registration {
 	if ttl <= 0 {
 		ttl = DefaultMemberTTL
@@ -68,6 +115,7 @@ func Register(cli *clientv3.Client, prefix string, m Member, ttl, requestTimeout
 	if store != nil {
 		r.status = store.Status
 	}
+	r.setErr(errors.New("not registered yet"))
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	go r.run()
 	return r
@@ -82,27 +130,90 @@ func (r *Registration) Close() {
 	})
 }
 
+// Err returns nil while the entry is held, else why not (before the first
+// write: "not registered yet"; another daemon's name: wraps
+// ErrInstanceTaken; etcd down: its error).
+func (r *Registration) Err() error {
+	if p := r.err.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (r *Registration) setErr(err error) { r.err.Store(&err) }
+
 func (r *Registration) run() {
 	defer close(r.done)
 	retry := 100 * time.Millisecond
 	for {
 		lease, err := r.keep()
+		r.setErr(err)
+		taken := errors.Is(err, ErrInstanceTaken)
+		if lease != 0 && (r.ctx.Err() != nil || taken) {
+			ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
+			_, _ = r.cli.Revoke(ctx, lease) // removes our entry, if we held it
+			cancel()
+		}
 		if r.ctx.Err() != nil {
-			if lease != 0 {
-				ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
-				_, _ = r.cli.Revoke(ctx, lease) // removes the entry
-				cancel()
-			}
 			return
 		}
-		r.log.Warn("fleet registration lost; retrying", zap.Error(err), zap.Duration("in", retry))
+		wait := retry
+		if taken {
+			r.log.Error("fleet registration refused: this daemon is not listed in the fleet until the other daemon stops; set a distinct instance", zap.Error(err), zap.Duration("retry_in", r.ttl))
+			wait = r.ttl
+		} else {
+			r.log.Warn("fleet registration lost; retrying", zap.Error(err), zap.Duration("in", retry))
+			retry = min(2*retry, r.ttl/2)
+		}
 		select {
 		case <-r.ctx.Done():
 			return
-		case <-time.After(retry):
+		case <-time.After(wait):
 		}
-		retry = min(2*retry, r.ttl/2)
 	}
+}
+
+// claim writes the entry under lease id: over its own entry (same lease),
+// where there is none, or over an earlier run of the same daemon; never
+// over another live daemon's (ErrInstanceTaken). Each write is a
+// transaction, so two daemons racing for one name cannot both win.
+func (r *Registration) claim(id clientv3.LeaseID) error {
+	m := r.m
+	if r.status != nil {
+		st := r.status()
+		m.LastLease, m.LastLeaseEnd = st.LastLeaseAt, st.LastEnd
+	}
+	v, _ := json.Marshal(m)
+	put := clientv3.OpPut(r.key, string(v), clientv3.WithLease(id))
+	ctx, cancel := context.WithTimeout(r.ctx, r.timeout)
+	defer cancel()
+	for range 3 {
+		resp, err := r.cli.Txn(ctx).If(clientv3.Compare(clientv3.LeaseValue(r.key), "=", id)).Then(put).Else(clientv3.OpGet(r.key)).Commit()
+		if err != nil {
+			return err
+		}
+		if resp.Succeeded {
+			return nil
+		}
+		cmp := clientv3.Compare(clientv3.CreateRevision(r.key), "=", 0)
+		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+			var holder Member
+			_ = json.Unmarshal(kvs[0].Value, &holder)
+			if !sameDaemon(r.m, holder) {
+				return takenError(r.m, holder)
+			}
+			cmp = clientv3.Compare(clientv3.ModRevision(r.key), "=", kvs[0].ModRevision)
+		}
+		resp, err = r.cli.Txn(ctx).If(cmp).Then(put).Commit()
+		if err != nil {
+			return err
+		}
+		if resp.Succeeded {
+			return nil
+		}
+		// The entry changed in between: look again.
+	}
+	return errors.New("the fleet entry kept changing under three claims")
 }
 
 // keep grants a lease, writes the entry and keeps both until the lease is
@@ -115,21 +226,10 @@ func (r *Registration) keep() (clientv3.LeaseID, error) {
 	if err != nil {
 		return 0, fmt.Errorf("grant: %w", err)
 	}
-	put := func() error {
-		m := r.m
-		if r.status != nil {
-			st := r.status()
-			m.LastLease, m.LastLeaseEnd = st.LastLeaseAt, st.LastEnd
-		}
-		v, _ := json.Marshal(m)
-		ctx, cancel := context.WithTimeout(r.ctx, r.timeout)
-		defer cancel()
-		_, err := r.cli.Put(ctx, r.key, string(v), clientv3.WithLease(g.ID))
-		return err
-	}
-	if err := put(); err != nil {
+	if err := r.claim(g.ID); err != nil {
 		return g.ID, fmt.Errorf("put: %w", err)
 	}
+	r.setErr(nil)
 	ka, err := r.cli.KeepAlive(r.ctx, g.ID)
 	if err != nil {
 		return g.ID, fmt.Errorf("keepalive: %w", err)
@@ -144,15 +244,29 @@ func (r *Registration) keep() (clientv3.LeaseID, error) {
 				return g.ID, fmt.Errorf("keepalive ended (etcd unreachable or the lease expired)")
 			}
 		case <-tick.C:
-			if r.status == nil {
-				continue
+			// Rewrite the entry when the last lease changed, or when it
+			// is no longer ours (deleted by hand, or overwritten by a
+			// daemon that took this daemon's host and socket for its own
+			// earlier run).
+			var at time.Time
+			if r.status != nil {
+				at = r.status().LastLeaseAt
 			}
-			if at := r.status().LastLeaseAt; !at.Equal(last) {
-				if err := put(); err != nil {
-					return g.ID, fmt.Errorf("put: %w", err)
+			if at.Equal(last) {
+				ctx, cancel := context.WithTimeout(r.ctx, r.timeout)
+				resp, err := r.cli.Get(ctx, r.key, clientv3.WithKeysOnly())
+				cancel()
+				if err != nil {
+					return g.ID, fmt.Errorf("get: %w", err)
 				}
-				last = at
+				if len(resp.Kvs) == 1 && clientv3.LeaseID(resp.Kvs[0].Lease) == g.ID {
+					continue
+				}
 			}
+			if err := r.claim(g.ID); err != nil {
+				return g.ID, fmt.Errorf("put: %w", err)
+			}
+			last = at
 		}
 	}
 }

@@ -1,6 +1,8 @@
 package etcdstore_test
 
 import (
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,5 +38,46 @@ func TestFleetRegistration(t *testing.T) {
 	a.Close()
 	if ms := list(); len(ms) != 0 {
 		t.Fatalf("after a closed its registration: %+v", ms)
+	}
+}
+
+// TestFleetInstanceTakeover: a daemon restarted on the same host and socket
+// (its earlier run killed, the entry not yet expired) takes its entry over
+// at once; a daemon refused for another daemon's name (CheckInstance and
+// Err name the holder) registers once that daemon has stopped.
+func TestFleetInstanceTakeover(t *testing.T) {
+	srv := etcdtest.Start(t)
+	reader := dial(t, srv)
+	list := func() []etcdstore.Member {
+		ms, err := etcdstore.Fleet(ctx(t), reader, "/sb/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ms
+	}
+	killed := dial(t, srv)
+	first := etcdstore.Register(killed, "/sb/", etcdstore.Member{Instance: "x", Host: "h1", Socket: "/s", Version: "v1"}, 10*time.Second, time.Second, nil, nil)
+	defer first.Close()
+	waitFor(t, "the first run listed", func() bool { return first.Err() == nil && len(list()) == 1 })
+	killed.Close() // killed: its entry stays for its lease's 10 s
+
+	me := etcdstore.Member{Instance: "x", Host: "h1", Socket: "/s", Version: "v2"}
+	if err := etcdstore.CheckInstance(ctx(t), reader, "/sb/", me); err != nil {
+		t.Fatalf("CheckInstance of the same daemon's restart: %v", err)
+	}
+	other := etcdstore.Member{Instance: "x", Host: "h2", Socket: "/s"}
+	if err := etcdstore.CheckInstance(ctx(t), reader, "/sb/", other); !errors.Is(err, etcdstore.ErrInstanceTaken) || !strings.Contains(err.Error(), `"h1"`) {
+		t.Fatalf("CheckInstance of another host: %v, want ErrInstanceTaken naming h1", err)
+	}
+	restarted := etcdstore.Register(dial(t, srv), "/sb/", me, 10*time.Second, time.Second, nil, nil)
+	waitFor(t, "the restart's entry", func() bool { ms := list(); return len(ms) == 1 && ms[0].Version == "v2" })
+
+	second := etcdstore.Register(dial(t, srv), "/sb/", other, 2*time.Second, time.Second, nil, nil)
+	defer second.Close()
+	waitFor(t, "h2 refused", func() bool { return errors.Is(second.Err(), etcdstore.ErrInstanceTaken) })
+	restarted.Close()
+	waitFor(t, "h2 registered once h1 stopped", func() bool { ms := list(); return len(ms) == 1 && ms[0].Host == "h2" })
+	if err := second.Err(); err != nil {
+		t.Fatalf("h2's registration: %v", err)
 	}
 }
