@@ -15,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"switchboard/internal/strictyaml"
 	"switchboard/keygen"
 	"switchboard/keygen/etcdstore"
 )
@@ -357,4 +358,50 @@ func (d *Daemon) collectKeys(ch chan<- prometheus.Metric, gs keygen.Stats) {
 	ch <- prometheus.MustNewConstMetric(descStoreTxns, prometheus.CounterValue, float64(committed), "committed")
 	ch <- prometheus.MustNewConstMetric(descStoreTxns, prometheus.CounterValue, float64(es.LostRaces), "lost_race")
 	ch <- prometheus.MustNewConstMetric(descStoreTxns, prometheus.CounterValue, float64(es.Unknown), "unknown")
+}
+
+// CheckFiles reports, as strictyaml.Errors wrapped in ErrConfig, every file
+// the key store's configuration names that the daemon could not use at
+// start: missing, not a regular file, unreadable, or (keys.etcd.
+// password_file) readable by others. -check-config runs it after the file
+// validates, so a unit's pre-start check fails where the start would
+// (exit 2), instead of passing a configuration the daemon then refuses.
+func (c *Config) CheckFiles() error {
+	var errs strictyaml.Errors
+	if c.Keys.Store != KeyStoreEtcd {
+		return nil
+	}
+	e := c.Keys.Etcd
+	for _, f := range []struct{ field, path string }{
+		{"keys.etcd.ca_file", e.CAFile}, {"keys.etcd.cert_file", e.CertFile},
+		{"keys.etcd.key_file", e.KeyFile}, {"keys.etcd.password_file", e.PasswordFile},
+	} {
+		if f.path == "" {
+			continue
+		}
+		bad := func(format string, args ...any) {
+			errs = append(errs, &strictyaml.FieldError{Field: f.field, Msg: fmt.Sprintf(format, args...)})
+		}
+		fi, err := os.Stat(f.path)
+		switch {
+		case err != nil:
+			bad("%s: %v", f.path, errors.Unwrap(err))
+			continue
+		case !fi.Mode().IsRegular():
+			bad("%s: not a regular file", f.path)
+			continue
+		case f.field == "keys.etcd.password_file" && fi.Mode().Perm()&0o077 != 0:
+			bad("%s has mode %#o; it must be 0600 (owner only): chmod 600 %s", f.path, fi.Mode().Perm(), f.path)
+			continue
+		}
+		if fh, err := os.Open(f.path); err != nil {
+			bad("%s: %v", f.path, errors.Unwrap(err))
+		} else {
+			fh.Close()
+		}
+	}
+	if err := errs.Err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	return nil
 }

@@ -118,7 +118,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if *check != "" {
-		if _, err := daemon.LoadConfig(*check); err != nil {
+		cfg, err := daemon.LoadConfig(*check)
+		if err == nil {
+			err = cfg.CheckFiles() // the files it names, as the start would read them
+		}
+		if err != nil {
 			strictyaml.Report(stderr, *check, err)
 			return 2
 		}
