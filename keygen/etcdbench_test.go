@@ -53,36 +53,6 @@ func etcdBenchGenerator(b *testing.B) *keygen.Generator {
 	return g
 }
 
-// fileBenchGenerator is etcdBenchGenerator's twin on the file store (the
-// default store, fsync per block), so the two are compared like for like.
-func fileBenchGenerator(b *testing.B) *keygen.Generator {
-	b.Helper()
-	cfg := keygen.Config{Digits: 18, BlockSize: keygen.MaxBlockSize, Secret: []byte("switchboard-bench-secret-0123456789"), Dir: b.TempDir()}
-	if _, err := keygen.Init(cfg, nil, 0); err != nil {
-		b.Fatal(err)
-	}
-	g, err := keygen.New(cfg, nil, keygen.HotPathBenchOptions())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { g.Close() })
-	return g
-}
-
-// BenchmarkNextFile is BenchmarkNextEtcd on the file store: the issue's
-// "Next costs the same as with the file store" compares these two.
-func BenchmarkNextFile(b *testing.B) {
-	g := fileBenchGenerator(b)
-	misses := 0
-	var sum uint64
-	b.ReportAllocs()
-	for b.Loop() {
-		sum += nextEtcd(b, g, &misses)
-	}
-	etcdSink.Add(sum)
-	b.ReportMetric(float64(misses)/float64(b.N), "misses/op")
-}
-
 func nextEtcd(b *testing.B, g *keygen.Generator, misses *int) uint64 {
 	for {
 		k, err := g.Next()
