@@ -25,7 +25,7 @@ pids=()
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/burst.XXXXXX")
 # shellcheck source=lib/demo.sh
 source scripts/lib/demo.sh
-trap 'stop_pids; rm -rf "$tmp"' EXIT INT TERM
+demo_traps
 
 [ -x "$BIN/switchboard" ] || make build >/dev/null
 

@@ -32,17 +32,7 @@ DEMO=failover-demo
 # shellcheck source=lib/demo.sh
 . scripts/lib/demo.sh
 
-cleanup() {
-	local status=$?
-	trap - EXIT INT TERM
-	stop_pids
-	((status == 0)) || dump_logs "$status"
-	rm -rf "$tmp"
-	exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+demo_traps
 
 ports_free 7101 7102 7103 7201 7202 7203 || exit 1
 

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# demo.sh — shared by the demo scripts (failover-demo.sh, reload-demo.sh):
+# demo.sh — shared by the demo scripts (failover, reload, burst and fleet demos):
 # stopping what a demo started, showing its logs when it failed, bounded
 # waits and a free-port check. Source it after setting:
 #   DEMO   the script's name, for messages
@@ -61,4 +61,23 @@ ports_free() {
 			return 1
 		fi
 	done
+}
+
+# demo_cleanup: the EXIT trap of a demo — stop what it started, show the
+# logs when it failed, remove $tmp, and exit with the demo's status.
+demo_cleanup() {
+	local status=$?
+	trap - EXIT INT TERM
+	stop_pids
+	((status == 0)) || dump_logs "$status"
+	rm -rf "$tmp"
+	exit "$status"
+}
+
+# demo_traps: install demo_cleanup on exit, Ctrl-C and SIGTERM (their
+# conventional exit statuses, 130 and 143).
+demo_traps() {
+	trap demo_cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
 }
