@@ -67,8 +67,11 @@ func nextEtcd(b *testing.B, g *keygen.Generator, misses *int) uint64 {
 	}
 }
 
-func BenchmarkNextEtcd(b *testing.B) {
-	g := etcdBenchGenerator(b)
+func BenchmarkNextEtcd(b *testing.B) { benchNextOn(b, etcdBenchGenerator(b)) }
+
+// benchNextOn is the serial loop of BenchmarkNextEtcd and its file-store
+// twin: one Next per iteration, misses counted.
+func benchNextOn(b *testing.B, g *keygen.Generator) {
 	misses := 0
 	var sum uint64
 	b.ReportAllocs()
@@ -111,12 +114,5 @@ func BenchmarkNextFileTwin(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { g.Close() })
-	misses := 0
-	var sum uint64
-	b.ReportAllocs()
-	for b.Loop() {
-		sum += nextEtcd(b, g, &misses)
-	}
-	etcdSink.Add(sum)
-	b.ReportMetric(float64(misses)/float64(b.N), "misses/op")
+	benchNextOn(b, g)
 }
