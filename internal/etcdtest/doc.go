@@ -5,5 +5,7 @@
 // a cluster that stops and comes back) is etcd's behaviour.
 //
 // A Server keeps its data directory and ports across Stop and Start, so a
-// test can take etcd away for a while and bring the same cluster back.
+// test can take etcd away for a while and bring the same cluster back;
+// Backup and Restore copy a stopped member's data directory out and back,
+// a whole restore that takes etcd back in time, revisions included.
 package etcdtest

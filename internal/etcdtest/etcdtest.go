@@ -1,9 +1,12 @@
 package etcdtest
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -100,6 +103,70 @@ func (s *Server) Stop() {
 		s.e.Close()
 		s.e = nil
 	}
+}
+
+// ErrRunning is returned by Backup and Restore on a running member: they
+// copy its data directory, which must be at rest.
+var ErrRunning = errors.New("etcdtest: stop the member first")
+
+// Backup copies the stopped member's data directory into dst (created, or
+// empty): a cold copy of its whole state, revisions included.
+func (s *Server) Backup(dst string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.e != nil {
+		return ErrRunning
+	}
+	return copyTree(dst, s.dir)
+}
+
+// Restore replaces the stopped member's data directory with src, a copy
+// made by Backup: the whole state goes back, the mark and every other key
+// with its mod revision, and the cluster's revision with them, as a
+// snapshot restored without --bump-revision. Start serves it.
+func (s *Server) Restore(src string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.e != nil {
+		return ErrRunning
+	}
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if err := os.RemoveAll(filepath.Join(s.dir, e.Name())); err != nil {
+			return err
+		}
+	}
+	return copyTree(s.dir, src)
+}
+
+// copyTree copies the files and directories under src into dst, keeping
+// their permissions (etcd wants its directories private).
+func copyTree(dst, src string) error {
+	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		to := filepath.Join(dst, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return os.MkdirAll(to, info.Mode().Perm())
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(to, data, info.Mode().Perm())
+	})
 }
 
 // IgnoreLeaks is the goleak option for goroutines that etcd's server and

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,6 +52,13 @@ const (
 	DefaultPeriod         = 10 * time.Second
 )
 
+// Bounds of the delay before the watch of the mark key starts again after
+// it broke (doubling from the first to the second).
+const (
+	watchMinBackoff = 100 * time.Millisecond
+	watchMaxBackoff = 5 * time.Second
+)
+
 // Config configures a Store. Zero fields mean the documented defaults.
 type Config struct {
 	// Prefix is the etcd key prefix of the key space; it ends in "/".
@@ -69,18 +77,20 @@ type Config struct {
 	// Default 10s.
 	Period time.Duration
 	// RecordFile, if set, is a local file (in the daemon's data directory)
-	// where the store records the highest mark it made durable in etcd,
-	// after each lease (best effort, not fsynced). Bind refuses an etcd
-	// mark below the record (keygen.ErrStateStale): etcd was restored from
-	// an older backup, and leasing from it would reissue keys. Default
-	// none.
+	// where the store records the highest mark it leased or saw in etcd
+	// (Status.Seen: its own leases, its reads, and every other daemon's
+	// lease seen by its watch of the mark key), within milliseconds of
+	// seeing it (best effort, not fsynced). Bind refuses an etcd mark
+	// below the record (keygen.ErrStateStale): etcd was restored from an
+	// older backup, and leasing from it would reissue keys, this daemon's
+	// or another's. Default none.
 	RecordFile string
 	// Retire is for the operator's one-shot commands (skip, migrate),
 	// which only retire the counters they lease: none of them ever becomes
 	// a key. Such a store binds and leases even where the mark is below
 	// the fence (FenceKey) or the fence is missing, which is how the mark
-	// is moved forward past it after a restore. A daemon's store never sets
-	// it. Default false.
+	// is moved forward past it after a restore; it does not watch the mark
+	// key. A daemon's store never sets it. Default false.
 	Retire bool
 }
 
@@ -134,6 +144,12 @@ type Status struct {
 	SegmentLeft uint64
 	// Mark is the high-water mark as last seen in etcd.
 	Mark uint64
+	// Seen is the highest mark this store leased or saw in etcd (its
+	// leases, its reads and its watch of the mark key, which sees every
+	// other daemon's lease), or one above the mark it found after etcd's
+	// revision went back: it refuses to lease from a mark below it
+	// (keygen.ErrStateStale).
+	Seen uint64
 	// LastLeaseAt, LastStart and LastEnd describe the last segment leased
 	// from etcd (zero before the first).
 	LastLeaseAt        time.Time
@@ -169,14 +185,92 @@ type Store struct {
 	bindRev  int64  // mod revision of the binding key bound to
 	fence    uint64 // the fence (FenceKey) as last seen in etcd
 	fenceRev int64  // its mod revision (0: no fence key, Retire only)
-	seen     uint64 // the highest mark this store saw in etcd: the mark never goes below it
 	segNext  uint64 // the segment leased from etcd and not yet handed out: [segNext, segEnd)
 	segEnd   uint64
 	step     uint64
 	segAt    time.Time // when the current segment was leased
 	st       Status    // published copy in status
+	stop     func()    // stops the watch goroutine (nil: none running)
+
+	// seen is the highest mark this store leased or saw in etcd (or one
+	// above a mark found after etcd went back in time): the mark must
+	// never be below it. Raised by leases, reads and the watch goroutine,
+	// never lowered.
+	seen atomic.Uint64
+	revs revisions
+	// wake asks the watch goroutine to write RecordFile (seen rose);
+	// rewatch to watch again in etcd's new timeline (its revision went
+	// back). Both of capacity 1, sent to without blocking.
+	wake, rewatch chan struct{}
+	// recorded is the mark RecordFile holds; owned by the watch goroutine
+	// once it runs (set by bind before).
+	recorded uint64
 
 	status atomic.Pointer[Status]
+}
+
+// revisions is the highest etcd revision this store saw in a response
+// (the header revision: the whole cluster's, not only this key space's).
+// etcd's revision only grows, unless etcd is restored from a snapshot
+// without --bump-revision: a linearizable response (every read and
+// transaction of this store is one) carrying a revision below one seen
+// before the request was sent means etcd went back in time. The watch's
+// responses only raise it: a watch may be served by a member that lags.
+type revisions struct {
+	mu    sync.Mutex
+	max   int64
+	epoch uint64 // counts the times etcd was found to go back; max restarts then
+}
+
+// snap is what a request is checked against: taken before it is sent.
+type snap struct {
+	rev   int64
+	epoch uint64
+	seen  uint64
+}
+
+func (s *Store) snap() snap {
+	s.revs.mu.Lock()
+	sn := snap{rev: s.revs.max, epoch: s.revs.epoch}
+	s.revs.mu.Unlock()
+	sn.seen = s.seen.Load()
+	return sn
+}
+
+// wentBack records the header revision got of a linearizable response to
+// a request sent after sn was taken, and reports whether etcd went back in
+// time since: then got starts the new timeline.
+func (s *Store) wentBack(sn snap, got int64) bool {
+	s.revs.mu.Lock()
+	defer s.revs.mu.Unlock()
+	if got < sn.rev && s.revs.epoch == sn.epoch {
+		s.revs.epoch++
+		s.revs.max = got
+		return true
+	}
+	s.revs.max = max(s.revs.max, got)
+	return false
+}
+
+// raiseSeen raises seen to m and asks the watch goroutine to record it.
+func (s *Store) raiseSeen(m uint64) {
+	for {
+		old := s.seen.Load()
+		if m <= old {
+			return
+		}
+		if s.seen.CompareAndSwap(old, m) {
+			poke(s.wake)
+			return
+		}
+	}
+}
+
+func poke(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
 }
 
 var _ keygen.LeaseStore = (*Store)(nil)
@@ -195,14 +289,19 @@ func New(cli *clientv3.Client, cfg Config, now func() time.Time) (*Store, error)
 		now = time.Now
 	}
 	cfg = cfg.withDefaults()
-	s := &Store{cli: cli, cfg: cfg, now: now, sem: make(chan struct{}, 1), step: cfg.MinBlock}
+	s := &Store{cli: cli, cfg: cfg, now: now, sem: make(chan struct{}, 1), step: cfg.MinBlock,
+		wake: make(chan struct{}, 1), rewatch: make(chan struct{}, 1)}
 	s.st = Status{Prefix: cfg.Prefix, Step: s.step}
 	s.publish()
 	return s, nil
 }
 
 // Status returns a snapshot of the store. It never waits for etcd.
-func (s *Store) Status() Status { return *s.status.Load() }
+func (s *Store) Status() Status {
+	st := *s.status.Load()
+	st.Seen = s.seen.Load()
+	return st
+}
 
 // publish makes s.st visible to Status; called with the token held.
 func (s *Store) publish() {
@@ -294,16 +393,56 @@ func parseMark(v []byte, hi uint64) (uint64, error) {
 	return m, nil
 }
 
-// read fetches the binding, the mark and the fence in one snapshot.
-func (s *Store) read(ctx context.Context) (bk, mk, fk *mvccKV, err error) {
+// read fetches the binding, the mark and the fence in one snapshot (a
+// linearizable read: etcd's default, which this store never changes). It
+// refuses a response showing that etcd went back in time (rewound); seen
+// is the store's seen when the read was sent: a mark read below it was
+// put back.
+func (s *Store) read(ctx context.Context) (bk, mk, fk *mvccKV, seen uint64, err error) {
+	sn := s.snap()
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
 	resp, err := s.cli.Txn(ctx).Then(clientv3.OpGet(s.key(BindingKey)), clientv3.OpGet(s.key(MarkKey)), clientv3.OpGet(s.key(FenceKey))).Commit()
 	if err != nil {
-		return nil, nil, nil, s.unreachable("read key space", err)
+		return nil, nil, nil, 0, s.unreachable("read key space", err)
 	}
 	rs := resp.Responses
-	return first(rs[0].GetResponseRange().Kvs), first(rs[1].GetResponseRange().Kvs), first(rs[2].GetResponseRange().Kvs), nil
+	bk, mk, fk = first(rs[0].GetResponseRange().Kvs), first(rs[1].GetResponseRange().Kvs), first(rs[2].GetResponseRange().Kvs)
+	if err := s.rewound(sn, resp.Header.Revision, markOf(mk)); err != nil {
+		return nil, nil, nil, 0, err
+	}
+	return bk, mk, fk, sn.seen, nil
+}
+
+// markOf is the counter mkv holds (0 if none or unreadable: the mark is
+// then refused anyway).
+func markOf(mkv *mvccKV) uint64 {
+	if mkv == nil {
+		return 0
+	}
+	m, _ := strconv.ParseUint(string(mkv.value), 10, 64)
+	return m
+}
+
+// rewound refuses (keygen.ErrStateStale) a linearizable response of
+// revision got, to a request sent after sn was taken, in which etcd's
+// revision went back (etcd restored from a snapshot without
+// --bump-revision): counters leased after the snapshot, by any daemon, may
+// be leased again. mark is the mark the response shows (or wrote): the
+// store then refuses every mark below mark+1 (and below what it saw
+// before), until the operator moves it forward, and watches again in the
+// new timeline. Called with the token held.
+func (s *Store) rewound(sn snap, got int64, mark uint64) error {
+	if !s.wentBack(sn, got) {
+		return nil
+	}
+	s.known = false
+	s.raiseSeen(mark + 1)
+	poke(s.rewatch)
+	err := fmt.Errorf("%w: etcd's revision went back from %d to %d: etcd was restored from an older snapshot (without --bump-revision), and leasing from its mark (%d) could reissue keys leased after the snapshot. Move the mark under %s forward past every key issued since the snapshot (switchboard -skip-keys N, N at least %d); the daemons lease again by themselves once it is at least %d",
+		keygen.ErrStateStale, sn.rev, got, mark, s.cfg.Prefix, max(s.seen.Load()-mark, 1), s.seen.Load())
+	s.st.LastError, s.st.LastErrorAt = err.Error(), s.now()
+	return err
 }
 
 // fenced parses the mark and the fence (mkv must exist) and refuses
@@ -393,7 +532,7 @@ func (s *Store) Create(ctx context.Context, b keygen.Binding) (keygen.Partition,
 	s.ok()
 	if resp.Succeeded {
 		rev := resp.Header.Revision
-		s.bind(b, hi, 0, rev, rev, 0, rev)
+		s.bind(b, hi, 0, rev, rev, 0, rev, 0)
 		return keygen.Partition{Lo: 0, Hi: hi, Next: 0, Created: true}, nil
 	}
 	oldB, oldM := first(resp.Responses[0].GetResponseRange().Kvs), first(resp.Responses[1].GetResponseRange().Kvs)
@@ -417,10 +556,22 @@ func (s *Store) Create(ctx context.Context, b keygen.Binding) (keygen.Partition,
 		keygen.ErrKeySpaceExists, s.cfg.Prefix, mark)
 }
 
-func (s *Store) bind(b keygen.Binding, hi, mark uint64, rev, bindRev int64, fence uint64, fenceRev int64) {
+// bind makes the store bound and starts its watch of the mark key (not
+// for the operator's Retire stores); recorded is the mark RecordFile
+// holds. Called with the token held.
+func (s *Store) bind(b keygen.Binding, hi, mark uint64, rev, bindRev int64, fence uint64, fenceRev int64, recorded uint64) {
 	s.bound, s.b, s.hi, s.bindRev = true, b, hi, bindRev
-	s.known, s.mark, s.rev, s.seen = true, mark, rev, mark
+	s.known, s.mark, s.rev = true, mark, rev
 	s.fence, s.fenceRev = fence, fenceRev
+	s.raiseSeen(mark)
+	s.recorded = recorded
+	if s.cfg.Retire || s.closed {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go s.watch(ctx, done)
+	s.stop = func() { cancel(); <-done }
 }
 
 // checkBinding checks that etcd's binding (bkv, freshly read) is still the
@@ -467,7 +618,7 @@ func (s *Store) Bind(ctx context.Context, b keygen.Binding) (keygen.Partition, e
 		}
 		return keygen.Partition{Lo: 0, Hi: hi, Next: max(s.mark, s.segNext)}, nil
 	}
-	bkv, mkv, fkv, err := s.read(ctx)
+	bkv, mkv, fkv, seen, err := s.read(ctx)
 	if err != nil {
 		return keygen.Partition{}, err
 	}
@@ -491,11 +642,12 @@ func (s *Store) Bind(ctx context.Context, b keygen.Binding) (keygen.Partition, e
 	if err != nil {
 		return keygen.Partition{}, err
 	}
-	if rec, ok := s.recorded(b); ok && rec > mark {
-		return keygen.Partition{}, fmt.Errorf("%w: the etcd mark under %s is %d, but this host already leased up to %d from it (%s): etcd was restored from an older backup, and leasing from it would reissue the keys issued since. Move the mark forward past every key issued since the backup (switchboard -skip-keys N, N at least %d), then start the daemons",
-			keygen.ErrStateStale, s.cfg.Prefix, mark, rec, s.cfg.RecordFile, rec-mark)
+	rec, _ := s.readRecord(b)
+	if floor := max(rec, seen); floor > mark {
+		return keygen.Partition{}, fmt.Errorf("%w: the etcd mark under %s is %d, but this host already leased or saw a mark of %d in it (%s): etcd was restored from an older backup, and leasing from it would reissue the keys issued since, by this daemon or another. Move the mark forward past every key issued since the backup (switchboard -skip-keys N, N at least %d); the daemons lease again by themselves once it is at least %d",
+			keygen.ErrStateStale, s.cfg.Prefix, mark, floor, s.cfg.RecordFile, floor-mark, floor)
 	}
-	s.bind(b, hi, mark, mkv.modRev, bkv.modRev, fence, modRev(fkv))
+	s.bind(b, hi, mark, mkv.modRev, bkv.modRev, fence, modRev(fkv), rec)
 	return keygen.Partition{Lo: 0, Hi: hi, Next: mark}, nil
 }
 
@@ -504,8 +656,8 @@ func (s *Store) recordLine(b keygen.Binding, mark uint64) string {
 	return fmt.Sprintf("switchboard etcd mark v1 %s %s %d\n", s.cfg.Prefix, b.Fingerprint, mark)
 }
 
-// recorded returns the mark RecordFile holds for this prefix and binding.
-func (s *Store) recorded(b keygen.Binding) (uint64, bool) {
+// readRecord returns the mark RecordFile holds for this prefix and binding.
+func (s *Store) readRecord(b keygen.Binding) (uint64, bool) {
 	if s.cfg.RecordFile == "" {
 		return 0, false
 	}
@@ -521,18 +673,113 @@ func (s *Store) recorded(b keygen.Binding) (uint64, bool) {
 	return mark, true
 }
 
-// record writes RecordFile (best effort: a lost record only weakens the
-// restore check).
+// record writes seen to RecordFile if it rose since the last write (best
+// effort: a lost record only weakens the restore check). Only the watch
+// goroutine calls it, so the file has one writer.
 func (s *Store) record() {
-	if s.cfg.RecordFile == "" {
-		return
-	}
-	if rec, ok := s.recorded(s.b); ok && rec >= s.mark {
+	seen := s.seen.Load()
+	if s.cfg.RecordFile == "" || seen <= s.recorded {
 		return
 	}
 	tmp := s.cfg.RecordFile + ".tmp"
-	if err := os.WriteFile(tmp, []byte(s.recordLine(s.b, s.mark)), 0o600); err == nil {
-		_ = os.Rename(tmp, s.cfg.RecordFile)
+	if err := os.WriteFile(tmp, []byte(s.recordLine(s.b, seen)), 0o600); err != nil {
+		return
+	}
+	if err := os.Rename(tmp, s.cfg.RecordFile); err == nil {
+		s.recorded = seen
+	}
+}
+
+// watch is the store's goroutine from bind to Close: it watches the mark
+// key and raises seen to every mark written, so that this daemon learns
+// every other daemon's lease within milliseconds and refuses a mark put
+// back below it even when its own last lease ends exactly where the
+// restored mark stands. It also keeps RecordFile. A broken watch starts
+// again after a delay (watchMinBackoff, doubling to watchMaxBackoff);
+// each start reads the mark first, then watches from the revision after
+// that read, so no lease goes unseen while etcd keeps its history.
+func (s *Store) watch(ctx context.Context, done chan<- struct{}) {
+	defer close(done)
+	defer s.record()
+	delay := watchMinBackoff
+	for {
+		if s.watchOnce(ctx) {
+			delay = watchMinBackoff
+		}
+		s.record()
+		t := time.NewTimer(delay)
+		for waiting := true; waiting; {
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-s.wake:
+				s.record()
+			case <-t.C:
+				waiting = false
+			}
+		}
+		delay = min(2*delay, watchMaxBackoff)
+	}
+}
+
+// watchOnce reads the mark and watches it until the watch breaks, ctx
+// ends or etcd is found to have gone back in time; it reports whether the
+// watch was established.
+func (s *Store) watchOnce(ctx context.Context) (established bool) {
+	sn := s.snap()
+	gctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	resp, err := s.cli.Get(gctx, s.key(MarkKey))
+	cancel()
+	if err != nil {
+		return false
+	}
+	var mark uint64
+	if len(resp.Kvs) == 1 {
+		mark, _ = parseMark(resp.Kvs[0].Value, s.hi)
+	}
+	if s.wentBack(sn, resp.Header.Revision) {
+		// As in rewound; the lease path reports it at its next attempt.
+		s.raiseSeen(mark + 1)
+	} else {
+		s.raiseSeen(mark)
+	}
+	epoch := s.snap().epoch
+	// A leader is required: a member cut off from the cluster ends the
+	// watch instead of keeping it silent, and the next one may go to
+	// another member.
+	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer wcancel()
+	wch := s.cli.Watch(wctx, s.key(MarkKey), clientv3.WithRev(resp.Header.Revision+1), clientv3.WithCreatedNotify())
+	for {
+		select {
+		case <-ctx.Done():
+			return established
+		case <-s.rewatch:
+			return true // start again in etcd's new timeline
+		case <-s.wake:
+			s.record()
+		case wr, ok := <-wch:
+			if !ok || wr.Err() != nil {
+				return established // compacted past the revision, no leader, client closed
+			}
+			established = true
+			s.revs.mu.Lock()
+			same := s.revs.epoch == epoch
+			if same {
+				s.revs.max = max(s.revs.max, wr.Header.Revision)
+			}
+			s.revs.mu.Unlock()
+			if !same {
+				return true // etcd went back in time since this watch began
+			}
+			for _, ev := range wr.Events {
+				if m, err := parseMark(ev.Kv.Value, s.hi); err == nil && ev.Type == clientv3.EventTypePut {
+					s.raiseSeen(m)
+				}
+			}
+			s.record()
+		}
 	}
 }
 
@@ -584,12 +831,18 @@ func (s *Store) leaseSegment(ctx context.Context, n uint64) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if s.known && s.mark < s.seen.Load() {
+			// A higher mark was seen (another daemon's lease, through
+			// the watch): read it rather than compare against a
+			// revision that a restored snapshot may hold again.
+			s.known = false
+		}
 		if !s.known {
-			bkv, mkv, fkv, err := s.read(ctx)
+			bkv, mkv, fkv, seen, err := s.read(ctx)
 			if err != nil {
 				return err
 			}
-			if err := s.adopt(bkv, mkv, fkv, now); err != nil {
+			if err := s.adopt(bkv, mkv, fkv, seen, now); err != nil {
 				return err
 			}
 		}
@@ -598,6 +851,7 @@ func (s *Store) leaseSegment(ctx context.Context, n uint64) error {
 		}
 		start, end := s.mark, s.mark+min(want, s.hi-s.mark)
 		fence := max(s.fence, end)
+		sn := s.snap()
 		tctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 		s.st.Txns++
 		// The binding's and the fence's revisions are compared too: a
@@ -620,18 +874,29 @@ func (s *Store) leaseSegment(ctx context.Context, n uint64) error {
 		s.ok()
 		if resp.Succeeded {
 			rev := resp.Header.Revision
+			// Committed in a timeline older than one already seen
+			// (etcd went back and its mark happens to carry the mod
+			// revision this store knew): [start, end) may be another
+			// daemon's since the snapshot; never use it.
+			if err := s.rewound(sn, rev, end); err != nil {
+				return err
+			}
 			s.step = step
-			s.mark, s.rev, s.fence, s.fenceRev, s.seen = end, rev, fence, rev, max(s.seen, end)
+			s.mark, s.rev, s.fence, s.fenceRev = end, rev, fence, rev
+			s.raiseSeen(end)
 			s.segNext, s.segEnd, s.segAt = start, end, now
 			s.st.LastLeaseAt, s.st.LastStart, s.st.LastEnd = now, start, end
-			s.record()
 			return nil
 		}
 		// Another daemon moved the mark: take its value and try above it
 		// (unless the binding changed or the mark was put back).
 		s.st.LostRaces++
 		rs := resp.Responses
-		if err := s.adopt(first(rs[0].GetResponseRange().Kvs), first(rs[1].GetResponseRange().Kvs), first(rs[2].GetResponseRange().Kvs), now); err != nil {
+		mkv := first(rs[1].GetResponseRange().Kvs)
+		if err := s.rewound(sn, resp.Header.Revision, markOf(mkv)); err != nil {
+			return err
+		}
+		if err := s.adopt(first(rs[0].GetResponseRange().Kvs), mkv, first(rs[2].GetResponseRange().Kvs), sn.seen, now); err != nil {
 			return err
 		}
 	}
@@ -640,10 +905,11 @@ func (s *Store) leaseSegment(ctx context.Context, n uint64) error {
 // adopt checks the binding, the mark and the fence read from etcd while
 // bound and makes them the store's view of etcd. It refuses a replaced
 // binding (keygen.ErrBindingChanged), a deleted key space
-// (keygen.ErrStateMissing) and a mark put back below the fence or below a
-// mark this store saw before (keygen.ErrStateStale); the store then
-// re-reads etcd at the next attempt. Called with the token held.
-func (s *Store) adopt(bkv, mkv, fkv *mvccKV, now time.Time) error {
+// (keygen.ErrStateMissing) and a mark put back below the fence or below
+// seen, the store's seen when the read was sent (keygen.ErrStateStale);
+// the store then re-reads etcd at the next attempt. Called with the token
+// held.
+func (s *Store) adopt(bkv, mkv, fkv *mvccKV, seen uint64, now time.Time) error {
 	s.known = false
 	err := s.checkBound(bkv)
 	if err == nil && mkv == nil {
@@ -653,17 +919,20 @@ func (s *Store) adopt(bkv, mkv, fkv *mvccKV, now time.Time) error {
 	if err == nil {
 		mark, fence, err = s.fenced(s.hi, mkv, fkv)
 	}
-	if err == nil && mark < s.seen {
-		// This store saw (or leased up to) a higher mark: etcd went back
-		// in time (restored from an older backup) with its fence.
-		err = fmt.Errorf("%w: the etcd mark under %s is %d, below %d which this daemon already leased or saw: etcd was restored from an older backup. Skip the mark forward past every key issued since the backup (switchboard -skip-keys)",
-			keygen.ErrStateStale, s.cfg.Prefix, mark, s.seen)
+	if err == nil && mark < seen {
+		// This store saw (or leased up to) a higher mark before it sent
+		// the read: etcd went back in time (restored from an older
+		// backup) with its fence. Marks seen while the read was in
+		// flight are not compared: they may be newer than the read.
+		err = fmt.Errorf("%w: the etcd mark under %s is %d, below %d which this daemon already leased or saw (its own lease or another daemon's): etcd was restored from an older backup. Skip the mark forward past every key issued since the backup (switchboard -skip-keys N, N at least %d); the daemons lease again by themselves once it is at least %d",
+			keygen.ErrStateStale, s.cfg.Prefix, mark, seen, seen-mark, seen)
 	}
 	if err != nil {
 		s.st.LastError, s.st.LastErrorAt = err.Error(), now
 		return err
 	}
-	s.known, s.mark, s.rev, s.seen = true, mark, mkv.modRev, max(s.seen, mark)
+	s.known, s.mark, s.rev = true, mark, mkv.modRev
+	s.raiseSeen(mark)
 	s.fence, s.fenceRev = fence, modRev(fkv)
 	return nil
 }
@@ -674,7 +943,12 @@ func (s *Store) adopt(bkv, mkv, fkv *mvccKV, now time.Time) error {
 func (s *Store) Close() error {
 	s.sem <- struct{}{}
 	s.closed = true
+	stop := s.stop
+	s.stop = nil
 	s.publish()
 	<-s.sem
+	if stop != nil {
+		stop() // the watch goroutine writes RecordFile a last time
+	}
 	return nil
 }
