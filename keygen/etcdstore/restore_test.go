@@ -45,6 +45,17 @@ func bindRetry(t *testing.T, s *etcdstore.Store, b keygen.Binding) error {
 	}
 }
 
+// freshRefuses checks that a daemon started on an empty data directory
+// (no record, nothing seen) refuses the restored mark: the fence that the
+// daemons which saw past it raised tells it.
+func freshRefuses(t *testing.T, cli *clientv3.Client) {
+	t.Helper()
+	fresh := newStore(t, cli, etcdstore.Config{Prefix: "/sb/", MinBlock: 64, MaxBlock: 64, RecordFile: filepath.Join(t.TempDir(), "fresh.etcdmark")}, nil)
+	if err := bindRetry(t, fresh, binding(9, testSecret)); !errors.Is(err, keygen.ErrStateStale) {
+		t.Fatalf("a daemon started on an empty data directory after the restore: %v, want ErrStateStale (the fence raised by the others)", err)
+	}
+}
+
 // skipRetry moves the mark forward by n, as switchboard -skip-keys does.
 func skipRetry(t *testing.T, cli *clientv3.Client, n uint64) {
 	t.Helper()
@@ -93,6 +104,7 @@ func fleetBeforeRestore(t *testing.T, cli *clientv3.Client, dir string, snapshot
 // TestWholeRestoreWhileFleetRuns: the snapshot is put back whole (mark and
 // fence, in one transaction, as a restore writes them) while A and B run.
 // Both refuse (ErrStateStale), A restarted on its data directory refuses,
+// so does a daemon started on an empty one (the others raised the fence),
 // and once the operator's skip moves the mark past B's lease both lease
 // again, above it, with no restart.
 func TestWholeRestoreWhileFleetRuns(t *testing.T) {
@@ -130,6 +142,7 @@ func TestWholeRestoreWhileFleetRuns(t *testing.T) {
 			if start, end, err := bs.Lease(ctx(t), 64); !errors.Is(err, keygen.ErrStateStale) {
 				t.Fatalf("B after the restore: [%d, %d) %v, want ErrStateStale", start, end, err)
 			}
+			freshRefuses(t, cli)
 			skipRetry(t, cli, 64) // mark 128: past B's lease
 			if restart {
 				if err := bindRetry(t, a, binding(9, testSecret)); err != nil {
@@ -150,7 +163,8 @@ func TestWholeRestoreWhileFleetRuns(t *testing.T) {
 // taken at mark 64, and started, so that every key and the cluster's
 // revision go back together (the mark even carries the mod revision A
 // last leased at, so A's compare-and-swap alone would succeed). Both
-// daemons refuse, and resume after the skip.
+// daemons refuse, so does a daemon started on an empty data directory,
+// and the two resume after the skip.
 func TestColdRestoreWhileFleetRuns(t *testing.T) {
 	srv := etcdtest.Start(t)
 	cli := dial(t, srv)
@@ -177,6 +191,7 @@ func TestColdRestoreWhileFleetRuns(t *testing.T) {
 	if start, end, err := leaseRetry(t, bs, 64); !errors.Is(err, keygen.ErrStateStale) {
 		t.Fatalf("B after the restore: [%d, %d) %v, want ErrStateStale", start, end, err)
 	}
+	freshRefuses(t, cli)
 	skipRetry(t, cli, 64)
 	for name, s := range map[string]*etcdstore.Store{"A": a, "B": bs} {
 		if start, end, err := leaseRetry(t, s, 64); err != nil || start < 128 {
@@ -189,8 +204,9 @@ func TestColdRestoreWhileFleetRuns(t *testing.T) {
 // taken, and saw nothing but a later revision of etcd (other writes), finds
 // the mark where it left it once the copy is restored: only etcd's
 // revision going back tells. It refuses its lease, which its compare-and-
-// swap would have let through, and uses none of it; the operator's skip
-// lets it lease again.
+// swap would have let through, and uses none of it; a daemon started on an
+// empty data directory refuses too (the fence it raised); the operator's
+// skip lets it lease again.
 func TestRevisionWentBackRefused(t *testing.T) {
 	srv := etcdtest.Start(t)
 	cli := dial(t, srv)
@@ -245,6 +261,7 @@ func TestRevisionWentBackRefused(t *testing.T) {
 	if seen <= mark {
 		t.Fatalf("seen %d after etcd went back, mark %d: want seen above the mark (a skip needed)", seen, mark)
 	}
+	freshRefuses(t, cli)
 	skipRetry(t, cli, seen-mark)
 	if start, end, err := leaseRetry(t, c, 64); err != nil || start < seen {
 		t.Fatalf("lease after the skip: [%d, %d) %v, want a lease from %d up", start, end, err, seen)
@@ -258,4 +275,24 @@ func markValue(t *testing.T, v []byte) uint64 {
 		t.Fatalf("mark %q: %v", v, err)
 	}
 	return m
+}
+
+// TestIdleFleetFencesRestore: the whole snapshot put back while A and B
+// run but lease nothing (their blocks last): their watches see the mark go
+// back below what they saw and raise the fence at once, so a daemon
+// started on an empty data directory refuses before any of them leases.
+func TestIdleFleetFencesRestore(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := dial(t, srv)
+	fleetBeforeRestore(t, cli, t.TempDir(), func() {})
+	if _, err := cli.Txn(ctx(t)).Then(
+		clientv3.OpPut("/sb/"+etcdstore.MarkKey, "64"),
+		clientv3.OpPut("/sb/"+etcdstore.FenceKey, "64")).Commit(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the fence raised to 128 by the watching daemons", func() bool {
+		resp, err := cli.Get(ctx(t), "/sb/"+etcdstore.FenceKey)
+		return err == nil && len(resp.Kvs) == 1 && string(resp.Kvs[0].Value) == "128"
+	})
+	freshRefuses(t, cli)
 }

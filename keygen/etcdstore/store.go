@@ -408,7 +408,7 @@ func (s *Store) read(ctx context.Context) (bk, mk, fk *mvccKV, seen uint64, err 
 	}
 	rs := resp.Responses
 	bk, mk, fk = first(rs[0].GetResponseRange().Kvs), first(rs[1].GetResponseRange().Kvs), first(rs[2].GetResponseRange().Kvs)
-	if err := s.rewound(sn, resp.Header.Revision, markOf(mk)); err != nil {
+	if err := s.rewound(ctx, sn, resp.Header.Revision, mk, fk); err != nil {
 		return nil, nil, nil, 0, err
 	}
 	return bk, mk, fk, sn.seen, nil
@@ -428,21 +428,44 @@ func markOf(mkv *mvccKV) uint64 {
 // revision got, to a request sent after sn was taken, in which etcd's
 // revision went back (etcd restored from a snapshot without
 // --bump-revision): counters leased after the snapshot, by any daemon, may
-// be leased again. mark is the mark the response shows (or wrote): the
-// store then refuses every mark below mark+1 (and below what it saw
-// before), until the operator moves it forward, and watches again in the
-// new timeline. Called with the token held.
-func (s *Store) rewound(sn snap, got int64, mark uint64) error {
+// be leased again. mkv and fkv are the mark and the fence the response
+// shows (or wrote): the store then refuses every mark below mark+1 (and
+// below what it saw before) until the operator moves it forward, raises
+// the fence for the fleet (fenceUp), and watches again in the new
+// timeline. Called with the token held.
+func (s *Store) rewound(ctx context.Context, sn snap, got int64, mkv, fkv *mvccKV) error {
 	if !s.wentBack(sn, got) {
 		return nil
 	}
+	mark := markOf(mkv)
 	s.known = false
 	s.raiseSeen(mark + 1)
 	poke(s.rewatch)
+	s.fenceUp(ctx, s.seen.Load(), mkv, fkv)
 	err := fmt.Errorf("%w: etcd's revision went back from %d to %d: etcd was restored from an older snapshot (without --bump-revision), and leasing from its mark (%d) could reissue keys leased after the snapshot. Move the mark under %s forward past every key issued since the snapshot (switchboard -skip-keys N, N at least %d); the daemons lease again by themselves once it is at least %d",
 		keygen.ErrStateStale, sn.rev, got, mark, s.cfg.Prefix, max(s.seen.Load()-mark, 1), s.seen.Load())
 	s.st.LastError, s.st.LastErrorAt = err.Error(), s.now()
 	return err
+}
+
+// fenceUp raises etcd's fence to seen where the mark (mkv, freshly read)
+// stands below seen, with a transaction that changes nothing if the mark
+// or the fence moved since the read: every daemon of the fleet then
+// refuses the mark put back, a daemon started on an empty data directory
+// too, and tells the operator how far to skip. Nothing is leased: the
+// fence only says that marks up to seen existed. Best effort (each daemon
+// that saw past the mark refuses it by itself anyway); never for the
+// operator's Retire stores.
+func (s *Store) fenceUp(ctx context.Context, seen uint64, mkv, fkv *mvccKV) {
+	if s.cfg.Retire || mkv == nil || fkv == nil || markOf(mkv) >= seen || markOf(fkv) >= seen {
+		return
+	}
+	mk, fk := s.key(MarkKey), s.key(FenceKey)
+	tctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	_, _ = s.cli.Txn(tctx).
+		If(clientv3.Compare(clientv3.ModRevision(mk), "=", mkv.modRev), clientv3.Compare(clientv3.ModRevision(fk), "=", fkv.modRev)).
+		Then(clientv3.OpPut(fk, strconv.FormatUint(seen, 10))).Commit()
 }
 
 // fenced parses the mark and the fence (mkv must exist) and refuses
@@ -644,6 +667,7 @@ func (s *Store) Bind(ctx context.Context, b keygen.Binding) (keygen.Partition, e
 	}
 	rec, _ := s.readRecord(b)
 	if floor := max(rec, seen); floor > mark {
+		s.fenceUp(ctx, floor, mkv, fkv)
 		return keygen.Partition{}, fmt.Errorf("%w: the etcd mark under %s is %d, but this host already leased or saw a mark of %d in it (%s): etcd was restored from an older backup, and leasing from it would reissue the keys issued since, by this daemon or another. Move the mark forward past every key issued since the backup (switchboard -skip-keys N, N at least %d); the daemons lease again by themselves once it is at least %d",
 			keygen.ErrStateStale, s.cfg.Prefix, mark, floor, s.cfg.RecordFile, floor-mark, floor)
 	}
@@ -723,26 +747,43 @@ func (s *Store) watch(ctx context.Context, done chan<- struct{}) {
 	}
 }
 
+// look reads the mark and the fence, raises seen to the mark (or one above
+// it if etcd went back in time) and raises the fence where the mark stands
+// below what the store saw before the read (fenceUp), so that the whole
+// fleet refuses a mark put back as soon as one daemon sees it. It returns
+// the read's revision. Watch goroutine only.
+func (s *Store) look(ctx context.Context) (int64, error) {
+	sn := s.snap()
+	tctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	resp, err := s.cli.Txn(tctx).Then(clientv3.OpGet(s.key(MarkKey)), clientv3.OpGet(s.key(FenceKey))).Commit()
+	cancel()
+	if err != nil {
+		return 0, err
+	}
+	mkv, fkv := first(resp.Responses[0].GetResponseRange().Kvs), first(resp.Responses[1].GetResponseRange().Kvs)
+	back := s.wentBack(sn, resp.Header.Revision)
+	if mkv != nil {
+		if mark, err := parseMark(mkv.value, s.hi); err == nil && back {
+			s.raiseSeen(mark + 1) // as rewound does; the lease path reports it
+		} else if err == nil {
+			s.raiseSeen(mark)
+		}
+	}
+	seen := sn.seen
+	if back {
+		seen = s.seen.Load()
+	}
+	s.fenceUp(ctx, seen, mkv, fkv)
+	return resp.Header.Revision, nil
+}
+
 // watchOnce reads the mark and watches it until the watch breaks, ctx
 // ends or etcd is found to have gone back in time; it reports whether the
 // watch was established.
 func (s *Store) watchOnce(ctx context.Context) (established bool) {
-	sn := s.snap()
-	gctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
-	resp, err := s.cli.Get(gctx, s.key(MarkKey))
-	cancel()
+	rev, err := s.look(ctx)
 	if err != nil {
 		return false
-	}
-	var mark uint64
-	if len(resp.Kvs) == 1 {
-		mark, _ = parseMark(resp.Kvs[0].Value, s.hi)
-	}
-	if s.wentBack(sn, resp.Header.Revision) {
-		// As in rewound; the lease path reports it at its next attempt.
-		s.raiseSeen(mark + 1)
-	} else {
-		s.raiseSeen(mark)
 	}
 	epoch := s.snap().epoch
 	// A leader is required: a member cut off from the cluster ends the
@@ -750,7 +791,7 @@ func (s *Store) watchOnce(ctx context.Context) (established bool) {
 	// another member.
 	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer wcancel()
-	wch := s.cli.Watch(wctx, s.key(MarkKey), clientv3.WithRev(resp.Header.Revision+1), clientv3.WithCreatedNotify())
+	wch := s.cli.Watch(wctx, s.key(MarkKey), clientv3.WithRev(rev+1), clientv3.WithCreatedNotify())
 	for {
 		select {
 		case <-ctx.Done():
@@ -774,7 +815,14 @@ func (s *Store) watchOnce(ctx context.Context) (established bool) {
 				return true // etcd went back in time since this watch began
 			}
 			for _, ev := range wr.Events {
-				if m, err := parseMark(ev.Kv.Value, s.hi); err == nil && ev.Type == clientv3.EventTypePut {
+				m, err := parseMark(ev.Kv.Value, s.hi)
+				switch {
+				case err != nil || ev.Type != clientv3.EventTypePut:
+				case m < s.seen.Load():
+					// Put back, or only older than a mark seen
+					// since: a fresh read tells.
+					_, _ = s.look(ctx)
+				default:
 					s.raiseSeen(m)
 				}
 			}
@@ -842,7 +890,7 @@ func (s *Store) leaseSegment(ctx context.Context, n uint64) error {
 			if err != nil {
 				return err
 			}
-			if err := s.adopt(bkv, mkv, fkv, seen, now); err != nil {
+			if err := s.adopt(ctx, bkv, mkv, fkv, seen, now); err != nil {
 				return err
 			}
 		}
@@ -878,7 +926,8 @@ func (s *Store) leaseSegment(ctx context.Context, n uint64) error {
 			// (etcd went back and its mark happens to carry the mod
 			// revision this store knew): [start, end) may be another
 			// daemon's since the snapshot; never use it.
-			if err := s.rewound(sn, rev, end); err != nil {
+			written := &mvccKV{value: []byte(strconv.FormatUint(end, 10)), modRev: rev}
+			if err := s.rewound(ctx, sn, rev, written, &mvccKV{value: []byte(strconv.FormatUint(fence, 10)), modRev: rev}); err != nil {
 				return err
 			}
 			s.step = step
@@ -893,10 +942,11 @@ func (s *Store) leaseSegment(ctx context.Context, n uint64) error {
 		s.st.LostRaces++
 		rs := resp.Responses
 		mkv := first(rs[1].GetResponseRange().Kvs)
-		if err := s.rewound(sn, resp.Header.Revision, markOf(mkv)); err != nil {
+		fkv := first(rs[2].GetResponseRange().Kvs)
+		if err := s.rewound(ctx, sn, resp.Header.Revision, mkv, fkv); err != nil {
 			return err
 		}
-		if err := s.adopt(first(rs[0].GetResponseRange().Kvs), mkv, first(rs[2].GetResponseRange().Kvs), sn.seen, now); err != nil {
+		if err := s.adopt(ctx, first(rs[0].GetResponseRange().Kvs), mkv, fkv, sn.seen, now); err != nil {
 			return err
 		}
 	}
@@ -909,7 +959,7 @@ func (s *Store) leaseSegment(ctx context.Context, n uint64) error {
 // seen, the store's seen when the read was sent (keygen.ErrStateStale);
 // the store then re-reads etcd at the next attempt. Called with the token
 // held.
-func (s *Store) adopt(bkv, mkv, fkv *mvccKV, seen uint64, now time.Time) error {
+func (s *Store) adopt(ctx context.Context, bkv, mkv, fkv *mvccKV, seen uint64, now time.Time) error {
 	s.known = false
 	err := s.checkBound(bkv)
 	if err == nil && mkv == nil {
@@ -926,6 +976,7 @@ func (s *Store) adopt(bkv, mkv, fkv *mvccKV, seen uint64, now time.Time) error {
 		// flight are not compared: they may be newer than the read.
 		err = fmt.Errorf("%w: the etcd mark under %s is %d, below %d which this daemon already leased or saw (its own lease or another daemon's): etcd was restored from an older backup. Skip the mark forward past every key issued since the backup (switchboard -skip-keys N, N at least %d); the daemons lease again by themselves once it is at least %d",
 			keygen.ErrStateStale, s.cfg.Prefix, mark, seen, seen-mark, seen)
+		s.fenceUp(ctx, seen, mkv, fkv)
 	}
 	if err != nil {
 		s.st.LastError, s.st.LastErrorAt = err.Error(), now
