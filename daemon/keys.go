@@ -110,9 +110,9 @@ type keyStore struct {
 }
 
 // EtcdMarkFile is the file in the data directory where a daemon on the
-// etcd store records the highest mark it leased, so that a start on an etcd
-// restored from an older backup is refused (keygen.ErrStateStale) instead of
-// reissuing keys.
+// etcd store records the highest mark it leased or saw (its watch sees
+// every daemon's lease), so that a start on an etcd restored from an older
+// backup is refused (keygen.ErrStateStale) instead of reissuing keys.
 const EtcdMarkFile = "keygen.etcdmark"
 
 // MigrateKeys carries the single-node file-store key space in fromDir into

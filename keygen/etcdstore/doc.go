@@ -37,13 +37,34 @@
 // every lease writes a second key, the fence, with the mark in the same
 // transaction: they always agree, and a mark below the fence (or equal to
 // it at another revision) was not written by a lease; every daemon refuses
-// it with keygen.ErrStateStale, running or starting. A whole snapshot puts
-// the fence back too: then only the daemons' own records (the highest mark
-// each saw, and RecordFile across restarts) can tell, which is why the
-// operator stops the fleet to restore one. The operator's skip (a store with
-// Config.Retire) moves the mark forward past the fence. The lease
-// transaction also compares the binding's revision: a binding replaced under
-// a bound daemon stops its leases (keygen.ErrBindingChanged).
+// it with keygen.ErrStateStale, running or starting.
+//
+// A whole snapshot puts the fence back too, so the daemons' own view has
+// to tell. Each store watches the mark key (one goroutine from Bind to
+// Close, started again after a break from a fresh read, so no lease goes
+// unseen): it learns every other daemon's lease within milliseconds, and
+// refuses a mark below the highest it leased or saw (Status.Seen), which
+// RecordFile keeps across restarts. A daemon that finds the mark below
+// what it saw raises the fence to it, so that the whole fleet refuses the
+// mark, a daemon started on an empty data directory included, and the
+// operator is told how far to skip. Belt and braces: each store also
+// remembers the highest etcd revision it saw. Every read and transaction
+// of the store is linearizable, so a response below a revision seen
+// before the request was sent means etcd itself went back (a snapshot
+// restored without --bump-revision, where the mark may even carry the mod
+// revision a daemon last leased at, and its compare-and-swap succeed):
+// nothing of that response is used, not even a lease that committed, and
+// the store refuses until the mark is moved past what it found. The
+// watch's responses only raise that revision, never trip it: a lagging
+// member may serve a watch.
+//
+// What no daemon can tell is left to the operator: a restore with no
+// daemon running that saw past the snapshot, followed by a daemon started
+// on an empty data directory (or one that lost its record). Hence the
+// documented procedure: restore, skip, then start. The operator's skip (a
+// store with Config.Retire) moves the mark forward past the fence. The
+// lease transaction also compares the binding's revision: a binding
+// replaced under a bound daemon stops its leases (keygen.ErrBindingChanged).
 //
 // Errors that mean "etcd did not answer" wrap keygen.ErrUnavailable, so the
 // generator keeps serving buffered keys and retries; Register keeps a

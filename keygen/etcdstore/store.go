@@ -37,7 +37,9 @@ const (
 	// older backup, or the mark edited) while the fence was not; a mark
 	// equal to it but written at another revision was put back key by key.
 	// Both are refused (keygen.ErrStateStale) by every daemon, running or
-	// starting, whether or not it leased the counters in between.
+	// starting, whether or not it leased the counters in between. A daemon
+	// that finds the mark below a mark it saw writes the fence alone,
+	// raising it to that mark, so that the whole fleet refuses too.
 	FenceKey = "fence"
 	// FleetDir is the directory of the daemons' registrations (Register).
 	FleetDir = "fleet/"
