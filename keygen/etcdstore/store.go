@@ -176,7 +176,8 @@ type Store struct {
 	now func() time.Time
 	sem chan struct{} // capacity 1: the token to run Bind, Create, Lease or Close
 
-	// Guarded by sem.
+	// Guarded by sem; b, hi and bindRev are set once, by bind, before
+	// the watch goroutine starts, which reads them.
 	closed   bool
 	bound    bool
 	b        keygen.Binding
@@ -443,7 +444,7 @@ func (s *Store) rewound(ctx context.Context, sn snap, got int64, mkv, fkv *mvccK
 	s.known = false
 	s.raiseSeen(mark + 1)
 	poke(s.rewatch)
-	s.fenceUp(ctx, s.seen.Load(), mkv, fkv)
+	s.fenceUp(ctx, s.seen.Load(), s.bindRev, mkv, fkv)
 	err := fmt.Errorf("%w: etcd's revision went back from %d to %d: etcd was restored from an older snapshot (without --bump-revision), and leasing from its mark (%d) could reissue keys leased after the snapshot. Move the mark under %s forward past every key issued since the snapshot (switchboard -skip-keys N, N at least %d); the daemons lease again by themselves once it is at least %d",
 		keygen.ErrStateStale, sn.rev, got, mark, s.cfg.Prefix, max(s.seen.Load()-mark, 1), s.seen.Load())
 	s.st.LastError, s.st.LastErrorAt = err.Error(), s.now()
@@ -452,21 +453,26 @@ func (s *Store) rewound(ctx context.Context, sn snap, got int64, mkv, fkv *mvccK
 
 // fenceUp raises etcd's fence to seen where the mark (mkv, freshly read)
 // stands below seen, with a transaction that changes nothing if the mark
-// or the fence moved since the read: every daemon of the fleet then
+// or the fence moved since the read, or if the binding is not the one of
+// mod revision bindRev (the key space this store bound to, or is binding
+// to: a key space created again under another binding is not fenced by
+// the old one's marks). Every daemon of the fleet then
 // refuses the mark put back, a daemon started on an empty data directory
 // too, and tells the operator how far to skip. Nothing is leased: the
 // fence only says that marks up to seen existed. Best effort (each daemon
 // that saw past the mark refuses it by itself anyway); never for the
 // operator's Retire stores.
-func (s *Store) fenceUp(ctx context.Context, seen uint64, mkv, fkv *mvccKV) {
+func (s *Store) fenceUp(ctx context.Context, seen uint64, bindRev int64, mkv, fkv *mvccKV) {
 	if s.cfg.Retire || mkv == nil || fkv == nil || markOf(mkv) >= seen || markOf(fkv) >= seen {
 		return
 	}
-	mk, fk := s.key(MarkKey), s.key(FenceKey)
+	bk, mk, fk := s.key(BindingKey), s.key(MarkKey), s.key(FenceKey)
 	tctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
 	_, _ = s.cli.Txn(tctx).
-		If(clientv3.Compare(clientv3.ModRevision(mk), "=", mkv.modRev), clientv3.Compare(clientv3.ModRevision(fk), "=", fkv.modRev)).
+		If(clientv3.Compare(clientv3.ModRevision(bk), "=", bindRev),
+			clientv3.Compare(clientv3.ModRevision(mk), "=", mkv.modRev),
+			clientv3.Compare(clientv3.ModRevision(fk), "=", fkv.modRev)).
 		Then(clientv3.OpPut(fk, strconv.FormatUint(seen, 10))).Commit()
 }
 
@@ -669,7 +675,7 @@ func (s *Store) Bind(ctx context.Context, b keygen.Binding) (keygen.Partition, e
 	}
 	rec, _ := s.readRecord(b)
 	if floor := max(rec, seen); floor > mark {
-		s.fenceUp(ctx, floor, mkv, fkv)
+		s.fenceUp(ctx, floor, bkv.modRev, mkv, fkv)
 		return keygen.Partition{}, fmt.Errorf("%w: the etcd mark under %s is %d, but this host already leased or saw a mark of %d in it (%s): etcd was restored from an older backup, and leasing from it would reissue the keys issued since, by this daemon or another. Move the mark forward past every key issued since the backup (switchboard -skip-keys N, N at least %d); the daemons lease again by themselves once it is at least %d",
 			keygen.ErrStateStale, s.cfg.Prefix, mark, floor, s.cfg.RecordFile, floor-mark, floor)
 	}
@@ -775,7 +781,7 @@ func (s *Store) look(ctx context.Context) (int64, error) {
 	if back {
 		seen = s.seen.Load()
 	}
-	s.fenceUp(ctx, seen, mkv, fkv)
+	s.fenceUp(ctx, seen, s.bindRev, mkv, fkv)
 	return resp.Header.Revision, nil
 }
 
@@ -978,7 +984,7 @@ func (s *Store) adopt(ctx context.Context, bkv, mkv, fkv *mvccKV, seen uint64, n
 		// flight are not compared: they may be newer than the read.
 		err = fmt.Errorf("%w: the etcd mark under %s is %d, below %d which this daemon already leased or saw (its own lease or another daemon's): etcd was restored from an older backup. Skip the mark forward past every key issued since the backup (switchboard -skip-keys N, N at least %d); the daemons lease again by themselves once it is at least %d",
 			keygen.ErrStateStale, s.cfg.Prefix, mark, seen, seen-mark, seen)
-		s.fenceUp(ctx, seen, mkv, fkv)
+		s.fenceUp(ctx, seen, s.bindRev, mkv, fkv)
 	}
 	if err != nil {
 		s.st.LastError, s.st.LastErrorAt = err.Error(), now
