@@ -125,9 +125,10 @@ type server struct {
 	admitMu sync.RWMutex
 	slots   *tierSlots // admission sized by the tiers' capacity (admission.go)
 	// flushers are the goroutines writing answers the reader gave
-	// (conn.writeNoWait); shutdown waits for them once the connections
-	// are closed.
-	flushers sync.WaitGroup
+	// (conn.writeNoWait); shutdown sets flushStop (under admitMu) and
+	// waits for them once the connections are closed.
+	flushers  sync.WaitGroup
+	flushStop bool
 
 	stats struct {
 		requests, overloaded, badFrames, refusedConns atomic.Uint64
@@ -535,12 +536,30 @@ func (c *conn) writeNoWait(frame []byte) {
 		return
 	}
 	c.mu.Unlock()
-	c.s.flushers.Add(1)
+	if !c.s.startFlusher() {
+		// Shutdown has closed the connections: the write fails at once,
+		// and settles whatever handlers queued behind this frame.
+		c.mu.Lock()
+		c.flushPending()
+		return
+	}
 	go func() {
 		defer c.s.flushers.Done()
 		c.mu.Lock()
 		c.flushPending()
 	}()
+}
+
+// startFlusher counts a flusher goroutine about to start (writeNoWait);
+// false once shutdown waits for them (no Add may race with that Wait).
+func (s *server) startFlusher() bool {
+	s.admitMu.RLock()
+	defer s.admitMu.RUnlock()
+	if s.flushStop {
+		return false
+	}
+	s.flushers.Add(1)
+	return true
 }
 
 // flushPending writes pending bytes until none is left; the caller is the
@@ -648,7 +667,10 @@ func (s *server) shutdown(ctx context.Context) error {
 	s.tr.stopAccepting()
 	s.tr.closeAll(sctx)
 	os.Remove(s.path)
-	<-done            // handlers end by their own request deadline
+	<-done // handlers end by their own request deadline
+	s.admitMu.Lock()
+	s.flushStop = true
+	s.admitMu.Unlock()
 	s.flushers.Wait() // their connections are closed: their writes fail at once
 	return err
 }
