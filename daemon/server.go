@@ -124,6 +124,11 @@ type server struct {
 	// in between the check and the Add and run past handlers.Wait.
 	admitMu sync.RWMutex
 	slots   *tierSlots // admission sized by the tiers' capacity (admission.go)
+	// flushers are the goroutines writing answers the reader gave
+	// (conn.writeNoWait); shutdown sets flushStop (under admitMu) and
+	// waits for them once the connections are closed.
+	flushers  sync.WaitGroup
+	flushStop bool
 
 	stats struct {
 		requests, overloaded, badFrames, refusedConns atomic.Uint64
@@ -472,26 +477,9 @@ func (c *conn) write(frame []byte) { c.writeHeld(frame, 0) }
 // is freed once they are handed to the kernel, or the allocation released
 // if they never will be (service.delivered).
 func (c *conn) writeHeld(frame []byte, slot inflight.Slot) {
-	c.mu.Lock()
-	if len(c.pending)+len(frame) > maxPending {
-		c.mu.Unlock()
-		c.cut(cutQueueFull)
-		if slot != 0 {
-			c.s.svc.undelivered(slot)
-		}
+	if !c.queue(frame, slot) {
 		return
 	}
-	c.pending = append(c.pending, frame...)
-	c.pendingN++
-	c.queued.Add(int64(len(frame)))
-	if slot != 0 {
-		c.pendingSlots = append(c.pendingSlots, heldFrame{slot: slot, end: len(c.pending)})
-	}
-	if c.flushing {
-		c.mu.Unlock()
-		return
-	}
-	c.flushing = true
 	if c.inFlight.Load() > 1 {
 		// Not alone on the connection: yield once so that handlers about
 		// to answer (woken by the same batch of telephony replies) append
@@ -501,6 +489,82 @@ func (c *conn) writeHeld(frame []byte, slot inflight.Slot) {
 		runtime.Gosched()
 		c.mu.Lock()
 	}
+	c.flushPending()
+}
+
+// queue appends frame (carrying the in-flight slot slot, 0: none) to the
+// pending bytes. True: no flush was running and the caller is now the
+// flusher (c.flushing set, c.mu held): it must call flushPending. False:
+// a running flusher writes it (or the connection was cut at maxPending),
+// c.mu released.
+func (c *conn) queue(frame []byte, slot inflight.Slot) bool {
+	c.mu.Lock()
+	if len(c.pending)+len(frame) > maxPending {
+		c.mu.Unlock()
+		c.cut(cutQueueFull)
+		if slot != 0 {
+			c.s.svc.undelivered(slot)
+		}
+		return false
+	}
+	c.pending = append(c.pending, frame...)
+	c.pendingN++
+	c.queued.Add(int64(len(frame)))
+	if slot != 0 {
+		c.pendingSlots = append(c.pendingSlots, heldFrame{slot: slot, end: len(c.pending)})
+	}
+	if c.flushing {
+		c.mu.Unlock()
+		return false
+	}
+	c.flushing = true
+	return true
+}
+
+// writeNoWait is write for the connection's reader (answers given without
+// a handler: PONG, protocol errors, shedding): it never waits for the
+// socket. If no flush is running, a flusher goroutine (counted in
+// server.flushers) writes the frame. Were the reader the flusher, a client
+// that does not read would hold it blocked on the full socket for up to
+// server.write_timeout: the connection would stop being read at whatever
+// had been read then, not at server.max_conn_unanswered or
+// server.max_conn_queued_bytes, and the requests after it would never be
+// read or answered (on netpoll, the input bound would go unchecked as
+// well).
+func (c *conn) writeNoWait(frame []byte) {
+	if !c.queue(frame, 0) {
+		return
+	}
+	c.mu.Unlock()
+	if !c.s.startFlusher() {
+		// Shutdown has closed the connections: the write fails at once,
+		// and settles whatever handlers queued behind this frame.
+		c.mu.Lock()
+		c.flushPending()
+		return
+	}
+	go func() {
+		defer c.s.flushers.Done()
+		c.mu.Lock()
+		c.flushPending()
+	}()
+}
+
+// startFlusher counts a flusher goroutine about to start (writeNoWait);
+// false once shutdown waits for them (no Add may race with that Wait).
+func (s *server) startFlusher() bool {
+	s.admitMu.RLock()
+	defer s.admitMu.RUnlock()
+	if s.flushStop {
+		return false
+	}
+	s.flushers.Add(1)
+	return true
+}
+
+// flushPending writes pending bytes until none is left; the caller is the
+// flusher and holds c.mu, which is released on return.
+func (c *conn) flushPending() {
 	var failed error // once a write failed, the rest is not written, only settled
 	for len(c.pending) > 0 {
 		buf, n, slots := c.pending, c.pendingN, c.pendingSlots
@@ -548,16 +612,19 @@ type heldFrame struct {
 	end  int
 }
 
+// writePing answers a PING; it is called by the reader (writeNoWait).
 func (c *conn) writePing(h wire.Header) {
 	var b [wire.HeaderSize]byte
 	out, start := wire.BeginFrame(b[:0], h.Response(wire.StatusOK))
 	out, _ = wire.FinishFrame(out, start, wire.HeaderSize)
-	c.write(out)
+	c.writeNoWait(out)
 }
 
+// writeError answers h with an error; it is called by the reader
+// (writeNoWait).
 func (c *conn) writeError(h wire.Header, st wire.Status, msg string) {
 	var b [256]byte
-	c.write(wire.AppendError(b[:0], h, st, msg))
+	c.writeNoWait(wire.AppendError(b[:0], h, st, msg))
 }
 
 // fatal answers a framing error (when the header was readable enough to
@@ -567,7 +634,8 @@ func (c *conn) fatal(h wire.Header, err error) {
 	if ce := c.s.log.Check(zap.InfoLevel, "closing a front-end connection after a bad frame"); ce != nil {
 		ce.Write(zap.Error(err))
 	}
-	c.writeError(h, wire.StatusBadRequest, err.Error())
+	var b [256]byte
+	c.write(wire.AppendError(b[:0], h, wire.StatusBadRequest, err.Error())) // the reader is done with c: it may wait
 	c.close()
 }
 
@@ -600,5 +668,9 @@ func (s *server) shutdown(ctx context.Context) error {
 	s.tr.closeAll(sctx)
 	os.Remove(s.path)
 	<-done // handlers end by their own request deadline
+	s.admitMu.Lock()
+	s.flushStop = true
+	s.admitMu.Unlock()
+	s.flushers.Wait() // their connections are closed: their writes fail at once
 	return err
 }
