@@ -48,6 +48,7 @@ type config struct {
 	step        time.Duration // timeline row width; default 1s (widened past maxTimelineRows rows)
 	reloadEvery time.Duration // POST /reload on adminSocket this often in the measured window; default 0 = never
 	adminSocket string        // the daemon's admin socket, for -reload-every; default none
+	hgrm        string        // write the ok allocations' latency percentiles here (.hgrm); default none
 }
 
 // mode names the load model, as printed and in JSON.
@@ -118,6 +119,7 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	fs.DurationVar(&c.step, "timeline-step", defaultTimelineStep, "timeline row `width` (widened to keep at most 600 rows)")
 	fs.DurationVar(&c.reloadEvery, "reload-every", 0, "reload the daemon (POST /reload on -admin-socket) every `D` of the measured window (0: never)")
 	fs.StringVar(&c.adminSocket, "admin-socket", "", "the daemon's admin socket `path`, for -reload-every")
+	fs.StringVar(&c.hgrm, "hgrm", "", "also write the ok allocations' latency distribution to `file` (wrk2-style .hgrm, milliseconds)")
 	version := fs.Bool("version", false, "print the build (version, revision, Go version) and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
