@@ -57,7 +57,8 @@ type phaseReport struct {
 	lat *hdrhistogram.Histogram
 }
 
-// check is one budget measured by a scenario.
+// check is one budget measured by a scenario, or (Limit empty) a figure
+// the design asks to be measured without a bound.
 type check struct {
 	Name  string  `json:"name"`
 	Value float64 `json:"value"`
@@ -130,10 +131,19 @@ func (r *scenarioReport) write(dir string, w io.Writer) error {
 		if !c.Met {
 			verdict = "NOT met"
 		}
-		fmt.Fprintf(w, "check  %s: %s (budget %s): %s\n", c.Name, num(round3(c.Value)), c.Limit, verdict)
+		fmt.Fprintf(w, "check  %s\n", c.text(verdict))
 	}
 	fmt.Fprintf(w, "wrote  %s in %s\n", strings.Join(files, ", "), dir)
 	return nil
+}
+
+// text renders the check: "NAME: VALUE (budget LIMIT): VERDICT", or
+// "NAME: VALUE (measured)" without a limit.
+func (c check) text(verdict string) string {
+	if c.Limit == "" {
+		return fmt.Sprintf("%s: %s (measured)", c.Name, num(round3(c.Value)))
+	}
+	return fmt.Sprintf("%s: %s (budget %s): %s", c.Name, num(round3(c.Value)), c.Limit, verdict)
 }
 
 func round3(v float64) float64 {

@@ -39,11 +39,13 @@ func renderSVG(r *scenarioReport) string {
 	y += 10
 	for _, c := range r.Checks {
 		verdict, colour := "met", "#2b7a2b"
-		if !c.Met {
+		switch {
+		case c.Limit == "":
+			colour = "#333333"
+		case !c.Met:
 			verdict, colour = "NOT met", "#b22222"
 		}
-		fmt.Fprintf(&body, `<text x="%d" y="%d" class="check" fill="%s">%s: %s (budget %s): %s</text>`+"\n",
-			svgLeft, y, colour, esc(c.Name), num(round3(c.Value)), esc(c.Limit), verdict)
+		fmt.Fprintf(&body, `<text x="%d" y="%d" class="check" fill="%s">%s</text>`+"\n", svgLeft, y, colour, esc(c.text(verdict)))
 		y += 18
 	}
 	y += 10
@@ -83,7 +85,11 @@ func drawTimeline(b *strings.Builder, r *scenarioReport, y int) int {
 	for _, p := range r.Phases {
 		s := &p.Summary
 		if len(r.Phases) > 1 {
-			marks = append(marks, mark{offset, "phase", p.Name})
+			text := p.Name
+			if p.DaemonRSSKB > 0 {
+				text += fmt.Sprintf(" · RSS %.1f MiB", float64(p.DaemonRSSKB)/1024)
+			}
+			marks = append(marks, mark{offset, "phase", text})
 		}
 		for i := range s.Timeline {
 			row := &s.Timeline[i]
