@@ -29,7 +29,8 @@ NAME[-PHASE].hgrm per load phase (wrk2-style percentile distribution).
 
 Scenarios:
   steady      open loop at -rate against three telsims
-  failover    the same; primary-large's telsim goes down at 1/3, back at 2/3
+  failover    the same; primary-large's telsim goes down (-fault MODE) at 1/3
+              of the window and recovers at 2/3
   reload      the same; the daemon reloads its configuration 4 times
   overload    closed loop, -concurrency 3000 on 4 connections (far above
               pool capacity): successes and OVERLOADED only, breakers closed
@@ -54,6 +55,7 @@ type scenarioConfig struct {
 	connsList   []int         // conns: front-end connections per phase; default 1,64,1024
 	transport   string        // daemon server.transport; default: the daemon's
 	rounds      int           // throughput: rounds; default 1
+	fault       string        // failover: the telsim fault mode on primary-large; default down
 	keep        bool          // keep the temporary directory (logs) instead of removing it
 }
 
@@ -106,6 +108,7 @@ func parseScenario(args []string, stdout io.Writer) (scenarioConfig, error) {
 	fs.IntVar(&c.concurrency, "concurrency", 3000, "overload: `N` closed-loop callers")
 	conns := fs.String("conns-list", "1,64,1024", "conns: front-end `connections` of each phase, comma-separated")
 	fs.StringVar(&c.transport, "transport", "", "the daemon's server.transport (`net` or netpoll; default: the daemon's)")
+	fs.StringVar(&c.fault, "fault", "down", "failover: the telsim fault `mode` primary-large gets (down, reset, blackhole, …)")
 	fs.IntVar(&c.rounds, "rounds", 1, "throughput: `N` rounds of every target, alternated")
 	fs.BoolVar(&c.keep, "keep", false, "keep the temporary directory (configs, logs) and print its path")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -140,10 +143,19 @@ func parseScenario(args []string, stdout io.Writer) (scenarioConfig, error) {
 		return c, fmt.Errorf("%w: -concurrency must be at least 1", errUsage)
 	case c.rounds < 1:
 		return c, fmt.Errorf("%w: -rounds must be at least 1", errUsage)
+	case !validFault(c.fault):
+		return c, fmt.Errorf("%w: -fault %q: want a telsim fault mode without arguments (down, refuse, reset, blackhole, garbage, cut, full)", errUsage, c.fault)
 	case c.transport != "" && c.transport != "net" && c.transport != "netpoll":
 		return c, fmt.Errorf("%w: -transport %q: want net or netpoll", errUsage, c.transport)
 	}
 	return c, nil
+}
+
+// validFault reports whether mode is a fault the failover scenario can
+// inject as MODE@SECONDS (a mode that needs no argument).
+func validFault(mode string) bool {
+	f, err := parseFaultSpec("127.0.0.1:1=" + mode + "@0")
+	return err == nil && f.fault.Mode.String() != "none"
 }
 
 // scenarioRun is one scenario in progress: its settings, its temporary
@@ -231,6 +243,10 @@ func (sr *scenarioRun) logTails() string {
 	return b.String()
 }
 
+// attemptTimeoutMS is each tier's attempt_timeout in the scenarios'
+// daemon configuration: one RESERVE's deadline before the next tier.
+const attemptTimeoutMS = 250
+
 // tierNames are the telephony tiers, in the daemon's order.
 var tierNames = []string{"primary-large", "nextgen", "backup2-large"}
 
@@ -303,7 +319,7 @@ func daemonConfig(ts *telsims, transport string, o daemonOptions) string {
 		"pool:\n  min_conns: 2\n  dial_timeout: 1s\n  heartbeat_interval: 1s\n  heartbeat_timeout: 1s\n  backoff_base: 50ms\n  backoff_max: 1s\n" +
 		"breaker:\n  failures: 5\n  open_for: 2s\ntiers:\n")
 	for i, tier := range tierNames {
-		fmt.Fprintf(&b, "  - name: %s\n    servers: [tcp://%s]\n    attempt_timeout: 250ms\n", tier, ts.listen[i])
+		fmt.Fprintf(&b, "  - name: %s\n    servers: [tcp://%s]\n    attempt_timeout: %dms\n", tier, ts.listen[i], attemptTimeoutMS)
 	}
 	return b.String()
 }
