@@ -67,6 +67,7 @@ func defaultSocket() string {
 }
 
 const usageText = `usage: sbbench [-socket PATH] (-rate N | -concurrency N) [-duration D] [flags]
+       sbbench scenario NAME -out DIR [flags]   (see sbbench scenario -h)
        sbbench -version
 
 Drives ALLOCATE at switchboard's front-end socket, releases what it
