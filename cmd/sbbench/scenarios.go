@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -217,18 +218,39 @@ func perConn(p *phaseReport) string {
 	return fmt.Sprintf(", %.1f KiB per connection beyond the first phase's", p.RSSPerConnKB)
 }
 
-// openIdle opens n connections to socket that send nothing.
+// openIdle opens n connections to socket that send nothing. A dial the
+// kernel refuses with EAGAIN (the listen backlog is full: the daemon has
+// not accepted the previous ones yet) is retried after a millisecond, for
+// up to readyTimeout per connection.
 func openIdle(ctx context.Context, socket string, n int) ([]net.Conn, error) {
 	var d net.Dialer
 	conns := make([]net.Conn, 0, n)
 	for range n {
-		c, err := d.DialContext(ctx, "unix", socket)
+		c, err := dialPatiently(ctx, &d, socket)
 		if err != nil {
 			return conns, err
 		}
 		conns = append(conns, c)
 	}
 	return conns, nil
+}
+
+func dialPatiently(ctx context.Context, d *net.Dialer, socket string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	for {
+		c, err := d.DialContext(ctx, "unix", socket)
+		if err == nil || !errors.Is(err, syscall.EAGAIN) {
+			return c, err
+		}
+		t := time.NewTimer(time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+	}
 }
 
 func closeAll(conns []net.Conn) {
