@@ -122,14 +122,8 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	fs.StringVar(&c.adminSocket, "admin-socket", "", "the daemon's admin socket `path`, for -reload-every")
 	fs.StringVar(&c.hgrm, "hgrm", "", "also write the ok allocations' latency distribution to `file` (wrk2-style .hgrm, milliseconds)")
 	version := fs.Bool("version", false, "print the build (version, revision, Go version) and exit")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, usageText)
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
-			return c, errPrinted
-		}
-		return c, fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlagSet(fs, args, stdout, usageText); err != nil {
+		return c, err
 	}
 	if *version {
 		buildinfo.Print(stdout, "sbbench")
@@ -147,6 +141,23 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 		c.maxInFlight = c.conns * mux.DefaultMaxInFlight
 	}
 	return c, nil
+}
+
+// parseFlagSet parses args with fs: -h prints usage and fs's flags to
+// stdout and returns errPrinted; a bad flag returns an error wrapping
+// errUsage.
+func parseFlagSet(fs *flag.FlagSet, args []string, stdout io.Writer, usage string) error {
+	err := fs.Parse(args)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(stdout, usage)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return errPrinted
+	}
+	return fmt.Errorf("%w: %v", errUsage, err)
 }
 
 // validate reports the first setting that cannot work.

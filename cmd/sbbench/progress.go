@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,16 +37,6 @@ func newProgress(w io.Writer, label string) *progress {
 		return nil
 	}
 	return &progress{w: w, label: label}
-}
-
-// isTerminal reports whether w is an *os.File open on a terminal.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 func (p *progress) allocation(o *outcome) {

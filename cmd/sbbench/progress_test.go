@@ -7,32 +7,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"switchboard/bench/fakedaemon"
 	"switchboard/wire"
 )
-
-// lockedBuffer is a bytes.Buffer safe for the progress goroutine and the
-// test at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func TestProgressOnlyOnATerminal(t *testing.T) {
 	if p := newProgress(&bytes.Buffer{}, ""); p != nil {
@@ -47,14 +27,27 @@ func TestProgressOnlyOnATerminal(t *testing.T) {
 	if p := newProgress(w, ""); p != nil {
 		t.Fatal("progress on a pipe")
 	}
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devnull.Close()
+	if p := newProgress(devnull, ""); p != nil {
+		t.Fatal("progress on /dev/null (a character device, not a terminal)")
+	}
 	var nilp *progress
 	nilp.start(time.Now(), time.Second) // nil-safe, as runLoad uses it
 	nilp.stop()
 }
 
 func TestProgressCountsAndErases(t *testing.T) {
-	var out lockedBuffer
-	p := &progress{w: &out, label: "steady"}
+	// A file: safe for the progress goroutine's writes and the test's.
+	out, err := os.Create(filepath.Join(t.TempDir(), "progress"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	p := &progress{w: out, label: "steady"}
 	from := time.Now()
 	p.start(from, 2*time.Second)
 	p.allocation(&outcome{intended: from.Add(-time.Millisecond)}) // warmup: not counted
@@ -64,7 +57,7 @@ func TestProgressCountsAndErases(t *testing.T) {
 	p.draw()
 	p.stop()
 	p.stop() // idempotent
-	s := out.String()
+	s := string(mustRead(t, out.Name()))
 	if !strings.Contains(s, "steady  ") || !strings.Contains(s, "ok 1  overloaded 1  errors 1") {
 		t.Fatalf("progress output %q", s)
 	}

@@ -111,14 +111,8 @@ func parseScenario(args []string, stdout io.Writer) (scenarioConfig, error) {
 	fs.StringVar(&c.fault, "fault", "down", "failover: the telsim fault `mode` primary-large gets (down, reset, blackhole, …)")
 	fs.IntVar(&c.rounds, "rounds", 1, "throughput: `N` rounds of every target, alternated")
 	fs.BoolVar(&c.keep, "keep", false, "keep the temporary directory (configs, logs) and print its path")
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, scenarioUsage)
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
-			return c, errPrinted
-		}
-		return c, fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlagSet(fs, args[1:], stdout, scenarioUsage); err != nil {
+		return c, err
 	}
 	if fs.NArg() != 0 {
 		return c, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))

@@ -214,27 +214,36 @@ func readHgrm(t *testing.T, path string) (values, percentiles []float64) {
 	return values, percentiles
 }
 
-func TestScenarioSteadyEndToEnd(t *testing.T) {
+// runScenarioTest runs sbbench scenario name against the test binaries at
+// 300 allocations/s for duration, expects it to succeed, and returns its
+// report (with one phase, monotone percentiles, checks, and its four
+// processes reaped), its picture's elements and the report directory.
+func runScenarioTest(t *testing.T, name, duration string) (scenarioReport, []svgElem, string) {
+	t.Helper()
 	bins := scenarioBins(t)
 	out := filepath.Join(t.TempDir(), "report")
-	r := sbbench(t, scenarioCtx(t), "scenario", "steady", "-out", out, "-bin", bins, "-duration", "1s", "-warmup", "200ms", "-rate", "300")
+	r := sbbench(t, scenarioCtx(t), "scenario", name, "-out", out, "-bin", bins, "-duration", duration, "-warmup", "200ms", "-rate", "300")
 	if r.code != exitOK || r.stderr != "" {
 		t.Fatalf("exit %d, stderr %q, stdout %q", r.code, r.stderr, r.stdout)
 	}
-	rep := readReport(t, out, "steady")
+	rep := readReport(t, out, name)
 	if len(rep.Phases) != 1 {
 		t.Fatalf("%d phases, want 1", len(rep.Phases))
 	}
-	s := &rep.Phases[0].Summary
-	if s.OK == 0 || s.Sent != 300 {
-		t.Fatalf("sent %d ok %d, want 300 sent (300/s × 1s)", s.Sent, s.OK)
-	}
-	checkMonotone(t, s)
+	checkMonotone(t, &rep.Phases[0].Summary)
 	checkReaped(t, rep.Processes, 4) // three telsims and the daemon
 	if len(rep.Checks) == 0 {
 		t.Fatal("no checks in the report")
 	}
-	parseSVG(t, mustRead(t, filepath.Join(out, "steady.svg")))
+	return rep, parseSVG(t, mustRead(t, filepath.Join(out, name+".svg"))), out
+}
+
+func TestScenarioSteadyEndToEnd(t *testing.T) {
+	rep, _, out := runScenarioTest(t, "steady", "1s")
+	s := &rep.Phases[0].Summary
+	if s.OK == 0 || s.Sent != 300 {
+		t.Fatalf("sent %d ok %d, want 300 sent (300/s × 1s)", s.Sent, s.OK)
+	}
 	vals, _ := readHgrm(t, filepath.Join(out, rep.Phases[0].Hgrm))
 	// The .hgrm is in ms, the summary in µs: its last value is the max.
 	if got, want := vals[len(vals)-1]*1000, s.Max; got < want*0.99 || got > want*1.01 {
@@ -243,23 +252,14 @@ func TestScenarioSteadyEndToEnd(t *testing.T) {
 }
 
 func TestScenarioFailoverEndToEnd(t *testing.T) {
-	bins := scenarioBins(t)
-	out := filepath.Join(t.TempDir(), "report")
-	r := sbbench(t, scenarioCtx(t), "scenario", "failover", "-out", out, "-bin", bins, "-duration", "3s", "-warmup", "200ms", "-rate", "300")
-	if r.code != exitOK || r.stderr != "" {
-		t.Fatalf("exit %d, stderr %q, stdout %q", r.code, r.stderr, r.stdout)
-	}
-	rep := readReport(t, out, "failover")
+	rep, elems, _ := runScenarioTest(t, "failover", "3s")
 	s := &rep.Phases[0].Summary
-	checkMonotone(t, s)
-	checkReaped(t, rep.Processes, 4)
 	if len(s.Faults) != 2 || s.Faults[0].Result != resultOK || s.Faults[1].Result != resultOK {
 		t.Fatalf("faults %+v, want down and none, both ok", s.Faults)
 	}
 	if s.ByTier["nextgen"] == 0 || s.ByTier["primary-large"] == 0 {
 		t.Fatalf("by tier %v: want primary-large before and after the fault, nextgen during it", s.ByTier)
 	}
-	elems := parseSVG(t, mustRead(t, filepath.Join(out, "failover.svg")))
 	if !hasMarker(elems, "fault", "fault down") || !hasMarker(elems, "fault", "fault none") {
 		t.Fatal("failover.svg lacks the fault markers (class fault, \"fault down\" and \"fault none\")")
 	}

@@ -18,14 +18,24 @@ import (
 	"time"
 )
 
-// runSteady: an open loop at -rate on a healthy stack.
-func runSteady(ctx context.Context, sr *scenarioRun) error {
-	_, d, err := sr.startStack(ctx, daemonOptions{})
+// openLoop starts the telsims and the daemon and returns the settings of
+// an open loop at -rate against them.
+func (sr *scenarioRun) openLoop(ctx context.Context) (*telsims, *daemon, config, error) {
+	ts, d, err := sr.startStack(ctx, daemonOptions{})
 	if err != nil {
-		return err
+		return nil, nil, config{}, err
 	}
 	cfg := sr.loadConfig(d)
 	cfg.rate = sr.cfg.rate
+	return ts, d, cfg, nil
+}
+
+// runSteady: an open loop at -rate on a healthy stack.
+func runSteady(ctx context.Context, sr *scenarioRun) error {
+	_, _, cfg, err := sr.openLoop(ctx)
+	if err != nil {
+		return err
+	}
 	p, err := sr.phase(ctx, "", cfg, nil)
 	if err != nil {
 		return err
@@ -37,12 +47,10 @@ func runSteady(ctx context.Context, sr *scenarioRun) error {
 // runFailover: the open loop, with primary-large's telsim down from 1/3
 // to 2/3 of the measured window.
 func runFailover(ctx context.Context, sr *scenarioRun) error {
-	ts, d, err := sr.startStack(ctx, daemonOptions{})
+	ts, _, cfg, err := sr.openLoop(ctx)
 	if err != nil {
 		return err
 	}
-	cfg := sr.loadConfig(d)
-	cfg.rate = sr.cfg.rate
 	third := sr.cfg.duration / 3
 	for _, f := range []string{
 		fmt.Sprintf("%s=%s@%s", ts.control[0], sr.cfg.fault, third),
@@ -80,12 +88,10 @@ func runFailover(ctx context.Context, sr *scenarioRun) error {
 // times (an unchanged file: the whole reload path runs; the reload demo
 // script alternates two files).
 func runReload(ctx context.Context, sr *scenarioRun) error {
-	_, d, err := sr.startStack(ctx, daemonOptions{})
+	_, d, cfg, err := sr.openLoop(ctx)
 	if err != nil {
 		return err
 	}
-	cfg := sr.loadConfig(d)
-	cfg.rate = sr.cfg.rate
 	cfg.reloadEvery = sr.cfg.duration / 5
 	cfg.adminSocket = d.admin
 	cfg.step = max(minTimelineStep, min(cfg.step, cfg.reloadEvery/4).Truncate(time.Millisecond))
