@@ -37,7 +37,7 @@ README=bench/README.md
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/table.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
-[ -x bin/peerbench ] && [ -x bin/sbbench ] || make build >/dev/null
+make build >/dev/null # incremental: the scenarios run what bin/ holds
 mkdir -p "$OUT"
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 raw=$OUT/benchmarks.txt
@@ -58,10 +58,13 @@ median() {
 			if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-# scenario NAME ARGS...: bin/sbbench scenario NAME into $OUT.
+# scenario AS NAME ARGS...: bin/sbbench scenario NAME ARGS, its files
+# written into $OUT as AS.json, AS.svg, AS[-PHASE].hgrm.
 scenario() {
-	echo "== bin/sbbench scenario $* -out $OUT" >&2
-	bin/sbbench scenario "$@" -out "$OUT" >&2
+	local as=$1
+	shift
+	echo "== bin/sbbench scenario $* -as $as -out $OUT" >&2
+	bin/sbbench scenario "$@" -as "$as" -out "$OUT" >&2
 }
 
 # check FILE NAME-SUBSTRING: the value of the first check of report FILE
@@ -88,9 +91,9 @@ gobench ./bench '^BenchmarkAllocate$/^net$'
 x=$(median x-floor 'BenchmarkAllocate/net')
 row "allocation round trip, 1 client, p50 ÷ floor (UDS + TCP echo, same run; in process, default transport)" "≤ 1.25" "$(fmt "$x")" "$(verdict "$x" '<=' 1.25)" "go test -run '^\$' -bench '^BenchmarkAllocate\$/^net\$' -count $COUNT ./bench"
 
-scenario throughput -rounds "$ROUNDS" -duration "$DURATION"
+scenario throughput throughput -rounds "$ROUNDS" -duration "$DURATION"
 f=$OUT/throughput.json
-cmd="bin/sbbench scenario throughput -rounds $ROUNDS -duration $DURATION"
+cmd="bin/sbbench scenario throughput throughput -rounds $ROUNDS -duration $DURATION"
 x=$(check "$f" "saturation: switchboard cycles/s ÷ http")
 row "throughput ÷ net/http + JSON baseline, 64 callers on 2 connections, separate processes, alternated, median of rounds" "≥ 10" "$(fmt "$x")" "$(verdict "$x" '>=' 10)" "$cmd"
 x=$(check "$f" "saturation: switchboard cycles/s ÷ grpc-tuned")
@@ -98,19 +101,21 @@ row "throughput ÷ tuned gRPC peer, 64 callers on 2 connections" "≥ 6" "$(fmt 
 x=$(check "$f" "one-caller: switchboard cycles/s ÷ grpc-tuned")
 row "throughput ÷ tuned gRPC peer, one caller" "≥ 3" "$(fmt "$x")" "$(verdict "$x" '>=' 3)" "$cmd"
 
-scenario conns -conns-list "$CONNS" -duration "$DURATION"
-f=$OUT/conns.json
-x=$(jq -r '[.phases[] | "\(.conns): p99 \(.summary.p99_us / 1000 * 10 | round / 10) ms, \(.summary.rate | round)/s" + (if .rss_per_conn_kb then ", \(.rss_per_conn_kb * 10 | round / 10) KiB/conn" else "" end)] | join("; ")' "$f")
-row "front-end connections (64 busy): p99, throughput, daemon RSS per connection (default transport)" "measured at 1, 64, 1,024, 10,000" "$x" "measured" "bin/sbbench scenario conns -conns-list $CONNS -duration $DURATION"
+for tr in net netpoll; do
+	scenario "conns-$tr" conns -conns-list "$CONNS" -duration "$DURATION" -transport "$tr"
+	f=$OUT/conns-$tr.json
+	x=$(jq -r '[.phases[] | "\(.conns): p99 \(.summary.p99_us / 1000 * 10 | round / 10) ms, \(.summary.rate | round)/s" + (if .rss_per_conn_kb then ", \(.rss_per_conn_kb * 10 | round / 10) KiB/conn" else "" end)] | join("; ")' "$f")
+	row "front-end connections, $tr transport (64 busy): p99, allocations/s, daemon RSS per connection beyond the first" "measured at 1, 64, 1,024, 10,000" "$x" "measured" "bin/sbbench scenario conns -conns-list $CONNS -duration $DURATION -transport $tr"
+done
 
-scenario overload -duration "$DURATION"
+scenario overload overload -duration "$DURATION"
 f=$OUT/overload.json
 u=$(check "$f" "UNAVAILABLE")
 o=$(check "$f" "breakers not closed")
 shed=$(jq -r '.phases[0].summary | "\(.ok) ok, \(.overloaded) OVERLOADED"' "$f")
 v=met
 [ "$u" = 0 ] && [ "$o" = 0 ] || v="**not met**"
-row "burst far above pool capacity (3,000 callers)" "0 UNAVAILABLE, breakers closed" "$u UNAVAILABLE, $o breakers not closed ($shed)" "$v" "bin/sbbench scenario overload -duration $DURATION"
+row "burst far above pool capacity (3,000 callers)" "0 UNAVAILABLE, breakers closed" "$u UNAVAILABLE, $o breakers not closed ($shed)" "$v" "bin/sbbench scenario overload overload -duration $DURATION"
 
 gobench ./daemon '^BenchmarkTierSkip$'
 x=$(median ns/op 'BenchmarkTierSkip')
@@ -120,10 +125,7 @@ gobench ./pool '^BenchmarkDetectPeerClose$'
 x=$(median detect-p99-us 'BenchmarkDetectPeerClose')
 row "dead-connection detection (peer close to not live), p99" "≤ 1,000 µs" "$(fmt "$x") µs" "$(verdict "$x" '<=' 1000)" "go test -run '^\$' -bench '^BenchmarkDetectPeerClose\$' -count $COUNT ./pool"
 
-scenario failover -fault blackhole -duration "$DURATION"
-mv "$OUT/failover.json" "$OUT/failover-blackhole.json"
-mv "$OUT/failover.svg" "$OUT/failover-blackhole.svg"
-mv "$OUT/failover.hgrm" "$OUT/failover-blackhole.hgrm"
+scenario failover-blackhole failover -fault blackhole -duration "$DURATION"
 f=$OUT/failover-blackhole.json
 x=$(check "$f" "slowest allocation")
 e=$(check "$f" "front-end-visible errors")
@@ -131,23 +133,23 @@ v=$(verdict "$x" '<=' 350)
 [ "$e" = 0 ] || v="**not met**"
 row "silent tier (blackhole on primary-large): slowest allocation, front-end-visible errors" "≤ attempt deadline (250 ms) + 100 ms, 0 errors" "$(fmt "$x") ms, $e errors" "$v" "bin/sbbench scenario failover -fault blackhole -duration $DURATION"
 
-scenario failover -duration "$DURATION"
+scenario failover failover -duration "$DURATION"
 f=$OUT/failover.json
 x=$(check "$f" "front-end-visible errors")
-row "front-end-visible errors (OVERLOADED included) while any tier can serve (primary-large down, then back)" "0" "$x" "$(verdict "$x" '<=' 0)" "bin/sbbench scenario failover -duration $DURATION"
+row "front-end-visible errors (OVERLOADED included) while any tier can serve (primary-large down, then back)" "0" "$x" "$(verdict "$x" '<=' 0)" "bin/sbbench scenario failover failover -duration $DURATION"
 
 gobench ./keygen '^BenchmarkNext(Parallel)?$'
 x=$(median ns/op 'BenchmarkNext-')
 p=$(median ns/op 'BenchmarkNextParallel')
 row "key hot path (serial; parallel in brackets)" "≤ 10 ns/op, 0 allocs" "$(fmt "$x") ns/op ($(fmt "$p"))" "$(verdict "$x" '<=' 10)" "go test -run '^\$' -bench '^BenchmarkNext(Parallel)?\$' -count $COUNT ./keygen"
 
-scenario reload -duration "$DURATION"
+scenario reload reload -duration "$DURATION"
 f=$OUT/reload.json
 x=$(check "$f" "p99 of rows during a reload")
 e=$(check "$f" "failed requests")
 v=$(verdict "$x" '<=' 1.5)
 [ "$e" = 0 ] || v="**not met**"
-row "reload under load: p99 of the rows during a reload ÷ p99 of the others; failed requests" "≤ 1.5, 0 failed" "$(fmt "$x"), $e failed" "$v" "bin/sbbench scenario reload -duration $DURATION"
+row "reload under load: p99 of the rows during a reload ÷ p99 of the others; failed requests" "≤ 1.5, 0 failed" "$(fmt "$x"), $e failed" "$v" "bin/sbbench scenario reload reload -duration $DURATION"
 
 gobench ./daemon '^BenchmarkReadyAfterStart$'
 x=$(median ms-ready-p50 'BenchmarkReadyAfterStart')

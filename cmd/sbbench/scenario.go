@@ -25,7 +25,8 @@ bin/switchboard, bin/telsim, for throughput bin/peerbench: make build) in a
 temporary directory, runs it, stops every process, and writes into DIR:
 NAME.json (the report), NAME.svg (one self-contained picture: latency and
 throughput over time, per-tier share, fault and reload moments) and one
-NAME[-PHASE].hgrm per load phase (wrk2-style percentile distribution).
+NAME[-PHASE].hgrm per load phase (wrk2-style percentile distribution);
+-as BASE names them BASE.json and so on instead.
 
 Scenarios:
   steady      open loop at -rate against three telsims
@@ -47,6 +48,7 @@ Flags:
 type scenarioConfig struct {
 	name        string
 	out         string        // report directory; created
+	as          string        // base name of the files written; default the scenario's name
 	bin         string        // binaries; default "bin"
 	duration    time.Duration // measured window of each phase; default per scenario
 	warmup      time.Duration // before each phase; default 500ms
@@ -101,6 +103,7 @@ func parseScenario(args []string, stdout io.Writer) (scenarioConfig, error) {
 	fs := flag.NewFlagSet("sbbench scenario", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.out, "out", "", "write the report, the picture and the .hgrm files into `dir` (created)")
+	fs.StringVar(&c.as, "as", c.name, "base `name` of the files written (name.json, name.svg, name[-phase].hgrm)")
 	fs.StringVar(&c.bin, "bin", "bin", "`dir` of the switchboard, telsim (and peerbench) binaries")
 	fs.DurationVar(&c.duration, "duration", sc.duration, "measured `period` of each phase")
 	fs.DurationVar(&c.warmup, "warmup", 500*time.Millisecond, "unmeasured `period` before each phase")
@@ -127,6 +130,8 @@ func parseScenario(args []string, stdout io.Writer) (scenarioConfig, error) {
 	switch {
 	case c.out == "":
 		return c, fmt.Errorf("%w: -out DIR is required", errUsage)
+	case c.as == "" || strings.ContainsAny(c.as, `/\`):
+		return c, fmt.Errorf("%w: -as %q: want a file name without a directory", errUsage, c.as)
 	case c.duration < 500*time.Millisecond:
 		return c, fmt.Errorf("%w: -duration must be at least 500ms", errUsage)
 	case c.warmup < 0:
@@ -222,7 +227,7 @@ func (sr *scenarioRun) execute(ctx context.Context) (err error) {
 	}
 	sr.rep.Processes = sr.procs.stop()
 	sr.rep.finish()
-	return sr.rep.write(sr.cfg.out, sr.stdout)
+	return sr.rep.write(sr.cfg.out, sr.cfg.as, sr.stdout)
 }
 
 // logTails is the last lines of every process's stderr that wrote any,

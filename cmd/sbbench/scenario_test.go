@@ -318,6 +318,7 @@ func TestScenarioUsage(t *testing.T) {
 		{"scenario", "conns", "-out", "x", "-conns-list", "1,zero"},
 		{"scenario", "steady", "-out", "x", "-transport", "udp"},
 		{"scenario", "steady", "-out", "x", "extra"},
+		{"scenario", "steady", "-out", "x", "-as", "a/b"},
 	} {
 		r := sbbench(t, bounded(t), args...)
 		if r.code != exitUsage || !strings.Contains(r.stderr, "sbbench scenario -h") {

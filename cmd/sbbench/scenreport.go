@@ -99,12 +99,12 @@ func (r *scenarioReport) finish() {
 	r.Machine.LoadFinish = loadAverage()
 }
 
-// write writes NAME.json, NAME.svg and the .hgrm files into dir and lists
+// write writes BASE.json, BASE.svg and the .hgrm files into dir and lists
 // them on w.
-func (r *scenarioReport) write(dir string, w io.Writer) error {
+func (r *scenarioReport) write(dir, base string, w io.Writer) error {
 	var files []string
 	for _, p := range r.Phases {
-		name := r.Scenario
+		name := base
 		if p.Name != "" {
 			name += "-" + p.Name
 		}
@@ -118,14 +118,14 @@ func (r *scenarioReport) write(dir string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, r.Scenario+".json"), append(b, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, base+".json"), append(b, '\n'), 0o644); err != nil {
 		return err
 	}
 	svg := renderSVG(r)
-	if err := os.WriteFile(filepath.Join(dir, r.Scenario+".svg"), []byte(svg), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, base+".svg"), []byte(svg), 0o644); err != nil {
 		return err
 	}
-	files = append([]string{r.Scenario + ".json", r.Scenario + ".svg"}, files...)
+	files = append([]string{base + ".json", base + ".svg"}, files...)
 	for _, c := range r.Checks {
 		verdict := "met"
 		if !c.Met {
