@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"switchboard/client"
+	"switchboard/mux"
 )
 
 // scenarioUsage is sbbench scenario -h.
@@ -405,7 +406,7 @@ func (sr *scenarioRun) loadConfig(d *daemon) config {
 // and prints its one-line result.
 func (sr *scenarioRun) phase(ctx context.Context, name string, cfg config, extra func(p *phaseReport)) (*phaseReport, error) {
 	if cfg.rate > 0 && cfg.maxInFlight == 0 {
-		cfg.maxInFlight = cfg.conns * 1024
+		cfg.maxInFlight = cfg.conns * mux.DefaultMaxInFlight // as parseFlags does
 	}
 	dctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 	tgt, err := dialTarget(dctx, cfg.socket, cfg.conns)
