@@ -408,9 +408,13 @@ func (sr *scenarioRun) phase(ctx context.Context, name string, cfg config, extra
 	if cfg.rate > 0 && cfg.maxInFlight == 0 {
 		cfg.maxInFlight = cfg.conns * mux.DefaultMaxInFlight // as parseFlags does
 	}
-	dctx, cancel := context.WithTimeout(ctx, cfg.timeout)
-	tgt, err := dialTarget(dctx, cfg.socket, cfg.conns)
-	cancel()
+	var tgt *clientTarget
+	err := retryBacklog(ctx, func() (err error) {
+		dctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+		defer cancel()
+		tgt, err = dialTarget(dctx, cfg.socket, cfg.conns)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("phase %s: dial %s: %w", name, cfg.socket, err)
 	}

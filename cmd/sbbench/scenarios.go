@@ -224,15 +224,16 @@ func perConn(p *phaseReport) string {
 	return fmt.Sprintf(", %.1f KiB per connection beyond the first phase's", p.RSSPerConnKB)
 }
 
-// openIdle opens n connections to socket that send nothing. A dial the
-// kernel refuses with EAGAIN (the listen backlog is full: the daemon has
-// not accepted the previous ones yet) is retried after a millisecond, for
-// up to readyTimeout per connection.
+// openIdle opens n connections to socket that send nothing.
 func openIdle(ctx context.Context, socket string, n int) ([]net.Conn, error) {
 	var d net.Dialer
 	conns := make([]net.Conn, 0, n)
 	for range n {
-		c, err := dialPatiently(ctx, &d, socket)
+		var c net.Conn
+		err := retryBacklog(ctx, func() (err error) {
+			c, err = d.DialContext(ctx, "unix", socket)
+			return err
+		})
 		if err != nil {
 			return conns, err
 		}
@@ -241,19 +242,23 @@ func openIdle(ctx context.Context, socket string, n int) ([]net.Conn, error) {
 	return conns, nil
 }
 
-func dialPatiently(ctx context.Context, d *net.Dialer, socket string) (net.Conn, error) {
+// retryBacklog calls dial until it does not fail with EAGAIN, which a Unix
+// socket's connect returns while the listen backlog is full (the daemon
+// has not accepted thousands of connections opened just before yet):
+// after a millisecond, for up to readyTimeout.
+func retryBacklog(ctx context.Context, dial func() error) error {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	for {
-		c, err := d.DialContext(ctx, "unix", socket)
+		err := dial()
 		if err == nil || !errors.Is(err, syscall.EAGAIN) {
-			return c, err
+			return err
 		}
 		t := time.NewTimer(time.Millisecond)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, err
+			return err
 		case <-t.C:
 		}
 	}
