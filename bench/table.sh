@@ -43,9 +43,11 @@ load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 raw=$OUT/benchmarks.txt
 : >"$raw"
 
-# gobench PKG REGEX: go test -bench REGEX in PKG, COUNT runs, appended to $raw.
+# gobench PKG REGEX: go test -bench REGEX in PKG, COUNT runs, appended to
+# $raw; the command in $last.
 gobench() {
-	echo "== go test -run '^\$' -bench '$2' -count $COUNT $1" | tee -a "$raw" >&2
+	last="go test -run '^\$' -bench '$2' -count $COUNT $1"
+	echo "== $last" | tee -a "$raw" >&2
 	go test -run '^$' -bench "$2" -count "$COUNT" "$1" | tee -a "$raw" >"$tmp/last.txt"
 }
 
@@ -59,11 +61,12 @@ median() {
 }
 
 # scenario AS NAME ARGS...: bin/sbbench scenario NAME ARGS, its files
-# written into $OUT as AS.json, AS.svg, AS[-PHASE].hgrm.
+# written into $OUT as AS.json, AS.svg, AS[-PHASE].hgrm; the command in $last.
 scenario() {
 	local as=$1
 	shift
-	echo "== bin/sbbench scenario $* -as $as -out $OUT" >&2
+	last="bin/sbbench scenario $* -as $as -out $OUT"
+	echo "== $last" >&2
 	bin/sbbench scenario "$@" -as "$as" -out "$OUT" >&2
 }
 
@@ -81,31 +84,30 @@ verdict() {
 	fi
 }
 
-# fmt VALUE: at most 3 significant decimals.
-fmt() { [ "$1" = n/a ] && echo n/a || awk -v v="$1" 'BEGIN { printf "%.3g", v }'; }
+# fmt VALUE: 3 significant digits, no exponent (whole numbers from 1,000).
+fmt() { [ "$1" = n/a ] && echo n/a || awk -v v="$1" 'BEGIN { if (v >= 1000) printf "%.0f", v; else printf "%.3g", v }'; }
 
 rows=()
 row() { rows+=("| $1 | $2 | $3 | $4 | \`$5\` |"); }
 
 gobench ./bench '^BenchmarkAllocate$/^net$'
 x=$(median x-floor 'BenchmarkAllocate/net')
-row "allocation round trip, 1 client, p50 ÷ floor (UDS + TCP echo, same run; in process, default transport)" "≤ 1.25" "$(fmt "$x")" "$(verdict "$x" '<=' 1.25)" "go test -run '^\$' -bench '^BenchmarkAllocate\$/^net\$' -count $COUNT ./bench"
+row "allocation round trip, 1 client, p50 ÷ floor (UDS + TCP echo, same run; in process, default transport)" "≤ 1.25" "$(fmt "$x")" "$(verdict "$x" '<=' 1.25)" "$last"
 
 scenario throughput throughput -rounds "$ROUNDS" -duration "$DURATION"
 f=$OUT/throughput.json
-cmd="bin/sbbench scenario throughput throughput -rounds $ROUNDS -duration $DURATION"
 x=$(check "$f" "saturation: switchboard cycles/s ÷ http")
-row "throughput ÷ net/http + JSON baseline, 64 callers on 2 connections, separate processes, alternated, median of rounds" "≥ 10" "$(fmt "$x")" "$(verdict "$x" '>=' 10)" "$cmd"
+row "throughput ÷ net/http + JSON baseline, 64 callers on 2 connections, separate processes, alternated, median of rounds" "≥ 10" "$(fmt "$x")" "$(verdict "$x" '>=' 10)" "$last"
 x=$(check "$f" "saturation: switchboard cycles/s ÷ grpc-tuned")
-row "throughput ÷ tuned gRPC peer, 64 callers on 2 connections" "≥ 6" "$(fmt "$x")" "$(verdict "$x" '>=' 6)" "$cmd"
+row "throughput ÷ tuned gRPC peer, 64 callers on 2 connections" "≥ 6" "$(fmt "$x")" "$(verdict "$x" '>=' 6)" "$last"
 x=$(check "$f" "one-caller: switchboard cycles/s ÷ grpc-tuned")
-row "throughput ÷ tuned gRPC peer, one caller" "≥ 3" "$(fmt "$x")" "$(verdict "$x" '>=' 3)" "$cmd"
+row "throughput ÷ tuned gRPC peer, one caller" "≥ 3" "$(fmt "$x")" "$(verdict "$x" '>=' 3)" "$last"
 
 for tr in net netpoll; do
 	scenario "conns-$tr" conns -conns-list "$CONNS" -duration "$DURATION" -transport "$tr"
 	f=$OUT/conns-$tr.json
 	x=$(jq -r '[.phases[] | "\(.conns): p99 \(.summary.p99_us / 1000 * 10 | round / 10) ms, \(.summary.rate | round)/s" + (if .rss_per_conn_kb then ", \(.rss_per_conn_kb * 10 | round / 10) KiB/conn" else "" end)] | join("; ")' "$f")
-	row "front-end connections, $tr transport (64 busy): p99, allocations/s, daemon RSS per connection beyond the first" "measured at 1, 64, 1,024, 10,000" "$x" "measured" "bin/sbbench scenario conns -conns-list $CONNS -duration $DURATION -transport $tr"
+	row "front-end connections, $tr transport (64 busy): p99, allocations/s, daemon RSS per connection beyond the first" "measured at 1, 64, 1,024, 10,000" "$x" "measured" "$last"
 done
 
 scenario overload overload -duration "$DURATION"
@@ -115,15 +117,15 @@ o=$(check "$f" "breakers not closed")
 shed=$(jq -r '.phases[0].summary | "\(.ok) ok, \(.overloaded) OVERLOADED"' "$f")
 v=met
 [ "$u" = 0 ] && [ "$o" = 0 ] || v="**not met**"
-row "burst far above pool capacity (3,000 callers)" "0 UNAVAILABLE, breakers closed" "$u UNAVAILABLE, $o breakers not closed ($shed)" "$v" "bin/sbbench scenario overload overload -duration $DURATION"
+row "burst far above pool capacity (3,000 callers)" "0 UNAVAILABLE, breakers closed" "$u UNAVAILABLE, $o breakers not closed ($shed)" "$v" "$last"
 
 gobench ./daemon '^BenchmarkTierSkip$'
 x=$(median ns/op 'BenchmarkTierSkip')
-row "switch cost when a tier is known down (ns per skipped tier)" "≤ 1,000 ns" "$(fmt "$x") ns" "$(verdict "$x" '<=' 1000)" "go test -run '^\$' -bench '^BenchmarkTierSkip\$' -count $COUNT ./daemon"
+row "switch cost when a tier is known down (ns per skipped tier)" "≤ 1,000 ns" "$(fmt "$x") ns" "$(verdict "$x" '<=' 1000)" "$last"
 
 gobench ./pool '^BenchmarkDetectPeerClose$'
 x=$(median detect-p99-us 'BenchmarkDetectPeerClose')
-row "dead-connection detection (peer close to not live), p99" "≤ 1,000 µs" "$(fmt "$x") µs" "$(verdict "$x" '<=' 1000)" "go test -run '^\$' -bench '^BenchmarkDetectPeerClose\$' -count $COUNT ./pool"
+row "dead-connection detection (peer close to not live), p99" "≤ 1,000 µs" "$(fmt "$x") µs" "$(verdict "$x" '<=' 1000)" "$last"
 
 scenario failover-blackhole failover -fault blackhole -duration "$DURATION"
 f=$OUT/failover-blackhole.json
@@ -131,17 +133,17 @@ x=$(check "$f" "slowest allocation")
 e=$(check "$f" "front-end-visible errors")
 v=$(verdict "$x" '<=' 350)
 [ "$e" = 0 ] || v="**not met**"
-row "silent tier (blackhole on primary-large): slowest allocation, front-end-visible errors" "≤ attempt deadline (250 ms) + 100 ms, 0 errors" "$(fmt "$x") ms, $e errors" "$v" "bin/sbbench scenario failover -fault blackhole -duration $DURATION"
+row "silent tier (blackhole on primary-large): slowest allocation; front-end-visible errors, OVERLOADED included" "≤ attempt deadline (250 ms) + 100 ms; 0" "$(fmt "$x") ms; $e" "$v" "$last"
 
 scenario failover failover -duration "$DURATION"
 f=$OUT/failover.json
 x=$(check "$f" "front-end-visible errors")
-row "front-end-visible errors (OVERLOADED included) while any tier can serve (primary-large down, then back)" "0" "$x" "$(verdict "$x" '<=' 0)" "bin/sbbench scenario failover failover -duration $DURATION"
+row "front-end-visible errors (OVERLOADED included) while any tier can serve (primary-large down, then back)" "0" "$x" "$(verdict "$x" '<=' 0)" "$last"
 
 gobench ./keygen '^BenchmarkNext(Parallel)?$'
 x=$(median ns/op 'BenchmarkNext-')
 p=$(median ns/op 'BenchmarkNextParallel')
-row "key hot path (serial; parallel in brackets)" "≤ 10 ns/op, 0 allocs" "$(fmt "$x") ns/op ($(fmt "$p"))" "$(verdict "$x" '<=' 10)" "go test -run '^\$' -bench '^BenchmarkNext(Parallel)?\$' -count $COUNT ./keygen"
+row "key hot path (serial; parallel in brackets)" "≤ 10 ns/op, 0 allocs" "$(fmt "$x") ns/op ($(fmt "$p"))" "$(verdict "$x" '<=' 10)" "$last"
 
 scenario reload reload -duration "$DURATION"
 f=$OUT/reload.json
@@ -149,12 +151,12 @@ x=$(check "$f" "p99 of rows during a reload")
 e=$(check "$f" "failed requests")
 v=$(verdict "$x" '<=' 1.5)
 [ "$e" = 0 ] || v="**not met**"
-row "reload under load: p99 of the rows during a reload ÷ p99 of the others; failed requests" "≤ 1.5, 0 failed" "$(fmt "$x"), $e failed" "$v" "bin/sbbench scenario reload reload -duration $DURATION"
+row "reload under load: p99 of the rows during a reload ÷ p99 of the others; failed requests" "≤ 1.5, 0 failed" "$(fmt "$x"), $e failed" "$v" "$last"
 
 gobench ./daemon '^BenchmarkReadyAfterStart$'
 x=$(median ms-ready-p50 'BenchmarkReadyAfterStart')
 m=$(median ms-ready-max 'BenchmarkReadyAfterStart')
-row "ready after start, sim:// tiers (p50; max in brackets)" "≤ 100 ms" "$(fmt "$x") ms ($(fmt "$m"))" "$(verdict "$m" '<=' 100)" "go test -run '^\$' -bench '^BenchmarkReadyAfterStart\$' -count $COUNT ./daemon"
+row "ready after start, sim:// tiers (median of the runs' p50; of their max in brackets)" "≤ 100 ms" "$(fmt "$x") ms ($(fmt "$m"))" "$(verdict "$x" '<=' 100)" "$last"
 
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 machine="$(nproc) × $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), Linux $(uname -r), $(go version | awk '{print $3}')"
