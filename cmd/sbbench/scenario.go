@@ -158,6 +158,11 @@ func validFault(mode string) bool {
 	return err == nil && f.fault.Mode.String() != "none"
 }
 
+// scenarioDirName stands for the scenario's temporary directory in its
+// report (sockets, configuration), which must not name a path of the
+// machine it ran on.
+const scenarioDirName = "SCENARIO_DIR"
+
 // scenarioRun is one scenario in progress: its settings, its temporary
 // directory and processes, and the report it fills.
 type scenarioRun struct {
@@ -192,7 +197,8 @@ func runScenario(ctx context.Context, args []string, stdout, stderr io.Writer) i
 // execute runs the scenario and writes its files. Every process it started
 // is stopped and reaped before it returns, whatever happened.
 func (sr *scenarioRun) execute(ctx context.Context) (err error) {
-	bin, err := filepath.Abs(sr.cfg.bin)
+	given := sr.cfg.bin
+	bin, err := filepath.Abs(given)
 	if err != nil {
 		return err
 	}
@@ -228,7 +234,7 @@ func (sr *scenarioRun) execute(ctx context.Context) (err error) {
 	}
 	sr.rep.Processes = sr.procs.stop()
 	sr.rep.finish()
-	return sr.rep.write(sr.cfg.out, sr.cfg.as, sr.stdout)
+	return sr.rep.write(sr.cfg.out, sr.cfg.as, map[string]string{sr.dir: scenarioDirName, bin: given}, sr.stdout)
 }
 
 // logTails is the last lines of every process's stderr that wrote any,

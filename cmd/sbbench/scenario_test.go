@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"encoding/xml"
@@ -227,6 +228,9 @@ func runScenarioTest(t *testing.T, name, duration string) (scenarioReport, []svg
 		t.Fatalf("exit %d, stderr %q, stdout %q", r.code, r.stderr, r.stdout)
 	}
 	rep := readReport(t, out, name)
+	if b := mustRead(t, filepath.Join(out, name+".json")); bytes.Contains(b, []byte(os.TempDir()+"/sbscen")) {
+		t.Fatalf("%s.json names the scenario's temporary directory (a path of this machine)", name)
+	}
 	if len(rep.Phases) != 1 {
 		t.Fatalf("%d phases, want 1", len(rep.Phases))
 	}

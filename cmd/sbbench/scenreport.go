@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -101,7 +102,11 @@ func (r *scenarioReport) finish() {
 
 // write writes BASE.json, BASE.svg and the .hgrm files into dir and lists
 // them on w.
-func (r *scenarioReport) write(dir, base string, w io.Writer) error {
+//
+// hide maps strings of this machine that the files must not hold (the
+// temporary directory, the absolute path of -bin) to what is written
+// instead: reports get committed.
+func (r *scenarioReport) write(dir, base string, hide map[string]string, w io.Writer) error {
 	var files []string
 	for _, p := range r.Phases {
 		name := base
@@ -117,6 +122,9 @@ func (r *scenarioReport) write(dir, base string, w io.Writer) error {
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
+	}
+	for from, to := range hide {
+		b = bytes.ReplaceAll(b, []byte(from), []byte(to))
 	}
 	if err := os.WriteFile(filepath.Join(dir, base+".json"), append(b, '\n'), 0o644); err != nil {
 		return err
