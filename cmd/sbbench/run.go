@@ -25,12 +25,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runScenario(ctx, args[1:], stdout, stderr)
 	}
 	cfg, err := parseFlags(args, stdout)
-	switch {
-	case errors.Is(err, errPrinted):
-		return exitOK
-	case err != nil:
-		fail(stderr, strings.TrimPrefix(err.Error(), errUsage.Error()+": ")+" (see sbbench -h)")
-		return exitUsage
+	if code, done := parseExit(err, stderr, "sbbench -h"); done {
+		return code
 	}
 
 	dctx, cancel := context.WithTimeout(ctx, cfg.timeout)
@@ -59,6 +55,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	return exitOK
+}
+
+// parseExit says whether a command line's parse ended the run, and with
+// which status: 0 after -h or -version (errPrinted), 2 after a usage error
+// (printed on stderr with a pointer to help), else not done.
+func parseExit(err error, stderr io.Writer, help string) (code int, done bool) {
+	switch {
+	case errors.Is(err, errPrinted):
+		return exitOK, true
+	case err != nil:
+		fail(stderr, strings.TrimPrefix(err.Error(), errUsage.Error()+": ")+" (see "+help+")")
+		return exitUsage, true
+	}
+	return 0, false
 }
 
 // fail prints msg as exactly one line on w.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -179,12 +178,8 @@ type scenarioRun struct {
 // runScenario is sbbench scenario: exit status as run's.
 func runScenario(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg, err := parseScenario(args, stdout)
-	switch {
-	case errors.Is(err, errPrinted):
-		return exitOK
-	case err != nil:
-		fail(stderr, strings.TrimPrefix(err.Error(), errUsage.Error()+": ")+" (see sbbench scenario -h)")
-		return exitUsage
+	if code, done := parseExit(err, stderr, "sbbench scenario -h"); done {
+		return code
 	}
 	sr := &scenarioRun{cfg: cfg, stdout: stdout}
 	if err := sr.execute(ctx); err != nil {
