@@ -5,14 +5,14 @@ RUN_DIR  ?= run
 SOCKET   ?= $(RUN_DIR)/switchboard.sock
 ADMIN    ?= $(RUN_DIR)/admin.sock
 METRICS  ?= 127.0.0.1:9464
-CMDS     := switchboard sbctl sbbench telsim xmlapi
+CMDS     := switchboard sbctl sbbench telsim xmlapi peerbench
 XML_ADDR ?= 127.0.0.1:8080
 PKGS     := ./...
 BENCH    ?= .
 COUNT    ?= 6
 FUZZTIME ?= 10s
 
-.PHONY: all build run test test-short bench bench-compare fuzz lint cover clean
+.PHONY: all build run test test-short bench bench-compare bench-table fuzz lint cover clean
 
 all: build
 
@@ -57,6 +57,11 @@ bench:
 bench-compare:
 	@test -n "$(REF)" || (echo "usage: make bench-compare REF=<git ref>"; exit 2)
 	./bench/compare.sh $(REF)
+
+## bench-table: measure every budget of the design (benchmarks and sbbench scenarios) and
+##              rewrite the table in bench/README.md; needs an idle machine (bench/table.sh)
+bench-table: build
+	./bench/table.sh
 
 ## fuzz: run every fuzz target for FUZZTIME each
 fuzz:

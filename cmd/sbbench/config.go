@@ -48,6 +48,7 @@ type config struct {
 	step        time.Duration // timeline row width; default 1s (widened past maxTimelineRows rows)
 	reloadEvery time.Duration // POST /reload on adminSocket this often in the measured window; default 0 = never
 	adminSocket string        // the daemon's admin socket, for -reload-every; default none
+	hgrm        string        // write the ok allocations' latency percentiles here (.hgrm); default none
 }
 
 // mode names the load model, as printed and in JSON.
@@ -66,6 +67,7 @@ func defaultSocket() string {
 }
 
 const usageText = `usage: sbbench [-socket PATH] (-rate N | -concurrency N) [-duration D] [flags]
+       sbbench scenario NAME -out DIR [flags]   (see sbbench scenario -h)
        sbbench -version
 
 Drives ALLOCATE at switchboard's front-end socket, releases what it
@@ -118,15 +120,10 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	fs.DurationVar(&c.step, "timeline-step", defaultTimelineStep, "timeline row `width` (widened to keep at most 600 rows)")
 	fs.DurationVar(&c.reloadEvery, "reload-every", 0, "reload the daemon (POST /reload on -admin-socket) every `D` of the measured window (0: never)")
 	fs.StringVar(&c.adminSocket, "admin-socket", "", "the daemon's admin socket `path`, for -reload-every")
+	fs.StringVar(&c.hgrm, "hgrm", "", "also write the ok allocations' latency distribution to `file` (wrk2-style .hgrm, milliseconds)")
 	version := fs.Bool("version", false, "print the build (version, revision, Go version) and exit")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, usageText)
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
-			return c, errPrinted
-		}
-		return c, fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlagSet(fs, args, stdout, usageText); err != nil {
+		return c, err
 	}
 	if *version {
 		buildinfo.Print(stdout, "sbbench")
@@ -144,6 +141,23 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 		c.maxInFlight = c.conns * mux.DefaultMaxInFlight
 	}
 	return c, nil
+}
+
+// parseFlagSet parses args with fs: -h prints usage and fs's flags to
+// stdout and returns errPrinted; a bad flag returns an error wrapping
+// errUsage.
+func parseFlagSet(fs *flag.FlagSet, args []string, stdout io.Writer, usage string) error {
+	err := fs.Parse(args)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(stdout, usage)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return errPrinted
+	}
+	return fmt.Errorf("%w: %v", errUsage, err)
 }
 
 // validate reports the first setting that cannot work.

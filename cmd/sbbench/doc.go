@@ -5,6 +5,8 @@
 //	sbbench -socket PATH (-rate N | -concurrency N) -duration D [-conns C] [-json] [-warmup D] [-name-prefix S]
 //	        [-fault ADDR=MODE[:K=V,...]@SECONDS]... [-timeline-step D]
 //	        [-reload-every D -admin-socket PATH]
+//	        [-hgrm FILE]
+//	sbbench scenario NAME -out DIR [-bin DIR] [-duration D] [flags]
 //	sbbench -version
 //
 // -version prints the build (module version, VCS revision, Go version) and
@@ -107,6 +109,33 @@
 // The run stops by itself after -warmup plus -duration (or -requests
 // allocations); SIGINT stops it early and the summary is still printed.
 // Requests sent during -warmup are released but not counted.
+//
+// -hgrm FILE also writes the ok allocations' latency distribution as an
+// HdrHistogram percentile table (the .hgrm text wrk2 writes, in
+// milliseconds, from the same coordinated-omission-free histogram as the
+// summary). When standard output is a terminal, a progress line (elapsed,
+// ok, overloaded, errors) is redrawn while the run goes on and erased
+// before the summary; output to a pipe or a file never has it.
+//
+// # Scenarios
+//
+// sbbench scenario NAME -out DIR runs a whole measurement on real
+// processes: it starts what NAME needs from -bin (default bin/: three
+// bin/telsim, bin/switchboard configured for them with an admin socket,
+// and for throughput the peers of bin/peerbench) in a temporary directory,
+// drives the load with this same harness (throughput: with bin/peerbench
+// load, the peers' common client), stops every process (SIGTERM, last
+// started first, then SIGKILL after 5 s, and waits for each; also on an
+// error or a signal; on Linux the kernel kills them if sbbench dies), and
+// writes NAME.json (machine, parameters, each phase's summary as -json
+// prints it, the checks of the design's budgets the scenario measures, the
+// processes), NAME.svg (one self-contained picture: latency and throughput
+// over time, per-tier share, faults and reloads marked) and one .hgrm per
+// load phase into DIR. Scenarios: steady, failover, reload, overload,
+// conns, throughput; sbbench scenario -h lists them with their flags. A
+// budget the run does not meet is reported in the checks, not as a
+// failure: the exit status is 0 once the scenario ran and its files are
+// written.
 //
 // Exit status: 0 when the run completed (even with request errors, which are
 // data), 1 when it could not run (for example, the socket does not answer),

@@ -17,7 +17,7 @@ import (
 	"switchboard/wire"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, goleak.Cleanup(removeScenarioBins)) }
 
 // fakeClock only moves when told to: SleepUntil jumps to the deadline.
 // Other goroutines can follow it (follower): their SleepUntil waits until

@@ -237,3 +237,11 @@ func (f fanout) release(o *outcome) {
 		ob.release(o)
 	}
 }
+
+// latency returns a copy of the histogram of the ok allocations' latencies
+// (ns, from the intended send time): what -hgrm writes.
+func (r *recorder) latency() *hdrhistogram.Histogram {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return hdrhistogram.Import(r.lat.Export())
+}
