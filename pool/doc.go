@@ -49,6 +49,13 @@
 // HeartbeatInterval of its handshake counts as a failed dial, so a server
 // that accepts and drops connections is backed off too.
 //
+// Nothing on the way from a peer's close to Live dropping waits on a timer,
+// a deadline or a heartbeat, only on the reader goroutine getting a
+// processor. LiveChanged returns a channel closed at each change of the live
+// set, for a caller that waits for one without polling: a goroutine that
+// spins on Live without ever blocking keeps Go's scheduler from polling the
+// network, and so delays the very EOF it waits for.
+//
 // Connections older than MaxAge (plus a per-connection random jitter of up
 // to MaxAgeJitter) are recycled: the replacement is dialed first, and only
 // when it is live is the old one removed from the live set and closed once

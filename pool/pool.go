@@ -203,6 +203,20 @@ func (p *Pool) kick() {
 // (an atomic load).
 func (p *Pool) Live() int { return len(*p.live.Load()) }
 
+// LiveChanged returns a channel that is closed the next time the pool
+// publishes its live set: when a connection is handshaken, dies, drains or
+// is retired, and on Retune and Shutdown (so it may close with Live
+// unchanged). To wait for a condition on Live without polling, take the
+// channel, then check the condition, then wait on the channel and repeat:
+// a change after the check closes the channel taken before it. A
+// connection's death closes it from that connection's reader goroutine,
+// right after the live set is swapped.
+func (p *Pool) LiveChanged() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.changed
+}
+
 // Capacity returns how many calls the pool can carry at once right now: its
 // live connections times Config.MaxInFlight (atomic loads; read-only). A
 // RoundTrip beyond it finds every connection full (mux.ErrBusy).
