@@ -77,7 +77,7 @@ print('became the mux flusher:', sum(r['muxflusher'] == 'true' for r in J), 'of'
 
 rows = [l.split() for l in open(f'{d}/{which}.ss') if l.strip()]
 first, last = rows[1], rows[-1]  # the first sample may precede the client's start
-dt = (int(last[0]) - int(first[0])) / 1e9
+dt = max((int(last[0]) - int(first[0])) / 1e9, 1e-9)
 names = {0: 'daemon', 1: 'burst sbbench' if which == 'polite' else which + ' sbbench', 2: 'polite sbbench'}
 print(f'schedstat over {dt:.2f} s:')
 for n, i in enumerate(range(1, len(first), 4)):
