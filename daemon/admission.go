@@ -133,7 +133,13 @@ const (
 // Waiting requests are served fairly across connections: a freed slot
 // goes to the next connection with waiters in turn (round robin), the
 // oldest waiter of that connection first, so a connection with one request
-// waiting goes ahead of the hundreds another one has queued.
+// waiting goes ahead of the hundreds another one has queued. A polite
+// connection's request (politeAt unanswered at most) does not queue at
+// all while a slot within politeSlots past the limit is free: even its
+// turn in the queue cost it a wait for a freed slot and then for its
+// goroutine to be woken behind the burst's (bench/results/burst.txt,
+// set 7); polite connections together still hold at most politeSlots
+// slots past the limit.
 //
 // The fast path, taken while nobody waits, is three atomic operations and
 // the capacity read (atomic loads over the tier list): no lock, no
@@ -227,6 +233,24 @@ func (ts *tierSlots) tryTake(s *service) bool {
 	return false
 }
 
+// tryTakePolite takes a slot for a polite connection's request without
+// queueing: within politeSlots past the adaptive limit (and the capacity of
+// the first available tier), so polite connections together cannot put more
+// than that many calls past the limit at the tiers.
+func (ts *tierSlots) tryTakePolite(s *service) bool {
+	t := s.firstAvailable()
+	if t == nil { // no tier: the request goes ahead, to be answered UNAVAILABLE
+		ts.active.Add(1) // give returns it
+		return true
+	}
+	capacity := int64(t.pool.Capacity())
+	if ts.active.Add(1) <= min(min(ts.limit.Load(), capacity)+politeSlots, capacity) {
+		return true
+	}
+	ts.active.Add(-1)
+	return false
+}
+
 // takeOver takes a slot past the adaptive limit, within the safety bound
 // (politeSlots more for a polite connection's request) and the capacity of
 // the first available tier, for a request that waited admitWaitMax.
@@ -258,6 +282,13 @@ func (ts *tierSlots) takeOver(s *service, polite bool) bool {
 // context's error).
 func (ts *tierSlots) take(ctx context.Context, s *service, c *conn, heavyAt int32, rs *reqState) (waited bool, err error) {
 	if ts.waiters.Load() == 0 && ts.tryTake(s) {
+		return false, nil
+	}
+	if c.unanswered.Load() <= politeAt && ts.tryTakePolite(s) {
+		// A polite connection's request does not queue behind a burst's
+		// waiters: a turn in the queue costs it a wait for a freed slot
+		// and then for its goroutine to be scheduled, each behind the
+		// burst's (bench/results/burst.txt, set 7).
 		return false, nil
 	}
 	w := &rs.wait

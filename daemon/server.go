@@ -49,6 +49,10 @@ type reqState struct {
 	// wait is the request in admission's queue when it waits for a slot
 	// (admission.go); its channel is kept from one request to the next.
 	wait slotWaiter
+	// polite: its connection had at most politeAt requests unanswered
+	// when it reached admission; its RESERVE is written without yielding
+	// (pool.RoundTripOnNow).
+	polite bool
 }
 
 var reqPool = sync.Pool{New: func() any { return &reqState{out: make([]byte, 0, 512)} }}
@@ -398,6 +402,7 @@ func (s *server) handle(c *conn, rs *reqState) {
 	out, start := wire.BeginFrame(rs.out[:0], rs.h.Response(wire.StatusOK))
 	// A slot at the tiers first (admission.go); without one, the answer is
 	// OVERLOADED (or TIMEOUT), and nothing reaches a pool.
+	rs.polite = c.unanswered.Load() <= politeAt
 	waited, shed := s.slots.take(ctx, s.svc, c, lim.maxConnUnanswered/2, rs)
 	admitted := t0
 	if waited {
@@ -480,11 +485,15 @@ func (c *conn) writeHeld(frame []byte, slot inflight.Slot) {
 	if !c.queue(frame, slot) {
 		return
 	}
-	if c.inFlight.Load() > 1 {
+	if c.inFlight.Load() > politeAt {
 		// Not alone on the connection: yield once so that handlers about
 		// to answer (woken by the same batch of telephony replies) append
 		// their responses first and go out in this write (as mux does:
-		// bench/results/mux-batching.txt). A lone request never yields.
+		// bench/results/mux-batching.txt). A lone request never yields,
+		// nor does a polite connection's (politeAt in flight at most: an
+		// allocation and a release): on a busy daemon the yield sends it
+		// behind every runnable goroutine, for a batch of two at best
+		// (bench/results/burst.txt, set 7).
 		c.mu.Unlock()
 		runtime.Gosched()
 		c.mu.Lock()

@@ -361,7 +361,13 @@ func (s *service) allocateOnce(ctx context.Context, rs *reqState, req *wire.Allo
 			}
 			rs.ureq = wire.UpdateRequest{Key: key, Spec: req.Spec, Meta: req.Meta}
 			actx, cancel := rs.adl.within(ctx, t.attempt)
-			reply, serverID, err := t.pool.RoundTripOn(actx, wire.OpReserve, &rs.ureq)
+			var reply *mux.Reply
+			var serverID string
+			if rs.polite {
+				reply, serverID, err = t.pool.RoundTripOnNow(actx, wire.OpReserve, &rs.ureq)
+			} else {
+				reply, serverID, err = t.pool.RoundTripOn(actx, wire.OpReserve, &rs.ureq)
+			}
 			cancel()
 			if err == nil {
 				var b wire.Bridge

@@ -263,6 +263,21 @@ func (c *Conn) killLocked(cause error) bool {
 // *wire.RemoteError (errors.Is matches its wire.Status). See Sent and the
 // package documentation for which errors mean "not sent".
 func (c *Conn) Call(ctx context.Context, op wire.Op, req wire.Payload) (*Reply, error) {
+	return c.call(ctx, op, req, false)
+}
+
+// CallNow is Call for a caller that must not wait for others: if it finds
+// no write in progress it writes at once, without first yielding the
+// processor to let other callers' frames join its write (flushLocked). On
+// a busy process that yield sends the caller to the back of the
+// scheduler's queue, behind every runnable goroutine; a caller that is
+// the only one of its client waiting (a polite client beside a burst)
+// pays that wait and gains nothing from the batching.
+func (c *Conn) CallNow(ctx context.Context, op wire.Op, req wire.Payload) (*Reply, error) {
+	return c.call(ctx, op, req, true)
+}
+
+func (c *Conn) call(ctx context.Context, op wire.Op, req wire.Payload, now bool) (*Reply, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -286,7 +301,7 @@ func (c *Conn) Call(ctx context.Context, op wire.Op, req wire.Payload) (*Reply, 
 	var err error
 	c.nextID++
 	id := c.nextID
-	own := ownFrame{id: id, start: len(c.pending)}
+	own := ownFrame{id: id, start: len(c.pending), now: now}
 	c.pending, err = wire.AppendFrame(c.pending, wire.Header{Op: op, ID: id}, req, c.cfg.MaxFrame)
 	if err != nil {
 		c.mu.Unlock()
@@ -368,7 +383,8 @@ func (c *Conn) finish(cl *call) {
 // then sends their frames with its own in one write. A lone caller
 // (inFlight == 1) never yields, so its latency is unchanged; a yield with
 // nobody runnable costs a trip through the scheduler, far less than the
-// write. Helpers do not yield: they exist only because more was pending.
+// write. Helpers do not yield: they exist only because more was pending;
+// nor does a CallNow caller.
 //
 // A caller (own != nil) never writes past its own deadline (issue 10
 // point 6): its writes have the deadline min(WriteTimeout, its context's
@@ -386,7 +402,7 @@ func (c *Conn) finish(cl *call) {
 func (c *Conn) flushLocked(rounds int, own *ownFrame) (sent bool) {
 	c.flushing = true
 	sent = true
-	if rounds > 0 && c.inFlight.Load() > 1 {
+	if rounds > 0 && !own.now && c.inFlight.Load() > 1 {
 		c.mu.Unlock()
 		runtime.Gosched()
 		c.mu.Lock()
@@ -479,11 +495,13 @@ func (c *Conn) awaitGoodbye() {
 }
 
 // ownFrame is a calling flusher's own request: its id, where its frame lies
-// in the pending buffer, and the caller's deadline (zero: none).
+// in the pending buffer, the caller's deadline (zero: none), and whether the
+// caller writes without yielding first (CallNow).
 type ownFrame struct {
 	id         uint64
 	start, end int
 	deadline   time.Time
+	now        bool
 }
 
 // flushHelper finishes a flush a caller handed over. Owner: the Conn

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -646,5 +648,101 @@ func TestConcurrentCallersShareWrites(t *testing.T) {
 	t.Logf("%d concurrent calls, %d writes", total, n)
 	if n > total*3/4 {
 		t.Errorf("%d concurrent calls made %d writes, want at most 3/4 as many", total, n)
+	}
+}
+
+// writeSizes records the size of every Write.
+type writeSizes struct {
+	net.Conn
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (w *writeSizes) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	w.sizes = append(w.sizes, len(b))
+	w.mu.Unlock()
+	return w.Conn.Write(b)
+}
+
+func (w *writeSizes) written() []int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.sizes)
+}
+
+// TestCallNowDoesNotYield: with another call in flight, a Call that becomes
+// the flusher yields the processor before writing, so a caller that is
+// runnable then appends its frame and both go out in one write; a CallNow
+// writes its frame at once, alone. Run on one processor (GOMAXPROCS 1) so
+// that the other caller can only run when the first one yields or blocks.
+// (Before CallNow a polite client's RESERVE always yielded on a tier
+// connection busy with a burst: a trip to the back of the scheduler's queue,
+// 0.3-0.5 ms at the median on a loaded daemon, bench/results/burst.txt
+// set 7.)
+func TestCallNowDoesNotYield(t *testing.T) {
+	frame, err := wire.AppendFrame(nil, wire.Header{Op: wire.OpLookup, ID: 1}, &wire.KeyRequest{Key: 1}, wire.DefaultMaxFrame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name        string
+		now         bool
+		wantFrames  int // in the write carrying the first caller's frame
+		description string
+	}{
+		{"Call", false, 2, "a Call yields and shares its write"},
+		{"CallNow", true, 1, "a CallNow writes its frame alone, at once"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cc, sc := tcpPair(t)
+			held := make(chan struct{})
+			serve(t, sc, func(p *peer, h wire.Header, pl []byte) {
+				if binary.BigEndian.Uint64(pl) == 999 {
+					go func() { <-held; _ = p.reply(h, pl) }()
+					return
+				}
+				_ = p.reply(h, pl)
+			})
+			ws := &writeSizes{Conn: cc}
+			c := New(ws, Config{})
+			defer c.Close()
+			// A call in flight, so the connection is not a lone caller's.
+			heldDone := make(chan error, 1)
+			go func() {
+				rep, err := c.Call(context.Background(), wire.OpLookup, &wire.KeyRequest{Key: 999})
+				rep.Release()
+				heldDone <- err
+			}()
+			waitFor(t, func() bool { return len(ws.written()) == 1 })
+
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+			other := make(chan error, 1)
+			go func() { // runnable, but runs only when this goroutine yields or blocks
+				rep, err := c.Call(context.Background(), wire.OpLookup, &wire.KeyRequest{Key: 2})
+				rep.Release()
+				other <- err
+			}()
+			call := c.Call
+			if tc.now {
+				call = c.CallNow
+			}
+			rep, err := call(context.Background(), wire.OpLookup, &wire.KeyRequest{Key: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep.Release()
+			if err := <-other; err != nil {
+				t.Fatal(err)
+			}
+			close(held)
+			if err := <-heldDone; err != nil {
+				t.Fatal(err)
+			}
+			sizes := ws.written()
+			if got := sizes[1] / len(frame); got != tc.wantFrames || sizes[1]%len(frame) != 0 {
+				t.Fatalf("writes %v (frames of %d bytes): the first caller's write carried %d bytes, want %d frames: %s", sizes, len(frame), sizes[1], tc.wantFrames, tc.description)
+			}
+		})
 	}
 }

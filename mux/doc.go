@@ -23,7 +23,10 @@
 // are in flight first yields the processor once (runtime.Gosched); callers
 // runnable at that moment append their frames, and one write carries them
 // all. A lone caller never yields and never waits for company. (Figures:
-// bench/results/mux-batching.txt.)
+// bench/results/mux-batching.txt.) Nor does a caller of CallNow: on a busy
+// process the yield puts it behind every runnable goroutine, which a
+// latency-sensitive call (a polite client's beside a burst) should not pay
+// for a batch.
 //
 // Under sustained load there is always more pending, so a caller writes at
 // most a few batches for others and then hands the flush to a short-lived

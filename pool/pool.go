@@ -237,6 +237,18 @@ func (p *Pool) RoundTrip(ctx context.Context, op wire.Op, req wire.Payload) (*mu
 // answered; on a sent failure (mux.Sent), the server that may have executed
 // it; "" when nothing was sent.
 func (p *Pool) RoundTripOn(ctx context.Context, op wire.Op, req wire.Payload) (*mux.Reply, string, error) {
+	return p.roundTripOn(ctx, op, req, false)
+}
+
+// RoundTripOnNow is RoundTripOn with mux.Conn.CallNow: the request is
+// written without yielding for other callers' frames to join its write,
+// for a caller that must not wait behind others (a polite client's
+// request beside a burst).
+func (p *Pool) RoundTripOnNow(ctx context.Context, op wire.Op, req wire.Payload) (*mux.Reply, string, error) {
+	return p.roundTripOn(ctx, op, req, true)
+}
+
+func (p *Pool) roundTripOn(ctx context.Context, op wire.Op, req wire.Payload, now bool) (*mux.Reply, string, error) {
 	p.calls.Add(1)
 	defer p.callDone()
 	if p.closed.Load() {
@@ -251,7 +263,7 @@ func (p *Pool) RoundTripOn(ctx context.Context, op wire.Op, req wire.Payload) (*
 	if n > 1 && live[(i+1)%n].inflight.Load() < live[i%n].inflight.Load() {
 		i++ // the less loaded of two neighbours
 	}
-	return p.callAny(ctx, live, i, op, req)
+	return p.callAny(ctx, live, i, op, req, now)
 }
 
 // RoundTripTo sends one request to the server whose HELLO reported
@@ -274,7 +286,7 @@ func (p *Pool) RoundTripTo(ctx context.Context, serverID string, op wire.Op, req
 		return nil, fmt.Errorf("%w: %q", ErrUnknownServer, serverID)
 	}
 	i := p.rrTo.Add(1)
-	rep, _, err := p.callAny(ctx, live, i, op, req)
+	rep, _, err := p.callAny(ctx, live, i, op, req, false)
 	if errors.Is(err, ErrNoConn) {
 		err = fmt.Errorf("%w: %q", ErrServerDown, serverID)
 	}
@@ -303,13 +315,19 @@ func (r *routes) has(id string) bool {
 
 // callAny calls the connections of live from index i on, skipping those
 // that turn out dead or full before the request is written.
-func (p *Pool) callAny(ctx context.Context, live []*conn, i uint64, op wire.Op, req wire.Payload) (*mux.Reply, string, error) {
+func (p *Pool) callAny(ctx context.Context, live []*conn, i uint64, op wire.Op, req wire.Payload, now bool) (*mux.Reply, string, error) {
 	n := uint64(len(live))
 	var busy error
 	for k := uint64(0); k < n; k++ {
 		c := live[(i+k)%n]
 		c.inflight.Add(1)
-		rep, err := c.mc.Call(ctx, op, req)
+		var rep *mux.Reply
+		var err error
+		if now {
+			rep, err = c.mc.CallNow(ctx, op, req)
+		} else {
+			rep, err = c.mc.Call(ctx, op, req)
+		}
 		if c.inflight.Add(-1) == 0 && c.draining.Load() {
 			c.kick()
 		}
