@@ -79,10 +79,3 @@ func (w *stallWatch) during(s span, after time.Duration) (bool, time.Duration) {
 	}
 	return longest > 0, longest
 }
-
-// count is how many stalls were seen.
-func (w *stallWatch) count() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return len(w.stalls)
-}
