@@ -36,7 +36,25 @@ type loadResult struct {
 	mu       sync.Mutex
 	byTier   map[string]int
 	firstErr error
+	failed   []failedCall // every error, with when its call ran
 	wait     func()
+}
+
+// failedCall is one error a load run saw and when its call ran.
+type failedCall struct {
+	err  error
+	when span
+}
+
+// fail records err, from a call begun at t0.
+func (r *loadResult) fail(t0 time.Time, err error) {
+	r.errs.Add(1)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.firstErr == nil {
+		r.firstErr = err
+	}
+	r.failed = append(r.failed, failedCall{err, span{t0, time.Now()}})
 }
 
 // load allocates and releases from workers goroutines until stop closes.
@@ -53,27 +71,19 @@ func (h *harness) load(ctx context.Context, workers int, stop <-chan struct{}) *
 					return
 				default:
 				}
+				t0 := time.Now()
 				a, err := h.c.Allocate(ctx, &wire.AllocateRequest{Token: []byte(fmt.Sprint(w, "-", i, "-", time.Now().UnixNano())), Spec: spec("chaos")})
 				if err != nil {
-					r.errs.Add(1)
-					r.mu.Lock()
-					if r.firstErr == nil {
-						r.firstErr = err
-					}
-					r.mu.Unlock()
+					r.fail(t0, err)
 					continue
 				}
 				r.ok.Add(1)
 				r.mu.Lock()
 				r.byTier[a.Tier]++
 				r.mu.Unlock()
+				t0 = time.Now()
 				if err := h.c.Release(ctx, a.Key); err != nil {
-					r.errs.Add(1)
-					r.mu.Lock()
-					if r.firstErr == nil {
-						r.firstErr = fmt.Errorf("release %d on %s: %w", a.Key, a.Tier, err)
-					}
-					r.mu.Unlock()
+					r.fail(t0, fmt.Errorf("release %d on %s: %w", a.Key, a.Tier, err))
 				}
 			}
 		}(w)
@@ -92,6 +102,12 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// chaosStall is the stall of this process that excuses a failed call in a
+// chaos run: half chaosConfig's shortest deadline (attempt_timeout and
+// the heartbeat timeout), as the starved goroutines also lose time around
+// what the watch measures.
+const chaosStall = 50 * time.Millisecond
 
 var chaosFaults = []telsim.Fault{
 	{Mode: telsim.ModeDown},
@@ -124,6 +140,7 @@ func TestChaos(t *testing.T) {
 
 func chaosRun(t *testing.T, f telsim.Fault, broken []string) {
 	h := startDaemon(t, chaosConfig)
+	sw := watchStalls(t, chaosStall)
 	ctx := ctxT(t)
 	stop := make(chan struct{})
 	r := h.load(ctx, 8, stop)
@@ -151,8 +168,26 @@ func chaosRun(t *testing.T, f telsim.Fault, broken []string) {
 	})
 	close(stop)
 	r.wait()
-	if n := r.errs.Load(); n != 0 {
-		t.Fatalf("%d errors reached the client while a tier could serve; first: %v", n, r.firstErr)
+	// An error is excused only when this process was not scheduled for
+	// half the shortest deadline involved (attempt_timeout and the
+	// heartbeat timeout: 100 ms) or more while its call ran, or shortly
+	// before (a breaker's open period, a redial's backoff and dial: what
+	// a connection or breaker the stall broke takes to mend): the healthy
+	// tiers' simulators, in this process, were starved too, and could
+	// not serve. On an idle machine no stall is seen and nothing is
+	// excused.
+	cfg := h.d.Config()
+	mend := cfg.Breaker.OpenFor + cfg.Pool.BackoffMax + cfg.Pool.DialTimeout
+	var real []failedCall
+	for _, f := range r.failed {
+		if ok, d := sw.during(f.when, mend); ok {
+			t.Logf("excused: the process stalled %v during a call that failed: %v", d.Round(time.Millisecond), f.err)
+			continue
+		}
+		real = append(real, f)
+	}
+	if len(real) != 0 {
+		t.Fatalf("%d errors reached the client while a tier could serve (%d more during stalls of this process); first: %v", len(real), len(r.failed)-len(real), real[0].err)
 	}
 	if r.ok.Load() == 0 {
 		t.Fatal("no allocation succeeded")

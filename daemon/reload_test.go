@@ -260,23 +260,121 @@ func (l *rateLoad) finish() {
 
 // TestReloadUnderLoad reloads 50 times, alternating two configurations that
 // differ in pool sizes, timeouts, breaker thresholds and nextgen's server
-// (two telsim servers outside the daemon), while allocations arrive at a
-// steady 1000/s over 4 connections, each released once answered. No
-// request may fail; every server must end with the connections its pool
-// keeps (min_conns; none on the retired nextgen server) and no
-// reservation; goleak (TestMain) checks that every retired pool stopped.
+// (two telsim servers outside the daemon), while 32 callers over 4
+// connections allocate and release without pause, so requests are in
+// flight at every reload. No request may fail; every server must end with
+// the connections its pool keeps (min_conns; none on the retired nextgen
+// server) and no reservation; goleak (TestMain) checks that every retired
+// pool stopped.
+//
+// The load is closed (a fixed number of callers), not a fixed rate: the
+// verdict must not depend on what the machine can carry. On a loaded
+// machine (other builds, the race detector) an open-loop 1000/s outran the
+// daemon with no reload at all, and was shed or timed out as any overload
+// is (OVERLOADED on heavy connections, attempt deadlines): that says
+// nothing about reloads. Reloads are paced by the load's progress, not by
+// a clock, so each one meets requests in flight however slow the machine.
+// The latency of reloads under an open-loop load is BenchmarkReloadP99's.
 func TestReloadUnderLoad(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr, func(t *testing.T) { testReloadUnderLoad(t, tr) })
 	}
 }
 
+// steadyLoad is callers allocating and releasing in a loop over one
+// client, each with one request outstanding at a time, until finish.
+type steadyLoad struct {
+	c        *client.Client
+	deadline time.Duration // of each request and of its release
+	token    string
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	once     sync.Once
+
+	ok, errs atomic.Int64
+	mu       sync.Mutex
+	firstErr error
+	byTier   map[string]int
+}
+
+// startSteadyLoad starts callers goroutines on c; cleanup stops them if
+// the test has not.
+func startSteadyLoad(t testing.TB, c *client.Client, callers int, deadline time.Duration) *steadyLoad {
+	l := &steadyLoad{c: c, deadline: deadline, token: fmt.Sprintf("steady-%d-", time.Now().UnixNano()), stop: make(chan struct{}), byTier: map[string]int{}}
+	for w := 0; w < callers; w++ {
+		l.wg.Add(1)
+		go l.call(w)
+	}
+	t.Cleanup(l.finish)
+	return l
+}
+
+func (l *steadyLoad) call(w int) {
+	defer l.wg.Done()
+	tok := strconv.AppendInt([]byte(l.token), int64(w), 10)
+	tok = append(tok, '-')
+	for i := int64(0); ; i++ {
+		select {
+		case <-l.stop:
+			return
+		default:
+		}
+		// The daemon's own deadline for a request (server.request_timeout,
+		// the longest of the two variants): an answer held past it, as by
+		// a reload holding the request path, fails the test.
+		ctx, cancel := context.WithTimeout(context.Background(), l.deadline)
+		a, err := l.c.Allocate(ctx, &wire.AllocateRequest{Token: strconv.AppendInt(tok, i, 10), Spec: spec("steady load")})
+		if err == nil {
+			if rerr := l.c.Release(ctx, a.Key); rerr != nil {
+				err = fmt.Errorf("release %d on %s: %w", a.Key, a.Tier, rerr)
+			}
+		}
+		cancel()
+		l.mu.Lock()
+		if err != nil {
+			l.errs.Add(1)
+			if l.firstErr == nil {
+				l.firstErr = err
+			}
+		} else {
+			l.ok.Add(1)
+			l.byTier[a.Tier]++
+		}
+		l.mu.Unlock()
+	}
+}
+
+// awaitProgress waits until n more allocations than after have succeeded
+// (or a request failed, or ctx ends); it returns the count then.
+func (l *steadyLoad) awaitProgress(ctx context.Context, after, n int64) (int64, error) {
+	for {
+		ok := l.ok.Load()
+		if ok >= after+n || l.errs.Load() > 0 {
+			return ok, nil
+		}
+		select {
+		case <-ctx.Done():
+			return ok, fmt.Errorf("%d allocations after %d, want %d more: %w", ok, after, n, ctx.Err())
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// finish stops the callers and waits for them (and their releases). It is
+// idempotent.
+func (l *steadyLoad) finish() {
+	l.once.Do(func() {
+		close(l.stop)
+		l.wg.Wait()
+	})
+}
+
 func testReloadUnderLoad(t *testing.T, tr string) {
 	const (
-		rate    = 1000
+		callers = 32 // within admission's lowest limit: never shed
 		reloads = 50
-		every   = 20 * time.Millisecond
-		calm    = 100 * time.Millisecond // steady load before the first reload and after the last
+		between = 20 // allocations completed between two reloads, and before the first and after the last: 5 calm ones
+		calm    = 5 * between
 	)
 	ng := startNextgenPair(t)
 	var base *Config
@@ -288,35 +386,37 @@ func testReloadUnderLoad(t *testing.T, tr string) {
 		base = ng.variant(c, 0)
 		*c = *base
 	})
-	ctx := reloadCtx(t)
+	// A whole run on a starved machine may take long; a wedged reload or
+	// load still ends the test.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	c, err := client.Dial(ctx, h.sock, client.WithConns(4))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() }) // after the load's cleanup, which runs first
-	l := startRateLoad(t, &rateLoad{c: c, rate: rate, start: time.Now(), maxInFlight: 1024})
+	start := time.Now()
+	l := startSteadyLoad(t, c, callers, max(base.Server.RequestTimeout, ng.variant(base, 1).Server.RequestTimeout))
 
-	time.Sleep(calm)
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for i := 0; i < reloads; i++ {
-		<-tick.C
-		if err := h.d.Reload(ctx, ng.variant(base, (i+1)%2)); err != nil {
-			l.finish()
-			t.Fatalf("reload %d: %v", i, err)
+	mark, err := l.awaitProgress(ctx, 0, calm)
+	for i := 0; i < reloads && err == nil; i++ {
+		if err = h.d.Reload(ctx, ng.variant(base, (i+1)%2)); err != nil {
+			err = fmt.Errorf("reload %d: %w", i, err)
+			break
 		}
+		n := int64(between)
+		if i == reloads-1 {
+			n = calm
+		}
+		mark, err = l.awaitProgress(ctx, mark, n)
 	}
-	time.Sleep(calm)
 	l.finish()
-	elapsed := time.Since(l.start)
-
+	elapsed := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if n := l.errs.Load(); n != 0 {
 		t.Fatalf("%d of %d requests failed during reloads; first: %v", n, n+l.ok.Load(), l.firstErr)
-	}
-	// Open loop: everything due was sent and answered (a generous floor
-	// for a busy machine; the schedule itself never falls short).
-	if n, want := l.ok.Load(), int64(rate*elapsed.Seconds()*0.9); n < want {
-		t.Fatalf("%d allocations in %v at %d/s, want at least %d", n, elapsed, rate, want)
 	}
 	if v := h.d.version.Load(); v != reloads+1 {
 		t.Fatalf("config version %d, want %d", v, reloads+1)
@@ -357,7 +457,7 @@ func testReloadUnderLoad(t *testing.T, tr string) {
 			t.Fatalf("tier after reloads %+v", ts)
 		}
 	}
-	t.Logf("%d allocations at %d/s in %v with %d reloads, by tier %v", l.ok.Load(), rate, elapsed.Round(time.Millisecond), reloads, l.byTier)
+	t.Logf("%d allocations by %d callers in %v with %d reloads, by tier %v", l.ok.Load(), callers, elapsed.Round(time.Millisecond), reloads, l.byTier)
 }
 
 func TestReloadRefusesRestartFields(t *testing.T) {

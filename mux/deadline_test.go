@@ -60,10 +60,16 @@ func TestFlusherHonoursDeadline(t *testing.T) {
 	defer c.Close()
 
 	big := make(raw, 4<<20) // far more than the socket buffers hold
-	ctx, cancel := context.WithTimeout(context.Background(), 250*time.Millisecond)
+	// The deadline must fall after the write began: framing 4 MiB under
+	// the race detector on a loaded machine took longer than 250 ms, and
+	// the call then rightly failed unsent (a bare context error). 2 s is
+	// far more than that and far less than WriteTimeout and the 10 s
+	// bound that catches a flusher writing past its caller's deadline.
+	const deadline = 2 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
 	took, err := callWithin(t, c, 10*time.Second, ctx, wire.OpPing, big)
-	t.Logf("big call with a 250ms deadline returned after %v: %v", took, err)
+	t.Logf("big call with a %v deadline returned after %v: %v", deadline, took, err)
 	if !errors.Is(err, ErrConnLost) || !errors.Is(err, ErrUnknownOutcome) || !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("big call: %v, want ErrConnLost caused by the write cut at its deadline", err)
 	}
@@ -71,7 +77,7 @@ func TestFlusherHonoursDeadline(t *testing.T) {
 		t.Error("alive after a frame was cut in the middle")
 	}
 
-	hctx, hcancel := context.WithTimeout(context.Background(), 250*time.Millisecond)
+	hctx, hcancel := context.WithTimeout(context.Background(), deadline)
 	defer hcancel()
 	took, err = callWithin(t, c, 10*time.Second, hctx, wire.OpPing, nil)
 	if !errors.Is(err, ErrClosed) || Sent(err) {
