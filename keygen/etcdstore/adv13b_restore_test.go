@@ -1,0 +1,236 @@
+package etcdstore_test
+
+import (
+	"errors"
+	"io"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"switchboard/internal/etcdtest"
+	"switchboard/keygen"
+	"switchboard/keygen/etcdstore"
+)
+
+// Adversarial review of the restore defence (the watch of the mark, seen,
+// the raised fence, the revision check): a daemon whose watch did not see
+// another daemon's lease (its connection to etcd broken or its member
+// lagging while the lease happened) leases from a restored snapshot before
+// the daemon that did see it has reconnected and raised the fence. The
+// cut connections are made by a loopback TCP proxy per daemon, so the
+// verdict (which counters each daemon was handed) depends on no timing.
+
+// cutProxy forwards loopback TCP connections to an etcd member until cut:
+// then it closes every connection and every new one, as a partition (or a
+// member that went away) does to the daemon behind it.
+type cutProxy struct {
+	ln     net.Listener
+	target string
+
+	mu    sync.Mutex
+	cut   bool
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+func newCutProxy(t *testing.T, endpoint string) *cutProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln, target: strings.TrimPrefix(endpoint, "http://"), conns: map[net.Conn]struct{}{}}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *cutProxy) endpoint() string { return "http://" + p.ln.Addr().String() }
+
+func (p *cutProxy) accept() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		if p.cut {
+			p.mu.Unlock()
+			c.Close()
+			continue
+		}
+		p.mu.Unlock()
+		up, err := net.DialTimeout("tcp", p.target, 2*time.Second)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		p.mu.Lock()
+		if p.cut {
+			p.mu.Unlock()
+			c.Close()
+			up.Close()
+			continue
+		}
+		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
+		p.wg.Add(2)
+		p.mu.Unlock()
+		pipe := func(dst, src net.Conn) {
+			defer p.wg.Done()
+			_, _ = io.Copy(dst, src)
+			dst.Close()
+			src.Close()
+			p.mu.Lock()
+			delete(p.conns, dst)
+			delete(p.conns, src)
+			p.mu.Unlock()
+		}
+		go pipe(up, c)
+		go pipe(c, up)
+	}
+}
+
+// setCut cuts (true) or restores (false) the daemon's path to etcd.
+func (p *cutProxy) setCut(cut bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = cut
+	if cut {
+		for c := range p.conns {
+			c.Close()
+		}
+	}
+}
+
+func (p *cutProxy) close() {
+	p.ln.Close()
+	p.setCut(true)
+	p.wg.Wait()
+}
+
+// dialVia is a client of the member behind p, with short timeouts so
+// that a cut path fails fast.
+func dialVia(t *testing.T, p *cutProxy) *clientv3.Client {
+	t.Helper()
+	cli, err := etcdstore.Dial(etcdstore.ClientConfig{Endpoints: []string{p.endpoint()}, DialTimeout: time.Second}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// blindFleet creates the key space under /sb/, lets A (through pa) lease
+// [0, 64), takes the snapshot, cuts A off, lets B (through pb) lease
+// [64, 128) (A cannot see it: its watch is broken), then cuts B off too.
+// A's path is given back by the caller after the restore.
+func blindFleet(t *testing.T, srv *etcdtest.Server, cli *clientv3.Client, snapshot func()) (a, bs *etcdstore.Store, pa, pb *cutProxy) {
+	t.Helper()
+	b := binding(9, testSecret)
+	dir := t.TempDir()
+	pa, pb = newCutProxy(t, srv.Endpoint()), newCutProxy(t, srv.Endpoint())
+	// The one-shot init's store watches the mark once it created it, as
+	// a daemon's does: closed at once, as the command exits.
+	init := newStore(t, cli, etcdstore.Config{Prefix: "/sb/"}, nil)
+	if _, err := init.Create(ctx(t), b); err != nil {
+		t.Fatal(err)
+	}
+	init.Close()
+	cfg := func(name string) etcdstore.Config {
+		return etcdstore.Config{Prefix: "/sb/", MinBlock: 64, MaxBlock: 64, RequestTimeout: 500 * time.Millisecond, RecordFile: filepath.Join(dir, name+".etcdmark")}
+	}
+	a = newStore(t, dialVia(t, pa), cfg("a"), nil)
+	if err := bindRetry(t, a, b); err != nil {
+		t.Fatal(err)
+	}
+	if start, end, err := leaseRetry(t, a, 64); err != nil || start != 0 || end != 64 {
+		t.Fatalf("A's lease: [%d, %d) %v", start, end, err)
+	}
+	snapshot()
+	pa.setCut(true)
+	bs = newStore(t, dialVia(t, pb), cfg("b"), nil)
+	if err := bindRetry(t, bs, b); err != nil {
+		t.Fatal(err)
+	}
+	if start, end, err := leaseRetry(t, bs, 64); err != nil || start != 64 || end != 128 {
+		t.Fatalf("B's lease: [%d, %d) %v", start, end, err)
+	}
+	waitFor(t, "B to record its lease (seen 128)", func() bool { return bs.Status().Seen >= 128 })
+	pb.setCut(true)
+	return a, bs, pa, pb
+}
+
+// leaseAfterRestore gives A its path back and checks that its next lease
+// is refused rather than handing it B's counters [64, 128) again.
+func leaseAfterRestore(t *testing.T, a *etcdstore.Store, pa *cutProxy) {
+	t.Helper()
+	pa.setCut(false)
+	start, end, err := leaseRetry(t, a, 64)
+	switch {
+	case err == nil && start < 128:
+		t.Fatalf("A leased [%d, %d) after the restore: counters B already leased ([64, 128)) are handed out a second time; want ErrStateStale (B is running and saw mark 128)", start, end)
+	case err != nil && !errors.Is(err, keygen.ErrStateStale):
+		t.Fatalf("A after the restore: %v, want ErrStateStale", err)
+	}
+}
+
+// TestAdv13bWholeRestoreWhileWatchBroken: the whole snapshot (mark and
+// fence, one transaction) is put back while B, which leased past it, has
+// its connection to etcd broken (its watch reconnecting), and A, which
+// was cut off while B leased, is connected again. A leases first. A's
+// watch, started again from a fresh read (not from the revision after its
+// last event, which etcd still holds), never sees B's lease: it reads the
+// restored mark and watches from there.
+func TestAdv13bWholeRestoreWhileWatchBroken(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := dial(t, srv)
+	var mark, fence string
+	a, _, pa, _ := blindFleet(t, srv, cli, func() {
+		resp, err := cli.Txn(ctx(t)).Then(clientv3.OpGet("/sb/"+etcdstore.MarkKey), clientv3.OpGet("/sb/"+etcdstore.FenceKey)).Commit()
+		if err != nil {
+			t.Fatal(err)
+		}
+		mark = string(resp.Responses[0].GetResponseRange().Kvs[0].Value)
+		fence = string(resp.Responses[1].GetResponseRange().Kvs[0].Value)
+	})
+	if _, err := cli.Txn(ctx(t)).Then(
+		clientv3.OpPut("/sb/"+etcdstore.MarkKey, mark),
+		clientv3.OpPut("/sb/"+etcdstore.FenceKey, fence)).Commit(); err != nil {
+		t.Fatal(err)
+	}
+	leaseAfterRestore(t, a, pa)
+}
+
+// TestAdv13bColdRestoreWhileWatchBroken: the same with a real restore of
+// the member's data (revisions go back too): the snapshot was taken right
+// after A's lease, so the restored mark carries the mod revision A knows
+// and etcd's revision is back where A last saw it; A never saw a later one.
+func TestAdv13bColdRestoreWhileWatchBroken(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := dial(t, srv)
+	backup := t.TempDir()
+	a, _, pa, _ := blindFleet(t, srv, cli, func() {
+		srv.Stop()
+		if err := srv.Backup(backup); err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	srv.Stop()
+	if err := srv.Restore(backup); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	leaseAfterRestore(t, a, pa)
+}
