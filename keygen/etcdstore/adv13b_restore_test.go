@@ -184,10 +184,10 @@ func leaseAfterRestore(t *testing.T, a *etcdstore.Store, pa *cutProxy) {
 // TestAdv13bWholeRestoreWhileWatchBroken: the whole snapshot (mark and
 // fence, one transaction) is put back while B, which leased past it, has
 // its connection to etcd broken (its watch reconnecting), and A, which
-// was cut off while B leased, is connected again. A leases first. A's
-// watch, started again from a fresh read (not from the revision after its
-// last event, which etcd still holds), never sees B's lease: it reads the
-// restored mark and watches from there.
+// was cut off while B leased, is connected again; etcd's history was
+// compacted meanwhile. A's watch, which cannot resume from its last
+// revision, starts again from a fresh read: it never sees B's lease, it
+// reads the restored mark and watches from there, and A leases.
 func TestAdv13bWholeRestoreWhileWatchBroken(t *testing.T) {
 	srv := etcdtest.Start(t)
 	cli := dial(t, srv)
@@ -200,9 +200,16 @@ func TestAdv13bWholeRestoreWhileWatchBroken(t *testing.T) {
 		mark = string(resp.Responses[0].GetResponseRange().Kvs[0].Value)
 		fence = string(resp.Responses[1].GetResponseRange().Kvs[0].Value)
 	})
-	if _, err := cli.Txn(ctx(t)).Then(
+	resp, err := cli.Txn(ctx(t)).Then(
 		clientv3.OpPut("/sb/"+etcdstore.MarkKey, mark),
-		clientv3.OpPut("/sb/"+etcdstore.FenceKey, fence)).Commit(); err != nil {
+		clientv3.OpPut("/sb/"+etcdstore.FenceKey, fence)).Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// etcd's history is compacted (as its auto-compaction does), so that
+	// A's watch cannot resume from its last revision and deliver B's
+	// lease late: it breaks, and starts again from a fresh read.
+	if _, err := cli.Compact(ctx(t), resp.Header.Revision); err != nil {
 		t.Fatal(err)
 	}
 	leaseAfterRestore(t, a, pa)
