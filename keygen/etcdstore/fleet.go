@@ -18,7 +18,9 @@ import (
 // Member is one daemon's entry in the fleet: the value of
 // <prefix>fleet/<instance>, attached to an etcd lease that the daemon keeps
 // alive, so the entry disappears within the lease's TTL of the daemon's
-// death.
+// death while etcd is up and led. etcd renews every lease's TTL when it
+// elects a leader: a daemon that died before an etcd restart (or a leader
+// change) stays listed up to a TTL after it.
 type Member struct {
 	Instance string    `json:"instance"`
 	Version  string    `json:"version"`
