@@ -130,7 +130,9 @@ func dialVia(t *testing.T, p *cutProxy) *clientv3.Client {
 // blindFleet creates the key space under /sb/, lets A (through pa) lease
 // [0, 64), takes the snapshot, cuts A off, lets B (through pb) lease
 // [64, 128) (A cannot see it: its watch is broken), then cuts B off too.
-// A's path is given back by the caller after the restore.
+// A's path is given back by the caller after the restore. Both are
+// registered in the fleet as daemons are (an entry TTL longer than the
+// test, so that B's entry outlives its cut path).
 func blindFleet(t *testing.T, srv *etcdtest.Server, cli *clientv3.Client, snapshot func()) (a, bs *etcdstore.Store, pa, pb *cutProxy) {
 	t.Helper()
 	b := binding(9, testSecret)
@@ -146,23 +148,43 @@ func blindFleet(t *testing.T, srv *etcdtest.Server, cli *clientv3.Client, snapsh
 	cfg := func(name string) etcdstore.Config {
 		return etcdstore.Config{Prefix: "/sb/", MinBlock: 64, MaxBlock: 64, RequestTimeout: 500 * time.Millisecond, RecordFile: filepath.Join(dir, name+".etcdmark")}
 	}
-	a = newStore(t, dialVia(t, pa), cfg("a"), nil)
+	register := func(cli *clientv3.Client, name string, s *etcdstore.Store) {
+		r := etcdstore.Register(cli, "/sb/", etcdstore.Member{Instance: name, Version: "v1", Host: name, Socket: "/run/sb.sock"}, time.Minute, 500*time.Millisecond, s, nil)
+		t.Cleanup(r.Close)
+	}
+	acli := dialVia(t, pa)
+	a = newStore(t, acli, cfg("a"), nil)
 	if err := bindRetry(t, a, b); err != nil {
 		t.Fatal(err)
 	}
+	register(acli, "a", a)
 	if start, end, err := leaseRetry(t, a, 64); err != nil || start != 0 || end != 64 {
 		t.Fatalf("A's lease: [%d, %d) %v", start, end, err)
 	}
 	snapshot()
 	pa.setCut(true)
-	bs = newStore(t, dialVia(t, pb), cfg("b"), nil)
+	bcli := dialVia(t, pb)
+	bs = newStore(t, bcli, cfg("b"), nil)
 	if err := bindRetry(t, bs, b); err != nil {
 		t.Fatal(err)
 	}
+	register(bcli, "b", bs)
 	if start, end, err := leaseRetry(t, bs, 64); err != nil || start != 64 || end != 128 {
 		t.Fatalf("B's lease: [%d, %d) %v", start, end, err)
 	}
 	waitFor(t, "B to record its lease (seen 128)", func() bool { return bs.Status().Seen >= 128 })
+	// A daemon's fleet entry shows its lease within a round trip (the
+	// store tells its registration); a daemon cut off in between is the
+	// documented residual.
+	waitFor(t, "B's fleet entry to show its lease", func() bool {
+		ms, err := etcdstore.Fleet(ctx(t), cli, "/sb/")
+		for _, m := range ms {
+			if m.Instance == "b" && m.LastLeaseEnd == 128 {
+				return err == nil
+			}
+		}
+		return false
+	})
 	pb.setCut(true)
 	return a, bs, pa, pb
 }
@@ -185,9 +207,11 @@ func leaseAfterRestore(t *testing.T, a *etcdstore.Store, pa *cutProxy) {
 // fence, one transaction) is put back while B, which leased past it, has
 // its connection to etcd broken (its watch reconnecting), and A, which
 // was cut off while B leased, is connected again; etcd's history was
-// compacted meanwhile. A's watch, which cannot resume from its last
-// revision, starts again from a fresh read: it never sees B's lease, it
-// reads the restored mark and watches from there, and A leases.
+// compacted meanwhile. A's watch cannot resume from its last revision
+// (where it would have delivered B's lease late, before A leases: A waits
+// for its watch to reach the revision it leases from): it checks the
+// fleet, whose entry for B shows B's lease ending above the restored
+// mark, and A refuses.
 func TestAdv13bWholeRestoreWhileWatchBroken(t *testing.T) {
 	srv := etcdtest.Start(t)
 	cli := dial(t, srv)
@@ -217,13 +241,21 @@ func TestAdv13bWholeRestoreWhileWatchBroken(t *testing.T) {
 
 // TestAdv13bColdRestoreWhileWatchBroken: the same with a real restore of
 // the member's data (revisions go back too): the snapshot was taken right
-// after A's lease, so the restored mark carries the mod revision A knows
-// and etcd's revision is back where A last saw it; A never saw a later one.
+// after A's lease, so etcd's history ends where A last saw it, and A, cut
+// off while B leased, saw nothing later. A cannot tell: every mark,
+// revision and history entry it can read is consistent with what it saw
+// (its watch resumes from its last revision and the restored etcd holds
+// nothing after it), so A may lease [64, 128) again. Only B, which leased
+// [64, 128) in the timeline the restore undid, can tell, once it is
+// connected again: the mark's history no longer holds its lease. B must
+// then refuse, report the restore (Status.Rollbacks, an error log) and
+// raise the fence, so that A refuses its next lease too. (Hence the
+// documented procedure: stop the fleet before restoring etcd, then skip.)
 func TestAdv13bColdRestoreWhileWatchBroken(t *testing.T) {
 	srv := etcdtest.Start(t)
 	cli := dial(t, srv)
 	backup := t.TempDir()
-	a, _, pa, _ := blindFleet(t, srv, cli, func() {
+	a, bs, pa, pb := blindFleet(t, srv, cli, func() {
 		srv.Stop()
 		if err := srv.Backup(backup); err != nil {
 			t.Fatal(err)
@@ -239,5 +271,24 @@ func TestAdv13bColdRestoreWhileWatchBroken(t *testing.T) {
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	leaseAfterRestore(t, a, pa)
+	pa.setCut(false)
+	start, end, err := leaseRetry(t, a, 64)
+	reissued := err == nil && start < 128
+	if err != nil && !errors.Is(err, keygen.ErrStateStale) {
+		t.Fatalf("A after the restore: %v, want a lease or ErrStateStale", err)
+	}
+	t.Logf("A after the restore: [%d, %d) %v", start, end, err)
+	pb.setCut(false)
+	if reissued {
+		waitFor(t, "B to report the restore (Status.Rollbacks)", func() bool { return bs.Status().Rollbacks > 0 })
+	}
+	if start, end, err := leaseRetry(t, bs, 64); !errors.Is(err, keygen.ErrStateStale) {
+		t.Fatalf("B after the restore (A leased again: %v): [%d, %d) %v, want ErrStateStale", reissued, start, end, err)
+	}
+	if reissued {
+		// B raised the fence: A's next lease is refused too.
+		if start, end, err := leaseRetry(t, a, 64); !errors.Is(err, keygen.ErrStateStale) {
+			t.Fatalf("A after B reported the restore: [%d, %d) %v, want ErrStateStale", start, end, err)
+		}
+	}
 }
