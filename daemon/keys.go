@@ -177,6 +177,7 @@ func openKeyStore(cfg *Config, log *zap.Logger, record bool) (*keyStore, error) 
 		Prefix: e.Prefix, RequestTimeout: e.RequestTimeout,
 		MinBlock: cfg.Keys.BlockSize, MaxBlock: e.MaxBlock, Period: e.BlockPeriod, RecordFile: recordFile,
 		Retire: !record, // the operator's commands only retire counters: they may move a mark put back below the fence
+		Log:    log.Named("etcd"),
 	}, nil)
 	if err != nil {
 		cli.Close()

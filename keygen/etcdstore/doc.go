@@ -41,8 +41,12 @@
 //
 // A whole snapshot puts the fence back too, so the daemons' own view has
 // to tell. Each store watches the mark key (one goroutine from Bind to
-// Close, started again after a break from a fresh read, so no lease goes
-// unseen): it learns every other daemon's lease within milliseconds, and
+// Close; a broken watch resumes from the revision after the last it
+// delivered, and a lease waits until the watch has delivered every write
+// up to the revision of the read it leases from, so a lease made while
+// the watch was broken is known before this store leases; where etcd
+// compacted that history, the fleet entries' last leases stand in for
+// it): it learns every other daemon's lease within milliseconds, and
 // refuses a mark below the highest it leased or saw (Status.Seen), which
 // RecordFile keeps across restarts. A daemon that finds the mark below
 // what it saw raises the fence to it, so that the whole fleet refuses the
@@ -60,8 +64,15 @@
 //
 // What no daemon can tell is left to the operator: a restore with no
 // daemon running that saw past the snapshot, followed by a daemon started
-// on an empty data directory (or one that lost its record). Hence the
-// documented procedure: restore, skip, then start. The operator's skip (a
+// on an empty data directory (or one that lost its record). And a member's
+// data directory restored while the daemon that leased past the snapshot
+// (B) is cut off from etcd, another daemon (A) having been cut off while B
+// leased: A's view (marks, revisions, history) is consistent with the
+// restored etcd, so A may lease B's counters again. Only B can tell, once
+// it reaches etcd again: every lease writes LeaserKey, and B finds
+// another writer at its own lease's revision; it refuses, raises the
+// fence and logs the restore (Status.Rollbacks), after the fact. Hence
+// the documented procedure: stop the fleet, restore, skip, then start. The operator's skip (a
 // store with Config.Retire) moves the mark forward past the fence. The
 // lease transaction also compares the binding's revision: a binding
 // replaced under a bound daemon stops its leases (keygen.ErrBindingChanged).

@@ -18,7 +18,9 @@ import (
 // Member is one daemon's entry in the fleet: the value of
 // <prefix>fleet/<instance>, attached to an etcd lease that the daemon keeps
 // alive, so the entry disappears within the lease's TTL of the daemon's
-// death.
+// death while etcd is up and led. etcd renews every lease's TTL when it
+// elects a leader: a daemon that died before an etcd restart (or a leader
+// change) stays listed up to a TTL after it.
 type Member struct {
 	Instance string    `json:"instance"`
 	Version  string    `json:"version"`
@@ -86,6 +88,7 @@ type Registration struct {
 	ttl     time.Duration
 	timeout time.Duration
 	status  func() Status
+	leased  <-chan struct{} // the store's: a lease committed (nil: no store)
 	log     *zap.Logger
 
 	err atomic.Pointer[error] // why the entry is not held now (nil: held)
@@ -113,7 +116,7 @@ func Register(cli *clientv3.Client, prefix string, m Member, ttl, requestTimeout
 	}
 	r := &Registration{cli: cli, key: prefix + FleetDir + m.Instance, m: m, ttl: ttl, timeout: requestTimeout, log: log, done: make(chan struct{})}
 	if store != nil {
-		r.status = store.Status
+		r.status, r.leased = store.Status, store.leased
 	}
 	r.setErr(errors.New("not registered yet"))
 	r.ctx, r.cancel = context.WithCancel(context.Background())
@@ -243,6 +246,15 @@ func (r *Registration) keep() (clientv3.LeaseID, error) {
 			if !ok {
 				return g.ID, fmt.Errorf("keepalive ended (etcd unreachable or the lease expired)")
 			}
+		case <-r.leased:
+			// Every lease is in the entry within a round trip: a daemon
+			// whose watch missed it while cut off checks the fleet's
+			// last leases against the mark (Store.checkFleet).
+			at := r.status().LastLeaseAt
+			if err := r.claim(g.ID); err != nil {
+				return g.ID, fmt.Errorf("put: %w", err)
+			}
+			last = at
 		case <-tick.C:
 			// Rewrite the entry when the last lease changed, or when it
 			// is no longer ours (deleted by hand, or overwritten by a

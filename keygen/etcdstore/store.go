@@ -2,8 +2,10 @@ package etcdstore
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -12,7 +14,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"switchboard/keygen"
 )
@@ -41,6 +45,15 @@ const (
 	// that finds the mark below a mark it saw writes the fence alone,
 	// raising it to that mark, so that the whole fleet refuses too.
 	FenceKey = "fence"
+	// LeaserKey holds the writer of the last lease: a random identity
+	// drawn by each store, written with the mark by every lease
+	// transaction. Two leases that end at the same mark at the same
+	// revision (a data directory restored under a daemon that leased past
+	// it, and another daemon leasing the same counters again in the
+	// restored timeline) differ by it: the daemon whose lease was undone
+	// finds another writer at its lease's revision and reports the
+	// restore.
+	LeaserKey = "leaser"
 	// FleetDir is the directory of the daemons' registrations (Register).
 	FleetDir = "fleet/"
 )
@@ -60,6 +73,14 @@ const (
 	watchMinBackoff = 100 * time.Millisecond
 	watchMaxBackoff = 5 * time.Second
 )
+
+// checkEvery is how often the watch goroutine reads the mark afresh while
+// its watch runs (look): the etcd client resumes a watch over a broken
+// connection by itself, from the revision after the last it delivered, so
+// a reconnection is not seen by the watch goroutine, and a history
+// rewritten at or before that revision (a restore, and the same counters
+// leased again) is seen only by a read.
+const checkEvery = 5 * time.Second
 
 // Config configures a Store. Zero fields mean the documented defaults.
 type Config struct {
@@ -94,6 +115,10 @@ type Config struct {
 	// is moved forward past it after a restore; it does not watch the mark
 	// key. A daemon's store never sets it. Default false.
 	Retire bool
+	// Log receives the store's reports of a restore of etcd found after
+	// the fact (error level), which no call returns when the daemon is
+	// idle. Default none.
+	Log *zap.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -111,6 +136,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Period == 0 {
 		c.Period = DefaultPeriod
+	}
+	if c.Log == nil {
+		c.Log = zap.NewNop()
 	}
 	return c
 }
@@ -160,6 +188,10 @@ type Status struct {
 	// another daemon and were retried; Unknown those whose outcome is
 	// unknown (their range was never used).
 	Txns, LostRaces, Unknown uint64
+	// Rollbacks counts the restores this store found after the fact: a
+	// write of the mark that did not raise it, or another writer at the
+	// revision of this store's own lease.
+	Rollbacks uint64
 	// LastError is the most recent failure talking to etcd ("" if none
 	// since the last success), and LastErrorAt when it happened.
 	LastError   string
@@ -209,6 +241,22 @@ type Store struct {
 	// once it runs (set by bind before).
 	recorded uint64
 
+	// kick asks the watch goroutine to report its progress now (or to
+	// end its delay before watching again); leased tells the fleet
+	// registration that a lease committed. Both of capacity 1.
+	kick, leased chan struct{}
+	// id is this store's LeaserKey value; own the revision of its last
+	// lease (0: none), read by the watch goroutine.
+	id        string
+	own       atomic.Int64
+	rollbacks atomic.Uint64
+	// found counts the times this store found the mark put back or etcd
+	// gone back (refusing): the history its watch knew is then undone.
+	found atomic.Uint64
+	// ownFound is found when own was set: a restore found since makes
+	// the lease history (and ownLease does not report it).
+	ownFound atomic.Uint64
+
 	status atomic.Pointer[Status]
 }
 
@@ -223,6 +271,11 @@ type revisions struct {
 	mu    sync.Mutex
 	max   int64
 	epoch uint64 // counts the times etcd was found to go back; max restarts then
+	// caught is the revision (of the current epoch) up to which the
+	// watch delivered every write of the mark, and raised seen by it;
+	// moved is closed (and replaced) when caught rises or epoch changes.
+	caught int64
+	moved  chan struct{}
 }
 
 // snap is what a request is checked against: taken before it is sent.
@@ -242,13 +295,20 @@ func (s *Store) snap() snap {
 
 // wentBack records the header revision got of a linearizable response to
 // a request sent after sn was taken, and reports whether etcd went back in
-// time since: then got starts the new timeline.
+// time since: then got starts the new timeline (unless another request
+// found it first: the response is refused all the same).
 func (s *Store) wentBack(sn snap, got int64) bool {
 	s.revs.mu.Lock()
 	defer s.revs.mu.Unlock()
-	if got < sn.rev && s.revs.epoch == sn.epoch {
+	if got < sn.rev && s.revs.epoch != sn.epoch {
+		return true
+	}
+	if got < sn.rev {
 		s.revs.epoch++
 		s.revs.max = got
+		s.revs.caught = 0
+		close(s.revs.moved)
+		s.revs.moved = make(chan struct{})
 		return true
 	}
 	s.revs.max = max(s.revs.max, got)
@@ -292,8 +352,12 @@ func New(cli *clientv3.Client, cfg Config, now func() time.Time) (*Store, error)
 		now = time.Now
 	}
 	cfg = cfg.withDefaults()
+	var id [8]byte
+	_, _ = rand.Read(id[:])
 	s := &Store{cli: cli, cfg: cfg, now: now, sem: make(chan struct{}, 1), step: cfg.MinBlock,
-		wake: make(chan struct{}, 1), rewatch: make(chan struct{}, 1)}
+		wake: make(chan struct{}, 1), rewatch: make(chan struct{}, 1),
+		kick: make(chan struct{}, 1), leased: make(chan struct{}, 1), id: hex.EncodeToString(id[:])}
+	s.revs.moved = make(chan struct{})
 	s.st = Status{Prefix: cfg.Prefix, Step: s.step}
 	s.publish()
 	return s, nil
@@ -303,6 +367,7 @@ func New(cli *clientv3.Client, cfg Config, now func() time.Time) (*Store, error)
 func (s *Store) Status() Status {
 	st := *s.status.Load()
 	st.Seen = s.seen.Load()
+	st.Rollbacks = s.rollbacks.Load()
 	return st
 }
 
@@ -401,20 +466,20 @@ func parseMark(v []byte, hi uint64) (uint64, error) {
 // refuses a response showing that etcd went back in time (rewound); seen
 // is the store's seen when the read was sent: a mark read below it was
 // put back.
-func (s *Store) read(ctx context.Context) (bk, mk, fk *mvccKV, seen uint64, err error) {
+func (s *Store) read(ctx context.Context) (bk, mk, fk *mvccKV, seen uint64, rev int64, err error) {
 	sn := s.snap()
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
 	resp, err := s.cli.Txn(ctx).Then(clientv3.OpGet(s.key(BindingKey)), clientv3.OpGet(s.key(MarkKey)), clientv3.OpGet(s.key(FenceKey))).Commit()
 	if err != nil {
-		return nil, nil, nil, 0, s.unreachable("read key space", err)
+		return nil, nil, nil, 0, 0, s.unreachable("read key space", err)
 	}
 	rs := resp.Responses
 	bk, mk, fk = first(rs[0].GetResponseRange().Kvs), first(rs[1].GetResponseRange().Kvs), first(rs[2].GetResponseRange().Kvs)
 	if err := s.rewound(ctx, sn, resp.Header.Revision, mk, fk); err != nil {
-		return nil, nil, nil, 0, err
+		return nil, nil, nil, 0, 0, err
 	}
-	return bk, mk, fk, sn.seen, nil
+	return bk, mk, fk, sn.seen, resp.Header.Revision, nil
 }
 
 // markOf is the counter mkv holds (0 if none or unreadable: the mark is
@@ -442,7 +507,10 @@ func (s *Store) rewound(ctx context.Context, sn snap, got int64, mkv, fkv *mvccK
 	}
 	mark := markOf(mkv)
 	s.known = false
+	s.own.Store(0) // its last lease is history
+	s.found.Add(1)
 	s.raiseSeen(mark + 1)
+	s.rollbacks.Add(1)
 	poke(s.rewatch)
 	s.fenceUp(ctx, s.seen.Load(), s.bindRev, mkv, fkv)
 	err := fmt.Errorf("%w: etcd's revision went back from %d to %d: etcd was restored from an older snapshot (without --bump-revision), and leasing from its mark (%d) could reissue keys leased after the snapshot. Move the mark under %s forward past every key issued since the snapshot (switchboard -skip-keys N, N at least %d); the daemons lease again by themselves once it is at least %d",
@@ -649,7 +717,7 @@ func (s *Store) Bind(ctx context.Context, b keygen.Binding) (keygen.Partition, e
 		}
 		return keygen.Partition{Lo: 0, Hi: hi, Next: max(s.mark, s.segNext)}, nil
 	}
-	bkv, mkv, fkv, seen, err := s.read(ctx)
+	bkv, mkv, fkv, seen, _, err := s.read(ctx)
 	if err != nil {
 		return keygen.Partition{}, err
 	}
@@ -722,20 +790,43 @@ func (s *Store) record() {
 	}
 }
 
+// watchState is the watch goroutine's own view of the mark's history.
+type watchState struct {
+	// watched is the revision up to which every write of the mark was
+	// delivered (0: none; the next watch starts from a fresh read), in
+	// etcd's timeline epoch.
+	watched int64
+	epoch   uint64
+	// gap: the watch could not resume from watched (etcd compacted that
+	// history): writes of the mark in between may have gone unseen.
+	gap bool
+	// last is the last write of the mark known (delivered by the watch
+	// in revision order, or read), and lastRev its revision.
+	last    uint64
+	lastRev int64
+	// found is Store.found when last was set: a restore found since
+	// (by any path) makes the next write start the history again.
+	found uint64
+}
+
 // watch is the store's goroutine from bind to Close: it watches the mark
 // key and raises seen to every mark written, so that this daemon learns
 // every other daemon's lease within milliseconds and refuses a mark put
 // back below it even when its own last lease ends exactly where the
 // restored mark stands. It also keeps RecordFile. A broken watch starts
-// again after a delay (watchMinBackoff, doubling to watchMaxBackoff);
-// each start reads the mark first, then watches from the revision after
-// that read, so no lease goes unseen while etcd keeps its history.
+// again after a delay (watchMinBackoff, doubling to watchMaxBackoff, cut
+// short when a lease waits for it) from the revision after the last one
+// it delivered, so that a lease made while it was broken is delivered
+// late rather than never; where etcd compacted that history, it checks
+// the fleet's last leases first (checkFleet), then starts from a fresh
+// read.
 func (s *Store) watch(ctx context.Context, done chan<- struct{}) {
 	defer close(done)
 	defer s.record()
+	var st watchState
 	delay := watchMinBackoff
 	for {
-		if s.watchOnce(ctx) {
+		if s.watchOnce(ctx, &st) {
 			delay = watchMinBackoff
 		}
 		s.record()
@@ -747,6 +838,9 @@ func (s *Store) watch(ctx context.Context, done chan<- struct{}) {
 				return
 			case <-s.wake:
 				s.record()
+			case <-s.kick:
+				t.Stop()
+				waiting = false
 			case <-t.C:
 				waiting = false
 			}
@@ -755,12 +849,15 @@ func (s *Store) watch(ctx context.Context, done chan<- struct{}) {
 	}
 }
 
-// look reads the mark and the fence, raises seen to the mark (or one above
-// it if etcd went back in time) and raises the fence where the mark stands
-// below what the store saw before the read (fenceUp), so that the whole
-// fleet refuses a mark put back as soon as one daemon sees it. It returns
-// the read's revision. Watch goroutine only.
-func (s *Store) look(ctx context.Context) (int64, error) {
+// look reads the mark, the fence and the leaser, raises seen to the mark
+// (or one above it if etcd went back in time) and raises the fence where
+// the mark stands below what the store saw before the read (fenceUp), so
+// that the whole fleet refuses a mark put back as soon as one daemon sees
+// it. It also checks that this store's last lease is still its own in
+// etcd's history (ownLease). It returns the read's revision. Watch
+// goroutine only.
+func (s *Store) look(ctx context.Context, st *watchState) (int64, error) {
+	own := s.own.Load()
 	sn := s.snap()
 	tctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	resp, err := s.cli.Txn(tctx).Then(clientv3.OpGet(s.key(MarkKey)), clientv3.OpGet(s.key(FenceKey))).Commit()
@@ -769,48 +866,205 @@ func (s *Store) look(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	mkv, fkv := first(resp.Responses[0].GetResponseRange().Kvs), first(resp.Responses[1].GetResponseRange().Kvs)
+	if resp.Header.Revision < sn.rev && mkv != nil {
+		// Raised before the new timeline is adopted (wentBack): a lease
+		// that reads after it must find seen above the mark.
+		if mark, err := parseMark(mkv.value, s.hi); err == nil {
+			s.raiseSeen(mark + 1)
+		}
+	}
 	back := s.wentBack(sn, resp.Header.Revision)
+	if back {
+		s.rollbacks.Add(1)
+		s.cfg.Log.Error("etcd's revision went back: etcd was restored from an older snapshot; leases are refused until the mark is moved forward (switchboard -skip-keys N, past every key issued since the backup)",
+			zap.String("prefix", s.cfg.Prefix), zap.Int64("revision_seen", sn.rev), zap.Int64("revision_now", resp.Header.Revision),
+			zap.Uint64("mark", markOf(mkv)), zap.Int64("mark_revision", modRev(mkv)), zap.Uint64("seen", sn.seen))
+	}
 	if mkv != nil {
 		if mark, err := parseMark(mkv.value, s.hi); err == nil && back {
-			s.raiseSeen(mark + 1) // as rewound does; the lease path reports it
+			s.raiseSeen(mark + 1) // as rewound does; the lease path refuses
 		} else if err == nil {
 			s.raiseSeen(mark)
+			if !back {
+				// The read is the last write: the watch goroutine
+				// delivered nothing since it was sent. One older than
+				// what the watch delivered means that history was put
+				// back (found above: the mark below seen); the next
+				// write is compared with the history as it stands.
+				st.last, st.lastRev = mark, mkv.modRev
+			}
 		}
 	}
 	seen := sn.seen
-	if back {
-		seen = s.seen.Load()
+	switch {
+	case back || (mkv != nil && markOf(mkv) < seen):
+		// A restore, found: this store's last lease is history
+		// (ownLease would take the operator's skip, which may land at
+		// its revision, for another restore).
+		s.own.CompareAndSwap(own, 0)
+		s.found.Add(1)
+		if back {
+			seen = s.seen.Load()
+		}
+	default:
+		if err := s.ownLease(ctx, mkv, fkv); err != nil {
+			return 0, err
+		}
 	}
 	s.fenceUp(ctx, seen, s.bindRev, mkv, fkv)
 	return resp.Header.Revision, nil
 }
 
-// watchOnce reads the mark and watches it until the watch breaks, ctx
-// ends or etcd is found to have gone back in time; it reports whether the
-// watch was established.
-func (s *Store) watchOnce(ctx context.Context) (established bool) {
-	rev, err := s.look(ctx)
+// ownLease checks that this store's last lease is still its own in etcd's
+// history (mkv is the mark freshly read): in one timeline the mark's last
+// write is that lease or a later one, and the leaser at the lease's
+// revision is this store. A mark last written before it, or another writer
+// (or none) there, means the history was rewritten since (a restore, and
+// the same counters leased again by another daemon, possibly at the very
+// revision of this store's lease): rolledBack. History compacted past the
+// lease: nothing to tell. Watch goroutine only.
+func (s *Store) ownLease(ctx context.Context, mkv, fkv *mvccKV) error {
+	own := s.own.Load()
+	if own == 0 || mkv == nil || s.seen.Load() > markOf(mkv) || s.found.Load() != s.ownFound.Load() {
+		return nil // no lease yet, the mark refused already, or a restore found since the lease
+	}
+	if mkv.modRev < own {
+		s.rolledBack(ctx, markOf(mkv), mkv, fkv, fmt.Sprintf("this daemon leased at revision %d, but the mark was last written at revision %d", own, mkv.modRev))
+		return nil
+	}
+	tctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	resp, err := s.cli.Get(tctx, s.key(LeaserKey), clientv3.WithRev(own))
+	cancel()
+	switch {
+	case errors.Is(err, rpctypes.ErrCompacted):
+		return nil
+	case err != nil:
+		return err
+	}
+	// Only another writer at this very revision is reported: no write
+	// there at all is also what the operator's skip after a restore can
+	// leave (its lease landing later), which is no new restore.
+	lkv := first(resp.Kvs)
+	if lkv == nil || lkv.modRev != own || string(lkv.value) == s.id {
+		return nil
+	}
+	s.rolledBack(ctx, markOf(mkv), mkv, fkv, fmt.Sprintf("this daemon leased at revision %d, but etcd's history now shows the lease of writer %s there", own, lkv.value))
+	return nil
+}
+
+// rolledBack reports a restore found after the fact: the mark went back
+// and forward again, so counters were (or may be) leased twice. The store
+// refuses marks up to mark (seen raised one past it), raises the fence
+// for the fleet and logs at error level. Watch goroutine only.
+func (s *Store) rolledBack(ctx context.Context, mark uint64, mkv, fkv *mvccKV, what string) {
+	s.own.CompareAndSwap(s.own.Load(), 0) // its last lease is history
+	s.found.Add(1)
+	before := s.seen.Load()
+	s.raiseSeen(mark + 1)
+	s.rollbacks.Add(1)
+	s.cfg.Log.Error("etcd's key space was restored under this daemon: counters may have been issued twice; leases are refused until the mark is moved forward (switchboard -skip-keys N, past every key issued since the backup)",
+		zap.String("prefix", s.cfg.Prefix), zap.String("evidence", what),
+		zap.Uint64("mark", mark), zap.Int64("mark_revision", modRev(mkv)),
+		zap.Uint64("seen_before", before), zap.Uint64("refused_below", s.seen.Load()))
+	if mkv != nil && fkv != nil {
+		s.fenceUp(ctx, s.seen.Load(), s.bindRev, mkv, fkv)
+		return
+	}
+	_, _ = s.look(ctx, &watchState{}) // the fence from a fresh read
+}
+
+// checkFleet is run when the watch could not resume (history compacted):
+// a lease made in the gap may have been undone by a restore before this
+// store could see it. The fleet entries hold each daemon's last lease: one
+// that ends above the mark means the mark was put back below it, and seen
+// is raised to it (the lease path refuses, the fence is raised by the
+// next look). Watch goroutine only.
+func (s *Store) checkFleet(ctx context.Context) error {
+	tctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	resp, err := s.cli.Txn(tctx).Then(clientv3.OpGet(s.key(MarkKey)), clientv3.OpGet(s.key(FleetDir), clientv3.WithPrefix())).Commit()
+	cancel()
+	if err != nil {
+		return err
+	}
+	mkv := first(resp.Responses[0].GetResponseRange().Kvs)
+	mark := markOf(mkv)
+	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
+		var m Member
+		if json.Unmarshal(kv.Value, &m) != nil || m.LastLeaseEnd <= mark {
+			continue
+		}
+		before := s.seen.Load()
+		s.raiseSeen(m.LastLeaseEnd)
+		s.rollbacks.Add(1)
+		s.cfg.Log.Error("etcd's mark stands below the last lease of a daemon of the fleet, which this daemon's watch missed: etcd was restored; leases are refused until the mark is moved forward (switchboard -skip-keys N, past every key issued since the backup)",
+			zap.String("prefix", s.cfg.Prefix), zap.String("instance", m.Instance),
+			zap.Uint64("its_last_lease_end", m.LastLeaseEnd), zap.Uint64("mark", mark), zap.Int64("mark_revision", modRev(mkv)),
+			zap.Uint64("seen_before", before))
+	}
+	return nil
+}
+
+// watchOnce watches the mark until the watch breaks, ctx ends or etcd is
+// found to have gone back in time; it reports whether the watch was
+// established. It resumes from st.watched where it can; else it checks the
+// fleet (after a gap) and starts from a fresh read.
+func (s *Store) watchOnce(ctx context.Context, st *watchState) (established bool) {
+	if st.epoch != s.snap().epoch {
+		// etcd went back in time: its revisions are new.
+		st.watched, st.last, st.lastRev = 0, 0, 0
+	}
+	if st.gap {
+		if err := s.checkFleet(ctx); err != nil {
+			return false
+		}
+		st.gap = false
+	}
+	// A fresh read each time: it tells a mark put back, or this store's
+	// own lease undone, as soon as etcd answers again.
+	rev, err := s.look(ctx, st)
 	if err != nil {
 		return false
 	}
 	epoch := s.snap().epoch
+	if st.watched == 0 || st.epoch != epoch {
+		// Nothing to resume from: the read stands for every write up
+		// to its revision.
+		st.watched, st.epoch = rev, epoch
+		s.advance(epoch, rev)
+	}
 	// A leader is required: a member cut off from the cluster ends the
 	// watch instead of keeping it silent, and the next one may go to
 	// another member.
 	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer wcancel()
-	wch := s.cli.Watch(wctx, s.key(MarkKey), clientv3.WithRev(rev+1), clientv3.WithCreatedNotify())
+	wch := s.cli.Watch(wctx, s.key(MarkKey), clientv3.WithRev(st.watched+1), clientv3.WithCreatedNotify())
+	check := time.NewTicker(checkEvery)
+	defer check.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return established
+		case <-check.C:
+			_, _ = s.look(ctx, st)
 		case <-s.rewatch:
 			return true // start again in etcd's new timeline
 		case <-s.wake:
 			s.record()
+		case <-s.kick:
+			// A lease waits for this watch to reach its read's revision.
+			_ = s.cli.RequestProgress(wctx)
 		case wr, ok := <-wch:
-			if !ok || wr.Err() != nil {
-				return established // compacted past the revision, no leader, client closed
+			if !ok {
+				return established // client closed
+			}
+			if wr.CompactRevision != 0 {
+				// The history after st.watched is gone: check the
+				// fleet, then start from a fresh read.
+				st.watched, st.gap = 0, true
+				return true
+			}
+			if wr.Err() != nil {
+				return established // no leader, cancelled
 			}
 			established = true
 			s.revs.mu.Lock()
@@ -823,18 +1077,101 @@ func (s *Store) watchOnce(ctx context.Context) (established bool) {
 				return true // etcd went back in time since this watch began
 			}
 			for _, ev := range wr.Events {
-				m, err := parseMark(ev.Kv.Value, s.hi)
-				switch {
-				case err != nil || ev.Type != clientv3.EventTypePut:
-				case m < s.seen.Load():
-					// Put back, or only older than a mark seen
-					// since: a fresh read tells.
-					_, _ = s.look(ctx)
-				default:
-					s.raiseSeen(m)
-				}
+				s.observe(ctx, st, ev)
+				st.watched = max(st.watched, ev.Kv.ModRevision)
 			}
+			if wr.IsProgressNotify() {
+				st.watched = max(st.watched, wr.Header.Revision)
+			}
+			s.advance(epoch, st.watched)
 			s.record()
+		}
+	}
+}
+
+// observe applies one write of the mark delivered by the watch. Every
+// lease (and skip) raises the mark: a write that does not raise it above
+// the write before it means it was put back (a restore), possibly and
+// forward again to where it stood. A fresh read then tells (look): a mark
+// below seen is refused and fenced, this store's own lease undone is
+// reported (ownLease). After a restore found already, the next write
+// (the operator's skip) starts the history again.
+func (s *Store) observe(ctx context.Context, st *watchState, ev *clientv3.Event) {
+	if ev.Type != clientv3.EventTypePut {
+		return
+	}
+	m, err := parseMark(ev.Kv.Value, s.hi)
+	if err != nil {
+		return
+	}
+	rev := ev.Kv.ModRevision
+	if rev <= st.lastRev {
+		s.raiseSeen(m) // known already (read before the watch delivered it)
+		return
+	}
+	prev, prevRev := st.last, st.lastRev
+	if f := s.found.Load(); f != st.found {
+		prevRev, st.found = 0, f // a restore found already: history starts again (the operator's skip)
+	}
+	st.last, st.lastRev = m, rev
+	switch {
+	case prevRev != 0 && m <= prev:
+		s.raiseSeen(m)
+		s.cfg.Log.Warn("a write of etcd's mark did not raise it: reading it afresh",
+			zap.String("prefix", s.cfg.Prefix), zap.Uint64("mark", m), zap.Int64("revision", rev),
+			zap.Uint64("previous_mark", prev), zap.Int64("previous_revision", prevRev))
+		_, _ = s.look(ctx, st)
+	case m < s.seen.Load():
+		// Put back, or only older than a mark seen since: a fresh
+		// read tells.
+		_, _ = s.look(ctx, st)
+	default:
+		s.raiseSeen(m)
+	}
+}
+
+// advance records that the watch delivered every write of the mark up to
+// revision rev of the timeline epoch.
+func (s *Store) advance(epoch uint64, rev int64) {
+	s.revs.mu.Lock()
+	defer s.revs.mu.Unlock()
+	if s.revs.epoch == epoch && rev > s.revs.caught {
+		s.revs.caught = rev
+		close(s.revs.moved)
+		s.revs.moved = make(chan struct{})
+	}
+}
+
+// awaitWatch waits, at most the request timeout, until the watch has
+// delivered every write of the mark up to revision rev (a read's), so
+// that a lease made while the watch was broken has raised seen before
+// this store leases from a mark read at rev. A timeout is a store error
+// like any other (keygen.ErrUnavailable). Called with the token held.
+func (s *Store) awaitWatch(ctx context.Context, rev int64) error {
+	if s.cfg.Retire {
+		return nil // no watch: the operator's store only retires counters
+	}
+	deadline := time.NewTimer(s.cfg.RequestTimeout)
+	defer deadline.Stop()
+	// The progress request is sent again now and then: one sent while
+	// the watch was being set up may go unanswered.
+	again := time.NewTicker(max(s.cfg.RequestTimeout/8, time.Millisecond))
+	defer again.Stop()
+	for {
+		s.revs.mu.Lock()
+		caught, moved := s.revs.caught, s.revs.moved
+		s.revs.mu.Unlock()
+		if caught >= rev {
+			return nil
+		}
+		poke(s.kick)
+		select {
+		case <-moved:
+		case <-again.C:
+		case <-deadline.C:
+			return s.unreachable("lease", fmt.Errorf("the watch of the mark did not reach revision %d within %v (it reached %d)", rev, s.cfg.RequestTimeout, caught))
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
 }
@@ -894,12 +1231,18 @@ func (s *Store) leaseSegment(ctx context.Context, n uint64) error {
 			s.known = false
 		}
 		if !s.known {
-			bkv, mkv, fkv, seen, err := s.read(ctx)
+			bkv, mkv, fkv, seen, rev, err := s.read(ctx)
 			if err != nil {
 				return err
 			}
 			if err := s.adopt(ctx, bkv, mkv, fkv, seen, now); err != nil {
 				return err
+			}
+			if err := s.caughtUp(ctx, rev); err != nil {
+				return err
+			}
+			if s.mark < s.seen.Load() {
+				continue // the watch delivered a higher mark: read again
 			}
 		}
 		if s.mark >= s.hi {
@@ -917,7 +1260,7 @@ func (s *Store) leaseSegment(ctx context.Context, n uint64) error {
 			If(clientv3.Compare(clientv3.ModRevision(mk), "=", s.rev),
 				clientv3.Compare(clientv3.ModRevision(bk), "=", s.bindRev),
 				clientv3.Compare(clientv3.ModRevision(fk), "=", s.fenceRev)).
-			Then(clientv3.OpPut(mk, strconv.FormatUint(end, 10)), clientv3.OpPut(fk, strconv.FormatUint(fence, 10))).
+			Then(clientv3.OpPut(mk, strconv.FormatUint(end, 10)), clientv3.OpPut(fk, strconv.FormatUint(fence, 10)), clientv3.OpPut(s.key(LeaserKey), s.id)).
 			Else(clientv3.OpGet(bk), clientv3.OpGet(mk), clientv3.OpGet(fk)).Commit()
 		cancel()
 		if err != nil {
@@ -940,9 +1283,13 @@ func (s *Store) leaseSegment(ctx context.Context, n uint64) error {
 			}
 			s.step = step
 			s.mark, s.rev, s.fence, s.fenceRev = end, rev, fence, rev
+			s.ownFound.Store(s.found.Load())
+			s.own.Store(rev)
 			s.raiseSeen(end)
 			s.segNext, s.segEnd, s.segAt = start, end, now
 			s.st.LastLeaseAt, s.st.LastStart, s.st.LastEnd = now, start, end
+			s.publish()
+			poke(s.leased) // the fleet entry shows it at once
 			return nil
 		}
 		// Another daemon moved the mark: take its value and try above it
@@ -957,7 +1304,21 @@ func (s *Store) leaseSegment(ctx context.Context, n uint64) error {
 		if err := s.adopt(ctx, first(rs[0].GetResponseRange().Kvs), mkv, fkv, sn.seen, now); err != nil {
 			return err
 		}
+		if err := s.caughtUp(ctx, resp.Header.Revision); err != nil {
+			return err
+		}
 	}
+}
+
+// caughtUp waits for the watch to deliver every write of the mark up to
+// revision rev (awaitWatch); on failure the mark is read again at the
+// next attempt. Called with the token held.
+func (s *Store) caughtUp(ctx context.Context, rev int64) error {
+	if err := s.awaitWatch(ctx, rev); err != nil {
+		s.known = false
+		return err
+	}
+	return nil
 }
 
 // adopt checks the binding, the mark and the fence read from etcd while
@@ -984,6 +1345,8 @@ func (s *Store) adopt(ctx context.Context, bkv, mkv, fkv *mvccKV, seen uint64, n
 		// flight are not compared: they may be newer than the read.
 		err = fmt.Errorf("%w: the etcd mark under %s is %d, below %d which this daemon already leased or saw (its own lease or another daemon's): etcd was restored from an older backup. Skip the mark forward past every key issued since the backup (switchboard -skip-keys N, N at least %d); the daemons lease again by themselves once it is at least %d",
 			keygen.ErrStateStale, s.cfg.Prefix, mark, seen, seen-mark, seen)
+		s.own.Store(0) // its last lease is history
+		s.found.Add(1)
 		s.fenceUp(ctx, seen, s.bindRev, mkv, fkv)
 	}
 	if err != nil {
