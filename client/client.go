@@ -246,7 +246,7 @@ func (c *Client) call(ctx context.Context, op wire.Op, req wire.Payload) (*mux.R
 		if err == nil {
 			return rep, nil
 		}
-		if ctx.Err() != nil || !errors.Is(err, mux.ErrClosed) && !errors.Is(err, mux.ErrConnLost) {
+		if ended(ctx) || !errors.Is(err, mux.ErrClosed) && !errors.Is(err, mux.ErrConnLost) {
 			return rep, gaveUp(ctx, err, refused)
 		}
 		if c.closed.Load() {
@@ -295,10 +295,22 @@ func (c *Client) call(ctx context.Context, op wire.Op, req wire.Payload) (*mux.R
 // answers "busy, retry" (OVERLOADED) rather than "daemon not responding"
 // for a daemon that only refused it until its deadline.
 func gaveUp(ctx context.Context, err, refused error) error {
-	if refused == nil || err == refused || ctx.Err() == nil || mux.Sent(err) {
+	if refused == nil || err == refused || !ended(ctx) || mux.Sent(err) {
 		return err
 	}
 	return fmt.Errorf("client: %w, after the daemon refused the call's connections: %w", err, refused)
+}
+
+// ended reports whether ctx has ended, by its error or by the clock: mux
+// fails a call with context.DeadlineExceeded as soon as the clock passes
+// ctx's deadline, which on a loaded machine can be before ctx's own timer
+// has fired and ctx.Err() says so.
+func ended(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
 
 // Resending a call that was not sent: after a refusal a backoff doubling

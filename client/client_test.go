@@ -228,6 +228,13 @@ func TestRefusedCallIsSentAgain(t *testing.T) {
 // GOODBYE's OVERLOADED: "busy, retry", even when the deadline passed
 // during a try), and nothing was executed. Before, the error was often the
 // context's alone, or a write's EPIPE, and never matched OVERLOADED.
+//
+// One outcome other than the refusal is right too: the deadline passed
+// while the last try's frame was written and its connection's GOODBYE not
+// yet read (on a loaded machine the refusal can arrive late); the client
+// cannot know the daemon did not read it, so it reports the call sent,
+// outcome unknown, with the deadline. The call is made up to five times;
+// every one must end in one of the two, and at least one in the refusal.
 func TestRefusedUntilDeadline(t *testing.T) {
 	d := startDaemon(t)
 	c := dialT(t, d)
@@ -235,18 +242,29 @@ func TestRefusedUntilDeadline(t *testing.T) {
 	d.dropConns()
 	waitFor(t, func() bool { return !c.slots[0].mc.Load().Alive() })
 	d.refuse.Store(1 << 20)
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	_, err := c.Allocate(ctx, &wire.AllocateRequest{Spec: spec("refused")})
-	if took := time.Since(start); took > 5*time.Second {
-		t.Errorf("a call with a 300ms deadline took %v", took)
+	refusals := 0
+	for try := 0; try < 5 && refusals == 0; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		start := time.Now()
+		_, err := c.Allocate(ctx, &wire.AllocateRequest{Spec: spec("refused")})
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("a call with a 300ms deadline took %v", took)
+		}
+		if dl, _ := ctx.Deadline(); time.Now().Before(dl) {
+			t.Errorf("the call gave up before its deadline: %v", err)
+		}
+		cancel()
+		switch {
+		case err != nil && errors.Is(err, mux.ErrRefused) && errors.Is(err, wire.StatusOverloaded) && !mux.Sent(err):
+			refusals++
+		case err != nil && mux.Sent(err) && errors.Is(err, context.DeadlineExceeded):
+			t.Logf("try %d: the deadline passed before the last connection's GOODBYE was read: %v", try, err)
+		default:
+			t.Fatalf("allocate against a daemon refusing every connection: %v; want mux.ErrRefused, OVERLOADED, not sent", err)
+		}
 	}
-	if ctx.Err() == nil {
-		t.Errorf("the call gave up before its deadline: %v", err)
-	}
-	if err == nil || !errors.Is(err, mux.ErrRefused) || !errors.Is(err, wire.StatusOverloaded) || mux.Sent(err) {
-		t.Fatalf("allocate against a daemon refusing every connection: %v; want mux.ErrRefused, OVERLOADED, not sent", err)
+	if refusals == 0 {
+		t.Errorf("no call of five ended as refused (OVERLOADED, not sent)")
 	}
 	if got := d.requests.Load(); got != 0 {
 		t.Errorf("daemon executed %d requests, want 0", got)
