@@ -18,7 +18,7 @@ import (
 // request then waited, on average, for half the busy connection's queue.)
 func TestAdmissionServesConnectionsInTurn(t *testing.T) {
 	h := startDaemon(t, nil)
-	svc := h.d.svc
+	svc := h.d.rt
 	ts := newTierSlots()
 	ts.waitMax = time.Minute // the test's pace, not admission's, decides
 	ts.limit.Store(1)
@@ -99,7 +99,7 @@ func TestAdmissionServesConnectionsInTurn(t *testing.T) {
 // bench/results/burst.txt set 7.)
 func TestAdmissionPoliteRequestDoesNotQueue(t *testing.T) {
 	h := startDaemon(t, nil)
-	svc := h.d.svc
+	svc := h.d.rt
 	ts := newTierSlots()
 	ts.waitMax = time.Minute // the test's pace, not admission's, decides
 	ts.limit.Store(1)
@@ -188,7 +188,7 @@ func TestAdmissionPoliteRequestDoesNotQueue(t *testing.T) {
 // limit, within the capacity. (Admission once shed both alike.)
 func TestAdmissionShedsHeavyConnectionsOnly(t *testing.T) {
 	h := startDaemon(t, nil)
-	svc := h.d.svc
+	svc := h.d.rt
 	ts := newTierSlots()
 	ts.waitMax = 20 * time.Millisecond
 	ts.limit.Store(1)
@@ -222,7 +222,7 @@ func TestAdmissionShedsHeavyConnectionsOnly(t *testing.T) {
 // attempt deadlines.)
 func TestAdmissionSafetyBoundHoldsLightConnections(t *testing.T) {
 	h := startDaemon(t, nil)
-	svc := h.d.svc
+	svc := h.d.rt
 	ts := newTierSlots()
 	ts.waitMax = 20 * time.Millisecond
 	ts.limit.Store(1)

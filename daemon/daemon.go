@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"switchboard/breaker"
 	"switchboard/keygen"
 	"switchboard/pool"
+	"switchboard/route"
 	"switchboard/telsim"
 )
 
@@ -35,16 +37,16 @@ type Daemon struct {
 
 	keys *keygen.Generator
 	// keysOverride, when set by a test, replaces keys on the request path.
-	keysOverride keySource
+	keysOverride route.KeySource
 	store        *keyStore
-	svc          *service
+	rt           *route.Router
 	srv          *server
 	m            *metrics
 	admin        *adminServer
 	msrv         *metricsServer
 	notify       *notifier
 
-	up       atomic.Bool        // svc and srv are set: Run is serving
+	up       atomic.Bool        // rt and srv are set: Run is serving
 	reloads  chan reloadRequest // served by Run's reloader goroutine
 	stopped  chan struct{}      // closed when Run returns
 	version  atomic.Uint64      // config generation: 1 at start, +1 per reload
@@ -108,7 +110,7 @@ func (d *Daemon) Config() *Config { return d.cfg.Load() }
 // serves), for embedding its metrics elsewhere.
 func (d *Daemon) Registry() *prometheus.Registry { return d.m.reg }
 
-// running reports whether Run is serving (svc and srv usable).
+// running reports whether Run is serving (rt and srv usable).
 func (d *Daemon) running() (*Daemon, bool) { return d, d.up.Load() }
 
 // Run starts every part, serves until ctx ends, then shuts down gracefully:
@@ -149,40 +151,31 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 	d.warm(ctx, cfg, tiers)
 
-	idx := newIndex(cfg.Cache.SizeMB, cfg.Cache.TokenTTL, d.now)
-	cleanup = append(cleanup, idx.close)
-	var keys keySource = d.keys
+	var keys route.KeySource = d.keys
 	if d.keysOverride != nil {
 		keys = d.keysOverride
 	}
-	svc := &service{log: d.log, keys: keys, idx: idx}
-	svc.swap(tiers)
+	rt := route.New(d.log, keys, cfg.Cache.SizeMB, cfg.Cache.TokenTTL, d.now)
+	cleanup = append(cleanup, rt.Close)
+	rt.Swap(tiers)
 	// The pools of the tier order in force at shutdown (a reload replaces
 	// them).
-	cleanup = append(cleanup, func() { closeTiers(svc.set.Load().tiers, d.cfg.Load().Server.ShutdownTimeout) })
-	journal, pending, bad, err := openOrphanJournal(cfg.DataDir)
+	cleanup = append(cleanup, func() { closeTiers(rt.Current().Tiers, d.cfg.Load().Server.ShutdownTimeout) })
+	closeOrphans, err := rt.OpenOrphans(cfg.DataDir, 500*time.Millisecond)
 	if err != nil {
 		return err
 	}
-	if bad > 0 {
-		d.log.Warn("orphan journal has unreadable records; skipped", zap.Int("records", bad))
-	}
-	if len(pending) > 0 {
-		d.log.Info("possible orphans from the previous run queued for release", zap.Int("count", len(pending)))
-	}
-	svc.orphans = newOrphans(d.log.Named("orphans"), func() []*tier { return *svc.tiers.Load() }, 500*time.Millisecond, journal, pending)
-	go svc.orphans.run()
-	cleanup = append(cleanup, svc.orphans.close)
+	cleanup = append(cleanup, closeOrphans)
 	// Allocations in flight when the previous run ended: settled before
-	// serving (daemon/inflight.go).
-	closeIntents, err := d.openIntents(cfg, svc)
+	// serving (route/inflight.go).
+	closeIntents, err := rt.OpenInflight(filepath.Join(cfg.DataDir, inflightName), inflightSlots(cfg), cfg.Cache.TokenTTL)
 	if err != nil {
 		return err
 	}
 	cleanup = append(cleanup, closeIntents)
-	d.svc = svc
+	d.rt = rt
 
-	srv, err := newServer(d.log.Named("server"), svc, d.m, cfg.Server, cfg.Socket, d.now)
+	srv, err := newServer(d.log.Named("server"), rt, d.m, cfg.Server, cfg.Socket, d.now)
 	if err != nil {
 		return fmt.Errorf("front-end socket %s: %w", cfg.Socket, err)
 	}
@@ -408,8 +401,8 @@ func (d *Daemon) buildTiers(cfg *Config) ([]*tier, error) {
 			closeTiers(tiers, time.Second)
 			return nil, fmt.Errorf("tier %s: %w", tc.Name, err)
 		}
-		tiers = append(tiers, &tier{name: tc.Name, nameB: []byte(tc.Name), pos: i, pool: p, addrs: addrs,
-			br: d.newBreaker(tc), attempt: tc.AttemptTimeout, ctl: &tierCtl{}, m: d.m.tier(tc.Name)})
+		tiers = append(tiers, &tier{Name: tc.Name, NameB: []byte(tc.Name), Pos: i, Pool: p, Addrs: addrs,
+			Breaker: d.newBreaker(tc), Attempt: tc.AttemptTimeout, Ctl: &route.TierCtl{}, Obs: d.m.tier(tc.Name)})
 	}
 	d.m.wireFailovers(tiers)
 	return tiers, nil
@@ -444,8 +437,8 @@ func waitWarm(ctx context.Context, timeout time.Duration, tiers []*tier) []error
 	errs := make(chan error, len(tiers))
 	for _, t := range tiers {
 		go func(t *tier) {
-			if err := t.pool.WaitReady(wctx); err != nil {
-				errs <- fmt.Errorf("tier %s: %w", t.name, err)
+			if err := t.Pool.WaitReady(wctx); err != nil {
+				errs <- fmt.Errorf("tier %s: %w", t.Name, err)
 				return
 			}
 			errs <- nil
@@ -464,7 +457,7 @@ func closeTiers(tiers []*tier, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	for _, t := range tiers {
-		t.pool.Shutdown(ctx) // bounded by ctx; in-flight calls fail with ErrClosed
+		t.Pool.Shutdown(ctx) // bounded by ctx; in-flight calls fail with ErrClosed
 	}
 }
 

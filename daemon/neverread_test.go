@@ -73,7 +73,7 @@ func testNeverReaderHolds(t *testing.T, tr string) {
 	waitUntil(t, "the undelivered allocations released", func() bool {
 		// Every answer settled (its slot freed: delivered, or queued for
 		// release), then every release done.
-		if h.d.svc.fl.Len() != 0 {
+		if h.d.rt.InflightLen() != 0 {
 			return false
 		}
 		st, err := h.d.Status()

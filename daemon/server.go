@@ -15,6 +15,8 @@ import (
 	"go.uber.org/zap"
 
 	"switchboard/inflight"
+	"switchboard/internal/deadline"
+	"switchboard/route"
 	"switchboard/wire"
 )
 
@@ -25,34 +27,27 @@ import (
 const maxPending = 8 << 20
 
 // reqState is one request's working memory, pooled: the copy of its frame,
-// decoded messages and scratch buffers, so steady-state requests reuse
-// memory instead of allocating it.
+// decoded messages, the router's scratch and the deadlines, so steady-state
+// requests reuse memory instead of allocating it. The server writes it; the
+// router writes only rt (route.Scratch), its own.
 type reqState struct {
-	h       wire.Header
-	in      []byte // request payload (a copy: netpoll's buffer is released)
-	out     []byte // response frame
-	scratch []byte
-	cached  []byte
-	kbuf    []byte
-	areq    wire.AllocateRequest
-	ureq    wire.UpdateRequest
-	kreq    wire.KeyRequest
-	res     wire.Reservation
-	// slot is the in-flight record of an allocation (0: none); token the
-	// request's idempotency token, for it (daemon/inflight.go).
-	slot    inflight.Slot
-	token   []byte
-	unasked []orphan // servers a LOOKUP could not reach (locate)
-	// dl bounds the whole request, adl one tier attempt; both keep their
-	// timer and channel from one request to the next (deadline).
-	dl, adl deadline
+	h    wire.Header
+	in   []byte // request payload (a copy: netpoll's buffer is released)
+	out  []byte // response frame
+	areq wire.AllocateRequest
+	ureq wire.UpdateRequest
+	kreq wire.KeyRequest
+	// rt is the router's per-request memory; rt.Polite says the
+	// connection had at most politeAt requests unanswered when it reached
+	// admission (its RESERVE is written without yielding), rt.Slot is the
+	// in-flight record the answer carries (route.Scratch).
+	rt route.Scratch
+	// dl bounds the whole request, wdl its wait for admission; both keep
+	// their timer and channel from one request to the next.
+	dl, wdl deadline.Deadline
 	// wait is the request in admission's queue when it waits for a slot
 	// (admission.go); its channel is kept from one request to the next.
 	wait slotWaiter
-	// polite: its connection had at most politeAt requests unanswered
-	// when it reached admission; its RESERVE is written without yielding
-	// (pool.RoundTripOnNow).
-	polite bool
 }
 
 var reqPool = sync.Pool{New: func() any { return &reqState{out: make([]byte, 0, 512)} }}
@@ -111,7 +106,7 @@ type conn struct {
 // server is the front-end socket server on netpoll.
 type server struct {
 	log *zap.Logger
-	svc *service
+	rt  *route.Router
 	cfg ServerConfig
 
 	tr       transport
@@ -299,8 +294,8 @@ func limitsOf(cfg ServerConfig) *serverLimits {
 		allowUIDs: slices.Clone(cfg.AllowUIDs), allowGIDs: slices.Clone(cfg.AllowGIDs)}
 }
 
-func newServer(log *zap.Logger, svc *service, m *metrics, cfg ServerConfig, path string, now func() time.Time) (*server, error) {
-	s := &server{log: log, svc: svc, m: m, cfg: cfg, path: path, now: now, conns: map[*conn]struct{}{}, uidConns: map[uint32]int{}, slots: newTierSlots()}
+func newServer(log *zap.Logger, rt *route.Router, m *metrics, cfg ServerConfig, path string, now func() time.Time) (*server, error) {
+	s := &server{log: log, rt: rt, m: m, cfg: cfg, path: path, now: now, conns: map[*conn]struct{}{}, uidConns: map[uint32]int{}, slots: newTierSlots()}
 	s.clock.Store(now().UnixNano())
 	s.lim.Store(limitsOf(cfg))
 	ln, err := listenUnix(path, 0o660)
@@ -397,13 +392,13 @@ func (s *server) handle(c *conn, rs *reqState) {
 	defer s.handlers.Done()
 	t0 := time.Now()
 	lim := s.lim.Load()
-	rs.dl.start(lim.requestTimeout)
+	rs.dl.Start(lim.requestTimeout)
 	ctx := context.Context(&rs.dl)
 	out, start := wire.BeginFrame(rs.out[:0], rs.h.Response(wire.StatusOK))
 	// A slot at the tiers first (admission.go); without one, the answer is
 	// OVERLOADED (or TIMEOUT), and nothing reaches a pool.
-	rs.polite = c.unanswered.Load() <= politeAt
-	waited, shed := s.slots.take(ctx, s.svc, c, lim.maxConnUnanswered/2, rs)
+	rs.rt.Polite = c.unanswered.Load() <= politeAt
+	waited, shed := s.slots.take(ctx, s.rt, c, lim.maxConnUnanswered/2, rs)
 	admitted := t0
 	if waited {
 		admitted = time.Now()
@@ -416,37 +411,37 @@ func (s *server) handle(c *conn, rs *reqState) {
 	case err != nil:
 	case op == wire.OpAllocate:
 		if err = rs.areq.Decode(rs.in); err == nil {
-			out, err = s.svc.allocate(ctx, rs, &rs.areq, out)
+			out, err = s.rt.Allocate(ctx, &rs.rt, &rs.areq, out)
 		}
 	case op == wire.OpLookup:
 		if err = rs.kreq.Decode(rs.in); err == nil {
-			out, err = s.svc.lookup(ctx, rs, rs.kreq.Key, out)
+			out, err = s.rt.Lookup(ctx, &rs.rt, rs.kreq.Key, out)
 		}
 	case op == wire.OpUpdate:
 		if err = rs.ureq.Decode(rs.in); err == nil {
-			out, err = s.svc.update(ctx, rs, &rs.ureq, out)
+			out, err = s.rt.Update(ctx, &rs.rt, &rs.ureq, out)
 		}
 	case op == wire.OpRelease:
 		if err = rs.kreq.Decode(rs.in); err == nil {
-			out, err = s.svc.release(ctx, rs, rs.kreq.Key, out)
+			out, err = s.rt.Release(ctx, &rs.rt, rs.kreq.Key, out)
 		}
 	}
 	if shed == nil {
 		now := time.Now()
-		s.slots.give(s.svc, now, now.Sub(admitted))
+		s.slots.give(s.rt, now, now.Sub(admitted))
 	}
-	rs.dl.stop()
+	rs.dl.Stop()
 	if err == nil {
 		out, err = wire.FinishFrame(out, start, s.cfg.MaxFrame)
 	}
 	st := wire.StatusOK
 	if err != nil {
 		var msg string
-		st, msg = wireErr(err)
+		st, msg = route.StatusOf(err)
 		out = wire.AppendError(out[:0], rs.h, st, msg)
-		if rs.slot != 0 { // an allocation whose answer could not be framed
-			s.svc.undelivered(rs.slot)
-			rs.slot = 0
+		if rs.rt.Slot != 0 { // an allocation whose answer could not be framed
+			s.rt.Undelivered(rs.rt.Slot)
+			rs.rt.Slot = 0
 		}
 	}
 	rs.out = out
@@ -456,21 +451,12 @@ func (s *server) handle(c *conn, rs *reqState) {
 	// reads it to know whether other responses are coming.
 	s.inFlight.Add(-1)
 	s.m.request(rs.h.Op, st, time.Since(t0))
-	c.writeHeld(out, rs.slot)
+	c.writeHeld(out, rs.rt.Slot)
 	c.inFlight.Add(-1)
-	*rs = reqState{in: rs.in[:0], out: rs.out[:0], scratch: rs.scratch[:0], cached: rs.cached[:0], kbuf: rs.kbuf[:0], dl: rs.dl, adl: rs.adl, wait: slotWaiter{ready: rs.wait.ready}}
+	rt := rs.rt
+	rt.Reset()
+	*rs = reqState{in: rs.in[:0], out: rs.out[:0], rt: rt, dl: rs.dl, wdl: rs.wdl, wait: slotWaiter{ready: rs.wait.ready}}
 	reqPool.Put(rs)
-}
-
-// wireErr maps a handler error to a status, treating decode errors as
-// BAD_REQUEST.
-func wireErr(err error) (wire.Status, string) {
-	for _, e := range []error{wire.ErrTruncated, wire.ErrTrailing, wire.ErrFieldTooLong, wire.ErrBadValue} {
-		if errors.Is(err, e) {
-			return wire.StatusBadRequest, err.Error()
-		}
-	}
-	return statusOf(err)
 }
 
 // write queues frame and flushes unless another goroutine is flushing; the
@@ -512,7 +498,7 @@ func (c *conn) queue(frame []byte, slot inflight.Slot) bool {
 		c.mu.Unlock()
 		c.cut(cutQueueFull)
 		if slot != 0 {
-			c.s.svc.undelivered(slot)
+			c.s.rt.Undelivered(slot)
 		}
 		return false
 	}
@@ -586,7 +572,7 @@ func (c *conn) flushPending() {
 			}
 		}
 		if len(slots) > 0 {
-			c.s.svc.delivered(slots, written, err)
+			c.s.delivered(slots, written, err)
 			if err != nil {
 				c.keptOnFailure(slots, written)
 			}
@@ -612,6 +598,22 @@ func (c *conn) flush(b []byte) (int, error) {
 		return n, err
 	}
 	return len(b), nil
+}
+
+// delivered settles the in-flight slots of the frames of one write, of
+// which written bytes may have reached the peer (all, when err is nil): a
+// frame wholly within them counts as delivered (its slot is freed: the
+// client may hold its answer, even if the write failed later on); a frame
+// beyond them, or cut by them, never reached the client whole, and its
+// allocation is released (route.Router.Undelivered).
+func (s *server) delivered(frames []heldFrame, written int, err error) {
+	for _, f := range frames {
+		if err == nil || f.end <= written {
+			s.rt.Delivered(f.slot)
+		} else {
+			s.rt.Undelivered(f.slot)
+		}
+	}
 }
 
 // heldFrame is an allocation's answer queued on a connection: the

@@ -1,11 +1,10 @@
-package daemon
+package route
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"go.uber.org/zap"
@@ -14,23 +13,8 @@ import (
 	"switchboard/wire"
 )
 
-// inflightName is the in-flight table's file in the data directory.
-const inflightName = "inflight.table"
-
-// minInflightSlots is the smallest in-flight table.
-const minInflightSlots = 4096
-
-// inflightSlots sizes the in-flight table: a slot is held from before the
-// first RESERVE until the answer is handed to the kernel, which is longer
-// than a request counts against server.max_in_flight (answers queued
-// behind a slow reader still hold theirs), hence twice the limit. Fixed at
-// start: a reload that raises max_in_flight does not grow it (restart).
-func inflightSlots(cfg *Config) int {
-	return max(2*cfg.Server.MaxInFlight, minInflightSlots)
-}
-
-// openIntents opens the in-flight table (package inflight) in the data
-// directory and settles what the previous process left in it, before the
+// OpenInflight opens the in-flight table (package inflight) at path, with
+// slots slots, and settles what the previous process left in it, before the
 // daemon serves:
 //
 //   - INTENT: a RESERVE that may have landed, whose answer never reached
@@ -44,27 +28,28 @@ func inflightSlots(cfg *Config) int {
 //   - ACKED without a token: no retry can be matched to it; the client may
 //     hold the bridge, so it is kept and the slot freed.
 //
-// It returns what closes the table (after the server has stopped).
-func (d *Daemon) openIntents(cfg *Config, svc *service) (func(), error) {
-	path := filepath.Join(cfg.DataDir, inflightName)
-	t, recs, err := inflight.Open(path, inflightSlots(cfg))
+// Carried tokens' slots are held for tokenTTL (the index's token TTL). It
+// returns what closes the table (after the server has stopped); call it
+// before serving.
+func (s *Router) OpenInflight(path string, slots int, tokenTTL time.Duration) (func(), error) {
+	t, recs, err := inflight.Open(path, slots)
 	if errors.Is(err, inflight.ErrCorrupt) {
 		// Not a table (damaged, or another version's): what it recorded is
 		// lost either way, and refusing to start would turn that into an
 		// outage. Keep it for a post-mortem and start afresh.
 		aside := path + ".corrupt"
-		d.log.Error("in-flight table unreadable; moved aside, allocations in flight at the last stop cannot be settled",
+		s.log.Error("in-flight table unreadable; moved aside, allocations in flight at the last stop cannot be settled",
 			zap.String("moved_to", aside), zap.Error(err))
 		if err := os.Rename(path, aside); err != nil {
 			return nil, fmt.Errorf("in-flight table: %w", err)
 		}
-		t, recs, err = inflight.Open(path, inflightSlots(cfg))
+		t, recs, err = inflight.Open(path, slots)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("in-flight table: %w", err)
 	}
 	if n := t.Discarded(); n > 0 {
-		d.log.Warn("in-flight table has unreadable slots (writes cut short); skipped", zap.Int("slots", n))
+		s.log.Warn("in-flight table has unreadable slots (writes cut short); skipped", zap.Int("slots", n))
 	}
 	var carried []inflight.Slot
 	var kbuf, scratch []byte
@@ -72,11 +57,11 @@ func (d *Daemon) openIntents(cfg *Config, svc *service) (func(), error) {
 	for _, r := range recs {
 		switch {
 		case r.State == inflight.Intent:
-			svc.queueOrphan(string(r.Tier), r.Key)
+			s.queueOrphan(string(r.Tier), r.Key)
 			t.Free(r.Slot)
 			intents++
 		case len(r.Token) > 0:
-			kbuf, scratch = svc.idx.putTokenRaw(r.Token, r.Resp, kbuf, scratch)
+			kbuf, scratch = s.idx.putTokenRaw(r.Token, r.Resp, kbuf, scratch)
 			carried = append(carried, r.Slot)
 		default:
 			t.Free(r.Slot)
@@ -84,13 +69,13 @@ func (d *Daemon) openIntents(cfg *Config, svc *service) (func(), error) {
 		}
 	}
 	if len(recs) > 0 {
-		d.log.Info("allocations in flight at the previous run's end settled",
+		s.log.Info("allocations in flight at the previous run's end settled",
 			zap.Int("released_as_orphans", intents), zap.Int("answers_restored", len(carried)),
 			zap.Int("kept_without_token", tokenless))
 	}
-	svc.fl = t
+	s.fl = t
 	freed := make(chan struct{})
-	timer := time.AfterFunc(cfg.Cache.TokenTTL, func() {
+	timer := time.AfterFunc(tokenTTL, func() {
 		defer close(freed)
 		for _, s := range carried {
 			t.Free(s)
@@ -101,7 +86,7 @@ func (d *Daemon) openIntents(cfg *Config, svc *service) (func(), error) {
 			<-freed
 		}
 		if err := t.Close(); err != nil {
-			d.log.Error("in-flight table close failed", zap.Error(err))
+			s.log.Error("in-flight table close failed", zap.Error(err))
 		}
 	}, nil
 }
@@ -112,7 +97,7 @@ func (d *Daemon) openIntents(cfg *Config, svc *service) (func(), error) {
 // written), so the orphan names no server: the releaser sends its RELEASE
 // to every server of the tier, and the servers that never held the key
 // answer NOT_FOUND (and tombstone it, docs/protocol.md).
-func (s *service) queueOrphan(tierName string, key uint64) {
+func (s *Router) queueOrphan(tierName string, key uint64) {
 	s.orphans.add(tierName, "", key)
 }
 
@@ -120,9 +105,9 @@ func (s *service) queueOrphan(tierName string, key uint64) {
 // allocateOnce records an INTENT in it before each RESERVE (intend), and on
 // success the answer is recorded (ACKED) before it is returned. The slot
 // then travels with the response to the connection's write path, which
-// frees it once the bytes are handed to the kernel (conn.writeHeld) or
-// releases the reservation if they cannot be. No slot free: OVERLOADED.
-func (s *service) allocateDurable(ctx context.Context, rs *reqState, req *wire.AllocateRequest, out []byte) ([]byte, error) {
+// frees it once the bytes are handed to the kernel (Delivered) or
+// releases the reservation if they cannot be (Undelivered). No slot free: OVERLOADED.
+func (s *Router) allocateDurable(ctx context.Context, rs *Scratch, req *wire.AllocateRequest, out []byte) ([]byte, error) {
 	if s.fl == nil {
 		return s.allocateOnce(ctx, rs, req, out)
 	}
@@ -130,7 +115,7 @@ func (s *service) allocateDurable(ctx context.Context, rs *reqState, req *wire.A
 	if !ok {
 		return out, errf(wire.StatusOverloaded, "daemon at its limit of allocations in flight")
 	}
-	rs.slot, rs.token = slot, req.Token
+	rs.Slot, rs.token = slot, req.Token
 	start := len(out)
 	out, err := s.allocateOnce(ctx, rs, req, out)
 	if err == nil {
@@ -139,49 +124,39 @@ func (s *service) allocateDurable(ctx context.Context, rs *reqState, req *wire.A
 		}
 		// Cannot happen (an answer is far smaller than a slot); if it did,
 		// a crash would release a bridge the client holds: do not hand it out.
-		s.undelivered(slot)
-		rs.slot = 0
+		s.Undelivered(slot)
+		rs.Slot = 0
 		return out[:start], errf(wire.StatusInternal, "allocation answer too large to record: %v", err)
 	}
 	s.fl.Free(slot)
-	rs.slot = 0
+	rs.Slot = 0
 	return out, err
 }
 
 // intend records in rs's slot, before a RESERVE for key is sent to t, that
 // t may hold a bridge under key. A previous attempt's intent is replaced:
-// allocateOnce has queued it as an orphan if its outcome is unknown.
-func (s *service) intend(rs *reqState, key uint64, t *tier) error {
-	if rs.slot == 0 {
+// allocateOnce has queued it as an orphan if its Outcome is unknown.
+func (s *Router) intend(rs *Scratch, key uint64, t *Tier) error {
+	if rs.Slot == 0 {
 		return nil
 	}
-	if err := s.fl.Intend(rs.slot, rs.token, key, t.nameB); err != nil {
+	if err := s.fl.Intend(rs.Slot, rs.token, key, t.NameB); err != nil {
 		return errf(wire.StatusInternal, "recording an allocation in flight: %v", err)
 	}
 	return nil
 }
 
-// delivered settles the slots of the frames of one write of a connection,
-// of which written bytes may have reached the peer (all, when err is nil):
-// a frame wholly within them counts as delivered (its slot is freed: the
-// client may hold its answer, even if the write failed later on); a frame
-// beyond them, or cut by them, never reached the client whole.
-func (s *service) delivered(frames []heldFrame, written int, err error) {
-	for _, f := range frames {
-		if err == nil || f.end <= written {
-			s.fl.Free(f.slot)
-		} else {
-			s.undelivered(f.slot)
-		}
-	}
-}
+// Delivered frees the in-flight slot of an allocation whose answer was
+// handed to the kernel (its client may hold it). The front end calls it,
+// or Undelivered, exactly once for every slot Scratch.Slot gave it.
+func (s *Router) Delivered(slot inflight.Slot) { s.fl.Free(slot) }
 
-// undelivered releases the allocation of slot, whose answer will never
+// Undelivered releases the allocation of slot, whose answer will never
 // reach its client (its connection died or cannot take it): the bridge goes
 // to the orphan releaser and the token is forgotten, so that a retry
 // allocates afresh instead of replaying a released bridge. Then the slot is
 // freed.
-func (s *service) undelivered(slot inflight.Slot) {
+func (s *Router) Undelivered(slot inflight.Slot) {
 	var r inflight.Record
 	if err := s.fl.Read(slot, &r); err == nil && r.State == inflight.Acked && len(r.Token) > 0 && s.idx.replayed(r.Token) {
 		// A retry with the token (on another connection) was given this

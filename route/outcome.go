@@ -1,82 +1,107 @@
-package daemon
+package route
 
 import (
 	"context"
 	"errors"
 
 	"switchboard/breaker"
+	"switchboard/keygen"
 	"switchboard/mux"
 	"switchboard/pool"
 	"switchboard/wire"
 )
 
-// outcome classifies one attempt on a tier. classify is the one place that
+// Outcome classifies one attempt on a tier. classify is the one place that
 // decides what an attempt's result means; the tier's breaker (verdict),
 // switchboard_tier_attempts_total (outcomeNames) and the request's answer
-// (allocateOnce) all read the outcome, never the error.
+// (allocateOnce) all read the Outcome, never the error.
 //
 // The rule: only what the telephony server did, or failed to do in time,
 // says anything about its tier. A local limit (the pool is full, has no
 // connection, or is closing: nothing was sent) and the end of the request's
 // own deadline say nothing, so they never open a breaker; a request that met
 // only local limits is answered OVERLOADED (retry), never UNAVAILABLE.
-type outcome int
+type Outcome int
 
 const (
-	outcomeOK         outcome = iota // RESERVE succeeded
-	outcomeCapacity                  // the tier was full (healthy answer)
-	outcomeKeyExists                 // the key was taken (healthy answer)
-	outcomeRejected                  // BAD_REQUEST from the tier (healthy answer)
-	outcomeTimeout                   // the attempt deadline passed: the tier did not answer in time
-	outcomeCallerGone                // the request's own deadline or cancellation came first
-	outcomeFailure                   // any other failure (connection lost, INTERNAL, DRAINING…)
-	outcomeLocal                     // a local limit: pool full, no connection, pool closing; not sent
-	numOutcomes
+	OutcomeOK         Outcome = iota // RESERVE succeeded
+	OutcomeCapacity                  // the tier was full (healthy answer)
+	OutcomeKeyExists                 // the key was taken (healthy answer)
+	OutcomeRejected                  // BAD_REQUEST from the tier (healthy answer)
+	OutcomeTimeout                   // the attempt deadline passed: the tier did not answer in time
+	OutcomeCallerGone                // the request's own deadline or cancellation came first
+	OutcomeFailure                   // any other failure (connection lost, INTERNAL, DRAINING…)
+	OutcomeLocal                     // a local limit: pool full, no connection, pool closing; not sent
+	NumOutcomes
 )
 
-var outcomeNames = [numOutcomes]string{"ok", "capacity", "key_exists", "rejected", "timeout", "caller_gone", "failure", "local"}
+var outcomeNames = [NumOutcomes]string{"ok", "capacity", "key_exists", "rejected", "timeout", "caller_gone", "failure", "local"}
 
-// classify returns the outcome of an attempt that returned err, made on
+// classify returns the Outcome of an attempt that returned err, made on
 // behalf of a request whose context is ctx.
-func classify(ctx context.Context, err error) outcome {
+func classify(ctx context.Context, err error) Outcome {
 	switch {
 	case err == nil:
-		return outcomeOK
+		return OutcomeOK
 	case ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, breaker.ErrCallerGone):
 		// Whatever the attempt met, the request ended first: the attempt
 		// deadline is cut to the request's, so its timeout is the caller's.
-		return outcomeCallerGone
+		return OutcomeCallerGone
 	case errors.Is(err, mux.ErrBusy), errors.Is(err, pool.ErrNoConn), errors.Is(err, pool.ErrClosed),
 		errors.Is(err, mux.ErrClosed):
 		// Each of these guarantees that nothing was sent (mux.Sent).
-		return outcomeLocal
+		return OutcomeLocal
 	case errors.Is(err, wire.StatusCapacity):
-		return outcomeCapacity
+		return OutcomeCapacity
 	case errors.Is(err, wire.StatusKeyExists):
-		return outcomeKeyExists
+		return OutcomeKeyExists
 	case errors.Is(err, wire.StatusBadRequest):
-		return outcomeRejected
+		return OutcomeRejected
 	case errors.Is(err, context.DeadlineExceeded):
-		return outcomeTimeout
+		return OutcomeTimeout
 	}
-	return outcomeFailure
+	return OutcomeFailure
 }
 
-// verdict is what the outcome tells the tier's breaker.
-func (o outcome) verdict() breaker.Verdict {
+// verdict is what the Outcome tells the tier's breaker.
+func (o Outcome) verdict() breaker.Verdict {
 	switch o {
-	case outcomeOK, outcomeCapacity, outcomeKeyExists, outcomeRejected:
+	case OutcomeOK, OutcomeCapacity, OutcomeKeyExists, OutcomeRejected:
 		return breaker.Healthy
-	case outcomeTimeout, outcomeFailure:
+	case OutcomeTimeout, OutcomeFailure:
 		return breaker.Unhealthy
 	}
 	return breaker.NoVerdict
 }
 
-// String names the outcome as its metric label does.
-func (o outcome) String() string {
-	if o >= 0 && o < numOutcomes {
+// String names the Outcome as its metric label does.
+func (o Outcome) String() string {
+	if o >= 0 && o < NumOutcomes {
 		return outcomeNames[o]
 	}
 	return "unknown"
+}
+
+// StatusOf is the status and message the client gets for a request that
+// ended with err: the one place that decides it. A request the front end
+// could not decode is BAD_REQUEST.
+func StatusOf(err error) (wire.Status, string) {
+	var re *wire.RemoteError
+	switch {
+	case errors.Is(err, wire.ErrTruncated), errors.Is(err, wire.ErrTrailing), errors.Is(err, wire.ErrFieldTooLong), errors.Is(err, wire.ErrBadValue):
+		return wire.StatusBadRequest, err.Error()
+	case errors.As(err, &re):
+		return re.Status, re.Message
+	case errors.Is(err, context.DeadlineExceeded):
+		return wire.StatusTimeout, "request deadline passed"
+	case errors.Is(err, keygen.ErrExhausted):
+		return wire.StatusKeysExhausted, "session key space exhausted"
+	case errors.Is(err, keygen.ErrUnavailable):
+		return wire.StatusKeysExhausted, "no session keys available: the key lease store is failing or too slow"
+	}
+	var s wire.Status
+	if errors.As(err, &s) {
+		return s, ""
+	}
+	return wire.StatusInternal, "internal error"
 }

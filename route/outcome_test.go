@@ -1,4 +1,4 @@
-package daemon
+package route
 
 import (
 	"context"
@@ -21,25 +21,25 @@ func TestClassify(t *testing.T) {
 	cases := []struct {
 		ctx  context.Context
 		err  error
-		want outcome
+		want Outcome
 		v    breaker.Verdict
 	}{
-		{live, nil, outcomeOK, breaker.Healthy},
-		{live, &wire.RemoteError{Status: wire.StatusCapacity}, outcomeCapacity, breaker.Healthy},
-		{live, &wire.RemoteError{Status: wire.StatusKeyExists}, outcomeKeyExists, breaker.Healthy},
-		{live, &wire.RemoteError{Status: wire.StatusBadRequest}, outcomeRejected, breaker.Healthy},
-		{live, fmt.Errorf("pool: %w", mux.ErrBusy), outcomeLocal, breaker.NoVerdict},
-		{live, pool.ErrNoConn, outcomeLocal, breaker.NoVerdict},
-		{live, pool.ErrClosed, outcomeLocal, breaker.NoVerdict},
-		{live, mux.ErrClosed, outcomeLocal, breaker.NoVerdict},
-		{live, context.DeadlineExceeded, outcomeTimeout, breaker.Unhealthy},
-		{live, mux.ErrConnLost, outcomeFailure, breaker.Unhealthy},
-		{live, &wire.RemoteError{Status: wire.StatusInternal}, outcomeFailure, breaker.Unhealthy},
-		{live, &wire.RemoteError{Status: wire.StatusDraining}, outcomeFailure, breaker.Unhealthy},
-		{live, errors.New("reset"), outcomeFailure, breaker.Unhealthy},
-		{gone, context.DeadlineExceeded, outcomeCallerGone, breaker.NoVerdict},
-		{gone, mux.ErrConnLost, outcomeCallerGone, breaker.NoVerdict},
-		{live, context.Canceled, outcomeCallerGone, breaker.NoVerdict},
+		{live, nil, OutcomeOK, breaker.Healthy},
+		{live, &wire.RemoteError{Status: wire.StatusCapacity}, OutcomeCapacity, breaker.Healthy},
+		{live, &wire.RemoteError{Status: wire.StatusKeyExists}, OutcomeKeyExists, breaker.Healthy},
+		{live, &wire.RemoteError{Status: wire.StatusBadRequest}, OutcomeRejected, breaker.Healthy},
+		{live, fmt.Errorf("pool: %w", mux.ErrBusy), OutcomeLocal, breaker.NoVerdict},
+		{live, pool.ErrNoConn, OutcomeLocal, breaker.NoVerdict},
+		{live, pool.ErrClosed, OutcomeLocal, breaker.NoVerdict},
+		{live, mux.ErrClosed, OutcomeLocal, breaker.NoVerdict},
+		{live, context.DeadlineExceeded, OutcomeTimeout, breaker.Unhealthy},
+		{live, mux.ErrConnLost, OutcomeFailure, breaker.Unhealthy},
+		{live, &wire.RemoteError{Status: wire.StatusInternal}, OutcomeFailure, breaker.Unhealthy},
+		{live, &wire.RemoteError{Status: wire.StatusDraining}, OutcomeFailure, breaker.Unhealthy},
+		{live, errors.New("reset"), OutcomeFailure, breaker.Unhealthy},
+		{gone, context.DeadlineExceeded, OutcomeCallerGone, breaker.NoVerdict},
+		{gone, mux.ErrConnLost, OutcomeCallerGone, breaker.NoVerdict},
+		{live, context.Canceled, OutcomeCallerGone, breaker.NoVerdict},
 	}
 	for _, c := range cases {
 		o := classify(c.ctx, c.err)
