@@ -3,6 +3,7 @@ package route
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"switchboard/breaker"
 	"switchboard/keygen"
@@ -12,9 +13,12 @@ import (
 )
 
 // Outcome classifies one attempt on a tier. classify is the one place that
-// decides what an attempt's result means; the tier's breaker (verdict),
-// switchboard_tier_attempts_total (outcomeNames) and the request's answer
-// (allocateOnce) all read the Outcome, never the error.
+// decides what an attempt's result means, and everything else reads the
+// Outcome, never the error: the tier's breaker (verdict), the metric label
+// of switchboard_tier_attempts_total (String, through the TierObserver),
+// whether an allocation tries the next tier (Router.onTier), and the status
+// the client gets for a follow-up (serverErr). The status of any request's
+// error is StatusOf, below.
 //
 // The rule: only what the telephony server did, or failed to do in time,
 // says anything about its tier. A local limit (the pool is full, has no
@@ -104,4 +108,35 @@ func StatusOf(err error) (wire.Status, string) {
 		return s, ""
 	}
 	return wire.StatusInternal, "internal error"
+}
+
+// errf builds a front-end error: status plus a message for the client.
+func errf(s wire.Status, format string, args ...any) error {
+	return &wire.RemoteError{Status: s, Message: fmt.Sprintf(format, args...)}
+}
+
+// callerErr is the error of a request that ended during an attempt that
+// failed with err.
+func callerErr(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	return err
+}
+
+// serverErr maps a failed call to the server that holds a session, by its
+// Outcome (classify): a local limit (the pool full: nothing was sent) is
+// OVERLOADED, "busy, retry", never UNAVAILABLE: the server did nothing.
+func serverErr(ctx context.Context, t *Tier, serverID string, err error) error {
+	switch classify(ctx, err) {
+	case OutcomeCallerGone:
+		return callerErr(ctx, err)
+	case OutcomeLocal:
+		return errf(wire.StatusOverloaded, "server %s of tier %s holding the session is at its in-flight limit: %v", serverID, t.Name, err)
+	}
+	var re *wire.RemoteError
+	if errors.As(err, &re) && re.Status == wire.StatusBadRequest {
+		return errf(wire.StatusBadRequest, "server %s of tier %s: %s", serverID, t.Name, re.Message)
+	}
+	return errf(wire.StatusUnavailable, "server %s of tier %s holding the session: %v", serverID, t.Name, err)
 }

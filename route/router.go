@@ -199,11 +199,6 @@ type routerStats struct {
 	keyWaits  atomic.Uint64 // requests that waited for the key supply
 }
 
-// errf builds a front-end error: status plus a message for the client.
-func errf(s wire.Status, format string, args ...any) error {
-	return &wire.RemoteError{Status: s, Message: fmt.Sprintf(format, args...)}
-}
-
 // slotWaitMax bounds how long one allocation waits, in all, for a free slot
 // on a tier whose connections are all at their in-flight limit (within its
 // own deadline) before it is answered OVERLOADED. slotPollMax caps one wait
@@ -242,15 +237,6 @@ func (w *slotWait) wait(ctx context.Context, rs *Scratch) bool {
 	}
 	rs.adl.Stop()
 	return ctx.Err() == nil
-}
-
-// callerErr is the error of a request that ended during an attempt that
-// failed with err.
-func callerErr(ctx context.Context, err error) error {
-	if cerr := ctx.Err(); cerr != nil {
-		return cerr
-	}
-	return err
 }
 
 // allocate reserves a bridge for req on the first tier that takes it and
@@ -325,136 +311,171 @@ func (s *Router) appendReplayed(out, token, v []byte) ([]byte, error) {
 	return r.AppendTo(out), nil
 }
 
+// allocation is one ALLOCATE's walk down the tier order: the key it
+// offers, the tier it tried first, and what its attempts met, read from
+// their outcomes (classify).
+type allocation struct {
+	key       uint64
+	first     int // position of the first tier tried; -1: none yet
+	keyExists int // KEY_EXISTS answers so far (at most maxKeyExists are retried)
+	slot      slotWait
+	// sawFailure: a tier's fault (timeout, failure); sawLocal: a local
+	// limit; sawCapacity: a full telephony server.
+	sawCapacity, sawFailure, sawLocal bool
+	lastFailure                       error
+}
+
+// allocateOnce offers one fresh key to the available tiers in order, and
+// answers with the first reservation, or with what the attempts met.
 func (s *Router) allocateOnce(ctx context.Context, rs *Scratch, req *wire.AllocateRequest, out []byte) ([]byte, error) {
-	key, err := s.nextKey(ctx)
-	if err != nil {
+	a := allocation{first: -1}
+	var err error
+	if a.key, err = s.nextKey(ctx); err != nil {
 		return out, err
 	}
 	ts := s.acquire()
 	defer ts.release()
-	tiers := ts.Tiers
-	var (
-		// What the attempts met, read from their outcomes (classify):
-		// sawFailure is the tier's fault (timeout, failure), sawLocal a
-		// local limit, sawCapacity a full telephony server.
-		sawCapacity, sawFailure, sawLocal bool
-		first                             = -1
-		lastFailure                       error
-		keyExists                         int
-		slot                              slotWait
-	)
-	for _, t := range tiers {
+	for _, t := range ts.Tiers {
 		if !t.Available() {
 			continue
 		}
-		for {
-			if err := s.intend(rs, key, t); err != nil {
-				return out, err
-			}
-			done, err := t.Breaker.Allow()
-			if err != nil {
-				break // open or probes busy: next tier
-			}
-			if first < 0 {
-				first = t.Pos
-			}
-			rs.ureq = wire.UpdateRequest{Key: key, Spec: req.Spec, Meta: req.Meta}
-			actx, cancel := rs.adl.Within(ctx, t.Attempt)
-			var reply *mux.Reply
-			var serverID string
-			if rs.Polite {
-				reply, serverID, err = t.Pool.RoundTripOnNow(actx, wire.OpReserve, &rs.ureq)
-			} else {
-				reply, serverID, err = t.Pool.RoundTripOn(actx, wire.OpReserve, &rs.ureq)
-			}
-			cancel()
-			if err == nil {
-				var b wire.Bridge
-				if err = b.Decode(reply.Payload); err == nil {
-					done.Record(OutcomeOK.verdict())
-					out = s.accept(rs, t, serverID, key, req, &b, out)
-					reply.Release()
-					if t.Pos != first {
-						s.stats.failovers.Add(1)
-						if t.FailoverFrom != nil {
-							t.FailoverFrom[first].Inc()
-						}
-					}
-					t.observe(OutcomeOK)
-					return out, nil
-				}
-				reply.Release()
-				// A reply we cannot read from a server that reserved a
-				// bridge: a tier failure with an unknown outcome.
-				err = fmt.Errorf("%w: undecodable RESERVE reply from tier %s: %w", mux.ErrUnknownOutcome, t.Name, err)
-			}
-			o := classify(ctx, err)
-			done.Record(o.verdict())
-			t.observe(o)
-			if errors.Is(err, mux.ErrUnknownOutcome) {
-				// The server may hold a bridge under key: release it once
-				// the tier answers again; never reuse the key.
-				s.orphans.add(t.Name, serverID, key)
-			}
-			switch {
-			case o == OutcomeCallerGone:
-				return out, callerErr(ctx, err)
-			case o == OutcomeLocal && errors.Is(err, mux.ErrBusy):
-				// The tier is healthy but every connection to it is at
-				// its in-flight limit. The tier order is a priority, not
-				// a spill-over: wait briefly for a slot on this tier,
-				// then shed the request (OVERLOADED, retry) rather than
-				// push the burst onto the next tier.
-				if slot.wait(ctx, rs) {
-					continue
-				}
-				if ctx.Err() != nil {
-					return out, ctx.Err()
-				}
-				return out, errf(wire.StatusOverloaded, "tier %s is at its in-flight limit", t.Name)
-			case o == OutcomeLocal:
-				// No connection (it died since Available()) or the pool
-				// is closing: nothing was sent, nobody is blamed; the
-				// next tier may serve.
-				sawLocal = true
-			case o == OutcomeKeyExists && keyExists < maxKeyExists:
-				keyExists++
-				s.stats.keyExists.Add(1)
-				if ce := s.log.Check(zap.WarnLevel, "telephony server reports key in use, taking the next"); ce != nil {
-					ce.Write(zap.String("tier", t.Name), zap.Uint64("key", key))
-				}
-				if key, err = s.nextKey(ctx); err != nil {
-					return out, err
-				}
-				continue
-			case o == OutcomeRejected:
-				return out, errf(wire.StatusBadRequest, "telephony tier %s rejected the request: %v", t.Name, err)
-			case o == OutcomeCapacity:
-				sawCapacity = true
-			default:
-				sawFailure, lastFailure = true, err
-				if ce := s.log.Check(zap.InfoLevel, "tier attempt failed, failing over"); ce != nil {
-					ce.Write(zap.String("tier", t.Name), zap.Error(err))
-				}
-			}
-			if errors.Is(err, mux.ErrUnknownOutcome) {
-				// The key may be held on t: the next tier gets a fresh one.
-				if key, err = s.nextKey(ctx); err != nil {
-					return out, err
-				}
-			}
-			break
+		var answered bool
+		if out, answered, err = s.onTier(ctx, rs, req, t, &a, out); answered {
+			return out, err
 		}
 	}
-	switch {
-	case sawFailure:
-		return out, errf(wire.StatusUnavailable, "no tier could serve: last error: %v", lastFailure)
-	case sawLocal:
-		return out, errf(wire.StatusOverloaded, "no tier could take the request now")
-	case sawCapacity:
-		return out, errf(wire.StatusCapacity, "every tier is full")
+	return out, a.unserved()
+}
+
+// onTier makes the allocation's attempts on t: one, or more while t's
+// connections are all busy (a brief wait for a slot) or t says the key is
+// taken (a fresh key). answered: the request's answer is out, or err;
+// otherwise the next tier may serve it.
+func (s *Router) onTier(ctx context.Context, rs *Scratch, req *wire.AllocateRequest, t *Tier, a *allocation, out []byte) (_ []byte, answered bool, _ error) {
+	for {
+		if err := s.intend(rs, a.key, t); err != nil {
+			return out, true, err
+		}
+		done, err := t.Breaker.Allow()
+		if err != nil {
+			return out, false, nil // open or probes busy: next tier
+		}
+		if a.first < 0 {
+			a.first = t.Pos
+		}
+		reply, serverID, err := s.reserve(ctx, rs, req, t, a.key)
+		if err == nil {
+			var b wire.Bridge
+			if err = b.Decode(reply.Payload); err == nil {
+				done.Record(OutcomeOK.verdict())
+				out = s.accept(rs, t, serverID, a.key, req, &b, out)
+				reply.Release()
+				s.servedBy(t, a.first)
+				t.observe(OutcomeOK)
+				return out, true, nil
+			}
+			reply.Release()
+			// A reply we cannot read from a server that reserved a
+			// bridge: a tier failure with an unknown outcome.
+			err = fmt.Errorf("%w: undecodable RESERVE reply from tier %s: %w", mux.ErrUnknownOutcome, t.Name, err)
+		}
+		o := classify(ctx, err)
+		done.Record(o.verdict())
+		t.observe(o)
+		unknown := errors.Is(err, mux.ErrUnknownOutcome)
+		if unknown {
+			// The server may hold a bridge under the key: release it once
+			// the tier answers again; never reuse the key.
+			s.orphans.add(t.Name, serverID, a.key)
+		}
+		switch {
+		case o == OutcomeCallerGone:
+			return out, true, callerErr(ctx, err)
+		case o == OutcomeLocal && errors.Is(err, mux.ErrBusy):
+			// The tier is healthy but every connection to it is at its
+			// in-flight limit. The tier order is a priority, not a
+			// spill-over: wait briefly for a slot on this tier, then shed
+			// the request (OVERLOADED, retry) rather than push the burst
+			// onto the next tier.
+			if a.slot.wait(ctx, rs) {
+				continue
+			}
+			if ctx.Err() != nil {
+				return out, true, ctx.Err()
+			}
+			return out, true, errf(wire.StatusOverloaded, "tier %s is at its in-flight limit", t.Name)
+		case o == OutcomeLocal:
+			// No connection (it died since Available()) or the pool is
+			// closing: nothing was sent, nobody is blamed; the next tier
+			// may serve.
+			a.sawLocal = true
+		case o == OutcomeKeyExists && a.keyExists < maxKeyExists:
+			a.keyExists++
+			s.stats.keyExists.Add(1)
+			if ce := s.log.Check(zap.WarnLevel, "telephony server reports key in use, taking the next"); ce != nil {
+				ce.Write(zap.String("tier", t.Name), zap.Uint64("key", a.key))
+			}
+			if a.key, err = s.nextKey(ctx); err != nil {
+				return out, true, err
+			}
+			continue
+		case o == OutcomeRejected:
+			return out, true, errf(wire.StatusBadRequest, "telephony tier %s rejected the request: %v", t.Name, err)
+		case o == OutcomeCapacity:
+			a.sawCapacity = true
+		default:
+			a.sawFailure, a.lastFailure = true, err
+			if ce := s.log.Check(zap.InfoLevel, "tier attempt failed, failing over"); ce != nil {
+				ce.Write(zap.String("tier", t.Name), zap.Error(err))
+			}
+		}
+		if unknown {
+			// The key may be held on t: the next tier gets a fresh one.
+			if a.key, err = s.nextKey(ctx); err != nil {
+				return out, true, err
+			}
+		}
+		return out, false, nil
 	}
-	return out, errf(wire.StatusUnavailable, "no tier available")
+}
+
+// reserve sends one RESERVE of key for req to t, within t's attempt
+// deadline; a polite request's is written without yielding.
+func (s *Router) reserve(ctx context.Context, rs *Scratch, req *wire.AllocateRequest, t *Tier, key uint64) (*mux.Reply, string, error) {
+	rs.ureq = wire.UpdateRequest{Key: key, Spec: req.Spec, Meta: req.Meta}
+	actx, cancel := rs.adl.Within(ctx, t.Attempt)
+	defer cancel()
+	if rs.Polite {
+		return t.Pool.RoundTripOnNow(actx, wire.OpReserve, &rs.ureq)
+	}
+	return t.Pool.RoundTripOn(actx, wire.OpReserve, &rs.ureq)
+}
+
+// servedBy counts a failover when t served an allocation that first tried
+// the tier at position first.
+func (s *Router) servedBy(t *Tier, first int) {
+	if t.Pos == first {
+		return
+	}
+	s.stats.failovers.Add(1)
+	if t.FailoverFrom != nil {
+		t.FailoverFrom[first].Inc()
+	}
+}
+
+// unserved is the answer of an allocation no tier served: the worst of
+// what its attempts met (a tier's fault, then a local limit, then full
+// tiers), or UNAVAILABLE when no tier could even be tried.
+func (a *allocation) unserved() error {
+	switch {
+	case a.sawFailure:
+		return errf(wire.StatusUnavailable, "no tier could serve: last error: %v", a.lastFailure)
+	case a.sawLocal:
+		return errf(wire.StatusOverloaded, "no tier could take the request now")
+	case a.sawCapacity:
+		return errf(wire.StatusCapacity, "every tier is full")
+	}
+	return errf(wire.StatusUnavailable, "no tier available")
 }
 
 // accept records a successful RESERVE, held by serverID, and appends the
@@ -689,23 +710,6 @@ func (s *Router) Release(ctx context.Context, rs *Scratch, key uint64, out []byt
 	}
 	s.idx.delSession(key)
 	return out, nil
-}
-
-// serverErr maps a failed call to the server that holds a session, by its
-// Outcome (classify): a local limit (the pool full: nothing was sent) is
-// OVERLOADED, "busy, retry", never UNAVAILABLE: the server did nothing.
-func serverErr(ctx context.Context, t *Tier, serverID string, err error) error {
-	switch classify(ctx, err) {
-	case OutcomeCallerGone:
-		return callerErr(ctx, err)
-	case OutcomeLocal:
-		return errf(wire.StatusOverloaded, "server %s of tier %s holding the session is at its in-flight limit: %v", serverID, t.Name, err)
-	}
-	var re *wire.RemoteError
-	if errors.As(err, &re) && re.Status == wire.StatusBadRequest {
-		return errf(wire.StatusBadRequest, "server %s of tier %s: %s", serverID, t.Name, re.Message)
-	}
-	return errf(wire.StatusUnavailable, "server %s of tier %s holding the session: %v", serverID, t.Name, err)
 }
 
 // callServer sends one request to the server serverID of t within the
