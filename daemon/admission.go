@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"switchboard/route"
 	"switchboard/wire"
 )
 
@@ -188,6 +187,14 @@ func newTierSlots() *tierSlots {
 	return ts
 }
 
+// Tiers is what admission knows of the telephony tiers: the first tier new
+// allocations may go to, its capacity (calls its connections may have in
+// flight at once) and the bound of one attempt on it; false when no tier
+// is available. It is atomic loads only (route.Router implements it).
+type Tiers interface {
+	FirstCapacity() (capacity int64, attempt time.Duration, ok bool)
+}
+
 // slotWaiter is a request waiting for a slot, in its connection's queue.
 // It lives in the request's pooled state.
 type slotWaiter struct {
@@ -206,16 +213,16 @@ type connWaiters struct {
 
 // bound is how many requests may hold a slot now; 0 when no tier is
 // available (the request then goes ahead, to be answered UNAVAILABLE).
-func (ts *tierSlots) bound(s *route.Router) int64 {
-	t := s.FirstAvailable()
-	if t == nil {
+func (ts *tierSlots) bound(s Tiers) int64 {
+	capacity, _, ok := s.FirstCapacity()
+	if !ok {
 		return 0
 	}
-	return min(ts.limit.Load(), int64(t.Pool.Capacity()))
+	return min(ts.limit.Load(), capacity)
 }
 
 // tryTake takes a slot if one is free.
-func (ts *tierSlots) tryTake(s *route.Router) bool {
+func (ts *tierSlots) tryTake(s Tiers) bool {
 	c := ts.bound(s)
 	if ts.active.Add(1) <= c || c <= 0 {
 		return true
@@ -228,13 +235,12 @@ func (ts *tierSlots) tryTake(s *route.Router) bool {
 // queueing: within politeSlots past the adaptive limit (and the capacity of
 // the first available tier), so polite connections together cannot put more
 // than that many calls past the limit at the tiers.
-func (ts *tierSlots) tryTakePolite(s *route.Router) bool {
-	t := s.FirstAvailable()
-	if t == nil { // no tier: the request goes ahead, to be answered UNAVAILABLE
+func (ts *tierSlots) tryTakePolite(s Tiers) bool {
+	capacity, _, ok := s.FirstCapacity()
+	if !ok { // no tier: the request goes ahead, to be answered UNAVAILABLE
 		ts.active.Add(1) // give returns it
 		return true
 	}
-	capacity := int64(t.Pool.Capacity())
 	if ts.active.Add(1) <= min(min(ts.limit.Load(), capacity)+politeSlots, capacity) {
 		return true
 	}
@@ -245,9 +251,9 @@ func (ts *tierSlots) tryTakePolite(s *route.Router) bool {
 // takeOver takes a slot past the adaptive limit, within the safety bound
 // (politeSlots more for a polite connection's request) and the capacity of
 // the first available tier, for a request that waited admitWaitMax.
-func (ts *tierSlots) takeOver(s *route.Router, polite bool) bool {
-	t := s.FirstAvailable()
-	if t == nil { // no tier: the request goes ahead, to be answered UNAVAILABLE
+func (ts *tierSlots) takeOver(s Tiers, polite bool) bool {
+	capacity, _, ok := s.FirstCapacity()
+	if !ok { // no tier: the request goes ahead, to be answered UNAVAILABLE
 		ts.active.Add(1) // give returns it
 		return true
 	}
@@ -255,7 +261,7 @@ func (ts *tierSlots) takeOver(s *route.Router, polite bool) bool {
 	if polite {
 		bound += politeSlots
 	}
-	if ts.active.Add(1) <= min(bound, int64(t.Pool.Capacity())) {
+	if ts.active.Add(1) <= min(bound, capacity) {
 		return true
 	}
 	ts.active.Add(-1)
@@ -271,7 +277,7 @@ func (ts *tierSlots) takeOver(s *route.Router, polite bool) bool {
 // waited then says whether it waited (its slot was taken later than the
 // request began). Otherwise the error is the answer (OVERLOADED, or the
 // context's error).
-func (ts *tierSlots) take(ctx context.Context, s *route.Router, c *conn, heavyAt int32, rs *reqState) (waited bool, err error) {
+func (ts *tierSlots) take(ctx context.Context, s Tiers, c *conn, heavyAt int32, rs *reqState) (waited bool, err error) {
 	if ts.waiters.Load() == 0 && ts.tryTake(s) {
 		return false, nil
 	}
@@ -328,7 +334,7 @@ func (ts *tierSlots) take(ctx context.Context, s *route.Router, c *conn, heavyAt
 // is up, of a connection with unanswered requests read and not answered:
 // none for a heavy connection, within the safety bound for a light one,
 // politeSlots past it for a polite one.
-func (ts *tierSlots) overLimit(s *route.Router, unanswered, heavyAt int32) bool {
+func (ts *tierSlots) overLimit(s Tiers, unanswered, heavyAt int32) bool {
 	return unanswered < heavyAt && ts.takeOver(s, unanswered <= politeAt)
 }
 
@@ -380,7 +386,7 @@ func (ts *tierSlots) dequeue(w *slotWaiter) {
 
 // dispatch hands free slots to waiters, one connection after the other;
 // mu held.
-func (ts *tierSlots) dispatch(s *route.Router) {
+func (ts *tierSlots) dispatch(s Tiers) {
 	for len(ts.ring) > 0 {
 		if !ts.tryTake(s) {
 			return
@@ -398,7 +404,7 @@ func (ts *tierSlots) dispatch(s *route.Router) {
 
 // give returns the slot of a request that held it for took (ending at now),
 // adapts the limit and hands the slot to a waiter, if any.
-func (ts *tierSlots) give(s *route.Router, now time.Time, took time.Duration) {
+func (ts *tierSlots) give(s Tiers, now time.Time, took time.Duration) {
 	active := ts.active.Add(-1) + 1
 	ts.sumNs.Add(int64(took))
 	if m := ts.maxNs.Load(); int64(took) > m {
@@ -424,18 +430,17 @@ func (ts *tierSlots) give(s *route.Router, now time.Time, took time.Duration) {
 }
 
 // adapt closes the window and recomputes the limit; updating held.
-func (ts *tierSlots) adapt(s *route.Router, now int64) {
+func (ts *tierSlots) adapt(s Tiers, now int64) {
 	ts.winStart.Store(now)
 	n := ts.samples.Swap(0)
 	sum := ts.sumNs.Swap(0)
 	slowest, late := ts.maxNs.Swap(0), ts.late.Swap(0)
 	peak := ts.peak.Swap(ts.active.Load())
-	t := s.FirstAvailable()
-	if n <= 0 || t == nil {
+	capacity, attempt, ok := s.FirstCapacity()
+	if n <= 0 || !ok {
 		return
 	}
-	capacity := int64(t.Pool.Capacity())
-	ts.adaptSafe(now, n, late, slowest, peak, ts.limit.Load(), int64(t.Attempt), capacity)
+	ts.adaptSafe(now, n, late, slowest, peak, ts.limit.Load(), int64(attempt), capacity)
 	mean := max(sum/n, 1)
 	if now-ts.epochStart > int64(baseEpoch) {
 		ts.basePrev, ts.baseCur, ts.epochStart = ts.baseCur, 0, now

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"switchboard/breaker"
+	"switchboard/route"
 	"switchboard/telsim"
 	"switchboard/wire"
 )
@@ -31,16 +32,17 @@ func allocateLoop(b *testing.B, h *harness, wantTier string) {
 	svc := h.d.rt
 	ctx := context.Background()
 	req := wire.AllocateRequest{Spec: spec("bench")}
-	rs := &reqState{}
+	rs := &route.Scratch{}
+	var buf []byte
 	var keys []uint64
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		out, err := svc.Allocate(ctx, &rs.rt, &req, rs.out[:0])
+		out, err := svc.Allocate(ctx, rs, &req, buf[:0])
 		if err != nil {
 			b.Fatal(err)
 		}
-		rs.out = out
+		buf = out
 		var a wire.AllocateResponse
 		if err := a.Decode(out); err != nil || string(a.Tier) != wantTier {
 			b.Fatalf("served by %q (%v), want %s", a.Tier, err, wantTier)
@@ -49,7 +51,7 @@ func allocateLoop(b *testing.B, h *harness, wantTier string) {
 		if len(keys) == 4096 {
 			b.StopTimer()
 			for _, k := range keys {
-				svc.Release(ctx, &rs.rt, k, nil)
+				svc.Release(ctx, rs, k, nil)
 			}
 			keys = keys[:0]
 			b.StartTimer()

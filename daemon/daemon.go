@@ -175,7 +175,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	cleanup = append(cleanup, closeIntents)
 	d.rt = rt
 
-	srv, err := newServer(d.log.Named("server"), rt, d.m, cfg.Server, cfg.Socket, d.now)
+	srv, err := newServer(d.log.Named("server"), handler{rt}, rt, d.m, cfg.Server, cfg.Socket, d.now)
 	if err != nil {
 		return fmt.Errorf("front-end socket %s: %w", cfg.Socket, err)
 	}

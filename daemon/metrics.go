@@ -121,8 +121,9 @@ func newMetrics(d *Daemon) *metrics {
 	return m
 }
 
-// request records one answered front-end request.
-func (m *metrics) request(op wire.Op, st wire.Status, took time.Duration) {
+// Request records one answered front-end request (it implements the
+// server's Observer).
+func (m *metrics) Request(op wire.Op, st wire.Status, took time.Duration) {
 	if int(op) >= numFrontOps || op == 0 || int(st) >= numStatus {
 		return
 	}

@@ -14,9 +14,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"switchboard/inflight"
 	"switchboard/internal/deadline"
-	"switchboard/route"
 	"switchboard/wire"
 )
 
@@ -27,27 +25,62 @@ import (
 const maxPending = 8 << 20
 
 // reqState is one request's working memory, pooled: the copy of its frame,
-// decoded messages, the router's scratch and the deadlines, so steady-state
+// the handler's per-request state and the deadlines, so steady-state
 // requests reuse memory instead of allocating it. The server writes it; the
-// router writes only rt (route.Scratch), its own.
+// handler writes only hs, its own (Handler.NewState).
 type reqState struct {
-	h    wire.Header
-	in   []byte // request payload (a copy: netpoll's buffer is released)
-	out  []byte // response frame
-	areq wire.AllocateRequest
-	ureq wire.UpdateRequest
-	kreq wire.KeyRequest
-	// rt is the router's per-request memory; rt.Polite says the
-	// connection had at most politeAt requests unanswered when it reached
-	// admission (its RESERVE is written without yielding), rt.Slot is the
-	// in-flight record the answer carries (route.Scratch).
-	rt route.Scratch
+	h   wire.Header
+	in  []byte // request payload (a copy: netpoll's buffer is released)
+	out []byte // response frame
+	hs  any    // the handler's state; nil until the first request uses it
 	// dl bounds the whole request, wdl its wait for admission; both keep
 	// their timer and channel from one request to the next.
 	dl, wdl deadline.Deadline
 	// wait is the request in admission's queue when it waits for a slot
 	// (admission.go); its channel is kept from one request to the next.
 	wait slotWaiter
+}
+
+// Handler serves the requests the front-end server admits: the server
+// knows frames, connections and admission, the handler what a request
+// means (the daemon's handler is the router, package route).
+type Handler interface {
+	// NewState returns the handler's per-request memory. The server keeps
+	// it with its pooled request state and passes it to each Handle of the
+	// requests that reuse that state, one at a time.
+	NewState() any
+	// Handle serves one request and appends its response payload to out.
+	// req.Payload is valid during the call only. A nonzero held travels
+	// with the response's bytes: once they are handed to the kernel the
+	// server calls Settle(held, true), or Settle(held, false) when they
+	// never will be (the connection died, the answer could not be framed).
+	Handle(ctx context.Context, state any, req Request, out []byte) (_ []byte, held Held, _ error)
+	// Settle ends a held answer (Handle).
+	Settle(held Held, delivered bool)
+	// StatusOf maps an error of Handle (or of admission) to the status and
+	// message the client gets.
+	StatusOf(err error) (wire.Status, string)
+}
+
+// Request is one admitted request, as the handler sees it.
+type Request struct {
+	Op      wire.Op
+	Payload []byte
+	// Polite: its connection had at most politeAt requests unanswered when
+	// it reached admission; a handler may write its upstream call without
+	// yielding.
+	Polite bool
+}
+
+// Held identifies an answer whose delivery the handler must learn of
+// (Handler.Handle); 0: none.
+type Held uint64
+
+// Observer is told of every answered front-end request (the daemon's
+// metrics implement it). It is called on the request path: it must neither
+// block nor allocate.
+type Observer interface {
+	Request(op wire.Op, st wire.Status, took time.Duration)
 }
 
 var reqPool = sync.Pool{New: func() any { return &reqState{out: make([]byte, 0, 512)} }}
@@ -98,21 +131,22 @@ type conn struct {
 	pendingN int    // responses in pending, guarded by mu
 	spare    []byte // guarded by mu
 	flushing bool   // guarded by mu
-	// The in-flight slots of the allocation answers in pending (and its
-	// spare), freed once those bytes are written (daemon/inflight.go).
+	// The held answers in pending (and its spare), settled once those
+	// bytes are written (Handler.Settle).
 	pendingSlots, spareSlots []heldFrame // guarded by mu
 }
 
 // server is the front-end socket server on netpoll.
 type server struct {
 	log *zap.Logger
-	rt  *route.Router
-	cfg ServerConfig
+	h     Handler
+	tiers Tiers // admission's view of the tiers' capacity
+	cfg   ServerConfig
 
 	tr       transport
 	path     string
 	lim      atomic.Pointer[serverLimits] // the reloadable part of cfg
-	m        *metrics
+	m        Observer
 	inFlight atomic.Int64
 	open     atomic.Int64 // front-end connections counted against maxConns
 	draining atomic.Bool
@@ -294,8 +328,8 @@ func limitsOf(cfg ServerConfig) *serverLimits {
 		allowUIDs: slices.Clone(cfg.AllowUIDs), allowGIDs: slices.Clone(cfg.AllowGIDs)}
 }
 
-func newServer(log *zap.Logger, rt *route.Router, m *metrics, cfg ServerConfig, path string, now func() time.Time) (*server, error) {
-	s := &server{log: log, rt: rt, m: m, cfg: cfg, path: path, now: now, conns: map[*conn]struct{}{}, uidConns: map[uint32]int{}, slots: newTierSlots()}
+func newServer(log *zap.Logger, h Handler, tiers Tiers, m Observer, cfg ServerConfig, path string, now func() time.Time) (*server, error) {
+	s := &server{log: log, h: h, tiers: tiers, m: m, cfg: cfg, path: path, now: now, conns: map[*conn]struct{}{}, uidConns: map[uint32]int{}, slots: newTierSlots()}
 	s.clock.Store(now().UnixNano())
 	s.lim.Store(limitsOf(cfg))
 	ln, err := listenUnix(path, 0o660)
@@ -342,10 +376,10 @@ func (s *server) admit(c *conn, h wire.Header, payload []byte) *reqState {
 	if h.Op == wire.OpPing {
 		// Answered inline: no allocation, no goroutine.
 		if len(payload) != 0 {
-			s.m.request(h.Op, wire.StatusBadRequest, 0)
+			s.m.Request(h.Op, wire.StatusBadRequest, 0)
 			c.writeError(h, wire.StatusBadRequest, "PING carries no payload")
 		} else {
-			s.m.request(h.Op, wire.StatusOK, 0)
+			s.m.Request(h.Op, wire.StatusOK, 0)
 			c.writePing(h)
 		}
 		return nil
@@ -357,7 +391,7 @@ func (s *server) admit(c *conn, h wire.Header, payload []byte) *reqState {
 	s.admitMu.RLock()
 	if s.draining.Load() {
 		s.admitMu.RUnlock()
-		s.m.request(h.Op, wire.StatusUnavailable, 0)
+		s.m.Request(h.Op, wire.StatusUnavailable, 0)
 		c.writeError(h, wire.StatusUnavailable, "daemon shutting down")
 		return nil
 	}
@@ -368,7 +402,7 @@ func (s *server) admit(c *conn, h wire.Header, payload []byte) *reqState {
 		s.inFlight.Add(-1)
 		s.handlers.Done()
 		s.stats.overloaded.Add(1)
-		s.m.request(h.Op, wire.StatusOverloaded, 0)
+		s.m.Request(h.Op, wire.StatusOverloaded, 0)
 		c.writeError(h, wire.StatusOverloaded, "daemon at its in-flight limit")
 		return nil
 	}
@@ -377,7 +411,7 @@ func (s *server) admit(c *conn, h wire.Header, payload []byte) *reqState {
 		s.inFlight.Add(-1)
 		s.handlers.Done()
 		s.stats.overloaded.Add(1)
-		s.m.request(h.Op, wire.StatusOverloaded, 0)
+		s.m.Request(h.Op, wire.StatusOverloaded, 0)
 		c.writeError(h, wire.StatusOverloaded, "connection at its in-flight limit")
 		return nil
 	}
@@ -397,8 +431,8 @@ func (s *server) handle(c *conn, rs *reqState) {
 	out, start := wire.BeginFrame(rs.out[:0], rs.h.Response(wire.StatusOK))
 	// A slot at the tiers first (admission.go); without one, the answer is
 	// OVERLOADED (or TIMEOUT), and nothing reaches a pool.
-	rs.rt.Polite = c.unanswered.Load() <= politeAt
-	waited, shed := s.slots.take(ctx, s.rt, c, lim.maxConnUnanswered/2, rs)
+	polite := c.unanswered.Load() <= politeAt
+	waited, shed := s.slots.take(ctx, s.tiers, c, lim.maxConnUnanswered/2, rs)
 	admitted := t0
 	if waited {
 		admitted = time.Now()
@@ -407,28 +441,14 @@ func (s *server) handle(c *conn, rs *reqState) {
 		s.stats.overloaded.Add(1)
 	}
 	err := shed
-	switch op := rs.h.Op; {
-	case err != nil:
-	case op == wire.OpAllocate:
-		if err = rs.areq.Decode(rs.in); err == nil {
-			out, err = s.rt.Allocate(ctx, &rs.rt, &rs.areq, out)
+	var held Held
+	if err == nil {
+		if rs.hs == nil {
+			rs.hs = s.h.NewState()
 		}
-	case op == wire.OpLookup:
-		if err = rs.kreq.Decode(rs.in); err == nil {
-			out, err = s.rt.Lookup(ctx, &rs.rt, rs.kreq.Key, out)
-		}
-	case op == wire.OpUpdate:
-		if err = rs.ureq.Decode(rs.in); err == nil {
-			out, err = s.rt.Update(ctx, &rs.rt, &rs.ureq, out)
-		}
-	case op == wire.OpRelease:
-		if err = rs.kreq.Decode(rs.in); err == nil {
-			out, err = s.rt.Release(ctx, &rs.rt, rs.kreq.Key, out)
-		}
-	}
-	if shed == nil {
+		out, held, err = s.h.Handle(ctx, rs.hs, Request{Op: rs.h.Op, Payload: rs.in, Polite: polite}, out)
 		now := time.Now()
-		s.slots.give(s.rt, now, now.Sub(admitted))
+		s.slots.give(s.tiers, now, now.Sub(admitted))
 	}
 	rs.dl.Stop()
 	if err == nil {
@@ -437,11 +457,11 @@ func (s *server) handle(c *conn, rs *reqState) {
 	st := wire.StatusOK
 	if err != nil {
 		var msg string
-		st, msg = route.StatusOf(err)
+		st, msg = s.h.StatusOf(err)
 		out = wire.AppendError(out[:0], rs.h, st, msg)
-		if rs.rt.Slot != 0 { // an allocation whose answer could not be framed
-			s.rt.Undelivered(rs.rt.Slot)
-			rs.rt.Slot = 0
+		if held != 0 { // an allocation whose answer could not be framed
+			s.h.Settle(held, false)
+			held = 0
 		}
 	}
 	rs.out = out
@@ -450,12 +470,10 @@ func (s *server) handle(c *conn, rs *reqState) {
 	// has its answer sees its request done. The connection's count drops after: the write's batching
 	// reads it to know whether other responses are coming.
 	s.inFlight.Add(-1)
-	s.m.request(rs.h.Op, st, time.Since(t0))
-	c.writeHeld(out, rs.rt.Slot)
+	s.m.Request(rs.h.Op, st, time.Since(t0))
+	c.writeHeld(out, held)
 	c.inFlight.Add(-1)
-	rt := rs.rt
-	rt.Reset()
-	*rs = reqState{in: rs.in[:0], out: rs.out[:0], rt: rt, dl: rs.dl, wdl: rs.wdl, wait: slotWaiter{ready: rs.wait.ready}}
+	*rs = reqState{in: rs.in[:0], out: rs.out[:0], hs: rs.hs, dl: rs.dl, wdl: rs.wdl, wait: slotWaiter{ready: rs.wait.ready}}
 	reqPool.Put(rs)
 }
 
@@ -463,12 +481,12 @@ func (s *server) handle(c *conn, rs *reqState) {
 // frame is copied, so the caller may reuse it at once.
 func (c *conn) write(frame []byte) { c.writeHeld(frame, 0) }
 
-// writeHeld is write for a frame that carries an allocation holding the
-// in-flight slot slot (0: none): the slot travels with the frame's bytes and
-// is freed once they are handed to the kernel, or the allocation released
-// if they never will be (service.delivered).
-func (c *conn) writeHeld(frame []byte, slot inflight.Slot) {
-	if !c.queue(frame, slot) {
+// writeHeld is write for a frame that carries a held answer (held, 0:
+// none, Handler.Handle): held travels with the frame's bytes and is settled
+// once they are handed to the kernel, or when they never will be
+// (server.delivered).
+func (c *conn) writeHeld(frame []byte, held Held) {
+	if !c.queue(frame, held) {
 		return
 	}
 	if c.inFlight.Load() > politeAt {
@@ -487,26 +505,26 @@ func (c *conn) writeHeld(frame []byte, slot inflight.Slot) {
 	c.flushPending()
 }
 
-// queue appends frame (carrying the in-flight slot slot, 0: none) to the
+// queue appends frame (carrying the held answer held, 0: none) to the
 // pending bytes. True: no flush was running and the caller is now the
 // flusher (c.flushing set, c.mu held): it must call flushPending. False:
 // a running flusher writes it (or the connection was cut at maxPending),
 // c.mu released.
-func (c *conn) queue(frame []byte, slot inflight.Slot) bool {
+func (c *conn) queue(frame []byte, held Held) bool {
 	c.mu.Lock()
 	if len(c.pending)+len(frame) > maxPending {
 		c.mu.Unlock()
 		c.cut(cutQueueFull)
-		if slot != 0 {
-			c.s.rt.Undelivered(slot)
+		if held != 0 {
+			c.s.h.Settle(held, false)
 		}
 		return false
 	}
 	c.pending = append(c.pending, frame...)
 	c.pendingN++
 	c.queued.Add(int64(len(frame)))
-	if slot != 0 {
-		c.pendingSlots = append(c.pendingSlots, heldFrame{slot: slot, end: len(c.pending)})
+	if held != 0 {
+		c.pendingSlots = append(c.pendingSlots, heldFrame{held: held, end: len(c.pending)})
 	}
 	if c.flushing {
 		c.mu.Unlock()
@@ -600,26 +618,21 @@ func (c *conn) flush(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// delivered settles the in-flight slots of the frames of one write, of
-// which written bytes may have reached the peer (all, when err is nil): a
-// frame wholly within them counts as delivered (its slot is freed: the
-// client may hold its answer, even if the write failed later on); a frame
-// beyond them, or cut by them, never reached the client whole, and its
-// allocation is released (route.Router.Undelivered).
+// delivered settles the held answers of the frames of one write, of which
+// written bytes may have reached the peer (all, when err is nil): a frame
+// wholly within them counts as delivered (the client may hold its answer,
+// even if the write failed later on); a frame beyond them, or cut by them,
+// never reached the client whole.
 func (s *server) delivered(frames []heldFrame, written int, err error) {
 	for _, f := range frames {
-		if err == nil || f.end <= written {
-			s.rt.Delivered(f.slot)
-		} else {
-			s.rt.Undelivered(f.slot)
-		}
+		s.h.Settle(f.held, err == nil || f.end <= written)
 	}
 }
 
-// heldFrame is an allocation's answer queued on a connection: the
-// in-flight slot it holds and where its frame ends in the pending bytes.
+// heldFrame is a held answer queued on a connection (Handler.Handle):
+// what it holds and where its frame ends in the pending bytes.
 type heldFrame struct {
-	slot inflight.Slot
+	held Held
 	end  int
 }
 

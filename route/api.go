@@ -116,3 +116,15 @@ func (s *Router) StopOrphanSweeps() {
 	close(s.orphans.stop)
 	<-s.orphans.done
 }
+
+// FirstCapacity returns the capacity of the first tier new allocations may
+// go to (the calls its connections may have in flight at once) and its
+// attempt bound; false when no tier is available. Atomic loads only: the
+// front end's admission reads it for every request.
+func (s *Router) FirstCapacity() (capacity int64, attempt time.Duration, ok bool) {
+	t := s.FirstAvailable()
+	if t == nil {
+		return 0, 0, false
+	}
+	return int64(t.Pool.Capacity()), t.Attempt, true
+}
