@@ -138,7 +138,7 @@ type conn struct {
 
 // server is the front-end socket server on netpoll.
 type server struct {
-	log *zap.Logger
+	log   *zap.Logger
 	h     Handler
 	tiers Tiers // admission's view of the tiers' capacity
 	cfg   ServerConfig
