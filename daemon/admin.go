@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"switchboard/breaker"
+	"switchboard/internal/unixsock"
 )
 
 // Status is a snapshot of a running daemon for operators (sbctl status,
@@ -72,7 +73,7 @@ func (d *Daemon) Status() (Status, error) {
 	st := Status{
 		Instance: cfg.Instance, Socket: cfg.Socket, ConfigVersion: d.version.Load(),
 		Started: d.started, UptimeSeconds: now.Sub(d.started).Seconds(),
-		InFlight: d.srv.inFlight.Load(), KeysIssued: ks.Issued, KeysLeft: ks.Left, Keys: d.keysStatus(ks),
+		InFlight: d.srv.Stats().InFlight, KeysIssued: ks.Issued, KeysLeft: ks.Left, Keys: d.keysStatus(ks),
 		Orphans: rs.Orphans, Stranded: rs.Stranded, LastReload: d.last.Load(), Tiers: []TierStatus{},
 	}
 	for _, t := range d.rt.Tiers() {
@@ -165,7 +166,7 @@ type adminServer struct {
 const adminTimeout = time.Minute
 
 func startAdmin(log *zap.Logger, d *Daemon, path string) (*adminServer, error) {
-	ln, err := listenUnix(path, 0o600)
+	ln, err := unixsock.Listen(path, 0o600)
 	if err != nil {
 		return nil, err
 	}

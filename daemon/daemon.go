@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"switchboard/breaker"
+	"switchboard/frontend"
 	"switchboard/keygen"
 	"switchboard/pool"
 	"switchboard/route"
@@ -40,7 +41,7 @@ type Daemon struct {
 	keysOverride route.KeySource
 	store        *keyStore
 	rt           *route.Router
-	srv          *server
+	srv          *frontend.Server
 	m            *metrics
 	admin        *adminServer
 	msrv         *metricsServer
@@ -175,7 +176,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	cleanup = append(cleanup, closeIntents)
 	d.rt = rt
 
-	srv, err := newServer(d.log.Named("server"), handler{rt}, rt, d.m, cfg.Server, cfg.Socket, d.now)
+	srv, err := frontend.New(d.log.Named("server"), handler{rt}, rt, d.m, frontendConfig(cfg.Server), cfg.Socket, d.now)
 	if err != nil {
 		return fmt.Errorf("front-end socket %s: %w", cfg.Socket, err)
 	}
@@ -187,7 +188,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	if cfg.Admin.Socket != "" {
 		a, err := startAdmin(d.log.Named("admin"), d, cfg.Admin.Socket)
 		if err != nil {
-			srv.shutdown(context.Background())
+			srv.Shutdown(context.Background())
 			return fmt.Errorf("admin socket %s: %w", cfg.Admin.Socket, err)
 		}
 		d.admin = a
@@ -196,7 +197,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	if cfg.Metrics.Addr != "" {
 		ms, err := startMetricsServer(d.log.Named("metrics"), cfg.Metrics.Addr, d.m.reg)
 		if err != nil {
-			srv.shutdown(context.Background())
+			srv.Shutdown(context.Background())
 			return err
 		}
 		d.msrv = ms
@@ -204,7 +205,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.serve() }()
+	go func() { serveErr <- srv.Serve() }()
 	close(d.ready)
 	d.notify.send("READY=1\nSTATUS=serving")
 	d.log.Info("switchboard ready",
@@ -249,7 +250,7 @@ loop:
 			break loop
 		case err := <-serveErr:
 			stopReloader()
-			srv.shutdown(context.Background())
+			srv.Shutdown(context.Background())
 			return fmt.Errorf("front-end server stopped: %w", err)
 		case <-watchdog:
 			d.notify.send("WATCHDOG=1")
@@ -261,7 +262,7 @@ loop:
 	d.log.Info("shutting down: draining in-flight requests", zap.Duration("timeout", timeout))
 	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := srv.shutdown(sctx); err != nil {
+	if err := srv.Shutdown(sctx); err != nil {
 		d.log.Warn("shutdown drain incomplete", zap.Error(err))
 	}
 	<-serveErr
@@ -463,4 +464,4 @@ func closeTiers(tiers []*tier, timeout time.Duration) {
 
 // SocketAddr returns the front-end socket's address once Ready (the
 // configured path: the listener was bound under a temporary name).
-func (d *Daemon) SocketAddr() net.Addr { return &net.UnixAddr{Name: d.srv.path, Net: "unix"} }
+func (d *Daemon) SocketAddr() net.Addr { return &net.UnixAddr{Name: d.srv.Path(), Net: "unix"} }

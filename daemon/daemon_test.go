@@ -522,7 +522,7 @@ func testShutdown(t *testing.T, tr string) {
 	}
 	// Let the requests reach the daemon, then stop it.
 	deadline := time.Now().Add(5 * time.Second)
-	for d.srv.inFlight.Load() < n && time.Now().Before(deadline) {
+	for d.srv.Stats().InFlight < n && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
 	cancel()

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 
+	"switchboard/frontend"
 	"switchboard/inflight"
 	"switchboard/route"
 	"switchboard/wire"
@@ -25,7 +26,7 @@ type handlerState struct {
 
 func (h handler) NewState() any { return &handlerState{} }
 
-func (h handler) Handle(ctx context.Context, state any, req Request, out []byte) ([]byte, Held, error) {
+func (h handler) Handle(ctx context.Context, state any, req frontend.Request, out []byte) ([]byte, frontend.Held, error) {
 	st := state.(*handlerState)
 	rt := st.rt
 	rt.Reset()
@@ -50,12 +51,12 @@ func (h handler) Handle(ctx context.Context, state any, req Request, out []byte)
 			out, err = h.rt.Release(ctx, &st.rt, st.kreq.Key, out)
 		}
 	}
-	return out, Held(st.rt.Slot), err
+	return out, frontend.Held(st.rt.Slot), err
 }
 
 // Settle frees the in-flight slot of an answer handed to the kernel, or
 // releases the allocation of one that never will be.
-func (h handler) Settle(held Held, delivered bool) {
+func (h handler) Settle(held frontend.Held, delivered bool) {
 	if delivered {
 		h.rt.Delivered(inflight.Slot(held))
 	} else {

@@ -17,8 +17,10 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"switchboard/frontend"
 	"switchboard/internal/buildinfo"
 	"switchboard/internal/httpbound"
+	"switchboard/internal/unixsock"
 	"switchboard/pool"
 	"switchboard/route"
 	"switchboard/wire"
@@ -228,17 +230,18 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descPoolConns, float64(draining), t.Name, "draining")
 		gauge(descPoolCalls, float64(ps.InFlight), t.Name)
 	}
-	gauge(descInFlight, float64(st.srv.inFlight.Load()))
-	gauge(descAdmLimit, float64(st.srv.slots.currentLimit()))
-	gauge(descAdmWait, float64(st.srv.slots.waiters.Load()))
-	gauge(descConns, float64(st.srv.open.Load()))
-	ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(st.srv.stats.refusedConns.Load()))
-	for r := range st.srv.stats.cuts {
-		ch <- prometheus.MustNewConstMetric(descCuts, prometheus.CounterValue, float64(st.srv.stats.cuts[r].Load()), cutNames[r])
+	ss := st.srv.Stats()
+	gauge(descInFlight, float64(ss.InFlight))
+	gauge(descAdmLimit, float64(ss.AdmissionLimit))
+	gauge(descAdmWait, float64(ss.AdmissionWaiting))
+	gauge(descConns, float64(ss.Open))
+	ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(ss.Refused))
+	for r, name := range frontend.CutReasons() {
+		ch <- prometheus.MustNewConstMetric(descCuts, prometheus.CounterValue, float64(ss.Cuts[r]), name)
 	}
-	ch <- prometheus.MustNewConstMetric(descPauses, prometheus.CounterValue, float64(st.srv.stats.pauses.Load()))
-	ch <- prometheus.MustNewConstMetric(descNotAllow, prometheus.CounterValue, float64(st.srv.stats.notAllowed.Load()))
-	ch <- prometheus.MustNewConstMetric(descKeptFail, prometheus.CounterValue, float64(st.srv.stats.keptAfterFailedWrite.Load()))
+	ch <- prometheus.MustNewConstMetric(descPauses, prometheus.CounterValue, float64(ss.Pauses))
+	ch <- prometheus.MustNewConstMetric(descNotAllow, prometheus.CounterValue, float64(ss.NotAllowed))
+	ch <- prometheus.MustNewConstMetric(descKeptFail, prometheus.CounterValue, float64(ss.KeptAfterFailedWrite))
 	rs := st.rt.Stats()
 	ks := c.d.keys.Stats()
 	ch <- prometheus.MustNewConstMetric(descIssued, prometheus.CounterValue, float64(ks.Issued))
@@ -306,7 +309,7 @@ func startMetricsServer(log *zap.Logger, addr string, reg *prometheus.Registry) 
 	path, isUnix := strings.CutPrefix(addr, "unix:")
 	if isUnix {
 		// Mode 0660: the owner and group (the scraping agent's) only.
-		ln, err = listenUnix(path, 0o660)
+		ln, err = unixsock.Listen(path, 0o660)
 	} else {
 		ln, err = net.Listen("tcp", addr)
 	}

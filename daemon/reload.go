@@ -222,7 +222,7 @@ func (d *Daemon) reload(ctx context.Context, nc *Config) (err error) {
 	}
 	d.m.wireFailovers(next)
 	retired := d.rt.Swap(next)
-	d.srv.lim.Store(limitsOf(nc.Server))
+	d.srv.SetLimits(frontendConfig(nc.Server))
 	oldSims := map[string]SimConfig{}
 	for _, sc := range old.Simulators {
 		oldSims[sc.Name] = sc

@@ -582,7 +582,7 @@ func TestReloadChangesLogLevelAndLimits(t *testing.T) {
 	if lvl.Level() != zap.WarnLevel {
 		t.Fatalf("level %v after reload, want warn", lvl.Level())
 	}
-	if l := h.d.srv.lim.Load(); l.maxInFlight != 4097 || l.requestTimeout != 4*time.Second {
+	if l := h.d.srv.Limits(); l.MaxInFlight != 4097 || l.RequestTimeout != 4*time.Second {
 		t.Fatalf("server limits after reload %+v", l)
 	}
 	if b := tierByName(h, "primary-large").Breaker.Settings(); b.Failures != 7 {

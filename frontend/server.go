@@ -1,4 +1,4 @@
-package daemon
+package frontend
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"switchboard/internal/deadline"
+	"switchboard/internal/unixsock"
 	"switchboard/wire"
 )
 
@@ -91,7 +92,7 @@ var reqPool = sync.Pool{New: func() any { return &reqState{out: make([]byte, 0, 
 // for the socket while holding the lock and netpoll's writer is only ever
 // used by one goroutine at a time (docs/libraries.md N2).
 type conn struct {
-	s  *server
+	s  *Server
 	tc transportConn
 
 	inFlight atomic.Int32
@@ -136,12 +137,15 @@ type conn struct {
 	pendingSlots, spareSlots []heldFrame // guarded by mu
 }
 
-// server is the front-end socket server on netpoll.
-type server struct {
+// Server is the front-end socket server: it accepts connections on a Unix
+// socket, reads frames, admits requests and hands each to its Handler on
+// its own goroutine, and writes the answers by flush-combining. It is safe
+// for concurrent use.
+type Server struct {
 	log   *zap.Logger
 	h     Handler
 	tiers Tiers // admission's view of the tiers' capacity
-	cfg   ServerConfig
+	cfg   Config
 
 	tr       transport
 	path     string
@@ -193,7 +197,7 @@ type server struct {
 // one refused: it is sent a GOODBYE frame (nothing of it was read, so the
 // client may resend whatever it wrote on it). False: the caller must close
 // tc at once, without calling connClosed.
-func (s *server) admitConn(tc transportConn) (*conn, bool) {
+func (s *Server) admitConn(tc transportConn) (*conn, bool) {
 	lim := s.lim.Load()
 	uid, gid, hasUID := tc.peerCred()
 	if !lim.allows(uid, gid, hasUID) {
@@ -239,7 +243,7 @@ func (s *server) admitConn(tc transportConn) (*conn, bool) {
 }
 
 // dropUID uncounts a connection of uid; connMu held.
-func (s *server) dropUID(uid uint32) {
+func (s *Server) dropUID(uid uint32) {
 	if s.uidConns[uid] <= 1 {
 		delete(s.uidConns, uid)
 	} else {
@@ -248,7 +252,7 @@ func (s *server) dropUID(uid uint32) {
 }
 
 // connClosed ends a connection admitConn admitted.
-func (s *server) connClosed(c *conn) {
+func (s *Server) connClosed(c *conn) {
 	c.close()
 	s.connMu.Lock()
 	delete(s.conns, c)
@@ -322,17 +326,20 @@ func (l *serverLimits) allows(uid, gid uint32, ok bool) bool {
 	return ok && (slices.Contains(l.allowUIDs, uid) || slices.Contains(l.allowGIDs, gid))
 }
 
-func limitsOf(cfg ServerConfig) *serverLimits {
+func limitsOf(cfg Config) *serverLimits {
 	return &serverLimits{maxConns: int64(cfg.MaxConns), maxInFlight: int64(cfg.MaxInFlight), maxConnInFlight: int32(cfg.MaxConnInFlight), requestTimeout: cfg.RequestTimeout,
 		maxConnUnanswered: int32(cfg.MaxConnUnanswered), maxConnQueued: int64(cfg.MaxConnQueuedBytes), idleTimeout: cfg.IdleTimeout, maxConnsPerUID: cfg.MaxConnsPerUID,
 		allowUIDs: slices.Clone(cfg.AllowUIDs), allowGIDs: slices.Clone(cfg.AllowGIDs)}
 }
 
-func newServer(log *zap.Logger, h Handler, tiers Tiers, m Observer, cfg ServerConfig, path string, now func() time.Time) (*server, error) {
-	s := &server{log: log, h: h, tiers: tiers, m: m, cfg: cfg, path: path, now: now, conns: map[*conn]struct{}{}, uidConns: map[uint32]int{}, slots: newTierSlots()}
+// New listens on the Unix socket path (mode 0660) and returns the server,
+// not yet serving (Serve). h serves the admitted requests, tiers bounds
+// admission, m is told of every answered request; now is the reaper's clock.
+func New(log *zap.Logger, h Handler, tiers Tiers, m Observer, cfg Config, path string, now func() time.Time) (*Server, error) {
+	s := &Server{log: log, h: h, tiers: tiers, m: m, cfg: cfg, path: path, now: now, conns: map[*conn]struct{}{}, uidConns: map[uint32]int{}, slots: newTierSlots()}
 	s.clock.Store(now().UnixNano())
 	s.lim.Store(limitsOf(cfg))
-	ln, err := listenUnix(path, 0o660)
+	ln, err := unixsock.Listen(path, 0o660)
 	if err != nil {
 		return nil, err
 	}
@@ -351,13 +358,13 @@ func newServer(log *zap.Logger, h Handler, tiers Tiers, m Observer, cfg ServerCo
 	return s, nil
 }
 
-// serve runs the transport until shutdown.
-func (s *server) serve() error { return s.tr.serve() }
+// Serve runs the transport until Shutdown.
+func (s *Server) Serve() error { return s.tr.serve() }
 
 // dispatch handles one well-framed request: PING inline, protocol and
 // admission checks, then the request on its own goroutine. payload is only
 // valid during the call (it is copied).
-func (s *server) dispatch(c *conn, h wire.Header, payload []byte) {
+func (s *Server) dispatch(c *conn, h wire.Header, payload []byte) {
 	if rs := s.admit(c, h, payload); rs != nil {
 		go s.handle(c, rs)
 	}
@@ -366,7 +373,7 @@ func (s *server) dispatch(c *conn, h wire.Header, payload []byte) {
 // admit answers what needs no handler (PING, protocol errors, shedding) and
 // returns the request state of one that does, counted in flight; the caller
 // must run s.handle on it exactly once.
-func (s *server) admit(c *conn, h wire.Header, payload []byte) *reqState {
+func (s *Server) admit(c *conn, h wire.Header, payload []byte) *reqState {
 	if h.IsResponse() {
 		s.stats.badFrames.Add(1)
 		c.fatal(h, errors.New("response frame sent to the daemon"))
@@ -422,7 +429,7 @@ func (s *server) admit(c *conn, h wire.Header, payload []byte) *reqState {
 }
 
 // handle runs one request to completion and writes its response.
-func (s *server) handle(c *conn, rs *reqState) {
+func (s *Server) handle(c *conn, rs *reqState) {
 	defer s.handlers.Done()
 	t0 := time.Now()
 	lim := s.lim.Load()
@@ -565,7 +572,7 @@ func (c *conn) writeNoWait(frame []byte) {
 
 // startFlusher counts a flusher goroutine about to start (writeNoWait);
 // false once shutdown waits for them (no Add may race with that Wait).
-func (s *server) startFlusher() bool {
+func (s *Server) startFlusher() bool {
 	s.admitMu.RLock()
 	defer s.admitMu.RUnlock()
 	if s.flushStop {
@@ -623,7 +630,7 @@ func (c *conn) flush(b []byte) (int, error) {
 // wholly within them counts as delivered (the client may hold its answer,
 // even if the write failed later on); a frame beyond them, or cut by them,
 // never reached the client whole.
-func (s *server) delivered(frames []heldFrame, written int, err error) {
+func (s *Server) delivered(frames []heldFrame, written int, err error) {
 	for _, f := range frames {
 		s.h.Settle(f.held, err == nil || f.end <= written)
 	}
@@ -663,9 +670,9 @@ func (c *conn) fatal(h wire.Header, err error) {
 	c.close()
 }
 
-// shutdown stops taking requests, waits (bounded by ctx) for in-flight ones
+// Shutdown stops taking requests, waits (bounded by ctx) for in-flight ones
 // to be answered, then closes the listener and every connection.
-func (s *server) shutdown(ctx context.Context) error {
+func (s *Server) Shutdown(ctx context.Context) error {
 	s.admitMu.Lock()
 	s.draining.Store(true)
 	s.admitMu.Unlock()
