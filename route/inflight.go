@@ -1,7 +1,6 @@
 package route
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"go.uber.org/zap"
 
 	"switchboard/inflight"
-	"switchboard/wire"
 )
 
 // OpenInflight opens the in-flight table (package inflight) at path, with
@@ -99,51 +97,6 @@ func (s *Router) OpenInflight(path string, slots int, tokenTTL time.Duration) (f
 // answer NOT_FOUND (and tombstone it, docs/protocol.md).
 func (s *Router) queueOrphan(tierName string, key uint64) {
 	s.orphans.add(tierName, "", key)
-}
-
-// allocateDurable runs allocateOnce holding a slot of the in-flight table:
-// allocateOnce records an INTENT in it before each RESERVE (intend), and on
-// success the answer is recorded (ACKED) before it is returned. The slot
-// then travels with the response to the connection's write path, which
-// frees it once the bytes are handed to the kernel (Delivered) or
-// releases the reservation if they cannot be (Undelivered). No slot free: OVERLOADED.
-func (s *Router) allocateDurable(ctx context.Context, rs *Scratch, req *wire.AllocateRequest, out []byte) ([]byte, error) {
-	if s.fl == nil {
-		return s.allocateOnce(ctx, rs, req, out)
-	}
-	slot, ok := s.fl.Acquire()
-	if !ok {
-		return out, errf(wire.StatusOverloaded, "daemon at its limit of allocations in flight")
-	}
-	rs.Slot, rs.token = slot, req.Token
-	start := len(out)
-	out, err := s.allocateOnce(ctx, rs, req, out)
-	if err == nil {
-		if err = s.fl.Ack(slot, out[start:]); err == nil {
-			return out, nil
-		}
-		// Cannot happen (an answer is far smaller than a slot); if it did,
-		// a crash would release a bridge the client holds: do not hand it out.
-		s.Undelivered(slot)
-		rs.Slot = 0
-		return out[:start], errf(wire.StatusInternal, "allocation answer too large to record: %v", err)
-	}
-	s.fl.Free(slot)
-	rs.Slot = 0
-	return out, err
-}
-
-// intend records in rs's slot, before a RESERVE for key is sent to t, that
-// t may hold a bridge under key. A previous attempt's intent is replaced:
-// allocateOnce has queued it as an orphan if its Outcome is unknown.
-func (s *Router) intend(rs *Scratch, key uint64, t *Tier) error {
-	if rs.Slot == 0 {
-		return nil
-	}
-	if err := s.fl.Intend(rs.Slot, rs.token, key, t.NameB); err != nil {
-		return errf(wire.StatusInternal, "recording an allocation in flight: %v", err)
-	}
-	return nil
 }
 
 // Delivered frees the in-flight slot of an allocation whose answer was

@@ -311,6 +311,51 @@ func (s *Router) appendReplayed(out, token, v []byte) ([]byte, error) {
 	return r.AppendTo(out), nil
 }
 
+// allocateDurable runs allocateOnce holding a slot of the in-flight table:
+// allocateOnce records an INTENT in it before each RESERVE (intend), and on
+// success the answer is recorded (ACKED) before it is returned. The slot
+// then travels with the response to the connection's write path, which
+// frees it once the bytes are handed to the kernel (Delivered) or
+// releases the reservation if they cannot be (Undelivered). No slot free: OVERLOADED.
+func (s *Router) allocateDurable(ctx context.Context, rs *Scratch, req *wire.AllocateRequest, out []byte) ([]byte, error) {
+	if s.fl == nil {
+		return s.allocateOnce(ctx, rs, req, out)
+	}
+	slot, ok := s.fl.Acquire()
+	if !ok {
+		return out, errf(wire.StatusOverloaded, "daemon at its limit of allocations in flight")
+	}
+	rs.Slot, rs.token = slot, req.Token
+	start := len(out)
+	out, err := s.allocateOnce(ctx, rs, req, out)
+	if err == nil {
+		if err = s.fl.Ack(slot, out[start:]); err == nil {
+			return out, nil
+		}
+		// Cannot happen (an answer is far smaller than a slot); if it did,
+		// a crash would release a bridge the client holds: do not hand it out.
+		s.Undelivered(slot)
+		rs.Slot = 0
+		return out[:start], errf(wire.StatusInternal, "allocation answer too large to record: %v", err)
+	}
+	s.fl.Free(slot)
+	rs.Slot = 0
+	return out, err
+}
+
+// intend records in rs's slot, before a RESERVE for key is sent to t, that
+// t may hold a bridge under key. A previous attempt's intent is replaced:
+// allocateOnce has queued it as an orphan if its Outcome is unknown.
+func (s *Router) intend(rs *Scratch, key uint64, t *Tier) error {
+	if rs.Slot == 0 {
+		return nil
+	}
+	if err := s.fl.Intend(rs.Slot, rs.token, key, t.NameB); err != nil {
+		return errf(wire.StatusInternal, "recording an allocation in flight: %v", err)
+	}
+	return nil
+}
+
 // allocation is one ALLOCATE's walk down the tier order: the key it
 // offers, the tier it tried first, and what its attempts met, read from
 // their outcomes (classify).
