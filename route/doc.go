@@ -9,11 +9,11 @@
 // and the outcome of an attempt, and nothing about sockets or frames: a
 // Router takes a decoded request, a context and the caller's per-request
 // Scratch, and appends the response payload to a buffer. The front-end
-// server (daemon/server.go) owns connections, framing and admission and
-// calls the Router; the daemon builds the tiers and hands each tier order
-// to Swap. The router imports neither: it reports each attempt to a
-// TierObserver (the daemon's metrics implement it) and exposes its counters
-// through Stats.
+// server (package frontend) owns connections, framing and admission, and
+// reaches the Router through the daemon's handler; the daemon builds the
+// tiers and hands each tier order to Swap. The router imports neither: it
+// reports each attempt to a TierObserver (the daemon's metrics implement
+// it) and exposes its counters through Stats.
 //
 // What it holds:
 //
