@@ -120,7 +120,7 @@ func (c *conn) waitReadable(check func() bool) bool {
 }
 
 // keptOnFailure counts and logs the allocation answers of a failed write
-// that still count as delivered (they keep their bridges, service.delivered):
+// that still count as delivered (they keep their bridges, Server.delivered):
 // on net exactly those the kernel took whole before the failure; on
 // netpoll, which does not say how much of a failed flush reached the
 // socket, every answer of the batch (docs/protocol.md §2.4).
