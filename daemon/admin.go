@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"switchboard/breaker"
+	"switchboard/internal/unixsock"
 )
 
 // Status is a snapshot of a running daemon for operators (sbctl status,
@@ -67,17 +68,18 @@ func (d *Daemon) Status() (Status, error) {
 	}
 	cfg := d.cfg.Load()
 	ks := d.keys.Stats()
+	rs := d.rt.Stats()
 	now := d.now()
 	st := Status{
 		Instance: cfg.Instance, Socket: cfg.Socket, ConfigVersion: d.version.Load(),
 		Started: d.started, UptimeSeconds: now.Sub(d.started).Seconds(),
-		InFlight: d.srv.inFlight.Load(), KeysIssued: ks.Issued, KeysLeft: ks.Left, Keys: d.keysStatus(ks),
-		Orphans: d.svc.orphans.count(), Stranded: d.svc.orphans.strandedCount(), LastReload: d.last.Load(), Tiers: []TierStatus{},
+		InFlight: d.srv.Stats().InFlight, KeysIssued: ks.Issued, KeysLeft: ks.Left, Keys: d.keysStatus(ks),
+		Orphans: rs.Orphans, Stranded: rs.Stranded, LastReload: d.last.Load(), Tiers: []TierStatus{},
 	}
-	for _, t := range *d.svc.tiers.Load() {
-		ps := t.pool.Stats()
-		ts := TierStatus{Name: t.name, Breaker: t.br.State().String(), Override: t.br.Override().String(),
-			Drained: t.ctl.drained.Load(), Available: t.available(), Live: ps.Live, InFlight: ps.InFlight}
+	for _, t := range d.rt.Tiers() {
+		ps := t.Pool.Stats()
+		ts := TierStatus{Name: t.Name, Breaker: t.Breaker.State().String(), Override: t.Breaker.Override().String(),
+			Drained: t.Ctl.Drained.Load(), Available: t.Available(), Live: ps.Live, InFlight: ps.InFlight}
 		for _, s := range ps.Servers {
 			ts.Dialing += s.Dialing
 			ts.Draining += s.Draining
@@ -93,8 +95,8 @@ func (d *Daemon) tier(name string) (*tier, error) {
 	if !d.up.Load() {
 		return nil, ErrNotRunning
 	}
-	for _, t := range *d.svc.tiers.Load() {
-		if t.name == name {
+	for _, t := range d.rt.Tiers() {
+		if t.Name == name {
 			return t, nil
 		}
 	}
@@ -109,7 +111,7 @@ func (d *Daemon) Drain(tierName string, drained bool) error {
 	if err != nil {
 		return err
 	}
-	if t.ctl.drained.Swap(drained) != drained {
+	if t.Ctl.Drained.Swap(drained) != drained {
 		d.log.Warn("tier drain switch changed by an operator", zap.String("tier", tierName), zap.Bool("drained", drained))
 	}
 	return nil
@@ -123,8 +125,8 @@ func (d *Daemon) SetBreaker(tierName string, o breaker.Override) error {
 	if err != nil {
 		return err
 	}
-	if prev := t.br.Override(); prev != o {
-		t.br.SetOverride(o)
+	if prev := t.Breaker.Override(); prev != o {
+		t.Breaker.SetOverride(o)
 		d.log.Warn("breaker override changed by an operator", zap.String("tier", tierName),
 			zap.Stringer("from", prev), zap.Stringer("to", o))
 	}
@@ -164,7 +166,7 @@ type adminServer struct {
 const adminTimeout = time.Minute
 
 func startAdmin(log *zap.Logger, d *Daemon, path string) (*adminServer, error) {
-	ln, err := listenUnix(path, 0o600)
+	ln, err := unixsock.Listen(path, 0o600)
 	if err != nil {
 		return nil, err
 	}

@@ -60,9 +60,9 @@ func testSmallAnswerLockout(t *testing.T, tr string) {
 	// The attacker opens never-reading connections until every slot is
 	// held by one whose write is blocked (the harness's own idle
 	// connections are evicted on the way).
-	for i := 0; blockedSmall(h.d.srv) < maxConns; i++ {
+	for i := 0; h.d.srv.Census().UnreadIdle < maxConns; i++ {
 		if i >= 4*maxConns {
-			t.Fatalf("%d attacker connections, only %d blocked", i, blockedSmall(h.d.srv))
+			t.Fatalf("%d attacker connections, only %d blocked", i, h.d.srv.Census().UnreadIdle)
 		}
 		c, err := net.Dial("unix", h.sock)
 		if err != nil {
@@ -71,7 +71,7 @@ func testSmallAnswerLockout(t *testing.T, tr string) {
 		mu.Lock()
 		attackers = append(attackers, c)
 		mu.Unlock()
-		before := blockedSmall(h.d.srv)
+		before := h.d.srv.Census().UnreadIdle
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -79,10 +79,10 @@ func testSmallAnswerLockout(t *testing.T, tr string) {
 			c.Write(pings) // blocks once the daemon stops reading; ends at close
 		}()
 		waitUntil(t, "the daemon's write blocked on the attacker", func() bool {
-			return blockedSmall(h.d.srv) > before || h.d.srv.stats.refusedConns.Load() > 0
+			return h.d.srv.Census().UnreadIdle > before || h.d.srv.Stats().Refused > 0
 		})
 	}
-	t.Logf("%s: blocked %d, evicted %d, open %d, refused %d", tr, blockedSmall(h.d.srv), h.d.srv.stats.cuts[cutEvicted].Load(), h.d.srv.open.Load(), h.d.srv.stats.refusedConns.Load())
+	t.Logf("%s: blocked %d, evicted %d, open %d, refused %d", tr, h.d.srv.Census().UnreadIdle, h.d.srv.Stats().CutCount("evicted"), h.d.srv.Stats().Open, h.d.srv.Stats().Refused)
 	// A genuine front end connecting now must be served.
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
@@ -92,21 +92,6 @@ func testSmallAnswerLockout(t *testing.T, tr string) {
 		c.Close()
 	}
 	if err != nil {
-		t.Fatalf("a new client while %d never-reading connections (small answers) hold the slots: %v (refused: %d, evicted: %d)", maxConns, err, h.d.srv.stats.refusedConns.Load(), h.d.srv.stats.cuts[cutEvicted].Load())
+		t.Fatalf("a new client while %d never-reading connections (small answers) hold the slots: %v (refused: %d, evicted: %d)", maxConns, err, h.d.srv.Stats().Refused, h.d.srv.Stats().CutCount("evicted"))
 	}
-}
-
-// blockedSmall counts the connections whose client does not read, seen the
-// way eviction sees them: an answer unanswered, no handler running, fewer
-// than stuckQueued bytes queued in the daemon.
-func blockedSmall(s *server) int {
-	s.connMu.Lock()
-	defer s.connMu.Unlock()
-	n := 0
-	for c := range s.conns {
-		if c.unanswered.Load() > 0 && c.inFlight.Load() == 0 && c.queued.Load() < stuckQueued && !c.cutOnce.Load() {
-			n++
-		}
-	}
-	return n
 }

@@ -43,12 +43,12 @@ func TestRefusedClientRetriesUntilDeadline(t *testing.T) {
 			defer c.Close()
 			start := time.Now()
 			err = c.Ping(ctx)
-			t.Logf("%s: refused client's PING returned after %v: %v (refused %d)", tr, time.Since(start), err, h.d.srv.stats.refusedConns.Load())
+			t.Logf("%s: refused client's PING returned after %v: %v (refused %d)", tr, time.Since(start), err, h.d.srv.Stats().Refused)
 			if err == nil {
 				t.Fatal("a connection past max_conns_per_uid was served")
 			}
 			if ctx.Err() == nil {
-				t.Errorf("%s: the refused client gave up after %d refusals with %v left of its deadline: %v", tr, h.d.srv.stats.refusedConns.Load(), time.Until(start.Add(30*time.Second)).Round(time.Second), err)
+				t.Errorf("%s: the refused client gave up after %d refusals with %v left of its deadline: %v", tr, h.d.srv.Stats().Refused, time.Until(start.Add(30*time.Second)).Round(time.Second), err)
 			}
 			if !errors.Is(err, wire.StatusOverloaded) {
 				t.Errorf("%s: the refused client's error is not OVERLOADED (the GOODBYE's status): %v", tr, err)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"switchboard/breaker"
+	"switchboard/route"
 	"switchboard/telsim"
 	"switchboard/wire"
 )
@@ -24,23 +25,28 @@ func benchDaemon(b *testing.B, tiers ...string) *harness {
 	})
 }
 
-// allocateLoop measures the service's allocation path directly (no front-end
+// allocateLoop measures the router's allocation path directly (no front-end
 // socket): key, tier order, RESERVE round trip over the pooled TCP
 // connection, index. Allocations are released with the timer stopped.
 func allocateLoop(b *testing.B, h *harness, wantTier string) {
-	svc := h.d.svc
+	svc := h.d.rt
 	ctx := context.Background()
 	req := wire.AllocateRequest{Spec: spec("bench")}
-	rs := &reqState{}
+	rs := &route.Scratch{}
+	var buf []byte
 	var keys []uint64
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		out, err := svc.allocate(ctx, rs, &req, rs.out[:0])
+		out, err := svc.Allocate(ctx, rs, &req, buf[:0])
 		if err != nil {
 			b.Fatal(err)
 		}
-		rs.out = out
+		buf = out
+		if rs.Slot != 0 { // its answer "written": as the server settles it
+			svc.Delivered(rs.Slot)
+			rs.Slot = 0
+		}
 		var a wire.AllocateResponse
 		if err := a.Decode(out); err != nil || string(a.Tier) != wantTier {
 			b.Fatalf("served by %q (%v), want %s", a.Tier, err, wantTier)
@@ -49,7 +55,7 @@ func allocateLoop(b *testing.B, h *harness, wantTier string) {
 		if len(keys) == 4096 {
 			b.StopTimer()
 			for _, k := range keys {
-				svc.release(ctx, rs, k, nil)
+				svc.Release(ctx, rs, k, nil)
 			}
 			keys = keys[:0]
 			b.StartTimer()
@@ -78,7 +84,7 @@ func BenchmarkAllocatePrimaryDown(b *testing.B) {
 // open (forced), so it is skipped on the breaker mirror alone.
 func BenchmarkAllocatePrimaryBreakerOpen(b *testing.B) {
 	h := benchDaemon(b, "primary-large", "nextgen")
-	tierByName(h, "primary-large").br.SetOverride(breaker.ForceOpen)
+	tierByName(h, "primary-large").Breaker.SetOverride(breaker.ForceOpen)
 	allocateLoop(b, h, "nextgen")
 }
 
@@ -90,7 +96,7 @@ func BenchmarkTierSkip(b *testing.B) {
 		down func(*tier)
 	}{
 		{"no-live-conn", nil},
-		{"breaker-open", func(t *tier) { t.br.SetOverride(breaker.ForceOpen) }},
+		{"breaker-open", func(t *tier) { t.Breaker.SetOverride(breaker.ForceOpen) }},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			h := benchDaemon(b, "primary-large")
@@ -104,7 +110,7 @@ func BenchmarkTierSkip(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				if t.available() {
+				if t.Available() {
 					b.Fatal("a down tier is available")
 				}
 			}
@@ -136,7 +142,7 @@ func BenchmarkDetectPeerClose(b *testing.B) {
 				b.StopTimer()
 				waitLive(b, h, "primary-large", 1)
 				b.StartTimer()
-				changed := tr.pool.LiveChanged()
+				changed := tr.Pool.LiveChanged()
 				start := time.Now()
 				if err := sim.SetFault(telsim.Fault{Mode: mode}); err != nil {
 					b.Fatal(err)
@@ -144,9 +150,9 @@ func BenchmarkDetectPeerClose(b *testing.B) {
 				set = append(set, time.Since(start))
 				// Parked on LiveChanged, never spinning: a spinning
 				// waiter starves the network poller (pool's benchmark).
-				for tr.pool.Live() > 0 {
+				for tr.Pool.Live() > 0 {
 					<-changed
-					changed = tr.pool.LiveChanged()
+					changed = tr.Pool.LiveChanged()
 				}
 				lat = append(lat, time.Since(start))
 				b.StopTimer()
@@ -167,8 +173,8 @@ func BenchmarkDetectPeerClose(b *testing.B) {
 }
 
 func tierByName(h *harness, name string) *tier {
-	for _, t := range *h.d.svc.tiers.Load() {
-		if t.name == name {
+	for _, t := range h.d.rt.Tiers() {
+		if t.Name == name {
 			return t
 		}
 	}
@@ -178,9 +184,9 @@ func tierByName(h *harness, name string) *tier {
 func waitLive(b testing.TB, h *harness, name string, want int) {
 	t := tierByName(h, name)
 	deadline := time.Now().Add(10 * time.Second)
-	for (want == 0) != (t.pool.Live() == 0) {
+	for (want == 0) != (t.Pool.Live() == 0) {
 		if time.Now().After(deadline) {
-			b.Fatalf("tier %s live %d, want %d", name, t.pool.Live(), want)
+			b.Fatalf("tier %s live %d, want %d", name, t.Pool.Live(), want)
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -222,15 +222,15 @@ func TestOrphanReleasedAfterBlackhole(t *testing.T) {
 	if n := primary.Stats().Reserves; n != 1 {
 		t.Fatalf("primary received %d RESERVEs, want the 1 orphan", n)
 	}
-	if h.d.svc.orphans.count() != 1 {
-		t.Fatalf("orphans queued: %d", h.d.svc.orphans.count())
+	if h.d.rt.Stats().Orphans != 1 {
+		t.Fatalf("orphans queued: %d", h.d.rt.Stats().Orphans)
 	}
 	if err := primary.SetFault(telsim.Fault{Mode: telsim.ModeNone}); err != nil {
 		t.Fatal(err)
 	}
 	// A blackhole executes requests, so the releaser's RELEASE may already
 	// have landed; either way the queue drains only on a confirmed answer.
-	waitFor(t, "orphan queue empty", 5*time.Second, func() bool { return h.d.svc.orphans.count() == 0 })
+	waitFor(t, "orphan queue empty", 5*time.Second, func() bool { return h.d.rt.Stats().Orphans == 0 })
 	if n := primary.Stats().Reservations; n != 0 {
 		t.Fatalf("primary still holds %d reservations", n)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,8 +14,10 @@ import (
 	"go.uber.org/zap"
 
 	"switchboard/breaker"
+	"switchboard/frontend"
 	"switchboard/keygen"
 	"switchboard/pool"
+	"switchboard/route"
 	"switchboard/telsim"
 )
 
@@ -35,16 +38,16 @@ type Daemon struct {
 
 	keys *keygen.Generator
 	// keysOverride, when set by a test, replaces keys on the request path.
-	keysOverride keySource
+	keysOverride route.KeySource
 	store        *keyStore
-	svc          *service
-	srv          *server
+	rt           *route.Router
+	srv          *frontend.Server
 	m            *metrics
 	admin        *adminServer
 	msrv         *metricsServer
 	notify       *notifier
 
-	up       atomic.Bool        // svc and srv are set: Run is serving
+	up       atomic.Bool        // rt and srv are set: Run is serving
 	reloads  chan reloadRequest // served by Run's reloader goroutine
 	stopped  chan struct{}      // closed when Run returns
 	version  atomic.Uint64      // config generation: 1 at start, +1 per reload
@@ -108,7 +111,7 @@ func (d *Daemon) Config() *Config { return d.cfg.Load() }
 // serves), for embedding its metrics elsewhere.
 func (d *Daemon) Registry() *prometheus.Registry { return d.m.reg }
 
-// running reports whether Run is serving (svc and srv usable).
+// running reports whether Run is serving (rt and srv usable).
 func (d *Daemon) running() (*Daemon, bool) { return d, d.up.Load() }
 
 // Run starts every part, serves until ctx ends, then shuts down gracefully:
@@ -149,40 +152,31 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 	d.warm(ctx, cfg, tiers)
 
-	idx := newIndex(cfg.Cache.SizeMB, cfg.Cache.TokenTTL, d.now)
-	cleanup = append(cleanup, idx.close)
-	var keys keySource = d.keys
+	var keys route.KeySource = d.keys
 	if d.keysOverride != nil {
 		keys = d.keysOverride
 	}
-	svc := &service{log: d.log, keys: keys, idx: idx}
-	svc.swap(tiers)
+	rt := route.New(d.log, keys, cfg.Cache.SizeMB, cfg.Cache.TokenTTL, d.now)
+	cleanup = append(cleanup, rt.Close)
+	rt.Swap(tiers)
 	// The pools of the tier order in force at shutdown (a reload replaces
 	// them).
-	cleanup = append(cleanup, func() { closeTiers(svc.set.Load().tiers, d.cfg.Load().Server.ShutdownTimeout) })
-	journal, pending, bad, err := openOrphanJournal(cfg.DataDir)
+	cleanup = append(cleanup, func() { closeTiers(rt.Current().Tiers, d.cfg.Load().Server.ShutdownTimeout) })
+	closeOrphans, err := rt.OpenOrphans(cfg.DataDir, 500*time.Millisecond)
 	if err != nil {
 		return err
 	}
-	if bad > 0 {
-		d.log.Warn("orphan journal has unreadable records; skipped", zap.Int("records", bad))
-	}
-	if len(pending) > 0 {
-		d.log.Info("possible orphans from the previous run queued for release", zap.Int("count", len(pending)))
-	}
-	svc.orphans = newOrphans(d.log.Named("orphans"), func() []*tier { return *svc.tiers.Load() }, 500*time.Millisecond, journal, pending)
-	go svc.orphans.run()
-	cleanup = append(cleanup, svc.orphans.close)
+	cleanup = append(cleanup, closeOrphans)
 	// Allocations in flight when the previous run ended: settled before
-	// serving (daemon/inflight.go).
-	closeIntents, err := d.openIntents(cfg, svc)
+	// serving (route/inflight.go).
+	closeIntents, err := rt.OpenInflight(filepath.Join(cfg.DataDir, inflightName), inflightSlots(cfg), cfg.Cache.TokenTTL)
 	if err != nil {
 		return err
 	}
 	cleanup = append(cleanup, closeIntents)
-	d.svc = svc
+	d.rt = rt
 
-	srv, err := newServer(d.log.Named("server"), svc, d.m, cfg.Server, cfg.Socket, d.now)
+	srv, err := frontend.New(d.log.Named("server"), handler{rt}, rt, d.m, frontendConfig(cfg.Server), cfg.Socket, d.now)
 	if err != nil {
 		return fmt.Errorf("front-end socket %s: %w", cfg.Socket, err)
 	}
@@ -194,7 +188,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	if cfg.Admin.Socket != "" {
 		a, err := startAdmin(d.log.Named("admin"), d, cfg.Admin.Socket)
 		if err != nil {
-			srv.shutdown(context.Background())
+			srv.Shutdown(context.Background())
 			return fmt.Errorf("admin socket %s: %w", cfg.Admin.Socket, err)
 		}
 		d.admin = a
@@ -203,7 +197,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	if cfg.Metrics.Addr != "" {
 		ms, err := startMetricsServer(d.log.Named("metrics"), cfg.Metrics.Addr, d.m.reg)
 		if err != nil {
-			srv.shutdown(context.Background())
+			srv.Shutdown(context.Background())
 			return err
 		}
 		d.msrv = ms
@@ -211,7 +205,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.serve() }()
+	go func() { serveErr <- srv.Serve() }()
 	close(d.ready)
 	d.notify.send("READY=1\nSTATUS=serving")
 	d.log.Info("switchboard ready",
@@ -256,7 +250,7 @@ loop:
 			break loop
 		case err := <-serveErr:
 			stopReloader()
-			srv.shutdown(context.Background())
+			srv.Shutdown(context.Background())
 			return fmt.Errorf("front-end server stopped: %w", err)
 		case <-watchdog:
 			d.notify.send("WATCHDOG=1")
@@ -268,7 +262,7 @@ loop:
 	d.log.Info("shutting down: draining in-flight requests", zap.Duration("timeout", timeout))
 	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := srv.shutdown(sctx); err != nil {
+	if err := srv.Shutdown(sctx); err != nil {
 		d.log.Warn("shutdown drain incomplete", zap.Error(err))
 	}
 	<-serveErr
@@ -408,8 +402,8 @@ func (d *Daemon) buildTiers(cfg *Config) ([]*tier, error) {
 			closeTiers(tiers, time.Second)
 			return nil, fmt.Errorf("tier %s: %w", tc.Name, err)
 		}
-		tiers = append(tiers, &tier{name: tc.Name, nameB: []byte(tc.Name), pos: i, pool: p, addrs: addrs,
-			br: d.newBreaker(tc), attempt: tc.AttemptTimeout, ctl: &tierCtl{}, m: d.m.tier(tc.Name)})
+		tiers = append(tiers, &tier{Name: tc.Name, NameB: []byte(tc.Name), Pos: i, Pool: p, Addrs: addrs,
+			Breaker: d.newBreaker(tc), Attempt: tc.AttemptTimeout, Ctl: &route.TierCtl{}, Obs: d.m.tier(tc.Name)})
 	}
 	d.m.wireFailovers(tiers)
 	return tiers, nil
@@ -444,8 +438,8 @@ func waitWarm(ctx context.Context, timeout time.Duration, tiers []*tier) []error
 	errs := make(chan error, len(tiers))
 	for _, t := range tiers {
 		go func(t *tier) {
-			if err := t.pool.WaitReady(wctx); err != nil {
-				errs <- fmt.Errorf("tier %s: %w", t.name, err)
+			if err := t.Pool.WaitReady(wctx); err != nil {
+				errs <- fmt.Errorf("tier %s: %w", t.Name, err)
 				return
 			}
 			errs <- nil
@@ -464,10 +458,10 @@ func closeTiers(tiers []*tier, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	for _, t := range tiers {
-		t.pool.Shutdown(ctx) // bounded by ctx; in-flight calls fail with ErrClosed
+		t.Pool.Shutdown(ctx) // bounded by ctx; in-flight calls fail with ErrClosed
 	}
 }
 
 // SocketAddr returns the front-end socket's address once Ready (the
 // configured path: the listener was bound under a temporary name).
-func (d *Daemon) SocketAddr() net.Addr { return &net.UnixAddr{Name: d.srv.path, Net: "unix"} }
+func (d *Daemon) SocketAddr() net.Addr { return &net.UnixAddr{Name: d.srv.Path(), Net: "unix"} }

@@ -194,7 +194,7 @@ func testLifecycle(t *testing.T, tr string) {
 	}
 
 	// LOOKUP falls back to the telephony server when the index has lost it.
-	h.d.svc.idx.forgetSession(a.Key)
+	h.d.rt.ForgetSession(a.Key)
 	r, err = h.c.Lookup(ctx, a.Key)
 	if err != nil {
 		t.Fatal(err)
@@ -245,10 +245,10 @@ func TestAllTiersDownIsUnavailableAtOnce(t *testing.T) {
 	// Wait until the pools have seen it (event-driven: immediate, but the
 	// close is asynchronous).
 	deadline := time.Now().Add(5 * time.Second)
-	for _, t2 := range *h.d.svc.tiers.Load() {
-		for t2.pool.Live() > 0 {
+	for _, t2 := range h.d.rt.Tiers() {
+		for t2.Pool.Live() > 0 {
 			if time.Now().After(deadline) {
-				t.Fatalf("tier %s still live", t2.name)
+				t.Fatalf("tier %s still live", t2.Name)
 			}
 			time.Sleep(time.Millisecond)
 		}
@@ -286,9 +286,9 @@ func TestCapacityMovesToNextTier(t *testing.T) {
 		t.Fatalf("allocation with every tier full: %v, want CAPACITY", err)
 	}
 	// CAPACITY is a healthy answer: no breaker opened.
-	for _, tr := range *h.d.svc.tiers.Load() {
-		if tr.br.Skip() {
-			t.Fatalf("breaker of %s opened on CAPACITY", tr.name)
+	for _, tr := range h.d.rt.Tiers() {
+		if tr.Breaker.Skip() {
+			t.Fatalf("breaker of %s opened on CAPACITY", tr.Name)
 		}
 	}
 }
@@ -322,8 +322,8 @@ func TestKeyExistsTakesTheNextKey(t *testing.T) {
 	if b.Key != 223456789 || b.Tier != "primary-large" {
 		t.Fatalf("second allocation %+v: want the next key on primary", b)
 	}
-	if h.d.svc.stats.keyExists.Load() != 1 {
-		t.Fatalf("keyExists = %d", h.d.svc.stats.keyExists.Load())
+	if h.d.rt.Stats().KeyExists != 1 {
+		t.Fatalf("keyExists = %d", h.d.rt.Stats().KeyExists)
 	}
 }
 
@@ -522,7 +522,7 @@ func testShutdown(t *testing.T, tr string) {
 	}
 	// Let the requests reach the daemon, then stop it.
 	deadline := time.Now().Add(5 * time.Second)
-	for d.srv.inFlight.Load() < n && time.Now().Before(deadline) {
+	for d.srv.Stats().InFlight < n && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
 	cancel()

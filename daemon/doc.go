@@ -1,25 +1,26 @@
-// Package daemon is switchboard itself: it loads and validates the
-// configuration, owns the lifecycle (New, Run, shutdown on context end), and
-// wires the parts together — session keys (keygen), per-tier warm connection
-// pools (pool) and circuit breakers (breaker), the session index (fastcache),
-// in-process telephony simulators for sim:// tiers (telsim), and the
-// front-end socket server on netpoll.
+// Package daemon is switchboard itself, as the composition root: it loads
+// and validates the configuration, builds the tiers (per-tier warm
+// connection pools and circuit breakers), owns the lifecycle (New, Run,
+// shutdown on context end) and reloads, serves the admin socket and the
+// Prometheus metrics, and hosts in-process telephony simulators for sim://
+// tiers (telsim).
+//
+// The request path lives in two packages below it, which do not know each
+// other: frontend (the front-end socket server: transports, the default
+// being the standard library's net and the other netpoll; framing,
+// connection hygiene, admission, flush-combined writes) and route (the tier
+// order, ALLOCATE/LOOKUP/UPDATE/RELEASE, idempotency, the outcome
+// classifier, the session index, orphans, the in-flight table). The daemon
+// joins them in handler.go: frontend.Handler decodes a request and calls
+// the route.Router. Its metrics implement the observers both report to
+// (route.TierObserver, frontend.Observer), so neither imports the metrics
+// code.
 //
 // It is the only package that knows all the others; the packages below it
-// receive plain values, never the YAML types.
-//
-// The request path (server.go → service.go) holds no lock across I/O: a
-// front-end frame is copied out of netpoll's buffer and handled on its own
-// goroutine (requests on one connection run concurrently and are answered
-// out of order), the tier order is an immutable slice behind an atomic
-// pointer, a tier's availability is three atomic loads (drain switch, live
-// connections, breaker mirror), and responses are written by
-// flush-combining. A session's follow-ups (LOOKUP, UPDATE, RELEASE, the
-// release of an orphan) go only to the telephony server that holds it, whose
-// HELLO id the index records: the servers of a tier do not share
-// reservations. Goroutines: Run owns the event loop, the orphan releaser
-// (with at most one release worker per telephony server at a time) and each
-// request's handler goroutine (bounded by server.max_in_flight and
-// awaited on shutdown); the pools, the key generator and the simulators own
-// theirs and stop them when closed.
+// receive plain values, never the YAML types. Goroutines: Run owns the
+// event loop and the reloader; the front-end server owns its readers, its
+// request handlers (bounded by server.max_in_flight and awaited on
+// shutdown) and its reaper; the router owns the orphan releaser; the pools,
+// the key generator and the simulators own theirs and stop them when
+// closed.
 package daemon

@@ -1,4 +1,6 @@
 package daemon
 
+import "switchboard/route"
+
 // withKeySource replaces the key generator (tests of the KEY_EXISTS defence).
-func withKeySource(k keySource) Option { return func(d *Daemon) { d.keysOverride = k } }
+func withKeySource(k route.KeySource) Option { return func(d *Daemon) { d.keysOverride = k } }

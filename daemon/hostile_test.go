@@ -63,7 +63,7 @@ func testWriteTimeoutReleasesOnlyUndelivered(t *testing.T, tr string) {
 	// 6,000 allocations under -race beside other packages' tests: give
 	// them more than waitUntil's default (the connection's deadline is 60 s).
 	waitWithin(t, "every request answered", 40*time.Second, func() bool {
-		return h.d.srv.stats.requests.Load() >= n && h.d.srv.inFlight.Load() == 0
+		return h.d.srv.Stats().Requests >= n && h.d.srv.Stats().InFlight == 0
 	})
 	head := make([]byte, min(inq(t, c), 16<<10))
 	nh, _ := io.ReadFull(c, head) // the daemon may have cut it already: read on below
@@ -71,7 +71,7 @@ func testWriteTimeoutReleasesOnlyUndelivered(t *testing.T, tr string) {
 	// The cut comes server.write_timeout (10 s) after the daemon's write
 	// blocked: allow it that and more on a busy machine.
 	waitWithin(t, "the connection cut for not reading", 30*time.Second, func() bool {
-		return h.d.srv.stats.cuts[cutWriteTimeout].Load() > 0 || h.d.srv.stats.cuts[cutInputOverflow].Load() > 0
+		return h.d.srv.Stats().CutCount("write_timeout") > 0 || h.d.srv.Stats().CutCount("input_overflow") > 0
 	})
 	if err := <-wrote; err != nil {
 		t.Logf("client write: %v", err)
@@ -160,10 +160,10 @@ func testNeverReadingLockout(t *testing.T, tr string) {
 		// Its answers fill the socket: a handler blocks writing to it
 		// (eviction may already have cut an earlier attacker for it).
 		waitUntil(t, "the daemon's write blocked on the attacker", func() bool {
-			return h.d.srv.inFlight.Load() == 0 && busyConns(h.d.srv) >= 1 && h.d.srv.open.Load()+int64(h.d.srv.stats.cuts[cutEvicted].Load()+h.d.srv.stats.refusedConns.Load()) >= int64(i+3) && settled(h.d.srv)
+			return h.d.srv.Stats().InFlight == 0 && h.d.srv.Census().Running >= 1 && h.d.srv.Stats().Open+int64(h.d.srv.Stats().CutCount("evicted")+h.d.srv.Stats().Refused) >= int64(i+3) && (h.d.srv.Census().Unread == 0)
 		})
 	}
-	t.Logf("%s: evicted %d, open %d, refused %d", tr, h.d.srv.stats.cuts[cutEvicted].Load(), h.d.srv.open.Load(), h.d.srv.stats.refusedConns.Load())
+	t.Logf("%s: evicted %d, open %d, refused %d", tr, h.d.srv.Stats().CutCount("evicted"), h.d.srv.Stats().Open, h.d.srv.Stats().Refused)
 	// A genuine front end connecting now must be served.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -173,7 +173,7 @@ func testNeverReadingLockout(t *testing.T, tr string) {
 		c.Close()
 	}
 	if err != nil {
-		t.Fatalf("a new client while %d never-reading connections hold the slots: %v (refused: %d)", maxConns, err, h.d.srv.stats.refusedConns.Load())
+		t.Fatalf("a new client while %d never-reading connections hold the slots: %v (refused: %d)", maxConns, err, h.d.srv.Stats().Refused)
 	}
 }
 
@@ -186,32 +186,6 @@ func inq(t *testing.T, c net.Conn) int {
 	var n int
 	if cerr := rc.Control(func(fd uintptr) { n, err = unix.IoctlGetInt(int(fd), unix.SIOCINQ) }); cerr != nil || err != nil {
 		t.Fatal(cerr, err)
-	}
-	return n
-}
-
-// settled reports whether every connection with requests unanswered has
-// its answers stuck behind a client that does not read.
-func settled(s *server) bool {
-	s.connMu.Lock()
-	defer s.connMu.Unlock()
-	for c := range s.conns {
-		if c.unanswered.Load() > 0 && c.queued.Load() < stuckQueued {
-			return false
-		}
-	}
-	return true
-}
-
-// busyConns counts the connections eviction skips (a request running).
-func busyConns(s *server) int {
-	s.connMu.Lock()
-	defer s.connMu.Unlock()
-	n := 0
-	for c := range s.conns {
-		if c.inFlight.Load() > 0 {
-			n++
-		}
 	}
 	return n
 }
@@ -283,7 +257,7 @@ func testConnectionFlood(t *testing.T, tr string) {
 	}
 	close(stop)
 	n := <-flooded
-	t.Logf("%s: %d attacker connections, %d evicted; the genuine client: %d calls, %d errors (first: %v)", tr, n, h.d.srv.stats.cuts[cutEvicted].Load(), calls, errs, first)
+	t.Logf("%s: %d attacker connections, %d evicted; the genuine client: %d calls, %d errors (first: %v)", tr, n, h.d.srv.Stats().CutCount("evicted"), calls, errs, first)
 	if errs > 0 {
 		t.Errorf("a well-behaved client saw %d errors in %d calls during a connection flood: %v", errs, calls, first)
 	}
@@ -323,7 +297,7 @@ func testFrameDeadline(t *testing.T, tr string) {
 	step(f[wire.HeaderSize:len(f)-1], 3*rt/2)       // the payload trickles on
 	step(f[len(f)-1:], 3*rt/2+100*time.Millisecond) // the frame ends 1.6 timeouts after its first byte
 	_, _, _, err = wire.ReadFrame(c, nil, wire.DefaultMaxFrame)
-	t.Logf("%s: a frame completed %v after its first byte (read_timeout %v): answer err %v, read_timeout cuts %d", tr, 3*rt/2+100*time.Millisecond, rt, err, h.d.srv.stats.cuts[cutReadTimeout].Load())
+	t.Logf("%s: a frame completed %v after its first byte (read_timeout %v): answer err %v, read_timeout cuts %d", tr, 3*rt/2+100*time.Millisecond, rt, err, h.d.srv.Stats().CutCount("read_timeout"))
 	if err == nil {
 		t.Errorf("%s: a frame that took %v from its first byte was served (read_timeout %v)", tr, 3*rt/2+100*time.Millisecond, rt)
 	}
@@ -373,7 +347,7 @@ func testReaderNeverWaits(t *testing.T, tr string) {
 	// The client never reads: every PING must still be read and answered
 	// (the answers queue in the daemon, within its bounds).
 	waitWithin(t, "every PING read", 30*time.Second, func() bool {
-		return h.d.srv.stats.requests.Load() >= n
+		return h.d.srv.Stats().Requests >= n
 	})
 	if err := <-wrote; err != nil {
 		t.Fatalf("client write: %v", err)

@@ -63,8 +63,7 @@ func TestInflightTableSettledAtStart(t *testing.T) {
 	}
 	// The intent names its tier, not its server: its key is released on
 	// every server of every tier (a reload may have moved the server).
-	o := h.d.svc.orphans
-	waitUntil(t, "the intent released as an orphan", func() bool { return o.count() == 0 && sim.Stats().Releases == 1 })
+	waitUntil(t, "the intent released as an orphan", func() bool { return h.d.rt.Stats().Orphans == 0 && sim.Stats().Releases == 1 })
 	for _, name := range []string{"nextgen", "backup2-large"} {
 		if n := h.d.Simulator(name).Stats().Releases; n != 1 {
 			t.Errorf("%d RELEASEs on %s, want 1 (answered NOT_FOUND)", n, name)
@@ -72,7 +71,7 @@ func TestInflightTableSettledAtStart(t *testing.T) {
 	}
 	// The acked slot is held (durable) until the token's TTL; the intent's
 	// is free.
-	if n := h.d.svc.fl.Len(); n != 1 {
+	if n := h.d.rt.InflightLen(); n != 1 {
 		t.Fatalf("%d slots held, want 1", n)
 	}
 }
@@ -106,7 +105,7 @@ func TestUndeliveredAllocationReleased(t *testing.T) {
 				st := sim.Stats()
 				return st.Releases == 1 && st.Reservations == 0
 			})
-			if n := h.d.svc.fl.Len(); n != 0 {
+			if n := h.d.rt.InflightLen(); n != 0 {
 				t.Fatalf("%d in-flight slots still held", n)
 			}
 			sim.SetLatency(0, 0)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"switchboard/keygen"
+	"switchboard/route"
 	"switchboard/wire"
 )
 
@@ -31,7 +32,7 @@ func (k *lateKeys) Next() (uint64, error) {
 
 // TestAllocationWaitsForLateKeys: a key supply that runs dry for a moment
 // (a slow fsync) costs the requests caught in it latency, not an error; one
-// that stays dry fails them within keyWaitMax with KEYS_EXHAUSTED.
+// that stays dry fails them within route.KeyWaitMax with KEYS_EXHAUSTED.
 func TestAllocationWaitsForLateKeys(t *testing.T) {
 	keys := &lateKeys{ready: make(chan struct{})}
 	h := startDaemon(t, nil, withKeySource(keys))
@@ -46,8 +47,8 @@ func TestAllocationWaitsForLateKeys(t *testing.T) {
 	if a.Key != 300000001 || time.Since(t0) < 40*time.Millisecond {
 		t.Fatalf("allocated %d after %v: want the first late key after the wait", a.Key, time.Since(t0))
 	}
-	if keys.fails.Load() < 2 || h.d.svc.stats.keyWaits.Load() != 1 {
-		t.Fatalf("%d polls, %d waits: want several polls within one wait", keys.fails.Load(), h.d.svc.stats.keyWaits.Load())
+	if keys.fails.Load() < 2 || h.d.rt.Stats().KeyWaits != 1 {
+		t.Fatalf("%d polls, %d waits: want several polls within one wait", keys.fails.Load(), h.d.rt.Stats().KeyWaits)
 	}
 	mfs, err := h.d.Registry().Gather()
 	if err != nil {
@@ -72,7 +73,7 @@ func TestAllocationFailsWhenKeysStayUnavailable(t *testing.T) {
 	if !errors.Is(err, wire.StatusKeysExhausted) {
 		t.Fatalf("allocation without keys: %v, want KEYS_EXHAUSTED", err)
 	}
-	if d := time.Since(t0); d < keyWaitMax || d > keyWaitMax+2*time.Second {
-		t.Fatalf("failed after %v, want about keyWaitMax (%v)", d, keyWaitMax)
+	if d := time.Since(t0); d < route.KeyWaitMax || d > route.KeyWaitMax+2*time.Second {
+		t.Fatalf("failed after %v, want about route.KeyWaitMax (%v)", d, route.KeyWaitMax)
 	}
 }

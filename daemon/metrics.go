@@ -17,9 +17,12 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"switchboard/frontend"
 	"switchboard/internal/buildinfo"
 	"switchboard/internal/httpbound"
+	"switchboard/internal/unixsock"
 	"switchboard/pool"
+	"switchboard/route"
 	"switchboard/wire"
 )
 
@@ -29,10 +32,12 @@ type counter = prometheus.Counter
 // tierMetrics are a tier's metric children, looked up once when the tier is
 // built (never per request) and shared across reloads by tier name.
 type tierMetrics struct {
-	attempts [numOutcomes]counter
+	attempts [route.NumOutcomes]counter
 }
 
-func (m *tierMetrics) attempt(o outcome) {
+// Attempt implements route.TierObserver: one attempt's outcome on the
+// tier, counted under the outcome's label.
+func (m *tierMetrics) Attempt(o route.Outcome) {
 	if m != nil {
 		m.attempts[o].Inc()
 	}
@@ -118,8 +123,9 @@ func newMetrics(d *Daemon) *metrics {
 	return m
 }
 
-// request records one answered front-end request.
-func (m *metrics) request(op wire.Op, st wire.Status, took time.Duration) {
+// Request records one answered front-end request (it implements the
+// server's Observer).
+func (m *metrics) Request(op wire.Op, st wire.Status, took time.Duration) {
 	if int(op) >= numFrontOps || op == 0 || int(st) >= numStatus {
 		return
 	}
@@ -131,7 +137,7 @@ func (m *metrics) request(op wire.Op, st wire.Status, took time.Duration) {
 func (m *metrics) tier(name string) *tierMetrics {
 	t := &tierMetrics{}
 	for o := range t.attempts {
-		t.attempts[o] = m.attempts.WithLabelValues(name, outcomeNames[o])
+		t.attempts[o] = m.attempts.WithLabelValues(name, route.Outcome(o).String())
 	}
 	return t
 }
@@ -140,10 +146,10 @@ func (m *metrics) tier(name string) *tierMetrics {
 // from every tier before it.
 func (m *metrics) wireFailovers(tiers []*tier) {
 	for _, to := range tiers {
-		to.failoverFrom = make([]counter, len(tiers))
+		to.FailoverFrom = make([]route.Counter, len(tiers))
 		for _, from := range tiers {
 			if from != to {
-				to.failoverFrom[from.pos] = m.failovers.WithLabelValues(from.name, to.name)
+				to.FailoverFrom[from.Pos] = m.failovers.WithLabelValues(from.Name, to.Name)
 			}
 		}
 	}
@@ -213,40 +219,42 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
-	for _, t := range *st.svc.tiers.Load() {
-		gauge(descBreaker, float64(t.br.State()), t.name)
-		gauge(descOverride, float64(t.br.Override()), t.name)
-		gauge(descDrained, b2f(t.ctl.drained.Load()), t.name)
-		ps := t.pool.Stats()
+	for _, t := range st.rt.Tiers() {
+		gauge(descBreaker, float64(t.Breaker.State()), t.Name)
+		gauge(descOverride, float64(t.Breaker.Override()), t.Name)
+		gauge(descDrained, b2f(t.Ctl.Drained.Load()), t.Name)
+		ps := t.Pool.Stats()
 		live, dialing, draining := poolCounts(ps)
-		gauge(descPoolConns, float64(live), t.name, "live")
-		gauge(descPoolConns, float64(dialing), t.name, "dialing")
-		gauge(descPoolConns, float64(draining), t.name, "draining")
-		gauge(descPoolCalls, float64(ps.InFlight), t.name)
+		gauge(descPoolConns, float64(live), t.Name, "live")
+		gauge(descPoolConns, float64(dialing), t.Name, "dialing")
+		gauge(descPoolConns, float64(draining), t.Name, "draining")
+		gauge(descPoolCalls, float64(ps.InFlight), t.Name)
 	}
-	gauge(descInFlight, float64(st.srv.inFlight.Load()))
-	gauge(descAdmLimit, float64(st.srv.slots.currentLimit()))
-	gauge(descAdmWait, float64(st.srv.slots.waiters.Load()))
-	gauge(descConns, float64(st.srv.open.Load()))
-	ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(st.srv.stats.refusedConns.Load()))
-	for r := range st.srv.stats.cuts {
-		ch <- prometheus.MustNewConstMetric(descCuts, prometheus.CounterValue, float64(st.srv.stats.cuts[r].Load()), cutNames[r])
+	ss := st.srv.Stats()
+	gauge(descInFlight, float64(ss.InFlight))
+	gauge(descAdmLimit, float64(ss.AdmissionLimit))
+	gauge(descAdmWait, float64(ss.AdmissionWaiting))
+	gauge(descConns, float64(ss.Open))
+	ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(ss.Refused))
+	for r, name := range frontend.CutReasons() {
+		ch <- prometheus.MustNewConstMetric(descCuts, prometheus.CounterValue, float64(ss.Cuts[r]), name)
 	}
-	ch <- prometheus.MustNewConstMetric(descPauses, prometheus.CounterValue, float64(st.srv.stats.pauses.Load()))
-	ch <- prometheus.MustNewConstMetric(descNotAllow, prometheus.CounterValue, float64(st.srv.stats.notAllowed.Load()))
-	ch <- prometheus.MustNewConstMetric(descKeptFail, prometheus.CounterValue, float64(st.srv.stats.keptAfterFailedWrite.Load()))
+	ch <- prometheus.MustNewConstMetric(descPauses, prometheus.CounterValue, float64(ss.Pauses))
+	ch <- prometheus.MustNewConstMetric(descNotAllow, prometheus.CounterValue, float64(ss.NotAllowed))
+	ch <- prometheus.MustNewConstMetric(descKeptFail, prometheus.CounterValue, float64(ss.KeptAfterFailedWrite))
+	rs := st.rt.Stats()
 	ks := c.d.keys.Stats()
 	ch <- prometheus.MustNewConstMetric(descIssued, prometheus.CounterValue, float64(ks.Issued))
 	gauge(descLeft, float64(ks.Left))
-	ch <- prometheus.MustNewConstMetric(descKeyWaits, prometheus.CounterValue, float64(st.svc.stats.keyWaits.Load()))
+	ch <- prometheus.MustNewConstMetric(descKeyWaits, prometheus.CounterValue, float64(rs.KeyWaits))
 	c.d.collectKeys(ch, ks)
-	gauge(descOrphans, float64(st.svc.orphans.count()))
-	gauge(descStranded, float64(st.svc.orphans.strandedCount()))
+	gauge(descOrphans, float64(rs.Orphans))
+	gauge(descStranded, float64(rs.Stranded))
 	gauge(descVersion, float64(c.d.version.Load()))
 	gauge(descReloadAt, float64(c.d.loadedAt.Load())/1e9)
 	gauge(descStart, float64(c.d.started.UnixNano())/1e9)
 	var is fastcache.Stats
-	st.svc.idx.c.UpdateStats(&is) // takes each bucket's lock in turn, briefly: scrape time only
+	st.rt.IndexStats(&is) // takes each bucket's lock in turn, briefly: scrape time only
 	gauge(descIdxEntries, float64(is.EntriesCount))
 	gauge(descIdxBytes, float64(is.BytesSize))
 	gauge(descIdxMaxBytes, float64(is.MaxBytesSize))
@@ -301,7 +309,7 @@ func startMetricsServer(log *zap.Logger, addr string, reg *prometheus.Registry) 
 	path, isUnix := strings.CutPrefix(addr, "unix:")
 	if isUnix {
 		// Mode 0660: the owner and group (the scraping agent's) only.
-		ln, err = listenUnix(path, 0o660)
+		ln, err = unixsock.Listen(path, 0o660)
 	} else {
 		ln, err = net.Listen("tcp", addr)
 	}

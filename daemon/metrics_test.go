@@ -38,11 +38,11 @@ func TestMetricsEndpoint(t *testing.T) {
 		t.Fatal("lookup of an unknown key succeeded")
 	}
 	h.d.Simulator("primary-large").Close()
-	waitFor(t, "primary down", 5e9, func() bool { return tierByName(h, "primary-large").pool.Live() == 0 })
+	waitFor(t, "primary down", 5e9, func() bool { return tierByName(h, "primary-large").Pool.Live() == 0 })
 	if a, err := h.c.Allocate(ctx, &wire.AllocateRequest{Spec: spec("failover")}); err != nil || a.Tier != "nextgen" {
 		t.Fatalf("failover allocation %+v %v", a, err)
 	}
-	tierByName(h, "primary-large").ctl.drained.Store(true)
+	tierByName(h, "primary-large").Ctl.Drained.Store(true)
 	bad := *h.d.Config()
 	bad.Keys.Digits = 12
 	h.d.Reload(ctx, &bad)

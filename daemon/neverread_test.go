@@ -51,10 +51,10 @@ func testNeverReaderHolds(t *testing.T, tr string) {
 	wrote := make(chan error, 1)
 	go func() { _, err := c.Write(reqs); wrote <- err }()
 	waitUntil(t, "the connection cut for not reading", func() bool {
-		return h.d.srv.stats.cuts[cutWriteTimeout].Load() > 0 || h.d.srv.stats.cuts[cutInputOverflow].Load() > 0
+		return h.d.srv.Stats().CutCount("write_timeout") > 0 || h.d.srv.Stats().CutCount("input_overflow") > 0
 	})
 	<-wrote
-	waitUntil(t, "every request done", func() bool { return h.d.srv.inFlight.Load() == 0 })
+	waitUntil(t, "every request done", func() bool { return h.d.srv.Stats().InFlight == 0 })
 	buf, err := io.ReadAll(c)
 	if err != nil && !errors.Is(err, io.EOF) {
 		t.Logf("read: %v", err)
@@ -73,14 +73,14 @@ func testNeverReaderHolds(t *testing.T, tr string) {
 	waitUntil(t, "the undelivered allocations released", func() bool {
 		// Every answer settled (its slot freed: delivered, or queued for
 		// release), then every release done.
-		if h.d.svc.fl.Len() != 0 {
+		if h.d.rt.InflightLen() != 0 {
 			return false
 		}
 		st, err := h.d.Status()
 		return err == nil && st.Orphans == 0
 	})
 	held := int(sim.Stats().Reservations)
-	kept := int(h.d.srv.stats.keptAfterFailedWrite.Load())
+	kept := int(h.d.srv.Stats().KeptAfterFailedWrite)
 	t.Logf("%s: %d ALLOCATEs, %d answers readable by the client after the cut, %d bridges held, %d answers of failed writes kept", tr, n, read, held, kept)
 	if tr == "netpoll" {
 		// The documented limit: the failed batch counts as delivered.

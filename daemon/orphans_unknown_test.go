@@ -24,14 +24,14 @@ func TestUnknownServerOrphanFollowsItsServerToAnotherTier(t *testing.T) {
 		c.Tiers[1].Servers = []string{addrB} // B was in primary-large when the RESERVE was sent
 	})
 	ctx := ctxT(t)
-	ng := h.d.svc.set.Load().tiers[1]
-	rep, err := ng.pool.RoundTripTo(ctx, "mv-b", wire.OpReserve, &wire.UpdateRequest{Key: 778, Spec: spec("moved")})
+	ng := h.d.rt.Current().Tiers[1]
+	rep, err := ng.Pool.RoundTripTo(ctx, "mv-b", wire.OpReserve, &wire.UpdateRequest{Key: 778, Spec: spec("moved")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rep.Release()
-	h.d.svc.orphans.add("primary-large", "", 778) // what the in-flight table replays
-	waitFor(t, "the orphan done", 10*time.Second, func() bool { return h.d.svc.orphans.count() == 0 })
+	h.d.rt.DeferRelease("primary-large", "", 778) // what the in-flight table replays
+	waitFor(t, "the orphan done", 10*time.Second, func() bool { return h.d.rt.Stats().Orphans == 0 })
 	time.Sleep(200 * time.Millisecond) // a RELEASE to B, if any, has landed
 	if n := sb.Stats().Reservations; n != 0 {
 		t.Fatalf("orphan 778 is done (A saw %d RELEASE, %d NOT_FOUND) but the bridge on mv-b, now in nextgen, is still held (%d reservations): never released",
@@ -54,19 +54,19 @@ func TestUnknownServerOrphanCompletesDespiteRefusedDuplicate(t *testing.T) {
 		c.Tiers[0].Servers = []string{addrA, addrB}
 	})
 	ctx := ctxT(t)
-	pl := h.d.svc.set.Load().tiers[0]
-	rep, err := pl.pool.RoundTripTo(ctx, "telsim-primary-large", wire.OpReserve, &wire.UpdateRequest{Key: 779, Spec: spec("dup")})
+	pl := h.d.rt.Current().Tiers[0]
+	rep, err := pl.Pool.RoundTripTo(ctx, "telsim-primary-large", wire.OpReserve, &wire.UpdateRequest{Key: 779, Spec: spec("dup")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rep.Release()
-	h.d.svc.orphans.add("primary-large", "", 779)
+	h.d.rt.DeferRelease("primary-large", "", 779)
 	waitFor(t, "the bridge released", 10*time.Second, func() bool { return sa.Stats().Reservations+sb.Stats().Reservations == 0 })
 	deadline := time.Now().Add(5 * time.Second)
-	for h.d.svc.orphans.count() != 0 && time.Now().Before(deadline) {
+	for h.d.rt.Stats().Orphans != 0 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	if n, s := h.d.svc.orphans.count(), h.d.svc.orphans.strandedCount(); n != 0 {
+	if n, s := h.d.rt.Stats().Orphans, h.d.rt.Stats().Stranded; n != 0 {
 		t.Fatalf("the only server that can hold orphan 779 released it, yet %d orphan(s) still pending 5 s later (stranded %d): switchboard_orphans never returns to 0", n, s)
 	}
 }

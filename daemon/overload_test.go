@@ -188,9 +188,9 @@ func TestBurstIsShedNeverFailedOver(t *testing.T) {
 	if counts.ok.Load() == 0 {
 		t.Error("no success at all")
 	}
-	for _, tr := range *h.d.svc.tiers.Load() {
-		if st := tr.br.State(); st != breaker.Closed {
-			t.Errorf("breaker of %s is %v after the burst, want closed", tr.name, st)
+	for _, tr := range h.d.rt.Tiers() {
+		if st := tr.Breaker.State(); st != breaker.Closed {
+			t.Errorf("breaker of %s is %v after the burst, want closed", tr.Name, st)
 		}
 	}
 	// The polite client's latency is measured and reported, not held to a
@@ -259,9 +259,9 @@ func TestFullTierIsShedNotSpilled(t *testing.T) {
 			t.Errorf("%d allocations spilled onto %s", n, tier)
 		}
 	}
-	for _, tr := range *h.d.svc.tiers.Load() {
-		if st := tr.br.State(); st != breaker.Closed {
-			t.Errorf("breaker of %s is %v, want closed", tr.name, st)
+	for _, tr := range h.d.rt.Tiers() {
+		if st := tr.Breaker.State(); st != breaker.Closed {
+			t.Errorf("breaker of %s is %v, want closed", tr.Name, st)
 		}
 	}
 }

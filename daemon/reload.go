@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"switchboard/pool"
+	"switchboard/route"
 )
 
 // reloadRequest carries one reload to Run's reloader goroutine, which
@@ -152,10 +153,10 @@ func (d *Daemon) reload(ctx context.Context, nc *Config) (err error) {
 		d.stopSims(started)
 		return err
 	}
-	cur := d.svc.set.Load().tiers
+	cur := d.rt.Current().Tiers
 	byName := make(map[string]*tier, len(cur))
 	for _, t := range cur {
-		byName[t.name] = t
+		byName[t.Name] = t
 	}
 
 	// Plan: new tier values; fresh pools where the servers changed.
@@ -179,13 +180,13 @@ func (d *Daemon) reload(ctx context.Context, nc *Config) (err error) {
 			abort()
 			return fmt.Errorf("%w: tier %s: %w", ErrConfig, tc.Name, err)
 		}
-		t := &tier{name: tc.Name, nameB: []byte(tc.Name), pos: i, addrs: addrs, attempt: tc.AttemptTimeout}
+		t := &tier{Name: tc.Name, NameB: []byte(tc.Name), Pos: i, Addrs: addrs, Attempt: tc.AttemptTimeout}
 		o := byName[tc.Name]
-		if o != nil && slices.Equal(o.addrs, addrs) {
-			t.pool = o.pool
+		if o != nil && slices.Equal(o.Addrs, addrs) {
+			t.Pool = o.Pool
 			retunes = append(retunes, func() {
-				if err := t.pool.Retune(pc); err != nil {
-					d.log.Error("pool retune refused", zap.String("tier", t.name), zap.Error(err))
+				if err := t.Pool.Retune(pc); err != nil {
+					d.log.Error("pool retune refused", zap.String("tier", t.Name), zap.Error(err))
 				}
 			})
 		} else {
@@ -194,19 +195,19 @@ func (d *Daemon) reload(ctx context.Context, nc *Config) (err error) {
 				abort()
 				return fmt.Errorf("tier %s: %w", tc.Name, err)
 			}
-			t.pool = p
+			t.Pool = p
 			fresh = append(fresh, t)
 		}
 		if o != nil {
 			// The breaker (with its override), the drain switch and the
 			// metric children belong to the tier name.
-			t.br, t.ctl, t.m = o.br, o.ctl, o.m
-			if s := tc.Breaker.settings(); t.pool != o.pool || o.br.Settings() != s {
-				br := t.br
+			t.Breaker, t.Ctl, t.Obs = o.Breaker, o.Ctl, o.Obs
+			if s := tc.Breaker.settings(); t.Pool != o.Pool || o.Breaker.Settings() != s {
+				br := t.Breaker
 				retunes = append(retunes, func() { br.Retune(s) })
 			}
 		} else {
-			t.br, t.ctl, t.m = d.newBreaker(tc), &tierCtl{}, d.m.tier(tc.Name)
+			t.Breaker, t.Ctl, t.Obs = d.newBreaker(tc), &route.TierCtl{}, d.m.tier(tc.Name)
 		}
 		next = append(next, t)
 	}
@@ -220,8 +221,8 @@ func (d *Daemon) reload(ctx context.Context, nc *Config) (err error) {
 		f()
 	}
 	d.m.wireFailovers(next)
-	retired := d.svc.swap(next)
-	d.srv.lim.Store(limitsOf(nc.Server))
+	retired := d.rt.Swap(next)
+	d.srv.SetLimits(frontendConfig(nc.Server))
 	oldSims := map[string]SimConfig{}
 	for _, sc := range old.Simulators {
 		oldSims[sc.Name] = sc
@@ -271,18 +272,18 @@ func (d *Daemon) warnSimulated(cfg *Config) {
 func (d *Daemon) drainRetired(ctx context.Context, retired *tierSet, next []*tier, nc *Config) {
 	keep := map[*pool.Pool]bool{}
 	for _, t := range next {
-		keep[t.pool] = true
+		keep[t.Pool] = true
 	}
 	var gone []*tier
-	for _, t := range retired.tiers {
-		if !keep[t.pool] {
+	for _, t := range retired.Tiers {
+		if !keep[t.Pool] {
 			gone = append(gone, t)
 		}
 	}
 	if len(gone) > 0 {
 		wait := time.NewTimer(nc.Server.RequestTimeout + time.Second)
 		select {
-		case <-retired.idle:
+		case <-retired.Idle():
 		case <-wait.C:
 			d.log.Warn("requests still hold the previous tier order; closing its pools anyway")
 		case <-ctx.Done():
@@ -294,8 +295,8 @@ func (d *Daemon) drainRetired(ctx context.Context, retired *tierSet, next []*tie
 		}
 		sctx, cancel := context.WithTimeout(context.Background(), bound)
 		for _, t := range gone {
-			if err := t.pool.Shutdown(sctx); err != nil {
-				d.log.Warn("retired pool drain cut short", zap.String("tier", t.name), zap.Error(err))
+			if err := t.Pool.Shutdown(sctx); err != nil {
+				d.log.Warn("retired pool drain cut short", zap.String("tier", t.Name), zap.Error(err))
 			}
 		}
 		cancel()

@@ -445,7 +445,7 @@ func testReloadUnderLoad(t *testing.T, tr string) {
 	if n := ng.srv[1].Stats().ConnsTotal; n < reloads/2 {
 		t.Fatalf("nextgen server 1 accepted %d connections for %d pools", n, reloads/2)
 	}
-	if n := h.d.svc.orphans.count(); n != 0 {
+	if n := h.d.rt.Stats().Orphans; n != 0 {
 		t.Fatalf("%d releases still pending", n)
 	}
 	st, err := h.d.Status()
@@ -582,10 +582,10 @@ func TestReloadChangesLogLevelAndLimits(t *testing.T) {
 	if lvl.Level() != zap.WarnLevel {
 		t.Fatalf("level %v after reload, want warn", lvl.Level())
 	}
-	if l := h.d.srv.lim.Load(); l.maxInFlight != 4097 || l.requestTimeout != 4*time.Second {
+	if l := h.d.srv.Limits(); l.MaxInFlight != 4097 || l.RequestTimeout != 4*time.Second {
 		t.Fatalf("server limits after reload %+v", l)
 	}
-	if b := tierByName(h, "primary-large").br.Settings(); b.Failures != 7 {
+	if b := tierByName(h, "primary-large").Breaker.Settings(); b.Failures != 7 {
 		t.Fatalf("breaker settings after reload %+v", b)
 	}
 }

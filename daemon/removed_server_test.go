@@ -46,6 +46,6 @@ func TestReleaseWhileHolderRemovedByReload(t *testing.T) {
 	}
 	if n := srv.Stats().Reservations; n != 0 {
 		t.Fatalf("RELEASE of session %d while its server's tier was out of the configuration answered %v; 10 s after the server came back it still holds %d bridge(s), %d orphans pending",
-			al.Key, relErr, n, h.d.svc.orphans.count())
+			al.Key, relErr, n, h.d.rt.Stats().Orphans)
 	}
 }

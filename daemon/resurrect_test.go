@@ -39,25 +39,23 @@ func TestDeferredReleaseNotResurrected(t *testing.T) {
 		t.Fatalf("allocate: %+v %v", al, err)
 	}
 	s.fault(t, telsim.Fault{Mode: telsim.ModeDown})
-	pl := func() *tier { return h.d.svc.set.Load().tiers[0] }
+	pl := func() *tier { return h.d.rt.Current().Tiers[0] }
 	waitFor(t, "pl-a's connections gone", 10*time.Second, func() bool {
-		_, err := pl().pool.RoundTripTo(ctx, "pl-a", wire.OpTelPing, nil)
+		_, err := pl().Pool.RoundTripTo(ctx, "pl-a", wire.OpTelPing, nil)
 		return err != nil && !errors.Is(err, context.DeadlineExceeded)
 	})
 	if err := h.c.Release(ctx, al.Key); err != nil {
 		t.Fatalf("release with its server down: %v (want it deferred and OK)", err)
 	}
-	if n := h.d.svc.orphans.count(); n != 1 {
+	if n := h.d.rt.Stats().Orphans; n != 1 {
 		t.Fatalf("%d releases deferred, want 1", n)
 	}
 	// The releaser's next sweep has not come yet.
-	o := h.d.svc.orphans
-	close(o.stop)
-	<-o.done
+	h.d.rt.StopOrphanSweeps()
 	skew.Store(int64(3 * time.Minute)) // the server stays down 3 minutes
 	s.fault(t, telsim.Fault{})
 	waitFor(t, "pl-a back", 10*time.Second, func() bool {
-		rep, err := pl().pool.RoundTripTo(ctx, "pl-a", wire.OpTelPing, nil)
+		rep, err := pl().Pool.RoundTripTo(ctx, "pl-a", wire.OpTelPing, nil)
 		if err == nil {
 			rep.Release()
 		}

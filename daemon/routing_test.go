@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/route"
 	"switchboard/telsim"
 	"switchboard/wire"
 )
@@ -31,12 +32,11 @@ func twoServerPrimary(t *testing.T) (h *harness, a, b *telsimProc) {
 // heldBy returns the server id the index records for key.
 func heldBy(t *testing.T, h *harness, key uint64) string {
 	t.Helper()
-	v, found, _ := h.d.svc.idx.getSession(key, nil)
-	id, _, ok := parseSessionRecord(v)
-	if !found || !ok {
+	id, ok := h.d.rt.SessionHolder(key)
+	if !ok {
 		t.Fatalf("session %d not in the index", key)
 	}
-	return string(id)
+	return id
 }
 
 // TestTwoServerTierFollowUpsGoToTheHolder is issue 10, point 1: with two
@@ -69,7 +69,7 @@ func TestTwoServerTierFollowUpsGoToTheHolder(t *testing.T) {
 			t.Fatalf("update %d: %v", k, err)
 		}
 		if i%2 == 0 {
-			h.d.svc.idx.forgetSession(k) // the index lost it: every server is asked
+			h.d.rt.ForgetSession(k) // the index lost it: every server is asked
 		}
 		r, err := h.c.Lookup(ctx, k)
 		if err != nil || r.Spec.Name != "updated" || string(r.Meta) != "v2" {
@@ -81,7 +81,7 @@ func TestTwoServerTierFollowUpsGoToTheHolder(t *testing.T) {
 			t.Fatalf("release %d: %v", k, err)
 		}
 	}
-	if n := h.d.svc.orphans.count(); n != 0 {
+	if n := h.d.rt.Stats().Orphans; n != 0 {
 		t.Fatalf("%d releases deferred; every server was up", n)
 	}
 	if na, nb := a.stats(t).Reservations, b.stats(t).Reservations; na != 0 || nb != 0 {
@@ -113,10 +113,10 @@ func TestHoldingServerDown(t *testing.T) {
 		}
 	}
 	b.fault(t, telsim.Fault{Mode: telsim.ModeDown})
-	pl := func() *tier { return h.d.svc.set.Load().tiers[0] }
+	pl := func() *tier { return h.d.rt.Current().Tiers[0] }
 	waitFor(t, "pl-b's connections gone", 10*time.Second, func() bool {
-		_, err := pl().pool.RoundTripTo(ctx, "pl-b", wire.OpTelPing, nil)
-		return err != nil && !errors.Is(err, context.DeadlineExceeded) && pl().pool.Live() > 0
+		_, err := pl().Pool.RoundTripTo(ctx, "pl-b", wire.OpTelPing, nil)
+		return err != nil && !errors.Is(err, context.DeadlineExceeded) && pl().Pool.Live() > 0
 	})
 
 	k := onB[0]
@@ -126,7 +126,7 @@ func TestHoldingServerDown(t *testing.T) {
 	if !errors.As(err, &re) || re.Status != wire.StatusUnavailable || !strings.Contains(re.Message, "pl-b") {
 		t.Fatalf("update on a down holder: %v, want UNAVAILABLE naming pl-b", err)
 	}
-	h.d.svc.idx.forgetSession(k)
+	h.d.rt.ForgetSession(k)
 	_, err = h.c.Lookup(ctx, k)
 	if !errors.As(err, &re) || re.Status != wire.StatusUnavailable || !strings.Contains(re.Message, "pl-b") {
 		t.Fatalf("index-miss lookup with the holder down: %v, want UNAVAILABLE naming pl-b", err)
@@ -136,12 +136,12 @@ func TestHoldingServerDown(t *testing.T) {
 			t.Fatalf("release on a down holder: %v (want it deferred and OK)", err)
 		}
 	}
-	if n := h.d.svc.orphans.count(); n != len(onB) {
+	if n := h.d.rt.Stats().Orphans; n != len(onB) {
 		t.Fatalf("%d releases deferred, want %d", n, len(onB))
 	}
 	b.fault(t, telsim.Fault{})
 	waitFor(t, "deferred releases done on pl-b", 20*time.Second, func() bool {
-		return h.d.svc.orphans.count() == 0 && b.stats(t).Reservations == 0
+		return h.d.rt.Stats().Orphans == 0 && b.stats(t).Reservations == 0
 	})
 	// pl-a was asked about a pl-b session only by the two requests that
 	// missed the index (the LOOKUP and the first RELEASE): the UPDATE and
@@ -172,7 +172,7 @@ func TestOrphanReleaseCannotOvertakeQueuedReserve(t *testing.T) {
 		t.Fatalf("allocate: %+v %v, want it served by another tier", al, err)
 	}
 	waitFor(t, "the orphan's RELEASE answered", 20*time.Second, func() bool {
-		return h.d.svc.orphans.count() == 0 && p.stats(t).Releases > 0
+		return h.d.rt.Stats().Orphans == 0 && p.stats(t).Releases > 0
 	})
 	if st := p.stats(t); st.Errors.NotFound == 0 || st.Reservations != 0 {
 		t.Fatalf("the RELEASE did not overtake the queued RESERVE (stats %+v): the test proves nothing", st)
@@ -193,7 +193,7 @@ func TestOrphanReleaseCannotOvertakeQueuedReserve(t *testing.T) {
 // UPDATE whose reply is handled after a RELEASE removed the session must not
 // put the session back in the index.
 func TestUpdateReplyAfterReleaseDoesNotResurrect(t *testing.T) {
-	t.Cleanup(func() { testHookBeforeRefresh.Store(nil) }) // after the daemon stops
+	t.Cleanup(func() { route.TestHookBeforeRefresh.Store(nil) }) // after the daemon stops
 	h := startDaemon(t, nil)
 	ctx := ctxT(t)
 	al, err := h.c.Allocate(ctx, &wire.AllocateRequest{Spec: spec("racy")})
@@ -207,12 +207,12 @@ func TestUpdateReplyAfterReleaseDoesNotResurrect(t *testing.T) {
 			once.Do(func() { relErr = h.c.Release(ctx, key) })
 		}
 	}
-	testHookBeforeRefresh.Store(&hook)
+	route.TestHookBeforeRefresh.Store(&hook)
 	s2 := spec("late update")
 	if _, err := h.c.Update(ctx, al.Key, &s2, nil); err != nil {
 		t.Fatalf("update: %v", err)
 	}
-	testHookBeforeRefresh.Store(nil)
+	route.TestHookBeforeRefresh.Store(nil)
 	if relErr != nil {
 		t.Fatalf("release inside the update: %v", relErr)
 	}
@@ -253,8 +253,8 @@ func TestOrphanReleaserNotHeldBackBySlowServer(t *testing.T) {
 	ctx := ctxT(t)
 	// A bridge held on the healthy server under a key only the orphan
 	// knows.
-	ng := h.d.svc.set.Load().tiers[1]
-	rep, err := ng.pool.RoundTrip(ctx, wire.OpReserve, &wire.UpdateRequest{Key: 4242, Spec: spec("orphan")})
+	ng := h.d.rt.Current().Tiers[1]
+	rep, err := ng.Pool.RoundTrip(ctx, wire.OpReserve, &wire.UpdateRequest{Key: 4242, Spec: spec("orphan")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,10 +262,10 @@ func TestOrphanReleaserNotHeldBackBySlowServer(t *testing.T) {
 	if err := slow.SetFault(telsim.Fault{Mode: telsim.ModeBlackhole}); err != nil {
 		t.Fatal(err)
 	}
-	h.d.svc.orphans.add("primary-large", "slow", 4141)
-	h.d.svc.orphans.add("nextgen", "fast", 4242)
+	h.d.rt.DeferRelease("primary-large", "slow", 4141)
+	h.d.rt.DeferRelease("nextgen", "fast", 4242)
 	waitFor(t, "the healthy server's orphan released", 10*time.Second, func() bool { return fast.Stats().Reservations == 0 })
-	if n := h.d.svc.orphans.count(); n != 1 {
+	if n := h.d.rt.Stats().Orphans; n != 1 {
 		t.Fatalf("%d orphans pending, want the 1 on the silent server", n)
 	}
 	if err := slow.SetFault(telsim.Fault{}); err != nil { // let the daemon stop without waiting for it
@@ -296,8 +296,8 @@ func TestOrphansFollowTheirServerAcrossReloads(t *testing.T) {
 	}
 	// The front end was told the release succeeded (deferred) just as the
 	// tier went away: the orphan names server s1.
-	h.d.svc.orphans.add("primary-large", "s1", al.Key)
-	waitFor(t, "the orphan counted as stranded", 10*time.Second, func() bool { return h.d.svc.orphans.strandedCount() == 1 })
+	h.d.rt.DeferRelease("primary-large", "s1", al.Key)
+	waitFor(t, "the orphan counted as stranded", 10*time.Second, func() bool { return h.d.rt.Stats().Stranded == 1 })
 	st, err := h.d.Status()
 	if err != nil || st.Orphans != 1 || st.Stranded != 1 {
 		t.Fatalf("status %+v %v: want 1 orphan pending, stranded", st, err)
@@ -312,9 +312,9 @@ func TestOrphansFollowTheirServerAcrossReloads(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the orphan released through the renamed tier", 10*time.Second, func() bool {
-		return h.d.svc.orphans.count() == 0 && srv.Stats().Reservations == 0
+		return h.d.rt.Stats().Orphans == 0 && srv.Stats().Reservations == 0
 	})
-	if n := h.d.svc.orphans.strandedCount(); n != 0 {
+	if n := h.d.rt.Stats().Stranded; n != 0 {
 		t.Fatalf("%d stranded after the server came back", n)
 	}
 }
@@ -331,15 +331,15 @@ func TestOrphanWithUnknownServerReleasedOnEveryServer(t *testing.T) {
 		c.Tiers[0].Servers = []string{addrA, addrB}
 	})
 	ctx := ctxT(t)
-	pl := h.d.svc.set.Load().tiers[0]
-	rep, err := pl.pool.RoundTripTo(ctx, "x-b", wire.OpReserve, &wire.UpdateRequest{Key: 777, Spec: spec("lost")})
+	pl := h.d.rt.Current().Tiers[0]
+	rep, err := pl.Pool.RoundTripTo(ctx, "x-b", wire.OpReserve, &wire.UpdateRequest{Key: 777, Spec: spec("lost")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rep.Release()
-	h.d.svc.orphans.add("primary-large", "", 777)
+	h.d.rt.DeferRelease("primary-large", "", 777)
 	waitFor(t, "the orphan released", 10*time.Second, func() bool {
-		return h.d.svc.orphans.count() == 0 && sb.Stats().Reservations == 0
+		return h.d.rt.Stats().Orphans == 0 && sb.Stats().Reservations == 0
 	})
 	if st := sa.Stats(); st.Releases != 1 || st.Errors.NotFound != 1 {
 		t.Fatalf("x-a saw %d releases, %d NOT_FOUND; want the orphan's RELEASE, answered NOT_FOUND", st.Releases, st.Errors.NotFound)

@@ -39,7 +39,7 @@ func TestTwoServersOneHelloID(t *testing.T) {
 	}
 	var lookupErrs, releaseErrs int
 	for _, k := range keys {
-		h.d.svc.idx.forgetSession(k) // the index lost it: the servers are asked
+		h.d.rt.ForgetSession(k) // the index lost it: the servers are asked
 		if _, err := h.c.Lookup(ctx, k); err != nil {
 			if lookupErrs == 0 {
 				t.Logf("lookup %d: %v", k, err)

@@ -46,8 +46,8 @@ func TestTokenRetryOnAnotherConnectionKeepsItsBridge(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the resend: %v", err)
 	}
-	waitFor(t, "the first connection's requests done", 5*time.Second, func() bool { return h.d.srv.inFlight.Load() == 0 })
-	waitFor(t, "no orphan pending", 5*time.Second, func() bool { return h.d.svc.orphans.count() == 0 })
+	waitFor(t, "the first connection's requests done", 5*time.Second, func() bool { return h.d.srv.Stats().InFlight == 0 })
+	waitFor(t, "no orphan pending", 5*time.Second, func() bool { return h.d.rt.Stats().Orphans == 0 })
 	_, lerr := h.c.Lookup(ctx, al.Key)
 	if n := sim.Stats().Reservations; n != 1 || lerr != nil {
 		t.Fatalf("the resend was answered key %d (replayed %v); now LOOKUP says %v and the server holds %d bridges: the front end holds a key whose bridge was released",

@@ -34,6 +34,17 @@
 // write has a deadline (Config.WriteTimeout), so a peer that never reads
 // cannot wedge the flusher; a write error kills the connection.
 //
+// The daemon's front-end server (package frontend) writes its answers by
+// the same scheme in its own code, not with this one: what its flusher does
+// around each write differs in everything but the buffer swap. It carries
+// the in-flight slots of the answers with their byte offsets and settles
+// them by how much of the write reached the peer, counts completed writes
+// for its stall detection, cuts a connection at its queue bound, never lets
+// the connection's reader become the flusher, and neither takes a frame
+// back nor hands the flush to a helper. Sharing the ten lines of the swap
+// would mean callbacks run under the connection's mutex on both hot paths,
+// for no behaviour in common.
+//
 // A caller never writes past its own deadline: its writes have the deadline
 // min(WriteTimeout, its context's deadline). A caller whose deadline has
 // passed by the time it gets to write (it waited for the processor) takes

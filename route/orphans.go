@@ -1,4 +1,4 @@
-package daemon
+package route
 
 import (
 	"context"
@@ -19,7 +19,7 @@ import (
 // telephony server's own expiry): a bounded daemon beats an unbounded one.
 const maxOrphans = 1 << 16
 
-// orphan is a reservation whose outcome is unknown (RESERVE was sent, no
+// orphan is a reservation whose Outcome is unknown (RESERVE was sent, no
 // answer came: the server may hold a bridge under key that nobody will use),
 // or a release the front end was told had succeeded and the holding server
 // could not take yet.
@@ -33,8 +33,8 @@ type orphan struct {
 	server string
 }
 
-// route is where one orphan's RELEASE goes: a server of a pool.
-type route struct {
+// dest is where one orphan's RELEASE goes: a server of a pool.
+type dest struct {
 	pool   *pool.Pool
 	server string
 }
@@ -50,17 +50,17 @@ type route struct {
 // tier. It is safe for concurrent use.
 type orphans struct {
 	log      *zap.Logger
-	tiers    func() []*tier
+	tiers    func() []*Tier
 	interval time.Duration
 
 	mu       sync.Mutex
 	journal  *orphanJournal // nil: in memory only
 	jerrs    uint64         // journal write errors (logged once per 1000)
 	pending  []orphan
-	working  int            // orphans taken by workers in progress
-	sweeping int            // orphans taken by the sweep in progress
-	busy     map[route]bool // servers with a worker in progress
-	stranded int            // pending orphans whose server was in no pool at the last sweep
+	working  int           // orphans taken by workers in progress
+	sweeping int           // orphans taken by the sweep in progress
+	busy     map[dest]bool // servers with a worker in progress
+	stranded int           // pending orphans whose server was in no pool at the last sweep
 	// handed records, for a pending orphan of unknown server, the servers
 	// it was already handed to (in memory: after a restart it is handed to
 	// them again, which costs a NOT_FOUND each).
@@ -82,8 +82,8 @@ type orphans struct {
 
 // newOrphans returns a queue holding pending (replayed from journal, which
 // may be nil) that run will work through.
-func newOrphans(log *zap.Logger, tiers func() []*tier, interval time.Duration, journal *orphanJournal, pending []orphan) *orphans {
-	o := &orphans{log: log, tiers: tiers, interval: interval, journal: journal, pending: pending, busy: map[route]bool{},
+func newOrphans(log *zap.Logger, tiers func() []*Tier, interval time.Duration, journal *orphanJournal, pending []orphan) *orphans {
+	o := &orphans{log: log, tiers: tiers, interval: interval, journal: journal, pending: pending, busy: map[dest]bool{},
 		handed: map[orphan]map[string]bool{}, keys: map[uint64]int{},
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	o.ctx, o.cancel = context.WithCancel(context.Background())
@@ -186,11 +186,11 @@ func (o *orphans) run() {
 // routeOf returns where or is released: the pool that has its server
 // (preferring its own tier, then any tier: a renamed tier keeps its
 // servers). ok is false when no pool has it.
-func routeOf(tiers []*tier, or orphan) (route, bool) {
+func routeOf(tiers []*Tier, or orphan) (dest, bool) {
 	if t := holder(tiers, or.tier, or.server); t != nil {
-		return route{pool: t.pool, server: or.server}, true
+		return dest{pool: t.Pool, server: or.server}, true
 	}
-	return route{}, false
+	return dest{}, false
 }
 
 // sweep hands every pending orphan whose server is reachable to that
@@ -228,7 +228,7 @@ func (o *orphans) sweep() {
 	}
 	var expanded []expansion
 	var keep []orphan
-	work := map[route][]orphan{}
+	work := map[dest][]orphan{}
 	stranded := 0
 	routeOne := func(or orphan) {
 		if r, ok := routeOf(tiers, or); ok {
@@ -260,15 +260,15 @@ func (o *orphans) sweep() {
 		}
 		e := expansion{from: or, complete: true}
 		for _, t := range cands {
-			ids := t.pool.ServerIDs()
-			if t.pool.Unanswered() > 0 {
+			ids := t.Pool.ServerIDs()
+			if t.Pool.Unanswered() > 0 {
 				e.complete = false
 			}
 			for _, id := range ids {
 				if handed[i][id] {
 					continue
 				}
-				x := orphan{tier: t.name, key: or.key, server: id}
+				x := orphan{tier: t.Name, key: or.key, server: id}
 				e.to = append(e.to, x)
 				routeOne(x)
 			}
@@ -341,7 +341,7 @@ const releaseWindow = 32
 // requeues what the server could not confirm. Owner: orphans (wg); stop:
 // o.ctx. The goroutines it starts for the window are its own: it returns
 // only after they have.
-func (o *orphans) work(r route, list []orphan, tiers []*tier) {
+func (o *orphans) work(r dest, list []orphan, tiers []*Tier) {
 	defer o.wg.Done()
 	var (
 		next    atomic.Int64 // index of the next orphan to take
@@ -354,7 +354,7 @@ func (o *orphans) work(r route, list []orphan, tiers []*tier) {
 	one := func(or orphan) {
 		attempt := time.Second
 		if t := holder(tiers, or.tier, or.server); t != nil {
-			attempt = t.attempt * 4
+			attempt = t.Attempt * 4
 		}
 		ctx, cancel := context.WithTimeout(o.ctx, attempt)
 		reply, err := r.pool.RoundTripTo(ctx, r.server, wire.OpTelRelease, &wire.KeyRequest{Key: or.key})

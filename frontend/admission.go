@@ -1,4 +1,4 @@
-package daemon
+package frontend
 
 import (
 	"context"
@@ -187,6 +187,14 @@ func newTierSlots() *tierSlots {
 	return ts
 }
 
+// Tiers is what admission knows of the telephony tiers: the first tier new
+// allocations may go to, its capacity (calls its connections may have in
+// flight at once) and the bound of one attempt on it; false when no tier
+// is available. It is atomic loads only (route.Router implements it).
+type Tiers interface {
+	FirstCapacity() (capacity int64, attempt time.Duration, ok bool)
+}
+
 // slotWaiter is a request waiting for a slot, in its connection's queue.
 // It lives in the request's pooled state.
 type slotWaiter struct {
@@ -203,28 +211,18 @@ type connWaiters struct {
 	inRing     bool
 }
 
-// firstAvailable is the first tier new allocations may go to; nil if none.
-func (s *service) firstAvailable() *tier {
-	for _, t := range *s.tiers.Load() {
-		if t.available() {
-			return t
-		}
-	}
-	return nil
-}
-
 // bound is how many requests may hold a slot now; 0 when no tier is
 // available (the request then goes ahead, to be answered UNAVAILABLE).
-func (ts *tierSlots) bound(s *service) int64 {
-	t := s.firstAvailable()
-	if t == nil {
+func (ts *tierSlots) bound(s Tiers) int64 {
+	capacity, _, ok := s.FirstCapacity()
+	if !ok {
 		return 0
 	}
-	return min(ts.limit.Load(), int64(t.pool.Capacity()))
+	return min(ts.limit.Load(), capacity)
 }
 
 // tryTake takes a slot if one is free.
-func (ts *tierSlots) tryTake(s *service) bool {
+func (ts *tierSlots) tryTake(s Tiers) bool {
 	c := ts.bound(s)
 	if ts.active.Add(1) <= c || c <= 0 {
 		return true
@@ -237,13 +235,12 @@ func (ts *tierSlots) tryTake(s *service) bool {
 // queueing: within politeSlots past the adaptive limit (and the capacity of
 // the first available tier), so polite connections together cannot put more
 // than that many calls past the limit at the tiers.
-func (ts *tierSlots) tryTakePolite(s *service) bool {
-	t := s.firstAvailable()
-	if t == nil { // no tier: the request goes ahead, to be answered UNAVAILABLE
+func (ts *tierSlots) tryTakePolite(s Tiers) bool {
+	capacity, _, ok := s.FirstCapacity()
+	if !ok { // no tier: the request goes ahead, to be answered UNAVAILABLE
 		ts.active.Add(1) // give returns it
 		return true
 	}
-	capacity := int64(t.pool.Capacity())
 	if ts.active.Add(1) <= min(min(ts.limit.Load(), capacity)+politeSlots, capacity) {
 		return true
 	}
@@ -254,9 +251,9 @@ func (ts *tierSlots) tryTakePolite(s *service) bool {
 // takeOver takes a slot past the adaptive limit, within the safety bound
 // (politeSlots more for a polite connection's request) and the capacity of
 // the first available tier, for a request that waited admitWaitMax.
-func (ts *tierSlots) takeOver(s *service, polite bool) bool {
-	t := s.firstAvailable()
-	if t == nil { // no tier: the request goes ahead, to be answered UNAVAILABLE
+func (ts *tierSlots) takeOver(s Tiers, polite bool) bool {
+	capacity, _, ok := s.FirstCapacity()
+	if !ok { // no tier: the request goes ahead, to be answered UNAVAILABLE
 		ts.active.Add(1) // give returns it
 		return true
 	}
@@ -264,7 +261,7 @@ func (ts *tierSlots) takeOver(s *service, polite bool) bool {
 	if polite {
 		bound += politeSlots
 	}
-	if ts.active.Add(1) <= min(bound, int64(t.pool.Capacity())) {
+	if ts.active.Add(1) <= min(bound, capacity) {
 		return true
 	}
 	ts.active.Add(-1)
@@ -280,7 +277,7 @@ func (ts *tierSlots) takeOver(s *service, polite bool) bool {
 // waited then says whether it waited (its slot was taken later than the
 // request began). Otherwise the error is the answer (OVERLOADED, or the
 // context's error).
-func (ts *tierSlots) take(ctx context.Context, s *service, c *conn, heavyAt int32, rs *reqState) (waited bool, err error) {
+func (ts *tierSlots) take(ctx context.Context, s Tiers, c *conn, heavyAt int32, rs *reqState) (waited bool, err error) {
 	if ts.waiters.Load() == 0 && ts.tryTake(s) {
 		return false, nil
 	}
@@ -301,12 +298,12 @@ func (ts *tierSlots) take(ctx context.Context, s *service, c *conn, heavyAt int3
 	ts.enqueue(w)
 	ts.dispatch(s)
 	ts.mu.Unlock()
-	rs.adl.start(ts.waitMax)
-	defer rs.adl.stop()
+	rs.wdl.Start(ts.waitMax)
+	defer rs.wdl.Stop()
 	select {
 	case <-w.ready:
 		return true, nil
-	case <-rs.adl.Done():
+	case <-rs.wdl.Done():
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
@@ -330,14 +327,14 @@ func (ts *tierSlots) take(ctx context.Context, s *service, c *conn, heavyAt int3
 	if err != nil {
 		return true, err
 	}
-	return true, errf(wire.StatusOverloaded, "telephony tiers at their in-flight limit")
+	return true, &wire.RemoteError{Status: wire.StatusOverloaded, Message: "telephony tiers at their in-flight limit"}
 }
 
 // overLimit takes a slot past the adaptive limit for a request whose wait
 // is up, of a connection with unanswered requests read and not answered:
 // none for a heavy connection, within the safety bound for a light one,
 // politeSlots past it for a polite one.
-func (ts *tierSlots) overLimit(s *service, unanswered, heavyAt int32) bool {
+func (ts *tierSlots) overLimit(s Tiers, unanswered, heavyAt int32) bool {
 	return unanswered < heavyAt && ts.takeOver(s, unanswered <= politeAt)
 }
 
@@ -389,7 +386,7 @@ func (ts *tierSlots) dequeue(w *slotWaiter) {
 
 // dispatch hands free slots to waiters, one connection after the other;
 // mu held.
-func (ts *tierSlots) dispatch(s *service) {
+func (ts *tierSlots) dispatch(s Tiers) {
 	for len(ts.ring) > 0 {
 		if !ts.tryTake(s) {
 			return
@@ -407,7 +404,7 @@ func (ts *tierSlots) dispatch(s *service) {
 
 // give returns the slot of a request that held it for took (ending at now),
 // adapts the limit and hands the slot to a waiter, if any.
-func (ts *tierSlots) give(s *service, now time.Time, took time.Duration) {
+func (ts *tierSlots) give(s Tiers, now time.Time, took time.Duration) {
 	active := ts.active.Add(-1) + 1
 	ts.sumNs.Add(int64(took))
 	if m := ts.maxNs.Load(); int64(took) > m {
@@ -433,18 +430,17 @@ func (ts *tierSlots) give(s *service, now time.Time, took time.Duration) {
 }
 
 // adapt closes the window and recomputes the limit; updating held.
-func (ts *tierSlots) adapt(s *service, now int64) {
+func (ts *tierSlots) adapt(s Tiers, now int64) {
 	ts.winStart.Store(now)
 	n := ts.samples.Swap(0)
 	sum := ts.sumNs.Swap(0)
 	slowest, late := ts.maxNs.Swap(0), ts.late.Swap(0)
 	peak := ts.peak.Swap(ts.active.Load())
-	t := s.firstAvailable()
-	if n <= 0 || t == nil {
+	capacity, attempt, ok := s.FirstCapacity()
+	if n <= 0 || !ok {
 		return
 	}
-	capacity := int64(t.pool.Capacity())
-	ts.adaptSafe(now, n, late, slowest, peak, ts.limit.Load(), int64(t.attempt), capacity)
+	ts.adaptSafe(now, n, late, slowest, peak, ts.limit.Load(), int64(attempt), capacity)
 	mean := max(sum/n, 1)
 	if now-ts.epochStart > int64(baseEpoch) {
 		ts.basePrev, ts.baseCur, ts.epochStart = ts.baseCur, 0, now

@@ -1,4 +1,4 @@
-package daemon
+package deadline
 
 import (
 	"context"
@@ -8,8 +8,8 @@ import (
 )
 
 func TestDeadlineExpires(t *testing.T) {
-	var d deadline
-	d.start(20 * time.Millisecond)
+	var d Deadline
+	d.Start(20 * time.Millisecond)
 	if d.Err() != nil {
 		t.Fatal("expired at once")
 	}
@@ -25,25 +25,25 @@ func TestDeadlineExpires(t *testing.T) {
 		t.Fatalf("Err %v", d.Err())
 	}
 	old := d.Done()
-	d.stop()
+	d.Stop()
 	// The next use must not inherit the closed channel.
-	d.start(time.Hour)
+	d.Start(time.Hour)
 	if d.Err() != nil || d.Done() == old {
 		t.Fatal("a reused deadline starts expired")
 	}
-	d.stop()
+	d.Stop()
 }
 
 func TestDeadlineReuseAllocatesNothing(t *testing.T) {
-	var d deadline
-	d.start(time.Hour)
-	d.stop()
+	var d Deadline
+	d.Start(time.Hour)
+	d.Stop()
 	allocs := testing.AllocsPerRun(1000, func() {
-		d.start(time.Minute)
+		d.Start(time.Minute)
 		if d.Err() != nil {
 			panic("expired")
 		}
-		d.stop()
+		d.Stop()
 	})
 	if allocs != 0 {
 		t.Fatalf("%v allocations per reuse, want 0", allocs)
@@ -51,27 +51,27 @@ func TestDeadlineReuseAllocatesNothing(t *testing.T) {
 }
 
 func TestDeadlineArmedInThePast(t *testing.T) {
-	var d deadline
-	d.start(time.Hour)
-	d.stop()
-	d.start(-time.Second)
+	var d Deadline
+	d.Start(time.Hour)
+	d.Stop()
+	d.Start(-time.Second)
 	if !errors.Is(d.Err(), context.DeadlineExceeded) {
 		t.Fatal("a deadline armed in the past is not expired at once")
 	}
-	d.stop()
-	d.start(time.Hour)
+	d.Stop()
+	d.Start(time.Hour)
 	if d.Err() != nil {
 		t.Fatal("expired after re-arming for an hour")
 	}
-	d.stop()
+	d.Stop()
 }
 
 func TestDeadlineWithin(t *testing.T) {
-	var req, att deadline
-	req.start(time.Hour)
-	defer req.stop()
+	var req, att Deadline
+	req.Start(time.Hour)
+	defer req.Stop()
 	// The attempt's own timeout comes first: att is armed.
-	ctx, cancel := att.within(&req, time.Minute)
+	ctx, cancel := att.Within(&req, time.Minute)
 	if ctx != &att {
 		t.Fatal("attempt shorter than the request does not use its own deadline")
 	}
@@ -81,18 +81,18 @@ func TestDeadlineWithin(t *testing.T) {
 	cancel()
 
 	// The request's deadline comes first: the attempt is the request.
-	var short deadline
-	short.start(10 * time.Millisecond)
-	ctx, cancel = att.within(&short, time.Minute)
+	var short Deadline
+	short.Start(10 * time.Millisecond)
+	ctx, cancel = att.Within(&short, time.Minute)
 	if ctx != &short {
 		t.Fatal("attempt longer than the request's remaining time is not bounded by the request")
 	}
 	cancel()
 	<-ctx.Done()
-	short.stop()
+	short.Stop()
 
 	// Background: armed for the timeout.
-	ctx, cancel = att.within(context.Background(), time.Minute)
+	ctx, cancel = att.Within(context.Background(), time.Minute)
 	if ctx != &att {
 		t.Fatal("attempt under Background does not use its own deadline")
 	}
@@ -101,9 +101,9 @@ func TestDeadlineWithin(t *testing.T) {
 	// A cancellable foreign parent: the standard library, so that
 	// cancelling the parent ends the attempt.
 	parent, pcancel := context.WithCancel(context.Background())
-	ctx, cancel = att.within(parent, time.Minute)
+	ctx, cancel = att.Within(parent, time.Minute)
 	defer cancel()
-	if _, ok := ctx.(*deadline); ok {
+	if _, ok := ctx.(*Deadline); ok {
 		t.Fatal("a cancellable parent's cancellation would not reach the attempt")
 	}
 	pcancel()

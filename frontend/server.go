@@ -1,4 +1,4 @@
-package daemon
+package frontend
 
 import (
 	"context"
@@ -14,7 +14,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"switchboard/inflight"
+	"switchboard/internal/deadline"
+	"switchboard/internal/unixsock"
 	"switchboard/wire"
 )
 
@@ -25,34 +26,62 @@ import (
 const maxPending = 8 << 20
 
 // reqState is one request's working memory, pooled: the copy of its frame,
-// decoded messages and scratch buffers, so steady-state requests reuse
-// memory instead of allocating it.
+// the handler's per-request state and the deadlines, so steady-state
+// requests reuse memory instead of allocating it. The server writes it; the
+// handler writes only hs, its own (Handler.NewState).
 type reqState struct {
-	h       wire.Header
-	in      []byte // request payload (a copy: netpoll's buffer is released)
-	out     []byte // response frame
-	scratch []byte
-	cached  []byte
-	kbuf    []byte
-	areq    wire.AllocateRequest
-	ureq    wire.UpdateRequest
-	kreq    wire.KeyRequest
-	res     wire.Reservation
-	// slot is the in-flight record of an allocation (0: none); token the
-	// request's idempotency token, for it (daemon/inflight.go).
-	slot    inflight.Slot
-	token   []byte
-	unasked []orphan // servers a LOOKUP could not reach (locate)
-	// dl bounds the whole request, adl one tier attempt; both keep their
-	// timer and channel from one request to the next (deadline).
-	dl, adl deadline
+	h   wire.Header
+	in  []byte // request payload (a copy: netpoll's buffer is released)
+	out []byte // response frame
+	hs  any    // the handler's state; nil until the first request uses it
+	// dl bounds the whole request, wdl its wait for admission; both keep
+	// their timer and channel from one request to the next.
+	dl, wdl deadline.Deadline
 	// wait is the request in admission's queue when it waits for a slot
 	// (admission.go); its channel is kept from one request to the next.
 	wait slotWaiter
-	// polite: its connection had at most politeAt requests unanswered
-	// when it reached admission; its RESERVE is written without yielding
-	// (pool.RoundTripOnNow).
-	polite bool
+}
+
+// Handler serves the requests the front-end server admits: the server
+// knows frames, connections and admission, the handler what a request
+// means (the daemon's handler is the router, package route).
+type Handler interface {
+	// NewState returns the handler's per-request memory. The server keeps
+	// it with its pooled request state and passes it to each Handle of the
+	// requests that reuse that state, one at a time.
+	NewState() any
+	// Handle serves one request and appends its response payload to out.
+	// req.Payload is valid during the call only. A nonzero held travels
+	// with the response's bytes: once they are handed to the kernel the
+	// server calls Settle(held, true), or Settle(held, false) when they
+	// never will be (the connection died, the answer could not be framed).
+	Handle(ctx context.Context, state any, req Request, out []byte) (_ []byte, held Held, _ error)
+	// Settle ends a held answer (Handle).
+	Settle(held Held, delivered bool)
+	// StatusOf maps an error of Handle (or of admission) to the status and
+	// message the client gets.
+	StatusOf(err error) (wire.Status, string)
+}
+
+// Request is one admitted request, as the handler sees it.
+type Request struct {
+	Op      wire.Op
+	Payload []byte
+	// Polite: its connection had at most politeAt requests unanswered when
+	// it reached admission; a handler may write its upstream call without
+	// yielding.
+	Polite bool
+}
+
+// Held identifies an answer whose delivery the handler must learn of
+// (Handler.Handle); 0: none.
+type Held uint64
+
+// Observer is told of every answered front-end request (the daemon's
+// metrics implement it). It is called on the request path: it must neither
+// block nor allocate.
+type Observer interface {
+	Request(op wire.Op, st wire.Status, took time.Duration)
 }
 
 var reqPool = sync.Pool{New: func() any { return &reqState{out: make([]byte, 0, 512)} }}
@@ -63,7 +92,7 @@ var reqPool = sync.Pool{New: func() any { return &reqState{out: make([]byte, 0, 
 // for the socket while holding the lock and netpoll's writer is only ever
 // used by one goroutine at a time (docs/libraries.md N2).
 type conn struct {
-	s  *server
+	s  *Server
 	tc transportConn
 
 	inFlight atomic.Int32
@@ -103,21 +132,25 @@ type conn struct {
 	pendingN int    // responses in pending, guarded by mu
 	spare    []byte // guarded by mu
 	flushing bool   // guarded by mu
-	// The in-flight slots of the allocation answers in pending (and its
-	// spare), freed once those bytes are written (daemon/inflight.go).
+	// The held answers in pending (and its spare), settled once those
+	// bytes are written (Handler.Settle).
 	pendingSlots, spareSlots []heldFrame // guarded by mu
 }
 
-// server is the front-end socket server on netpoll.
-type server struct {
-	log *zap.Logger
-	svc *service
-	cfg ServerConfig
+// Server is the front-end socket server: it accepts connections on a Unix
+// socket, reads frames, admits requests and hands each to its Handler on
+// its own goroutine, and writes the answers by flush-combining. It is safe
+// for concurrent use.
+type Server struct {
+	log   *zap.Logger
+	h     Handler
+	tiers Tiers // admission's view of the tiers' capacity
+	cfg   Config
 
 	tr       transport
 	path     string
 	lim      atomic.Pointer[serverLimits] // the reloadable part of cfg
-	m        *metrics
+	m        Observer
 	inFlight atomic.Int64
 	open     atomic.Int64 // front-end connections counted against maxConns
 	draining atomic.Bool
@@ -164,7 +197,7 @@ type server struct {
 // one refused: it is sent a GOODBYE frame (nothing of it was read, so the
 // client may resend whatever it wrote on it). False: the caller must close
 // tc at once, without calling connClosed.
-func (s *server) admitConn(tc transportConn) (*conn, bool) {
+func (s *Server) admitConn(tc transportConn) (*conn, bool) {
 	lim := s.lim.Load()
 	uid, gid, hasUID := tc.peerCred()
 	if !lim.allows(uid, gid, hasUID) {
@@ -210,7 +243,7 @@ func (s *server) admitConn(tc transportConn) (*conn, bool) {
 }
 
 // dropUID uncounts a connection of uid; connMu held.
-func (s *server) dropUID(uid uint32) {
+func (s *Server) dropUID(uid uint32) {
 	if s.uidConns[uid] <= 1 {
 		delete(s.uidConns, uid)
 	} else {
@@ -219,7 +252,7 @@ func (s *server) dropUID(uid uint32) {
 }
 
 // connClosed ends a connection admitConn admitted.
-func (s *server) connClosed(c *conn) {
+func (s *Server) connClosed(c *conn) {
 	c.close()
 	s.connMu.Lock()
 	delete(s.conns, c)
@@ -293,17 +326,20 @@ func (l *serverLimits) allows(uid, gid uint32, ok bool) bool {
 	return ok && (slices.Contains(l.allowUIDs, uid) || slices.Contains(l.allowGIDs, gid))
 }
 
-func limitsOf(cfg ServerConfig) *serverLimits {
+func limitsOf(cfg Config) *serverLimits {
 	return &serverLimits{maxConns: int64(cfg.MaxConns), maxInFlight: int64(cfg.MaxInFlight), maxConnInFlight: int32(cfg.MaxConnInFlight), requestTimeout: cfg.RequestTimeout,
 		maxConnUnanswered: int32(cfg.MaxConnUnanswered), maxConnQueued: int64(cfg.MaxConnQueuedBytes), idleTimeout: cfg.IdleTimeout, maxConnsPerUID: cfg.MaxConnsPerUID,
 		allowUIDs: slices.Clone(cfg.AllowUIDs), allowGIDs: slices.Clone(cfg.AllowGIDs)}
 }
 
-func newServer(log *zap.Logger, svc *service, m *metrics, cfg ServerConfig, path string, now func() time.Time) (*server, error) {
-	s := &server{log: log, svc: svc, m: m, cfg: cfg, path: path, now: now, conns: map[*conn]struct{}{}, uidConns: map[uint32]int{}, slots: newTierSlots()}
+// New listens on the Unix socket path (mode 0660) and returns the server,
+// not yet serving (Serve). h serves the admitted requests, tiers bounds
+// admission, m is told of every answered request; now is the reaper's clock.
+func New(log *zap.Logger, h Handler, tiers Tiers, m Observer, cfg Config, path string, now func() time.Time) (*Server, error) {
+	s := &Server{log: log, h: h, tiers: tiers, m: m, cfg: cfg, path: path, now: now, conns: map[*conn]struct{}{}, uidConns: map[uint32]int{}, slots: newTierSlots()}
 	s.clock.Store(now().UnixNano())
 	s.lim.Store(limitsOf(cfg))
-	ln, err := listenUnix(path, 0o660)
+	ln, err := unixsock.Listen(path, 0o660)
 	if err != nil {
 		return nil, err
 	}
@@ -322,13 +358,13 @@ func newServer(log *zap.Logger, svc *service, m *metrics, cfg ServerConfig, path
 	return s, nil
 }
 
-// serve runs the transport until shutdown.
-func (s *server) serve() error { return s.tr.serve() }
+// Serve runs the transport until Shutdown.
+func (s *Server) Serve() error { return s.tr.serve() }
 
 // dispatch handles one well-framed request: PING inline, protocol and
 // admission checks, then the request on its own goroutine. payload is only
 // valid during the call (it is copied).
-func (s *server) dispatch(c *conn, h wire.Header, payload []byte) {
+func (s *Server) dispatch(c *conn, h wire.Header, payload []byte) {
 	if rs := s.admit(c, h, payload); rs != nil {
 		go s.handle(c, rs)
 	}
@@ -337,7 +373,7 @@ func (s *server) dispatch(c *conn, h wire.Header, payload []byte) {
 // admit answers what needs no handler (PING, protocol errors, shedding) and
 // returns the request state of one that does, counted in flight; the caller
 // must run s.handle on it exactly once.
-func (s *server) admit(c *conn, h wire.Header, payload []byte) *reqState {
+func (s *Server) admit(c *conn, h wire.Header, payload []byte) *reqState {
 	if h.IsResponse() {
 		s.stats.badFrames.Add(1)
 		c.fatal(h, errors.New("response frame sent to the daemon"))
@@ -347,10 +383,10 @@ func (s *server) admit(c *conn, h wire.Header, payload []byte) *reqState {
 	if h.Op == wire.OpPing {
 		// Answered inline: no allocation, no goroutine.
 		if len(payload) != 0 {
-			s.m.request(h.Op, wire.StatusBadRequest, 0)
+			s.m.Request(h.Op, wire.StatusBadRequest, 0)
 			c.writeError(h, wire.StatusBadRequest, "PING carries no payload")
 		} else {
-			s.m.request(h.Op, wire.StatusOK, 0)
+			s.m.Request(h.Op, wire.StatusOK, 0)
 			c.writePing(h)
 		}
 		return nil
@@ -362,7 +398,7 @@ func (s *server) admit(c *conn, h wire.Header, payload []byte) *reqState {
 	s.admitMu.RLock()
 	if s.draining.Load() {
 		s.admitMu.RUnlock()
-		s.m.request(h.Op, wire.StatusUnavailable, 0)
+		s.m.Request(h.Op, wire.StatusUnavailable, 0)
 		c.writeError(h, wire.StatusUnavailable, "daemon shutting down")
 		return nil
 	}
@@ -373,7 +409,7 @@ func (s *server) admit(c *conn, h wire.Header, payload []byte) *reqState {
 		s.inFlight.Add(-1)
 		s.handlers.Done()
 		s.stats.overloaded.Add(1)
-		s.m.request(h.Op, wire.StatusOverloaded, 0)
+		s.m.Request(h.Op, wire.StatusOverloaded, 0)
 		c.writeError(h, wire.StatusOverloaded, "daemon at its in-flight limit")
 		return nil
 	}
@@ -382,7 +418,7 @@ func (s *server) admit(c *conn, h wire.Header, payload []byte) *reqState {
 		s.inFlight.Add(-1)
 		s.handlers.Done()
 		s.stats.overloaded.Add(1)
-		s.m.request(h.Op, wire.StatusOverloaded, 0)
+		s.m.Request(h.Op, wire.StatusOverloaded, 0)
 		c.writeError(h, wire.StatusOverloaded, "connection at its in-flight limit")
 		return nil
 	}
@@ -393,17 +429,17 @@ func (s *server) admit(c *conn, h wire.Header, payload []byte) *reqState {
 }
 
 // handle runs one request to completion and writes its response.
-func (s *server) handle(c *conn, rs *reqState) {
+func (s *Server) handle(c *conn, rs *reqState) {
 	defer s.handlers.Done()
 	t0 := time.Now()
 	lim := s.lim.Load()
-	rs.dl.start(lim.requestTimeout)
+	rs.dl.Start(lim.requestTimeout)
 	ctx := context.Context(&rs.dl)
 	out, start := wire.BeginFrame(rs.out[:0], rs.h.Response(wire.StatusOK))
 	// A slot at the tiers first (admission.go); without one, the answer is
 	// OVERLOADED (or TIMEOUT), and nothing reaches a pool.
-	rs.polite = c.unanswered.Load() <= politeAt
-	waited, shed := s.slots.take(ctx, s.svc, c, lim.maxConnUnanswered/2, rs)
+	polite := c.unanswered.Load() <= politeAt
+	waited, shed := s.slots.take(ctx, s.tiers, c, lim.maxConnUnanswered/2, rs)
 	admitted := t0
 	if waited {
 		admitted = time.Now()
@@ -412,41 +448,27 @@ func (s *server) handle(c *conn, rs *reqState) {
 		s.stats.overloaded.Add(1)
 	}
 	err := shed
-	switch op := rs.h.Op; {
-	case err != nil:
-	case op == wire.OpAllocate:
-		if err = rs.areq.Decode(rs.in); err == nil {
-			out, err = s.svc.allocate(ctx, rs, &rs.areq, out)
+	var held Held
+	if err == nil {
+		if rs.hs == nil {
+			rs.hs = s.h.NewState()
 		}
-	case op == wire.OpLookup:
-		if err = rs.kreq.Decode(rs.in); err == nil {
-			out, err = s.svc.lookup(ctx, rs, rs.kreq.Key, out)
-		}
-	case op == wire.OpUpdate:
-		if err = rs.ureq.Decode(rs.in); err == nil {
-			out, err = s.svc.update(ctx, rs, &rs.ureq, out)
-		}
-	case op == wire.OpRelease:
-		if err = rs.kreq.Decode(rs.in); err == nil {
-			out, err = s.svc.release(ctx, rs, rs.kreq.Key, out)
-		}
-	}
-	if shed == nil {
+		out, held, err = s.h.Handle(ctx, rs.hs, Request{Op: rs.h.Op, Payload: rs.in, Polite: polite}, out)
 		now := time.Now()
-		s.slots.give(s.svc, now, now.Sub(admitted))
+		s.slots.give(s.tiers, now, now.Sub(admitted))
 	}
-	rs.dl.stop()
+	rs.dl.Stop()
 	if err == nil {
 		out, err = wire.FinishFrame(out, start, s.cfg.MaxFrame)
 	}
 	st := wire.StatusOK
 	if err != nil {
 		var msg string
-		st, msg = wireErr(err)
+		st, msg = s.h.StatusOf(err)
 		out = wire.AppendError(out[:0], rs.h, st, msg)
-		if rs.slot != 0 { // an allocation whose answer could not be framed
-			s.svc.undelivered(rs.slot)
-			rs.slot = 0
+		if held != 0 { // an allocation whose answer could not be framed
+			s.h.Settle(held, false)
+			held = 0
 		}
 	}
 	rs.out = out
@@ -455,34 +477,23 @@ func (s *server) handle(c *conn, rs *reqState) {
 	// has its answer sees its request done. The connection's count drops after: the write's batching
 	// reads it to know whether other responses are coming.
 	s.inFlight.Add(-1)
-	s.m.request(rs.h.Op, st, time.Since(t0))
-	c.writeHeld(out, rs.slot)
+	s.m.Request(rs.h.Op, st, time.Since(t0))
+	c.writeHeld(out, held)
 	c.inFlight.Add(-1)
-	*rs = reqState{in: rs.in[:0], out: rs.out[:0], scratch: rs.scratch[:0], cached: rs.cached[:0], kbuf: rs.kbuf[:0], dl: rs.dl, adl: rs.adl, wait: slotWaiter{ready: rs.wait.ready}}
+	*rs = reqState{in: rs.in[:0], out: rs.out[:0], hs: rs.hs, dl: rs.dl, wdl: rs.wdl, wait: slotWaiter{ready: rs.wait.ready}}
 	reqPool.Put(rs)
-}
-
-// wireErr maps a handler error to a status, treating decode errors as
-// BAD_REQUEST.
-func wireErr(err error) (wire.Status, string) {
-	for _, e := range []error{wire.ErrTruncated, wire.ErrTrailing, wire.ErrFieldTooLong, wire.ErrBadValue} {
-		if errors.Is(err, e) {
-			return wire.StatusBadRequest, err.Error()
-		}
-	}
-	return statusOf(err)
 }
 
 // write queues frame and flushes unless another goroutine is flushing; the
 // frame is copied, so the caller may reuse it at once.
 func (c *conn) write(frame []byte) { c.writeHeld(frame, 0) }
 
-// writeHeld is write for a frame that carries an allocation holding the
-// in-flight slot slot (0: none): the slot travels with the frame's bytes and
-// is freed once they are handed to the kernel, or the allocation released
-// if they never will be (service.delivered).
-func (c *conn) writeHeld(frame []byte, slot inflight.Slot) {
-	if !c.queue(frame, slot) {
+// writeHeld is write for a frame that carries a held answer (held, 0:
+// none, Handler.Handle): held travels with the frame's bytes and is settled
+// once they are handed to the kernel, or when they never will be
+// (server.delivered).
+func (c *conn) writeHeld(frame []byte, held Held) {
+	if !c.queue(frame, held) {
 		return
 	}
 	if c.inFlight.Load() > politeAt {
@@ -501,26 +512,26 @@ func (c *conn) writeHeld(frame []byte, slot inflight.Slot) {
 	c.flushPending()
 }
 
-// queue appends frame (carrying the in-flight slot slot, 0: none) to the
+// queue appends frame (carrying the held answer held, 0: none) to the
 // pending bytes. True: no flush was running and the caller is now the
 // flusher (c.flushing set, c.mu held): it must call flushPending. False:
 // a running flusher writes it (or the connection was cut at maxPending),
 // c.mu released.
-func (c *conn) queue(frame []byte, slot inflight.Slot) bool {
+func (c *conn) queue(frame []byte, held Held) bool {
 	c.mu.Lock()
 	if len(c.pending)+len(frame) > maxPending {
 		c.mu.Unlock()
 		c.cut(cutQueueFull)
-		if slot != 0 {
-			c.s.svc.undelivered(slot)
+		if held != 0 {
+			c.s.h.Settle(held, false)
 		}
 		return false
 	}
 	c.pending = append(c.pending, frame...)
 	c.pendingN++
 	c.queued.Add(int64(len(frame)))
-	if slot != 0 {
-		c.pendingSlots = append(c.pendingSlots, heldFrame{slot: slot, end: len(c.pending)})
+	if held != 0 {
+		c.pendingSlots = append(c.pendingSlots, heldFrame{held: held, end: len(c.pending)})
 	}
 	if c.flushing {
 		c.mu.Unlock()
@@ -561,7 +572,7 @@ func (c *conn) writeNoWait(frame []byte) {
 
 // startFlusher counts a flusher goroutine about to start (writeNoWait);
 // false once shutdown waits for them (no Add may race with that Wait).
-func (s *server) startFlusher() bool {
+func (s *Server) startFlusher() bool {
 	s.admitMu.RLock()
 	defer s.admitMu.RUnlock()
 	if s.flushStop {
@@ -586,7 +597,7 @@ func (c *conn) flushPending() {
 			}
 		}
 		if len(slots) > 0 {
-			c.s.svc.delivered(slots, written, err)
+			c.s.delivered(slots, written, err)
 			if err != nil {
 				c.keptOnFailure(slots, written)
 			}
@@ -614,10 +625,21 @@ func (c *conn) flush(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// heldFrame is an allocation's answer queued on a connection: the
-// in-flight slot it holds and where its frame ends in the pending bytes.
+// delivered settles the held answers of the frames of one write, of which
+// written bytes may have reached the peer (all, when err is nil): a frame
+// wholly within them counts as delivered (the client may hold its answer,
+// even if the write failed later on); a frame beyond them, or cut by them,
+// never reached the client whole.
+func (s *Server) delivered(frames []heldFrame, written int, err error) {
+	for _, f := range frames {
+		s.h.Settle(f.held, err == nil || f.end <= written)
+	}
+}
+
+// heldFrame is a held answer queued on a connection (Handler.Handle):
+// what it holds and where its frame ends in the pending bytes.
 type heldFrame struct {
-	slot inflight.Slot
+	held Held
 	end  int
 }
 
@@ -648,9 +670,9 @@ func (c *conn) fatal(h wire.Header, err error) {
 	c.close()
 }
 
-// shutdown stops taking requests, waits (bounded by ctx) for in-flight ones
+// Shutdown stops taking requests, waits (bounded by ctx) for in-flight ones
 // to be answered, then closes the listener and every connection.
-func (s *server) shutdown(ctx context.Context) error {
+func (s *Server) Shutdown(ctx context.Context) error {
 	s.admitMu.Lock()
 	s.draining.Store(true)
 	s.admitMu.Unlock()

@@ -1,4 +1,4 @@
-package daemon
+package frontend
 
 import (
 	"context"
@@ -17,8 +17,7 @@ import (
 // before it. (Admission once let any waiter take a freed slot: the lone
 // request then waited, on average, for half the busy connection's queue.)
 func TestAdmissionServesConnectionsInTurn(t *testing.T) {
-	h := startDaemon(t, nil)
-	svc := h.d.svc
+	svc := fakeTiers{capacity: 2048, attempt: time.Second}
 	ts := newTierSlots()
 	ts.waitMax = time.Minute // the test's pace, not admission's, decides
 	ts.limit.Store(1)
@@ -98,8 +97,7 @@ func TestAdmissionServesConnectionsInTurn(t *testing.T) {
 // client a mean 0.45 ms and a p99 of 5 ms of its latency,
 // bench/results/burst.txt set 7.)
 func TestAdmissionPoliteRequestDoesNotQueue(t *testing.T) {
-	h := startDaemon(t, nil)
-	svc := h.d.svc
+	svc := fakeTiers{capacity: 2048, attempt: time.Second}
 	ts := newTierSlots()
 	ts.waitMax = time.Minute // the test's pace, not admission's, decides
 	ts.limit.Store(1)
@@ -187,8 +185,7 @@ func TestAdmissionPoliteRequestDoesNotQueue(t *testing.T) {
 // client's, which would not wait at all) takes a slot past the adaptive
 // limit, within the capacity. (Admission once shed both alike.)
 func TestAdmissionShedsHeavyConnectionsOnly(t *testing.T) {
-	h := startDaemon(t, nil)
-	svc := h.d.svc
+	svc := fakeTiers{capacity: 2048, attempt: time.Second}
 	ts := newTierSlots()
 	ts.waitMax = 20 * time.Millisecond
 	ts.limit.Store(1)
@@ -221,8 +218,7 @@ func TestAdmissionShedsHeavyConnectionsOnly(t *testing.T) {
 // burst spread over many connections, none heavy, then queued past the
 // attempt deadlines.)
 func TestAdmissionSafetyBoundHoldsLightConnections(t *testing.T) {
-	h := startDaemon(t, nil)
-	svc := h.d.svc
+	svc := fakeTiers{capacity: 2048, attempt: time.Second}
 	ts := newTierSlots()
 	ts.waitMax = 20 * time.Millisecond
 	ts.limit.Store(1)

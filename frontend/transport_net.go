@@ -1,4 +1,4 @@
-package daemon
+package frontend
 
 import (
 	"bufio"
@@ -16,16 +16,11 @@ import (
 	"switchboard/wire"
 )
 
-var (
-	errNotSocket   = errors.New("exists and is not a socket")
-	errSocketInUse = errors.New("another daemon is serving this socket")
-)
-
 // netTransport serves the socket with the standard library: one reader
 // goroutine per connection, blocking reads. It has the lowest latency for a
 // few busy connections (docs/libraries.md N9).
 type netTransport struct {
-	s  *server
+	s  *Server
 	ln net.Listener
 
 	mu    sync.Mutex
@@ -95,7 +90,7 @@ func (c netConn) control(f func(fd int)) bool {
 	return rc.Control(func(fd uintptr) { f(int(fd)) }) == nil
 }
 
-func newNetTransport(s *server, ln net.Listener) *netTransport {
+func newNetTransport(s *Server, ln net.Listener) *netTransport {
 	return &netTransport{s: s, ln: ln, conns: map[*conn]net.Conn{}, idle: make(chan *reader), quit: make(chan struct{})}
 }
 

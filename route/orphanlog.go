@@ -1,4 +1,4 @@
-package daemon
+package route
 
 import (
 	"bufio"
@@ -11,8 +11,8 @@ import (
 	"strconv"
 )
 
-// orphanJournalName is the orphan journal's file in the data directory.
-const orphanJournalName = "orphans.journal"
+// OrphanJournalName is the orphan journal's file in the data directory.
+const OrphanJournalName = "orphans.journal"
 
 // orphanJournal keeps the orphan queue in the data directory, so that a
 // restart — graceful or a crash — forgets neither a reservation that may
@@ -53,7 +53,7 @@ type orphanJournal struct {
 // lines it could not read (a torn last line after a crash is not counted:
 // it is the record being written when the process died).
 func openOrphanJournal(dir string) (j *orphanJournal, pending []orphan, bad int, err error) {
-	path := filepath.Join(dir, orphanJournalName)
+	path := filepath.Join(dir, OrphanJournalName)
 	pending, bad, err = replayOrphans(path)
 	if err != nil {
 		return nil, nil, 0, err

@@ -1,4 +1,4 @@
-package daemon
+package frontend
 
 import (
 	"errors"
@@ -120,7 +120,7 @@ func (c *conn) waitReadable(check func() bool) bool {
 }
 
 // keptOnFailure counts and logs the allocation answers of a failed write
-// that still count as delivered (they keep their bridges, service.delivered):
+// that still count as delivered (they keep their bridges, Server.delivered):
 // on net exactly those the kernel took whole before the failure; on
 // netpoll, which does not say how much of a failed flush reached the
 // socket, every answer of the batch (docs/protocol.md §2.4).
@@ -165,7 +165,7 @@ func writeNow(fd int, b []byte) {
 // newConn creates, registers and returns the connection over tc (for
 // admitConn); the transport calls s.connClosed(c) exactly once when it is
 // gone.
-func (s *server) newConn(tc transportConn, uid uint32, uidCounted bool) *conn {
+func (s *Server) newConn(tc transportConn, uid uint32, uidCounted bool) *conn {
 	now := s.clock.Load()
 	c := &conn{s: s, tc: tc, resume: make(chan struct{}, 1), done: make(chan struct{}), goodAt: now, uid: uid, uidCounted: uidCounted}
 	// A nanosecond before the tick: among connections last heard of in the
@@ -189,7 +189,7 @@ const maxStall = time.Second
 
 // stallLimit is maxStall, or half of server.write_timeout when shorter (a
 // write blocked that long is cut anyway).
-func (s *server) stallLimit() time.Duration {
+func (s *Server) stallLimit() time.Duration {
 	if wt := s.cfg.WriteTimeout; wt > 0 && wt/2 < maxStall {
 		return wt / 2
 	}
@@ -243,7 +243,7 @@ func (c *conn) stalled(now int64) time.Duration {
 // answers it has not read (a quiet one's costs its client a redial only).
 // A connection busy by those rules is never evicted: a new client is
 // refused rather than an active one broken.
-func (s *server) evict() bool {
+func (s *Server) evict() bool {
 	tick := s.clock.Load()
 	now := s.now().UnixNano()
 	stallMin := s.stallLimit()
@@ -326,8 +326,8 @@ func reapPeriod(idle time.Duration) time.Duration {
 // advances the coarse clock the read path stamps requests with (so
 // eviction tells connections apart to the second), and cuts idle
 // connections. One goroutine per
-// server, started by newServer and stopped by shutdown.
-func (s *server) reap(stop <-chan struct{}, done chan<- struct{}) {
+// server, started by New and stopped by Shutdown.
+func (s *Server) reap(stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	for {
 		idle := s.lim.Load().idleTimeout
@@ -348,7 +348,7 @@ func (s *server) reap(stop <-chan struct{}, done chan<- struct{}) {
 // connection is active when, since it was last seen active, it sent a
 // request (or has one running) and its peer has read everything written to
 // it: writing a PONG proves nothing until the client reads it.
-func (s *server) reapOnce(now int64, idle time.Duration) {
+func (s *Server) reapOnce(now int64, idle time.Duration) {
 	var cut []*conn
 	s.connMu.Lock()
 	for c := range s.conns {

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package daemon
+package frontend
 
 // unreadFd cannot tell on this platform: the idle reaper then judges a
 // connection by its requests alone.

@@ -1,4 +1,4 @@
-package daemon
+package route
 
 import (
 	"context"
@@ -18,89 +18,107 @@ import (
 	"switchboard/wire"
 )
 
-// tier is one telephony tier as the request path sees it: its pool, its
-// breaker and the operator's drain switch. Every field the request path
-// reads is immutable or atomic.
+// Tier is one telephony tier as the router sees it: its pool, its breaker
+// and the operator's drain switch. Every field the request path reads is
+// immutable or atomic; the composition root (daemon) builds tiers and hands
+// a whole order to Router.Swap.
 //
-// A reload builds new tier values; what must outlive a reload (the breaker,
-// its operator override, the drain switch, the metric children) is shared by
+// A reload builds new Tier values; what must outlive a reload (the breaker,
+// its operator override, the drain switch, the observer) is shared by
 // pointer between the old and the new value of a tier with the same name.
-type tier struct {
-	name    string
-	nameB   []byte
-	pos     int
-	pool    *pool.Pool
-	br      *breaker.Breaker
-	attempt time.Duration
-	addrs   []string // the pool's resolved servers
-	ctl     *tierCtl
-	m       *tierMetrics // nil without metrics
-	// failoverFrom[i] counts allocations this tier served after the
-	// request first tried the tier at position i (nil without metrics).
-	failoverFrom []counter
+type Tier struct {
+	Name    string
+	NameB   []byte // Name, as the wire encodes it (set by the builder)
+	Pos     int    // position in the tier order
+	Pool    *pool.Pool
+	Breaker *breaker.Breaker
+	Attempt time.Duration // bound of one attempt on the tier
+	Addrs   []string      // the pool's resolved servers
+	Ctl     *TierCtl
+	// Obs is told every attempt's outcome (nil: nobody listens).
+	Obs TierObserver
+	// FailoverFrom[i] counts allocations this tier served after the
+	// request first tried the tier at position i (nil: not counted).
+	FailoverFrom []Counter
 }
 
-// tierCtl is the operator's state of a tier, keyed by tier name: it
+// TierObserver is what the router reports about a tier's attempts to; the
+// daemon's metrics implement it. It is called on the request path: it must
+// neither block nor allocate.
+type TierObserver interface {
+	Attempt(o Outcome)
+}
+
+// Counter is a monotonically increasing count (a Prometheus counter child
+// in production).
+type Counter interface {
+	Inc()
+}
+
+// TierCtl is the operator's state of a tier, keyed by tier name: it
 // survives reloads. It is safe for concurrent use.
-type tierCtl struct {
-	drained atomic.Bool
+type TierCtl struct {
+	Drained atomic.Bool
 }
 
-// available reports, with atomic loads only, whether a new allocation may be
+// Available reports, with atomic loads only, whether a new allocation may be
 // tried on t: not drained, at least one live connection, breaker not known
 // open.
-func (t *tier) available() bool {
-	return !t.ctl.drained.Load() && t.pool.Live() > 0 && !t.br.Skip()
+func (t *Tier) Available() bool {
+	return !t.Ctl.Drained.Load() && t.Pool.Live() > 0 && !t.Breaker.Skip()
 }
 
-// tierSet is one generation of the tier order. Requests hold it (acquire,
+// TierSet is one generation of the tier order. Requests hold it (acquire,
 // release) while they use its tiers, so a reload knows when the pools it
 // retired are no longer reachable by any request and may be closed.
-type tierSet struct {
-	tiers   []*tier
+type TierSet struct {
+	Tiers   []*Tier
 	refs    atomic.Int64
 	retired atomic.Bool
 	once    sync.Once
 	idle    chan struct{} // closed once retired and refs is 0
 }
 
-func newTierSet(tiers []*tier) *tierSet {
-	return &tierSet{tiers: tiers, idle: make(chan struct{})}
+func newTierSet(tiers []*Tier) *TierSet {
+	return &TierSet{Tiers: tiers, idle: make(chan struct{})}
 }
 
+// Idle is closed once ts is retired and no request uses it any more.
+func (ts *TierSet) Idle() <-chan struct{} { return ts.idle }
+
 // release ends a request's use of ts.
-func (ts *tierSet) release() {
+func (ts *TierSet) release() {
 	if ts.refs.Add(-1) == 0 && ts.retired.Load() {
 		ts.once.Do(func() { close(ts.idle) })
 	}
 }
 
 // retire marks ts as replaced; idle closes when its last user releases it.
-func (ts *tierSet) retire() {
+func (ts *TierSet) retire() {
 	ts.retired.Store(true)
 	if ts.refs.Load() == 0 {
 		ts.once.Do(func() { close(ts.idle) })
 	}
 }
 
-// keySource issues session keys (keygen.Generator in production).
-type keySource interface {
+// KeySource issues session keys (keygen.Generator in production).
+type KeySource interface {
 	Next() (uint64, error)
 }
 
-// keyWaitMax bounds how long one request waits for the key supply to catch
+// KeyWaitMax bounds how long one request waits for the key supply to catch
 // up (within its own deadline).
-const keyWaitMax = 500 * time.Millisecond
+const KeyWaitMax = 500 * time.Millisecond
 
 // nextKey returns a fresh session key. The generator never blocks: when
 // its buffer ran dry because the lease store is slow (an fsync on a busy
 // disk) or failing, it says so at once. For a store that is only late, a
-// request then waits for it, polling with a short backoff, up to keyWaitMax
+// request then waits for it, polling with a short backoff, up to KeyWaitMax
 // and its own deadline: a store that is late by a few hundred milliseconds
 // costs latency, not an error. A store known to fail (keygen.ErrStoreDown:
 // its last lease failed, etcd is unreachable) is answered at once. Either
 // way the error is KEYS_EXHAUSTED: an operator must look at the store.
-func (s *service) nextKey(ctx context.Context) (uint64, error) {
+func (s *Router) nextKey(ctx context.Context) (uint64, error) {
 	key, err := s.keys.Next()
 	if err == nil || !errors.Is(err, keygen.ErrUnavailable) || errors.Is(err, keygen.ErrStoreDown) {
 		// A store known to fail (etcd down, a broken disk) is answered
@@ -111,7 +129,7 @@ func (s *service) nextKey(ctx context.Context) (uint64, error) {
 	if ce := s.log.Check(zap.WarnLevel, "session keys not ready, waiting for the lease store"); ce != nil {
 		ce.Write(zap.Error(err))
 	}
-	give := time.NewTimer(keyWaitMax)
+	give := time.NewTimer(KeyWaitMax)
 	defer give.Stop()
 	poll := time.NewTimer(time.Millisecond)
 	defer poll.Stop()
@@ -135,23 +153,24 @@ func (s *service) nextKey(ctx context.Context) (uint64, error) {
 // construction; this is the last line of defence).
 const maxKeyExists = 4
 
-// service implements the front-end operations on top of keys, tiers and the
-// index. It is safe for concurrent use.
-type service struct {
+// Router implements the front-end operations (ALLOCATE, LOOKUP, UPDATE,
+// RELEASE) on top of keys, tiers, the session index and the orphan
+// releaser. It is safe for concurrent use.
+type Router struct {
 	log     *zap.Logger
-	keys    keySource
-	set     atomic.Pointer[tierSet] // the tier order in force
-	tiers   atomic.Pointer[[]*tier] // &set.tiers, for readers that hold nothing
+	keys    KeySource
+	set     atomic.Pointer[TierSet] // the tier order in force
+	tiers   atomic.Pointer[[]*Tier] // &set.Tiers, for readers that hold nothing
 	idx     *index
 	flights flights
 	orphans *orphans
-	fl      *inflight.Table // allocations in flight (daemon/inflight.go); nil: not recorded
-	stats   serviceStats
+	fl      *inflight.Table // allocations in flight (route/inflight.go); nil: not recorded
+	stats   routerStats
 }
 
 // acquire returns the tier set in force, held until release: a reload
 // closes a retired pool only once no request holds its set.
-func (s *service) acquire() *tierSet {
+func (s *Router) acquire() *TierSet {
 	for {
 		ts := s.set.Load()
 		ts.refs.Add(1)
@@ -164,45 +183,20 @@ func (s *service) acquire() *tierSet {
 
 // swap installs tiers as the tier order and returns the set it replaced
 // (nil at the first call), already retired.
-func (s *service) swap(tiers []*tier) *tierSet {
+func (s *Router) swap(tiers []*Tier) *TierSet {
 	ts := newTierSet(tiers)
 	old := s.set.Swap(ts)
-	s.tiers.Store(&ts.tiers)
+	s.tiers.Store(&ts.Tiers)
 	if old != nil {
 		old.retire()
 	}
 	return old
 }
 
-type serviceStats struct {
+type routerStats struct {
 	failovers atomic.Uint64 // allocations served by a tier other than the first tried
 	keyExists atomic.Uint64
 	keyWaits  atomic.Uint64 // requests that waited for the key supply
-}
-
-// errf builds a front-end error: status plus a message for the client.
-func errf(s wire.Status, format string, args ...any) error {
-	return &wire.RemoteError{Status: s, Message: fmt.Sprintf(format, args...)}
-}
-
-// statusOf maps any error to the front-end status and message to answer.
-func statusOf(err error) (wire.Status, string) {
-	var re *wire.RemoteError
-	switch {
-	case errors.As(err, &re):
-		return re.Status, re.Message
-	case errors.Is(err, context.DeadlineExceeded):
-		return wire.StatusTimeout, "request deadline passed"
-	case errors.Is(err, keygen.ErrExhausted):
-		return wire.StatusKeysExhausted, "session key space exhausted"
-	case errors.Is(err, keygen.ErrUnavailable):
-		return wire.StatusKeysExhausted, "no session keys available: the key lease store is failing or too slow"
-	}
-	var s wire.Status
-	if errors.As(err, &s) {
-		return s, ""
-	}
-	return wire.StatusInternal, "internal error"
 }
 
 // slotWaitMax bounds how long one allocation waits, in all, for a free slot
@@ -226,7 +220,7 @@ type slotWait struct {
 // frees as soon as any of the tier's calls is answered. The pause uses the
 // request's attempt deadline (rs.adl, idle between attempts), so it does
 // not allocate a timer.
-func (w *slotWait) wait(ctx context.Context, rs *reqState) bool {
+func (w *slotWait) wait(ctx context.Context, rs *Scratch) bool {
 	now := time.Now()
 	if w.until.IsZero() {
 		w.until, w.next = now.Add(slotWaitMax), 500*time.Microsecond
@@ -236,27 +230,18 @@ func (w *slotWait) wait(ctx context.Context, rs *reqState) bool {
 		return false
 	}
 	w.next = min(2*w.next, slotPollMax)
-	rs.adl.start(d)
+	rs.adl.Start(d)
 	select {
 	case <-rs.adl.Done():
 	case <-ctx.Done():
 	}
-	rs.adl.stop()
+	rs.adl.Stop()
 	return ctx.Err() == nil
-}
-
-// callerErr is the error of a request that ended during an attempt that
-// failed with err.
-func callerErr(ctx context.Context, err error) error {
-	if cerr := ctx.Err(); cerr != nil {
-		return cerr
-	}
-	return err
 }
 
 // allocate reserves a bridge for req on the first tier that takes it and
 // appends the AllocateResponse payload to out.
-func (s *service) allocate(ctx context.Context, rs *reqState, req *wire.AllocateRequest, out []byte) ([]byte, error) {
+func (s *Router) Allocate(ctx context.Context, rs *Scratch, req *wire.AllocateRequest, out []byte) ([]byte, error) {
 	if len(req.Token) == 0 {
 		return s.allocateDurable(ctx, rs, req, out)
 	}
@@ -300,7 +285,7 @@ func (s *service) allocate(ctx context.Context, rs *reqState, req *wire.Allocate
 	return out, err
 }
 
-func (s *service) replay(rs *reqState, token []byte) ([]byte, bool) {
+func (s *Router) replay(rs *Scratch, token []byte) ([]byte, bool) {
 	var v []byte
 	var ok bool
 	rs.kbuf, v, ok = s.idx.getToken(token, rs.kbuf, rs.scratch)
@@ -316,7 +301,7 @@ func (s *service) replay(rs *reqState, token []byte) ([]byte, bool) {
 // first request's connection may die before its own answer is written,
 // and the bridge is then not released (undelivered), since this request
 // holds it.
-func (s *service) appendReplayed(out, token, v []byte) ([]byte, error) {
+func (s *Router) appendReplayed(out, token, v []byte) ([]byte, error) {
 	var r wire.AllocateResponse
 	if err := r.Decode(v); err != nil {
 		return out, errf(wire.StatusInternal, "corrupt idempotency record")
@@ -326,144 +311,224 @@ func (s *service) appendReplayed(out, token, v []byte) ([]byte, error) {
 	return r.AppendTo(out), nil
 }
 
-func (s *service) allocateOnce(ctx context.Context, rs *reqState, req *wire.AllocateRequest, out []byte) ([]byte, error) {
-	key, err := s.nextKey(ctx)
-	if err != nil {
+// allocateDurable runs allocateOnce holding a slot of the in-flight table:
+// allocateOnce records an INTENT in it before each RESERVE (intend), and on
+// success the answer is recorded (ACKED) before it is returned. The slot
+// then travels with the response to the connection's write path, which
+// frees it once the bytes are handed to the kernel (Delivered) or
+// releases the reservation if they cannot be (Undelivered). No slot free: OVERLOADED.
+func (s *Router) allocateDurable(ctx context.Context, rs *Scratch, req *wire.AllocateRequest, out []byte) ([]byte, error) {
+	if s.fl == nil {
+		return s.allocateOnce(ctx, rs, req, out)
+	}
+	slot, ok := s.fl.Acquire()
+	if !ok {
+		return out, errf(wire.StatusOverloaded, "daemon at its limit of allocations in flight")
+	}
+	rs.Slot, rs.token = slot, req.Token
+	start := len(out)
+	out, err := s.allocateOnce(ctx, rs, req, out)
+	if err == nil {
+		if err = s.fl.Ack(slot, out[start:]); err == nil {
+			return out, nil
+		}
+		// Cannot happen (an answer is far smaller than a slot); if it did,
+		// a crash would release a bridge the client holds: do not hand it out.
+		s.Undelivered(slot)
+		rs.Slot = 0
+		return out[:start], errf(wire.StatusInternal, "allocation answer too large to record: %v", err)
+	}
+	s.fl.Free(slot)
+	rs.Slot = 0
+	return out, err
+}
+
+// intend records in rs's slot, before a RESERVE for key is sent to t, that
+// t may hold a bridge under key. A previous attempt's intent is replaced:
+// allocateOnce has queued it as an orphan if its Outcome is unknown.
+func (s *Router) intend(rs *Scratch, key uint64, t *Tier) error {
+	if rs.Slot == 0 {
+		return nil
+	}
+	if err := s.fl.Intend(rs.Slot, rs.token, key, t.NameB); err != nil {
+		return errf(wire.StatusInternal, "recording an allocation in flight: %v", err)
+	}
+	return nil
+}
+
+// allocation is one ALLOCATE's walk down the tier order: the key it
+// offers, the tier it tried first, and what its attempts met, read from
+// their outcomes (classify).
+type allocation struct {
+	key       uint64
+	first     int // position of the first tier tried; -1: none yet
+	keyExists int // KEY_EXISTS answers so far (at most maxKeyExists are retried)
+	slot      slotWait
+	// sawFailure: a tier's fault (timeout, failure); sawLocal: a local
+	// limit; sawCapacity: a full telephony server.
+	sawCapacity, sawFailure, sawLocal bool
+	lastFailure                       error
+}
+
+// allocateOnce offers one fresh key to the available tiers in order, and
+// answers with the first reservation, or with what the attempts met.
+func (s *Router) allocateOnce(ctx context.Context, rs *Scratch, req *wire.AllocateRequest, out []byte) ([]byte, error) {
+	a := allocation{first: -1}
+	var err error
+	if a.key, err = s.nextKey(ctx); err != nil {
 		return out, err
 	}
 	ts := s.acquire()
 	defer ts.release()
-	tiers := ts.tiers
-	var (
-		// What the attempts met, read from their outcomes (classify):
-		// sawFailure is the tier's fault (timeout, failure), sawLocal a
-		// local limit, sawCapacity a full telephony server.
-		sawCapacity, sawFailure, sawLocal bool
-		first                             = -1
-		lastFailure                       error
-		keyExists                         int
-		slot                              slotWait
-	)
-	for _, t := range tiers {
-		if !t.available() {
+	for _, t := range ts.Tiers {
+		if !t.Available() {
 			continue
 		}
-		for {
-			if err := s.intend(rs, key, t); err != nil {
-				return out, err
-			}
-			done, err := t.br.Allow()
-			if err != nil {
-				break // open or probes busy: next tier
-			}
-			if first < 0 {
-				first = t.pos
-			}
-			rs.ureq = wire.UpdateRequest{Key: key, Spec: req.Spec, Meta: req.Meta}
-			actx, cancel := rs.adl.within(ctx, t.attempt)
-			var reply *mux.Reply
-			var serverID string
-			if rs.polite {
-				reply, serverID, err = t.pool.RoundTripOnNow(actx, wire.OpReserve, &rs.ureq)
-			} else {
-				reply, serverID, err = t.pool.RoundTripOn(actx, wire.OpReserve, &rs.ureq)
-			}
-			cancel()
-			if err == nil {
-				var b wire.Bridge
-				if err = b.Decode(reply.Payload); err == nil {
-					done.Record(outcomeOK.verdict())
-					out = s.accept(rs, t, serverID, key, req, &b, out)
-					reply.Release()
-					if t.pos != first {
-						s.stats.failovers.Add(1)
-						if t.failoverFrom != nil {
-							t.failoverFrom[first].Inc()
-						}
-					}
-					t.m.attempt(outcomeOK)
-					return out, nil
-				}
-				reply.Release()
-				// A reply we cannot read from a server that reserved a
-				// bridge: a tier failure with an unknown outcome.
-				err = fmt.Errorf("%w: undecodable RESERVE reply from tier %s: %w", mux.ErrUnknownOutcome, t.name, err)
-			}
-			o := classify(ctx, err)
-			done.Record(o.verdict())
-			t.m.attempt(o)
-			if errors.Is(err, mux.ErrUnknownOutcome) {
-				// The server may hold a bridge under key: release it once
-				// the tier answers again; never reuse the key.
-				s.orphans.add(t.name, serverID, key)
-			}
-			switch {
-			case o == outcomeCallerGone:
-				return out, callerErr(ctx, err)
-			case o == outcomeLocal && errors.Is(err, mux.ErrBusy):
-				// The tier is healthy but every connection to it is at
-				// its in-flight limit. The tier order is a priority, not
-				// a spill-over: wait briefly for a slot on this tier,
-				// then shed the request (OVERLOADED, retry) rather than
-				// push the burst onto the next tier.
-				if slot.wait(ctx, rs) {
-					continue
-				}
-				if ctx.Err() != nil {
-					return out, ctx.Err()
-				}
-				return out, errf(wire.StatusOverloaded, "tier %s is at its in-flight limit", t.name)
-			case o == outcomeLocal:
-				// No connection (it died since available()) or the pool
-				// is closing: nothing was sent, nobody is blamed; the
-				// next tier may serve.
-				sawLocal = true
-			case o == outcomeKeyExists && keyExists < maxKeyExists:
-				keyExists++
-				s.stats.keyExists.Add(1)
-				if ce := s.log.Check(zap.WarnLevel, "telephony server reports key in use, taking the next"); ce != nil {
-					ce.Write(zap.String("tier", t.name), zap.Uint64("key", key))
-				}
-				if key, err = s.nextKey(ctx); err != nil {
-					return out, err
-				}
-				continue
-			case o == outcomeRejected:
-				return out, errf(wire.StatusBadRequest, "telephony tier %s rejected the request: %v", t.name, err)
-			case o == outcomeCapacity:
-				sawCapacity = true
-			default:
-				sawFailure, lastFailure = true, err
-				if ce := s.log.Check(zap.InfoLevel, "tier attempt failed, failing over"); ce != nil {
-					ce.Write(zap.String("tier", t.name), zap.Error(err))
-				}
-			}
-			if errors.Is(err, mux.ErrUnknownOutcome) {
-				// The key may be held on t: the next tier gets a fresh one.
-				if key, err = s.nextKey(ctx); err != nil {
-					return out, err
-				}
-			}
-			break
+		var answered bool
+		if out, answered, err = s.onTier(ctx, rs, req, t, &a, out); answered {
+			return out, err
 		}
 	}
-	switch {
-	case sawFailure:
-		return out, errf(wire.StatusUnavailable, "no tier could serve: last error: %v", lastFailure)
-	case sawLocal:
-		return out, errf(wire.StatusOverloaded, "no tier could take the request now")
-	case sawCapacity:
-		return out, errf(wire.StatusCapacity, "every tier is full")
+	return out, a.unserved()
+}
+
+// onTier makes the allocation's attempts on t: one, or more while t's
+// connections are all busy (a brief wait for a slot) or t says the key is
+// taken (a fresh key). answered: the request's answer is out, or err;
+// otherwise the next tier may serve it.
+func (s *Router) onTier(ctx context.Context, rs *Scratch, req *wire.AllocateRequest, t *Tier, a *allocation, out []byte) (_ []byte, answered bool, _ error) {
+	for {
+		if err := s.intend(rs, a.key, t); err != nil {
+			return out, true, err
+		}
+		done, err := t.Breaker.Allow()
+		if err != nil {
+			return out, false, nil // open or probes busy: next tier
+		}
+		if a.first < 0 {
+			a.first = t.Pos
+		}
+		reply, serverID, err := s.reserve(ctx, rs, req, t, a.key)
+		if err == nil {
+			var b wire.Bridge
+			if err = b.Decode(reply.Payload); err == nil {
+				done.Record(OutcomeOK.verdict())
+				out = s.accept(rs, t, serverID, a.key, req, &b, out)
+				reply.Release()
+				s.servedBy(t, a.first)
+				t.observe(OutcomeOK)
+				return out, true, nil
+			}
+			reply.Release()
+			// A reply we cannot read from a server that reserved a
+			// bridge: a tier failure with an unknown outcome.
+			err = fmt.Errorf("%w: undecodable RESERVE reply from tier %s: %w", mux.ErrUnknownOutcome, t.Name, err)
+		}
+		o := classify(ctx, err)
+		done.Record(o.verdict())
+		t.observe(o)
+		unknown := errors.Is(err, mux.ErrUnknownOutcome)
+		if unknown {
+			// The server may hold a bridge under the key: release it once
+			// the tier answers again; never reuse the key.
+			s.orphans.add(t.Name, serverID, a.key)
+		}
+		switch {
+		case o == OutcomeCallerGone:
+			return out, true, callerErr(ctx, err)
+		case o == OutcomeLocal && errors.Is(err, mux.ErrBusy):
+			// The tier is healthy but every connection to it is at its
+			// in-flight limit. The tier order is a priority, not a
+			// spill-over: wait briefly for a slot on this tier, then shed
+			// the request (OVERLOADED, retry) rather than push the burst
+			// onto the next tier.
+			if a.slot.wait(ctx, rs) {
+				continue
+			}
+			if ctx.Err() != nil {
+				return out, true, ctx.Err()
+			}
+			return out, true, errf(wire.StatusOverloaded, "tier %s is at its in-flight limit", t.Name)
+		case o == OutcomeLocal:
+			// No connection (it died since Available()) or the pool is
+			// closing: nothing was sent, nobody is blamed; the next tier
+			// may serve.
+			a.sawLocal = true
+		case o == OutcomeKeyExists && a.keyExists < maxKeyExists:
+			a.keyExists++
+			s.stats.keyExists.Add(1)
+			if ce := s.log.Check(zap.WarnLevel, "telephony server reports key in use, taking the next"); ce != nil {
+				ce.Write(zap.String("tier", t.Name), zap.Uint64("key", a.key))
+			}
+			if a.key, err = s.nextKey(ctx); err != nil {
+				return out, true, err
+			}
+			continue
+		case o == OutcomeRejected:
+			return out, true, errf(wire.StatusBadRequest, "telephony tier %s rejected the request: %v", t.Name, err)
+		case o == OutcomeCapacity:
+			a.sawCapacity = true
+		default:
+			a.sawFailure, a.lastFailure = true, err
+			if ce := s.log.Check(zap.InfoLevel, "tier attempt failed, failing over"); ce != nil {
+				ce.Write(zap.String("tier", t.Name), zap.Error(err))
+			}
+		}
+		if unknown {
+			// The key may be held on t: the next tier gets a fresh one.
+			if a.key, err = s.nextKey(ctx); err != nil {
+				return out, true, err
+			}
+		}
+		return out, false, nil
 	}
-	return out, errf(wire.StatusUnavailable, "no tier available")
+}
+
+// reserve sends one RESERVE of key for req to t, within t's attempt
+// deadline; a polite request's is written without yielding.
+func (s *Router) reserve(ctx context.Context, rs *Scratch, req *wire.AllocateRequest, t *Tier, key uint64) (*mux.Reply, string, error) {
+	rs.ureq = wire.UpdateRequest{Key: key, Spec: req.Spec, Meta: req.Meta}
+	actx, cancel := rs.adl.Within(ctx, t.Attempt)
+	defer cancel()
+	if rs.Polite {
+		return t.Pool.RoundTripOnNow(actx, wire.OpReserve, &rs.ureq)
+	}
+	return t.Pool.RoundTripOn(actx, wire.OpReserve, &rs.ureq)
+}
+
+// servedBy counts a failover when t served an allocation that first tried
+// the tier at position first.
+func (s *Router) servedBy(t *Tier, first int) {
+	if t.Pos == first {
+		return
+	}
+	s.stats.failovers.Add(1)
+	if t.FailoverFrom != nil {
+		t.FailoverFrom[first].Inc()
+	}
+}
+
+// unserved is the answer of an allocation no tier served: the worst of
+// what its attempts met (a tier's fault, then a local limit, then full
+// tiers), or UNAVAILABLE when no tier could even be tried.
+func (a *allocation) unserved() error {
+	switch {
+	case a.sawFailure:
+		return errf(wire.StatusUnavailable, "no tier could serve: last error: %v", a.lastFailure)
+	case a.sawLocal:
+		return errf(wire.StatusOverloaded, "no tier could take the request now")
+	case a.sawCapacity:
+		return errf(wire.StatusCapacity, "every tier is full")
+	}
+	return errf(wire.StatusUnavailable, "no tier available")
 }
 
 // accept records a successful RESERVE, held by serverID, and appends the
 // AllocateResponse.
-func (s *service) accept(rs *reqState, t *tier, serverID string, key uint64, req *wire.AllocateRequest, b *wire.Bridge, out []byte) []byte {
-	rs.res = wire.Reservation{Key: key, Tier: t.nameB, Bridge: *b, Spec: req.Spec, Meta: req.Meta}
+func (s *Router) accept(rs *Scratch, t *Tier, serverID string, key uint64, req *wire.AllocateRequest, b *wire.Bridge, out []byte) []byte {
+	rs.res = wire.Reservation{Key: key, Tier: t.NameB, Bridge: *b, Spec: req.Spec, Meta: req.Meta}
 	rs.scratch = s.idx.putSession(serverID, &rs.res, rs.scratch)
-	resp := wire.AllocateResponse{Key: key, Tier: t.nameB, Bridge: *b}
+	resp := wire.AllocateResponse{Key: key, Tier: t.NameB, Bridge: *b}
 	return resp.AppendTo(out)
 }
 
@@ -482,9 +547,9 @@ func (s *service) accept(rs *reqState, t *tier, serverID string, key uint64, req
 // that never answered a HELLO): release defers the RELEASE to them.
 //
 // The caller must hold ts (acquired) while it uses the returned tier.
-func (s *service) locate(ctx context.Context, rs *reqState, ts *tierSet, key uint64) (t *tier, serverID string, err error) {
+func (s *Router) locate(ctx context.Context, rs *Scratch, ts *TierSet, key uint64) (t *Tier, serverID string, err error) {
 	rs.unasked = rs.unasked[:0]
-	tiers := ts.tiers
+	tiers := ts.Tiers
 	v, found, deleted := s.idx.getSession(key, rs.cached)
 	rs.cached = v
 	if deleted {
@@ -493,7 +558,7 @@ func (s *service) locate(ctx context.Context, rs *reqState, ts *tierSet, key uin
 	if found {
 		if id, res, ok := parseSessionRecord(v); ok && rs.res.Decode(res) == nil {
 			if t, sid := holderOf(tiers, rs.res.Tier, id); t != nil {
-				rs.res.Tier = t.nameB
+				rs.res.Tier = t.NameB
 				return t, sid, nil
 			}
 			if len(id) > 0 {
@@ -518,10 +583,10 @@ func (s *service) locate(ctx context.Context, rs *reqState, ts *tierSet, key uin
 		slot              slotWait
 	)
 	for _, t := range tiers {
-		ids := t.pool.ServerIDs()
-		if t.pool.Unanswered() > 0 {
-			unreachable = fmt.Errorf("tier %s has servers that never answered a HELLO", t.name)
-			rs.unasked = append(rs.unasked, orphan{tier: t.name, key: key})
+		ids := t.Pool.ServerIDs()
+		if t.Pool.Unanswered() > 0 {
+			unreachable = fmt.Errorf("tier %s has servers that never answered a HELLO", t.Name)
+			rs.unasked = append(rs.unasked, orphan{tier: t.Name, key: key})
 		}
 		for _, id := range ids {
 			rs.kreq = wire.KeyRequest{Key: key}
@@ -531,23 +596,23 @@ func (s *service) locate(ctx context.Context, rs *reqState, ts *tierSet, key uin
 					continue
 				}
 				switch classify(ctx, err) {
-				case outcomeCallerGone:
+				case OutcomeCallerGone:
 					return nil, "", callerErr(ctx, err)
-				case outcomeLocal:
+				case OutcomeLocal:
 					// Its pool is full (nothing sent): busy, not down.
-					busy = fmt.Errorf("server %s of tier %s: %w", id, t.name, err)
+					busy = fmt.Errorf("server %s of tier %s: %w", id, t.Name, err)
 				default:
-					unreachable = fmt.Errorf("server %s of tier %s: %w", id, t.name, err)
+					unreachable = fmt.Errorf("server %s of tier %s: %w", id, t.Name, err)
 				}
-				rs.unasked = append(rs.unasked, orphan{tier: t.name, key: key, server: id})
+				rs.unasked = append(rs.unasked, orphan{tier: t.Name, key: key, server: id})
 				continue
 			}
 			var rec wire.Record
 			if err := rec.Decode(reply.Payload); err != nil {
 				reply.Release()
-				return nil, "", errf(wire.StatusInternal, "server %s of tier %s sent an undecodable LOOKUP reply", id, t.name)
+				return nil, "", errf(wire.StatusInternal, "server %s of tier %s sent an undecodable LOOKUP reply", id, t.Name)
 			}
-			rs.res = wire.Reservation{Key: key, Tier: t.nameB, Bridge: rec.Bridge, Spec: rec.Spec, Meta: rec.Meta}
+			rs.res = wire.Reservation{Key: key, Tier: t.NameB, Bridge: rec.Bridge, Spec: rec.Spec, Meta: rec.Meta}
 			// Copy out of the reply (refreshSession may store nothing).
 			rs.scratch = rs.res.AppendTo(rs.scratch[:0])
 			reply.Release()
@@ -570,14 +635,14 @@ func (s *service) locate(ctx context.Context, rs *reqState, ts *tierSet, key uin
 
 // holder returns the tier whose pool has the server serverID, preferring
 // the tier named name (where the session was created).
-func holder(tiers []*tier, name, serverID string) *tier {
+func holder(tiers []*Tier, name, serverID string) *Tier {
 	for _, t := range tiers {
-		if t.name == name && t.pool.HasServer(serverID) {
+		if t.Name == name && t.Pool.HasServer(serverID) {
 			return t
 		}
 	}
 	for _, t := range tiers {
-		if t.pool.HasServer(serverID) {
+		if t.Pool.HasServer(serverID) {
 			return t
 		}
 	}
@@ -586,13 +651,13 @@ func holder(tiers []*tier, name, serverID string) *tier {
 
 // holderOf is holder for the byte slices of an index record, without
 // allocating: it returns the pool's own copy of the server id.
-func holderOf(tiers []*tier, name, serverID []byte) (*tier, string) {
+func holderOf(tiers []*Tier, name, serverID []byte) (*Tier, string) {
 	for pass := 0; pass < 2; pass++ {
 		for _, t := range tiers {
-			if pass == 0 && t.name != string(name) {
+			if pass == 0 && t.Name != string(name) {
 				continue
 			}
-			for _, id := range t.pool.ServerIDs() {
+			for _, id := range t.Pool.ServerIDs() {
 				if id == string(serverID) {
 					return t, id
 				}
@@ -602,7 +667,7 @@ func holderOf(tiers []*tier, name, serverID []byte) (*tier, string) {
 	return nil, ""
 }
 
-func (s *service) lookup(ctx context.Context, rs *reqState, key uint64, out []byte) ([]byte, error) {
+func (s *Router) Lookup(ctx context.Context, rs *Scratch, key uint64, out []byte) ([]byte, error) {
 	ts := s.acquire()
 	defer ts.release()
 	if _, _, err := s.locate(ctx, rs, ts, key); err != nil {
@@ -611,12 +676,12 @@ func (s *service) lookup(ctx context.Context, rs *reqState, key uint64, out []by
 	return rs.res.AppendTo(out), nil
 }
 
-// testHookBeforeRefresh, when set (tests only), runs after an UPDATE's
+// TestHookBeforeRefresh, when set (tests only), runs after an UPDATE's
 // reply arrived and before the index is refreshed with it: a test forces a
 // RELEASE into that window.
-var testHookBeforeRefresh atomic.Pointer[func(key uint64)]
+var TestHookBeforeRefresh atomic.Pointer[func(key uint64)]
 
-func (s *service) update(ctx context.Context, rs *reqState, req *wire.UpdateRequest, out []byte) ([]byte, error) {
+func (s *Router) Update(ctx context.Context, rs *Scratch, req *wire.UpdateRequest, out []byte) ([]byte, error) {
 	ts := s.acquire()
 	defer ts.release()
 	t, id, err := s.locate(ctx, rs, ts, req.Key)
@@ -635,17 +700,17 @@ func (s *service) update(ctx context.Context, rs *reqState, req *wire.UpdateRequ
 	defer reply.Release()
 	var b wire.Bridge
 	if err := b.Decode(reply.Payload); err != nil {
-		return out, errf(wire.StatusInternal, "server %s of tier %s sent an undecodable UPDATE reply", id, t.name)
+		return out, errf(wire.StatusInternal, "server %s of tier %s sent an undecodable UPDATE reply", id, t.Name)
 	}
-	if hook := testHookBeforeRefresh.Load(); hook != nil {
+	if hook := TestHookBeforeRefresh.Load(); hook != nil {
 		(*hook)(req.Key)
 	}
-	rs.res = wire.Reservation{Key: req.Key, Tier: t.nameB, Bridge: b, Spec: req.Spec, Meta: req.Meta}
+	rs.res = wire.Reservation{Key: req.Key, Tier: t.NameB, Bridge: b, Spec: req.Spec, Meta: req.Meta}
 	rs.scratch, _ = s.idx.refreshSession(id, &rs.res, rs.scratch)
 	return rs.res.AppendTo(out), nil
 }
 
-func (s *service) release(ctx context.Context, rs *reqState, key uint64, out []byte) ([]byte, error) {
+func (s *Router) Release(ctx context.Context, rs *Scratch, key uint64, out []byte) ([]byte, error) {
 	ts := s.acquire()
 	defer ts.release()
 	t, id, err := s.locate(ctx, rs, ts, key)
@@ -666,9 +731,9 @@ func (s *service) release(ctx context.Context, rs *reqState, key uint64, out []b
 		s.idx.delSession(key)
 		return out, nil
 	}
-	actx, cancel := rs.adl.within(ctx, t.attempt)
+	actx, cancel := rs.adl.Within(ctx, t.Attempt)
 	rs.kreq = wire.KeyRequest{Key: key}
-	reply, err := t.pool.RoundTripTo(actx, id, wire.OpTelRelease, &rs.kreq)
+	reply, err := t.Pool.RoundTripTo(actx, id, wire.OpTelRelease, &rs.kreq)
 	cancel()
 	switch {
 	case err == nil:
@@ -683,30 +748,13 @@ func (s *service) release(ctx context.Context, rs *reqState, key uint64, out []b
 		// out, failing). The release is accepted and handed to the
 		// releaser, which retries on that server until it confirms: the
 		// front end sees no error, and the bridge does not leak.
-		s.orphans.add(t.name, id, key)
+		s.orphans.add(t.Name, id, key)
 		if ce := s.log.Check(zap.InfoLevel, "release deferred until the server answers"); ce != nil {
-			ce.Write(zap.String("tier", t.name), zap.String("server_id", id), zap.Uint64("key", key), zap.Error(err))
+			ce.Write(zap.String("tier", t.Name), zap.String("server_id", id), zap.Uint64("key", key), zap.Error(err))
 		}
 	}
 	s.idx.delSession(key)
 	return out, nil
-}
-
-// serverErr maps a failed call to the server that holds a session, by its
-// outcome (classify): a local limit (the pool full: nothing was sent) is
-// OVERLOADED, "busy, retry", never UNAVAILABLE: the server did nothing.
-func serverErr(ctx context.Context, t *tier, serverID string, err error) error {
-	switch classify(ctx, err) {
-	case outcomeCallerGone:
-		return callerErr(ctx, err)
-	case outcomeLocal:
-		return errf(wire.StatusOverloaded, "server %s of tier %s holding the session is at its in-flight limit: %v", serverID, t.name, err)
-	}
-	var re *wire.RemoteError
-	if errors.As(err, &re) && re.Status == wire.StatusBadRequest {
-		return errf(wire.StatusBadRequest, "server %s of tier %s: %s", serverID, t.name, re.Message)
-	}
-	return errf(wire.StatusUnavailable, "server %s of tier %s holding the session: %v", serverID, t.name, err)
 }
 
 // callServer sends one request to the server serverID of t within the
@@ -714,10 +762,10 @@ func serverErr(ctx context.Context, t *tier, serverID string, err error) error {
 // sent) is waited for briefly, as an allocation waits for its tier
 // (slotWait, shared by the calls of one request so that it waits
 // slotWaitMax in all), then returned.
-func (s *service) callServer(ctx context.Context, rs *reqState, slot *slotWait, t *tier, serverID string, op wire.Op, req wire.Payload) (*mux.Reply, error) {
+func (s *Router) callServer(ctx context.Context, rs *Scratch, slot *slotWait, t *Tier, serverID string, op wire.Op, req wire.Payload) (*mux.Reply, error) {
 	for {
-		actx, cancel := rs.adl.within(ctx, t.attempt)
-		reply, err := t.pool.RoundTripTo(actx, serverID, op, req)
+		actx, cancel := rs.adl.Within(ctx, t.Attempt)
+		reply, err := t.Pool.RoundTripTo(actx, serverID, op, req)
 		cancel()
 		if err == nil || !errors.Is(err, mux.ErrBusy) || !slot.wait(ctx, rs) {
 			return reply, err
@@ -757,4 +805,11 @@ func (fs *flights) finish(token []byte, f *flight) {
 	delete(fs.m, string(token))
 	fs.mu.Unlock()
 	close(f.done)
+}
+
+// observe reports an attempt's outcome on t to its observer.
+func (t *Tier) observe(o Outcome) {
+	if t.Obs != nil {
+		t.Obs.Attempt(o)
+	}
 }

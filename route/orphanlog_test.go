@@ -1,16 +1,11 @@
-package daemon
+package route
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
-
-	"switchboard/telsim"
-	"switchboard/wire"
 )
 
 func TestOrphanJournalReplay(t *testing.T) {
@@ -29,7 +24,7 @@ func TestOrphanJournalReplay(t *testing.T) {
 		}
 	}
 	// A crash in the middle of a record, and a line that is not one.
-	f, err := os.OpenFile(filepath.Join(dir, orphanJournalName), os.O_WRONLY|os.O_APPEND, 0)
+	f, err := os.OpenFile(filepath.Join(dir, OrphanJournalName), os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,11 +43,11 @@ func TestOrphanJournalReplay(t *testing.T) {
 		t.Fatalf("replayed %v (bad %d), want %v (bad 2: the garbage, the cut record)", pending, bad, want)
 	}
 	// Opening compacted the file to the pending orphans.
-	b2, _ := os.ReadFile(filepath.Join(dir, orphanJournalName))
+	b2, _ := os.ReadFile(filepath.Join(dir, OrphanJournalName))
 	if string(b2) != "+ primary-large 333 .\n+ primary-large 111 .\n" || j.records != 2 {
 		t.Fatalf("compacted journal %q, %d records", b2, j.records)
 	}
-	if _, err := os.Stat(filepath.Join(dir, orphanJournalName+".tmp")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(dir, OrphanJournalName+".tmp")); !os.IsNotExist(err) {
 		t.Fatalf("temporary file left behind: %v", err)
 	}
 }
@@ -79,72 +74,6 @@ func TestOrphanJournalCompactsWhenLong(t *testing.T) {
 	}
 	if err := j.add(orphan{"nextgen", 7, ""}); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// TestOrphansSurviveRestart: a release deferred because its tier is down
-// is an acknowledged one: the front end was told it succeeded. The daemon
-// stops with it pending; a new daemon on the same data directory, with the
-// tier (an external telsim that outlived the first daemon) back up, must
-// release the bridge.
-func TestOrphansSurviveRestart(t *testing.T) {
-	ts, err := telsim.New(telsim.Config{Tier: "primary-large"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, err := ts.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ts.Close()
-	dataDir := filepath.Join(shortTempDir(t), "data")
-	mutate := func(c *Config) {
-		chaosConfig(c)
-		c.DataDir = dataDir
-		c.Tiers[0].Servers = []string{"tcp://" + addr.String()}
-	}
-
-	var key uint64
-	t.Run("first daemon", func(t *testing.T) {
-		h := startDaemon(t, mutate)
-		ctx := ctxT(t)
-		a, err := h.c.Allocate(ctx, &wire.AllocateRequest{Spec: spec("kept")})
-		if err != nil || a.Tier != "primary-large" {
-			t.Fatalf("allocate: %+v %v", a, err)
-		}
-		key = a.Key
-		if err := ts.SetFault(telsim.Fault{Mode: telsim.ModeDown}); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, "primary's connections gone", 5*time.Second, func() bool { return h.d.svc.set.Load().tiers[0].pool.Live() == 0 })
-		if err := h.c.Release(ctx, key); err != nil {
-			t.Fatalf("release on a down tier: %v", err)
-		}
-		if n := h.d.svc.orphans.count(); n != 1 {
-			t.Fatalf("%d releases deferred, want 1", n)
-		}
-	})
-	if n := ts.Stats().Reservations; n != 1 {
-		t.Fatalf("primary holds %d reservations after the first daemon, want the 1 deferred release", n)
-	}
-
-	if err := ts.SetFault(telsim.Fault{Mode: telsim.ModeNone}); err != nil {
-		t.Fatal(err)
-	}
-	t.Run("second daemon", func(t *testing.T) {
-		h := startDaemon(t, mutate)
-		waitFor(t, "the deferred release done after restart", 10*time.Second, func() bool {
-			return h.d.svc.orphans.count() == 0 && ts.Stats().Reservations == 0
-		})
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if _, err := h.c.Lookup(ctx, key); err == nil {
-			t.Fatalf("session %d still found after its deferred release", key)
-		}
-	})
-	b, err := os.ReadFile(filepath.Join(dataDir, orphanJournalName))
-	if err != nil || len(b) != 0 {
-		t.Fatalf("journal after everything was released: %q %v", b, err)
 	}
 }
 
@@ -189,7 +118,7 @@ func TestOrphanJournalAfterFailedWrite(t *testing.T) {
 func TestOrphanJournalServerField(t *testing.T) {
 	dir := t.TempDir()
 	old := "+ primary-large 111 .\n+ nextgen 222 .\n- nextgen 222 .\n"
-	if err := os.WriteFile(filepath.Join(dir, orphanJournalName), []byte(old), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, OrphanJournalName), []byte(old), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	j, pending, bad, err := openOrphanJournal(dir)
@@ -211,7 +140,7 @@ func TestOrphanJournalServerField(t *testing.T) {
 	if err := j.close(); err != nil {
 		t.Fatal(err)
 	}
-	b, _ := os.ReadFile(filepath.Join(dir, orphanJournalName))
+	b, _ := os.ReadFile(filepath.Join(dir, OrphanJournalName))
 	if !strings.Contains(string(b), "+ nextgen 333 ng%201%2Fb%25 .\n") {
 		t.Fatalf("journal %q: want the server id escaped", b)
 	}
