@@ -49,19 +49,20 @@ var (
 
 // Config is the daemon's whole configuration: what the YAML file holds. A
 // zero field takes the default documented beside it (applyDefaults); the
-// embedded default file is configs/default.yaml.
+// embedded default file is configs/default.yaml. Each field's reload tag
+// says whether a reload can change it (see RestartFields).
 type Config struct {
 	// Instance names this daemon in HELLO to telephony servers and in logs.
 	// Default: the host name.
-	Instance string `yaml:"instance"`
+	Instance string `yaml:"instance" reload:"restart"`
 	// Socket is the front-end Unix socket's path. Default DefaultSocket; the
 	// -socket flag overrides it. Cannot change on reload.
-	Socket string `yaml:"socket"`
+	Socket string `yaml:"socket" reload:"restart"`
 	// DataDir holds the key lease file, the key secret and the orphan
 	// journal (reservations to release, kept across restarts). Default
 	// DefaultDataDir; the -data-dir flag overrides it. Cannot change on
 	// reload.
-	DataDir string `yaml:"data_dir"`
+	DataDir string `yaml:"data_dir" reload:"restart"`
 
 	Log     LogConfig     `yaml:"log"`
 	Admin   AdminConfig   `yaml:"admin"`
@@ -69,23 +70,23 @@ type Config struct {
 	Server  ServerConfig  `yaml:"server"`
 	Keys    KeysConfig    `yaml:"keys"`
 	Cache   CacheConfig   `yaml:"cache"`
-	Pool    PoolConfig    `yaml:"pool"`
-	Breaker BreakerConfig `yaml:"breaker"`
+	Pool    PoolConfig    `yaml:"pool" reload:"live"`
+	Breaker BreakerConfig `yaml:"breaker" reload:"live"`
 	// Tiers in failover order: the first tier that can serve a request
 	// takes it. At least one.
-	Tiers []TierConfig `yaml:"tiers"`
+	Tiers []TierConfig `yaml:"tiers" reload:"live"`
 	// Simulators configures in-process telephony simulators named by
 	// sim://NAME servers. A sim:// name not listed gets the defaults.
-	Simulators []SimConfig `yaml:"simulators"`
+	Simulators []SimConfig `yaml:"simulators" reload:"live"`
 }
 
 // LogConfig sets up logging.
 type LogConfig struct {
 	// Level is debug, info, warn or error. Default info.
-	Level string `yaml:"level"`
+	Level string `yaml:"level" reload:"live"`
 	// Format is auto (console on a terminal, JSON otherwise), json or
 	// console. Default auto.
-	Format string `yaml:"format"`
+	Format string `yaml:"format" reload:"restart"`
 }
 
 // AdminConfig configures the operator's control socket (sbctl status,
@@ -94,7 +95,7 @@ type LogConfig struct {
 type AdminConfig struct {
 	// Socket is the admin Unix socket's path, created with mode 0600.
 	// Default empty: no admin socket. The -admin-socket flag overrides it.
-	Socket string `yaml:"socket"`
+	Socket string `yaml:"socket" reload:"restart"`
 }
 
 // MetricsConfig configures the Prometheus endpoint. Cannot change on reload.
@@ -106,7 +107,7 @@ type MetricsConfig struct {
 	// flag overrides it. Only loopback addresses (127.0.0.0/8, ::1,
 	// localhost) are accepted: scrape through a local agent or a reverse
 	// proxy.
-	Addr string `yaml:"addr"`
+	Addr string `yaml:"addr" reload:"restart"`
 }
 
 // ServerConfig tunes the front-end socket server. Transport, MaxFrame,
@@ -118,59 +119,59 @@ type ServerConfig struct {
 	// per connection, the lowest latency for a few busy connections, which
 	// is how front ends use the daemon). Default net; see
 	// bench/results for the measurements behind it.
-	Transport string `yaml:"transport"`
+	Transport string `yaml:"transport" reload:"restart"`
 	// MaxFrame is the largest front-end frame accepted, in bytes. Default
 	// 65536 (wire.DefaultMaxFrame); at least 16384.
-	MaxFrame int `yaml:"max_frame"`
+	MaxFrame int `yaml:"max_frame" reload:"restart"`
 	// MaxConns bounds the front-end connections open at once; one beyond
 	// it is closed as soon as it is accepted (the client sees EOF) and
 	// counted in switchboard_connections_refused_total. Front ends keep a
 	// few persistent connections: the bound is against leaks and floods
 	// (each connection costs a 64 KiB read buffer on the net transport).
 	// Lowering it on reload closes no open connection. Default 1024.
-	MaxConns int `yaml:"max_conns"`
+	MaxConns int `yaml:"max_conns" reload:"live"`
 	// MaxInFlight bounds requests in progress across the daemon; a request
 	// beyond it is answered OVERLOADED at once. Default 4096.
-	MaxInFlight int `yaml:"max_in_flight"`
+	MaxInFlight int `yaml:"max_in_flight" reload:"live"`
 	// MaxConnInFlight bounds requests in progress on one connection.
 	// Default 1024.
-	MaxConnInFlight int `yaml:"max_conn_in_flight"`
+	MaxConnInFlight int `yaml:"max_conn_in_flight" reload:"live"`
 	// RequestTimeout bounds one request, every tier attempt included.
 	// Default 2s.
-	RequestTimeout time.Duration `yaml:"request_timeout"`
+	RequestTimeout time.Duration `yaml:"request_timeout" reload:"live"`
 	// ReadTimeout bounds how long a started frame may take to arrive
 	// completely (a slow or stuck writer is disconnected). Default 5s.
-	ReadTimeout time.Duration `yaml:"read_timeout"`
+	ReadTimeout time.Duration `yaml:"read_timeout" reload:"restart"`
 	// WriteTimeout bounds writing a response to a client that does not
 	// read. Default 5s.
-	WriteTimeout time.Duration `yaml:"write_timeout"`
+	WriteTimeout time.Duration `yaml:"write_timeout" reload:"restart"`
 	// ReadyTimeout bounds the wait for warm pools at start. Default 5s.
-	ReadyTimeout time.Duration `yaml:"ready_timeout"`
+	ReadyTimeout time.Duration `yaml:"ready_timeout" reload:"live"`
 	// ShutdownTimeout bounds the drain of in-flight requests on SIGTERM.
 	// Default 10s.
-	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" reload:"live"`
 	// MaxConnUnanswered bounds the requests read on one connection whose
 	// response has not been written to it yet (running, or answered and
 	// queued behind a client that does not read). At the bound the daemon
 	// stops reading that connection until responses drain, so the kernel's
 	// socket buffers push back on the client. Default 256.
-	MaxConnUnanswered int `yaml:"max_conn_unanswered"`
+	MaxConnUnanswered int `yaml:"max_conn_unanswered" reload:"live"`
 	// MaxConnQueuedBytes bounds the response bytes queued but not yet
 	// written on one connection; at the bound the daemon stops reading that
 	// connection, as for MaxConnUnanswered. Default 1 MiB; at least
 	// MaxFrame.
-	MaxConnQueuedBytes int `yaml:"max_conn_queued_bytes"`
+	MaxConnQueuedBytes int `yaml:"max_conn_queued_bytes" reload:"live"`
 	// IdleTimeout cuts a connection that, for this long, has sent no
 	// request or has left written responses unread (a client that trickles
 	// PINGs without reading their PONGs is cut). Checked every
 	// IdleTimeout/8. Default 5m.
-	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	IdleTimeout time.Duration `yaml:"idle_timeout" reload:"live"`
 	// MaxConnsPerUID bounds the front-end connections open at once from
 	// one peer uid (SO_PEERCRED, Linux); one beyond it is closed at accept
 	// and counted in switchboard_connections_refused_total. It keeps
 	// another account allowed on the socket from taking the slots (and
 	// evicting the front end's idle connections). Default 0: no bound.
-	MaxConnsPerUID int `yaml:"max_conns_per_uid"`
+	MaxConnsPerUID int `yaml:"max_conns_per_uid" reload:"live"`
 	// AllowUIDs and AllowGIDs restrict the front-end socket, beyond its
 	// file mode, to peers (SO_PEERCRED, Linux) whose uid is in AllowUIDs
 	// or whose gid (the connecting process's effective group when it
@@ -179,8 +180,8 @@ type ServerConfig struct {
 	// uid and gid, and counted in switchboard_connections_not_allowed_total.
 	// Root is not special: list uid 0 to let it in. Default: both empty,
 	// anyone the socket's mode lets in. Reloadable (open connections stay).
-	AllowUIDs []uint32 `yaml:"allow_uids"`
-	AllowGIDs []uint32 `yaml:"allow_gids"`
+	AllowUIDs []uint32 `yaml:"allow_uids" reload:"live"`
+	AllowGIDs []uint32 `yaml:"allow_gids" reload:"live"`
 }
 
 // KeysConfig configures session keys. No field can change on reload
@@ -189,22 +190,22 @@ type KeysConfig struct {
 	// Store is where the high-water mark lives: "file" (keygen.lease in
 	// data_dir, one daemon) or "etcd" (one key space shared by a fleet of
 	// daemons, see Etcd). Default "file".
-	Store string `yaml:"store"`
+	Store string `yaml:"store" reload:"restart"`
 	// Digits is the number of decimal digits of a session key, 6–18.
 	// Default 9.
-	Digits int `yaml:"digits"`
+	Digits int `yaml:"digits" reload:"restart"`
 	// BlockSize is how many counters are leased (persisted with fsync) at
 	// once: the most keys a crash can waste. Default 4096.
-	BlockSize uint64 `yaml:"block_size"`
+	BlockSize uint64 `yaml:"block_size" reload:"restart"`
 	// Secret is the permutation key, hex-encoded (at least 16 bytes). Empty:
 	// <data_dir>/keygen.secret, provisioned, or generated by InitKeys
 	// (switchboard -init-keys) on a single node; never at start.
-	Secret string `yaml:"secret"`
+	Secret string `yaml:"secret" reload:"restart"`
 	// Node partitions the key space among daemons sharing it (file store
 	// only: with etcd every daemon leases from the whole space).
-	Node NodeConfig `yaml:"node"`
+	Node NodeConfig `yaml:"node" reload:"restart"`
 	// Etcd configures the etcd store (used when Store is "etcd").
-	Etcd EtcdConfig `yaml:"etcd"`
+	Etcd EtcdConfig `yaml:"etcd" reload:"restart"`
 }
 
 // EtcdConfig says where the etcd key store is and how to reach it.
@@ -240,15 +241,6 @@ type EtcdConfig struct {
 	PasswordFile string `yaml:"password_file"`
 }
 
-// equal reports whether e and o configure the same store.
-func (e EtcdConfig) equal(o EtcdConfig) bool {
-	return slices.Equal(e.Endpoints, o.Endpoints) && e.Prefix == o.Prefix &&
-		e.DialTimeout == o.DialTimeout && e.RequestTimeout == o.RequestTimeout &&
-		e.MaxBlock == o.MaxBlock && e.BlockPeriod == o.BlockPeriod &&
-		e.CAFile == o.CAFile && e.CertFile == o.CertFile && e.KeyFile == o.KeyFile &&
-		e.Username == o.Username && e.PasswordFile == o.PasswordFile
-}
-
 // NodeConfig is this daemon's share of the key space.
 type NodeConfig struct {
 	// ID is this daemon's index, 0 ≤ ID < Count. Default 0.
@@ -261,9 +253,9 @@ type NodeConfig struct {
 type CacheConfig struct {
 	// SizeMB is the fastcache size in MiB (rounded up to 32 MiB steps).
 	// Default 64.
-	SizeMB int `yaml:"size_mb"`
+	SizeMB int `yaml:"size_mb" reload:"restart"`
 	// TokenTTL is how long an idempotency token is remembered. Default 24h.
-	TokenTTL time.Duration `yaml:"token_ttl"`
+	TokenTTL time.Duration `yaml:"token_ttl" reload:"restart"`
 }
 
 // PoolConfig tunes telephony connection pools. At the top level it gives the

@@ -2,7 +2,8 @@
 // configuration, owns the lifecycle (New, Run, shutdown on context end), and
 // wires the parts together — session keys (keygen), per-tier warm connection
 // pools (pool) and circuit breakers (breaker), the session index (fastcache),
-// in-process telephony simulators for sim:// tiers (telsim), and the
+// the in-process telephony simulators of sim:// tiers through a SimHost
+// (telsim/simhost: this package does not link the simulator), and the
 // front-end socket server on netpoll.
 //
 // It is the only package that knows all the others; the packages below it
