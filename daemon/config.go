@@ -575,7 +575,11 @@ func (c *Config) Validate() error {
 	c.validateTop(&p)
 	c.Server.validate(&p)
 	c.validateKeys(&p)
+	mark := len(p.errs)
 	c.validateKeyStore(p.bad)
+	if c.Keys.Store == KeyStoreEtcd {
+		p.lower("keys.etcd", mark, c.etcdStoreConfig().Validate())
+	}
 	if c.Cache.SizeMB < 32 || c.Cache.SizeMB > 64<<10 {
 		p.bad("cache.size_mb", "%d not in 32..65536", c.Cache.SizeMB)
 	}
@@ -678,6 +682,14 @@ func (c *Config) validateKeys(p *problems) {
 	p.lower("keys", mark, keygenConfig(c).Validate())
 }
 
+// etcdStoreConfig is the etcd store's configuration of keys.etcd, as far as
+// Validate can know it.
+func (c *Config) etcdStoreConfig() etcdstore.Config {
+	e := c.Keys.Etcd
+	return etcdstore.Config{Prefix: e.Prefix, RequestTimeout: e.RequestTimeout,
+		MinBlock: c.Keys.BlockSize, MaxBlock: e.MaxBlock, Period: e.BlockPeriod}
+}
+
 // validateTiers checks every tier, its pool and breaker settings included.
 func (c *Config) validateTiers(p *problems) {
 	if len(c.Tiers) == 0 {
@@ -773,8 +785,8 @@ func (c *Config) validateSims(p *problems) {
 // validate reports the problems of a tier's pool settings to bad, naming
 // each field pool.NAME.
 func (p PoolConfig) validate(bad func(field, format string, args ...any)) {
-	if p.MinConns < 1 || p.MinConns > 64 {
-		bad("pool.min_conns", "%d not in 1..64", p.MinConns)
+	if p.MinConns < 1 || p.MinConns > pool.MaxMinConns {
+		bad("pool.min_conns", "%d not in 1..%d", p.MinConns, pool.MaxMinConns)
 	}
 	if p.MaxInFlight < 1 {
 		bad("pool.max_in_flight", "%d must be positive", p.MaxInFlight)

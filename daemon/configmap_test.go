@@ -55,3 +55,13 @@ func TestLowerValidateReported(t *testing.T) {
 		t.Fatalf("problems %q, want one at keys naming the node count", list)
 	}
 }
+
+// With keys.store etcd, etcdstore's own rules apply too: a prefix with a
+// space passes neither; one problem only, the daemon's (it says it better).
+func TestEtcdLowerValidateNotDoubled(t *testing.T) {
+	_, err := ParseConfig([]byte("keys: {store: etcd, etcd: {endpoints: [\"http://127.0.0.1:2379\"], prefix: \"a b\"}}\ntiers: [{name: a, servers: [\"tcp://127.0.0.1:1\"]}]\n"), "t.yaml")
+	list := strictyaml.List(err)
+	if len(list) != 1 || !strings.Contains(list[0].Error(), "keys.etcd.prefix") {
+		t.Fatalf("problems %q, want one at keys.etcd.prefix", list)
+	}
+}
