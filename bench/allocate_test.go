@@ -13,6 +13,7 @@ import (
 
 	"switchboard/bench/fakedaemon"
 	"switchboard/daemon"
+	"switchboard/telsim/simhost"
 	"switchboard/wire"
 )
 
@@ -54,7 +55,7 @@ func startDaemon(tb testing.TB, transport string) string {
 	if _, err := daemon.InitKeys(cfg, 0); err != nil { // as switchboard -init-keys
 		tb.Fatal(err)
 	}
-	d, err := daemon.New(cfg, daemon.WithLogger(log))
+	d, err := daemon.New(cfg, daemon.WithLogger(log), daemon.WithSimHost(simhost.New()))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -31,7 +31,6 @@ func TestMain(m *testing.M) {
 const (
 	operationsDoc = "../docs/operations.md"
 	metricsSource = "../daemon/metrics.go"
-	reloadSource  = "../daemon/reload.go"
 )
 
 // Every example configuration loads through the daemon's strict loader, so
@@ -192,24 +191,6 @@ func docRows(t *testing.T) map[string]docRow {
 	return rows
 }
 
-// restartFields reads the names of the fields a reload cannot change from
-// the daemon's source (restartFields in daemon/reload.go).
-func restartFields(t *testing.T) []string {
-	t.Helper()
-	b, err := os.ReadFile(reloadSource)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, m := range regexp.MustCompile(`same\("([a-z_.]+)"`).FindAllSubmatch(b, -1) {
-		out = append(out, string(m[1]))
-	}
-	if len(out) < 10 {
-		t.Fatalf("only %d restart fields found in %s: %v", len(out), reloadSource, out)
-	}
-	return out
-}
-
 // noLiteralDefault are fields documented without a literal default: the
 // host name, or required (the minimal file below sets them).
 var noLiteralDefault = map[string]bool{"instance": true, "tiers[].name": true, "simulators[].name": true}
@@ -219,7 +200,7 @@ var noLiteralDefault = map[string]bool{"instance": true, "tiers[].name": true, "
 // from the code.
 func TestOperationsDocumentsEveryField(t *testing.T) {
 	rows := docRows(t)
-	restart := restartFields(t)
+	restart := daemon.RestartFields() // from the fields' reload tags
 	// The smallest valid file: everything else takes its default.
 	def, err := daemon.ParseConfig([]byte("tiers: [{name: t, servers: [\"tcp://127.0.0.1:1\"]}]\nsimulators: [{name: s}]\n"), "minimal")
 	if err != nil {
@@ -239,7 +220,7 @@ func TestOperationsDocumentsEveryField(t *testing.T) {
 		}
 		switch {
 		case wantRestart && row.reload != "restart":
-			t.Errorf("%s: reload column %q, want restart (daemon/reload.go restartFields)", p, row.reload)
+			t.Errorf("%s: reload column %q, want restart (the field is tagged reload:\"restart\" in daemon/config.go)", p, row.reload)
 		case !wantRestart && row.reload != "yes":
 			t.Errorf("%s: reload column %q, want yes", p, row.reload)
 		}

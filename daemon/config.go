@@ -18,7 +18,9 @@ import (
 	"switchboard/breaker"
 	"switchboard/configs"
 	"switchboard/internal/strictyaml"
+	"switchboard/keygen"
 	"switchboard/keygen/etcdstore"
+	"switchboard/pool"
 	"switchboard/wire"
 )
 
@@ -49,19 +51,20 @@ var (
 
 // Config is the daemon's whole configuration: what the YAML file holds. A
 // zero field takes the default documented beside it (applyDefaults); the
-// embedded default file is configs/default.yaml.
+// embedded default file is configs/default.yaml. Each field's reload tag
+// says whether a reload can change it (see RestartFields).
 type Config struct {
 	// Instance names this daemon in HELLO to telephony servers and in logs.
 	// Default: the host name.
-	Instance string `yaml:"instance"`
+	Instance string `yaml:"instance" reload:"restart"`
 	// Socket is the front-end Unix socket's path. Default DefaultSocket; the
 	// -socket flag overrides it. Cannot change on reload.
-	Socket string `yaml:"socket"`
+	Socket string `yaml:"socket" reload:"restart"`
 	// DataDir holds the key lease file, the key secret and the orphan
 	// journal (reservations to release, kept across restarts). Default
 	// DefaultDataDir; the -data-dir flag overrides it. Cannot change on
 	// reload.
-	DataDir string `yaml:"data_dir"`
+	DataDir string `yaml:"data_dir" reload:"restart"`
 
 	Log     LogConfig     `yaml:"log"`
 	Admin   AdminConfig   `yaml:"admin"`
@@ -69,23 +72,23 @@ type Config struct {
 	Server  ServerConfig  `yaml:"server"`
 	Keys    KeysConfig    `yaml:"keys"`
 	Cache   CacheConfig   `yaml:"cache"`
-	Pool    PoolConfig    `yaml:"pool"`
-	Breaker BreakerConfig `yaml:"breaker"`
+	Pool    PoolConfig    `yaml:"pool" reload:"live"`
+	Breaker BreakerConfig `yaml:"breaker" reload:"live"`
 	// Tiers in failover order: the first tier that can serve a request
 	// takes it. At least one.
-	Tiers []TierConfig `yaml:"tiers"`
+	Tiers []TierConfig `yaml:"tiers" reload:"live"`
 	// Simulators configures in-process telephony simulators named by
 	// sim://NAME servers. A sim:// name not listed gets the defaults.
-	Simulators []SimConfig `yaml:"simulators"`
+	Simulators []SimConfig `yaml:"simulators" reload:"live"`
 }
 
 // LogConfig sets up logging.
 type LogConfig struct {
 	// Level is debug, info, warn or error. Default info.
-	Level string `yaml:"level"`
+	Level string `yaml:"level" reload:"live"`
 	// Format is auto (console on a terminal, JSON otherwise), json or
 	// console. Default auto.
-	Format string `yaml:"format"`
+	Format string `yaml:"format" reload:"restart"`
 }
 
 // AdminConfig configures the operator's control socket (sbctl status,
@@ -94,7 +97,7 @@ type LogConfig struct {
 type AdminConfig struct {
 	// Socket is the admin Unix socket's path, created with mode 0600.
 	// Default empty: no admin socket. The -admin-socket flag overrides it.
-	Socket string `yaml:"socket"`
+	Socket string `yaml:"socket" reload:"restart"`
 }
 
 // MetricsConfig configures the Prometheus endpoint. Cannot change on reload.
@@ -106,7 +109,7 @@ type MetricsConfig struct {
 	// flag overrides it. Only loopback addresses (127.0.0.0/8, ::1,
 	// localhost) are accepted: scrape through a local agent or a reverse
 	// proxy.
-	Addr string `yaml:"addr"`
+	Addr string `yaml:"addr" reload:"restart"`
 }
 
 // ServerConfig tunes the front-end socket server. Transport, MaxFrame,
@@ -118,59 +121,59 @@ type ServerConfig struct {
 	// per connection, the lowest latency for a few busy connections, which
 	// is how front ends use the daemon). Default net; see
 	// bench/results for the measurements behind it.
-	Transport string `yaml:"transport"`
+	Transport string `yaml:"transport" reload:"restart"`
 	// MaxFrame is the largest front-end frame accepted, in bytes. Default
 	// 65536 (wire.DefaultMaxFrame); at least 16384.
-	MaxFrame int `yaml:"max_frame"`
+	MaxFrame int `yaml:"max_frame" reload:"restart"`
 	// MaxConns bounds the front-end connections open at once; one beyond
 	// it is closed as soon as it is accepted (the client sees EOF) and
 	// counted in switchboard_connections_refused_total. Front ends keep a
 	// few persistent connections: the bound is against leaks and floods
 	// (each connection costs a 64 KiB read buffer on the net transport).
 	// Lowering it on reload closes no open connection. Default 1024.
-	MaxConns int `yaml:"max_conns"`
+	MaxConns int `yaml:"max_conns" reload:"live"`
 	// MaxInFlight bounds requests in progress across the daemon; a request
 	// beyond it is answered OVERLOADED at once. Default 4096.
-	MaxInFlight int `yaml:"max_in_flight"`
+	MaxInFlight int `yaml:"max_in_flight" reload:"live"`
 	// MaxConnInFlight bounds requests in progress on one connection.
 	// Default 1024.
-	MaxConnInFlight int `yaml:"max_conn_in_flight"`
+	MaxConnInFlight int `yaml:"max_conn_in_flight" reload:"live"`
 	// RequestTimeout bounds one request, every tier attempt included.
 	// Default 2s.
-	RequestTimeout time.Duration `yaml:"request_timeout"`
+	RequestTimeout time.Duration `yaml:"request_timeout" reload:"live"`
 	// ReadTimeout bounds how long a started frame may take to arrive
 	// completely (a slow or stuck writer is disconnected). Default 5s.
-	ReadTimeout time.Duration `yaml:"read_timeout"`
+	ReadTimeout time.Duration `yaml:"read_timeout" reload:"restart"`
 	// WriteTimeout bounds writing a response to a client that does not
 	// read. Default 5s.
-	WriteTimeout time.Duration `yaml:"write_timeout"`
+	WriteTimeout time.Duration `yaml:"write_timeout" reload:"restart"`
 	// ReadyTimeout bounds the wait for warm pools at start. Default 5s.
-	ReadyTimeout time.Duration `yaml:"ready_timeout"`
+	ReadyTimeout time.Duration `yaml:"ready_timeout" reload:"live"`
 	// ShutdownTimeout bounds the drain of in-flight requests on SIGTERM.
 	// Default 10s.
-	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" reload:"live"`
 	// MaxConnUnanswered bounds the requests read on one connection whose
 	// response has not been written to it yet (running, or answered and
 	// queued behind a client that does not read). At the bound the daemon
 	// stops reading that connection until responses drain, so the kernel's
 	// socket buffers push back on the client. Default 256.
-	MaxConnUnanswered int `yaml:"max_conn_unanswered"`
+	MaxConnUnanswered int `yaml:"max_conn_unanswered" reload:"live"`
 	// MaxConnQueuedBytes bounds the response bytes queued but not yet
 	// written on one connection; at the bound the daemon stops reading that
 	// connection, as for MaxConnUnanswered. Default 1 MiB; at least
 	// MaxFrame.
-	MaxConnQueuedBytes int `yaml:"max_conn_queued_bytes"`
+	MaxConnQueuedBytes int `yaml:"max_conn_queued_bytes" reload:"live"`
 	// IdleTimeout cuts a connection that, for this long, has sent no
 	// request or has left written responses unread (a client that trickles
 	// PINGs without reading their PONGs is cut). Checked every
 	// IdleTimeout/8. Default 5m.
-	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	IdleTimeout time.Duration `yaml:"idle_timeout" reload:"live"`
 	// MaxConnsPerUID bounds the front-end connections open at once from
 	// one peer uid (SO_PEERCRED, Linux); one beyond it is closed at accept
 	// and counted in switchboard_connections_refused_total. It keeps
 	// another account allowed on the socket from taking the slots (and
 	// evicting the front end's idle connections). Default 0: no bound.
-	MaxConnsPerUID int `yaml:"max_conns_per_uid"`
+	MaxConnsPerUID int `yaml:"max_conns_per_uid" reload:"live"`
 	// AllowUIDs and AllowGIDs restrict the front-end socket, beyond its
 	// file mode, to peers (SO_PEERCRED, Linux) whose uid is in AllowUIDs
 	// or whose gid (the connecting process's effective group when it
@@ -179,8 +182,8 @@ type ServerConfig struct {
 	// uid and gid, and counted in switchboard_connections_not_allowed_total.
 	// Root is not special: list uid 0 to let it in. Default: both empty,
 	// anyone the socket's mode lets in. Reloadable (open connections stay).
-	AllowUIDs []uint32 `yaml:"allow_uids"`
-	AllowGIDs []uint32 `yaml:"allow_gids"`
+	AllowUIDs []uint32 `yaml:"allow_uids" reload:"live"`
+	AllowGIDs []uint32 `yaml:"allow_gids" reload:"live"`
 }
 
 // KeysConfig configures session keys. No field can change on reload
@@ -189,22 +192,22 @@ type KeysConfig struct {
 	// Store is where the high-water mark lives: "file" (keygen.lease in
 	// data_dir, one daemon) or "etcd" (one key space shared by a fleet of
 	// daemons, see Etcd). Default "file".
-	Store string `yaml:"store"`
+	Store string `yaml:"store" reload:"restart"`
 	// Digits is the number of decimal digits of a session key, 6–18.
 	// Default 9.
-	Digits int `yaml:"digits"`
+	Digits int `yaml:"digits" reload:"restart"`
 	// BlockSize is how many counters are leased (persisted with fsync) at
 	// once: the most keys a crash can waste. Default 4096.
-	BlockSize uint64 `yaml:"block_size"`
+	BlockSize uint64 `yaml:"block_size" reload:"restart"`
 	// Secret is the permutation key, hex-encoded (at least 16 bytes). Empty:
 	// <data_dir>/keygen.secret, provisioned, or generated by InitKeys
 	// (switchboard -init-keys) on a single node; never at start.
-	Secret string `yaml:"secret"`
+	Secret string `yaml:"secret" reload:"restart"`
 	// Node partitions the key space among daemons sharing it (file store
 	// only: with etcd every daemon leases from the whole space).
-	Node NodeConfig `yaml:"node"`
+	Node NodeConfig `yaml:"node" reload:"restart"`
 	// Etcd configures the etcd store (used when Store is "etcd").
-	Etcd EtcdConfig `yaml:"etcd"`
+	Etcd EtcdConfig `yaml:"etcd" reload:"restart"`
 }
 
 // EtcdConfig says where the etcd key store is and how to reach it.
@@ -240,15 +243,6 @@ type EtcdConfig struct {
 	PasswordFile string `yaml:"password_file"`
 }
 
-// equal reports whether e and o configure the same store.
-func (e EtcdConfig) equal(o EtcdConfig) bool {
-	return slices.Equal(e.Endpoints, o.Endpoints) && e.Prefix == o.Prefix &&
-		e.DialTimeout == o.DialTimeout && e.RequestTimeout == o.RequestTimeout &&
-		e.MaxBlock == o.MaxBlock && e.BlockPeriod == o.BlockPeriod &&
-		e.CAFile == o.CAFile && e.CertFile == o.CertFile && e.KeyFile == o.KeyFile &&
-		e.Username == o.Username && e.PasswordFile == o.PasswordFile
-}
-
 // NodeConfig is this daemon's share of the key space.
 type NodeConfig struct {
 	// ID is this daemon's index, 0 ≤ ID < Count. Default 0.
@@ -261,9 +255,9 @@ type NodeConfig struct {
 type CacheConfig struct {
 	// SizeMB is the fastcache size in MiB (rounded up to 32 MiB steps).
 	// Default 64.
-	SizeMB int `yaml:"size_mb"`
+	SizeMB int `yaml:"size_mb" reload:"restart"`
 	// TokenTTL is how long an idempotency token is remembered. Default 24h.
-	TokenTTL time.Duration `yaml:"token_ttl"`
+	TokenTTL time.Duration `yaml:"token_ttl" reload:"restart"`
 }
 
 // PoolConfig tunes telephony connection pools. At the top level it gives the
@@ -394,6 +388,17 @@ func orDur(v *time.Duration, d time.Duration) {
 	}
 }
 
+// Defaults of the daemon's own fields. The defaults of the fields that
+// configure a lower package (keys, keys.etcd, pool, breaker) are that
+// package's own, read from it (applyDefaults); simulators[].capacity is
+// telsim's (the daemon does not link the simulator: telsim/simhost's tests
+// check the two agree).
+const (
+	DefaultAttemptTimeout = 250 * time.Millisecond
+	DefaultSimCapacity    = 100000
+)
+
+// applyDefaults fills every zero field with its documented default.
 func (c *Config) applyDefaults() {
 	if c.Instance == "" {
 		h, err := os.Hostname()
@@ -414,7 +419,24 @@ func (c *Config) applyDefaults() {
 	if c.Log.Format == "" {
 		c.Log.Format = "auto"
 	}
-	s := &c.Server
+	c.Server.applyDefaults()
+	c.Keys.applyDefaults()
+	orInt(&c.Cache.SizeMB, 64)
+	orDur(&c.Cache.TokenTTL, 24*time.Hour)
+	c.Pool.inherit(poolDefaults())
+	c.Breaker.inherit(breakerDefaults())
+	for i := range c.Tiers {
+		t := &c.Tiers[i]
+		orDur(&t.AttemptTimeout, DefaultAttemptTimeout)
+		t.Pool.inherit(c.Pool)
+		t.Breaker.inherit(c.Breaker)
+	}
+	for i := range c.Simulators {
+		orInt(&c.Simulators[i].Capacity, DefaultSimCapacity)
+	}
+}
+
+func (s *ServerConfig) applyDefaults() {
 	if s.Transport == "" {
 		s.Transport = "net"
 	}
@@ -430,53 +452,46 @@ func (c *Config) applyDefaults() {
 	orDur(&s.WriteTimeout, 5*time.Second)
 	orDur(&s.ReadyTimeout, 5*time.Second)
 	orDur(&s.ShutdownTimeout, 10*time.Second)
-	orInt(&c.Keys.Digits, 9)
-	if c.Keys.BlockSize == 0 {
-		c.Keys.BlockSize = 4096
+}
+
+// applyDefaults fills keys and keys.etcd from keygen's and etcdstore's
+// defaults.
+func (k *KeysConfig) applyDefaults() {
+	kd := keygen.DefaultConfig()
+	orInt(&k.Digits, kd.Digits)
+	if k.BlockSize == 0 {
+		k.BlockSize = kd.BlockSize
 	}
-	orInt(&c.Keys.Node.Count, 1)
-	if c.Keys.Store == "" {
-		c.Keys.Store = KeyStoreFile
+	orInt(&k.Node.Count, kd.Node.Count)
+	if k.Store == "" {
+		k.Store = KeyStoreFile
 	}
-	e := &c.Keys.Etcd
+	e := &k.Etcd
 	if e.Prefix == "" {
-		e.Prefix = "/switchboard/keys/"
+		e.Prefix = etcdstore.DefaultPrefix
 	}
-	orDur(&e.DialTimeout, 5*time.Second)
-	orDur(&e.RequestTimeout, 2*time.Second)
+	orDur(&e.DialTimeout, etcdstore.DefaultDialTimeout)
+	orDur(&e.RequestTimeout, etcdstore.DefaultRequestTimeout)
 	if e.MaxBlock == 0 {
-		e.MaxBlock = max(1<<20, c.Keys.BlockSize)
+		e.MaxBlock = max(etcdstore.DefaultMaxBlock, k.BlockSize)
 	}
-	orDur(&e.BlockPeriod, 10*time.Second)
-	orInt(&c.Cache.SizeMB, 64)
-	orDur(&c.Cache.TokenTTL, 24*time.Hour)
-	p := &c.Pool
-	orInt(&p.MinConns, 2)
-	orInt(&p.MaxInFlight, 1024)
-	orDur(&p.DialTimeout, time.Second)
-	orDur(&p.HeartbeatInterval, time.Second)
-	orDur(&p.HeartbeatTimeout, time.Second)
-	orDur(&p.BackoffBase, 50*time.Millisecond)
-	orDur(&p.BackoffMax, 5*time.Second)
-	bd := breaker.DefaultSettings()
-	b := &c.Breaker
-	if b.Failures == 0 {
-		b.Failures = bd.Failures
+	orDur(&e.BlockPeriod, etcdstore.DefaultPeriod)
+}
+
+// poolDefaults returns package pool's defaults of the fields pool sets.
+func poolDefaults() PoolConfig {
+	d := pool.DefaultConfig()
+	return PoolConfig{
+		MinConns: d.MinConns, MaxInFlight: d.MaxInFlight, DialTimeout: d.DialTimeout,
+		HeartbeatInterval: d.HeartbeatInterval, HeartbeatTimeout: d.HeartbeatTimeout,
+		BackoffBase: d.BackoffBase, BackoffMax: d.BackoffMax, MaxAge: d.MaxAge,
 	}
-	orDur(&b.OpenFor, bd.OpenFor)
-	if b.Probes == 0 {
-		b.Probes = bd.Probes
-	}
-	orDur(&b.Window, bd.Window)
-	for i := range c.Tiers {
-		t := &c.Tiers[i]
-		orDur(&t.AttemptTimeout, 250*time.Millisecond)
-		t.Pool.inherit(*p)
-		t.Breaker.inherit(*b)
-	}
-	for i := range c.Simulators {
-		orInt(&c.Simulators[i].Capacity, 100000)
-	}
+}
+
+// breakerDefaults returns package breaker's defaults.
+func breakerDefaults() BreakerConfig {
+	d := breaker.DefaultSettings()
+	return BreakerConfig{Failures: d.Failures, OpenFor: d.OpenFor, Probes: d.Probes, Window: d.Window}
 }
 
 func (p *PoolConfig) inherit(d PoolConfig) {
@@ -506,69 +521,117 @@ func (b BreakerConfig) settings() breaker.Settings {
 	return breaker.Settings{Failures: b.Failures, OpenFor: b.OpenFor, Probes: b.Probes, Window: b.Window}
 }
 
+// problems collects the validation problems of a config (Validate).
+type problems struct{ errs strictyaml.Errors }
+
+// badAt records a problem of field (as printed) whose value the file may
+// set at paths (own path first, inherited ones after).
+func (p *problems) badAt(field string, paths []string, format string, args ...any) {
+	p.errs = append(p.errs, &strictyaml.FieldError{Field: field, Msg: fmt.Sprintf(format, args...), Paths: paths})
+}
+
+// bad records a problem of field, which the file sets at its own path.
+func (p *problems) bad(field, format string, args ...any) { p.badAt(field, nil, format, args...) }
+
+func (p *problems) positive(field string, v int) {
+	if v <= 0 {
+		p.bad(field, "%d must be positive", v)
+	}
+}
+
+func (p *problems) positiveDur(field string, v time.Duration) {
+	if v <= 0 {
+		p.bad(field, "%v must be positive", v)
+	}
+}
+
+// lower reports err, a lower package's Validate error about the settings
+// at field, unless the daemon's own checks already found a problem there
+// (since mark: len(p.errs) then), which says it better.
+func (p *problems) lower(field string, mark int, err error, paths ...string) {
+	if err == nil {
+		return
+	}
+	for _, fe := range p.errs[mark:] {
+		if strings.HasPrefix(fe.Field, field) {
+			return
+		}
+	}
+	p.badAt(field, paths, "%v", err)
+}
+
 // Validate checks a defaulted config and returns every problem found, as
 // strictyaml.Errors: each names its field and what would be valid, and
 // carries the paths where a file sets the value, so that ParseConfig can
 // add the line. A config built in code (a reload source, a test) gets the
 // same errors without lines. A tier's pool and breaker fields inherit from
 // the top-level sections; their errors name the tier's field and, when the
-// value came from the top level, point at its line there.
+// value came from the top level, point at its line there. The settings of a
+// lower package (keys, keys.etcd, a tier's pool and breaker) are also
+// checked by that package's own Validate, whose problems are reported under
+// the section's path when the daemon's field checks found none there.
 func (c *Config) Validate() error {
-	var errs strictyaml.Errors
-	// badAt records a problem of field (as printed) whose value the file
-	// may set at paths (own path first, inherited ones after).
-	badAt := func(field string, paths []string, format string, args ...any) {
-		errs = append(errs, &strictyaml.FieldError{Field: field, Msg: fmt.Sprintf(format, args...), Paths: paths})
+	var p problems
+	c.validateTop(&p)
+	c.Server.validate(&p)
+	c.validateKeys(&p)
+	mark := len(p.errs)
+	c.validateKeyStore(p.bad)
+	if c.Keys.Store == KeyStoreEtcd {
+		p.lower("keys.etcd", mark, c.etcdStoreConfig().Validate())
 	}
-	bad := func(field, format string, args ...any) { badAt(field, nil, format, args...) }
+	if c.Cache.SizeMB < 32 || c.Cache.SizeMB > 64<<10 {
+		p.bad("cache.size_mb", "%d not in 32..65536", c.Cache.SizeMB)
+	}
+	p.positiveDur("cache.token_ttl", c.Cache.TokenTTL)
+	c.validateTiers(&p)
+	c.validateSims(&p)
+	return p.errs.Err()
+}
+
+// validateTop checks instance, log and metrics.
+func (c *Config) validateTop(p *problems) {
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
-		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+		p.bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
 	}
 	switch c.Log.Format {
 	case "auto", "json", "console":
 	default:
-		bad("log.format", "%q is not one of auto, json, console", c.Log.Format)
+		p.bad("log.format", "%q is not one of auto, json, console", c.Log.Format)
 	}
 	if path, ok := strings.CutPrefix(c.Metrics.Addr, "unix:"); ok {
 		if !filepath.IsAbs(path) {
-			bad("metrics.addr", "%q: want unix:/absolute/path", c.Metrics.Addr)
+			p.bad("metrics.addr", "%q: want unix:/absolute/path", c.Metrics.Addr)
 		}
 	} else if c.Metrics.Addr != "" {
 		if err := loopbackAddr(c.Metrics.Addr); err != nil {
-			bad("metrics.addr", "%v", err)
+			p.bad("metrics.addr", "%v", err)
 		}
 	}
 	if len(c.Instance) > wire.MaxShort {
-		bad("instance", "%d bytes, at most %d", len(c.Instance), wire.MaxShort)
+		p.bad("instance", "%d bytes, at most %d", len(c.Instance), wire.MaxShort)
 	}
-	s := c.Server
+}
+
+// validate checks the server section.
+func (s ServerConfig) validate(p *problems) {
 	if s.Transport != "net" && s.Transport != "netpoll" {
-		bad("server.transport", "%q is not one of net, netpoll", s.Transport)
+		p.bad("server.transport", "%q is not one of net, netpoll", s.Transport)
 	}
 	if s.MaxFrame < wire.MinMaxFrame || s.MaxFrame > 16<<20 {
-		bad("server.max_frame", "%d not in %d..%d", s.MaxFrame, wire.MinMaxFrame, 16<<20)
+		p.bad("server.max_frame", "%d not in %d..%d", s.MaxFrame, wire.MinMaxFrame, 16<<20)
 	}
-	positive := func(field string, v int) {
-		if v <= 0 {
-			bad(field, "%d must be positive", v)
-		}
-	}
-	positiveDur := func(field string, v time.Duration) {
-		if v <= 0 {
-			bad(field, "%v must be positive", v)
-		}
-	}
-	positive("server.max_conns", s.MaxConns)
-	positive("server.max_in_flight", s.MaxInFlight)
-	positive("server.max_conn_in_flight", s.MaxConnInFlight)
-	positive("server.max_conn_unanswered", s.MaxConnUnanswered)
+	p.positive("server.max_conns", s.MaxConns)
+	p.positive("server.max_in_flight", s.MaxInFlight)
+	p.positive("server.max_conn_in_flight", s.MaxConnInFlight)
+	p.positive("server.max_conn_unanswered", s.MaxConnUnanswered)
 	if s.MaxConnQueuedBytes < s.MaxFrame {
-		bad("server.max_conn_queued_bytes", "%d is below server.max_frame %d: one response must fit", s.MaxConnQueuedBytes, s.MaxFrame)
+		p.bad("server.max_conn_queued_bytes", "%d is below server.max_frame %d: one response must fit", s.MaxConnQueuedBytes, s.MaxFrame)
 	}
 	if s.MaxConnsPerUID < 0 {
-		bad("server.max_conns_per_uid", "%d must not be negative (0: no bound)", s.MaxConnsPerUID)
+		p.bad("server.max_conns_per_uid", "%d must not be negative (0: no bound)", s.MaxConnsPerUID)
 	}
 	for _, l := range []struct {
 		field string
@@ -576,45 +639,61 @@ func (c *Config) Validate() error {
 	}{{"server.allow_uids", s.AllowUIDs}, {"server.allow_gids", s.AllowGIDs}} {
 		for i, id := range l.ids {
 			if id == math.MaxUint32 {
-				bad(l.field, "%d is not an id (it is (uid_t)-1)", id)
+				p.bad(l.field, "%d is not an id (it is (uid_t)-1)", id)
 			}
 			if slices.Contains(l.ids[:i], id) {
-				bad(l.field, "%d is listed twice", id)
+				p.bad(l.field, "%d is listed twice", id)
 			}
 		}
 	}
 	if (len(s.AllowUIDs) > 0 || len(s.AllowGIDs) > 0) && runtime.GOOS != "linux" {
-		bad("server.allow_uids", "needs the peer's credentials (SO_PEERCRED), which only Linux gives: leave server.allow_uids and server.allow_gids empty on %s", runtime.GOOS)
+		p.bad("server.allow_uids", "needs the peer's credentials (SO_PEERCRED), which only Linux gives: leave server.allow_uids and server.allow_gids empty on %s", runtime.GOOS)
 	}
 	if s.IdleTimeout < time.Second {
-		bad("server.idle_timeout", "%v: at least 1s", s.IdleTimeout)
+		p.bad("server.idle_timeout", "%v: at least 1s", s.IdleTimeout)
 	}
-	positiveDur("server.request_timeout", s.RequestTimeout)
-	positiveDur("server.read_timeout", s.ReadTimeout)
-	positiveDur("server.write_timeout", s.WriteTimeout)
-	positiveDur("server.ready_timeout", s.ReadyTimeout)
-	positiveDur("server.shutdown_timeout", s.ShutdownTimeout)
-	if c.Keys.Digits < 6 || c.Keys.Digits > 18 {
-		bad("keys.digits", "%d not in 6..18", c.Keys.Digits)
+	p.positiveDur("server.request_timeout", s.RequestTimeout)
+	p.positiveDur("server.read_timeout", s.ReadTimeout)
+	p.positiveDur("server.write_timeout", s.WriteTimeout)
+	p.positiveDur("server.ready_timeout", s.ReadyTimeout)
+	p.positiveDur("server.shutdown_timeout", s.ShutdownTimeout)
+}
+
+// validateKeys checks keys' own fields, then the generator's configuration
+// with keygen's rules (the whole key space's, such as a node count the
+// digits cannot give each node a key of).
+func (c *Config) validateKeys(p *problems) {
+	mark := len(p.errs)
+	k := c.Keys
+	if k.Digits < keygen.MinDigits || k.Digits > keygen.MaxDigits {
+		p.bad("keys.digits", "%d not in %d..%d", k.Digits, keygen.MinDigits, keygen.MaxDigits)
 	}
-	if c.Keys.BlockSize > 1<<20 {
-		bad("keys.block_size", "%d: at most %d", c.Keys.BlockSize, 1<<20)
+	if k.BlockSize > keygen.MaxBlockSize {
+		p.bad("keys.block_size", "%d: at most %d", k.BlockSize, keygen.MaxBlockSize)
 	}
-	if c.Keys.Secret != "" {
-		if b, err := hex.DecodeString(c.Keys.Secret); err != nil || len(b) < 16 {
-			bad("keys.secret", "must be at least 32 hex digits (16 bytes)")
+	if k.Secret != "" {
+		if b, err := hex.DecodeString(k.Secret); err != nil || len(b) < keygen.MinSecretLen {
+			p.bad("keys.secret", "must be at least %d hex digits (%d bytes)", 2*keygen.MinSecretLen, keygen.MinSecretLen)
 		}
 	}
-	if n := c.Keys.Node; n.Count < 1 || n.ID < 0 || n.ID >= n.Count {
-		bad("keys.node", "id %d, count %d: want 0 <= id < count", n.ID, n.Count)
+	if n := k.Node; n.Count < 1 || n.ID < 0 || n.ID >= n.Count {
+		p.bad("keys.node", "id %d, count %d: want 0 <= id < count", n.ID, n.Count)
 	}
-	c.validateKeyStore(bad)
-	if c.Cache.SizeMB < 32 || c.Cache.SizeMB > 64<<10 {
-		bad("cache.size_mb", "%d not in 32..65536", c.Cache.SizeMB)
-	}
-	positiveDur("cache.token_ttl", c.Cache.TokenTTL)
+	p.lower("keys", mark, keygenConfig(c).Validate())
+}
+
+// etcdStoreConfig is the etcd store's configuration of keys.etcd, as far as
+// Validate can know it.
+func (c *Config) etcdStoreConfig() etcdstore.Config {
+	e := c.Keys.Etcd
+	return etcdstore.Config{Prefix: e.Prefix, RequestTimeout: e.RequestTimeout,
+		MinBlock: c.Keys.BlockSize, MaxBlock: e.MaxBlock, Period: e.BlockPeriod}
+}
+
+// validateTiers checks every tier, its pool and breaker settings included.
+func (c *Config) validateTiers(p *problems) {
 	if len(c.Tiers) == 0 {
-		bad("tiers", "at least one tier is required")
+		p.bad("tiers", "at least one tier is required")
 	}
 	names := map[string]int{}
 	for i, t := range c.Tiers {
@@ -626,12 +705,12 @@ func (c *Config) Validate() error {
 			f += " (" + t.Name + ")"
 		}
 		own := func(sub, format string, args ...any) {
-			badAt(f+"."+sub, []string{key + "." + sub}, format, args...)
+			p.badAt(f+"."+sub, []string{key + "." + sub}, format, args...)
 		}
 		// inherited is for pool.* and breaker.*, which the top level
 		// sets for every tier under the same names.
 		inherited := func(sub, format string, args ...any) {
-			badAt(f+"."+sub, []string{key + "." + sub, sub}, format, args...)
+			p.badAt(f+"."+sub, []string{key + "." + sub, sub}, format, args...)
 		}
 		if !validName(t.Name) {
 			own("name", "%q: want 1-64 characters of a-z, 0-9 and -", t.Name)
@@ -658,32 +737,56 @@ func (c *Config) Validate() error {
 		if t.AttemptTimeout <= 0 {
 			own("attempt_timeout", "%v must be positive", t.AttemptTimeout)
 		}
+		mark := len(p.errs)
 		t.Pool.validate(inherited)
+		p.lower(f+".pool", mark, c.tierPoolConfig(t).Validate(), key+".pool", "pool")
 		t.Breaker.validate(inherited)
 	}
+}
+
+// tierPoolConfig is the pool configuration of tier t as Validate can know
+// it: a sim:// server stands for its simulator, whose address is known once
+// it runs.
+func (c *Config) tierPoolConfig(t TierConfig) pool.Config {
+	var addrs []string
+	for _, u := range t.Servers {
+		if s, err := ParseServer(u); err == nil {
+			if s.Sim != "" {
+				s.Addr = "sim-" + s.Sim + ":0"
+			}
+			addrs = append(addrs, s.Addr)
+		}
+	}
+	if len(addrs) == 0 {
+		addrs = []string{"unset:0"} // tiers[].servers reports it
+	}
+	return poolConfig(t.Name, c.Instance, addrs, t.Pool)
+}
+
+// validateSims checks the simulators section.
+func (c *Config) validateSims(p *problems) {
 	sims := map[string]bool{}
 	for i, s := range c.Simulators {
 		f := "simulators[" + strconv.Itoa(i) + "]"
 		if !validName(s.Name) {
-			bad(f+".name", "%q: want 1-64 characters of a-z, 0-9 and -", s.Name)
+			p.bad(f+".name", "%q: want 1-64 characters of a-z, 0-9 and -", s.Name)
 		}
 		if sims[s.Name] {
-			bad(f+".name", "%q appears twice", s.Name)
+			p.bad(f+".name", "%q appears twice", s.Name)
 		}
 		sims[s.Name] = true
-		positive(f+".capacity", s.Capacity)
+		p.positive(f+".capacity", s.Capacity)
 		if s.Latency < 0 {
-			bad(f+".latency", "%v must not be negative", s.Latency)
+			p.bad(f+".latency", "%v must not be negative", s.Latency)
 		}
 	}
-	return errs.Err()
 }
 
 // validate reports the problems of a tier's pool settings to bad, naming
 // each field pool.NAME.
 func (p PoolConfig) validate(bad func(field, format string, args ...any)) {
-	if p.MinConns < 1 || p.MinConns > 64 {
-		bad("pool.min_conns", "%d not in 1..64", p.MinConns)
+	if p.MinConns < 1 || p.MinConns > pool.MaxMinConns {
+		bad("pool.min_conns", "%d not in 1..%d", p.MinConns, pool.MaxMinConns)
 	}
 	if p.MaxInFlight < 1 {
 		bad("pool.max_in_flight", "%d must be positive", p.MaxInFlight)

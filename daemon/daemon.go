@@ -6,7 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -18,7 +18,6 @@ import (
 	"switchboard/keygen"
 	"switchboard/pool"
 	"switchboard/route"
-	"switchboard/telsim"
 )
 
 // Daemon is one switchboard daemon. Create it with New and run it with Run;
@@ -33,8 +32,7 @@ type Daemon struct {
 	ready  chan struct{}
 	env    func(string) string // os.Getenv; systemd's variables
 
-	simMu sync.Mutex
-	sims  map[string]*telsim.Server // guarded by simMu
+	simHost SimHost // WithSimHost; nil: sim:// servers do not resolve
 
 	keys *keygen.Generator
 	// keysOverride, when set by a test, replaces keys on the request path.
@@ -91,7 +89,7 @@ func New(cfg *Config, opts ...Option) (*Daemon, error) {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	d := &Daemon{log: zap.NewNop(), now: time.Now, ready: make(chan struct{}), env: os.Getenv,
-		reloads: make(chan reloadRequest), stopped: make(chan struct{}), sims: map[string]*telsim.Server{}}
+		reloads: make(chan reloadRequest), stopped: make(chan struct{})}
 	for _, o := range opts {
 		o(d)
 	}
@@ -146,10 +144,12 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		d.store.Close()
 	})
 
-	tiers, err := d.buildTiers(cfg)
+	built, err := d.buildTiers(cfg, nil)
 	if err != nil {
 		return err
 	}
+	tiers := built.tiers
+	d.m.wireFailovers(tiers)
 	d.warm(ctx, cfg, tiers)
 
 	var keys route.KeySource = d.keys
@@ -270,76 +270,6 @@ loop:
 	return nil
 }
 
-// startSims starts an in-process telephony simulator for every sim:// name
-// of cfg not running yet and returns the names it started. On error the
-// simulators it started are running: the caller stops them.
-func (d *Daemon) startSims(cfg *Config) ([]string, error) {
-	simCfg := map[string]SimConfig{}
-	for _, s := range cfg.Simulators {
-		simCfg[s.Name] = s
-	}
-	var started []string
-	for _, t := range cfg.Tiers {
-		for _, u := range t.Servers {
-			srv, _ := ParseServer(u)
-			if srv.Sim == "" || d.Simulator(srv.Sim) != nil {
-				continue
-			}
-			sc := telsim.DefaultConfig()
-			sc.Tier = t.Name
-			sc.ServerID = "sim-" + srv.Sim
-			if c, ok := simCfg[srv.Sim]; ok {
-				sc.Capacity = c.Capacity
-				sc.Latency = c.Latency
-			}
-			ts, err := telsim.New(sc, telsim.WithLogger(d.log.Named("telsim").With(zap.String("sim", srv.Sim))))
-			if err != nil {
-				return started, fmt.Errorf("simulator %s: %w", srv.Sim, err)
-			}
-			if _, err := ts.Start("127.0.0.1:0"); err != nil {
-				ts.Close()
-				return started, fmt.Errorf("simulator %s: %w", srv.Sim, err)
-			}
-			d.simMu.Lock()
-			d.sims[srv.Sim] = ts
-			d.simMu.Unlock()
-			started = append(started, srv.Sim)
-		}
-	}
-	return started, nil
-}
-
-// stopSims stops the named simulators.
-func (d *Daemon) stopSims(names []string) {
-	for _, n := range names {
-		d.simMu.Lock()
-		s := d.sims[n]
-		delete(d.sims, n)
-		d.simMu.Unlock()
-		if s != nil {
-			s.Close()
-		}
-	}
-}
-
-func (d *Daemon) closeSims() {
-	d.simMu.Lock()
-	var names []string
-	for n := range d.sims {
-		names = append(names, n)
-	}
-	d.simMu.Unlock()
-	d.stopSims(names)
-}
-
-// Simulator returns the in-process simulator behind sim://name, or nil.
-// Tests and drills use it to inject faults.
-func (d *Daemon) Simulator(name string) *telsim.Server {
-	d.simMu.Lock()
-	defer d.simMu.Unlock()
-	return d.sims[name]
-}
-
 // openKeys attaches to the key space in its store (keys.store). It never creates one
 // (InitKeys does): where there is none it fails with an error wrapping
 // keygen.ErrStateMissing.
@@ -350,26 +280,6 @@ func (d *Daemon) openKeys(cfg *Config) error {
 	}
 	d.store, d.keys = store, g
 	return nil
-}
-
-// resolve turns a tier's server URLs into dialable addresses.
-func (d *Daemon) resolve(urls []string) ([]string, error) {
-	var addrs []string
-	for _, u := range urls {
-		s, err := ParseServer(u)
-		if err != nil {
-			return nil, err
-		}
-		if s.Sim != "" {
-			ts := d.Simulator(s.Sim)
-			if ts == nil {
-				return nil, fmt.Errorf("%s: simulator not started", u)
-			}
-			s.Addr = ts.Addr().String()
-		}
-		addrs = append(addrs, s.Addr)
-	}
-	return addrs, nil
 }
 
 func poolConfig(tierName, instance string, addrs []string, p PoolConfig) pool.Config {
@@ -389,28 +299,79 @@ func poolConfig(tierName, instance string, addrs []string, p PoolConfig) pool.Co
 	return pc
 }
 
-func (d *Daemon) buildTiers(cfg *Config) ([]*tier, error) {
-	var tiers []*tier
-	for i, tc := range cfg.Tiers {
-		addrs, err := d.resolve(tc.Servers)
-		if err != nil {
-			closeTiers(tiers, time.Second)
-			return nil, fmt.Errorf("tier %s: %w", tc.Name, err)
-		}
-		p, err := d.newPool(cfg, tc, addrs)
-		if err != nil {
-			closeTiers(tiers, time.Second)
-			return nil, fmt.Errorf("tier %s: %w", tc.Name, err)
-		}
-		tiers = append(tiers, &tier{Name: tc.Name, NameB: []byte(tc.Name), Pos: i, Pool: p, Addrs: addrs,
-			Breaker: d.newBreaker(tc), Attempt: tc.AttemptTimeout, Ctl: &route.TierCtl{}, Obs: d.m.tier(tc.Name)})
-	}
-	d.m.wireFailovers(tiers)
-	return tiers, nil
+// tierBuild is a tier order built for a configuration by buildTiers.
+type tierBuild struct {
+	tiers   []*tier  // in the configuration's order
+	fresh   []*tier  // those with a new pool: to warm; abort closes them
+	retunes []func() // to run at commit: kept pools and breakers take the new settings
 }
 
-func (d *Daemon) newPool(cfg *Config, tc TierConfig, addrs []string) (*pool.Pool, error) {
-	return pool.New(poolConfig(tc.Name, cfg.Instance, addrs, tc.Pool), pool.WithLogger(d.log.Named("pool")))
+// abort closes the pools the build opened.
+func (b *tierBuild) abort() { closeTiers(b.fresh, time.Second) }
+
+// buildTiers builds cfg's tier order: at start (cur nil) and at each reload
+// (cur is the order in force). A tier of cur with the same name keeps its
+// breaker (and operator override), drain switch and metric children; it also
+// keeps its pool when its servers resolve to the same addresses (retuned at
+// commit), else it gets a fresh pool, not yet warm. On error every fresh pool
+// is closed and nothing of cur changed.
+func (d *Daemon) buildTiers(cfg *Config, cur []*tier) (*tierBuild, error) {
+	byName := make(map[string]*tier, len(cur))
+	for _, t := range cur {
+		byName[t.Name] = t
+	}
+	b := &tierBuild{tiers: make([]*tier, 0, len(cfg.Tiers))}
+	for i, tc := range cfg.Tiers {
+		t, err := d.buildTier(cfg, i, byName[tc.Name], b)
+		if err != nil {
+			b.abort()
+			return nil, err
+		}
+		b.tiers = append(b.tiers, t)
+	}
+	return b, nil
+}
+
+// buildTier builds the tier cfg.Tiers[i] for buildTiers, from o (the tier of
+// that name in force, or nil), adding to b's fresh pools and retunes.
+func (d *Daemon) buildTier(cfg *Config, i int, o *tier, b *tierBuild) (*tier, error) {
+	tc := cfg.Tiers[i]
+	addrs, err := d.resolve(tc.Servers)
+	if err != nil {
+		return nil, fmt.Errorf("tier %s: %w", tc.Name, err)
+	}
+	pc := poolConfig(tc.Name, cfg.Instance, addrs, tc.Pool)
+	if err := pc.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: tier %s: %w", ErrConfig, tc.Name, err)
+	}
+	t := &tier{Name: tc.Name, NameB: []byte(tc.Name), Pos: i, Addrs: addrs, Attempt: tc.AttemptTimeout}
+	if o != nil && slices.Equal(o.Addrs, addrs) {
+		t.Pool = o.Pool
+		b.retunes = append(b.retunes, func() {
+			if err := t.Pool.Retune(pc); err != nil {
+				d.log.Error("pool retune refused", zap.String("tier", t.Name), zap.Error(err))
+			}
+		})
+	} else {
+		p, err := pool.New(pc, pool.WithLogger(d.log.Named("pool")))
+		if err != nil {
+			return nil, fmt.Errorf("tier %s: %w", tc.Name, err)
+		}
+		t.Pool = p
+		b.fresh = append(b.fresh, t)
+	}
+	if o == nil {
+		t.Breaker, t.Ctl, t.Obs = d.newBreaker(tc), &route.TierCtl{}, d.m.tier(tc.Name)
+		return t, nil
+	}
+	// The breaker (with its override), the drain switch and the metric
+	// children belong to the tier name.
+	t.Breaker, t.Ctl, t.Obs = o.Breaker, o.Ctl, o.Obs
+	if s := tc.Breaker.settings(); t.Pool != o.Pool || o.Breaker.Settings() != s {
+		br := t.Breaker
+		b.retunes = append(b.retunes, func() { br.Retune(s) })
+	}
+	return t, nil
 }
 
 func (d *Daemon) newBreaker(tc TierConfig) *breaker.Breaker {

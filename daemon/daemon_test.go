@@ -17,6 +17,7 @@ import (
 	"switchboard/client"
 	"switchboard/internal/etcdtest"
 	"switchboard/keygen"
+	"switchboard/telsim/simhost"
 	"switchboard/wire"
 )
 
@@ -72,7 +73,7 @@ func startDaemon(t testing.TB, mutate func(*Config), opts ...Option) *harness {
 	}
 	// Tests that restart a daemon on one data directory keep its key space.
 	ensureKeys(t, cfg)
-	d, err := New(cfg, opts...)
+	d, err := New(cfg, append([]Option{WithSimHost(simhost.New())}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -496,7 +497,7 @@ func testShutdown(t *testing.T, tr string) {
 	c0.DataDir = filepath.Join(dir, "data")
 	c0.Tiers[0].AttemptTimeout = time.Second
 	mustInitKeys(t, c0)
-	d, err := New(c0, WithLogger(zaptest.NewLogger(t)))
+	d, err := New(c0, WithLogger(zaptest.NewLogger(t)), WithSimHost(simhost.New()))
 	if err != nil {
 		t.Fatal(err)
 	}

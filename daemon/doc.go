@@ -2,8 +2,9 @@
 // and validates the configuration, builds the tiers (per-tier warm
 // connection pools and circuit breakers), owns the lifecycle (New, Run,
 // shutdown on context end) and reloads, serves the admin socket and the
-// Prometheus metrics, and hosts in-process telephony simulators for sim://
-// tiers (telsim).
+// Prometheus metrics. It does not link the simulator: the server of a
+// sim:// tier is resolved through a SimHost (telsim/simhost, wired by
+// cmd/switchboard and the tests).
 //
 // The request path lives in two packages below it, which do not know each
 // other: frontend (the front-end socket server: transports, the default

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"switchboard/keygen"
+	"switchboard/telsim/simhost"
 )
 
 // TestRunNeverCreatesKeySpace: Run on a data directory without a key space
@@ -25,7 +26,7 @@ func TestRunNeverCreatesKeySpace(t *testing.T) {
 	cfg.Socket = filepath.Join(dir, "sb.sock")
 	cfg.DataDir = filepath.Join(dir, "data")
 	cfg.Keys.BlockSize = 64
-	d, err := New(cfg, WithLogger(zaptest.NewLogger(t)))
+	d, err := New(cfg, WithLogger(zaptest.NewLogger(t)), WithSimHost(simhost.New()))
 	if err != nil {
 		t.Fatal(err)
 	}

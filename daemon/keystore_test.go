@@ -17,6 +17,7 @@ import (
 	"switchboard/internal/strictyaml"
 	"switchboard/keygen"
 	"switchboard/keygen/etcdstore"
+	"switchboard/telsim/simhost"
 	"switchboard/wire"
 )
 
@@ -79,7 +80,7 @@ func TestEtcdDaemonStartsWhileEtcdDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.Stop()
-	d, err := New(cfg, WithLogger(zaptest.NewLogger(t)))
+	d, err := New(cfg, WithLogger(zaptest.NewLogger(t)), WithSimHost(simhost.New()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap/zaptest"
+
+	"switchboard/telsim/simhost"
 )
 
 // fakeSystemd is a NOTIFY_SOCKET listener collecting notifications.
@@ -59,7 +61,7 @@ func TestSystemdNotifications(t *testing.T) {
 	cfg.Socket = filepath.Join(dir, "sb.sock")
 	cfg.DataDir = filepath.Join(dir, "data")
 	mustInitKeys(t, cfg)
-	d, err := New(cfg, WithLogger(zaptest.NewLogger(t)), withEnv(func(k string) string { return env[k] }))
+	d, err := New(cfg, WithLogger(zaptest.NewLogger(t)), withEnv(func(k string) string { return env[k] }), WithSimHost(simhost.New()))
 	if err != nil {
 		t.Fatal(err)
 	}

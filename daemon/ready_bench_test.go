@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"switchboard/client"
+	"switchboard/telsim/simhost"
 )
 
 // BenchmarkReadyAfterStart measures the design budget "ready after start
@@ -34,7 +35,7 @@ func BenchmarkReadyAfterStart(b *testing.B) {
 			b.Fatal(err)
 		}
 		t0 := time.Now()
-		d, err := New(cfg)
+		d, err := New(cfg, WithSimHost(simhost.New()))
 		if err != nil {
 			b.Fatal(err)
 		}

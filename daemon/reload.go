@@ -4,14 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
 	"switchboard/pool"
-	"switchboard/route"
 )
 
 // reloadRequest carries one reload to Run's reloader goroutine, which
@@ -31,9 +29,10 @@ type ReloadOutcome struct {
 
 // Reload applies cfg to the running daemon and returns once it is in force
 // (or refused). In order: cfg is validated; a change to a field that cannot
-// change live (restartFields) is refused with ErrRequiresRestart; new
-// simulators start; tiers whose servers changed get a new pool, and every
-// new pool must be warm within server.ready_timeout (else ErrNotWarm); then,
+// change live (tagged reload:"restart": RestartFields) is refused with
+// ErrRequiresRestart; new simulators start (SimHost); tiers whose servers
+// changed get a new pool (buildTiers), and every new pool must be warm
+// within server.ready_timeout (else ErrNotWarm); then,
 // at one atomic swap, the new tier order is in force, kept pools and
 // breakers are retuned in place, server limits and the log level change.
 // Finally the pools no longer used drain (requests already holding the old
@@ -94,37 +93,6 @@ func (d *Daemon) recordReload(result string, err error) {
 	d.last.Store(o)
 }
 
-// restartFields lists the fields of nc that differ from old and cannot
-// change while the daemon runs. Only names are returned, never values (the
-// key secret must not reach a log).
-func restartFields(old, nc *Config) []string {
-	var f []string
-	same := func(name string, eq bool) {
-		if !eq {
-			f = append(f, name)
-		}
-	}
-	same("socket", old.Socket == nc.Socket)
-	same("data_dir", old.DataDir == nc.DataDir)
-	same("instance", old.Instance == nc.Instance)
-	same("log.format", old.Log.Format == nc.Log.Format)
-	same("admin.socket", old.Admin.Socket == nc.Admin.Socket)
-	same("metrics.addr", old.Metrics.Addr == nc.Metrics.Addr)
-	same("server.transport", old.Server.Transport == nc.Server.Transport)
-	same("server.max_frame", old.Server.MaxFrame == nc.Server.MaxFrame)
-	same("server.read_timeout", old.Server.ReadTimeout == nc.Server.ReadTimeout)
-	same("server.write_timeout", old.Server.WriteTimeout == nc.Server.WriteTimeout)
-	same("keys.digits", old.Keys.Digits == nc.Keys.Digits)
-	same("keys.block_size", old.Keys.BlockSize == nc.Keys.BlockSize)
-	same("keys.secret", old.Keys.Secret == nc.Keys.Secret)
-	same("keys.node", old.Keys.Node == nc.Keys.Node)
-	same("keys.store", old.Keys.Store == nc.Keys.Store)
-	same("keys.etcd", old.Keys.Etcd.equal(nc.Keys.Etcd))
-	same("cache.size_mb", old.Cache.SizeMB == nc.Cache.SizeMB)
-	same("cache.token_ttl", old.Cache.TokenTTL == nc.Cache.TokenTTL)
-	return f
-}
-
 // reload runs on Run's reloader goroutine: one at a time.
 func (d *Daemon) reload(ctx context.Context, nc *Config) (err error) {
 	result := reloadFailed
@@ -153,63 +121,15 @@ func (d *Daemon) reload(ctx context.Context, nc *Config) (err error) {
 		d.stopSims(started)
 		return err
 	}
-	cur := d.rt.Current().Tiers
-	byName := make(map[string]*tier, len(cur))
-	for _, t := range cur {
-		byName[t.Name] = t
-	}
-
-	// Plan: new tier values; fresh pools where the servers changed.
-	var (
-		next    = make([]*tier, 0, len(nc.Tiers))
-		fresh   []*tier
-		retunes []func()
-	)
-	abort := func() {
-		closeTiers(fresh, time.Second)
+	built, err := d.buildTiers(nc, d.rt.Current().Tiers)
+	if err != nil {
 		d.stopSims(started)
+		return err
 	}
-	for i, tc := range nc.Tiers {
-		addrs, err := d.resolve(tc.Servers)
-		if err != nil {
-			abort()
-			return fmt.Errorf("tier %s: %w", tc.Name, err)
-		}
-		pc := poolConfig(tc.Name, nc.Instance, addrs, tc.Pool)
-		if err := pc.Validate(); err != nil {
-			abort()
-			return fmt.Errorf("%w: tier %s: %w", ErrConfig, tc.Name, err)
-		}
-		t := &tier{Name: tc.Name, NameB: []byte(tc.Name), Pos: i, Addrs: addrs, Attempt: tc.AttemptTimeout}
-		o := byName[tc.Name]
-		if o != nil && slices.Equal(o.Addrs, addrs) {
-			t.Pool = o.Pool
-			retunes = append(retunes, func() {
-				if err := t.Pool.Retune(pc); err != nil {
-					d.log.Error("pool retune refused", zap.String("tier", t.Name), zap.Error(err))
-				}
-			})
-		} else {
-			p, err := pool.New(pc, pool.WithLogger(d.log.Named("pool")))
-			if err != nil {
-				abort()
-				return fmt.Errorf("tier %s: %w", tc.Name, err)
-			}
-			t.Pool = p
-			fresh = append(fresh, t)
-		}
-		if o != nil {
-			// The breaker (with its override), the drain switch and the
-			// metric children belong to the tier name.
-			t.Breaker, t.Ctl, t.Obs = o.Breaker, o.Ctl, o.Obs
-			if s := tc.Breaker.settings(); t.Pool != o.Pool || o.Breaker.Settings() != s {
-				br := t.Breaker
-				retunes = append(retunes, func() { br.Retune(s) })
-			}
-		} else {
-			t.Breaker, t.Ctl, t.Obs = d.newBreaker(tc), &route.TierCtl{}, d.m.tier(tc.Name)
-		}
-		next = append(next, t)
+	next, fresh := built.tiers, built.fresh
+	abort := func() {
+		built.abort()
+		d.stopSims(started)
 	}
 	if errs := waitWarm(ctx, nc.Server.ReadyTimeout, fresh); len(errs) > 0 {
 		abort()
@@ -217,25 +137,13 @@ func (d *Daemon) reload(ctx context.Context, nc *Config) (err error) {
 	}
 
 	// Commit: nothing below fails.
-	for _, f := range retunes {
+	for _, f := range built.retunes {
 		f()
 	}
 	d.m.wireFailovers(next)
 	retired := d.rt.Swap(next)
 	d.srv.SetLimits(frontendConfig(nc.Server))
-	oldSims := map[string]SimConfig{}
-	for _, sc := range old.Simulators {
-		oldSims[sc.Name] = sc
-	}
-	for _, sc := range nc.Simulators {
-		if prev, ok := oldSims[sc.Name]; ok && prev == sc {
-			continue
-		}
-		if s := d.Simulator(sc.Name); s != nil {
-			s.SetCapacity(sc.Capacity)
-			s.SetLatency(sc.Latency, 0)
-		}
-	}
+	d.retuneSims(old, nc)
 	if d.level != nil && d.level.String() != nc.Log.Level {
 		if err := d.level.UnmarshalText([]byte(nc.Log.Level)); err == nil {
 			d.log.Info("log level changed", zap.String("level", nc.Log.Level))
@@ -301,21 +209,5 @@ func (d *Daemon) drainRetired(ctx context.Context, retired *tierSet, next []*tie
 		}
 		cancel()
 	}
-	named := map[string]bool{}
-	for _, tc := range nc.Tiers {
-		for _, u := range tc.Servers {
-			if s, err := ParseServer(u); err == nil && s.Sim != "" {
-				named[s.Sim] = true
-			}
-		}
-	}
-	d.simMu.Lock()
-	var stop []string
-	for n := range d.sims {
-		if !named[n] {
-			stop = append(stop, n)
-		}
-	}
-	d.simMu.Unlock()
-	d.stopSims(stop)
+	d.retireSims(nc)
 }

@@ -18,6 +18,7 @@ import (
 	"switchboard/breaker"
 	"switchboard/client"
 	"switchboard/telsim"
+	"switchboard/telsim/simhost"
 	"switchboard/wire"
 )
 
@@ -616,7 +617,7 @@ func TestReloadAfterStopIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := New(cfg)
+	d, err := New(cfg, WithSimHost(simhost.New()))
 	if err != nil {
 		t.Fatal(err)
 	}

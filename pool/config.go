@@ -23,7 +23,8 @@ type Config struct {
 	// Servers are the telephony servers' "host:port" addresses. Required,
 	// no duplicates. Cannot change live: a new server list needs a new Pool.
 	Servers []string
-	// MinConns is the number of live connections kept per server. Default 2.
+	// MinConns is the number of live connections kept per server. Default 2;
+	// at most MaxMinConns.
 	MinConns int
 	// MaxInFlight caps the calls waiting on one connection; RoundTrip moves
 	// on to another connection when one is full. Default 1024.
@@ -64,6 +65,10 @@ const (
 	DefaultHeartbeatTimeout  = time.Second
 	DefaultBackoffBase       = 50 * time.Millisecond
 	DefaultBackoffMax        = 5 * time.Second
+
+	// MaxMinConns bounds MinConns: more warm connections per server only
+	// multiply heartbeats and the server's load.
+	MaxMinConns = 64
 )
 
 // DefaultConfig returns a Config with every default filled in; Tier and
@@ -141,8 +146,8 @@ func (c Config) Validate() error {
 		}
 		seen[s] = true
 	}
-	if c.MinConns < 0 {
-		bad("MinConns %d is negative", c.MinConns)
+	if c.MinConns < 0 || c.MinConns > MaxMinConns {
+		bad("MinConns %d is not in 0..%d", c.MinConns, MaxMinConns)
 	}
 	if c.MaxInFlight < 0 {
 		bad("MaxInFlight %d is negative", c.MaxInFlight)

@@ -27,6 +27,7 @@ func TestConfigValidate(t *testing.T) {
 		"not host:port":    func(c *Config) { c.Servers = []string{"localhost"} },
 		"duplicate":        func(c *Config) { c.Servers = []string{"a:1", "a:1"} },
 		"negative min":     func(c *Config) { c.MinConns = -1 },
+		"min above bound":  func(c *Config) { c.MinConns = MaxMinConns + 1 },
 		"negative timeout": func(c *Config) { c.HeartbeatTimeout = -time.Second },
 		"small frame":      func(c *Config) { c.MaxFrame = 100 },
 		"long client":      func(c *Config) { c.Client = strings.Repeat("x", wire.MaxShort+1) },

@@ -5,7 +5,8 @@
 //
 // Why it exists: the daemon must be developed, tested, benchmarked and
 // drilled without a real telephony bridge. The daemon's embedded default
-// config starts one Server per `sim://NAME` tier on 127.0.0.1:0 and dials it
+// config has telsim/simhost start one Server per `sim://NAME` tier on
+// 127.0.0.1:0 (cmd/switchboard hands the daemon that host), and the daemon dials it
 // like any other server; load tests and fault drills run the same code as a
 // process (cmd/telsim). Because it is the reference, it is strict where a
 // client could get away with sloppiness elsewhere: every bound of the

@@ -305,7 +305,7 @@ func TestFailoverVisibleOnlyInHeader(t *testing.T) {
 	if tier := before.header.Get(TierHeader); tier != "primary-large" {
 		t.Fatalf("tier before %q", tier)
 	}
-	if err := rd.d.Simulator("primary-large").SetFault(telsim.Fault{Mode: telsim.ModeDown}); err != nil {
+	if err := rd.sims.Simulator("primary-large").SetFault(telsim.Fault{Mode: telsim.ModeDown}); err != nil {
 		t.Fatal(err)
 	}
 	after := post(t, fe, seed)

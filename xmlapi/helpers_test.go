@@ -26,6 +26,7 @@ import (
 	"switchboard/client"
 	"switchboard/daemon"
 	"switchboard/keygen"
+	"switchboard/telsim/simhost"
 	"switchboard/wire"
 )
 
@@ -119,6 +120,7 @@ func shortTempDir(t testing.TB) string {
 // runningDaemon is a real daemon run in-process.
 type runningDaemon struct {
 	d      *daemon.Daemon
+	sims   *simhost.Host // the simulators of its sim:// tiers
 	cfg    *daemon.Config
 	cancel context.CancelFunc
 	done   chan error
@@ -165,12 +167,14 @@ func startDaemon(t testing.TB, dir string, mutate func(*daemon.Config)) *running
 	if _, err := daemon.InitKeys(cfg, 0); err != nil && !errors.Is(err, keygen.ErrKeySpaceExists) {
 		t.Fatal(err)
 	}
+	sims := simhost.New()
+	opts = append(opts, daemon.WithSimHost(sims))
 	d, err := daemon.New(cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	rd := &runningDaemon{d: d, cfg: cfg, cancel: cancel, done: make(chan error, 1)}
+	rd := &runningDaemon{d: d, sims: sims, cfg: cfg, cancel: cancel, done: make(chan error, 1)}
 	go func() { rd.done <- d.Run(ctx) }()
 	select {
 	case <-d.Ready():

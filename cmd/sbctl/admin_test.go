@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"switchboard/daemon"
+	"switchboard/telsim/simhost"
 )
 
 // adminDaemon is a real daemon on the embedded default config (three
@@ -60,7 +61,8 @@ func startAdminDaemon(t *testing.T) *adminDaemon {
 	a.d, err = daemon.New(cfg,
 		daemon.WithLogger(zaptest.NewLogger(t, zaptest.Level(lvl))),
 		daemon.WithLogLevel(lvl),
-		daemon.WithConfigSource(func() (*daemon.Config, error) { return (*a.src.Load())() }))
+		daemon.WithConfigSource(func() (*daemon.Config, error) { return (*a.src.Load())() }),
+		daemon.WithSimHost(simhost.New()))
 	if err != nil {
 		t.Fatal(err)
 	}

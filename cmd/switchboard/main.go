@@ -57,6 +57,7 @@ import (
 	"switchboard/internal/buildinfo"
 	"switchboard/internal/strictyaml"
 	"switchboard/keygen"
+	"switchboard/telsim/simhost"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -204,7 +205,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error("panic in a netpoll callback", zap.Any("panic", r), zap.Stack("stack"))
 	})
 
-	d, err := daemon.New(cfg, daemon.WithLogger(log), daemon.WithLogLevel(level), daemon.WithConfigSource(load))
+	// sim://NAME tiers (the embedded default's) are served by in-process
+	// simulators, hosted outside the daemon package.
+	sims := simhost.New(simhost.WithLogger(log))
+	defer sims.Close()
+	d, err := daemon.New(cfg, daemon.WithLogger(log), daemon.WithLogLevel(level), daemon.WithConfigSource(load),
+		daemon.WithSimHost(sims))
 	if err != nil {
 		log.Error("invalid configuration", zap.Error(err))
 		return 2

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"switchboard/daemon"
+	"switchboard/telsim/simhost"
 	"switchboard/xmlapi"
 )
 
@@ -59,7 +60,7 @@ func startDaemon(t *testing.T) string {
 	if _, err := daemon.InitKeys(cfg, 0); err != nil { // as switchboard -init-keys
 		t.Fatal(err)
 	}
-	d, err := daemon.New(cfg)
+	d, err := daemon.New(cfg, daemon.WithSimHost(simhost.New()))
 	if err != nil {
 		t.Fatal(err)
 	}
