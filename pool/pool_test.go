@@ -220,7 +220,7 @@ func TestBackoffGrowsWithJitter(t *testing.T) {
 		if st.ConsecutiveFailures != i+1 || !strings.Contains(st.LastError, "connection refused") {
 			t.Fatalf("failure %d: stats %+v", i+1, st)
 		}
-		clk.waitArmed(t, delay, false)
+		waitArmed(t, clk, delay, false)
 		if delay > 0 {
 			clk.Advance(delay - 1)
 			if a := attempts.Load(); a != int32(i+1) {
@@ -235,7 +235,7 @@ func TestBackoffGrowsWithJitter(t *testing.T) {
 	up.Store(s)
 	waitFor(t, "the last failure", func() bool { return p.Stats().Servers[0].DialFailures == uint64(len(wantCeil)+1) })
 	delay := p.Stats().Servers[0].NextDial.Sub(clk.Now())
-	clk.waitArmed(t, delay, false)
+	waitArmed(t, clk, delay, false)
 	clk.Advance(delay)
 	waitReady(t, p)
 	if st := p.Stats().Servers[0]; st.ConsecutiveFailures != 0 || st.Live != 1 {
@@ -256,7 +256,7 @@ func TestHeartbeatTimeoutKillsSilentConn(t *testing.T) {
 	waitReady(t, p)
 
 	// A healthy heartbeat updates the load from the PONG.
-	clk.waitArmed(t, time.Second, false)
+	waitArmed(t, clk, time.Second, false)
 	clk.Advance(time.Second)
 	waitFor(t, "a PONG", func() bool { return p.Stats().Servers[0].Load.InUse == 1 })
 	if p.Live() != 1 {
@@ -264,9 +264,9 @@ func TestHeartbeatTimeoutKillsSilentConn(t *testing.T) {
 	}
 
 	s.silent.Store(true)
-	clk.waitArmed(t, time.Second, false)
+	waitArmed(t, clk, time.Second, false)
 	clk.Advance(time.Second)
-	clk.waitArmed(t, 300*time.Millisecond, true) // the TPING is out, its timeout armed
+	waitArmed(t, clk, 300*time.Millisecond, true) // the TPING is out, its timeout armed
 	clk.Advance(299 * time.Millisecond)
 	if p.Live() != 1 {
 		t.Fatal("conn killed before the heartbeat timeout")
@@ -336,12 +336,12 @@ func TestRetuneHeartbeatInterval(t *testing.T) {
 	cfg.MinConns = 1
 	p := newPool(t, cfg, WithClock(clk))
 	waitReady(t, p)
-	clk.waitArmed(t, time.Second, false)
+	waitArmed(t, clk, time.Second, false)
 	cfg.HeartbeatInterval = 7 * time.Second
 	if err := p.Retune(cfg); err != nil {
 		t.Fatal(err)
 	}
-	clk.waitArmed(t, 7*time.Second, false) // re-armed with the new interval
+	waitArmed(t, clk, 7*time.Second, false) // re-armed with the new interval
 }
 
 // TestMaxAgeRecycle: aged connections are replaced, the replacement dialed
@@ -378,7 +378,7 @@ func TestMaxAgeRecycle(t *testing.T) {
 		}
 	}()
 
-	clk.waitArmed(t, 12*time.Second, false)
+	waitArmed(t, clk, 12*time.Second, false)
 	clk.Advance(11 * time.Second)
 	if s.accepted.Load() != 2 {
 		t.Fatal("recycled before MaxAge + jitter")
@@ -531,7 +531,7 @@ func TestFlappingServerBacksOff(t *testing.T) {
 
 	for i, want := range []time.Duration{50, 100, 200} {
 		want *= time.Millisecond
-		clk.waitArmed(t, want, false) // backing off, not redialing
+		waitArmed(t, clk, want, false) // backing off, not redialing
 		if got := s.accepted.Load(); got != int32(i+1) {
 			t.Fatalf("round %d: %d connections accepted, want %d", i, got, i+1)
 		}
@@ -546,7 +546,7 @@ func TestFlappingServerBacksOff(t *testing.T) {
 	// flag after our check): either it stays, or the next backoff expires.
 	s.flap.Store(false)
 	waitFor(t, "a stable connection", func() bool {
-		if tm, _ := clk.armed(); len(tm) == 1 && tm[0] == 400*time.Millisecond {
+		if tm, _ := clk.Armed(); len(tm) == 1 && tm[0] == 400*time.Millisecond {
 			clk.Advance(400 * time.Millisecond)
 		}
 		return p.Live() == 1

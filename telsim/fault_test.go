@@ -473,8 +473,8 @@ func TestFaultFlap(t *testing.T) {
 	if err := s.SetFault(Fault{}); err != nil {
 		t.Fatal(err)
 	}
-	if clk.active() != 0 {
-		t.Fatalf("%d timers still armed after none", clk.active())
+	if clk.Active() != 0 {
+		t.Fatalf("%d timers still armed after none", clk.Active())
 	}
 	clk.Advance(10 * time.Second) // nothing flaps any more
 	if _, err := dial(t, addr).ping(); err != nil {
@@ -498,7 +498,7 @@ func TestFaultNoneRetriesABusyPort(t *testing.T) {
 		t.Fatalf("SetFault(none) with the port taken: %v", err)
 	}
 	_ = thief.Close()
-	waitFor(t, "the retry timer", func() bool { return clk.active() == 1 })
+	waitFor(t, "the retry timer", func() bool { return clk.Active() == 1 })
 	clk.Advance(retryInterval)
 	waitFor(t, "listening again", func() bool { return s.Stats().Listening })
 	if _, err := dial(t, addr).ping(); err != nil {
