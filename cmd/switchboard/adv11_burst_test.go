@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"switchboard/client"
-	"switchboard/mux"
 	"switchboard/wire"
 )
 
@@ -103,7 +102,7 @@ tiers:
 					byTier[string(a.Tier)]++
 					mu.Unlock()
 					burst.Release(ctx, a.Key)
-				case errors.Is(err, wire.StatusOverloaded), errors.Is(err, mux.ErrBusy):
+				case errors.Is(err, wire.StatusOverloaded), errors.Is(err, client.ErrBusy):
 					overloaded.Add(1)
 					time.Sleep(50 * time.Millisecond) // "busy, retry" after a pause
 				case errors.Is(err, wire.StatusUnavailable):
