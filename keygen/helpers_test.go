@@ -76,22 +76,6 @@ func mustInit(t testing.TB, cfg Config, opts ...Option) Partition {
 	return p
 }
 
-// waitFor polls cond until it holds, failing the test after a bounded wait.
-// step runs before each poll (e.g. advancing a fake clock).
-func waitFor(t *testing.T, what string, step func(), cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		if step != nil {
-			step()
-		}
-		time.Sleep(100 * time.Microsecond)
-	}
-}
-
 // nextRetry returns the next key, retrying while the refill lags behind
 // (ErrUnavailable without a store failure). Other errors fail the test.
 func nextRetry(t testing.TB, g source) uint64 {

@@ -10,18 +10,15 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"switchboard/internal/clock/clocktest"
+	"switchboard/internal/testsupport"
 	"switchboard/wire"
 )
 
 // TestMain checks for leaked goroutines. netpoll's poller goroutines are
 // process-global, started on first use and never stopped (docs/architecture.md, "Goroutines and their owners"):
 // they are not ours to leak.
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/cloudwego/netpoll.(*defaultPoll).Wait"))
-}
+func TestMain(m *testing.M) { testsupport.VerifyTestMainNetpoll(m) }
 
 // telServer is a minimal telephony server written with wire: HELLO, TPING
 // (PONG carries the number of pings answered as InUse) and RESERVE (the
@@ -231,18 +228,6 @@ func waitReady(t testing.TB, p *Pool) {
 	}
 }
 
-// waitFor polls cond until it holds (bounded; a progress wait, not timing).
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached within 10s", what)
-		}
-		time.Sleep(200 * time.Microsecond)
-	}
-}
-
 // newFakeClock returns a clock that moves only when told to.
 func newFakeClock() *clocktest.Clock {
 	return clocktest.New(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
@@ -252,7 +237,7 @@ func newFakeClock() *clocktest.Clock {
 // is armed exactly d from now.
 func waitArmed(t testing.TB, c *clocktest.Clock, d time.Duration, funcs bool) {
 	t.Helper()
-	waitFor(t, "timer armed at +"+d.String(), func() bool {
+	testsupport.WaitFor(t, "timer armed at +"+d.String(), func() bool {
 		tm, fn := c.Armed()
 		if funcs {
 			tm = fn

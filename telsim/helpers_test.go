@@ -254,18 +254,6 @@ func testSpec(n int) wire.Spec {
 	}
 }
 
-// waitFor polls cond until it holds or the test's I/O timeout passes.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(ioTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // rawFrame builds a frame header by hand (for framing-error tests).
 func rawFrame(length uint32, version, op, flags, st byte, id uint64, payload []byte) []byte {
 	b := binary.BigEndian.AppendUint32(nil, length)

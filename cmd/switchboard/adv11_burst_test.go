@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"switchboard/client"
+	"switchboard/internal/testsupport"
 	"switchboard/wire"
 )
 
@@ -43,7 +44,7 @@ func TestBurstOverManyConnectionsIsShedNotFailedOver(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the daemon binary under a burst")
 	}
-	dir := shortDir(t)
+	dir := testsupport.ShortTempDir(t)
 	sock := filepath.Join(dir, "sb.sock")
 	msock := filepath.Join(dir, "m.sock")
 	cfgPath := filepath.Join(dir, "sb.yaml")
