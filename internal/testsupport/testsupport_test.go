@@ -1,6 +1,8 @@
 package testsupport
 
 import (
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -56,5 +58,35 @@ func TestShortTempDirFitsASocketPath(t *testing.T) {
 	})
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Fatalf("directory left after the test: %v", err)
+	}
+}
+
+func TestServeClosesEverythingAtTheEnd(t *testing.T) {
+	var client net.Conn
+	t.Run("serve", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		Serve(t, ln, func(nc net.Conn) { _, _ = io.Copy(nc, nc) })
+		client, err = net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := client.Write([]byte("ping")); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 4)
+		if _, err := io.ReadFull(client, buf); err != nil || string(buf) != "ping" {
+			t.Fatalf("echo %q, %v", buf, err)
+		}
+	})
+	defer client.Close()
+	// The server side was closed when the subtest ended: EOF, not a hang.
+	if err := client.SetReadDeadline(time.Now().Add(WaitBound)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("read after the test ended: %v, want EOF", err)
 	}
 }
