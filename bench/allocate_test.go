@@ -13,6 +13,7 @@ import (
 
 	"switchboard/bench/fakedaemon"
 	"switchboard/daemon"
+	"switchboard/internal/testsupport"
 	"switchboard/telsim/simhost"
 	"switchboard/wire"
 )
@@ -35,11 +36,7 @@ func startDaemon(tb testing.TB, transport string) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	dir, err := os.MkdirTemp("", "sbbench")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testsupport.ShortTempDir(tb)
 	cfg.Socket = filepath.Join(dir, "sb.sock")
 	cfg.DataDir = filepath.Join(dir, "data")
 	cfg.Log.Level = "error"

@@ -6,18 +6,13 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
+	"switchboard/internal/testsupport"
 	"switchboard/wire"
 )
 
 // netpoll's pollers and gopool's workers (started by the in-process daemon
 // of BenchmarkAllocate) are process-wide by design; nothing else may leak.
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreAnyFunction("github.com/cloudwego/netpoll.(*defaultPoll).Wait"),
-		goleak.IgnoreAnyFunction("github.com/bytedance/gopkg/util/gopool.(*worker).run.func1"))
-}
+func TestMain(m *testing.M) { testsupport.VerifyTestMainNetpoll(m) }
 
 // warmupRoundTrips are run, untimed, before any measurement: they fault in
 // buffers and let the scheduler settle the two goroutines.

@@ -17,6 +17,7 @@ import (
 
 	"switchboard/bench/httpbaseline"
 	"switchboard/client"
+	"switchboard/internal/testsupport"
 	"switchboard/wire"
 )
 
@@ -174,14 +175,11 @@ func baselineLoad(tb testing.TB) (*load, *httpbaseline.Service) {
 // timeout (0: its default, the benchmark's).
 func baselineLoadWith(tb testing.TB, attempt time.Duration) (*load, *httpbaseline.Service) {
 	tb.Helper()
-	dir, err := os.MkdirTemp("", "sb")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testsupport.ShortTempDir(tb)
 	sock := filepath.Join(dir, "baseline.sock")
 	var svc *httpbaseline.Service
 	labelled("baseline", func() {
+		var err error
 		if svc, err = httpbaseline.StartWith(httpbaseline.Config{Socket: sock, AttemptTimeout: attempt}); err != nil {
 			tb.Fatal(err)
 		}

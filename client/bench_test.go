@@ -5,9 +5,9 @@ import (
 	"context"
 	"net"
 	"path/filepath"
-	"sync"
 	"testing"
 
+	"switchboard/internal/testsupport"
 	"switchboard/wire"
 )
 
@@ -19,51 +19,23 @@ func pingServer(b *testing.B) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	testsupport.Serve(b, ln, func(nc net.Conn) {
+		br, bw := bufio.NewReaderSize(nc, 32<<10), bufio.NewWriterSize(nc, 32<<10)
+		var buf []byte
 		for {
-			nc, err := ln.Accept()
+			h, _, b, err := wire.ReadFrame(br, buf, wire.DefaultMaxFrame)
+			buf = b
 			if err != nil {
 				return
 			}
-			mu.Lock()
-			conns = append(conns, nc)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer nc.Close()
-				br, bw := bufio.NewReaderSize(nc, 32<<10), bufio.NewWriterSize(nc, 32<<10)
-				var buf []byte
-				for {
-					h, _, b, err := wire.ReadFrame(br, buf, wire.DefaultMaxFrame)
-					buf = b
-					if err != nil {
-						return
-					}
-					out, _ := wire.AppendFrame(bw.AvailableBuffer(), h.Response(wire.StatusOK), nil, wire.DefaultMaxFrame)
-					if _, err := bw.Write(out); err != nil {
-						return
-					}
-					if br.Buffered() == 0 && bw.Flush() != nil {
-						return
-					}
-				}
-			}()
+			out, _ := wire.AppendFrame(bw.AvailableBuffer(), h.Response(wire.StatusOK), nil, wire.DefaultMaxFrame)
+			if _, err := bw.Write(out); err != nil {
+				return
+			}
+			if br.Buffered() == 0 && bw.Flush() != nil {
+				return
+			}
 		}
-	}()
-	b.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
 	})
 	return path
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/internal/testsupport"
 	"switchboard/mux"
 	"switchboard/wire"
 )
@@ -111,7 +112,7 @@ func TestResultsDoNotAlias(t *testing.T) {
 func TestConcurrentPipelined(t *testing.T) {
 	d := startDaemon(t)
 	c := dialT(t, d, WithConns(3))
-	waitFor(t, func() bool { return d.accepted.Load() == 3 })
+	testsupport.WaitFor(t, "the condition", func() bool { return d.accepted.Load() == 3 })
 	const workers, per = 24, 40
 	var (
 		wg   sync.WaitGroup
@@ -185,7 +186,7 @@ func TestRedialAfterConnLoss(t *testing.T) {
 			errc <- err
 		}()
 	}
-	waitFor(t, func() bool { return d.requests.Load() == 4 })
+	testsupport.WaitFor(t, "the condition", func() bool { return d.requests.Load() == 4 })
 	d.dropConns()
 	for range 4 {
 		if err := <-errc; !errors.Is(err, mux.ErrConnLost) || !mux.Sent(err) {
@@ -209,9 +210,9 @@ func TestRedialAfterConnLoss(t *testing.T) {
 func TestRefusedCallIsSentAgain(t *testing.T) {
 	d := startDaemon(t)
 	c := dialT(t, d)
-	waitFor(t, func() bool { return d.accepted.Load() == 1 })
+	testsupport.WaitFor(t, "the condition", func() bool { return d.accepted.Load() == 1 })
 	d.dropConns()
-	waitFor(t, func() bool { return !c.slots[0].mc.Load().Alive() })
+	testsupport.WaitFor(t, "the condition", func() bool { return !c.slots[0].mc.Load().Alive() })
 	d.refuse.Store(3)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -238,9 +239,9 @@ func TestRefusedCallIsSentAgain(t *testing.T) {
 func TestRefusedUntilDeadline(t *testing.T) {
 	d := startDaemon(t)
 	c := dialT(t, d)
-	waitFor(t, func() bool { return d.accepted.Load() == 1 })
+	testsupport.WaitFor(t, "the condition", func() bool { return d.accepted.Load() == 1 })
 	d.dropConns()
-	waitFor(t, func() bool { return !c.slots[0].mc.Load().Alive() })
+	testsupport.WaitFor(t, "the condition", func() bool { return !c.slots[0].mc.Load().Alive() })
 	d.refuse.Store(1 << 20)
 	refusals := 0
 	for try := 0; try < 5 && refusals == 0; try++ {
@@ -288,10 +289,10 @@ func TestRefusedThenDeadlineInATry(t *testing.T) {
 		var nd net.Dialer
 		return nd.DialContext(ctx, network, addr)
 	}))
-	waitFor(t, func() bool { return d.accepted.Load() == 1 })
+	testsupport.WaitFor(t, "the condition", func() bool { return d.accepted.Load() == 1 })
 	d.refuse.Store(1 << 20)
 	d.dropConns()
-	waitFor(t, func() bool { return !c.slots[0].mc.Load().Alive() })
+	testsupport.WaitFor(t, "the condition", func() bool { return !c.slots[0].mc.Load().Alive() })
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	err := c.Ping(ctx)
@@ -308,9 +309,9 @@ func TestRefusedThenDeadlineInATry(t *testing.T) {
 func TestConcurrentRedialShared(t *testing.T) {
 	d := startDaemon(t)
 	c := dialT(t, d)
-	waitFor(t, func() bool { return d.accepted.Load() == 1 })
+	testsupport.WaitFor(t, "the condition", func() bool { return d.accepted.Load() == 1 })
 	d.dropConns()
-	waitFor(t, func() bool { return !c.slots[0].mc.Load().Alive() })
+	testsupport.WaitFor(t, "the condition", func() bool { return !c.slots[0].mc.Load().Alive() })
 	var wg sync.WaitGroup
 	for range 16 {
 		wg.Add(1)
@@ -331,7 +332,7 @@ func TestDaemonGone(t *testing.T) {
 	d := startDaemon(t)
 	c := dialT(t, d)
 	d.stop()
-	waitFor(t, func() bool { return !c.slots[0].mc.Load().Alive() })
+	testsupport.WaitFor(t, "the condition", func() bool { return !c.slots[0].mc.Load().Alive() })
 	err := c.Ping(context.Background())
 	if err == nil || mux.Sent(err) {
 		t.Fatalf("ping with no daemon: %v, want a dial error", err)
@@ -350,7 +351,7 @@ func TestClose(t *testing.T) {
 		_, err := c.Allocate(context.Background(), &wire.AllocateRequest{Spec: spec("held")})
 		errc <- err
 	}()
-	waitFor(t, func() bool { return d.requests.Load() == 1 })
+	testsupport.WaitFor(t, "the condition", func() bool { return d.requests.Load() == 1 })
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -383,16 +384,5 @@ func TestDialOptions(t *testing.T) {
 	_, err := c.Allocate(context.Background(), &wire.AllocateRequest{Spec: spec("x"), Meta: make([]byte, wire.MinMaxFrame)})
 	if !errors.Is(err, wire.ErrFrameTooLarge) || mux.Sent(err) {
 		t.Errorf("oversize allocate: %v", err)
-	}
-}
-
-func waitFor(t testing.TB, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached within 10s")
-		}
-		time.Sleep(200 * time.Microsecond)
 	}
 }

@@ -14,17 +14,14 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"switchboard/configs"
 	"switchboard/daemon"
+	"switchboard/internal/testsupport"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreTopFunction("github.com/cloudwego/netpoll.(*defaultPoll).Wait"),
-		goleak.IgnoreAnyFunction("github.com/bytedance/gopkg/util/gopool.(*worker).run.func1"))
-}
+// An in-process daemon leaves netpoll's process-wide goroutines behind by
+// design; nothing else may leak.
+func TestMain(m *testing.M) { testsupport.VerifyTestMainNetpoll(m) }
 
 // Files outside this directory that the tests read: they hold the facts the
 // files here must agree with.

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"switchboard/internal/atomicfile"
 )
 
 // Names of the files keygen keeps in its data directory.
@@ -142,7 +144,7 @@ func (s *FileStore) bind(ctx context.Context, b Binding, create bool) (Partition
 	data, err := s.fsys.ReadFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && create:
-		if err := writeAtomic(s.fsys, path, fresh.encode(), 0o600); err != nil {
+		if err := atomicfile.Write(s.fsys, path, fresh.encode(), 0o600); err != nil {
 			return Partition{}, fmt.Errorf("keygen: create lease state: %w", err)
 		}
 		s.st, s.bound = fresh, true
@@ -177,7 +179,7 @@ func (s *FileStore) bind(ctx context.Context, b Binding, create bool) (Partition
 	// No counter was ever leased under the old binding, so no key exists
 	// that the new one could repeat (this happens when Init was interrupted
 	// between recording the binding and storing a new secret).
-	if err := writeAtomic(s.fsys, path, fresh.encode(), 0o600); err != nil {
+	if err := atomicfile.Write(s.fsys, path, fresh.encode(), 0o600); err != nil {
 		return Partition{}, fmt.Errorf("keygen: rebind lease state: %w", err)
 	}
 	s.st, s.bound = fresh, true
@@ -193,7 +195,7 @@ func (s *FileStore) record() {
 	if rec, ok := s.RecordedMark(s.st.b); ok && rec > s.st.next {
 		return
 	}
-	_ = writeReplace(s.fsys, filepath.Join(s.dir, MarkFile), s.st.encode(), 0o600)
+	_ = atomicfile.Replace(s.fsys, filepath.Join(s.dir, MarkFile), s.st.encode(), 0o600)
 }
 
 // RecordedMark returns the high-water mark MarkFile recorded for binding b,
@@ -233,7 +235,7 @@ func (s *FileStore) Lease(ctx context.Context, n uint64) (start, end uint64, err
 	start, end = s.st.next, s.st.next+min(n, s.st.hi-s.st.next)
 	ns := s.st
 	ns.next = end
-	if err := writeAtomic(s.fsys, filepath.Join(s.dir, StateFile), ns.encode(), 0o600); err != nil {
+	if err := atomicfile.Write(s.fsys, filepath.Join(s.dir, StateFile), ns.encode(), 0o600); err != nil {
 		return 0, 0, fmt.Errorf("keygen: lease [%d, %d): %w", start, end, err)
 	}
 	s.st = ns

@@ -16,6 +16,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+
+	"switchboard/internal/testsupport"
 )
 
 // The tests in this file run against both implementations (forEachImpl).
@@ -135,7 +137,7 @@ func TestCrashSnapshot(t *testing.T) {
 				}
 			})
 		}
-		waitFor(t, "keys issued", nil, func() bool { mu.Lock(); defer mu.Unlock(); return len(issued) > 3000 })
+		testsupport.WaitForStep(t, "keys issued", nil, func() bool { mu.Lock(); defer mu.Unlock(); return len(issued) > 3000 })
 		mu.Lock()
 		before := append([]uint64(nil), issued...) // issued before the snapshot...
 		mu.Unlock()
@@ -401,7 +403,7 @@ func TestDiskFaults(t *testing.T) {
 					t.Fatalf("Next = %v, want ErrUnavailable", err)
 				}
 				fsys.clear()
-				waitFor(t, "recovery", func() { clock.Advance(retryMax) }, func() bool {
+				testsupport.WaitForStep(t, "recovery", func() { clock.Advance(retryMax) }, func() bool {
 					k, err := g.Next()
 					if err == nil {
 						seen.add(t, k)
@@ -436,7 +438,7 @@ func TestSlowStoreNeverBlocks(t *testing.T) {
 		mem := newMemStore()
 		g := mustOpen(t, im, Config{Digits: 9, BlockSize: 32, Secret: testSecret}, mem)
 		gate := make(chan struct{})
-		waitFor(t, "read-ahead block", nil, func() bool { return g.Stats().Buffered >= 32 })
+		testsupport.WaitForStep(t, "read-ahead block", nil, func() bool { return g.Stats().Buffered >= 32 })
 		mem.setGate(gate)
 		seen := newKeySet()
 		done := make(chan error, 1)
@@ -462,7 +464,7 @@ func TestSlowStoreNeverBlocks(t *testing.T) {
 			t.Fatalf("only %d keys before running dry, want the buffered ones", n)
 		}
 		close(gate) // the disk catches up
-		waitFor(t, "keys after the slow lease", nil, func() bool {
+		testsupport.WaitForStep(t, "keys after the slow lease", nil, func() bool {
 			k, err := g.Next()
 			if err == nil {
 				seen.add(t, k)
@@ -529,7 +531,7 @@ func TestCloseIdempotentAndConcurrent(t *testing.T) {
 				}
 			})
 		}
-		waitFor(t, "keys", nil, func() bool { return seen.len() > 1000 })
+		testsupport.WaitForStep(t, "keys", nil, func() bool { return seen.len() > 1000 })
 		if err := g.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -585,7 +587,7 @@ func TestStatsAccounting(t *testing.T) {
 		for range 250 {
 			nextRetry(t, g)
 		}
-		waitFor(t, "read-ahead", nil, func() bool { return g.Stats().Buffered >= 100 })
+		testsupport.WaitForStep(t, "read-ahead", nil, func() bool { return g.Stats().Buffered >= 100 })
 		st := g.Stats()
 		if st.Issued != 250 {
 			t.Fatalf("Issued = %d, want 250", st.Issued)
@@ -651,7 +653,7 @@ func TestStrandedKeysAreStolen(t *testing.T) {
 		wg.Go(func() { seen.add(t, nextRetry(t, g)) })
 	}
 	wg.Wait()
-	waitFor(t, "read-ahead", nil, func() bool { return g.Stats().Buffered >= 4096 })
+	testsupport.WaitForStep(t, "read-ahead", nil, func() bool { return g.Stats().Buffered >= 4096 })
 	mem.setFail(syscall.EIO)
 	for {
 		k, err := g.Next()

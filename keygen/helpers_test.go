@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"switchboard/internal/clock/clocktest"
 )
 
 // testSecret is a fixed secret for tests that need a known permutation.
@@ -74,22 +76,6 @@ func mustInit(t testing.TB, cfg Config, opts ...Option) Partition {
 	return p
 }
 
-// waitFor polls cond until it holds, failing the test after a bounded wait.
-// step runs before each poll (e.g. advancing a fake clock).
-func waitFor(t *testing.T, what string, step func(), cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		if step != nil {
-			step()
-		}
-		time.Sleep(100 * time.Microsecond)
-	}
-}
-
 // nextRetry returns the next key, retrying while the refill lags behind
 // (ErrUnavailable without a store failure). Other errors fail the test.
 func nextRetry(t testing.TB, g source) uint64 {
@@ -133,48 +119,9 @@ func (s *keySet) len() int {
 	return len(s.seen)
 }
 
-// fakeClock is a manual Clock: After fires when Advance passes its deadline.
-type fakeClock struct {
-	mu      sync.Mutex
-	now     time.Time
-	waiters []fakeWaiter
-}
-
-type fakeWaiter struct {
-	at time.Time
-	c  chan time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_700_000_000, 0)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	c.waiters = append(c.waiters, fakeWaiter{at: c.now.Add(d), c: ch})
-	return ch
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	kept := c.waiters[:0]
-	for _, w := range c.waiters {
-		if w.at.After(c.now) {
-			kept = append(kept, w)
-			continue
-		}
-		w.c <- c.now
-	}
-	c.waiters = kept
-}
+// newFakeClock returns a manual Clock: a timer fires when Advance passes
+// its deadline.
+func newFakeClock() *clocktest.Clock { return clocktest.New(time.Unix(1_700_000_000, 0)) }
 
 // faultFS wraps OSFS and fails chosen operations with a chosen error.
 type faultFS struct {

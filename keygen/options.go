@@ -1,9 +1,9 @@
 package keygen
 
 import (
-	"time"
-
 	"go.uber.org/zap"
+
+	"switchboard/internal/clock"
 )
 
 // Option is a test seam or an operational hook of New and NewFileStore: the
@@ -26,7 +26,7 @@ type options struct {
 }
 
 func buildOptions(opts []Option) options {
-	o := options{log: zap.NewNop(), clock: systemClock{}, fs: OSFS{}, alloc: allocKeys, fill: (*Permutation).FillKeys}
+	o := options{log: zap.NewNop(), clock: clock.Real{}, fs: OSFS{}, alloc: allocKeys, fill: (*Permutation).FillKeys}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -73,15 +73,7 @@ func WithFS(fsys FS) Option {
 	}
 }
 
-// Clock is the time seam: the refill loop waits on After between failed
-// leases. Implementations must be safe for concurrent use.
-type Clock interface {
-	Now() time.Time
-	// After returns a channel that receives once d has passed.
-	After(d time.Duration) <-chan time.Time
-}
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time                         { return time.Now() }
-func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+// Clock is the time seam: the refill loop waits on a timer between failed
+// leases, and lease failures are dated by Now. Implementations must be safe
+// for concurrent use.
+type Clock = clock.Clock

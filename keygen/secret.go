@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+
+	"switchboard/internal/atomicfile"
 )
 
 // GeneratedSecretLen is the length, in bytes, of a secret GenerateSecret
@@ -134,7 +136,7 @@ func storeSecret(fsys FS, dir string, secret []byte) error {
 	}
 	path := filepath.Join(dir, SecretFile)
 	data := append([]byte(generatedMark+" when the key space was created; "+StateFile+" in this directory must stay with it\n"), EncodeSecret(secret)...)
-	if err := writeAtomic(fsys, path, data, 0o600); err != nil {
+	if err := atomicfile.Write(fsys, path, data, 0o600); err != nil {
 		return fmt.Errorf("keygen: store new secret: %w", err)
 	}
 	return nil

@@ -300,7 +300,7 @@ func (s *supply) fill() <-chan time.Time {
 			if d == 0 {
 				d = retryMin
 			}
-			return s.clock.After(d)
+			return s.clock.NewTimer(d).C()
 		}
 		s.backoff = 0
 	}

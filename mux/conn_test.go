@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/internal/testsupport"
 	"switchboard/wire"
 )
 
@@ -350,7 +351,7 @@ func TestBusy(t *testing.T) {
 			rep.Release()
 		}()
 	}
-	waitFor(t, func() bool { return c.InFlight() == 2 })
+	testsupport.WaitFor(t, "the condition", func() bool { return c.InFlight() == 2 })
 	if _, err := c.Call(context.Background(), wire.OpPing, nil); !errors.Is(err, ErrBusy) || Sent(err) {
 		t.Fatalf("third call: %v, want ErrBusy", err)
 	}
@@ -365,7 +366,7 @@ func TestBusy(t *testing.T) {
 		}
 		rep.Release()
 	}()
-	waitFor(t, func() bool { return c.InFlight() == 3 })
+	testsupport.WaitFor(t, "the condition", func() bool { return c.InFlight() == 3 })
 	close(release)
 	within(t, 10*time.Second, "held calls", wg.Wait)
 }
@@ -437,7 +438,7 @@ func TestCloseWithErrorFailsInFlight(t *testing.T) {
 		_, err := c.Call(context.Background(), wire.OpPing, nil)
 		errc <- err
 	}()
-	waitFor(t, func() bool { return c.InFlight() == 1 })
+	testsupport.WaitFor(t, "the condition", func() bool { return c.InFlight() == 1 })
 	c.CloseWithError(errHB)
 	err := <-errc
 	if !errors.Is(err, ErrConnLost) || !errors.Is(err, errHB) {
@@ -448,18 +449,6 @@ func TestCloseWithErrorFailsInFlight(t *testing.T) {
 	}
 	if _, err := c.Call(context.Background(), wire.OpPing, nil); !errors.Is(err, ErrClosed) || !errors.Is(err, errHB) {
 		t.Errorf("call after death: %v", err)
-	}
-}
-
-// waitFor polls cond until it holds (bounded; a progress wait, not timing).
-func waitFor(t testing.TB, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached within 10s")
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -497,7 +486,7 @@ func TestCallsRaceClose(t *testing.T) {
 					}
 				}()
 			}
-			waitFor(t, func() bool { return ok.Load() > 100 })
+			testsupport.WaitFor(t, "the condition", func() bool { return ok.Load() > 100 })
 			c.Close()
 			within(t, 10*time.Second, "callers after Close", wg.Wait)
 			if c.InFlight() != 0 {
@@ -562,8 +551,8 @@ func TestFlusherHandsOff(t *testing.T) {
 	go call(0) // becomes the flusher
 	<-g.entered
 	for i := 1; i <= callerFlushRounds; i++ {
-		go call(i)               // appends while the flusher is in Write
-		waitFor(t, func() bool { // its frame is pending
+		go call(i)                                            // appends while the flusher is in Write
+		testsupport.WaitFor(t, "the condition", func() bool { // its frame is pending
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			return len(c.pending) > 0
@@ -722,7 +711,7 @@ func TestCallNowDoesNotYield(t *testing.T) {
 						rep.Release()
 						heldDone <- err
 					}()
-					waitFor(t, func() bool { return len(ws.written()) == 1 })
+					testsupport.WaitFor(t, "the held call written", func() bool { return len(ws.written()) == 1 })
 
 					defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 					other := make(chan error, 1)

@@ -4,9 +4,9 @@ import (
 	"bufio"
 	"context"
 	"net"
-	"sync"
 	"testing"
 
+	"switchboard/internal/testsupport"
 	"switchboard/wire"
 )
 
@@ -18,37 +18,7 @@ func benchServer(b *testing.B) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, nc)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer nc.Close()
-				serveBench(nc)
-			}()
-		}
-	}()
-	b.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
+	testsupport.Serve(b, ln, serveBench)
 	return ln.Addr().String()
 }
 

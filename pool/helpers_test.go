@@ -10,17 +10,15 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
+	"switchboard/internal/clock/clocktest"
+	"switchboard/internal/testsupport"
 	"switchboard/wire"
 )
 
 // TestMain checks for leaked goroutines. netpoll's poller goroutines are
 // process-global, started on first use and never stopped (docs/architecture.md, "Goroutines and their owners"):
 // they are not ours to leak.
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/cloudwego/netpoll.(*defaultPoll).Wait"))
-}
+func TestMain(m *testing.M) { testsupport.VerifyTestMainNetpoll(m) }
 
 // telServer is a minimal telephony server written with wire: HELLO, TPING
 // (PONG carries the number of pings answered as InUse) and RESERVE (the
@@ -230,135 +228,17 @@ func waitReady(t testing.TB, p *Pool) {
 	}
 }
 
-// waitFor polls cond until it holds (bounded; a progress wait, not timing).
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached within 10s", what)
-		}
-		time.Sleep(200 * time.Microsecond)
-	}
-}
-
-// fakeClock is a Clock that moves only when told to.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers map[*fakeTimer]struct{}
-}
-
-type fakeTimer struct {
-	c     *fakeClock
-	ch    chan time.Time // NewTimer
-	f     func()         // AfterFunc
-	when  time.Time
-	armed bool
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), timers: map[*fakeTimer]struct{}{}}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) NewTimer(d time.Duration) Timer {
-	t := &fakeTimer{c: c, ch: make(chan time.Time, 1)}
-	t.Reset(d)
-	return t
-}
-
-func (c *fakeClock) AfterFunc(d time.Duration, f func()) Timer {
-	t := &fakeTimer{c: c, f: f}
-	t.Reset(d)
-	return t
-}
-
-func (t *fakeTimer) C() <-chan time.Time { return t.ch }
-
-func (t *fakeTimer) Reset(d time.Duration) bool {
-	t.c.mu.Lock()
-	was := t.armed
-	t.armed, t.when = true, t.c.now.Add(d)
-	t.c.timers[t] = struct{}{}
-	t.drainLocked()
-	t.c.mu.Unlock()
-	if d <= 0 {
-		t.c.Advance(0)
-	}
-	return was
-}
-
-func (t *fakeTimer) Stop() bool {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	was := t.armed
-	t.armed = false
-	delete(t.c.timers, t)
-	t.drainLocked()
-	return was
-}
-
-func (t *fakeTimer) drainLocked() {
-	if t.ch != nil {
-		select {
-		case <-t.ch:
-		default:
-		}
-	}
-}
-
-// Advance moves the clock and fires the timers that are due.
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	var due []*fakeTimer
-	for t := range c.timers {
-		if !t.when.After(c.now) {
-			t.armed = false
-			delete(c.timers, t)
-			due = append(due, t)
-		}
-	}
-	now := c.now
-	c.mu.Unlock()
-	for _, t := range due {
-		if t.f != nil {
-			t.f()
-		} else {
-			select {
-			case t.ch <- now:
-			default:
-			}
-		}
-	}
-}
-
-// armed returns the delays of the armed timers (AfterFunc ones apart).
-func (c *fakeClock) armed() (timers, funcs []time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for t := range c.timers {
-		if t.f != nil {
-			funcs = append(funcs, t.when.Sub(c.now))
-		} else {
-			timers = append(timers, t.when.Sub(c.now))
-		}
-	}
-	return timers, funcs
+// newFakeClock returns a clock that moves only when told to.
+func newFakeClock() *clocktest.Clock {
+	return clocktest.New(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 }
 
 // waitArmed waits until a channel timer (or, with funcs, an AfterFunc timer)
 // is armed exactly d from now.
-func (c *fakeClock) waitArmed(t testing.TB, d time.Duration, funcs bool) {
+func waitArmed(t testing.TB, c *clocktest.Clock, d time.Duration, funcs bool) {
 	t.Helper()
-	waitFor(t, "timer armed at +"+d.String(), func() bool {
-		tm, fn := c.armed()
+	testsupport.WaitFor(t, "timer armed at +"+d.String(), func() bool {
+		tm, fn := c.Armed()
 		if funcs {
 			tm = fn
 		}

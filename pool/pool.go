@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"switchboard/internal/clock"
 	"switchboard/mux"
 	"switchboard/wire"
 )
@@ -164,7 +165,7 @@ func New(cfg Config, opts ...Option) (*Pool, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	o := options{dial: NetDialer, log: zap.NewNop(), clock: realClock{}, randN: rand.Int64N}
+	o := options{dial: NetDialer, log: zap.NewNop(), clock: clock.Real{}, randN: rand.Int64N}
 	for _, opt := range opts {
 		opt(&o)
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/internal/testsupport"
 	"switchboard/mux"
 	"switchboard/wire"
 )
@@ -138,7 +139,7 @@ func TestServerKilledAndBack(t *testing.T) {
 	for i := range 8 {
 		go func() { errc <- reserve(context.Background(), p, uint64(i+1)) }()
 	}
-	waitFor(t, "8 reserves at the server", func() bool { return s.reserves.Load() == 8 })
+	testsupport.WaitFor(t, "8 reserves at the server", func() bool { return s.reserves.Load() == 8 })
 
 	start := time.Now()
 	s.kill()
@@ -147,7 +148,7 @@ func TestServerKilledAndBack(t *testing.T) {
 			t.Fatalf("in-flight reserve: %v, want mux.ErrConnLost", err)
 		}
 	}
-	waitFor(t, "Live() == 0", func() bool { return p.Live() == 0 })
+	testsupport.WaitFor(t, "Live() == 0", func() bool { return p.Live() == 0 })
 	t.Logf("in-flight failed and Live()==0 %v after the kill", time.Since(start))
 
 	t0 := time.Now()
@@ -156,7 +157,7 @@ func TestServerKilledAndBack(t *testing.T) {
 		t.Fatalf("RoundTrip on a dead tier: %v, want ErrNoConn", err)
 	}
 	t.Logf("ErrNoConn after %v", time.Since(t0))
-	waitFor(t, "a failed redial", func() bool { return p.Stats().Servers[0].DialFailures > 0 })
+	testsupport.WaitFor(t, "a failed redial", func() bool { return p.Stats().Servers[0].DialFailures > 0 })
 
 	s2 := startTel(t, s.addr)
 	waitReady(t, p)
@@ -208,7 +209,7 @@ func TestBackoffGrowsWithJitter(t *testing.T) {
 	wantCeil := []time.Duration{50, 100, 200, 400, 400, 400}
 	for i, c := range wantCeil {
 		c *= time.Millisecond
-		waitFor(t, "a failed dial", func() bool { return p.Stats().Servers[0].DialFailures == uint64(i+1) })
+		testsupport.WaitFor(t, "a failed dial", func() bool { return p.Stats().Servers[0].DialFailures == uint64(i+1) })
 		st := p.Stats().Servers[0]
 		delay := st.NextDial.Sub(clk.Now())
 		n, calls := lastCeil()
@@ -221,7 +222,7 @@ func TestBackoffGrowsWithJitter(t *testing.T) {
 		if st.ConsecutiveFailures != i+1 || !strings.Contains(st.LastError, "connection refused") {
 			t.Fatalf("failure %d: stats %+v", i+1, st)
 		}
-		clk.waitArmed(t, delay, false)
+		waitArmed(t, clk, delay, false)
 		if delay > 0 {
 			clk.Advance(delay - 1)
 			if a := attempts.Load(); a != int32(i+1) {
@@ -229,14 +230,14 @@ func TestBackoffGrowsWithJitter(t *testing.T) {
 			}
 		}
 		clk.Advance(1)
-		waitFor(t, "the next dial", func() bool { return attempts.Load() == int32(i+2) })
+		testsupport.WaitFor(t, "the next dial", func() bool { return attempts.Load() == int32(i+2) })
 	}
 	// The server comes up: the next probe succeeds and resets the backoff.
 	s := startTel(t, "127.0.0.1:0")
 	up.Store(s)
-	waitFor(t, "the last failure", func() bool { return p.Stats().Servers[0].DialFailures == uint64(len(wantCeil)+1) })
+	testsupport.WaitFor(t, "the last failure", func() bool { return p.Stats().Servers[0].DialFailures == uint64(len(wantCeil)+1) })
 	delay := p.Stats().Servers[0].NextDial.Sub(clk.Now())
-	clk.waitArmed(t, delay, false)
+	waitArmed(t, clk, delay, false)
 	clk.Advance(delay)
 	waitReady(t, p)
 	if st := p.Stats().Servers[0]; st.ConsecutiveFailures != 0 || st.Live != 1 {
@@ -257,28 +258,28 @@ func TestHeartbeatTimeoutKillsSilentConn(t *testing.T) {
 	waitReady(t, p)
 
 	// A healthy heartbeat updates the load from the PONG.
-	clk.waitArmed(t, time.Second, false)
+	waitArmed(t, clk, time.Second, false)
 	clk.Advance(time.Second)
-	waitFor(t, "a PONG", func() bool { return p.Stats().Servers[0].Load.InUse == 1 })
+	testsupport.WaitFor(t, "a PONG", func() bool { return p.Stats().Servers[0].Load.InUse == 1 })
 	if p.Live() != 1 {
 		t.Fatal("a healthy heartbeat dropped the conn")
 	}
 
 	s.silent.Store(true)
-	clk.waitArmed(t, time.Second, false)
+	waitArmed(t, clk, time.Second, false)
 	clk.Advance(time.Second)
-	clk.waitArmed(t, 300*time.Millisecond, true) // the TPING is out, its timeout armed
+	waitArmed(t, clk, 300*time.Millisecond, true) // the TPING is out, its timeout armed
 	clk.Advance(299 * time.Millisecond)
 	if p.Live() != 1 {
 		t.Fatal("conn killed before the heartbeat timeout")
 	}
 	clk.Advance(time.Millisecond)
-	waitFor(t, "heartbeat-timeout death", func() bool {
+	testsupport.WaitFor(t, "heartbeat-timeout death", func() bool {
 		return strings.Contains(p.Stats().Servers[0].LastError, ErrHeartbeatTimeout.Error())
 	})
 	s.silent.Store(false)
-	waitFor(t, "redial", func() bool { return s.accepted.Load() == 2 && p.Live() == 1 })
-	waitFor(t, "the silent conn closed at the server", func() bool { return s.open() == 1 })
+	testsupport.WaitFor(t, "redial", func() bool { return s.accepted.Load() == 2 && p.Live() == 1 })
+	testsupport.WaitFor(t, "the silent conn closed at the server", func() bool { return s.open() == 1 })
 }
 
 func TestRetune(t *testing.T) {
@@ -299,7 +300,7 @@ func TestRetune(t *testing.T) {
 	if err := p.Retune(cfg); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "extras drained and closed", func() bool { return p.Live() == 1 && s.open() == 1 })
+	testsupport.WaitFor(t, "extras drained and closed", func() bool { return p.Live() == 1 && s.open() == 1 })
 
 	// MaxInFlight applies to live connections.
 	cfg.MaxInFlight = 1
@@ -309,7 +310,7 @@ func TestRetune(t *testing.T) {
 	s.hold = make(chan struct{})
 	errc := make(chan error, 1)
 	go func() { errc <- reserve(context.Background(), p, 1) }()
-	waitFor(t, "one reserve held", func() bool { return s.reserves.Load() == 1 })
+	testsupport.WaitFor(t, "one reserve held", func() bool { return s.reserves.Load() == 1 })
 	if err := reserve(context.Background(), p, 2); !errors.Is(err, mux.ErrBusy) {
 		t.Errorf("second reserve over MaxInFlight 1: %v, want mux.ErrBusy", err)
 	}
@@ -337,12 +338,12 @@ func TestRetuneHeartbeatInterval(t *testing.T) {
 	cfg.MinConns = 1
 	p := newPool(t, cfg, WithClock(clk))
 	waitReady(t, p)
-	clk.waitArmed(t, time.Second, false)
+	waitArmed(t, clk, time.Second, false)
 	cfg.HeartbeatInterval = 7 * time.Second
 	if err := p.Retune(cfg); err != nil {
 		t.Fatal(err)
 	}
-	clk.waitArmed(t, 7*time.Second, false) // re-armed with the new interval
+	waitArmed(t, clk, 7*time.Second, false) // re-armed with the new interval
 }
 
 // TestMaxAgeRecycle: aged connections are replaced, the replacement dialed
@@ -379,13 +380,13 @@ func TestMaxAgeRecycle(t *testing.T) {
 		}
 	}()
 
-	clk.waitArmed(t, 12*time.Second, false)
+	waitArmed(t, clk, 12*time.Second, false)
 	clk.Advance(11 * time.Second)
 	if s.accepted.Load() != 2 {
 		t.Fatal("recycled before MaxAge + jitter")
 	}
 	clk.Advance(time.Second)
-	waitFor(t, "replacements up and old conns closed", func() bool {
+	testsupport.WaitFor(t, "replacements up and old conns closed", func() bool {
 		return s.accepted.Load() == 4 && s.open() == 2 && p.Live() == 2
 	})
 	close(stop)
@@ -411,11 +412,11 @@ func TestShutdownDrainsInFlight(t *testing.T) {
 	for i := range n {
 		go func() { errc <- reserve(context.Background(), p, uint64(i+1)) }()
 	}
-	waitFor(t, "reserves held", func() bool { return s.reserves.Load() == n })
+	testsupport.WaitFor(t, "reserves held", func() bool { return s.reserves.Load() == n })
 
 	done := make(chan error, 1)
 	go func() { done <- p.Shutdown(context.Background()) }()
-	waitFor(t, "closed", func() bool {
+	testsupport.WaitFor(t, "closed", func() bool {
 		_, err := p.RoundTrip(context.Background(), wire.OpTelPing, nil)
 		return errors.Is(err, ErrClosed)
 	})
@@ -436,7 +437,7 @@ func TestShutdownDrainsInFlight(t *testing.T) {
 	if p.Live() != 0 {
 		t.Errorf("Live = %d after Shutdown", p.Live())
 	}
-	waitFor(t, "server sees every conn closed", func() bool { return s.open() == 0 })
+	testsupport.WaitFor(t, "server sees every conn closed", func() bool { return s.open() == 0 })
 	if err := p.Shutdown(context.Background()); err != nil {
 		t.Errorf("second Shutdown: %v", err)
 	}
@@ -459,7 +460,7 @@ func TestShutdownDeadlineFailsInFlight(t *testing.T) {
 	waitReady(t, p)
 	errc := make(chan error, 1)
 	go func() { errc <- reserve(context.Background(), p, 1) }()
-	waitFor(t, "reserve held", func() bool { return s.reserves.Load() == 1 })
+	testsupport.WaitFor(t, "reserve held", func() bool { return s.reserves.Load() == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	if err := p.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -479,7 +480,7 @@ func TestWaitReadyNamesMissingServers(t *testing.T) {
 	ln.Close() // nothing listens there now
 	s := startTel(t, "127.0.0.1:0")
 	p := newPool(t, testConfig(s.addr, dead))
-	waitFor(t, "a failed dial", func() bool { return p.Stats().Servers[1].DialFailures > 0 })
+	testsupport.WaitFor(t, "a failed dial", func() bool { return p.Stats().Servers[1].DialFailures > 0 })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	err = p.WaitReady(ctx)
@@ -514,7 +515,7 @@ func TestNetpollDialer(t *testing.T) {
 	}
 	wg.Wait()
 	s.kill()
-	waitFor(t, "Live() == 0 over netpoll", func() bool { return p.Live() == 0 })
+	testsupport.WaitFor(t, "Live() == 0 over netpoll", func() bool { return p.Live() == 0 })
 }
 
 // TestFlappingServerBacksOff: a connection that dies right after its
@@ -532,7 +533,7 @@ func TestFlappingServerBacksOff(t *testing.T) {
 
 	for i, want := range []time.Duration{50, 100, 200} {
 		want *= time.Millisecond
-		clk.waitArmed(t, want, false) // backing off, not redialing
+		waitArmed(t, clk, want, false) // backing off, not redialing
 		if got := s.accepted.Load(); got != int32(i+1) {
 			t.Fatalf("round %d: %d connections accepted, want %d", i, got, i+1)
 		}
@@ -541,13 +542,13 @@ func TestFlappingServerBacksOff(t *testing.T) {
 			t.Fatalf("round %d: stats %+v", i, st)
 		}
 		clk.Advance(want)
-		waitFor(t, "the next dial", func() bool { return s.accepted.Load() == int32(i+2) })
+		testsupport.WaitFor(t, "the next dial", func() bool { return s.accepted.Load() == int32(i+2) })
 	}
 	// The last connection may or may not have flapped (the server reads the
 	// flag after our check): either it stays, or the next backoff expires.
 	s.flap.Store(false)
-	waitFor(t, "a stable connection", func() bool {
-		if tm, _ := clk.armed(); len(tm) == 1 && tm[0] == 400*time.Millisecond {
+	testsupport.WaitFor(t, "a stable connection", func() bool {
+		if tm, _ := clk.Armed(); len(tm) == 1 && tm[0] == 400*time.Millisecond {
 			clk.Advance(400 * time.Millisecond)
 		}
 		return p.Live() == 1

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/internal/testsupport"
 	"switchboard/mux"
 	"switchboard/wire"
 )
@@ -52,7 +53,7 @@ func TestRoundTripToGoesToThatServer(t *testing.T) {
 	}
 
 	b.kill()
-	waitFor(t, "b's connections gone", func() bool { return p.Live() == cfg.withDefaults().MinConns })
+	testsupport.WaitFor(t, "b's connections gone", func() bool { return p.Live() == cfg.withDefaults().MinConns })
 	_, err := p.RoundTripTo(ctx, idB, wire.OpReserve, &wire.UpdateRequest{Key: 200})
 	if !errors.Is(err, ErrServerDown) || mux.Sent(err) {
 		t.Fatalf("RoundTripTo a down server: %v, want ErrServerDown", err)

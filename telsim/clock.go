@@ -1,46 +1,20 @@
 package telsim
 
-import "time"
+import "switchboard/internal/clock"
 
 // Clock is the time source of a Server: the timers behind reply latency, the
-// flap period, and the back-off between accept or listen retries. Tests inject
-// a fake one with WithClock so that timing-dependent behaviour (flap in
-// particular) is driven step by step instead of by sleeping. Implementations
-// must be safe for concurrent use.
-type Clock interface {
-	// NewTimer returns a started timer that fires once after d.
-	NewTimer(d time.Duration) Timer
-}
+// flap period, the back-off between accept or listen retries, and the expiry
+// of tombstones. Tests inject a fake one (clocktest.Clock) with WithClock so
+// that timing-dependent behaviour (flap in particular) is driven step by step
+// instead of by sleeping. Implementations must be safe for concurrent use.
+type Clock = clock.Clock
 
-// Timer is a one-shot timer created by a Clock. Its methods follow
-// time.Timer (Go ≥ 1.23 semantics: no stale value after Stop or Reset). A
-// Timer is used by one goroutine at a time.
-type Timer interface {
-	// C returns the channel on which the firing time is delivered.
-	C() <-chan time.Time
-	// Stop prevents the timer from firing; it reports whether it was active.
-	Stop() bool
-	// Reset re-arms the timer to fire after d; it reports whether it was
-	// active.
-	Reset(d time.Duration) bool
-}
+// Timer is a one-shot timer created by a Clock (time.Timer semantics, Go ≥
+// 1.23: no stale value after Stop or Reset). A Timer is used by one
+// goroutine at a time.
+type Timer = clock.Timer
 
-// realClock is the wall clock.
-type realClock struct{}
-
-func (realClock) NewTimer(d time.Duration) Timer { return realTimer{time.NewTimer(d)} }
-
-type realTimer struct{ t *time.Timer }
-
-func (t realTimer) C() <-chan time.Time        { return t.t.C }
-func (t realTimer) Stop() bool                 { return t.t.Stop() }
-func (t realTimer) Reset(d time.Duration) bool { return t.t.Reset(d) }
-
-// unixNow returns the wall time of c in Unix ns, for tombstone expiry: c's
-// own Now if it has one (a fake clock in tests), else time.Now.
+// unixNow returns the time of c in Unix ns, for tombstone expiry.
 func unixNow(c Clock) func() int64 {
-	if n, ok := c.(interface{ Now() time.Time }); ok {
-		return func() int64 { return n.Now().UnixNano() }
-	}
-	return func() int64 { return time.Now().UnixNano() }
+	return func() int64 { return c.Now().UnixNano() }
 }

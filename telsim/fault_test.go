@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/internal/testsupport"
 	"switchboard/wire"
 )
 
@@ -80,7 +81,7 @@ func TestFaultDownThenNoneOnTheSamePort(t *testing.T) {
 	if st := s.Stats(); st.Listening || st.Faults.Downs != 1 || st.Fault.Mode != ModeDown {
 		t.Fatalf("stats while down: %+v", st)
 	}
-	waitFor(t, "connections to close", func() bool { return s.Stats().Conns == 0 })
+	testsupport.WaitFor(t, "connections to close", func() bool { return s.Stats().Conns == 0 })
 	if err := s.SetFault(Fault{Mode: ModeDown}); err != nil { // down again: no-op
 		t.Fatal(err)
 	}
@@ -116,7 +117,7 @@ func TestFaultBeforeServe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the initial fault", func() bool { return s.Stats().Faults.Downs == 1 })
+	testsupport.WaitFor(t, "the initial fault", func() bool { return s.Stats().Faults.Downs == 1 })
 	if _, err := net.DialTimeout("tcp", a.String(), ioTimeout); !isRefused(err) {
 		t.Fatalf("dial: %v, want ECONNREFUSED", err)
 	}
@@ -455,13 +456,13 @@ func TestFaultFlap(t *testing.T) {
 	}
 	for cycle := range 3 {
 		clk.Advance(time.Second) // → up
-		waitFor(t, "the up phase", func() bool { return s.Stats().Listening })
+		testsupport.WaitFor(t, "the up phase", func() bool { return s.Stats().Listening })
 		up := dial(t, addr)
 		if _, err := up.ping(); err != nil {
 			t.Fatalf("cycle %d: PING in the up phase: %v", cycle, err)
 		}
 		clk.Advance(time.Second) // → down
-		waitFor(t, "the down phase", func() bool { return !s.Stats().Listening })
+		testsupport.WaitFor(t, "the down phase", func() bool { return !s.Stats().Listening })
 		up.expectClosed()
 		if _, err := net.DialTimeout("tcp", addr, ioTimeout); !isRefused(err) {
 			t.Fatalf("cycle %d: dial in the down phase: %v", cycle, err)
@@ -473,8 +474,8 @@ func TestFaultFlap(t *testing.T) {
 	if err := s.SetFault(Fault{}); err != nil {
 		t.Fatal(err)
 	}
-	if clk.active() != 0 {
-		t.Fatalf("%d timers still armed after none", clk.active())
+	if clk.Active() != 0 {
+		t.Fatalf("%d timers still armed after none", clk.Active())
 	}
 	clk.Advance(10 * time.Second) // nothing flaps any more
 	if _, err := dial(t, addr).ping(); err != nil {
@@ -498,9 +499,9 @@ func TestFaultNoneRetriesABusyPort(t *testing.T) {
 		t.Fatalf("SetFault(none) with the port taken: %v", err)
 	}
 	_ = thief.Close()
-	waitFor(t, "the retry timer", func() bool { return clk.active() == 1 })
+	testsupport.WaitFor(t, "the retry timer", func() bool { return clk.Active() == 1 })
 	clk.Advance(retryInterval)
-	waitFor(t, "listening again", func() bool { return s.Stats().Listening })
+	testsupport.WaitFor(t, "listening again", func() bool { return s.Stats().Listening })
 	if _, err := dial(t, addr).ping(); err != nil {
 		t.Fatal(err)
 	}

@@ -5,13 +5,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
 
+	"switchboard/internal/clock/clocktest"
 	"switchboard/wire"
 )
 
@@ -254,18 +254,6 @@ func testSpec(n int) wire.Spec {
 	}
 }
 
-// waitFor polls cond until it holds or the test's I/O timeout passes.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(ioTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // rawFrame builds a frame header by hand (for framing-error tests).
 func rawFrame(length uint32, version, op, flags, st byte, id uint64, payload []byte) []byte {
 	b := binary.BigEndian.AppendUint32(nil, length)
@@ -274,93 +262,6 @@ func rawFrame(length uint32, version, op, flags, st byte, id uint64, payload []b
 	return append(b, payload...)
 }
 
-// fakeClock is a manual Clock: timers fire only when Advance passes them.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*fakeTimer
-}
-
-type fakeTimer struct {
-	c      *fakeClock
-	ch     chan time.Time
-	when   time.Time
-	active bool
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_700_000_000, 0)} }
-
-func (c *fakeClock) NewTimer(d time.Duration) Timer {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := &fakeTimer{c: c, ch: make(chan time.Time, 1), when: c.now.Add(d), active: true}
-	c.timers = append(c.timers, t)
-	c.fireLocked()
-	return t
-}
-
-// Now is the fake time (the server's tombstones expire by it).
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// Advance moves the clock and fires the timers that are due.
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	c.fireLocked()
-}
-
-func (c *fakeClock) fireLocked() {
-	for _, t := range c.timers {
-		if t.active && !t.when.After(c.now) {
-			t.active = false
-			t.ch <- c.now
-		}
-	}
-}
-
-// active counts armed timers.
-func (c *fakeClock) active() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := 0
-	for _, t := range c.timers {
-		if t.active {
-			n++
-		}
-	}
-	return n
-}
-
-func (t *fakeTimer) C() <-chan time.Time { return t.ch }
-
-func (t *fakeTimer) Stop() bool {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	was := t.active
-	t.active = false
-	t.drain()
-	return was
-}
-
-func (t *fakeTimer) Reset(d time.Duration) bool {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	was := t.active
-	t.drain()
-	t.when = t.c.now.Add(d)
-	t.active = true
-	t.c.fireLocked()
-	return was
-}
-
-func (t *fakeTimer) drain() {
-	select {
-	case <-t.ch:
-	default:
-	}
-}
+// newFakeClock returns a manual Clock: timers fire only when Advance passes
+// them.
+func newFakeClock() *clocktest.Clock { return clocktest.New(time.Unix(1_700_000_000, 0)) }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"switchboard/internal/clock"
 )
 
 // retryInterval is how often the server tries to listen again when it should
@@ -70,7 +72,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	o := options{log: zap.NewNop(), clock: realClock{}}
+	o := options{log: zap.NewNop(), clock: clock.Real{}}
 	for _, opt := range opts {
 		opt(&o)
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/internal/testsupport"
 	"switchboard/wire"
 )
 
@@ -307,7 +308,7 @@ func TestFramingErrorsCloseTheConnection(t *testing.T) {
 		_ = c.nc.(*net.TCPConn).CloseWrite()
 		c.expectClosed()
 	})
-	waitFor(t, "connections to close", func() bool { return s.Stats().Conns == 0 })
+	testsupport.WaitFor(t, "connections to close", func() bool { return s.Stats().Conns == 0 })
 }
 
 // TestPipelining sends 1000 requests before reading any reply.
@@ -544,7 +545,7 @@ func TestStats(t *testing.T) {
 		t.Fatalf("stats\n got %+v\nwant %+v", st, want)
 	}
 	_ = c2.nc.Close()
-	waitFor(t, "conns to drop to 1", func() bool { return s.Stats().Conns == 1 })
+	testsupport.WaitFor(t, "conns to drop to 1", func() bool { return s.Stats().Conns == 1 })
 }
 
 // TestCloseWithOpenConns closes a server with idle connections, pending
@@ -569,7 +570,7 @@ func TestCloseWithOpenConns(t *testing.T) {
 		busy.frame(wire.OpTelLookup, &wire.KeyRequest{Key: uint64(i + 1)})
 	}
 	busy.flush()
-	waitFor(t, "delayed replies", func() bool { return s.Stats().Faults.Delayed == 2 })
+	testsupport.WaitFor(t, "delayed replies", func() bool { return s.Stats().Faults.Delayed == 2 })
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -613,7 +614,7 @@ func TestServeLifecycle(t *testing.T) {
 	}
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()
-	waitFor(t, "Serve", func() bool { return s.Addr() != nil })
+	testsupport.WaitFor(t, "Serve", func() bool { return s.Addr() != nil })
 	if s.Addr().String() != ln.Addr().String() {
 		t.Fatalf("Addr %v, want %v", s.Addr(), ln.Addr())
 	}
@@ -675,7 +676,7 @@ func TestClientThatNeverReads(t *testing.T) {
 			}
 		}
 	}()
-	waitFor(t, "the server to drop the client", func() bool {
+	testsupport.WaitFor(t, "the server to drop the client", func() bool {
 		return s.Stats().ConnsTotal == 1 && s.Stats().Conns == 0
 	})
 	_ = c.nc.Close()

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/internal/testsupport"
 	"switchboard/wire"
 )
 
@@ -24,7 +25,7 @@ func TestReleaseOvertakingReserveTombstones(t *testing.T) {
 	}
 	a, b := dial(t, addr), dial(t, addr)
 	id := a.send(wire.OpReserve, &wire.UpdateRequest{Key: 5, Spec: testSpec(1)})
-	waitFor(t, "the RESERVE queued", func() bool { return s.Stats().Faults.Queued == 1 })
+	testsupport.WaitFor(t, "the RESERVE queued", func() bool { return s.Stats().Faults.Queued == 1 })
 	if _, err := b.lookup(5); !errors.Is(err, wire.StatusNotFound) {
 		t.Fatalf("LOOKUP while the RESERVE is queued: %v, want NOT_FOUND", err)
 	}

@@ -2,6 +2,8 @@ package xmlapi
 
 import (
 	"testing"
+
+	"switchboard/internal/testsupport"
 )
 
 // TestTrailingCRRoundTrips: issue 11 point 5 promises that a CR sent as
@@ -12,7 +14,7 @@ import (
 // one&#13;" is stored and returned as "line one". Through the real daemon;
 // no timing involved.
 func TestTrailingCRRoundTrips(t *testing.T) {
-	rd := startDaemon(t, shortTempDir(t), nil)
+	rd := startDaemon(t, testsupport.ShortTempDir(t), nil)
 	fe := startFrontEnd(t, testConfig(t), dialDaemon(t, rd.cfg.Socket))
 	for name, c := range map[string]struct{ sent, want string }{
 		"trailing CR": {"line one&#13;", "line one\r"},

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"switchboard/internal/clock/clocktest"
 )
 
 // TestAccountThrottleCountsEveryNameOfTheAccount: issue 11 promises failed
@@ -30,8 +32,8 @@ func TestAccountThrottleCountsEveryNameOfTheAccount(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	clk := &manualClock{t: time.Unix(1e9, 0)}
-	a, err := newAuthenticator(cfg, clk.now, nil)
+	clk := clocktest.New(time.Unix(1e9, 0))
+	a, err := newAuthenticator(cfg, clk.Now, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"switchboard/daemon"
+	"switchboard/internal/clock/clocktest"
+	"switchboard/internal/testsupport"
 )
 
 // These tests run the real HTTP server in front of a real daemon, attack
@@ -210,35 +212,6 @@ func flood(t *testing.T, url string, conns, total int, ip func(int) string, body
 	return fr
 }
 
-// waitFor polls cond for up to 30s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// manualClock is a clock the test moves.
-type manualClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *manualClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *manualClock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // cost8Hash is hostpassword at bcrypt cost 8: a real slow hash (40ms
 // here, near a second under the race detector) that keeps the test short;
 // the embedded default's cost 10 is four times slower.
@@ -273,12 +246,12 @@ func attackConfig(t *testing.T, free int) *Config {
 // the delay has passed (the handler's clock is the test's), hostid signs
 // in from a new address again.
 func TestLoginThrottleUnderAttack(t *testing.T) {
-	rd := startDaemon(t, shortTempDir(t), nil)
+	rd := startDaemon(t, testsupport.ShortTempDir(t), nil)
 	cfg := attackConfig(t, 3)
 	cfg.Auth.HashWait = 2 * time.Second // here the throttle, not the busy answer, must do the work
 	cfg.Auth.ThrottleHold = 200 * time.Millisecond
-	clock := &manualClock{t: time.Unix(2e9, 0)}
-	fe := startFrontEnd(t, cfg, dialDaemon(t, rd.cfg.Socket), WithClock(clock.now))
+	clock := clocktest.New(time.Unix(2e9, 0))
+	fe := startFrontEnd(t, cfg, dialDaemon(t, rd.cfg.Socket), WithClock(clock.Now))
 	seed := readFile(t, "seed_request.xml")
 
 	host := clientFrom(t, "127.0.0.5", 1) // hostid's usual address
@@ -303,7 +276,7 @@ func TestLoginThrottleUnderAttack(t *testing.T) {
 		}()
 		// Once the throttle holds (3 failures counted) and the last check
 		// has ended, no check runs again: the slot is free.
-		waitFor(t, "the throttle to hold", func() bool {
+		testsupport.WaitFor(t, "the throttle to hold", func() bool {
 			return progress.Load() >= 100 && fe.h.auth.slowChecks.Load()-checksBefore >= 3 && fe.h.auth.running.Load() == 0
 		})
 		// A genuine first login (cold cache) of another account, from
@@ -357,7 +330,7 @@ func TestLoginThrottleUnderAttack(t *testing.T) {
 	if n := fe.h.auth.slowChecks.Load() - checksBefore; n != 0 {
 		t.Errorf("%d slow checks for throttled logins", n)
 	}
-	clock.add(2 * time.Minute) // past the longest delay
+	clock.Advance(2 * time.Minute) // past the longest delay
 	if a := mustSend(t, newAddr, fe.url, seed); a.result != "SUCCESS" {
 		t.Errorf("hostid after the delay: %s", a.raw)
 	}
@@ -373,7 +346,7 @@ func TestLoginThrottleUnderAttack(t *testing.T) {
 // answer, and succeeds once the slot is free; the good client, already
 // signed in, sees no error throughout.
 func TestLoginBusyNeverNotResponding(t *testing.T) {
-	rd := startDaemon(t, shortTempDir(t), nil)
+	rd := startDaemon(t, testsupport.ShortTempDir(t), nil)
 	cfg := testConfig(t)
 	cfg.Auth.MaxConcurrentHashes = 1
 	cfg.Auth.HashWait = 500 * time.Millisecond
@@ -414,7 +387,7 @@ func TestLoginBusyNeverNotResponding(t *testing.T) {
 			defer close(done)
 			fr = flood(t, fe.url, 32, 128, func(i int) string { return fmt.Sprintf("127.0.1.%d", i+1) }, body, &progress)
 		}()
-		waitFor(t, "30 flood answers", func() bool { return progress.Load() >= 30 })
+		testsupport.WaitFor(t, "30 flood answers", func() bool { return progress.Load() >= 30 })
 		cold = mustSend(t, coldClient, fe.url, coldBody)
 		<-done
 	})
@@ -451,7 +424,7 @@ func TestLoginBusyNeverNotResponding(t *testing.T) {
 // flight at a time and slow telephony. (No well-behaved client here: the
 // daemon sheds everyone's requests alike by design.)
 func TestDaemonOverloadedIsNotUnavailable(t *testing.T) {
-	rd := startDaemon(t, shortTempDir(t), func(c *daemon.Config) {
+	rd := startDaemon(t, testsupport.ShortTempDir(t), func(c *daemon.Config) {
 		c.Server.MaxInFlight = 1
 		for i := range c.Simulators {
 			c.Simulators[i].Latency = 200 * time.Millisecond
@@ -474,7 +447,7 @@ func TestDaemonOverloadedIsNotUnavailable(t *testing.T) {
 // document with a duplicate attribute is refused as not well-formed (issue
 // 11 point 5), through the real daemon, with the good client alongside.
 func TestXMLFidelity(t *testing.T) {
-	rd := startDaemon(t, shortTempDir(t), nil)
+	rd := startDaemon(t, testsupport.ShortTempDir(t), nil)
 	fe := startFrontEnd(t, testConfig(t), dialDaemon(t, rd.cfg.Socket))
 	g := newGoodClient(t, fe, "127.0.0.2")
 	checkGood(t, g, func() {
@@ -518,7 +491,7 @@ func TestXMLFidelity(t *testing.T) {
 // coming back 000035 "not responding", which blamed the daemon. The hash
 // is made slow through the onVerify seam: 400ms against a 200ms budget.
 func TestSlowSignInKeepsDaemonBudget(t *testing.T) {
-	rd := startDaemon(t, shortTempDir(t), nil)
+	rd := startDaemon(t, testsupport.ShortTempDir(t), nil)
 	cfg := testConfig(t)
 	cfg.Backend.RequestTimeout = 200 * time.Millisecond
 	cfg.Auth.HashWait = 100 * time.Millisecond

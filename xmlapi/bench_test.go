@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"switchboard/internal/testsupport"
 )
 
 // BenchmarkParse: the seed request document → request (no auth, no
@@ -71,7 +73,7 @@ func BenchmarkParseRender(b *testing.B) {
 // socket, the daemon, and an in-process telephony server. Sequential: it
 // measures latency, not throughput.
 func BenchmarkCreateFullStack(b *testing.B) {
-	rd := startDaemon(b, shortTempDir(b), func(c *daemonConfig) {
+	rd := startDaemon(b, testsupport.ShortTempDir(b), func(c *daemonConfig) {
 		for i := range c.Simulators {
 			c.Simulators[i].Capacity = 10_000_000
 		}

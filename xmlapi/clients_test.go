@@ -13,6 +13,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"switchboard/internal/clock/clocktest"
 )
 
 // The requests of this file are shaped as the public SDKs send them
@@ -132,14 +134,14 @@ func TestGetAPIVersion(t *testing.T) {
 
 // ticketFrontEnd is a front end on a manual clock whose tickets are signed
 // with secretFile ("" for a random secret), logging to core.
-func ticketFrontEnd(t *testing.T, be Backend, clk *manualClock, secretFile string, core zapcore.Core) *frontEnd {
+func ticketFrontEnd(t *testing.T, be Backend, clk *clocktest.Clock, secretFile string, core zapcore.Core) *frontEnd {
 	cfg := testConfig(t)
 	cfg.Auth.TicketSecretFile = secretFile
-	return startFrontEnd(t, cfg, be, WithClock(clk.now), WithLogger(zap.New(core)))
+	return startFrontEnd(t, cfg, be, WithClock(clk.Now), WithLogger(zap.New(core)))
 }
 
 // authenticate posts AuthenticateUser for hostid and returns the ticket.
-func authenticate(t *testing.T, fe *frontEnd, clk *manualClock) string {
+func authenticate(t *testing.T, fe *frontEnd, clk *clocktest.Clock) string {
 	t.Helper()
 	sec := "<header><securityContext><siteID>0000</siteID><webExID>hostid</webExID><password>hostpassword</password></securityContext></header>"
 	r := post(t, fe, devnetEnvelope(sec, typeAuthUser, ""))
@@ -147,7 +149,7 @@ func authenticate(t *testing.T, fe *frontEnd, clk *manualClock) string {
 	ticket := r.root.text("body/bodyContent/sessionTicket")
 	if bodyType(r) != "use:authenticateUserResponse" || ticket == "" || ticket == "<missing>" ||
 		r.root.text("body/bodyContent/timeToLive") != "5400" ||
-		r.root.text("body/bodyContent/createTime") != strconv.FormatInt(clk.now().UnixMilli(), 10) {
+		r.root.text("body/bodyContent/createTime") != strconv.FormatInt(clk.Now().UnixMilli(), 10) {
 		t.Fatalf("AuthenticateUser:\n%s", r.raw)
 	}
 	return ticket
@@ -155,7 +157,7 @@ func authenticate(t *testing.T, fe *frontEnd, clk *manualClock) string {
 
 func TestSessionTicket(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
-	clk := &manualClock{t: time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC)}
+	clk := clocktest.New(time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC))
 	be := newFakeBackend()
 	dir := t.TempDir()
 	secret := filepath.Join(dir, "ticket.secret")
@@ -205,9 +207,9 @@ func TestSessionTicket(t *testing.T) {
 	mustFail(t, post(t, fe, envelope(securityContext("hostid", "Wr0ngPassw0rd", "0000"), typeAuthUser, "")), ExcAuth, "Incorrect")
 
 	// Expiry: valid for 5,400 s after AuthenticateUser, not one second more.
-	clk.add(TicketTTL - time.Second)
+	clk.Advance(TicketTTL - time.Second)
 	mustSucceed(t, post(t, fe, envelope(sec, typeGet, keyBody(key))))
-	clk.add(time.Second)
+	clk.Advance(time.Second)
 	mustFail(t, post(t, fe, envelope(sec, typeGet, keyBody(key))), ExcTicket, "Not a valid session ticket")
 	// A new sign-in gives a new ticket that works.
 	fresh := authenticate(t, fe, clk)

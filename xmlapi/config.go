@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"switchboard/internal/defaults"
 	"switchboard/internal/strictyaml"
 )
 
@@ -288,51 +289,33 @@ func parseConfig(b []byte, name string, files bool) (*Config, error) {
 	return &c, nil
 }
 
-func orInt(v *int, d int) {
-	if *v == 0 {
-		*v = d
-	}
-}
-
-func orDur(v *time.Duration, d time.Duration) {
-	if *v == 0 {
-		*v = d
-	}
-}
-
 // ApplyDefaults fills every zero field with its documented default.
 func (c *Config) ApplyDefaults() {
-	orInt(&c.HTTP.MaxBodyBytes, 128<<10)
-	orInt(&c.HTTP.MaxHeaderBytes, 16<<10)
-	orDur(&c.HTTP.ReadHeaderTimeout, 5*time.Second)
-	orDur(&c.HTTP.ReadTimeout, 10*time.Second)
-	orDur(&c.HTTP.WriteTimeout, 15*time.Second)
-	orDur(&c.HTTP.IdleTimeout, 60*time.Second)
-	orDur(&c.HTTP.ShutdownTimeout, 10*time.Second)
-	orInt(&c.XML.MaxDepth, 32)
-	if c.XML.GSBStatus == "" {
-		c.XML.GSBStatus = "PRIMARY"
-	}
-	orDur(&c.Backend.RequestTimeout, 3*time.Second)
-	orInt(&c.Backend.Conns, 2)
-	orDur(&c.Backend.DialTimeout, time.Second)
-	orDur(&c.Backend.ConnectTimeout, 10*time.Second)
-	orDur(&c.Auth.CacheTTL, 5*time.Minute)
-	orInt(&c.Auth.CacheSize, 4096)
-	orInt(&c.Auth.MaxConcurrentHashes, max(1, runtime.GOMAXPROCS(0)/2))
-	orDur(&c.Auth.HashWait, 500*time.Millisecond)
-	orInt(&c.Auth.ThrottleFreeFailures, 5)
-	orDur(&c.Auth.ThrottleBaseDelay, time.Second)
-	orDur(&c.Auth.ThrottleMaxDelay, 5*time.Minute)
-	orDur(&c.Auth.TrustTTL, 720*time.Hour)
-	orInt(&c.Auth.ThrottleEntries, 16384)
-	orDur(&c.Auth.ThrottleHold, time.Second)
-	if c.Log.Level == "" {
-		c.Log.Level = "info"
-	}
-	if c.Log.Format == "" {
-		c.Log.Format = "json"
-	}
+	defaults.Or(&c.HTTP.MaxBodyBytes, 128<<10)
+	defaults.Or(&c.HTTP.MaxHeaderBytes, 16<<10)
+	defaults.Or(&c.HTTP.ReadHeaderTimeout, 5*time.Second)
+	defaults.Or(&c.HTTP.ReadTimeout, 10*time.Second)
+	defaults.Or(&c.HTTP.WriteTimeout, 15*time.Second)
+	defaults.Or(&c.HTTP.IdleTimeout, 60*time.Second)
+	defaults.Or(&c.HTTP.ShutdownTimeout, 10*time.Second)
+	defaults.Or(&c.XML.MaxDepth, 32)
+	defaults.Or(&c.XML.GSBStatus, "PRIMARY")
+	defaults.Or(&c.Backend.RequestTimeout, 3*time.Second)
+	defaults.Or(&c.Backend.Conns, 2)
+	defaults.Or(&c.Backend.DialTimeout, time.Second)
+	defaults.Or(&c.Backend.ConnectTimeout, 10*time.Second)
+	defaults.Or(&c.Auth.CacheTTL, 5*time.Minute)
+	defaults.Or(&c.Auth.CacheSize, 4096)
+	defaults.Or(&c.Auth.MaxConcurrentHashes, max(1, runtime.GOMAXPROCS(0)/2))
+	defaults.Or(&c.Auth.HashWait, 500*time.Millisecond)
+	defaults.Or(&c.Auth.ThrottleFreeFailures, 5)
+	defaults.Or(&c.Auth.ThrottleBaseDelay, time.Second)
+	defaults.Or(&c.Auth.ThrottleMaxDelay, 5*time.Minute)
+	defaults.Or(&c.Auth.TrustTTL, 720*time.Hour)
+	defaults.Or(&c.Auth.ThrottleEntries, 16384)
+	defaults.Or(&c.Auth.ThrottleHold, time.Second)
+	defaults.Or(&c.Log.Level, "info")
+	defaults.Or(&c.Log.Format, "json")
 	for i := range c.Accounts {
 		if c.Accounts[i].TimeZoneID == nil {
 			tz := DefaultTimeZoneID

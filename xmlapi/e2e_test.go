@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"switchboard/daemon"
+	"switchboard/internal/testsupport"
 	"switchboard/telsim"
 	"switchboard/wire"
 )
@@ -82,7 +83,7 @@ func shape(t testing.TB, doc []byte) []string {
 // through HTTP, the front end, the client and the real daemon socket, and
 // checks that the answer has exactly the seed's response shape.
 func TestSeedRequestEndToEnd(t *testing.T) {
-	rd := startDaemon(t, shortTempDir(t), nil)
+	rd := startDaemon(t, testsupport.ShortTempDir(t), nil)
 	cfg, err := DefaultConfig() // the embedded default holds the seed's account
 	if err != nil {
 		t.Fatal(err)
@@ -161,7 +162,7 @@ func createKey(t testing.TB, r *response) string {
 // TestLifecycle runs Create → Get → Set → Get → DelSession → Get through the
 // real daemon.
 func TestLifecycle(t *testing.T) {
-	rd := startDaemon(t, shortTempDir(t), nil)
+	rd := startDaemon(t, testsupport.ShortTempDir(t), nil)
 	c := dialDaemon(t, rd.cfg.Socket)
 	fe := startFrontEnd(t, testConfig(t), c)
 
@@ -296,7 +297,7 @@ func attr(n *node, local string) string {
 // succeeds, the XML is byte-identical (key aside) and only the tier header
 // tells.
 func TestFailoverVisibleOnlyInHeader(t *testing.T) {
-	rd := startDaemon(t, shortTempDir(t), nil)
+	rd := startDaemon(t, testsupport.ShortTempDir(t), nil)
 	fe := startFrontEnd(t, testConfig(t), dialDaemon(t, rd.cfg.Socket))
 	seed := readFile(t, "seed_request.xml")
 
@@ -345,7 +346,7 @@ func TestGetAfterRestarts(t *testing.T) {
 		t.Cleanup(func() { s.Close() })
 		addrs = append(addrs, "tcp://"+a.String())
 	}
-	dir := shortTempDir(t)
+	dir := testsupport.ShortTempDir(t)
 	tcpTiers := func(c *daemon.Config) {
 		c.Simulators = nil
 		for i := range c.Tiers {
@@ -389,7 +390,7 @@ func TestGetAfterRestarts(t *testing.T) {
 // TestBackendNotResponding: with the daemon gone, requests get 000035, not
 // a hang or a 500.
 func TestBackendNotResponding(t *testing.T) {
-	rd := startDaemon(t, shortTempDir(t), nil)
+	rd := startDaemon(t, testsupport.ShortTempDir(t), nil)
 	fe := startFrontEnd(t, testConfig(t), dialDaemon(t, rd.cfg.Socket))
 	key := createKey(t, post(t, fe, readFile(t, "seed_request.xml")))
 	rd.stop(t)
@@ -405,7 +406,7 @@ func TestBackendNotResponding(t *testing.T) {
 // TestConcurrentCreates runs creates in parallel through the whole stack:
 // distinct keys, no error.
 func TestConcurrentCreates(t *testing.T) {
-	rd := startDaemon(t, shortTempDir(t), nil)
+	rd := startDaemon(t, testsupport.ShortTempDir(t), nil)
 	fe := startFrontEnd(t, testConfig(t), dialDaemon(t, rd.cfg.Socket))
 	seed := readFile(t, "seed_request.xml")
 	const n = 64

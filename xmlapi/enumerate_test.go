@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"switchboard/internal/testsupport"
 )
 
 // TestConcurrentWrongPasswordsDoNotTellKnownNames: an unknown user name
@@ -52,7 +54,7 @@ func TestConcurrentWrongPasswordsDoNotTellKnownNames(t *testing.T) {
 				}
 			}()
 		}
-		waitFor(t, "the first check to start", func() bool { return a.running.Load() == 1 })
+		testsupport.WaitFor(t, "the first check to start", func() bool { return a.running.Load() == 1 })
 		time.Sleep(200 * time.Millisecond) // the others park behind it
 		close(release)
 		wg.Wait()

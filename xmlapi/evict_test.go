@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"switchboard/daemon"
+	"switchboard/internal/testsupport"
 	"switchboard/wire"
 )
 
@@ -18,7 +19,7 @@ import (
 // 000035, then 9 of 530 once eviction skipped connections with a request
 // in transit (a refused redial failed its call).
 func TestDaemonConnectionFloodCostsNoFailures(t *testing.T) {
-	rd := startDaemon(t, shortTempDir(t), func(c *daemon.Config) {
+	rd := startDaemon(t, testsupport.ShortTempDir(t), func(c *daemon.Config) {
 		c.Server.MaxConns = 8
 		c.Server.IdleTimeout = time.Hour
 	})

@@ -18,7 +18,6 @@ import (
 	"go.uber.org/zap"
 
 	"switchboard/client"
-	"switchboard/mux"
 	"switchboard/wire"
 )
 
@@ -429,7 +428,7 @@ func encodeMeta(acc *account, m *meeting) ([]byte, *Fault) {
 // second time (del handles that).
 func retry(ctx context.Context, call func() error) (retried bool, err error) {
 	err = call()
-	if err != nil && errors.Is(err, mux.ErrUnknownOutcome) && ctx.Err() == nil {
+	if err != nil && errors.Is(err, client.ErrUnknownOutcome) && ctx.Err() == nil {
 		return true, call()
 	}
 	return false, err

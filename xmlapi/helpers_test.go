@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 	"golang.org/x/crypto/argon2"
@@ -25,6 +24,7 @@ import (
 
 	"switchboard/client"
 	"switchboard/daemon"
+	"switchboard/internal/testsupport"
 	"switchboard/keygen"
 	"switchboard/telsim/simhost"
 	"switchboard/wire"
@@ -32,13 +32,7 @@ import (
 
 // netpoll's pollers and gopool's workers are process-wide and outlive any
 // one daemon by design; everything else must stop.
-var leakOpts = []goleak.Option{
-	goleak.IgnoreTopFunction("github.com/cloudwego/netpoll.(*defaultPoll).Wait"),
-	goleak.IgnoreAnyFunction("github.com/cloudwego/netpoll.(*defaultPoll).Wait"),
-	goleak.IgnoreAnyFunction("github.com/bytedance/gopkg/util/gopool.(*worker).run.func1"),
-}
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, leakOpts...) }
+func TestMain(m *testing.M) { testsupport.VerifyTestMainNetpoll(m) }
 
 func readFile(t testing.TB, name string) []byte {
 	t.Helper()
@@ -105,16 +99,6 @@ func testConfig(t testing.TB) *Config {
 		t.Fatal(err)
 	}
 	return cfg
-}
-
-// shortTempDir returns a directory short enough for a Unix socket path.
-func shortTempDir(t testing.TB) string {
-	dir, err := os.MkdirTemp("", "x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
 }
 
 // runningDaemon is a real daemon run in-process.

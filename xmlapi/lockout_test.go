@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"switchboard/internal/clock/clocktest"
 )
 
 // TestAttackerCannotLockOutHostFromItsAddress: "a host is not locked out
@@ -24,8 +26,8 @@ func TestAttackerCannotLockOutHostFromItsAddress(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	clk := &manualClock{t: time.Unix(1e9, 0)}
-	a, err := newAuthenticator(cfg, clk.now, nil)
+	clk := clocktest.New(time.Unix(1e9, 0))
+	a, err := newAuthenticator(cfg, clk.Now, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,21 +42,21 @@ func TestAttackerCannotLockOutHostFromItsAddress(t *testing.T) {
 	// The attacker guesses whenever the throttle lets it: a guess per
 	// delay, so at most one per 5 minutes once at the cap.
 	guesses := 0
-	for end := clk.now().Add(time.Hour); ; {
-		if w, _ := a.thr.check(a.thr.nameHash("hostid"), attacker, clk.now()); w > 0 {
-			clk.add(w)
+	for end := clk.Now().Add(time.Hour); ; {
+		if w, _ := a.thr.check(a.thr.nameHash("hostid"), attacker, clk.Now()); w > 0 {
+			clk.Advance(w)
 			continue
 		}
 		if f := login("guess", attacker); f == nil || f.ID != ExcAuth {
 			t.Fatalf("guess: %v", f)
 		}
-		if guesses++; !clk.now().Before(end) {
+		if guesses++; !clk.Now().Before(end) {
 			break
 		}
 	}
 	// An hour later (a minute after the attacker's latest guess) the host
 	// signs in again, from the same address, with its password.
-	clk.add(time.Minute)
+	clk.Advance(time.Minute)
 	f := login("hostpassword", host)
 	t.Logf("%d guesses in an hour from one address; the host's sign-in from its own address: %v", guesses, f)
 	if f != nil {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"switchboard/internal/testsupport"
 )
 
 // metricValue gathers reg and returns the value of the sample of family
@@ -182,7 +184,7 @@ func TestHealth(t *testing.T) {
 	if b := get(http.StatusOK); b != "ok\n" {
 		t.Fatalf("healthy body %q", b)
 	}
-	sock := filepath.Join(shortTempDir(t), "m.sock")
+	sock := filepath.Join(testsupport.ShortTempDir(t), "m.sock")
 	scrape(t, NewMetricsServer(m, fe.h, nil), "unix", sock, HealthPath, http.StatusOK)
 	if _, err := os.Lstat(sock); !os.IsNotExist(err) {
 		t.Errorf("metrics socket left behind: %v", err)
@@ -199,7 +201,7 @@ func TestHealth(t *testing.T) {
 // TestMetricsSocketMode: the Unix socket is 0660 from the start, replaces
 // a stale socket, and refuses a path in use or that is not a socket.
 func TestMetricsSocketMode(t *testing.T) {
-	dir := shortTempDir(t)
+	dir := testsupport.ShortTempDir(t)
 	sock := filepath.Join(dir, "m.sock")
 	ln, err := ListenMetrics("unix:" + sock)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"switchboard/daemon"
+	"switchboard/internal/testsupport"
 )
 
 // TestDaemonRefusingIsBusyRetry: a daemon that refuses the front end's
@@ -17,7 +18,7 @@ import (
 // was often the write's broken pipe, or the client gave up after 64 tries),
 // so a WebEx client was told the service was not responding.
 func TestDaemonRefusingIsBusyRetry(t *testing.T) {
-	rd := startDaemon(t, shortTempDir(t), func(c *daemon.Config) { c.Server.MaxConnsPerUID = 2 })
+	rd := startDaemon(t, testsupport.ShortTempDir(t), func(c *daemon.Config) { c.Server.MaxConnsPerUID = 2 })
 	// Two idle connections of this uid hold its slots: the front end's
 	// are refused.
 	for range 2 {

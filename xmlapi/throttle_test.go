@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"switchboard/internal/clock/clocktest"
 )
 
 // TestUnknownUserCostsLikeKnown (issue 10 point 7): with accounts hashed at
@@ -236,8 +238,8 @@ func TestThrottleNamesOfNoAccount(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Auth.ThrottleFreeFailures = 2
 	cfg.Auth.ThrottleHold = -1
-	clk := &manualClock{t: time.Unix(1e9, 0)}
-	a, err := newAuthenticator(cfg, clk.now, nil)
+	clk := clocktest.New(time.Unix(1e9, 0))
+	a, err := newAuthenticator(cfg, clk.Now, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,12 +12,14 @@ import (
 	"golang.org/x/text/encoding/korean"
 	"golang.org/x/text/encoding/simplifiedchinese"
 	"golang.org/x/text/encoding/traditionalchinese"
+
+	"switchboard/internal/testsupport"
 )
 
 // stack is a daemon with a front end in front of it, shared by subtests.
 func stack(t *testing.T) *frontEnd {
 	t.Helper()
-	rd := startDaemon(t, shortTempDir(t), nil)
+	rd := startDaemon(t, testsupport.ShortTempDir(t), nil)
 	return startFrontEnd(t, testConfig(t), dialDaemon(t, rd.cfg.Socket))
 }
 

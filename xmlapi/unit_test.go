@@ -20,7 +20,6 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"switchboard/client"
-	"switchboard/mux"
 	"switchboard/wire"
 )
 
@@ -67,7 +66,7 @@ type flakyBackend struct {
 	tokens           [][]byte
 }
 
-var errLost = fmt.Errorf("%w: %w", mux.ErrConnLost, mux.ErrUnknownOutcome)
+var errLost = fmt.Errorf("%w: %w", client.ErrConnLost, client.ErrUnknownOutcome)
 
 func (f *flakyBackend) Allocate(ctx context.Context, req *wire.AllocateRequest) (client.Allocation, error) {
 	f.tokens = append(f.tokens, bytes.Clone(req.Token))

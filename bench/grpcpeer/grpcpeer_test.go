@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	pb "switchboard/bench/grpcpeer/peerpb"
+	"switchboard/internal/testsupport"
 )
 
 func TestMain(m *testing.M) {
@@ -25,11 +25,7 @@ func TestMain(m *testing.M) {
 // a slow answer into a failover.
 func startPeer(t *testing.T, o Options) (*Service, *Client) {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "sb")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testsupport.ShortTempDir(t)
 	sock := filepath.Join(dir, "peer.sock")
 	svc, err := Start(Config{Socket: sock, AttemptTimeout: 5 * time.Second}, o)
 	if err != nil {

@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"switchboard/internal/testsupport"
 )
 
 func TestMain(m *testing.M) {
@@ -21,11 +22,7 @@ func TestMain(m *testing.M) {
 // client of it, both stopped at cleanup.
 func startService(t *testing.T, conns int) (*Service, *Client) {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "sb")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testsupport.ShortTempDir(t)
 	svc, err := Start(filepath.Join(dir, "baseline.sock"))
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"switchboard/bench/grpcpeer"
+	"switchboard/internal/testsupport"
 )
 
 func TestMain(m *testing.M) {
@@ -24,11 +24,7 @@ func TestMain(m *testing.M) {
 // processes' CPU is then this process's, "self") and checks the result
 // counts cycles, latencies and CPU, and that every key was released.
 func TestLoadMeasuresGRPCPeer(t *testing.T) {
-	dir, err := os.MkdirTemp("", "sb")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
+	dir := testsupport.ShortTempDir(t)
 	sock := filepath.Join(dir, "p.sock")
 	svc, err := grpcpeer.Start(grpcpeer.Config{Socket: sock, AttemptTimeout: 5 * time.Second}, grpcpeer.Options{Tuned: true})
 	if err != nil {

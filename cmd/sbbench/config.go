@@ -8,8 +8,8 @@ import (
 	"os"
 	"time"
 
+	"switchboard/client"
 	"switchboard/internal/buildinfo"
-	"switchboard/mux"
 	"switchboard/wire"
 )
 
@@ -41,7 +41,7 @@ type config struct {
 	namePrefix  string        // conference names are "<prefix> <n>"; default "sbbench"
 	metaBytes   int           // size of each request's meta; default 256
 	timeout     time.Duration // per request (allocate, release) and for the dial; default 5s
-	maxInFlight int           // open loop: cap on allocations in flight; default 0 = conns × mux.DefaultMaxInFlight
+	maxInFlight int           // open loop: cap on allocations in flight; default 0 = conns × client.DefaultMaxInFlight
 	spin        time.Duration // open loop: spin this long before each send; default 0
 	releasers   int           // release workers; default 16
 	faults      faultList     // -fault, repeatable: injected into telsim control APIs; default none
@@ -138,7 +138,7 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	if c.maxInFlight == 0 {
 		// Beyond the client's per-connection cap requests would fail as
 		// client_busy; stop at it and count client_backlog instead.
-		c.maxInFlight = c.conns * mux.DefaultMaxInFlight
+		c.maxInFlight = c.conns * client.DefaultMaxInFlight
 	}
 	return c, nil
 }

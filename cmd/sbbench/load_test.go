@@ -13,7 +13,6 @@ import (
 	"go.uber.org/goleak"
 
 	"switchboard/client"
-	"switchboard/mux"
 	"switchboard/wire"
 )
 
@@ -407,9 +406,9 @@ func TestErrorCode(t *testing.T) {
 		{errClientBacklog, codeBacklog},
 		{fmt.Errorf("call: %w", context.DeadlineExceeded), codeTimeout},
 		{context.Canceled, codeCanceled},
-		{fmt.Errorf("x: %w", mux.ErrBusy), codeBusy},
-		{fmt.Errorf("x: %w", mux.ErrConnLost), codeConnLost},
-		{mux.ErrClosed, codeClosed},
+		{fmt.Errorf("x: %w", client.ErrBusy), codeBusy},
+		{fmt.Errorf("x: %w", client.ErrConnLost), codeConnLost},
+		{client.ErrConnClosed, codeClosed},
 		{fmt.Errorf("x: %w", client.ErrClosed), codeClosed},
 		{errors.New("broken pipe"), codeTransport},
 	} {

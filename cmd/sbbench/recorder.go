@@ -9,7 +9,6 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 
 	"switchboard/client"
-	"switchboard/mux"
 	"switchboard/wire"
 )
 
@@ -49,11 +48,11 @@ func errorCode(err error) string {
 		return codeTimeout
 	case errors.Is(err, context.Canceled):
 		return codeCanceled
-	case errors.Is(err, mux.ErrBusy):
+	case errors.Is(err, client.ErrBusy):
 		return codeBusy
-	case errors.Is(err, mux.ErrConnLost):
+	case errors.Is(err, client.ErrConnLost):
 		return codeConnLost
-	case errors.Is(err, mux.ErrClosed), errors.Is(err, client.ErrClosed):
+	case errors.Is(err, client.ErrConnClosed), errors.Is(err, client.ErrClosed):
 		return codeClosed
 	}
 	return codeTransport

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"switchboard/bench/fakedaemon"
+	"switchboard/internal/testsupport"
 )
 
 func TestReloadFlags(t *testing.T) {
@@ -57,11 +57,7 @@ type fakeAdmin struct {
 
 func startFakeAdmin(t *testing.T, delay time.Duration, fail func(n int64) int) *fakeAdmin {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "sb")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testsupport.ShortTempDir(t)
 	a := &fakeAdmin{path: filepath.Join(dir, "admin.sock"), delay: delay, fail: fail}
 	ln, err := net.Listen("unix", a.path)
 	if err != nil {

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"switchboard/bench/fakedaemon"
-	"switchboard/mux"
+	"switchboard/client"
 	"switchboard/wire"
 )
 
@@ -193,7 +193,7 @@ func TestParseFlagsDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.socket != "/tmp/from-env.sock" || c.duration != 10*time.Second || c.timeout != 5*time.Second ||
-		c.maxInFlight != 3*mux.DefaultMaxInFlight || c.releasers != 16 || c.metaBytes != 256 || c.mode() != "rate" {
+		c.maxInFlight != 3*client.DefaultMaxInFlight || c.releasers != 16 || c.metaBytes != 256 || c.mode() != "rate" {
 		t.Fatalf("defaults %+v", c)
 	}
 	c, err = parseFlags([]string{"-concurrency", "2", "-max-inflight", "7", "-socket", "/x.sock"}, io.Discard)

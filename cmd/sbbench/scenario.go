@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"switchboard/client"
-	"switchboard/mux"
 )
 
 // scenarioUsage is sbbench scenario -h.
@@ -407,7 +406,7 @@ func (sr *scenarioRun) loadConfig(d *daemon) config {
 // and prints its one-line result.
 func (sr *scenarioRun) phase(ctx context.Context, name string, cfg config, extra func(p *phaseReport)) (*phaseReport, error) {
 	if cfg.rate > 0 && cfg.maxInFlight == 0 {
-		cfg.maxInFlight = cfg.conns * mux.DefaultMaxInFlight // as parseFlags does
+		cfg.maxInFlight = cfg.conns * client.DefaultMaxInFlight // as parseFlags does
 	}
 	var tgt *clientTarget
 	err := retryBacklog(ctx, func() (err error) {

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -17,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"switchboard/internal/testsupport"
 )
 
 // The scenario tests run the real binaries, built once (without -race:
@@ -34,14 +35,7 @@ func scenarioBins(t *testing.T) string {
 		t.Skip("builds and runs the switchboard and telsim binaries")
 	}
 	binsOnce.Do(func() {
-		binsDir, binsErr = os.MkdirTemp("", "sbbenchbin")
-		if binsErr != nil {
-			return
-		}
-		out, err := exec.Command("go", "build", "-o", binsDir+"/", "switchboard/cmd/switchboard", "switchboard/cmd/telsim").CombinedOutput()
-		if err != nil {
-			binsErr = errors.New("go build: " + err.Error() + ": " + string(out))
-		}
+		binsDir, binsErr = testsupport.BuildBinaries("switchboard/cmd/switchboard", "switchboard/cmd/telsim")
 	})
 	if binsErr != nil {
 		t.Fatal(binsErr)

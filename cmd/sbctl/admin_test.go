@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"switchboard/daemon"
+	"switchboard/internal/testsupport"
 	"switchboard/telsim/simhost"
 )
 
@@ -36,11 +36,7 @@ func (a *adminDaemon) setSource(f func() (*daemon.Config, error)) { a.src.Store(
 // paths are in a short temporary directory (Unix socket paths < 108 bytes).
 func startAdminDaemon(t *testing.T) *adminDaemon {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "sb")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testsupport.ShortTempDir(t)
 	cfg, err := daemon.DefaultConfig()
 	if err != nil {
 		t.Fatal(err)
@@ -330,11 +326,7 @@ func TestAdminHelp(t *testing.T) {
 // TestAdminTimeout runs commands against an admin socket that accepts and
 // never answers: -timeout bounds them (reload included, when given).
 func TestAdminTimeout(t *testing.T) {
-	dir, err := os.MkdirTemp("", "sb")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testsupport.ShortTempDir(t)
 	path := filepath.Join(dir, "hung.sock")
 	ln, err := net.Listen("unix", path)
 	if err != nil {

@@ -9,20 +9,15 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"switchboard/bench/fakedaemon"
+	"switchboard/internal/testsupport"
 	"switchboard/wire"
 )
 
 // The admin tests run a real daemon in-process: netpoll's pollers and
 // gopool's workers are process-wide and outlive it by design; everything
 // else must stop.
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreTopFunction("github.com/cloudwego/netpoll.(*defaultPoll).Wait"),
-		goleak.IgnoreAnyFunction("github.com/bytedance/gopkg/util/gopool.(*worker).run.func1"))
-}
+func TestMain(m *testing.M) { testsupport.VerifyTestMainNetpoll(m) }
 
 type outcome struct {
 	code   int

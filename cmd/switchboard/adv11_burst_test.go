@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"switchboard/client"
-	"switchboard/mux"
+	"switchboard/internal/testsupport"
 	"switchboard/wire"
 )
 
@@ -44,7 +44,7 @@ func TestBurstOverManyConnectionsIsShedNotFailedOver(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the daemon binary under a burst")
 	}
-	dir := shortDir(t)
+	dir := testsupport.ShortTempDir(t)
 	sock := filepath.Join(dir, "sb.sock")
 	msock := filepath.Join(dir, "m.sock")
 	cfgPath := filepath.Join(dir, "sb.yaml")
@@ -103,7 +103,7 @@ tiers:
 					byTier[string(a.Tier)]++
 					mu.Unlock()
 					burst.Release(ctx, a.Key)
-				case errors.Is(err, wire.StatusOverloaded), errors.Is(err, mux.ErrBusy):
+				case errors.Is(err, wire.StatusOverloaded), errors.Is(err, client.ErrBusy):
 					overloaded.Add(1)
 					time.Sleep(50 * time.Millisecond) // "busy, retry" after a pause
 				case errors.Is(err, wire.StatusUnavailable):

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"switchboard/client"
+	"switchboard/internal/testsupport"
 	"switchboard/wire"
 )
 
@@ -40,7 +41,7 @@ func TestPingPipeliningNeverReadersLockOutNewClient(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the daemon binary")
 	}
-	dir := shortDir(t)
+	dir := testsupport.ShortTempDir(t)
 	sock := filepath.Join(dir, "sb.sock")
 	msock := filepath.Join(dir, "m.sock")
 	cfgPath := filepath.Join(dir, "sb.yaml")

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"switchboard/internal/testsupport"
 )
 
 // TestIdleMetricsConnectionsAreBounded: the daemon's metrics port on
@@ -48,7 +50,7 @@ func TestIdleMetricsConnectionsAreBounded(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	dir := shortDir(t)
+	dir := testsupport.ShortTempDir(t)
 	sock := filepath.Join(dir, "sb.sock")
 	cfgPath := filepath.Join(dir, "sb.yaml")
 	cfg := fmt.Sprintf("log:\n  level: info\n  format: json\nmetrics:\n  addr: %s\ntiers:\n  - name: primary-large\n    servers: [sim://primary-large]\n", addr)

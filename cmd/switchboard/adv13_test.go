@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"switchboard/internal/etcdtest"
+	"switchboard/internal/testsupport"
 )
 
 // TestAdvInitKeysOtherSecretOnFreshFleet (adversarial review of issue 13):
@@ -22,7 +23,7 @@ import (
 // refused.
 func TestAdvInitKeysOtherSecretOnFreshFleet(t *testing.T) {
 	srv := etcdtest.Start(t)
-	dir := shortDir(t)
+	dir := testsupport.ShortTempDir(t)
 	tiers := [3]string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"}
 	first := filepath.Join(dir, "a.yaml")
 	second := filepath.Join(dir, "b.yaml")
@@ -55,7 +56,7 @@ func TestAdvInitKeysOtherSecretOnFreshFleet(t *testing.T) {
 // exit-code table promises and RestartPreventExitStatus=2 relies on: the
 // daemon is restarted in a loop instead of waiting for a person.
 func TestAdvPasswordFileExitCode(t *testing.T) {
-	dir := shortDir(t)
+	dir := testsupport.ShortTempDir(t)
 	unsafe := filepath.Join(dir, "pw-0644")
 	if err := os.WriteFile(unsafe, []byte("secret\n"), 0o644); err != nil {
 		t.Fatal(err)

@@ -4,12 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +13,7 @@ import (
 
 	"switchboard/client"
 	"switchboard/internal/etcdtest"
+	"switchboard/internal/testsupport"
 	"switchboard/wire"
 )
 
@@ -24,93 +21,6 @@ import (
 // binaries: two daemons, each talking to etcd through its own loopback
 // proxy that the test can cut (a partition, or a member that went away,
 // as seen from that daemon). Every acknowledged key is collected.
-
-// etcdPath forwards loopback TCP connections to an etcd member until cut.
-type etcdPath struct {
-	ln     net.Listener
-	target string
-
-	mu    sync.Mutex
-	cut   bool
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
-}
-
-func newEtcdPath(t *testing.T, endpoint string) *etcdPath {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &etcdPath{ln: ln, target: strings.TrimPrefix(endpoint, "http://"), conns: map[net.Conn]struct{}{}}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *etcdPath) endpoint() string { return "http://" + p.ln.Addr().String() }
-
-func (p *etcdPath) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		cut := p.cut
-		p.mu.Unlock()
-		if cut {
-			c.Close()
-			continue
-		}
-		up, err := net.DialTimeout("tcp", p.target, 2*time.Second)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		if p.cut {
-			p.mu.Unlock()
-			c.Close()
-			up.Close()
-			continue
-		}
-		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
-		p.wg.Add(2)
-		p.mu.Unlock()
-		pipe := func(dst, src net.Conn) {
-			defer p.wg.Done()
-			_, _ = io.Copy(dst, src)
-			dst.Close()
-			src.Close()
-			p.mu.Lock()
-			delete(p.conns, dst)
-			delete(p.conns, src)
-			p.mu.Unlock()
-		}
-		go pipe(up, c)
-		go pipe(c, up)
-	}
-}
-
-func (p *etcdPath) setCut(cut bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut = cut
-	if cut {
-		for c := range p.conns {
-			c.Close()
-		}
-	}
-}
-
-func (p *etcdPath) close() {
-	p.ln.Close()
-	p.setCut(true)
-	p.wg.Wait()
-}
 
 // allocN allocates (and releases) through the daemon on sock until n keys
 // were acknowledged or the deadline passes, and returns the keys.
@@ -177,12 +87,12 @@ func TestAdv13bRestoreWhileWatchBrokenReissues(t *testing.T) {
 	for i, name := range []string{"primary-large", "nextgen", "backup2-large"} {
 		tiers[i] = startTelsimProc(t, "-tier", name, "-capacity", "1000000", "-log-level", "warn").listen
 	}
-	dir := shortDir(t)
-	pa, pb := newEtcdPath(t, srv.Endpoint()), newEtcdPath(t, srv.Endpoint())
+	dir := testsupport.ShortTempDir(t)
+	pa, pb := etcdtest.NewProxy(t, srv.Endpoint()), etcdtest.NewProxy(t, srv.Endpoint())
 	type member struct{ cfg, sock, data string }
-	mk := func(name string, p *etcdPath) member {
+	mk := func(name string, p *etcdtest.Proxy) member {
 		m := member{cfg: filepath.Join(dir, name+".yaml"), sock: filepath.Join(dir, name+".sock"), data: filepath.Join(dir, name)}
-		if err := os.WriteFile(m.cfg, []byte(fleetConfig("adv13b-"+name, p.endpoint(), tiers)), 0o600); err != nil {
+		if err := os.WriteFile(m.cfg, []byte(fleetConfig("adv13b-"+name, p.Endpoint(), tiers)), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		return m
@@ -209,12 +119,12 @@ func TestAdv13bRestoreWhileWatchBrokenReissues(t *testing.T) {
 	mark := string(snap.Responses[0].GetResponseRange().Kvs[0].Value)
 	fence := string(snap.Responses[1].GetResponseRange().Kvs[0].Value)
 
-	pa.setCut(true)
+	pa.SetCut(true)
 	fromB := allocN(t, b.sock, 300, 30*time.Second)
 	if len(fromB) == 0 {
 		t.Fatal("B acknowledged no key")
 	}
-	pb.setCut(true)
+	pb.SetCut(true)
 	put, err := cli.Txn(ctx).Then(clientv3.OpPut(prefix+"mark", mark), clientv3.OpPut(prefix+"fence", fence)).Commit()
 	if err != nil {
 		t.Fatal(err)
@@ -224,7 +134,7 @@ func TestAdv13bRestoreWhileWatchBrokenReissues(t *testing.T) {
 	if _, err := cli.Compact(ctx, put.Header.Revision); err != nil {
 		t.Fatal(err)
 	}
-	pa.setCut(false)
+	pa.SetCut(false)
 	after := allocN(t, a.sock, 400, 20*time.Second)
 
 	byB := map[uint64]bool{}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"switchboard/internal/testsupport"
 )
 
 // adv15EtcdConfig is a config whose only problem is that the files its
@@ -41,7 +43,7 @@ func TestAdv15CheckConfigMissingEtcdFiles(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the daemon binary")
 	}
-	dir := shortDir(t)
+	dir := testsupport.ShortTempDir(t)
 	cfg := adv15EtcdConfig(t, dir)
 	var out, errb bytes.Buffer
 	cmd := exec.Command(daemonBin, "-check-config", cfg)
@@ -68,7 +70,7 @@ func TestAdv15MissingEtcdFilesExitTwo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the daemon binary")
 	}
-	dir := shortDir(t)
+	dir := testsupport.ShortTempDir(t)
 	cfg := adv15EtcdConfig(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

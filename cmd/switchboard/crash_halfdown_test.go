@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/internal/testsupport"
 	"switchboard/telsim"
 	"switchboard/wire"
 )
@@ -23,7 +24,7 @@ func TestKillNineOneServerDownAtRestartOneBridgePerToken(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills the daemon and telsim binaries")
 	}
-	dir := shortDir(t)
+	dir := testsupport.ShortTempDir(t)
 	addrA, ccA := startTelsim(t, dir, "-tier", "primary-large", "-id", "pl-a", "-latency", "600ms")
 	addrB, ccB := startTelsim(t, dir, "-tier", "primary-large", "-id", "pl-b", "-latency", "600ms")
 	cfg := fmt.Sprintf(`log: {level: warn}

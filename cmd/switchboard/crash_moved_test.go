@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/internal/testsupport"
 	"switchboard/telsim"
 	"switchboard/wire"
 )
@@ -23,7 +24,7 @@ func TestKillNineThenServerMovedTierReleasesOrphan(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills the daemon and telsim binaries")
 	}
-	dir := shortDir(t)
+	dir := testsupport.ShortTempDir(t)
 	oldAddr, oldCC := startTelsim(t, dir, "-tier", "primary-large", "-id", "old-pl", "-latency", "600ms")
 	newAddr, newCC := startTelsim(t, dir, "-tier", "primary-large", "-id", "new-pl")
 	cfg := func(pl, ng string) string {

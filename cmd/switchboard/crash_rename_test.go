@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/internal/testsupport"
 	"switchboard/telsim"
 	"switchboard/wire"
 )
@@ -23,7 +24,7 @@ func TestKillNineThenTierRenamedOneBridgePerToken(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills the daemon and telsim binaries")
 	}
-	dir := shortDir(t)
+	dir := testsupport.ShortTempDir(t)
 	addr, cc := startTelsim(t, dir, "-tier", "primary-large", "-latency", "600ms")
 	cfg := func(tier string) string {
 		return fmt.Sprintf(`log: {level: warn}

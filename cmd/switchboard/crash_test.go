@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"switchboard/client"
+	"switchboard/internal/testsupport"
 	"switchboard/wire"
 )
 
@@ -27,7 +28,7 @@ func TestKillNineNeverRepeatsAKey(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills the daemon binary")
 	}
-	dir := shortDir(t)
+	dir := testsupport.ShortTempDir(t)
 	bin := daemonBin
 	sock := filepath.Join(dir, "sb.sock")
 	data := filepath.Join(dir, "data")
@@ -117,7 +118,7 @@ func TestSIGTERMExitsZero(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the daemon binary")
 	}
-	dir := shortDir(t)
+	dir := testsupport.ShortTempDir(t)
 	bin := daemonBin
 	sock := filepath.Join(dir, "sb.sock")
 	p := start(t, bin, sock, filepath.Join(dir, "data"))
@@ -150,7 +151,7 @@ func TestCheckConfig(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the daemon binary")
 	}
-	dir := shortDir(t)
+	dir := testsupport.ShortTempDir(t)
 	bin := daemonBin
 	good := filepath.Join("..", "..", "configs", "default.yaml")
 	out, err := exec.Command(bin, "-check-config", good).CombinedOutput()

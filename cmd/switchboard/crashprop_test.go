@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"switchboard/client"
+	"switchboard/internal/testsupport"
 	"switchboard/telsim"
 	"switchboard/wire"
 )
@@ -169,7 +170,7 @@ func TestCrashProperty(t *testing.T) {
 	t.Logf("seed %d (rerun with CRASH_SEED=%d)", seed, seed)
 	rng := rand.New(rand.NewPCG(seed, 10))
 
-	dir := shortDir(t)
+	dir := testsupport.ShortTempDir(t)
 	sock := filepath.Join(dir, "sb.sock")
 	data := filepath.Join(dir, "data")
 	cfgPath := filepath.Join(dir, "sb.yaml")

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"switchboard/client"
+	"switchboard/internal/testsupport"
 	"switchboard/wire"
 )
 
@@ -21,7 +22,7 @@ import (
 // skips the test where mounting is not permitted (not root).
 func fullDataDir(t *testing.T, cfgPath string, free int64) string {
 	t.Helper()
-	mnt := filepath.Join(shortDir(t), "mnt")
+	mnt := filepath.Join(testsupport.ShortTempDir(t), "mnt")
 	if err := os.Mkdir(mnt, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +67,7 @@ func TestDataDirFullNoFault(t *testing.T) {
 	if testing.Short() {
 		t.Skip("mounts a tmpfs and runs the daemon binary")
 	}
-	dir := shortDir(t)
+	dir := testsupport.ShortTempDir(t)
 	cfgPath := filepath.Join(dir, "sb.yaml")
 	cfg := `log: {level: warn}
 server: {request_timeout: 5s}
@@ -80,7 +81,7 @@ tiers:
 	data := fullDataDir(t, cfgPath, 64<<10)
 	sock := filepath.Join(dir, "sb.sock")
 	cmd := exec.Command(daemonBin, "-socket", sock, "-data-dir", data, "-config", cfgPath)
-	logs := &lockedWriter{}
+	logs := &testsupport.Buffer{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

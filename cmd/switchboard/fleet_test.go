@@ -14,6 +14,7 @@ import (
 
 	"switchboard/client"
 	"switchboard/internal/etcdtest"
+	"switchboard/internal/testsupport"
 	"switchboard/wire"
 )
 
@@ -77,7 +78,7 @@ func TestFleetOnEtcd(t *testing.T) {
 	for i, name := range []string{"primary-large", "nextgen", "backup2-large"} {
 		tiers[i] = startTelsimProc(t, "-tier", name, "-capacity", "1000000", "-log-level", "warn").listen
 	}
-	dir := shortDir(t)
+	dir := testsupport.ShortTempDir(t)
 	type member struct {
 		cfg, sock, data string
 		p               atomic.Pointer[proc]

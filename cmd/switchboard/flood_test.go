@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/internal/testsupport"
 	"switchboard/wire"
 )
 
@@ -22,7 +23,7 @@ func TestPingingFloodCostsGoodClientNoErrors(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the daemon binary")
 	}
-	dir := shortDir(t)
+	dir := testsupport.ShortTempDir(t)
 	sock := filepath.Join(dir, "sb.sock")
 	cfgPath := filepath.Join(dir, "sb.yaml")
 	if err := os.WriteFile(cfgPath, []byte(strings.Replace(limitsConfig("net", filepath.Join(dir, "m.sock")), "server:\n", "server:\n  max_conns: 64\n", 1)), 0o600); err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"switchboard/client"
 	"switchboard/internal/etcdtest"
+	"switchboard/internal/testsupport"
 	"switchboard/wire"
 )
 
@@ -27,7 +28,7 @@ var daemonBin, telsimBin string
 
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
-		dir, err := os.MkdirTemp("", "sbbin")
+		dir, err := testsupport.BuildBinaries("switchboard/cmd/switchboard", "switchboard/cmd/telsim")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -35,12 +36,6 @@ func TestMain(m *testing.M) {
 		defer os.RemoveAll(dir)
 		daemonBin = filepath.Join(dir, "switchboard")
 		telsimBin = filepath.Join(dir, "telsim")
-		for _, b := range []struct{ out, pkg string }{{daemonBin, "."}, {telsimBin, "../telsim"}} {
-			if out, err := exec.Command("go", "build", "-o", b.out, b.pkg).CombinedOutput(); err != nil {
-				fmt.Fprintf(os.Stderr, "go build %s: %v\n%s", b.pkg, err, out)
-				return 1
-			}
-		}
 		code := m.Run()
 		if code == 0 {
 			if err := goleak.Find(etcdtest.IgnoreLeaks()...); err != nil {
@@ -56,7 +51,7 @@ func TestMain(m *testing.M) {
 type proc struct {
 	cmd  *exec.Cmd
 	done chan error // Wait's result; put back by whoever takes it
-	logs *lockedWriter
+	logs *testsupport.Buffer
 }
 
 // start runs the daemon binary and waits until its socket answers PING.
@@ -64,7 +59,7 @@ func start(t *testing.T, bin, sock, data string, extra ...string) *proc {
 	t.Helper()
 	args := append([]string{"-socket", sock, "-data-dir", data}, extra...)
 	cmd := exec.Command(bin, args...)
-	logs := &lockedWriter{}
+	logs := &testsupport.Buffer{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -104,21 +99,10 @@ func (p *proc) kill9(t *testing.T) {
 	p.done <- err // for the cleanup's receive
 }
 
-// shortDir is a temporary directory with a short path: a Unix socket path
-// must fit in 108 bytes, which t.TempDir() under a long test name may not.
-func shortDir(t *testing.T) string {
-	dir, err := os.MkdirTemp("", "sbcrash")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
 // telsimProc is one telsim process, serving until the test ends.
 type telsimProc struct {
 	listen, control string
-	logs            *lockedWriter
+	logs            *testsupport.Buffer
 }
 
 // startTelsimProc runs the telsim binary with args (plus -listen and
@@ -131,7 +115,7 @@ func startTelsimProc(t *testing.T, args ...string) *telsimProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tp := &telsimProc{logs: &lockedWriter{}}
+	tp := &telsimProc{logs: &testsupport.Buffer{}}
 	cmd.Stderr = tp.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

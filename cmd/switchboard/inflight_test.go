@@ -6,25 +6,21 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"switchboard/internal/testsupport"
 	"switchboard/telsim"
 	"switchboard/wire"
 )
 
-// startTelsim builds and runs the telsim binary with args, and returns its
-// telephony address and a client of its control API. The process is
-// stopped at the end of the test.
+// startTelsim runs the telsim binary (built by TestMain) with args, and
+// returns its telephony address and a client of its control API. The
+// process is stopped at the end of the test.
 func startTelsim(t *testing.T, dir string, args ...string) (string, *telsim.ControlClient) {
 	t.Helper()
-	bin := filepath.Join(dir, "telsim")
-	if out, err := exec.Command("go", "build", "-o", bin, "switchboard/cmd/telsim").CombinedOutput(); err != nil {
-		t.Fatalf("go build telsim: %v\n%s", err, out)
-	}
-	cmd := exec.Command(bin, append([]string{"-listen", "127.0.0.1:0", "-control", "127.0.0.1:0", "-log-level", "warn"}, args...)...)
+	cmd := exec.Command(telsimBin, append([]string{"-listen", "127.0.0.1:0", "-control", "127.0.0.1:0", "-log-level", "warn"}, args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -110,7 +106,7 @@ func TestKillNineDuringReserveOneBridgePerToken(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills the daemon and telsim binaries")
 	}
-	dir := shortDir(t)
+	dir := testsupport.ShortTempDir(t)
 	addr, cc := startTelsim(t, dir, "-tier", "primary-large", "-latency", "600ms")
 	cfg := fmt.Sprintf(`log: {level: warn}
 server: {request_timeout: 5s}

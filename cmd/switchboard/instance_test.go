@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"switchboard/internal/etcdtest"
+	"switchboard/internal/testsupport"
 	"switchboard/keygen/etcdstore"
 )
 
@@ -21,7 +22,7 @@ import (
 // socket, is not refused (its entry is its own).
 func TestSameInstanceRefusedAtStart(t *testing.T) {
 	srv := etcdtest.Start(t)
-	dir := shortDir(t)
+	dir := testsupport.ShortTempDir(t)
 	tiers := [3]string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"}
 	cfg := filepath.Join(dir, "a.yaml")
 	if err := os.WriteFile(cfg, []byte(fleetConfig("dup", srv.Endpoint(), tiers)), 0o600); err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"switchboard/client"
+	"switchboard/internal/testsupport"
 	"switchboard/keygen"
 	"switchboard/wire"
 )
@@ -234,7 +235,7 @@ func TestKeySpaceNeverStartedImplicitly(t *testing.T) {
 		t.Skip("builds and runs the daemon binary")
 	}
 	t.Run("new directory, generated secret", func(t *testing.T) {
-		dir := shortDir(t)
+		dir := testsupport.ShortTempDir(t)
 		cfg := keysConfig(t, dir, "")
 		refusedAtStart(t, cfg, filepath.Join(dir, "sb.sock"), filepath.Join(dir, "data"), "-init-keys", nil)
 		if _, err := os.Stat(filepath.Join(dir, "data", keygen.SecretFile)); !errors.Is(err, os.ErrNotExist) {
@@ -242,7 +243,7 @@ func TestKeySpaceNeverStartedImplicitly(t *testing.T) {
 		}
 	})
 	t.Run("new directory, provisioned secret file", func(t *testing.T) {
-		dir := shortDir(t)
+		dir := testsupport.ShortTempDir(t)
 		cfg := keysConfig(t, dir, "")
 		data := filepath.Join(dir, "data")
 		if err := os.MkdirAll(data, 0o700); err != nil {
@@ -255,7 +256,7 @@ func TestKeySpaceNeverStartedImplicitly(t *testing.T) {
 	})
 	for _, lose := range []string{"lease deleted", "directory lost"} {
 		t.Run("config secret, "+lose, func(t *testing.T) {
-			dir := shortDir(t)
+			dir := testsupport.ShortTempDir(t)
 			cfg := keysConfig(t, dir, provisioned)
 			sock, data := filepath.Join(dir, "sb.sock"), filepath.Join(dir, "data")
 			initKeys(t, cfg, data)
@@ -275,7 +276,7 @@ func TestKeySpaceNeverStartedImplicitly(t *testing.T) {
 		})
 	}
 	t.Run("generated secret, lease deleted", func(t *testing.T) {
-		dir := shortDir(t)
+		dir := testsupport.ShortTempDir(t)
 		cfg := keysConfig(t, dir, "")
 		sock, data := filepath.Join(dir, "sb.sock"), filepath.Join(dir, "data")
 		initKeys(t, cfg, data)
@@ -298,7 +299,7 @@ func TestInitKeysOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the daemon binary")
 	}
-	dir := shortDir(t)
+	dir := testsupport.ShortTempDir(t)
 	cfg := keysConfig(t, dir, "")
 	sock, data := filepath.Join(dir, "sb.sock"), filepath.Join(dir, "data")
 	code, out, errOut := runBin(t, "-init-keys", "-config", cfg, "-data-dir", data)
@@ -327,7 +328,7 @@ func TestBackupRestoreWithSkip(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the daemon binary")
 	}
-	dir := shortDir(t)
+	dir := testsupport.ShortTempDir(t)
 	cfg := keysConfig(t, dir, provisioned)
 	sock, data := filepath.Join(dir, "sb.sock"), filepath.Join(dir, "data")
 	backup := filepath.Join(dir, "backup")
@@ -406,7 +407,7 @@ func TestRestoredLeaseRefused(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the daemon binary")
 	}
-	dir := shortDir(t)
+	dir := testsupport.ShortTempDir(t)
 	cfg := keysConfig(t, dir, provisioned)
 	sock, data := filepath.Join(dir, "sb.sock"), filepath.Join(dir, "data")
 	lease := filepath.Join(data, keygen.StateFile)

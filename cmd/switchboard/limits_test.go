@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"switchboard/client"
+	"switchboard/internal/testsupport"
 	"switchboard/wire"
 )
 
@@ -65,7 +66,7 @@ func TestBadClients(t *testing.T) {
 }
 
 func testBadClients(t *testing.T, transport string) {
-	dir := shortDir(t)
+	dir := testsupport.ShortTempDir(t)
 	sock := filepath.Join(dir, "sb.sock")
 	msock := filepath.Join(dir, "m.sock")
 	cfgPath := filepath.Join(dir, "sb.yaml")
@@ -301,7 +302,7 @@ func (s *scraper) value(t *testing.T, series string) float64 {
 // logged is a daemon process whose stderr is kept.
 type logged struct {
 	cmd  *exec.Cmd
-	logs *lockedWriter
+	logs *testsupport.Buffer
 }
 
 func (l *logged) pid() int { return l.cmd.Process.Pid }
@@ -310,7 +311,7 @@ func (l *logged) pid() int { return l.cmd.Process.Pid }
 func startLogged(t *testing.T, sock, data string, extra ...string) *logged {
 	t.Helper()
 	cmd := exec.Command(daemonBin, append([]string{"-socket", sock, "-data-dir", data}, extra...)...)
-	l := &logged{cmd: cmd, logs: &lockedWriter{}}
+	l := &logged{cmd: cmd, logs: &testsupport.Buffer{}}
 	cmd.Stderr = l.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -55,6 +55,7 @@ import (
 
 	"switchboard/daemon"
 	"switchboard/internal/buildinfo"
+	"switchboard/internal/logging"
 	"switchboard/internal/strictyaml"
 	"switchboard/keygen"
 	"switchboard/telsim/simhost"
@@ -198,7 +199,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "switchboard: logger:", err)
 		return 2
 	}
-	defer daemon.SyncLogger(log)
+	defer logging.Sync(log)
 	// netpoll runs callbacks on a global goroutine pool that only logs
 	// panics (docs/libraries.md N7): make them loud.
 	gopool.SetPanicHandler(func(_ context.Context, r any) {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"switchboard/client"
+	"switchboard/internal/testsupport"
 	"switchboard/wire"
 )
 
@@ -79,24 +80,6 @@ func getStatus(t *testing.T, hc *http.Client) adminStatus {
 	return st
 }
 
-// lockedWriter collects the daemon's stderr.
-type lockedWriter struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *lockedWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
 // notifyListener is a stand-in for systemd's notification socket: it
 // collects every datagram the daemon sends to $NOTIFY_SOCKET.
 type notifyListener struct {
@@ -148,14 +131,10 @@ func (n *notifyListener) states() (states []string, pings int) {
 	return states, pings
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool, logs *lockedWriter) {
+func waitUntil(t *testing.T, what string, cond func() bool, logs *testsupport.Buffer) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s; daemon log:\n%s", what, logs.String())
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testsupport.Poll(testsupport.WaitBound, nil, cond) {
+		t.Fatalf("timed out waiting for %s; daemon log:\n%s", what, logs.String())
 	}
 }
 
@@ -170,7 +149,7 @@ func TestSIGHUPReload(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the daemon binary")
 	}
-	dir := shortDir(t)
+	dir := testsupport.ShortTempDir(t)
 	sock := filepath.Join(dir, "sb.sock")
 	adminSock := filepath.Join(dir, "admin.sock")
 	cfgPath := filepath.Join(dir, "sb.yaml")
@@ -192,7 +171,7 @@ func TestSIGHUPReload(t *testing.T) {
 	initKeys(t, cfgPath, filepath.Join(dir, "data"))
 	cmd := exec.Command(daemonBin, "-config", cfgPath, "-socket", sock, "-data-dir", filepath.Join(dir, "data"), "-admin-socket", adminSock)
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+filepath.Join(dir, "notify.sock"), "WATCHDOG_USEC=200000")
-	logs := &lockedWriter{}
+	logs := &testsupport.Buffer{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

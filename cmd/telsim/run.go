@@ -9,13 +9,13 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
 	"switchboard/internal/buildinfo"
+	"switchboard/internal/logging"
 	"switchboard/telsim"
 	"switchboard/wire"
 )
@@ -115,8 +115,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(pos) > 0 {
 		return usagef("unexpected argument %q", pos[0])
 	}
-	lvl, err := zapcore.ParseLevel(*level)
-	if err != nil {
+	if _, err := zapcore.ParseLevel(*level); err != nil {
 		return usagef("-log-level: %v", err)
 	}
 	if *capacity <= 0 {
@@ -130,8 +129,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
-	log := newLogger(stderr, lvl)
-	defer func() { _ = log.Sync() }() // EINVAL/ENOTTY on a terminal: nothing to do
+	log, _, err := logging.New(logging.Config{Service: "telsim", Level: *level, Format: "auto"}, stderr)
+	if err != nil {
+		return usagef("-log-level: %v", err)
+	}
+	defer func() { _ = logging.Sync(log) }()
 	opts := []telsim.Option{telsim.WithLogger(log)}
 	if *seed != 0 {
 		opts = append(opts, telsim.WithSeed(*seed))
@@ -182,29 +184,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		<-served // http.ErrServerClosed
 	}
 	return runErr
-}
-
-// newLogger logs JSON to w, or console text when w is a terminal.
-func newLogger(w io.Writer, lvl zapcore.Level) *zap.Logger {
-	var enc zapcore.Encoder
-	if isTerminal(w) {
-		enc = zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig())
-	} else {
-		ec := zap.NewProductionEncoderConfig()
-		ec.EncodeTime = zapcore.RFC3339NanoTimeEncoder
-		enc = zapcore.NewJSONEncoder(ec)
-	}
-	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)
-	return zap.New(core, zap.AddCaller()).With(zap.String("svc", "telsim"))
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // runFault implements `telsim fault -control ADDR MODE [flags]`.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -14,6 +13,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"switchboard/internal/testsupport"
 	"switchboard/telsim"
 	"switchboard/wire"
 )
@@ -22,32 +22,14 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const testTimeout = 5 * time.Second
 
-// syncBuffer is a bytes.Buffer safe for the logger and the test at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startTelsim runs the serve command in a goroutine and returns its
 // telephony and control addresses; stop cancels it and returns its exit
 // code.
-func startTelsim(t *testing.T, args ...string) (listen, control string, stderr *syncBuffer, stop func() int) {
+func startTelsim(t *testing.T, args ...string) (listen, control string, stderr *testsupport.Buffer, stop func() int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	stderr = &syncBuffer{}
+	stderr = &testsupport.Buffer{}
 	code := make(chan int, 1)
 	go func() {
 		code <- run(ctx, args, pw, stderr)
@@ -135,7 +117,7 @@ func TestServeFaultStats(t *testing.T) {
 	}
 
 	ctx := context.Background()
-	var out, errOut syncBuffer
+	var out, errOut testsupport.Buffer
 	if code := run(ctx, []string{"fault", "-control", control, "slow", "-latency", "5ms", "-jitter", "1ms"}, &out, &errOut); code != exitOK {
 		t.Fatalf("fault slow: exit %d: %s", code, errOut.String())
 	}
@@ -144,7 +126,7 @@ func TestServeFaultStats(t *testing.T) {
 		t.Fatalf("fault output %q: %v", out.String(), err)
 	}
 
-	out = syncBuffer{}
+	out.Reset()
 	if code := run(ctx, []string{"fault", "down", "-control", control}, &out, &errOut); code != exitOK {
 		t.Fatalf("fault down: exit %d: %s", code, errOut.String())
 	}
@@ -156,7 +138,7 @@ func TestServeFaultStats(t *testing.T) {
 	}
 	hello(t, listen) // same address again
 
-	out = syncBuffer{}
+	out.Reset()
 	if code := run(ctx, []string{"stats", "-control", control}, &out, &errOut); code != exitOK {
 		t.Fatalf("stats: exit %d: %s", code, errOut.String())
 	}
@@ -169,7 +151,7 @@ func TestServeFaultStats(t *testing.T) {
 	}
 
 	// A fault the server rejects is a failure, not a usage error.
-	errOut = syncBuffer{}
+	errOut.Reset()
 	if code := run(ctx, []string{"fault", "-control", control, "errors", "-fraction", "3"}, io.Discard, &errOut); code != exitFail ||
 		!strings.Contains(errOut.String(), "fraction") {
 		t.Fatalf("fault errors -fraction 3: exit %d: %s", code, errOut.String())
@@ -207,7 +189,7 @@ func TestUsageErrors(t *testing.T) {
 		{"stats", "-control", "127.0.0.1:1", "more"},
 	}
 	for _, args := range cases {
-		var errOut syncBuffer
+		var errOut testsupport.Buffer
 		if code := run(ctx, args, io.Discard, &errOut); code != exitUsage {
 			t.Errorf("%q: exit %d, want %d (%s)", args, code, exitUsage, errOut.String())
 		} else if n := strings.Count(errOut.String(), "\n"); n != 1 {
@@ -215,7 +197,7 @@ func TestUsageErrors(t *testing.T) {
 		}
 	}
 	for _, args := range [][]string{{"-h"}, {"fault", "-h"}, {"stats", "-h"}} {
-		var out, errOut syncBuffer
+		var out, errOut testsupport.Buffer
 		if code := run(ctx, args, &out, &errOut); code != exitOK || !strings.Contains(out.String(), "usage: telsim") || errOut.String() != "" {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q: want the usage on stdout and exit 0", args, code, out.String(), errOut.String())
 		}
@@ -225,7 +207,7 @@ func TestUsageErrors(t *testing.T) {
 // -version prints one line naming the program and the Go toolchain, and
 // serves nothing.
 func TestVersion(t *testing.T) {
-	var out, errOut syncBuffer
+	var out, errOut testsupport.Buffer
 	if code := run(context.Background(), []string{"-version"}, &out, &errOut); code != exitOK || errOut.String() != "" {
 		t.Fatalf("-version: exit %d, stderr %q", code, errOut.String())
 	}
@@ -248,7 +230,7 @@ func TestRuntimeErrors(t *testing.T) {
 		{"fault", "-control", dead, "none"},
 		{"-listen", "256.0.0.1:0"},
 	} {
-		var errOut syncBuffer
+		var errOut testsupport.Buffer
 		if code := run(ctx, args, io.Discard, &errOut); code != exitFail {
 			t.Errorf("%q: exit %d, want %d (%s)", args, code, exitFail, errOut.String())
 		}
@@ -260,7 +242,7 @@ func TestRuntimeErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	var errOut syncBuffer
+	var errOut testsupport.Buffer
 	if code := run(ctx, []string{"-control", busy.Addr().String()}, io.Discard, &errOut); code != exitFail ||
 		!strings.Contains(errOut.String(), "control listener") {
 		t.Errorf("busy control address: exit %d: %s", code, errOut.String())

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/internal/testsupport"
 	"switchboard/xmlapi"
 )
 
@@ -25,11 +26,7 @@ func TestListenConfigErrorsExitTwo(t *testing.T) {
 	}
 
 	sock := startDaemon(t)
-	dir, err := os.MkdirTemp("", "l")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testsupport.ShortTempDir(t)
 	notSock := filepath.Join(dir, "m.sock")
 	if err := os.WriteFile(notSock, []byte("a regular file"), 0o600); err != nil {
 		t.Fatal(err)
@@ -41,7 +38,7 @@ func TestListenConfigErrorsExitTwo(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	var stderr syncBuffer
+	var stderr testsupport.Buffer
 	c = run(ctx, []string{"-listen", "127.0.0.1:0", "-socket", sock, "-config", cfgPath}, nil, &bytes.Buffer{}, &stderr, nil)
 	if ctx.Err() != nil {
 		t.Fatalf("xmlapi still running after 60s with metrics.addr a regular file: %s", stderr.String())

@@ -13,10 +13,10 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"switchboard/client"
 	"switchboard/internal/buildinfo"
+	"switchboard/internal/logging"
 	"switchboard/internal/strictyaml"
 	"switchboard/xmlapi"
 )
@@ -105,12 +105,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	log, err := newLogger(cfg.Log, stderr)
+	log, _, err := logging.New(logging.Config{Service: "xmlapi", Level: cfg.Log.Level, Format: cfg.Log.Format}, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "xmlapi: logger:", err)
 		return 2
 	}
-	defer log.Sync()
+	defer logging.Sync(log)
 	if err := serve(ctx, cfg, *listen, *socket, log, ready); err != nil {
 		log.Error("xmlapi stopped", zap.Error(err))
 		if configError(err) {
@@ -241,24 +241,4 @@ func hashPassword(stdin io.Reader, stdout, stderr io.Writer, alg string) int {
 	}
 	fmt.Fprintln(stdout, h)
 	return 0
-}
-
-// newLogger builds the process logger: JSON or console on w, at the
-// configured level, ISO 8601 times.
-func newLogger(c xmlapi.LogConfig, w io.Writer) (*zap.Logger, error) {
-	lvl, err := zapcore.ParseLevel(c.Level)
-	if err != nil {
-		return nil, err
-	}
-	ec := zap.NewProductionEncoderConfig()
-	ec.EncodeTime = zapcore.ISO8601TimeEncoder
-	var enc zapcore.Encoder
-	if c.Format == "console" {
-		ec.EncodeLevel = zapcore.CapitalLevelEncoder
-		enc = zapcore.NewConsoleEncoder(ec)
-	} else {
-		enc = zapcore.NewJSONEncoder(ec)
-	}
-	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)
-	return zap.New(core, zap.Fields(zap.String("svc", "xmlapi"))), nil
 }

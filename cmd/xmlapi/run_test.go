@@ -8,48 +8,19 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"switchboard/daemon"
+	"switchboard/internal/testsupport"
 	"switchboard/telsim/simhost"
 	"switchboard/xmlapi"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreTopFunction("github.com/cloudwego/netpoll.(*defaultPoll).Wait"),
-		goleak.IgnoreAnyFunction("github.com/cloudwego/netpoll.(*defaultPoll).Wait"),
-		goleak.IgnoreAnyFunction("github.com/bytedance/gopkg/util/gopool.(*worker).run.func1"))
-}
-
-// syncBuffer is a bytes.Buffer safe for the logger and the test at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+func TestMain(m *testing.M) { testsupport.VerifyTestMainNetpoll(m) }
 
 func startDaemon(t *testing.T) string {
-	dir, err := os.MkdirTemp("", "x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testsupport.ShortTempDir(t)
 	cfg, err := daemon.DefaultConfig()
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +65,7 @@ func TestServeSeedAndStop(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stderr syncBuffer
+	var stderr testsupport.Buffer
 	addrC := make(chan net.Addr, 1)
 	code := make(chan int, 1)
 	go func() {
@@ -149,7 +120,7 @@ func TestDaemonUnreachable(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var stderr syncBuffer
+	var stderr testsupport.Buffer
 	c := run(context.Background(), []string{"-listen", "127.0.0.1:0", "-socket", filepath.Join(dir, "none.sock"), "-config", cfgPath},
 		nil, &bytes.Buffer{}, &stderr, nil)
 	if c != 1 || !strings.Contains(stderr.String(), "not reachable within 200ms") {
@@ -236,11 +207,7 @@ func TestSampleAccountStaysLocal(t *testing.T) {
 // listeners, and the socket is gone after the stop.
 func TestMetricsAndHealth(t *testing.T) {
 	sock := startDaemon(t)
-	dir, err := os.MkdirTemp("", "m")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testsupport.ShortTempDir(t)
 	msock := filepath.Join(dir, "m.sock")
 	cfgPath := filepath.Join(dir, "x.yaml")
 	cfg := strings.Replace(string(xmlapi.DefaultYAML), `  addr: ""`, "  addr: unix:"+msock, 1)
@@ -249,7 +216,7 @@ func TestMetricsAndHealth(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stderr syncBuffer
+	var stderr testsupport.Buffer
 	addrC := make(chan net.Addr, 1)
 	code := make(chan int, 1)
 	go func() {

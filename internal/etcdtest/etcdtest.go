@@ -179,3 +179,31 @@ func IgnoreLeaks() []goleak.Option {
 		goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
 	}
 }
+
+// BackupCold stops the member, copies its data directory into dst (Backup)
+// and starts it again, failing the test on error: the cold copy a restore
+// test takes back to later.
+func (s *Server) BackupCold(t testing.TB, dst string) {
+	t.Helper()
+	s.Stop()
+	if err := s.Backup(dst); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// RestoreCold stops the member, puts src (a copy of BackupCold or Backup)
+// back (Restore) and starts it, failing the test on error: etcd goes back
+// in time, revisions included.
+func (s *Server) RestoreCold(t testing.TB, src string) {
+	t.Helper()
+	s.Stop()
+	if err := s.Restore(src); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"switchboard/internal/etcdtest"
+	"switchboard/internal/testsupport"
 	"switchboard/keygen"
 	"switchboard/keygen/etcdstore"
 )
@@ -125,20 +126,14 @@ func TestAdvRebindUnderABoundDaemon(t *testing.T) {
 func TestAdvSameInstanceName(t *testing.T) {
 	srv := etcdtest.Start(t)
 	reader := dial(t, srv)
-	list := func() []etcdstore.Member {
-		ms, err := etcdstore.Fleet(ctx(t), reader, "/sb/")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ms
-	}
+	list := fleetLister(t, reader)
 	first := etcdstore.Register(dial(t, srv), "/sb/", etcdstore.Member{Instance: "x", Host: "h1"}, 2e9, 1e9, nil, nil)
 	defer first.Close()
-	waitFor(t, "the first daemon listed", func() bool { ms := list(); return len(ms) == 1 && ms[0].Host == "h1" })
+	testsupport.WaitFor(t, "the first daemon listed", func() bool { ms := list(); return len(ms) == 1 && ms[0].Host == "h1" })
 	second := etcdstore.Register(dial(t, srv), "/sb/", etcdstore.Member{Instance: "x", Host: "h2"}, 2e9, 1e9, nil, nil)
 	// The second daemon is refused (it must not take the live daemon's
 	// entry): its registration says why, and the fleet still lists h1.
-	waitFor(t, "the second daemon refused", func() bool { return errors.Is(second.Err(), etcdstore.ErrInstanceTaken) })
+	testsupport.WaitFor(t, "the second daemon refused", func() bool { return errors.Is(second.Err(), etcdstore.ErrInstanceTaken) })
 	if ms := list(); len(ms) != 1 || ms[0].Host != "h1" {
 		t.Errorf("fleet while h2 is refused: %+v, want h1's entry", ms)
 	}

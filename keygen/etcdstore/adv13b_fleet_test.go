@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"switchboard/internal/etcdtest"
+	"switchboard/internal/testsupport"
 	"switchboard/keygen/etcdstore"
 )
 
@@ -24,7 +25,7 @@ func TestAdv13bKilledDaemonListedPastTTL(t *testing.T) {
 	r := etcdstore.Register(dying, "/sb/", etcdstore.Member{Instance: "dead", Version: "v1", Host: "h1", Socket: "/run/sb.sock"}, ttl, time.Second, nil, nil)
 	defer r.Close()
 	reader := dial(t, srv)
-	waitFor(t, "the daemon listed", func() bool {
+	testsupport.WaitFor(t, "the daemon listed", func() bool {
 		ms, err := etcdstore.Fleet(ctx(t), reader, "/sb/")
 		return err == nil && len(ms) == 1
 	})

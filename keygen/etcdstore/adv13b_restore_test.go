@@ -2,17 +2,14 @@ package etcdstore_test
 
 import (
 	"errors"
-	"io"
-	"net"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"switchboard/internal/etcdtest"
+	"switchboard/internal/testsupport"
 	"switchboard/keygen"
 	"switchboard/keygen/etcdstore"
 )
@@ -25,101 +22,11 @@ import (
 // cut connections are made by a loopback TCP proxy per daemon, so the
 // verdict (which counters each daemon was handed) depends on no timing.
 
-// cutProxy forwards loopback TCP connections to an etcd member until cut:
-// then it closes every connection and every new one, as a partition (or a
-// member that went away) does to the daemon behind it.
-type cutProxy struct {
-	ln     net.Listener
-	target string
-
-	mu    sync.Mutex
-	cut   bool
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
-}
-
-func newCutProxy(t *testing.T, endpoint string) *cutProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{ln: ln, target: strings.TrimPrefix(endpoint, "http://"), conns: map[net.Conn]struct{}{}}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *cutProxy) endpoint() string { return "http://" + p.ln.Addr().String() }
-
-func (p *cutProxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.cut {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		p.mu.Unlock()
-		up, err := net.DialTimeout("tcp", p.target, 2*time.Second)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		if p.cut {
-			p.mu.Unlock()
-			c.Close()
-			up.Close()
-			continue
-		}
-		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
-		p.wg.Add(2)
-		p.mu.Unlock()
-		pipe := func(dst, src net.Conn) {
-			defer p.wg.Done()
-			_, _ = io.Copy(dst, src)
-			dst.Close()
-			src.Close()
-			p.mu.Lock()
-			delete(p.conns, dst)
-			delete(p.conns, src)
-			p.mu.Unlock()
-		}
-		go pipe(up, c)
-		go pipe(c, up)
-	}
-}
-
-// setCut cuts (true) or restores (false) the daemon's path to etcd.
-func (p *cutProxy) setCut(cut bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut = cut
-	if cut {
-		for c := range p.conns {
-			c.Close()
-		}
-	}
-}
-
-func (p *cutProxy) close() {
-	p.ln.Close()
-	p.setCut(true)
-	p.wg.Wait()
-}
-
 // dialVia is a client of the member behind p, with short timeouts so
 // that a cut path fails fast.
-func dialVia(t *testing.T, p *cutProxy) *clientv3.Client {
+func dialVia(t *testing.T, p *etcdtest.Proxy) *clientv3.Client {
 	t.Helper()
-	cli, err := etcdstore.Dial(etcdstore.ClientConfig{Endpoints: []string{p.endpoint()}, DialTimeout: time.Second}, nil)
+	cli, err := etcdstore.Dial(etcdstore.ClientConfig{Endpoints: []string{p.Endpoint()}, DialTimeout: time.Second}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,11 +40,11 @@ func dialVia(t *testing.T, p *cutProxy) *clientv3.Client {
 // A's path is given back by the caller after the restore. Both are
 // registered in the fleet as daemons are (an entry TTL longer than the
 // test, so that B's entry outlives its cut path).
-func blindFleet(t *testing.T, srv *etcdtest.Server, cli *clientv3.Client, snapshot func()) (a, bs *etcdstore.Store, pa, pb *cutProxy) {
+func blindFleet(t *testing.T, srv *etcdtest.Server, cli *clientv3.Client, snapshot func()) (a, bs *etcdstore.Store, pa, pb *etcdtest.Proxy) {
 	t.Helper()
 	b := binding(9, testSecret)
 	dir := t.TempDir()
-	pa, pb = newCutProxy(t, srv.Endpoint()), newCutProxy(t, srv.Endpoint())
+	pa, pb = etcdtest.NewProxy(t, srv.Endpoint()), etcdtest.NewProxy(t, srv.Endpoint())
 	// The one-shot init's store watches the mark once it created it, as
 	// a daemon's does: closed at once, as the command exits.
 	init := newStore(t, cli, etcdstore.Config{Prefix: "/sb/"}, nil)
@@ -162,7 +69,7 @@ func blindFleet(t *testing.T, srv *etcdtest.Server, cli *clientv3.Client, snapsh
 		t.Fatalf("A's lease: [%d, %d) %v", start, end, err)
 	}
 	snapshot()
-	pa.setCut(true)
+	pa.SetCut(true)
 	bcli := dialVia(t, pb)
 	bs = newStore(t, bcli, cfg("b"), nil)
 	if err := bindRetry(t, bs, b); err != nil {
@@ -172,11 +79,11 @@ func blindFleet(t *testing.T, srv *etcdtest.Server, cli *clientv3.Client, snapsh
 	if start, end, err := leaseRetry(t, bs, 64); err != nil || start != 64 || end != 128 {
 		t.Fatalf("B's lease: [%d, %d) %v", start, end, err)
 	}
-	waitFor(t, "B to record its lease (seen 128)", func() bool { return bs.Status().Seen >= 128 })
+	testsupport.WaitFor(t, "B to record its lease (seen 128)", func() bool { return bs.Status().Seen >= 128 })
 	// A daemon's fleet entry shows its lease within a round trip (the
 	// store tells its registration); a daemon cut off in between is the
 	// documented residual.
-	waitFor(t, "B's fleet entry to show its lease", func() bool {
+	testsupport.WaitFor(t, "B's fleet entry to show its lease", func() bool {
 		ms, err := etcdstore.Fleet(ctx(t), cli, "/sb/")
 		for _, m := range ms {
 			if m.Instance == "b" && m.LastLeaseEnd == 128 {
@@ -185,15 +92,15 @@ func blindFleet(t *testing.T, srv *etcdtest.Server, cli *clientv3.Client, snapsh
 		}
 		return false
 	})
-	pb.setCut(true)
+	pb.SetCut(true)
 	return a, bs, pa, pb
 }
 
 // leaseAfterRestore gives A its path back and checks that its next lease
 // is refused rather than handing it B's counters [64, 128) again.
-func leaseAfterRestore(t *testing.T, a *etcdstore.Store, pa *cutProxy) {
+func leaseAfterRestore(t *testing.T, a *etcdstore.Store, pa *etcdtest.Proxy) {
 	t.Helper()
-	pa.setCut(false)
+	pa.SetCut(false)
 	start, end, err := leaseRetry(t, a, 64)
 	switch {
 	case err == nil && start < 128:
@@ -256,31 +163,19 @@ func TestAdv13bColdRestoreWhileWatchBroken(t *testing.T) {
 	cli := dial(t, srv)
 	backup := t.TempDir()
 	a, bs, pa, pb := blindFleet(t, srv, cli, func() {
-		srv.Stop()
-		if err := srv.Backup(backup); err != nil {
-			t.Fatal(err)
-		}
-		if err := srv.Start(); err != nil {
-			t.Fatal(err)
-		}
+		srv.BackupCold(t, backup)
 	})
-	srv.Stop()
-	if err := srv.Restore(backup); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pa.setCut(false)
+	srv.RestoreCold(t, backup)
+	pa.SetCut(false)
 	start, end, err := leaseRetry(t, a, 64)
 	reissued := err == nil && start < 128
 	if err != nil && !errors.Is(err, keygen.ErrStateStale) {
 		t.Fatalf("A after the restore: %v, want a lease or ErrStateStale", err)
 	}
 	t.Logf("A after the restore: [%d, %d) %v", start, end, err)
-	pb.setCut(false)
+	pb.SetCut(false)
 	if reissued {
-		waitFor(t, "B to report the restore (Status.Rollbacks)", func() bool { return bs.Status().Rollbacks > 0 })
+		testsupport.WaitFor(t, "B to report the restore (Status.Rollbacks)", func() bool { return bs.Status().Rollbacks > 0 })
 	}
 	if start, end, err := leaseRetry(t, bs, 64); !errors.Is(err, keygen.ErrStateStale) {
 		t.Fatalf("B after the restore (A leased again: %v): [%d, %d) %v, want ErrStateStale", reissued, start, end, err)

@@ -6,20 +6,10 @@ import (
 	"time"
 
 	"switchboard/internal/etcdtest"
+	"switchboard/internal/testsupport"
 	"switchboard/keygen"
 	"switchboard/keygen/etcdstore"
 )
-
-// waitFor polls cond every 20 ms until it holds or 30 s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // TestGeneratorStartsWhileEtcdDown: a generator opened WithLateBind while
 // etcd is down starts, reports itself unbound and fails Next at once with
@@ -57,7 +47,7 @@ func TestGeneratorStartsWhileEtcdDown(t *testing.T) {
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a key once etcd is back", func() bool { _, err := g.Next(); return err == nil })
+	testsupport.WaitFor(t, "a key once etcd is back", func() bool { _, err := g.Next(); return err == nil })
 	if st := g.Stats(); !st.Bound || st.Failing {
 		t.Fatalf("stats after etcd answered: %+v", st)
 	}
@@ -101,7 +91,7 @@ func TestGeneratorsShareKeySpace(t *testing.T) {
 	for round := range 2000 {
 		g := gens[round%3]
 		var k uint64
-		waitFor(t, "a key", func() bool {
+		testsupport.WaitFor(t, "a key", func() bool {
 			var err error
 			k, err = g.Next()
 			return err == nil

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"switchboard/internal/etcdtest"
+	"switchboard/internal/testsupport"
 	"switchboard/keygen"
 	"switchboard/keygen/etcdstore"
 )
@@ -30,7 +31,7 @@ func TestMigrateFromFileStore(t *testing.T) {
 	}
 	issued := map[uint64]bool{}
 	for range 100 {
-		waitFor(t, "a file-store key", func() bool {
+		testsupport.WaitFor(t, "a file-store key", func() bool {
 			k, err := g.Next()
 			if err == nil {
 				issued[k] = true
@@ -70,7 +71,7 @@ func TestMigrateFromFileStore(t *testing.T) {
 	}
 	defer eg.Close()
 	for range 500 {
-		waitFor(t, "an etcd key", func() bool {
+		testsupport.WaitFor(t, "an etcd key", func() bool {
 			k, err := eg.Next()
 			if err == nil && issued[k] {
 				t.Fatalf("key %d issued by the file store and again from etcd", k)

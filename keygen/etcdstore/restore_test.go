@@ -11,6 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"switchboard/internal/etcdtest"
+	"switchboard/internal/testsupport"
 	"switchboard/keygen"
 	"switchboard/keygen/etcdstore"
 )
@@ -97,7 +98,7 @@ func fleetBeforeRestore(t *testing.T, cli *clientv3.Client, dir string, snapshot
 	if start, end, err := leaseRetry(t, bs, 64); err != nil || start != 64 || end != 128 {
 		t.Fatalf("B's lease: [%d, %d) %v", start, end, err)
 	}
-	waitFor(t, "A's watch to see B's lease (mark 128)", func() bool { return a.Status().Seen >= 128 })
+	testsupport.WaitFor(t, "A's watch to see B's lease (mark 128)", func() bool { return a.Status().Seen >= 128 })
 	return a, bs, cfgA
 }
 
@@ -170,21 +171,9 @@ func TestColdRestoreWhileFleetRuns(t *testing.T) {
 	cli := dial(t, srv)
 	backup := t.TempDir()
 	a, bs, _ := fleetBeforeRestore(t, cli, t.TempDir(), func() {
-		srv.Stop()
-		if err := srv.Backup(backup); err != nil {
-			t.Fatal(err)
-		}
-		if err := srv.Start(); err != nil {
-			t.Fatal(err)
-		}
+		srv.BackupCold(t, backup)
 	})
-	srv.Stop()
-	if err := srv.Restore(backup); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
+	srv.RestoreCold(t, backup)
 	if start, end, err := leaseRetry(t, a, 64); !errors.Is(err, keygen.ErrStateStale) {
 		t.Fatalf("A after the restore: [%d, %d) %v, want ErrStateStale (B leased [64, 128))", start, end, err)
 	}
@@ -239,13 +228,7 @@ func TestRevisionWentBackRefused(t *testing.T) {
 	if err := bindRetry(t, c, b); err != nil {
 		t.Fatal(err)
 	}
-	srv.Stop()
-	if err := srv.Restore(backup); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
+	srv.RestoreCold(t, backup)
 	if start, end, err := leaseRetry(t, c, 64); !errors.Is(err, keygen.ErrStateStale) {
 		t.Fatalf("lease after etcd went back in time: [%d, %d) %v, want ErrStateStale", start, end, err)
 	}
@@ -290,7 +273,7 @@ func TestIdleFleetFencesRestore(t *testing.T) {
 		clientv3.OpPut("/sb/"+etcdstore.FenceKey, "64")).Commit(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the fence raised to 128 by the watching daemons", func() bool {
+	testsupport.WaitFor(t, "the fence raised to 128 by the watching daemons", func() bool {
 		resp, err := cli.Get(ctx(t), "/sb/"+etcdstore.FenceKey)
 		return err == nil && len(resp.Kvs) == 1 && string(resp.Kvs[0].Value) == "128"
 	})

@@ -13,6 +13,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"switchboard/internal/clock/clocktest"
 	"switchboard/internal/etcdtest"
 	"switchboard/keygen"
 	"switchboard/keygen/etcdstore"
@@ -34,25 +35,19 @@ func dial(t *testing.T, srv *etcdtest.Server) *clientv3.Client {
 	return cli
 }
 
-// fakeClock is a settable clock for the segment sizing.
-type fakeClock struct{ ns atomic.Int64 }
-
-func (c *fakeClock) now() time.Time      { return time.Unix(0, c.ns.Load()) }
-func (c *fakeClock) add(d time.Duration) { c.ns.Add(int64(d)) }
-func newClock() *fakeClock {
-	c := &fakeClock{}
-	c.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	return c
+// newClock returns a settable clock for the segment sizing.
+func newClock() *clocktest.Clock {
+	return clocktest.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 }
 
-func newStore(t *testing.T, cli *clientv3.Client, cfg etcdstore.Config, clk *fakeClock) *etcdstore.Store {
+func newStore(t *testing.T, cli *clientv3.Client, cfg etcdstore.Config, clk *clocktest.Clock) *etcdstore.Store {
 	t.Helper()
 	if cfg.Prefix == "" {
 		cfg.Prefix = "/" + strings.ReplaceAll(t.Name(), "/", "_") + "/"
 	}
 	var now func() time.Time
 	if clk != nil {
-		now = clk.now
+		now = clk.Now
 	}
 	s, err := etcdstore.New(cli, cfg, now)
 	if err != nil {
@@ -227,7 +222,7 @@ func TestDynamicStep(t *testing.T) {
 	}
 	for range 30 { // fast: 1 s per block of 100
 		lease()
-		clk.add(time.Second)
+		clk.Advance(time.Second)
 	}
 	if got := s.Status().Step; got != 800 {
 		t.Fatalf("step after fast leasing = %d, want the bound 800 (segments %v)", got, txns)
@@ -238,7 +233,7 @@ func TestDynamicStep(t *testing.T) {
 	txns = nil
 	for range 30 { // slow: 30 s per block of 100
 		lease()
-		clk.add(30 * time.Second)
+		clk.Advance(30 * time.Second)
 	}
 	if got := s.Status().Step; got != 100 {
 		t.Fatalf("step after slow leasing = %d, want the floor 100 (segments %v)", got, txns)
@@ -388,7 +383,7 @@ func TestStepNotResizedByFailedAttempts(t *testing.T) {
 	}
 	lossy.fail.Store(true)
 	for range 5 {
-		clk.add(time.Second) // each attempt finds the segment used up fast
+		clk.Advance(time.Second) // each attempt finds the segment used up fast
 		if _, _, err := s.Lease(ctx(t), 100); !errors.Is(err, keygen.ErrUnavailable) {
 			t.Fatalf("lease with etcd failing: %v", err)
 		}
