@@ -31,10 +31,11 @@ const (
 	outcomeCallerGone                // the request's own deadline or cancellation came first
 	outcomeFailure                   // any other failure (connection lost, INTERNAL, DRAINING…)
 	outcomeLocal                     // a local limit: pool full, no connection, pool closing; not sent
+	outcomeStalled                   // timed out while this process was behind (mux.ErrLocalDelay): fails over, blames nobody
 	numOutcomes
 )
 
-var outcomeNames = [numOutcomes]string{"ok", "capacity", "key_exists", "rejected", "timeout", "caller_gone", "failure", "local"}
+var outcomeNames = [numOutcomes]string{"ok", "capacity", "key_exists", "rejected", "timeout", "caller_gone", "failure", "local", "timeout_local"}
 
 // classify returns the outcome of an attempt that returned err, made on
 // behalf of a request whose context is ctx.
@@ -56,6 +57,12 @@ func classify(ctx context.Context, err error) outcome {
 		return outcomeKeyExists
 	case errors.Is(err, wire.StatusBadRequest):
 		return outcomeRejected
+	case errors.Is(err, mux.ErrLocalDelay):
+		// The attempt timed out with the reply already received and
+		// unread, or its caller woke long after the deadline: a local
+		// stall, not the tier's. It fails like a timeout (the next
+		// tier), but counts for neither side of the breaker.
+		return outcomeStalled
 	case errors.Is(err, context.DeadlineExceeded):
 		return outcomeTimeout
 	}

@@ -33,6 +33,8 @@ func TestClassify(t *testing.T) {
 		{live, pool.ErrClosed, outcomeLocal, breaker.NoVerdict},
 		{live, mux.ErrClosed, outcomeLocal, breaker.NoVerdict},
 		{live, context.DeadlineExceeded, outcomeTimeout, breaker.Unhealthy},
+		{live, localDelay{}, outcomeStalled, breaker.NoVerdict},
+		{gone, localDelay{}, outcomeCallerGone, breaker.NoVerdict},
 		{live, mux.ErrConnLost, outcomeFailure, breaker.Unhealthy},
 		{live, &wire.RemoteError{Status: wire.StatusInternal}, outcomeFailure, breaker.Unhealthy},
 		{live, &wire.RemoteError{Status: wire.StatusDraining}, outcomeFailure, breaker.Unhealthy},
@@ -47,4 +49,14 @@ func TestClassify(t *testing.T) {
 			t.Errorf("classify(%v) = %v (verdict %v), want %v (verdict %v)", c.err, o, o.verdict(), c.want, c.v)
 		}
 	}
+}
+
+// localDelay is a mux timeout while the process was behind: it matches
+// mux.ErrLocalDelay, mux.ErrUnknownOutcome and context.DeadlineExceeded,
+// as mux's own error does.
+type localDelay struct{}
+
+func (localDelay) Error() string { return "timed out while this process was behind" }
+func (localDelay) Is(target error) bool {
+	return target == mux.ErrLocalDelay || target == mux.ErrUnknownOutcome || target == context.DeadlineExceeded
 }

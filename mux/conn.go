@@ -345,7 +345,7 @@ func (c *Conn) call(ctx context.Context, op wire.Op, req wire.Payload, now bool)
 		delete(c.calls, id)
 		c.mu.Unlock()
 		c.finish(cl)
-		return nil, &afterSendError{cause: ctx.Err()}
+		return nil, &afterSendError{cause: ctx.Err(), local: c.behind(ctx)}
 	}
 	c.mu.Unlock()
 	// The reader or a kill already took the call: its result is on the way
@@ -353,6 +353,47 @@ func (c *Conn) call(ctx context.Context, op wire.Op, req wire.Payload, now bool)
 	res := <-cl.ch
 	c.finish(cl)
 	return res.rep, res.err
+}
+
+// lateWake is how long after its deadline a caller may notice it before
+// the delay is taken as the process's own (ErrLocalDelay): a timer wake-up
+// on a process that gets the processor is late by far less.
+const lateWake = 20 * time.Millisecond
+
+// behind reports whether a call whose context ended after its request was
+// sent timed out while this process was behind (ErrLocalDelay): the
+// deadline passed (not a cancellation), and either the caller noticed it
+// more than lateWake late, or the connection holds received bytes its
+// reader has not read. Only on that failure path, never on a success.
+func (c *Conn) behind(ctx context.Context) bool {
+	if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return false
+	}
+	if d, ok := ctx.Deadline(); ok && time.Since(d) > lateWake {
+		return true
+	}
+	n, ok := c.unreadIn()
+	return ok && n > 0
+}
+
+// unreadIn returns the bytes the connection's socket has received that the
+// reader has not read (SIOCINQ); false when the connection has no
+// descriptor or the platform cannot tell.
+func (c *Conn) unreadIn() (n int, ok bool) {
+	switch nc := c.nc.(type) {
+	case syscall.Conn:
+		rc, err := nc.SyscallConn()
+		if err != nil {
+			return 0, false
+		}
+		if rc.Control(func(fd uintptr) { n, ok = inqFd(int(fd)) }) != nil {
+			return 0, false
+		}
+		return n, ok
+	case interface{ Fd() int }:
+		return inqFd(nc.Fd())
+	}
+	return 0, false
 }
 
 func (c *Conn) deadErr() error {

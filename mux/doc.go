@@ -86,4 +86,13 @@
 // nothing was sent. ErrConnLost and a context that ended after the write
 // leave the outcome unknown and match ErrUnknownOutcome. An error response
 // from the peer is a *wire.RemoteError that matches its wire.Status.
+//
+// A call that times out after its write also matches ErrLocalDelay when
+// the delay may have been this process's rather than the peer's: its
+// connection's socket held received bytes the reader had not read yet
+// (SIOCINQ, Linux: a reply waiting for a reader goroutine that was not
+// scheduled), or the caller noticed its deadline more than 20 ms after it
+// passed. The call fails all the same; the mark only tells a circuit
+// breaker not to blame the peer for a stall of the host. The check costs
+// one ioctl on that failure path only.
 package mux
