@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"slices"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -140,11 +141,73 @@ func (c *conn) keptOnFailure(frames []heldFrame, written int) {
 }
 
 // GOODBYE frames (wire.OpGoodbye, docs/protocol.md §2.3): the only frame
-// of a connection refused at accept, written before it is closed unread.
+// of a connection refused at accept, written before it is closed unread;
+// and the last frame of a quiet connection evicted at max_conns, written
+// after the answers to everything read from it (conn.retire).
 var (
 	goodbyeMaxConns       = goodbyeFrame("refused: at max_conns")
 	goodbyeMaxConnsPerUID = goodbyeFrame("refused: at max_conns_per_uid")
+	goodbyeEvicted        = goodbyeFrame("evicted: at max_conns")
 )
+
+// testHookEvict, when set (tests), runs in evict between choosing a quiet
+// connection and evicting it: a request racing the eviction.
+var testHookEvict atomic.Pointer[func(*server, *conn)]
+
+// retire evicts the quiet connection c (counted and logged as a cut) so
+// that its client loses nothing (docs/protocol.md §2.3): its reader stops
+// reading (a read deadline in the past wakes it), what it has read is
+// answered, then a GOODBYE says that nothing left unanswered was read, and
+// the connection closes (transport_net.go, sayGoodbye). A request the
+// client wrote after the reader stopped stays unread in the socket and is
+// dropped with it: the client sends it again. Only the net transport can
+// stop its reader (netpoll's poller reads every connection into its own
+// buffer); on netpoll c is cut as before, without a GOODBYE.
+func (c *conn) retire() {
+	nc, ok := c.tc.(netConn)
+	if !ok {
+		c.cut(cutEvicted)
+		return
+	}
+	if !c.cutOnce.CompareAndSwap(false, true) {
+		return // being cut already
+	}
+	c.s.stats.cuts[cutEvicted].Add(1)
+	c.s.log.Warn("front-end connection cut",
+		zap.Stringer("reason", cutEvicted),
+		zap.Int32("unanswered", c.unanswered.Load()),
+		zap.Int64("queued_bytes", c.queued.Load()))
+	// Set before the deadline: a reader that sets its own deadline after
+	// this one then sees evicting (transport_net.go, setReadDeadline).
+	c.evicting.Store(true)
+	if err := nc.nc.SetReadDeadline(time.Unix(1, 0)); err != nil {
+		c.close()
+	}
+}
+
+// sayGoodbye ends an evicted connection's reading (its reader calls it
+// once it has stopped, so nothing more is read): it waits until every
+// request read from c is answered on the socket, then writes the GOODBYE.
+// The reader closes c after it. The wait is bounded by server.request_timeout
+// plus server.write_timeout (every request is answered within the first
+// and its answer written within the second, or c is cut); past it, or if c
+// closes meanwhile, there is no GOODBYE.
+func (c *conn) sayGoodbye() {
+	c.paused.Store(true) // wrote wakes resume only while paused
+	defer c.paused.Store(false)
+	t := time.NewTimer(c.s.lim.Load().requestTimeout + c.s.cfg.WriteTimeout)
+	defer t.Stop()
+	for c.unanswered.Load() > 0 {
+		select {
+		case <-c.resume:
+		case <-c.done:
+			return
+		case <-t.C:
+			return
+		}
+	}
+	c.tc.goodbye(goodbyeEvicted)
+}
 
 func goodbyeFrame(msg string) []byte {
 	f, err := wire.AppendFrame(nil, wire.Header{Op: wire.OpGoodbye, Flags: wire.FlagResponse, Status: wire.StatusOverloaded},
@@ -301,7 +364,10 @@ func (s *server) evict() bool {
 		if c.inFlight.Load() > 0 || c.unanswered.Load() > 0 {
 			continue // it became busy meanwhile
 		}
-		c.cut(cutEvicted)
+		if h := testHookEvict.Load(); h != nil {
+			(*h)(s, c)
+		}
+		c.retire()
 		return true
 	}
 	for _, c := range stalls {

@@ -66,7 +66,9 @@
 //     with an error status) is the peer refusing the connection before
 //     reading from it:
 //     the connection dies with ErrRefused, and every call on it, in flight
-//     included, fails as not sent (ErrClosed), since none was read; the
+//     included, fails as not sent (ErrClosed), since none was read (a
+//     GOODBYE after replies says the peer answered all it read: the calls
+//     still unanswered were not read either); the
 //     error wraps the GOODBYE's status too. A write that fails because the
 //     peer closed (EPIPE, ECONNRESET) first lets the reader read what the
 //     peer sent before closing (at most a second), so a refusal that

@@ -30,6 +30,9 @@ var (
 	// status (wire.StatusOverloaded from the daemon: "busy, retry"): not
 	// sent, safe to send again on another connection. Also when a write
 	// raced the peer's close (EPIPE) and the GOODBYE was read after it.
+	// A GOODBYE after replies (the daemon evicting a served connection)
+	// means the same for the calls still unanswered: the peer answered
+	// everything it read, so those it did not answer were never read.
 	ErrRefused = errors.New("mux: connection refused by the peer before it read anything")
 	// ErrLocalDelay: a call timed out while this process, not the peer,
 	// may have been what was late: when the call gave up, the connection
