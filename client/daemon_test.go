@@ -29,6 +29,9 @@ type fakeDaemon struct {
 	requests atomic.Int32
 	refuse   atomic.Int32 // the next this many connections are refused with a GOODBYE frame
 	refused  atomic.Int32
+	// evictNext, when set, makes the next connection one the daemon evicts
+	// after answering its first request (evictConn).
+	evictNext func(nc net.Conn)
 
 	mu       sync.Mutex
 	nextKey  uint64
@@ -85,6 +88,17 @@ func (d *fakeDaemon) accept() {
 			continue
 		}
 		d.refuse.Store(0)
+		d.mu.Lock()
+		evict := d.evictNext
+		d.evictNext = nil
+		d.mu.Unlock()
+		if evict != nil {
+			go func() {
+				defer d.wg.Done()
+				evict(nc)
+			}()
+			continue
+		}
 		go d.serve(nc)
 	}
 }
