@@ -400,6 +400,10 @@ func (s *service) allocateOnce(ctx context.Context, rs *reqState, req *wire.Allo
 			switch {
 			case o == outcomeCallerGone:
 				return out, callerErr(ctx, err)
+			case o == outcomeStalled:
+				// Timed out while the daemon itself was behind: shed
+				// (busy, retry) rather than fail over into the same stall.
+				return out, errf(wire.StatusOverloaded, "tier %s: attempt timed out while the daemon was behind", t.name)
 			case o == outcomeLocal && errors.Is(err, mux.ErrBusy):
 				// The tier is healthy but every connection to it is at
 				// its in-flight limit. The tier order is a priority, not
