@@ -109,6 +109,9 @@ func (c *conn) waitReadable(check func() bool) bool {
 	for c.overBounds() {
 		select {
 		case <-c.resume:
+			if c.evicting.Load() {
+				return false // conn.retire: stop reading, say goodbye
+			}
 		case <-c.done:
 			return false
 		case <-tick:
@@ -183,27 +186,41 @@ func (c *conn) retire() {
 	if err := nc.nc.SetReadDeadline(time.Unix(1, 0)); err != nil {
 		c.close()
 	}
+	select { // a reader paused at its bounds (waitReadable) stops too
+	case c.resume <- struct{}{}:
+	default:
+	}
 }
 
 // sayGoodbye ends an evicted connection's reading (its reader calls it
 // once it has stopped, so nothing more is read): it waits until every
 // request read from c is answered on the socket, then writes the GOODBYE.
-// The reader closes c after it. The wait is bounded by server.request_timeout
-// plus server.write_timeout (every request is answered within the first
-// and its answer written within the second, or c is cut); past it, or if c
-// closes meanwhile, there is no GOODBYE.
+// The reader closes c after it. An evicted connection still holds its slot,
+// so the wait is short: it goes on while a request runs (at most
+// server.request_timeout in all) or while answers are being written, and
+// ends without a GOODBYE once answers have waited stallLimit with no write
+// to the socket completing and no request running (a client that does not
+// read, which would not read the GOODBYE either), or if c closes meanwhile.
 func (c *conn) sayGoodbye() {
 	c.paused.Store(true) // wrote wakes resume only while paused
 	defer c.paused.Store(false)
-	t := time.NewTimer(c.s.lim.Load().requestTimeout + c.s.cfg.WriteTimeout)
+	stall := c.s.stallLimit()
+	end := time.Now().Add(c.s.lim.Load().requestTimeout + stall)
+	t := time.NewTimer(stall)
 	defer t.Stop()
+	writes := c.writes.Load()
 	for c.unanswered.Load() > 0 {
 		select {
 		case <-c.resume:
 		case <-c.done:
 			return
 		case <-t.C:
-			return
+			w := c.writes.Load()
+			if w == writes && c.inFlight.Load() == 0 || time.Now().After(end) {
+				return
+			}
+			writes = w
+			t.Reset(stall)
 		}
 	}
 	c.tc.goodbye(goodbyeEvicted)
