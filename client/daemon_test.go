@@ -81,17 +81,15 @@ func (d *fakeDaemon) accept() {
 		}
 		d.conns[nc] = struct{}{}
 		d.wg.Add(1)
+		evict := d.evictNext
+		d.evictNext = nil
 		d.mu.Unlock()
-		d.accepted.Add(1)
+		d.accepted.Add(1) // after the choice of evictNext: a test waiting for it sees that choice made
 		if d.refuse.Add(-1) >= 0 {
 			go d.goodbye(nc)
 			continue
 		}
 		d.refuse.Store(0)
-		d.mu.Lock()
-		evict := d.evictNext
-		d.evictNext = nil
-		d.mu.Unlock()
 		if evict != nil {
 			go func() {
 				defer d.wg.Done()

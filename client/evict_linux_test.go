@@ -22,6 +22,7 @@ import (
 func TestGoodbyeAfterAnswersResendsTheUnanswered(t *testing.T) {
 	d := startDaemon(t)
 	c := dialT(t, d)
+	waitFor(t, func() bool { return d.accepted.Load() == 1 }) // served, not evicted
 	readA := make(chan struct{})
 	d.mu.Lock()
 	d.evictNext = func(nc net.Conn) {

@@ -93,3 +93,66 @@ func TestEvictionRacingACallAnswersItOnce(t *testing.T) {
 		t.Fatalf("the client after its connection said goodbye: %v", err)
 	}
 }
+
+// TestEvictedNeverReaderDoesNotKeepItsSlot: a quiet connection is chosen
+// for eviction, and its client then pipelines thousands of PINGs and never
+// reads: the daemon reads until the connection's bounds, its answers fill
+// the socket, and its reader pauses. The eviction must still end the
+// connection soon (after the stall limit, without a GOODBYE nobody would
+// read), not hold the slot until server.write_timeout cuts it.
+func TestEvictedNeverReaderDoesNotKeepItsSlot(t *testing.T) {
+	h := startDaemon(t, func(c *Config) {
+		c.Server.Transport = "net"
+		c.Server.MaxConns = 1
+		c.Server.IdleTimeout = time.Hour
+		c.Server.WriteTimeout = 10 * time.Minute // the stall limit is 1s
+	})
+	h.c.Close()
+	waitFor(t, "the harness's connections gone", 5*time.Second, func() bool { return h.d.srv.open.Load() == 0 })
+	attacker := rawConn(t, h.sock)
+	waitFor(t, "the attacker's connection counted", 5*time.Second, func() bool { return h.d.srv.open.Load() == 1 })
+	var pings []byte
+	for i := 1; i <= 20000; i++ { // 320 KB: more than the socket holds
+		pings, _ = wire.AppendFrame(pings, wire.Header{Op: wire.OpPing, ID: uint64(i)}, nil, wire.DefaultMaxFrame)
+	}
+	writeDone := make(chan struct{})
+	defer func() { attacker.Close(); <-writeDone }()
+	var fired atomic.Bool
+	hookErr := make(chan error, 1)
+	hook := func(s *server, c *conn) {
+		if s != h.d.srv || !fired.CompareAndSwap(false, true) {
+			return
+		}
+		go func() {
+			defer close(writeDone)
+			attacker.SetWriteDeadline(time.Now().Add(time.Minute))
+			attacker.Write(pings) // blocks once the daemon stops reading
+		}()
+		// Hold the eviction until the reader is paused at its bounds with
+		// the socket full: paused, and no write completing for 300 ms (a
+		// pause while writes still complete ends by itself).
+		w, since := c.writes.Load(), time.Now()
+		for end := time.Now().Add(20 * time.Second); ; time.Sleep(time.Millisecond) {
+			if now := c.writes.Load(); now != w || !c.paused.Load() {
+				w, since = now, time.Now()
+			} else if time.Since(since) > 300*time.Millisecond {
+				break
+			}
+			if time.Now().After(end) {
+				hookErr <- errors.New("the evicted connection's reader never paused on a full socket")
+				return
+			}
+		}
+		hookErr <- nil
+	}
+	testHookEvict.Store(&hook)
+	defer testHookEvict.Store(nil)
+	over := rawConn(t, h.sock)
+	if err := <-hookErr; err != nil {
+		t.Fatal(err)
+	}
+	if err := rawPing(1, over); err != nil {
+		t.Fatalf("the new connection at max_conns: %v", err)
+	}
+	waitFor(t, "the evicted never-reader closed", 10*time.Second, func() bool { return h.d.srv.open.Load() == 1 })
+}

@@ -31,7 +31,7 @@ const (
 	outcomeCallerGone                // the request's own deadline or cancellation came first
 	outcomeFailure                   // any other failure (connection lost, INTERNAL, DRAINING…)
 	outcomeLocal                     // a local limit: pool full, no connection, pool closing; not sent
-	outcomeStalled                   // timed out while this process was behind (mux.ErrLocalDelay): shed, blames nobody
+	outcomeStalled                   // timed out while this process was behind (mux.ErrLocalDelay): not failed over, blames nobody
 	numOutcomes
 )
 
@@ -61,8 +61,8 @@ func classify(ctx context.Context, err error) outcome {
 		// The attempt timed out with the reply already received and
 		// unread, or its caller woke long after the deadline: a local
 		// stall, not the tier's: it counts for neither side of the
-		// breaker, and the allocation is shed (OVERLOADED), not failed
-		// over into the same stall.
+		// breaker, and the allocation is not failed over into the same
+		// stall (allocateOnce: once more on this tier, then OVERLOADED).
 		return outcomeStalled
 	case errors.Is(err, context.DeadlineExceeded):
 		return outcomeTimeout

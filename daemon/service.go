@@ -343,6 +343,7 @@ func (s *service) allocateOnce(ctx context.Context, rs *reqState, req *wire.Allo
 		lastFailure                       error
 		keyExists                         int
 		slot                              slotWait
+		stalled                           bool // an attempt timed out while the daemon was behind
 	)
 	for _, t := range tiers {
 		if !t.available() {
@@ -400,10 +401,17 @@ func (s *service) allocateOnce(ctx context.Context, rs *reqState, req *wire.Allo
 			switch {
 			case o == outcomeCallerGone:
 				return out, callerErr(ctx, err)
+			case o == outcomeStalled && !stalled:
+				// Timed out while the daemon itself was behind: once more
+				// on this tier, with a fresh key (the first may be held:
+				// an orphan now), rather than fail over into the same stall.
+				stalled = true
+				if key, err = s.nextKey(ctx); err != nil {
+					return out, err
+				}
+				continue
 			case o == outcomeStalled:
-				// Timed out while the daemon itself was behind: shed
-				// (busy, retry) rather than fail over into the same stall.
-				return out, errf(wire.StatusOverloaded, "tier %s: attempt timed out while the daemon was behind", t.name)
+				return out, errf(wire.StatusOverloaded, "tier %s: attempts timed out while the daemon was behind", t.name)
 			case o == outcomeLocal && errors.Is(err, mux.ErrBusy):
 				// The tier is healthy but every connection to it is at
 				// its in-flight limit. The tier order is a priority, not
