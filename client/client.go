@@ -221,8 +221,9 @@ func (c *Client) redial(ctx context.Context, s *slot) (*mux.Conn, error) {
 //
 // A call that was not sent (the connection was found dead before its frame
 // was written, or the daemon refused the connection unread with a GOODBYE
-// frame at its max_conns) is sent again on a new connection, whatever the
-// request: the daemon never saw it. The first retry after a dead connection
+// frame at its max_conns, or evicted it with a GOODBYE after answering
+// everything it had read: a call unanswered then was not read) is sent
+// again on a new connection, whatever the request: the daemon never saw it. The first retry after a dead connection
 // is immediate; after a refusal, and after the first retry, the client
 // waits a backoff doubling from retryBase to retryMax with full jitter. It
 // keeps trying after refusals until ctx ends (the daemon said "busy,

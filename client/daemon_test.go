@@ -29,6 +29,9 @@ type fakeDaemon struct {
 	requests atomic.Int32
 	refuse   atomic.Int32 // the next this many connections are refused with a GOODBYE frame
 	refused  atomic.Int32
+	// evictNext, when set, makes the next connection one the daemon evicts
+	// after answering its first request (evictConn).
+	evictNext func(nc net.Conn)
 
 	mu       sync.Mutex
 	nextKey  uint64
@@ -78,13 +81,22 @@ func (d *fakeDaemon) accept() {
 		}
 		d.conns[nc] = struct{}{}
 		d.wg.Add(1)
+		evict := d.evictNext
+		d.evictNext = nil
 		d.mu.Unlock()
-		d.accepted.Add(1)
+		d.accepted.Add(1) // after the choice of evictNext: a test waiting for it sees that choice made
 		if d.refuse.Add(-1) >= 0 {
 			go d.goodbye(nc)
 			continue
 		}
 		d.refuse.Store(0)
+		if evict != nil {
+			go func() {
+				defer d.wg.Done()
+				evict(nc)
+			}()
+			continue
+		}
 		go d.serve(nc)
 	}
 }

@@ -3,6 +3,7 @@ package frontend
 import (
 	"errors"
 	"slices"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -108,6 +109,9 @@ func (c *conn) waitReadable(check func() bool) bool {
 	for c.overBounds() {
 		select {
 		case <-c.resume:
+			if c.evicting.Load() {
+				return false // conn.retire: stop reading, say goodbye
+			}
 		case <-c.done:
 			return false
 		case <-tick:
@@ -140,11 +144,99 @@ func (c *conn) keptOnFailure(frames []heldFrame, written int) {
 }
 
 // GOODBYE frames (wire.OpGoodbye, docs/protocol.md §2.3): the only frame
-// of a connection refused at accept, written before it is closed unread.
+// of a connection refused at accept, written before it is closed unread;
+// and the last frame of a quiet connection evicted at max_conns, written
+// after the answers to everything read from it (conn.retire).
 var (
 	goodbyeMaxConns       = goodbyeFrame("refused: at max_conns")
 	goodbyeMaxConnsPerUID = goodbyeFrame("refused: at max_conns_per_uid")
+	goodbyeEvicted        = goodbyeFrame("evicted: at max_conns")
 )
+
+// TestHookEvict, when set (tests only: the daemon's whole-process tests
+// race a request against an eviction), runs in evict between choosing a
+// quiet connection and evicting it.
+var TestHookEvict atomic.Pointer[func(*Server, EvictingConn)]
+
+// EvictingConn is what TestHookEvict sees of the connection chosen.
+type EvictingConn interface {
+	Unanswered() int64 // requests read and not yet answered
+	Writes() int64     // socket writes completed
+	Paused() bool      // its reader is paused at its bounds
+}
+
+func (c *conn) Unanswered() int64 { return int64(c.unanswered.Load()) }
+func (c *conn) Writes() int64     { return int64(c.writes.Load()) }
+func (c *conn) Paused() bool      { return c.paused.Load() }
+
+// retire evicts the quiet connection c (counted and logged as a cut) so
+// that its client loses nothing (docs/protocol.md §2.3): its reader stops
+// reading (a read deadline in the past wakes it), what it has read is
+// answered, then a GOODBYE says that nothing left unanswered was read, and
+// the connection closes (transport_net.go, sayGoodbye). A request the
+// client wrote after the reader stopped stays unread in the socket and is
+// dropped with it: the client sends it again. Only the net transport can
+// stop its reader (netpoll's poller reads every connection into its own
+// buffer); on netpoll c is cut as before, without a GOODBYE.
+func (c *conn) retire() {
+	nc, ok := c.tc.(netConn)
+	if !ok {
+		c.cut(cutEvicted)
+		return
+	}
+	if !c.cutOnce.CompareAndSwap(false, true) {
+		return // being cut already
+	}
+	c.s.stats.cuts[cutEvicted].Add(1)
+	c.s.log.Warn("front-end connection cut",
+		zap.Stringer("reason", cutEvicted),
+		zap.Int32("unanswered", c.unanswered.Load()),
+		zap.Int64("queued_bytes", c.queued.Load()))
+	// Set before the deadline: a reader that sets its own deadline after
+	// this one then sees evicting (transport_net.go, setReadDeadline).
+	c.evicting.Store(true)
+	if err := nc.nc.SetReadDeadline(time.Unix(1, 0)); err != nil {
+		c.close()
+	}
+	select { // a reader paused at its bounds (waitReadable) stops too
+	case c.resume <- struct{}{}:
+	default:
+	}
+}
+
+// sayGoodbye ends an evicted connection's reading (its reader calls it
+// once it has stopped, so nothing more is read): it waits until every
+// request read from c is answered on the socket, then writes the GOODBYE.
+// The reader closes c after it. An evicted connection still holds its slot,
+// so the wait is short: it goes on while a request runs (at most
+// server.request_timeout in all) or while answers are being written, and
+// ends without a GOODBYE once answers have waited stallLimit with no write
+// to the socket completing and no request running (a client that does not
+// read, which would not read the GOODBYE either), or if c closes meanwhile.
+func (c *conn) sayGoodbye() {
+	c.paused.Store(true) // wrote wakes resume only while paused
+	defer c.paused.Store(false)
+	stall := c.s.stallLimit()
+	end := time.Now().Add(c.s.lim.Load().requestTimeout + stall)
+	t := time.NewTimer(stall)
+	defer t.Stop()
+	writes := c.writes.Load()
+	for c.unanswered.Load() > 0 {
+		select {
+		case <-c.resume:
+		case <-c.done:
+			return
+		case <-t.C:
+			w := c.writes.Load()
+			if w == writes && c.inFlight.Load() == 0 || time.Now().After(end) {
+				return
+			}
+			writes = w
+			t.Reset(stall)
+		}
+	}
+	c.tc.goodbye(goodbyeEvicted)
+}
 
 func goodbyeFrame(msg string) []byte {
 	f, err := wire.AppendFrame(nil, wire.Header{Op: wire.OpGoodbye, Flags: wire.FlagResponse, Status: wire.StatusOverloaded},
@@ -301,7 +393,10 @@ func (s *Server) evict() bool {
 		if c.inFlight.Load() > 0 || c.unanswered.Load() > 0 {
 			continue // it became busy meanwhile
 		}
-		c.cut(cutEvicted)
+		if h := TestHookEvict.Load(); h != nil {
+			(*h)(s, c)
+		}
+		c.retire()
 		return true
 	}
 	for _, c := range stalls {

@@ -112,6 +112,7 @@ type conn struct {
 	done       chan struct{}
 	closeOnce  sync.Once
 	cutOnce    atomic.Bool
+	evicting   atomic.Bool // evicted with a GOODBYE: its reader stops (conn.retire)
 	// The reaper's view, guarded by server.connMu: when the connection was
 	// last seen active, and its lastReq then.
 	goodAt, seenReq int64

@@ -197,6 +197,9 @@ func (t *netTransport) read(r *reader) {
 	for {
 		rs, ok := t.next(r)
 		if !ok {
+			if r.c.evicting.Load() {
+				r.c.sayGoodbye() // evicted: what was read is answered first
+			}
 			if r.br != nil { // the connection is done: what is buffered is dropped
 				r.pre.b = nil
 				r.br.Reset(nil)
@@ -252,7 +255,7 @@ func (t *netTransport) worker(r *reader) {
 // next reads one frame; it returns the request to handle (nil if it was
 // answered inline) and false when the connection is done.
 func (t *netTransport) next(r *reader) (*reqState, bool) {
-	if !r.c.waitReadable(nil) {
+	if !r.c.waitReadable(nil) || r.c.evicting.Load() {
 		return nil, false
 	}
 	// The wait for a frame's first byte is untimed; from it on the frame
@@ -274,8 +277,8 @@ func (t *netTransport) next(r *reader) (*reqState, bool) {
 		return nil, false
 	}
 	timed := r.br.Buffered() < wire.HeaderSize
-	if timed {
-		r.nc.SetReadDeadline(time.Now().Add(t.s.cfg.ReadTimeout))
+	if timed && !r.setReadDeadline(time.Now().Add(t.s.cfg.ReadTimeout)) {
+		return nil, false
 	}
 	hb, err := r.br.Peek(wire.HeaderSize)
 	if err != nil {
@@ -290,7 +293,9 @@ func (t *netTransport) next(r *reader) (*reqState, bool) {
 	}
 	if !timed && r.br.Buffered() < n {
 		timed = true
-		r.nc.SetReadDeadline(time.Now().Add(t.s.cfg.ReadTimeout))
+		if !r.setReadDeadline(time.Now().Add(t.s.cfg.ReadTimeout)) {
+			return nil, false
+		}
 	}
 	var frame []byte
 	if n <= r.br.Size() {
@@ -306,8 +311,8 @@ func (t *netTransport) next(r *reader) (*reqState, bool) {
 		t.readFailed(r, err)
 		return nil, false
 	}
-	if timed {
-		r.nc.SetReadDeadline(time.Time{})
+	if timed && !r.setReadDeadline(time.Time{}) {
+		return nil, false
 	}
 	r.c.received()
 	rs := t.s.admit(r.c, h, frame[wire.HeaderSize:]) // copies the payload
@@ -318,10 +323,21 @@ func (t *netTransport) next(r *reader) (*reqState, bool) {
 	return rs, true
 }
 
+// setReadDeadline sets the reader's read deadline; false when the
+// connection is being evicted (conn.retire), whose deadline in the past
+// this one may have replaced: the reader stops. retire sets evicting
+// before its deadline, so a deadline set after retire's sees it.
+func (r *reader) setReadDeadline(d time.Time) bool {
+	r.nc.SetReadDeadline(d)
+	return !r.c.evicting.Load()
+}
+
 // readFailed ends a connection whose frame did not complete: cut (logged,
-// counted) when the read timeout passed, quietly when the peer went away.
+// counted) when the read timeout passed, quietly when the peer went away
+// or the connection is being evicted (its reader was stopped).
 func (t *netTransport) readFailed(r *reader, err error) {
 	switch {
+	case r.c.evicting.Load():
 	case isTimeout(err):
 		r.c.cut(cutReadTimeout)
 	case !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF):

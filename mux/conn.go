@@ -345,7 +345,7 @@ func (c *Conn) call(ctx context.Context, op wire.Op, req wire.Payload, now bool)
 		delete(c.calls, id)
 		c.mu.Unlock()
 		c.finish(cl)
-		return nil, &afterSendError{cause: ctx.Err()}
+		return nil, &afterSendError{cause: ctx.Err(), local: c.behind(ctx)}
 	}
 	c.mu.Unlock()
 	// The reader or a kill already took the call: its result is on the way
@@ -353,6 +353,43 @@ func (c *Conn) call(ctx context.Context, op wire.Op, req wire.Payload, now bool)
 	res := <-cl.ch
 	c.finish(cl)
 	return res.rep, res.err
+}
+
+// behind reports whether a call whose context ended after its request was
+// sent timed out while this process was behind (ErrLocalDelay): the
+// deadline passed (not a cancellation) and the connection holds received
+// bytes its reader has not read: the peer spoke, we did not listen in
+// time. Only on that failure path, never on a success.
+//
+// A caller woken late by its timer is no such sign: a peer that is dead
+// and a process that is merely loaded would then never be blamed, and a
+// breaker would never open on a loaded host.
+func (c *Conn) behind(ctx context.Context) bool {
+	if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return false
+	}
+	n, ok := c.unreadIn()
+	return ok && n > 0
+}
+
+// unreadIn returns the bytes the connection's socket has received that the
+// reader has not read (SIOCINQ); false when the connection has no
+// descriptor or the platform cannot tell.
+func (c *Conn) unreadIn() (n int, ok bool) {
+	switch nc := c.nc.(type) {
+	case syscall.Conn:
+		rc, err := nc.SyscallConn()
+		if err != nil {
+			return 0, false
+		}
+		if rc.Control(func(fd uintptr) { n, ok = inqFd(int(fd)) }) != nil {
+			return 0, false
+		}
+		return n, ok
+	case interface{ Fd() int }:
+		return inqFd(nc.Fd())
+	}
+	return 0, false
 }
 
 func (c *Conn) deadErr() error {

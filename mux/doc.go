@@ -77,7 +77,9 @@
 //     with an error status) is the peer refusing the connection before
 //     reading from it:
 //     the connection dies with ErrRefused, and every call on it, in flight
-//     included, fails as not sent (ErrClosed), since none was read; the
+//     included, fails as not sent (ErrClosed), since none was read (a
+//     GOODBYE after replies says the peer answered all it read: the calls
+//     still unanswered were not read either); the
 //     error wraps the GOODBYE's status too. A write that fails because the
 //     peer closed (EPIPE, ECONNRESET) first lets the reader read what the
 //     peer sent before closing (at most a second), so a refusal that
@@ -97,4 +99,12 @@
 // nothing was sent. ErrConnLost and a context that ended after the write
 // leave the outcome unknown and match ErrUnknownOutcome. An error response
 // from the peer is a *wire.RemoteError that matches its wire.Status.
+//
+// A call that times out after its write also matches ErrLocalDelay when
+// the delay may have been this process's rather than the peer's: its
+// connection's socket held received bytes the reader had not read yet
+// (SIOCINQ, Linux: a reply waiting for a reader goroutine that was not
+// scheduled). The call fails all the same; the mark only tells a circuit
+// breaker not to blame the peer for a stall of the host. The check costs
+// one ioctl on that failure path only.
 package mux

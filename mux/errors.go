@@ -30,7 +30,18 @@ var (
 	// status (wire.StatusOverloaded from the daemon: "busy, retry"): not
 	// sent, safe to send again on another connection. Also when a write
 	// raced the peer's close (EPIPE) and the GOODBYE was read after it.
+	// A GOODBYE after replies (the daemon evicting a served connection)
+	// means the same for the calls still unanswered: the peer answered
+	// everything it read, so those it did not answer were never read.
 	ErrRefused = errors.New("mux: connection refused by the peer before it read anything")
+	// ErrLocalDelay: a call timed out while this process, not the peer,
+	// may have been what was late: when the call gave up, the connection
+	// had received bytes its reader had not read yet (SIOCINQ, Linux: the
+	// reply may be among them, held up by a reader goroutine not
+	// scheduled). It is matched in addition to ErrUnknownOutcome and the context's
+	// error: the call still failed and may have been executed; only the
+	// blame differs (a breaker should not count it against the peer).
+	ErrLocalDelay = errors.New("mux: timed out while this process was behind")
 	// ErrProtocol: the peer broke the protocol (a request frame, a reply
 	// to an id never issued, a reply with the wrong op). Kills the
 	// connection.
@@ -63,15 +74,24 @@ func (e *closedError) Unwrap() error        { return e.cause }
 func (e *closedError) Is(target error) bool { return target == ErrClosed }
 
 // afterSendError is what a call gets when its context ends after the
-// request was queued for writing. It matches ErrUnknownOutcome and unwraps to
-// the context's error (context.DeadlineExceeded or context.Canceled).
-type afterSendError struct{ cause error }
+// request was queued for writing. It matches ErrUnknownOutcome (and
+// ErrLocalDelay when local is set) and unwraps to the context's error
+// (context.DeadlineExceeded or context.Canceled).
+type afterSendError struct {
+	cause error
+	local bool // the timeout may be this process's delay (ErrLocalDelay)
+}
 
 func (e *afterSendError) Error() string {
+	if e.local {
+		return "mux: no reply before the context ended (outcome unknown; this process was behind): " + e.cause.Error()
+	}
 	return "mux: no reply before the context ended (outcome unknown): " + e.cause.Error()
 }
-func (e *afterSendError) Unwrap() error        { return e.cause }
-func (e *afterSendError) Is(target error) bool { return target == ErrUnknownOutcome }
+func (e *afterSendError) Unwrap() error { return e.cause }
+func (e *afterSendError) Is(target error) bool {
+	return target == ErrUnknownOutcome || e.local && target == ErrLocalDelay
+}
 
 // Timeout reports whether the context's deadline passed (net.Error style).
 func (e *afterSendError) Timeout() bool { return errors.Is(e.cause, context.DeadlineExceeded) }

@@ -36,10 +36,11 @@ const (
 	OutcomeCallerGone                // the request's own deadline or cancellation came first
 	OutcomeFailure                   // any other failure (connection lost, INTERNAL, DRAINING…)
 	OutcomeLocal                     // a local limit: pool full, no connection, pool closing; not sent
+	OutcomeStalled                   // timed out with the tier's bytes received and unread (mux.ErrLocalDelay): blames nobody
 	NumOutcomes
 )
 
-var outcomeNames = [NumOutcomes]string{"ok", "capacity", "key_exists", "rejected", "timeout", "caller_gone", "failure", "local"}
+var outcomeNames = [NumOutcomes]string{"ok", "capacity", "key_exists", "rejected", "timeout", "caller_gone", "failure", "local", "timeout_local"}
 
 // classify returns the Outcome of an attempt that returned err, made on
 // behalf of a request whose context is ctx.
@@ -61,6 +62,12 @@ func classify(ctx context.Context, err error) Outcome {
 		return OutcomeKeyExists
 	case errors.Is(err, wire.StatusBadRequest):
 		return OutcomeRejected
+	case errors.Is(err, mux.ErrLocalDelay):
+		// The attempt timed out while its connection held bytes from the
+		// tier that this process had not read yet: the tier answered, we
+		// were behind (a CPU stall of the host). It fails over as a
+		// timeout does, but says nothing about the tier to its breaker.
+		return OutcomeStalled
 	case errors.Is(err, context.DeadlineExceeded):
 		return OutcomeTimeout
 	}

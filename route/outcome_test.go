@@ -40,6 +40,8 @@ func TestClassify(t *testing.T) {
 		{gone, context.DeadlineExceeded, OutcomeCallerGone, breaker.NoVerdict},
 		{gone, mux.ErrConnLost, OutcomeCallerGone, breaker.NoVerdict},
 		{live, context.Canceled, OutcomeCallerGone, breaker.NoVerdict},
+		{live, localDelay{}, OutcomeStalled, breaker.NoVerdict},
+		{gone, localDelay{}, OutcomeCallerGone, breaker.NoVerdict},
 	}
 	for _, c := range cases {
 		o := classify(c.ctx, c.err)
@@ -47,4 +49,14 @@ func TestClassify(t *testing.T) {
 			t.Errorf("classify(%v) = %v (verdict %v), want %v (verdict %v)", c.err, o, o.verdict(), c.want, c.v)
 		}
 	}
+}
+
+// localDelay is a mux timeout while the process was behind: it matches
+// mux.ErrLocalDelay, mux.ErrUnknownOutcome and context.DeadlineExceeded,
+// as mux's own error does.
+type localDelay struct{}
+
+func (localDelay) Error() string { return "timed out while this process was behind" }
+func (localDelay) Is(target error) bool {
+	return target == mux.ErrLocalDelay || target == mux.ErrUnknownOutcome || target == context.DeadlineExceeded
 }

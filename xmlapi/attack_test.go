@@ -429,6 +429,12 @@ func TestDaemonOverloadedIsNotUnavailable(t *testing.T) {
 		for i := range c.Simulators {
 			c.Simulators[i].Latency = 200 * time.Millisecond
 		}
+		// Far above the latency: the shedding comes from max_in_flight,
+		// and an attempt must not time out on a loaded host (200 ms of
+		// 250 left a 50 ms margin: the warm-up failed under CPU load).
+		for i := range c.Tiers {
+			c.Tiers[i].AttemptTimeout = time.Second
+		}
 	})
 	fe := startFrontEnd(t, testConfig(t), dialDaemon(t, rd.cfg.Socket))
 	seed := readFile(t, "seed_request.xml")
