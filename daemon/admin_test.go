@@ -11,13 +11,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"switchboard/internal/testsupport"
 	"switchboard/wire"
 )
 
@@ -159,33 +159,13 @@ func TestAdminReloadStatusCodes(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a log sink for the secrets test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) Sync() error { return nil }
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestLogsNeverCarrySecrets runs a full session life cycle, failover,
 // reloads (one refused for changing the secret) and shutdown with debug
 // logging, then greps every log line for the key secret and the meta blob.
 func TestLogsNeverCarrySecrets(t *testing.T) {
 	const secret = "5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e7"
 	const metaText = "TOPSECRET-meeting-record-password=hunter2"
-	var buf lockedBuffer
+	var buf testsupport.Buffer
 	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
 	log := zap.New(zapcore.NewCore(enc, &buf, zap.DebugLevel))
 	t.Run("run", func(t *testing.T) {

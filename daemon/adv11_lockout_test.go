@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"switchboard/client"
+	"switchboard/internal/testsupport"
 	"switchboard/wire"
 )
 
@@ -78,7 +79,7 @@ func testSmallAnswerLockout(t *testing.T, tr string) {
 			c.SetWriteDeadline(time.Now().Add(time.Minute))
 			c.Write(pings) // blocks once the daemon stops reading; ends at close
 		}()
-		waitUntil(t, "the daemon's write blocked on the attacker", func() bool {
+		testsupport.WaitFor(t, "the daemon's write blocked on the attacker", func() bool {
 			return h.d.srv.Census().UnreadIdle > before || h.d.srv.Stats().Refused > 0
 		})
 	}

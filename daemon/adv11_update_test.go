@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/internal/testsupport"
 	"switchboard/wire"
 )
 
@@ -121,7 +122,7 @@ func TestLookupOnFullPoolIsNotUnavailable(t *testing.T) {
 			h.c.Update(ctx, a.Key, &wire.Spec{Name: []byte("slow")}, nil)
 		}()
 	}
-	waitUntil(t, "nextgen's pool full", func() bool {
+	testsupport.WaitFor(t, "nextgen's pool full", func() bool {
 		st, err := h.d.Status()
 		if err != nil {
 			return false

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/internal/testsupport"
 	"switchboard/telsim"
 	"switchboard/wire"
 )
@@ -94,12 +95,8 @@ func (h *harness) load(ctx context.Context, workers int, stop <-chan struct{}) *
 
 func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !testsupport.Poll(d, nil, cond) {
+		t.Fatalf("timed out after %v waiting for %s", d, what)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"switchboard/breaker"
 	"switchboard/configs"
+	"switchboard/internal/defaults"
 	"switchboard/internal/strictyaml"
 	"switchboard/keygen"
 	"switchboard/keygen/etcdstore"
@@ -376,18 +377,6 @@ func ParseConfig(b []byte, name string) (*Config, error) {
 	return &c, nil
 }
 
-func orInt(v *int, d int) {
-	if *v == 0 {
-		*v = d
-	}
-}
-
-func orDur(v *time.Duration, d time.Duration) {
-	if *v == 0 {
-		*v = d
-	}
-}
-
 // Defaults of the daemon's own fields. The defaults of the fields that
 // configure a lower package (keys, keys.etcd, pool, breaker) are that
 // package's own, read from it (applyDefaults); simulators[].capacity is
@@ -421,18 +410,18 @@ func (c *Config) applyDefaults() {
 	}
 	c.Server.applyDefaults()
 	c.Keys.applyDefaults()
-	orInt(&c.Cache.SizeMB, 64)
-	orDur(&c.Cache.TokenTTL, 24*time.Hour)
+	defaults.Or(&c.Cache.SizeMB, 64)
+	defaults.Or(&c.Cache.TokenTTL, 24*time.Hour)
 	c.Pool.inherit(poolDefaults())
 	c.Breaker.inherit(breakerDefaults())
 	for i := range c.Tiers {
 		t := &c.Tiers[i]
-		orDur(&t.AttemptTimeout, DefaultAttemptTimeout)
+		defaults.Or(&t.AttemptTimeout, DefaultAttemptTimeout)
 		t.Pool.inherit(c.Pool)
 		t.Breaker.inherit(c.Breaker)
 	}
 	for i := range c.Simulators {
-		orInt(&c.Simulators[i].Capacity, DefaultSimCapacity)
+		defaults.Or(&c.Simulators[i].Capacity, DefaultSimCapacity)
 	}
 }
 
@@ -440,29 +429,29 @@ func (s *ServerConfig) applyDefaults() {
 	if s.Transport == "" {
 		s.Transport = "net"
 	}
-	orInt(&s.MaxFrame, wire.DefaultMaxFrame)
-	orInt(&s.MaxConns, 1024)
-	orInt(&s.MaxInFlight, 4096)
-	orInt(&s.MaxConnInFlight, 1024)
-	orInt(&s.MaxConnUnanswered, 256)
-	orInt(&s.MaxConnQueuedBytes, 1<<20)
-	orDur(&s.IdleTimeout, 5*time.Minute)
-	orDur(&s.RequestTimeout, 2*time.Second)
-	orDur(&s.ReadTimeout, 5*time.Second)
-	orDur(&s.WriteTimeout, 5*time.Second)
-	orDur(&s.ReadyTimeout, 5*time.Second)
-	orDur(&s.ShutdownTimeout, 10*time.Second)
+	defaults.Or(&s.MaxFrame, wire.DefaultMaxFrame)
+	defaults.Or(&s.MaxConns, 1024)
+	defaults.Or(&s.MaxInFlight, 4096)
+	defaults.Or(&s.MaxConnInFlight, 1024)
+	defaults.Or(&s.MaxConnUnanswered, 256)
+	defaults.Or(&s.MaxConnQueuedBytes, 1<<20)
+	defaults.Or(&s.IdleTimeout, 5*time.Minute)
+	defaults.Or(&s.RequestTimeout, 2*time.Second)
+	defaults.Or(&s.ReadTimeout, 5*time.Second)
+	defaults.Or(&s.WriteTimeout, 5*time.Second)
+	defaults.Or(&s.ReadyTimeout, 5*time.Second)
+	defaults.Or(&s.ShutdownTimeout, 10*time.Second)
 }
 
 // applyDefaults fills keys and keys.etcd from keygen's and etcdstore's
 // defaults.
 func (k *KeysConfig) applyDefaults() {
 	kd := keygen.DefaultConfig()
-	orInt(&k.Digits, kd.Digits)
+	defaults.Or(&k.Digits, kd.Digits)
 	if k.BlockSize == 0 {
 		k.BlockSize = kd.BlockSize
 	}
-	orInt(&k.Node.Count, kd.Node.Count)
+	defaults.Or(&k.Node.Count, kd.Node.Count)
 	if k.Store == "" {
 		k.Store = KeyStoreFile
 	}
@@ -470,12 +459,12 @@ func (k *KeysConfig) applyDefaults() {
 	if e.Prefix == "" {
 		e.Prefix = etcdstore.DefaultPrefix
 	}
-	orDur(&e.DialTimeout, etcdstore.DefaultDialTimeout)
-	orDur(&e.RequestTimeout, etcdstore.DefaultRequestTimeout)
+	defaults.Or(&e.DialTimeout, etcdstore.DefaultDialTimeout)
+	defaults.Or(&e.RequestTimeout, etcdstore.DefaultRequestTimeout)
 	if e.MaxBlock == 0 {
 		e.MaxBlock = max(etcdstore.DefaultMaxBlock, k.BlockSize)
 	}
-	orDur(&e.BlockPeriod, etcdstore.DefaultPeriod)
+	defaults.Or(&e.BlockPeriod, etcdstore.DefaultPeriod)
 }
 
 // poolDefaults returns package pool's defaults of the fields pool sets.
@@ -495,25 +484,25 @@ func breakerDefaults() BreakerConfig {
 }
 
 func (p *PoolConfig) inherit(d PoolConfig) {
-	orInt(&p.MinConns, d.MinConns)
-	orInt(&p.MaxInFlight, d.MaxInFlight)
-	orDur(&p.DialTimeout, d.DialTimeout)
-	orDur(&p.HeartbeatInterval, d.HeartbeatInterval)
-	orDur(&p.HeartbeatTimeout, d.HeartbeatTimeout)
-	orDur(&p.BackoffBase, d.BackoffBase)
-	orDur(&p.BackoffMax, d.BackoffMax)
-	orDur(&p.MaxAge, d.MaxAge)
+	defaults.Or(&p.MinConns, d.MinConns)
+	defaults.Or(&p.MaxInFlight, d.MaxInFlight)
+	defaults.Or(&p.DialTimeout, d.DialTimeout)
+	defaults.Or(&p.HeartbeatInterval, d.HeartbeatInterval)
+	defaults.Or(&p.HeartbeatTimeout, d.HeartbeatTimeout)
+	defaults.Or(&p.BackoffBase, d.BackoffBase)
+	defaults.Or(&p.BackoffMax, d.BackoffMax)
+	defaults.Or(&p.MaxAge, d.MaxAge)
 }
 
 func (b *BreakerConfig) inherit(d BreakerConfig) {
 	if b.Failures == 0 {
 		b.Failures = d.Failures
 	}
-	orDur(&b.OpenFor, d.OpenFor)
+	defaults.Or(&b.OpenFor, d.OpenFor)
 	if b.Probes == 0 {
 		b.Probes = d.Probes
 	}
-	orDur(&b.Window, d.Window)
+	defaults.Or(&b.Window, d.Window)
 }
 
 // settings converts to the breaker package's plain value.

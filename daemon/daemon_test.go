@@ -11,39 +11,20 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
 
 	"switchboard/client"
 	"switchboard/internal/etcdtest"
+	"switchboard/internal/testsupport"
 	"switchboard/keygen"
 	"switchboard/telsim/simhost"
 	"switchboard/wire"
 )
 
 // netpoll's pollers and gopool's workers are process-wide and outlive any one
-// daemon by design (docs/architecture.md, "Goroutines and their owners"); everything else must stop.
-var leakOpts = []goleak.Option{
-	goleak.IgnoreTopFunction("github.com/cloudwego/netpoll.(*defaultPoll).Wait"),
-	goleak.IgnoreAnyFunction("github.com/cloudwego/netpoll.(*defaultPoll).Wait"),
-	goleak.IgnoreAnyFunction("github.com/bytedance/gopkg/util/gopool.(*worker).run.func1"),
-}
-
-// etcd's own process-wide goroutines (etcd store tests).
-func init() { leakOpts = append(leakOpts, etcdtest.IgnoreLeaks()...) }
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, leakOpts...) }
-
-// shortTempDir returns a temporary directory with a path short enough for a
-// Unix socket (108 bytes on Linux).
-func shortTempDir(t testing.TB) string {
-	dir, err := os.MkdirTemp("", "sb")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
+// daemon by design (docs/architecture.md, "Goroutines and their owners"), as
+// do etcd's own (etcd store tests); everything else must stop.
+func TestMain(m *testing.M) { testsupport.VerifyTestMainNetpoll(m, etcdtest.IgnoreLeaks()...) }
 
 type harness struct {
 	d    *Daemon
@@ -59,7 +40,7 @@ func startDaemon(t testing.TB, mutate func(*Config), opts ...Option) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := shortTempDir(t)
+	dir := testsupport.ShortTempDir(t)
 	cfg.Socket = filepath.Join(dir, "sb.sock")
 	cfg.DataDir = filepath.Join(dir, "data")
 	cfg.Keys.BlockSize = 1024
@@ -486,7 +467,7 @@ func testShutdown(t *testing.T, tr string) {
 			c.Simulators[i].Latency = 200 * time.Millisecond
 		}
 	}
-	dir := shortTempDir(t)
+	dir := testsupport.ShortTempDir(t)
 	_ = dir
 	c0, err := DefaultConfig()
 	if err != nil {

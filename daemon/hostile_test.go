@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"switchboard/client"
+	"switchboard/internal/testsupport"
 	"switchboard/wire"
 )
 
@@ -62,7 +63,7 @@ func testWriteTimeoutReleasesOnlyUndelivered(t *testing.T, tr string) {
 	// ~380 KB in all), so no write blocked again and no cut came.
 	// 6,000 allocations under -race beside other packages' tests: give
 	// them more than waitUntil's default (the connection's deadline is 60 s).
-	waitWithin(t, "every request answered", 40*time.Second, func() bool {
+	waitFor(t, "every request answered", 40*time.Second, func() bool {
 		return h.d.srv.Stats().Requests >= n && h.d.srv.Stats().InFlight == 0
 	})
 	head := make([]byte, min(inq(t, c), 16<<10))
@@ -70,7 +71,7 @@ func testWriteTimeoutReleasesOnlyUndelivered(t *testing.T, tr string) {
 	head = head[:nh]
 	// The cut comes server.write_timeout (10 s) after the daemon's write
 	// blocked: allow it that and more on a busy machine.
-	waitWithin(t, "the connection cut for not reading", 30*time.Second, func() bool {
+	waitFor(t, "the connection cut for not reading", 30*time.Second, func() bool {
 		return h.d.srv.Stats().CutCount("write_timeout") > 0 || h.d.srv.Stats().CutCount("input_overflow") > 0
 	})
 	if err := <-wrote; err != nil {
@@ -100,7 +101,7 @@ func testWriteTimeoutReleasesOnlyUndelivered(t *testing.T, tr string) {
 	if len(keys) == 0 || len(keys) == n {
 		t.Fatalf("the client read %d of %d answers: the scenario did not cut a connection mid-stream", len(keys), n)
 	}
-	waitUntil(t, "the undelivered allocations released", func() bool {
+	testsupport.WaitFor(t, "the undelivered allocations released", func() bool {
 		st, err := h.d.Status()
 		return err == nil && st.Orphans == 0
 	})
@@ -159,7 +160,7 @@ func testNeverReadingLockout(t *testing.T, tr string) {
 		}
 		// Its answers fill the socket: a handler blocks writing to it
 		// (eviction may already have cut an earlier attacker for it).
-		waitUntil(t, "the daemon's write blocked on the attacker", func() bool {
+		testsupport.WaitFor(t, "the daemon's write blocked on the attacker", func() bool {
 			return h.d.srv.Stats().InFlight == 0 && h.d.srv.Census().Running >= 1 && h.d.srv.Stats().Open+int64(h.d.srv.Stats().CutCount("evicted")+h.d.srv.Stats().Refused) >= int64(i+3) && (h.d.srv.Census().Unread == 0)
 		})
 	}
@@ -346,7 +347,7 @@ func testReaderNeverWaits(t *testing.T, tr string) {
 	go func() { _, err := c.Write(reqs); wrote <- err }()
 	// The client never reads: every PING must still be read and answered
 	// (the answers queue in the daemon, within its bounds).
-	waitWithin(t, "every PING read", 30*time.Second, func() bool {
+	waitFor(t, "every PING read", 30*time.Second, func() bool {
 		return h.d.srv.Stats().Requests >= n
 	})
 	if err := <-wrote; err != nil {

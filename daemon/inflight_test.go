@@ -7,26 +7,9 @@ import (
 	"time"
 
 	"switchboard/inflight"
+	"switchboard/internal/testsupport"
 	"switchboard/wire"
 )
-
-// waitUntil polls cond every 10 ms for up to 10 s.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	waitWithin(t, what, 10*time.Second, cond)
-}
-
-// waitWithin is waitUntil with its own bound.
-func waitWithin(t *testing.T, what string, bound time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(bound)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, bound)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // What a killed daemon left in its in-flight table is settled at the next
 // start: an ACKED answer with a token is replayed to the retry (same
@@ -63,7 +46,7 @@ func TestInflightTableSettledAtStart(t *testing.T) {
 	}
 	// The intent names its tier, not its server: its key is released on
 	// every server of every tier (a reload may have moved the server).
-	waitUntil(t, "the intent released as an orphan", func() bool { return h.d.rt.Stats().Orphans == 0 && sim.Stats().Releases == 1 })
+	testsupport.WaitFor(t, "the intent released as an orphan", func() bool { return h.d.rt.Stats().Orphans == 0 && sim.Stats().Releases == 1 })
 	for _, name := range []string{"nextgen", "backup2-large"} {
 		if n := h.d.Simulator(name).Stats().Releases; n != 1 {
 			t.Errorf("%d RELEASEs on %s, want 1 (answered NOT_FOUND)", n, name)
@@ -99,9 +82,9 @@ func TestUndeliveredAllocationReleased(t *testing.T) {
 			if _, err := c.Write(f); err != nil {
 				t.Fatal(err)
 			}
-			waitUntil(t, "the RESERVE to reach the tier", func() bool { return sim.Stats().Reserves == 1 })
+			testsupport.WaitFor(t, "the RESERVE to reach the tier", func() bool { return sim.Stats().Reserves == 1 })
 			c.Close()
-			waitUntil(t, "the undelivered bridge released", func() bool {
+			testsupport.WaitFor(t, "the undelivered bridge released", func() bool {
 				st := sim.Stats()
 				return st.Releases == 1 && st.Reservations == 0
 			})

@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"switchboard/internal/testsupport"
 	"switchboard/keygen"
 	"switchboard/telsim/simhost"
 )
@@ -22,7 +23,7 @@ func TestRunNeverCreatesKeySpace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := shortTempDir(t)
+	dir := testsupport.ShortTempDir(t)
 	cfg.Socket = filepath.Join(dir, "sb.sock")
 	cfg.DataDir = filepath.Join(dir, "data")
 	cfg.Keys.BlockSize = 64

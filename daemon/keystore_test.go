@@ -15,6 +15,7 @@ import (
 	"switchboard/client"
 	"switchboard/internal/etcdtest"
 	"switchboard/internal/strictyaml"
+	"switchboard/internal/testsupport"
 	"switchboard/keygen"
 	"switchboard/keygen/etcdstore"
 	"switchboard/telsim/simhost"
@@ -52,7 +53,7 @@ func etcdConfig(t *testing.T, srv *etcdtest.Server) *Config {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := shortTempDir(t)
+	dir := testsupport.ShortTempDir(t)
 	cfg.Socket = filepath.Join(dir, "sb.sock")
 	cfg.Admin.Socket = ""
 	cfg.DataDir = filepath.Join(dir, "data")

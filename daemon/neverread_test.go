@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/internal/testsupport"
 	"switchboard/wire"
 )
 
@@ -50,11 +51,11 @@ func testNeverReaderHolds(t *testing.T, tr string) {
 	}
 	wrote := make(chan error, 1)
 	go func() { _, err := c.Write(reqs); wrote <- err }()
-	waitUntil(t, "the connection cut for not reading", func() bool {
+	testsupport.WaitFor(t, "the connection cut for not reading", func() bool {
 		return h.d.srv.Stats().CutCount("write_timeout") > 0 || h.d.srv.Stats().CutCount("input_overflow") > 0
 	})
 	<-wrote
-	waitUntil(t, "every request done", func() bool { return h.d.srv.Stats().InFlight == 0 })
+	testsupport.WaitFor(t, "every request done", func() bool { return h.d.srv.Stats().InFlight == 0 })
 	buf, err := io.ReadAll(c)
 	if err != nil && !errors.Is(err, io.EOF) {
 		t.Logf("read: %v", err)
@@ -70,7 +71,7 @@ func testNeverReaderHolds(t *testing.T, tr string) {
 		}
 		buf = buf[size:]
 	}
-	waitUntil(t, "the undelivered allocations released", func() bool {
+	testsupport.WaitFor(t, "the undelivered allocations released", func() bool {
 		// Every answer settled (its slot freed: delivered, or queued for
 		// release), then every release done.
 		if h.d.rt.InflightLen() != 0 {

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"switchboard/internal/testsupport"
 	"switchboard/telsim/simhost"
 )
 
@@ -21,7 +22,7 @@ type fakeSystemd struct {
 }
 
 func newFakeSystemd(t *testing.T) *fakeSystemd {
-	path := filepath.Join(shortTempDir(t), "notify.sock")
+	path := filepath.Join(testsupport.ShortTempDir(t), "notify.sock")
 	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +58,7 @@ func TestSystemdNotifications(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := shortTempDir(t)
+	dir := testsupport.ShortTempDir(t)
 	cfg.Socket = filepath.Join(dir, "sb.sock")
 	cfg.DataDir = filepath.Join(dir, "data")
 	mustInitKeys(t, cfg)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"switchboard/internal/testsupport"
 	"switchboard/route"
 	"switchboard/telsim"
 	"switchboard/wire"
@@ -27,7 +28,7 @@ func TestOrphansSurviveRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ts.Close()
-	dataDir := filepath.Join(shortTempDir(t), "data")
+	dataDir := filepath.Join(testsupport.ShortTempDir(t), "data")
 	mutate := func(c *Config) {
 		chaosConfig(c)
 		c.DataDir = dataDir

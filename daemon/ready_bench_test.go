@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"switchboard/client"
+	"switchboard/internal/testsupport"
 	"switchboard/telsim/simhost"
 )
 
@@ -26,7 +27,7 @@ func BenchmarkReadyAfterStart(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		dir := shortTempDir(b)
+		dir := testsupport.ShortTempDir(b)
 		cfg.Socket = filepath.Join(dir, "sb.sock")
 		cfg.DataDir = filepath.Join(dir, "data")
 		cfg.Cache.SizeMB = 32

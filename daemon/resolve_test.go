@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"strings"
+	"switchboard/internal/testsupport"
 	"testing"
 	"time"
 )
@@ -15,7 +16,7 @@ func TestSimTierNeedsSimHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := shortTempDir(t)
+	dir := testsupport.ShortTempDir(t)
 	cfg.Socket = filepath.Join(dir, "sb.sock")
 	cfg.DataDir = filepath.Join(dir, "data")
 	ensureKeys(t, cfg)

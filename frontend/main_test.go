@@ -4,18 +4,13 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
+	"switchboard/internal/testsupport"
 )
 
 // netpoll's pollers and gopool's workers are process-wide and outlive any
 // one server by design (docs/architecture.md, "Goroutines and their
 // owners"); everything else must stop.
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreTopFunction("github.com/cloudwego/netpoll.(*defaultPoll).Wait"),
-		goleak.IgnoreAnyFunction("github.com/cloudwego/netpoll.(*defaultPoll).Wait"),
-		goleak.IgnoreAnyFunction("github.com/bytedance/gopkg/util/gopool.(*worker).run.func1"))
-}
+func TestMain(m *testing.M) { testsupport.VerifyTestMainNetpoll(m) }
 
 // fakeTiers is admission's view of tiers of a fixed capacity (two
 // connections of 1024 calls, as a default daemon's first tier has).

@@ -32,3 +32,6 @@ func (b *Buffer) Reset() {
 	defer b.mu.Unlock()
 	b.b.Reset()
 }
+
+// Sync makes a Buffer a zapcore.WriteSyncer (a log sink in tests).
+func (b *Buffer) Sync() error { return nil }
