@@ -2,19 +2,16 @@ package bench
 
 import (
 	"bufio"
-	"context"
 	"encoding/binary"
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"switchboard/bench/fakedaemon"
 	"switchboard/daemon"
-	"switchboard/internal/testsupport"
-	"switchboard/telsim/simhost"
+	"switchboard/internal/daemontest"
 	"switchboard/wire"
 )
 
@@ -32,45 +29,18 @@ func startDaemon(tb testing.TB, transport string) string {
 	if p := os.Getenv(benchSocketEnv); p != "" {
 		return p
 	}
-	cfg, err := daemon.DefaultConfig()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	dir := testsupport.ShortTempDir(tb)
-	cfg.Socket = filepath.Join(dir, "sb.sock")
-	cfg.DataDir = filepath.Join(dir, "data")
-	cfg.Log.Level = "error"
-	if transport != "" {
-		cfg.Server.Transport = transport
-	}
 	// Errors only, to stderr: a failure inside the daemon (a lease store
 	// error, a tier lost) must show next to the benchmark that suffered it.
-	log, _, err := daemon.NewLogger(cfg.Log, os.Stderr)
+	log, _, err := daemon.NewLogger(daemon.LogConfig{Level: "error", Format: "json"}, os.Stderr)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if _, err := daemon.InitKeys(cfg, 0); err != nil { // as switchboard -init-keys
-		tb.Fatal(err)
-	}
-	d, err := daemon.New(cfg, daemon.WithLogger(log), daemon.WithSimHost(simhost.New()))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	tb.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			tb.Errorf("daemon: %v", err)
+	return daemontest.Start(tb, "", func(cfg *daemon.Config) {
+		cfg.Log.Level = "error"
+		if transport != "" {
+			cfg.Server.Transport = transport
 		}
-	})
-	select {
-	case <-d.Ready():
-	case err := <-done:
-		tb.Fatalf("daemon did not start: %v", err)
-	}
-	return cfg.Socket
+	}, daemon.WithLogger(log)).Socket()
 }
 
 // releaseBatch is how many allocations BenchmarkAllocate makes before it

@@ -4,9 +4,10 @@ import (
 	"context"
 	"path/filepath"
 	"strings"
-	"switchboard/internal/testsupport"
 	"testing"
 	"time"
+
+	"switchboard/internal/testsupport"
 )
 
 // The daemon does not host simulators: without a SimHost a sim:// tier does

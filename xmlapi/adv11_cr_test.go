@@ -15,7 +15,7 @@ import (
 // no timing involved.
 func TestTrailingCRRoundTrips(t *testing.T) {
 	rd := startDaemon(t, testsupport.ShortTempDir(t), nil)
-	fe := startFrontEnd(t, testConfig(t), dialDaemon(t, rd.cfg.Socket))
+	fe := startFrontEnd(t, testConfig(t), dialDaemon(t, rd.Socket()))
 	for name, c := range map[string]struct{ sent, want string }{
 		"trailing CR": {"line one&#13;", "line one\r"},
 		"leading CR":  {"&#13;line one", "\rline one"},

@@ -251,7 +251,7 @@ func TestLoginThrottleUnderAttack(t *testing.T) {
 	cfg.Auth.HashWait = 2 * time.Second // here the throttle, not the busy answer, must do the work
 	cfg.Auth.ThrottleHold = 200 * time.Millisecond
 	clock := clocktest.New(time.Unix(2e9, 0))
-	fe := startFrontEnd(t, cfg, dialDaemon(t, rd.cfg.Socket), WithClock(clock.Now))
+	fe := startFrontEnd(t, cfg, dialDaemon(t, rd.Socket()), WithClock(clock.Now))
 	seed := readFile(t, "seed_request.xml")
 
 	host := clientFrom(t, "127.0.0.5", 1) // hostid's usual address
@@ -350,7 +350,7 @@ func TestLoginBusyNeverNotResponding(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Auth.MaxConcurrentHashes = 1
 	cfg.Auth.HashWait = 500 * time.Millisecond
-	fe := startFrontEnd(t, cfg, dialDaemon(t, rd.cfg.Socket))
+	fe := startFrontEnd(t, cfg, dialDaemon(t, rd.Socket()))
 	g := newGoodClient(t, fe, "127.0.0.2")
 
 	inSlot, release := make(chan struct{}), make(chan struct{})
@@ -436,7 +436,7 @@ func TestDaemonOverloadedIsNotUnavailable(t *testing.T) {
 			c.Tiers[i].AttemptTimeout = time.Second
 		}
 	})
-	fe := startFrontEnd(t, testConfig(t), dialDaemon(t, rd.cfg.Socket))
+	fe := startFrontEnd(t, testConfig(t), dialDaemon(t, rd.Socket()))
 	seed := readFile(t, "seed_request.xml")
 	mustSucceed(t, post(t, fe, seed)) // warms the password cache
 	var progress atomic.Int64
@@ -454,7 +454,7 @@ func TestDaemonOverloadedIsNotUnavailable(t *testing.T) {
 // 11 point 5), through the real daemon, with the good client alongside.
 func TestXMLFidelity(t *testing.T) {
 	rd := startDaemon(t, testsupport.ShortTempDir(t), nil)
-	fe := startFrontEnd(t, testConfig(t), dialDaemon(t, rd.cfg.Socket))
+	fe := startFrontEnd(t, testConfig(t), dialDaemon(t, rd.Socket()))
 	g := newGoodClient(t, fe, "127.0.0.2")
 	checkGood(t, g, func() {
 		const sent = "line one&#13;line two&#13;&#10;line three&#13;"
@@ -501,7 +501,7 @@ func TestSlowSignInKeepsDaemonBudget(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Backend.RequestTimeout = 200 * time.Millisecond
 	cfg.Auth.HashWait = 100 * time.Millisecond
-	fe := startFrontEnd(t, cfg, dialDaemon(t, rd.cfg.Socket))
+	fe := startFrontEnd(t, cfg, dialDaemon(t, rd.Socket()))
 	hook := func(*passwordHash) { time.Sleep(400 * time.Millisecond) }
 	fe.h.auth.onVerify.Store(&hook)
 	mustSucceed(t, post(t, fe, readFile(t, "seed_request.xml")))

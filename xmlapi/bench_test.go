@@ -78,7 +78,7 @@ func BenchmarkCreateFullStack(b *testing.B) {
 			c.Simulators[i].Capacity = 10_000_000
 		}
 	})
-	fe := startFrontEnd(b, testConfig(b), dialDaemon(b, rd.cfg.Socket))
+	fe := startFrontEnd(b, testConfig(b), dialDaemon(b, rd.Socket()))
 	seed := readFile(b, "seed_request.xml")
 	post := func() {
 		resp, err := fe.http.Post(fe.url, "application/xml", bytes.NewReader(seed))

@@ -88,7 +88,7 @@ func TestSeedRequestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fe := startFrontEnd(t, cfg, dialDaemon(t, rd.cfg.Socket))
+	fe := startFrontEnd(t, cfg, dialDaemon(t, rd.Socket()))
 
 	seed := readFile(t, "seed_request.xml")
 	r := post(t, fe, seed, header{"Content-Type", "application/xml"})
@@ -126,7 +126,7 @@ func TestSeedRequestEndToEnd(t *testing.T) {
 	}
 
 	// The daemon holds what the seed asked for.
-	res, err := dialDaemon(t, rd.cfg.Socket).Lookup(ctxT(t), key)
+	res, err := dialDaemon(t, rd.Socket()).Lookup(ctxT(t), key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +163,7 @@ func createKey(t testing.TB, r *response) string {
 // real daemon.
 func TestLifecycle(t *testing.T) {
 	rd := startDaemon(t, testsupport.ShortTempDir(t), nil)
-	c := dialDaemon(t, rd.cfg.Socket)
+	c := dialDaemon(t, rd.Socket())
 	fe := startFrontEnd(t, testConfig(t), c)
 
 	key := createKey(t, post(t, fe, readFile(t, "seed_request.xml")))
@@ -298,7 +298,7 @@ func attr(n *node, local string) string {
 // tells.
 func TestFailoverVisibleOnlyInHeader(t *testing.T) {
 	rd := startDaemon(t, testsupport.ShortTempDir(t), nil)
-	fe := startFrontEnd(t, testConfig(t), dialDaemon(t, rd.cfg.Socket))
+	fe := startFrontEnd(t, testConfig(t), dialDaemon(t, rd.Socket()))
 	seed := readFile(t, "seed_request.xml")
 
 	before := post(t, fe, seed)
@@ -306,7 +306,7 @@ func TestFailoverVisibleOnlyInHeader(t *testing.T) {
 	if tier := before.header.Get(TierHeader); tier != "primary-large" {
 		t.Fatalf("tier before %q", tier)
 	}
-	if err := rd.sims.Simulator("primary-large").SetFault(telsim.Fault{Mode: telsim.ModeDown}); err != nil {
+	if err := rd.Sims.Simulator("primary-large").SetFault(telsim.Fault{Mode: telsim.ModeDown}); err != nil {
 		t.Fatal(err)
 	}
 	after := post(t, fe, seed)
@@ -355,7 +355,7 @@ func TestGetAfterRestarts(t *testing.T) {
 	}
 	rd := startDaemon(t, dir, tcpTiers)
 	cfg := testConfig(t)
-	c := dialDaemon(t, rd.cfg.Socket)
+	c := dialDaemon(t, rd.Socket())
 	fe1 := startFrontEnd(t, cfg, c)
 	key := createKey(t, post(t, fe1, readFile(t, "seed_request.xml")))
 	fe1.stop()
@@ -370,7 +370,7 @@ func TestGetAfterRestarts(t *testing.T) {
 
 	// Restart the daemon on the same directory and socket; the client
 	// redials on the next call.
-	rd.stop(t)
+	rd.Stop()
 	startDaemon(t, dir, tcpTiers)
 	var r *response
 	for i := 0; i < 3; i++ { // the first call may find the old connection dead
@@ -391,9 +391,9 @@ func TestGetAfterRestarts(t *testing.T) {
 // a hang or a 500.
 func TestBackendNotResponding(t *testing.T) {
 	rd := startDaemon(t, testsupport.ShortTempDir(t), nil)
-	fe := startFrontEnd(t, testConfig(t), dialDaemon(t, rd.cfg.Socket))
+	fe := startFrontEnd(t, testConfig(t), dialDaemon(t, rd.Socket()))
 	key := createKey(t, post(t, fe, readFile(t, "seed_request.xml")))
-	rd.stop(t)
+	rd.Stop()
 	for _, body := range [][]byte{readFile(t, "seed_request.xml"), envelope(hostSec, typeGet, keyBody(key))} {
 		r := post(t, fe, body)
 		mustFail(t, r, ExcNotResponding, "not responding")
@@ -407,7 +407,7 @@ func TestBackendNotResponding(t *testing.T) {
 // distinct keys, no error.
 func TestConcurrentCreates(t *testing.T) {
 	rd := startDaemon(t, testsupport.ShortTempDir(t), nil)
-	fe := startFrontEnd(t, testConfig(t), dialDaemon(t, rd.cfg.Socket))
+	fe := startFrontEnd(t, testConfig(t), dialDaemon(t, rd.Socket()))
 	seed := readFile(t, "seed_request.xml")
 	const n = 64
 	keys := make(chan string, n)

@@ -23,7 +23,7 @@ func TestDaemonConnectionFloodCostsNoFailures(t *testing.T) {
 		c.Server.MaxConns = 8
 		c.Server.IdleTimeout = time.Hour
 	})
-	fe := startFrontEnd(t, testConfig(t), dialDaemon(t, rd.cfg.Socket))
+	fe := startFrontEnd(t, testConfig(t), dialDaemon(t, rd.Socket()))
 	seed := readFile(t, "seed_request.xml")
 	mustSucceed(t, post(t, fe, seed)) // warms the password cache
 	stop, flooded := make(chan struct{}), make(chan int)
@@ -43,7 +43,7 @@ func TestDaemonConnectionFloodCostsNoFailures(t *testing.T) {
 				return
 			default:
 			}
-			c, err := net.Dial("unix", rd.cfg.Socket)
+			c, err := net.Dial("unix", rd.Socket())
 			if err != nil {
 				continue
 			}

@@ -24,9 +24,8 @@ import (
 
 	"switchboard/client"
 	"switchboard/daemon"
+	"switchboard/internal/daemontest"
 	"switchboard/internal/testsupport"
-	"switchboard/keygen"
-	"switchboard/telsim/simhost"
 	"switchboard/wire"
 )
 
@@ -101,76 +100,21 @@ func testConfig(t testing.TB) *Config {
 	return cfg
 }
 
-// runningDaemon is a real daemon run in-process.
-type runningDaemon struct {
-	d      *daemon.Daemon
-	sims   *simhost.Host // the simulators of its sim:// tiers
-	cfg    *daemon.Config
-	cancel context.CancelFunc
-	done   chan error
-	once   sync.Once
-}
-
-// stop shuts the daemon down and waits for Run to return. Idempotent.
-func (rd *runningDaemon) stop(t testing.TB) {
-	rd.once.Do(func() {
-		rd.cancel()
-		select {
-		case err := <-rd.done:
-			if err != nil {
-				t.Errorf("daemon Run: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("daemon did not stop within 15s")
-		}
-	})
-}
+// runningDaemon is the daemon the tests talk to, in-process.
+type runningDaemon = daemontest.Daemon
 
 // startDaemon runs the daemon on its embedded default (three sim:// tiers)
 // under dir, or on cfg as mutate leaves it; it stops at cleanup.
 func startDaemon(t testing.TB, dir string, mutate func(*daemon.Config)) *runningDaemon {
 	t.Helper()
-	cfg, err := daemon.DefaultConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Socket = filepath.Join(dir, "sb.sock")
-	cfg.DataDir = filepath.Join(dir, "data")
-	cfg.Keys.BlockSize = 1024
-	cfg.Cache.SizeMB = 32
-	cfg.Server.ShutdownTimeout = 5 * time.Second
-	if mutate != nil {
-		mutate(cfg)
-	}
-	var opts []daemon.Option
-	if tt, ok := t.(*testing.T); ok {
-		opts = append(opts, daemon.WithLogger(zaptest.NewLogger(tt, zaptest.Level(zap.WarnLevel))))
-	}
-	// The key space is created once per data directory, as the operator's
-	// switchboard -init-keys does; a restart on the same directory keeps it.
-	if _, err := daemon.InitKeys(cfg, 0); err != nil && !errors.Is(err, keygen.ErrKeySpaceExists) {
-		t.Fatal(err)
-	}
-	sims := simhost.New()
-	opts = append(opts, daemon.WithSimHost(sims))
-	d, err := daemon.New(cfg, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	rd := &runningDaemon{d: d, sims: sims, cfg: cfg, cancel: cancel, done: make(chan error, 1)}
-	go func() { rd.done <- d.Run(ctx) }()
-	select {
-	case <-d.Ready():
-	case err := <-rd.done:
-		cancel()
-		t.Fatalf("daemon did not start: %v", err)
-	case <-time.After(10 * time.Second):
-		cancel()
-		t.Fatal("daemon not ready after 10s")
-	}
-	t.Cleanup(func() { rd.stop(t) })
-	return rd
+	return daemontest.Start(t, dir, func(cfg *daemon.Config) {
+		cfg.Keys.BlockSize = 1024
+		cfg.Cache.SizeMB = 32
+		cfg.Server.ShutdownTimeout = 5 * time.Second
+		if mutate != nil {
+			mutate(cfg)
+		}
+	})
 }
 
 // dialDaemon connects a client to the daemon's socket; closed at cleanup.

@@ -22,7 +22,7 @@ func TestDaemonRefusingIsBusyRetry(t *testing.T) {
 	// Two idle connections of this uid hold its slots: the front end's
 	// are refused.
 	for range 2 {
-		nc, err := net.Dial("unix", rd.cfg.Socket)
+		nc, err := net.Dial("unix", rd.Socket())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -30,6 +30,6 @@ func TestDaemonRefusingIsBusyRetry(t *testing.T) {
 	}
 	cfg := testConfig(t)
 	cfg.Backend.RequestTimeout = time.Second
-	fe := startFrontEnd(t, cfg, dialDaemon(t, rd.cfg.Socket))
+	fe := startFrontEnd(t, cfg, dialDaemon(t, rd.Socket()))
 	mustFail(t, post(t, fe, readFile(t, "seed_request.xml")), ExcOverloaded, "overloaded")
 }

@@ -20,7 +20,7 @@ import (
 func stack(t *testing.T) *frontEnd {
 	t.Helper()
 	rd := startDaemon(t, testsupport.ShortTempDir(t), nil)
-	return startFrontEnd(t, testConfig(t), dialDaemon(t, rd.cfg.Socket))
+	return startFrontEnd(t, testConfig(t), dialDaemon(t, rd.Socket()))
 }
 
 // getMeeting creates with body and returns the Get of the new session.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"net"
 	"path/filepath"
@@ -15,8 +14,8 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"switchboard/daemon"
+	"switchboard/internal/daemontest"
 	"switchboard/internal/testsupport"
-	"switchboard/telsim/simhost"
 )
 
 // adminDaemon is a real daemon on the embedded default config (three
@@ -37,53 +36,19 @@ func (a *adminDaemon) setSource(f func() (*daemon.Config, error)) { a.src.Store(
 func startAdminDaemon(t *testing.T) *adminDaemon {
 	t.Helper()
 	dir := testsupport.ShortTempDir(t)
-	cfg, err := daemon.DefaultConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Socket = filepath.Join(dir, "sb.sock")
-	cfg.DataDir = filepath.Join(dir, "data")
-	cfg.Admin.Socket = filepath.Join(dir, "admin.sock")
-	cfg.Keys.BlockSize = 1024
-	cfg.Cache.SizeMB = 32
-	cfg.Server.ShutdownTimeout = 5 * time.Second
-
-	if _, err := daemon.InitKeys(cfg, 0); err != nil { // as switchboard -init-keys
-		t.Fatal(err)
-	}
-	a := &adminDaemon{sock: cfg.Socket, admin: cfg.Admin.Socket}
+	a := &adminDaemon{}
 	a.setSource(func() (*daemon.Config, error) { return a.d.Config(), nil })
 	lvl := zap.NewAtomicLevelAt(zap.WarnLevel)
-	a.d, err = daemon.New(cfg,
+	td := daemontest.Start(t, dir, func(cfg *daemon.Config) {
+		cfg.Admin.Socket = filepath.Join(dir, "admin.sock")
+		cfg.Keys.BlockSize = 1024
+		cfg.Cache.SizeMB = 32
+		cfg.Server.ShutdownTimeout = 5 * time.Second
+	},
 		daemon.WithLogger(zaptest.NewLogger(t, zaptest.Level(lvl))),
 		daemon.WithLogLevel(lvl),
-		daemon.WithConfigSource(func() (*daemon.Config, error) { return (*a.src.Load())() }),
-		daemon.WithSimHost(simhost.New()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	runErr := make(chan error, 1)
-	go func() { runErr <- a.d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-runErr:
-			if err != nil {
-				t.Errorf("daemon Run: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("daemon did not stop within 15s")
-		}
-	})
-	select {
-	case <-a.d.Ready():
-	case err := <-runErr:
-		runErr <- err // for the cleanup
-		t.Fatalf("daemon did not start: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("daemon not ready after 10s")
-	}
+		daemon.WithConfigSource(func() (*daemon.Config, error) { return (*a.src.Load())() }))
+	a.d, a.sock, a.admin = td.Daemon, td.Socket(), td.Config.Admin.Socket
 	return a
 }
 

@@ -12,46 +12,15 @@ import (
 	"time"
 
 	"switchboard/daemon"
+	"switchboard/internal/daemontest"
 	"switchboard/internal/testsupport"
-	"switchboard/telsim/simhost"
 	"switchboard/xmlapi"
 )
 
 func TestMain(m *testing.M) { testsupport.VerifyTestMainNetpoll(m) }
 
 func startDaemon(t *testing.T) string {
-	dir := testsupport.ShortTempDir(t)
-	cfg, err := daemon.DefaultConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Socket = filepath.Join(dir, "sb.sock")
-	cfg.DataDir = filepath.Join(dir, "data")
-	cfg.Cache.SizeMB = 32
-	if _, err := daemon.InitKeys(cfg, 0); err != nil { // as switchboard -init-keys
-		t.Fatal(err)
-	}
-	d, err := daemon.New(cfg, daemon.WithSimHost(simhost.New()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	select {
-	case <-d.Ready():
-	case err := <-done:
-		t.Fatalf("daemon: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("daemon not ready")
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("daemon Run: %v", err)
-		}
-	})
-	return cfg.Socket
+	return daemontest.Start(t, "", func(cfg *daemon.Config) { cfg.Cache.SizeMB = 32 }).Socket()
 }
 
 // TestServeSeedAndStop runs the binary's run with the embedded default
