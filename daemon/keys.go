@@ -309,6 +309,13 @@ type KeysStatus struct {
 	// Unknown those whose outcome was lost (their counters never used).
 	LostRaces uint64 `json:"lost_races,omitempty"`
 	Unknown   uint64 `json:"unknown_outcomes,omitempty"`
+	// Seen is the highest mark this daemon leased or saw in etcd (its own
+	// leases, its reads, every other daemon's through the watch): a mark
+	// found below it was put back by a restore, and is refused.
+	Seen uint64 `json:"seen_mark,omitempty"`
+	// Rollbacks counts the restores of etcd this daemon found after the
+	// fact (its own last lease undone); see docs/operations.md "Backups".
+	Rollbacks uint64 `json:"rollbacks_found,omitempty"`
 	// Fleet is this daemon's fleet entry (etcd store): "registered", or
 	// why it is not listed (etcd down, or another running daemon holds
 	// this instance name).
@@ -329,7 +336,7 @@ func (d *Daemon) keysStatus(gs keygen.Stats) KeysStatus {
 	es := d.store.etcd.Status()
 	ks.Store, ks.Endpoints, ks.Prefix = KeyStoreEtcd, d.store.cfg.Endpoints, es.Prefix
 	ks.Block, ks.LastLease, ks.LastLeaseStart, ks.LastLeaseEnd = es.Step, es.LastLeaseAt, es.LastStart, es.LastEnd
-	ks.LostRaces, ks.Unknown = es.LostRaces, es.Unknown
+	ks.LostRaces, ks.Unknown, ks.Seen, ks.Rollbacks = es.LostRaces, es.Unknown, es.Seen, es.Rollbacks
 	ks.Buffered += es.SegmentLeft
 	if r := d.store.listed; r != nil {
 		ks.Fleet = "registered"
@@ -344,6 +351,7 @@ func describeKeys(ch chan<- *prometheus.Desc) {
 	ch <- descKeysReady
 	ch <- descLeaseErrors
 	ch <- descStoreTxns
+	ch <- descRollbacks
 }
 
 // collectKeys sends the key store's metrics; gs is the generator's stats.
@@ -359,6 +367,7 @@ func (d *Daemon) collectKeys(ch chan<- prometheus.Metric, gs keygen.Stats) {
 	ch <- prometheus.MustNewConstMetric(descStoreTxns, prometheus.CounterValue, float64(committed), "committed")
 	ch <- prometheus.MustNewConstMetric(descStoreTxns, prometheus.CounterValue, float64(es.LostRaces), "lost_race")
 	ch <- prometheus.MustNewConstMetric(descStoreTxns, prometheus.CounterValue, float64(es.Unknown), "unknown")
+	ch <- prometheus.MustNewConstMetric(descRollbacks, prometheus.CounterValue, float64(es.Rollbacks))
 }
 
 // CheckFiles reports, as strictyaml.Errors wrapped in ErrConfig, every file

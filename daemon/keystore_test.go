@@ -124,8 +124,8 @@ func TestEtcdDaemonStartsWhileEtcdDown(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	st, _ = d.Status()
-	if k := st.Keys; !k.Ready || !k.Bound || k.LastLease.IsZero() || k.LastLeaseEnd == 0 {
-		t.Fatalf("keys status after etcd came back: %+v", k)
+	if k := st.Keys; !k.Ready || !k.Bound || k.LastLease.IsZero() || k.LastLeaseEnd == 0 || k.Seen < k.LastLeaseEnd || k.Rollbacks != 0 {
+		t.Fatalf("keys status after etcd came back: %+v (want the last lease, the mark seen at least its end, no rollback)", k)
 	}
 	// The daemon registers in the fleet once etcd answers.
 	for deadline := time.Now().Add(30 * time.Second); ; {

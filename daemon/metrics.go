@@ -199,6 +199,7 @@ var (
 var (
 	descKeysReady   = prometheus.NewDesc("switchboard_keys_ready", "1 when a session key can be issued now (keys buffered, or the lease store answers); 0 while ALLOCATE gets KEYS_EXHAUSTED because the store is failing or was never reached (sbctl status says why).", nil, nil)
 	descLeaseErrors = prometheus.NewDesc("switchboard_keys_lease_errors_total", "Failed attempts to lease counters from the key store (or to attach to it) since start.", nil, nil)
+	descRollbacks   = prometheus.NewDesc("switchboard_keys_store_rollbacks_total", "etcd store only: restores of etcd this daemon found after the fact (its own last lease undone: keys it issued may be issued again by another daemon; the fleet is fenced). Any increase needs an operator (docs/operations.md, Backups).", nil, nil)
 	descStoreTxns   = prometheus.NewDesc("switchboard_keys_store_txns_total", "etcd lease transactions by result: committed, lost_race (another daemon moved the mark first; retried), unknown (no answer; the counters are never used).", []string{"result"}, nil)
 )
 

@@ -28,6 +28,8 @@ type adminKeys struct {
 	LastLeaseEnd   uint64    `json:"last_lease_end"`
 	LostRaces      uint64    `json:"lost_races"`
 	Unknown        uint64    `json:"unknown_outcomes"`
+	Seen           uint64    `json:"seen_mark"`
+	Rollbacks      uint64    `json:"rollbacks_found"`
 	Fleet          string    `json:"fleet"`
 }
 
@@ -62,6 +64,12 @@ func (k *adminKeys) writeText(tw io.Writer) {
 	}
 	if k.LostRaces+k.Unknown > 0 {
 		fmt.Fprintf(tw, "lease txns\t%d lost races (retried), %d unknown outcomes (never used)\n", k.LostRaces, k.Unknown)
+	}
+	if k.Store == "etcd" && k.Seen > 0 {
+		fmt.Fprintf(tw, "highest mark seen\t%d\n", k.Seen)
+	}
+	if k.Rollbacks > 0 {
+		fmt.Fprintf(tw, "rollbacks found\t%d: etcd was restored under this daemon's last lease; see docs/operations.md \"Backups\"\n", k.Rollbacks)
 	}
 }
 
