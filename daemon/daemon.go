@@ -121,32 +121,56 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	cfg := d.cfg.Load()
 	d.started = d.now()
 	d.notify = newNotifier(d.log.Named("systemd"), d.env)
-	var cleanup []func()
+	var c closers
 	defer func() {
-		for i := len(cleanup) - 1; i >= 0; i-- {
-			cleanup[i]()
-		}
+		c.run()
 		d.notify.close()
 	}()
+	tiers, err := d.build(ctx, cfg, &c)
+	if err != nil {
+		return err
+	}
+	if err := d.open(cfg, &c); err != nil {
+		return err
+	}
+	return d.serve(ctx, cfg, len(tiers))
+}
 
+// closers are what Run undoes on return, last opened first.
+type closers []func()
+
+func (c *closers) add(f func()) { *c = append(*c, f) }
+
+func (c closers) run() {
+	for i := len(c) - 1; i >= 0; i-- {
+		c[i]()
+	}
+}
+
+// build starts everything the request path needs, in dependency order: the
+// simulators of sim:// tiers (through the SimHost), the key generator, the
+// tiers (warmed), and the router with its orphan journal and in-flight
+// table (allocations in flight when the previous run ended are settled
+// before serving: route/inflight.go). What it opened is added to c.
+func (d *Daemon) build(ctx context.Context, cfg *Config, c *closers) ([]*tier, error) {
 	if _, err := d.startSims(cfg); err != nil {
 		d.closeSims()
-		return err
+		return nil, err
 	}
 	d.warnSimulated(cfg)
-	cleanup = append(cleanup, d.closeSims)
+	c.add(d.closeSims)
 
 	if err := d.openKeys(cfg); err != nil {
-		return err
+		return nil, err
 	}
-	cleanup = append(cleanup, func() {
+	c.add(func() {
 		d.keys.Close()
 		d.store.Close()
 	})
 
 	built, err := d.buildTiers(cfg, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	tiers := built.tiers
 	d.m.wireFailovers(tiers)
@@ -157,26 +181,30 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		keys = d.keysOverride
 	}
 	rt := route.New(d.log, keys, cfg.Cache.SizeMB, cfg.Cache.TokenTTL, d.now)
-	cleanup = append(cleanup, rt.Close)
+	c.add(rt.Close)
 	rt.Swap(tiers)
 	// The pools of the tier order in force at shutdown (a reload replaces
 	// them).
-	cleanup = append(cleanup, func() { closeTiers(rt.Current().Tiers, d.cfg.Load().Server.ShutdownTimeout) })
+	c.add(func() { closeTiers(rt.Current().Tiers, d.cfg.Load().Server.ShutdownTimeout) })
 	closeOrphans, err := rt.OpenOrphans(cfg.DataDir, 500*time.Millisecond)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	cleanup = append(cleanup, closeOrphans)
-	// Allocations in flight when the previous run ended: settled before
-	// serving (route/inflight.go).
+	c.add(closeOrphans)
 	closeIntents, err := rt.OpenInflight(filepath.Join(cfg.DataDir, inflightName), inflightSlots(cfg), cfg.Cache.TokenTTL)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	cleanup = append(cleanup, closeIntents)
+	c.add(closeIntents)
 	d.rt = rt
+	return tiers, nil
+}
 
-	srv, err := frontend.New(d.log.Named("server"), handler{rt}, rt, d.m, frontendConfig(cfg.Server), cfg.Socket, d.now)
+// open opens the sockets: the front end (not yet serving), the admin
+// socket and the metrics listener. On an error the front end is shut down;
+// the rest is in c.
+func (d *Daemon) open(cfg *Config, c *closers) error {
+	srv, err := frontend.New(d.log.Named("server"), handler{d.rt}, d.rt, d.m, frontendConfig(cfg.Server), cfg.Socket, d.now)
 	if err != nil {
 		return fmt.Errorf("front-end socket %s: %w", cfg.Socket, err)
 	}
@@ -192,7 +220,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 			return fmt.Errorf("admin socket %s: %w", cfg.Admin.Socket, err)
 		}
 		d.admin = a
-		cleanup = append(cleanup, a.shutdown)
+		c.add(a.shutdown)
 	}
 	if cfg.Metrics.Addr != "" {
 		ms, err := startMetricsServer(d.log.Named("metrics"), cfg.Metrics.Addr, d.m.reg)
@@ -201,9 +229,16 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 			return err
 		}
 		d.msrv = ms
-		cleanup = append(cleanup, ms.shutdown)
+		c.add(ms.shutdown)
 	}
+	return nil
+}
 
+// serve serves until ctx ends (then drains, within
+// server.shutdown_timeout) or the front-end server fails, and owns the
+// loop's goroutines: the server's, the reloader and the watchdog's ticker.
+func (d *Daemon) serve(ctx context.Context, cfg *Config, tiers int) error {
+	srv := d.srv
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve() }()
 	close(d.ready)
@@ -212,7 +247,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		zap.String("socket", cfg.Socket),
 		zap.String("admin_socket", cfg.Admin.Socket),
 		zap.String("metrics_addr", cfg.Metrics.Addr),
-		zap.Int("tiers", len(tiers)),
+		zap.Int("tiers", tiers),
 		zap.Duration("startup", d.now().Sub(d.started)))
 
 	var watchdog <-chan time.Time
@@ -222,14 +257,35 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		watchdog = tk.C
 		d.notify.send("WATCHDOG=1")
 	}
-	// Reloads run one at a time on a goroutine of their own, so that a
-	// reload waiting for new pools to warm or old ones to drain (seconds,
-	// bounded by the server timeouts) never holds back the watchdog pings
-	// of the loop below. It ends with Run, before anything is closed.
+	stopReloader := d.startReloader(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			stopReloader()
+			d.drain(srv)
+			<-serveErr
+			d.log.Info("switchboard stopped")
+			return nil
+		case err := <-serveErr:
+			stopReloader()
+			srv.Shutdown(context.Background())
+			return fmt.Errorf("front-end server stopped: %w", err)
+		case <-watchdog:
+			d.notify.send("WATCHDOG=1")
+		}
+	}
+}
+
+// startReloader runs reloads one at a time on a goroutine of its own, so
+// that a reload waiting for new pools to warm or old ones to drain
+// (seconds, bounded by the server timeouts) never holds back the watchdog
+// pings of serve's loop. The returned func stops it and waits for it; it
+// ends with Run, before anything is closed.
+func (d *Daemon) startReloader(ctx context.Context) (stop func()) {
 	rctx, rcancel := context.WithCancel(ctx)
-	reloaderDone := make(chan struct{})
+	done := make(chan struct{})
 	go func() {
-		defer close(reloaderDone)
+		defer close(done)
 		for {
 			select {
 			case <-rctx.Done():
@@ -239,24 +295,15 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 			}
 		}
 	}()
-	stopReloader := func() {
+	return func() {
 		rcancel()
-		<-reloaderDone
+		<-done
 	}
-loop:
-	for {
-		select {
-		case <-ctx.Done():
-			break loop
-		case err := <-serveErr:
-			stopReloader()
-			srv.Shutdown(context.Background())
-			return fmt.Errorf("front-end server stopped: %w", err)
-		case <-watchdog:
-			d.notify.send("WATCHDOG=1")
-		}
-	}
-	stopReloader()
+}
+
+// drain shuts the front end down, letting in-flight requests finish within
+// server.shutdown_timeout.
+func (d *Daemon) drain(srv *frontend.Server) {
 	timeout := d.cfg.Load().Server.ShutdownTimeout
 	d.notify.send("STOPPING=1\nSTATUS=draining in-flight requests")
 	d.log.Info("shutting down: draining in-flight requests", zap.Duration("timeout", timeout))
@@ -265,9 +312,6 @@ loop:
 	if err := srv.Shutdown(sctx); err != nil {
 		d.log.Warn("shutdown drain incomplete", zap.Error(err))
 	}
-	<-serveErr
-	d.log.Info("switchboard stopped")
-	return nil
 }
 
 // openKeys attaches to the key space in its store (keys.store). It never creates one
