@@ -538,15 +538,26 @@ func (p *problems) positiveDur(field string, v time.Duration) {
 // at field, unless the daemon's own checks already found a problem there
 // (since mark: len(p.errs) then), which says it better.
 func (p *problems) lower(field string, mark int, err error, paths ...string) {
-	if err == nil {
+	if err == nil || p.found(mark, field) {
 		return
 	}
+	p.badAt(field, paths, "%v", err)
+}
+
+// found reports whether a problem was recorded, since mark, at a field
+// under one of prefixes. A lower package's settings are also built from
+// fields outside its section (a tier's name and servers and the instance
+// for pool; keys.block_size for etcdstore): a problem there is reported
+// once, by the daemon's check, not again in the lower package's words.
+func (p *problems) found(mark int, prefixes ...string) bool {
 	for _, fe := range p.errs[mark:] {
-		if strings.HasPrefix(fe.Field, field) {
-			return
+		for _, pre := range prefixes {
+			if strings.HasPrefix(fe.Field, pre) {
+				return true
+			}
 		}
 	}
-	p.badAt(field, paths, "%v", err)
+	return false
 }
 
 // Validate checks a defaulted config and returns every problem found, as
@@ -566,7 +577,7 @@ func (c *Config) Validate() error {
 	c.validateKeys(&p)
 	mark := len(p.errs)
 	c.validateKeyStore(p.bad)
-	if c.Keys.Store == KeyStoreEtcd {
+	if c.Keys.Store == KeyStoreEtcd && !p.found(0, "keys.block_size") {
 		p.lower("keys.etcd", mark, c.etcdStoreConfig().Validate())
 	}
 	if c.Cache.SizeMB < 32 || c.Cache.SizeMB > 64<<10 {
@@ -686,6 +697,7 @@ func (c *Config) validateTiers(p *problems) {
 	}
 	names := map[string]int{}
 	for i, t := range c.Tiers {
+		tierMark := len(p.errs)
 		// key is the tier's path in the file; f adds its name for the
 		// reader: tiers[1] (nextgen).pool.min_conns.
 		key := "tiers[" + strconv.Itoa(i) + "]"
@@ -728,7 +740,9 @@ func (c *Config) validateTiers(p *problems) {
 		}
 		mark := len(p.errs)
 		t.Pool.validate(inherited)
-		p.lower(f+".pool", mark, c.tierPoolConfig(t).Validate(), key+".pool", "pool")
+		if !p.found(tierMark, f+".name", f+".servers") && !p.found(0, "instance") {
+			p.lower(f+".pool", mark, c.tierPoolConfig(t).Validate(), key+".pool", "pool")
+		}
 		t.Breaker.validate(inherited)
 	}
 }
