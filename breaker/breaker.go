@@ -1,7 +1,6 @@
 package breaker
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -9,8 +8,6 @@ import (
 	"time"
 
 	"github.com/sony/gobreaker/v2"
-
-	"switchboard/wire"
 )
 
 // State is a breaker's state as the request path sees it.
@@ -135,23 +132,9 @@ func (s Settings) Validate() error {
 	return nil
 }
 
-// IsFailure reports whether an attempt's error counts against the tier:
-// transport errors, timeouts, INTERNAL, DRAINING and anything unexpected do;
-// success, CAPACITY, KEY_EXISTS, BAD_REQUEST and NOT_FOUND are healthy
-// answers; caller cancellation is neither (see IsExcluded).
-func IsFailure(err error) bool {
-	return err != nil && !isHealthyAnswer(err) && !IsExcluded(err)
-}
-
-func isHealthyAnswer(err error) bool {
-	return errors.Is(err, wire.StatusCapacity) || errors.Is(err, wire.StatusKeyExists) ||
-		errors.Is(err, wire.StatusBadRequest) || errors.Is(err, wire.StatusNotFound)
-}
-
-// IsExcluded reports whether an attempt's error says nothing about the tier.
-func IsExcluded(err error) bool {
-	return errors.Is(err, ErrCallerGone) || errors.Is(err, context.Canceled) || errors.Is(err, errNoVerdict)
-}
+// excluded reports whether an attempt's outcome says nothing about the
+// tier (Record(NoVerdict)).
+func excluded(err error) bool { return errors.Is(err, errNoVerdict) }
 
 // Verdict is what an attempt's outcome says about the tier, when the caller
 // has classified the outcome itself (Done.Record).
@@ -181,25 +164,27 @@ type Done struct {
 	fn   func(error)
 }
 
-// Report records the outcome err (nil for success). Calls after the first are
-// ignored, so a deferred Report after an early one is harmless.
-func (d Done) Report(err error) {
+// report hands the outcome to gobreaker: nil (healthy), errUnhealthy or
+// errNoVerdict. Calls after the first are ignored.
+func (d Done) report(err error) {
 	if d.fn == nil || !d.once.CompareAndSwap(false, true) {
 		return
 	}
 	d.fn(err)
 }
 
-// Record reports an outcome the caller has already classified. Like Report,
-// only the first Report or Record of a Done counts.
+// Record reports the attempt's outcome, classified by the caller (the
+// breaker never classifies errors itself: the router's one classifier
+// does). Only the first Record of a Done counts, so a deferred Record after
+// an early one is harmless.
 func (d Done) Record(v Verdict) {
 	switch v {
 	case Healthy:
-		d.Report(nil)
+		d.report(nil)
 	case Unhealthy:
-		d.Report(errUnhealthy)
+		d.report(errUnhealthy)
 	default:
-		d.Report(errNoVerdict)
+		d.report(errNoVerdict)
 	}
 }
 
@@ -268,15 +253,13 @@ func (b *Breaker) install(s Settings) {
 	}
 	failures := s.Failures
 	cb := gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
-		Name:        b.tier,
-		MaxRequests: s.Probes,
-		Interval:    s.Window,
-		Timeout:     s.OpenFor,
-		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= failures },
-		IsSuccessful: func(err error) bool {
-			return err == nil || isHealthyAnswer(err)
-		},
-		IsExcluded: IsExcluded,
+		Name:         b.tier,
+		MaxRequests:  s.Probes,
+		Interval:     s.Window,
+		Timeout:      s.OpenFor,
+		ReadyToTrip:  func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= failures },
+		IsSuccessful: func(err error) bool { return err == nil },
+		IsExcluded:   excluded,
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			// Runs under gobreaker's mutex: atomics and the owner's
 			// non-blocking hook only. A replaced breaker stays silent.

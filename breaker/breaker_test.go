@@ -1,7 +1,6 @@
 package breaker
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -9,39 +8,9 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
-
-	"switchboard/wire"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-var errTransport = errors.New("connection reset")
-
-func TestClassification(t *testing.T) {
-	cases := []struct {
-		err              error
-		failure, exclude bool
-	}{
-		{nil, false, false},
-		{errTransport, true, false},
-		{context.DeadlineExceeded, true, false},
-		{&wire.RemoteError{Status: wire.StatusInternal}, true, false},
-		{&wire.RemoteError{Status: wire.StatusDraining}, true, false},
-		{&wire.RemoteError{Status: wire.StatusCapacity}, false, false},
-		{&wire.RemoteError{Status: wire.StatusKeyExists}, false, false},
-		{&wire.RemoteError{Status: wire.StatusBadRequest}, false, false},
-		{fmt.Errorf("attempt: %w", context.Canceled), false, true},
-		{fmt.Errorf("%w: %w", ErrCallerGone, context.DeadlineExceeded), false, true},
-	}
-	for _, c := range cases {
-		if got := IsFailure(c.err); got != c.failure {
-			t.Errorf("IsFailure(%v) = %v, want %v", c.err, got, c.failure)
-		}
-		if got := IsExcluded(c.err); got != c.exclude {
-			t.Errorf("IsExcluded(%v) = %v, want %v", c.err, got, c.exclude)
-		}
-	}
-}
 
 // fail reports n failed attempts.
 func fail(t *testing.T, b *Breaker, n int) {
@@ -51,7 +20,7 @@ func fail(t *testing.T, b *Breaker, n int) {
 		if err != nil {
 			t.Fatalf("attempt %d refused: %v", i, err)
 		}
-		d.Report(errTransport)
+		d.Record(Unhealthy)
 	}
 }
 
@@ -71,7 +40,7 @@ func TestOpensAfterConsecutiveFailuresAndProbes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d.Report(&wire.RemoteError{Status: wire.StatusCapacity})
+		d.Record(Healthy) // a CAPACITY answer: the tier works
 	}
 	fail(t, b, 2)
 	if b.State() != Closed {
@@ -111,8 +80,8 @@ func TestOpensAfterConsecutiveFailuresAndProbes(t *testing.T) {
 	if _, err := b.Allow(); !errors.Is(err, ErrTooManyProbes) {
 		t.Fatalf("second probe: %v, want ErrTooManyProbes", err)
 	}
-	d.Report(nil)
-	d.Report(errTransport) // ignored: only the first report counts
+	d.Record(Healthy)
+	d.Record(Unhealthy) // ignored: only the first report counts
 	if b.State() != Closed {
 		t.Fatalf("state %v after a good probe, want closed", b.State())
 	}
@@ -139,7 +108,7 @@ func TestExcludedProbeDoesNotStrand(t *testing.T) {
 			}
 			time.Sleep(time.Millisecond)
 		}
-		d.Report(fmt.Errorf("%w: %w", ErrCallerGone, context.Canceled))
+		d.Record(NoVerdict) // the caller went away
 	}
 }
 
@@ -182,7 +151,7 @@ func TestOverride(t *testing.T) {
 func BenchmarkSkipOpen(b *testing.B) {
 	br := New("primary", Settings{Failures: 1, OpenFor: time.Hour})
 	d, _ := br.Allow()
-	d.Report(errTransport)
+	d.Record(Unhealthy)
 	b.ReportAllocs()
 	for b.Loop() {
 		if !br.Skip() {
@@ -200,7 +169,7 @@ func BenchmarkAllowDone(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		d.Report(nil)
+		d.Record(Healthy)
 	}
 }
 

@@ -27,12 +27,13 @@
 // so it can race a reload) then finds a newer generation and is dropped. A
 // closed tier can thus never be left mirrored as open.
 //
-// What an outcome means is decided by the caller where it can be: the daemon
-// classifies each attempt once and tells the breaker a Verdict (Done.Record):
-// only what the telephony server did, or failed to do in time, counts;
-// local limits (a full pool, no connection, a closing pool) and the
-// caller's own deadline are NoVerdict. Report(err) remains for callers that
-// let the breaker classify the error itself (IsFailure, IsExcluded).
+// What an outcome means is decided by the caller, never here: the router
+// classifies each attempt once (route/outcome.go) and tells the breaker a
+// Verdict (Done.Record): only what the telephony server did, or failed to do
+// in time, counts; local limits (a full pool, no connection, a closing
+// pool), a timeout while this process was behind, and the caller's own
+// deadline are NoVerdict. The breaker has no error classifier of its own, so
+// the two cannot drift apart.
 //
 // Operators can force a breaker open or closed (Override); the override
 // survives Retune, which swaps in a new gobreaker with new settings.

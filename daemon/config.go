@@ -22,6 +22,7 @@ import (
 	"switchboard/keygen"
 	"switchboard/keygen/etcdstore"
 	"switchboard/pool"
+	"switchboard/route"
 	"switchboard/wire"
 )
 
@@ -702,7 +703,7 @@ func (c *Config) validateTiers(p *problems) {
 		// reader: tiers[1] (nextgen).pool.min_conns.
 		key := "tiers[" + strconv.Itoa(i) + "]"
 		f := key
-		if validName(t.Name) {
+		if route.ValidName(t.Name) {
 			f += " (" + t.Name + ")"
 		}
 		own := func(sub, format string, args ...any) {
@@ -713,7 +714,7 @@ func (c *Config) validateTiers(p *problems) {
 		inherited := func(sub, format string, args ...any) {
 			p.badAt(f+"."+sub, []string{key + "." + sub, sub}, format, args...)
 		}
-		if !validName(t.Name) {
+		if !route.ValidName(t.Name) {
 			own("name", "%q: want 1-64 characters of a-z, 0-9 and -", t.Name)
 		}
 		if j, dup := names[t.Name]; dup {
@@ -771,7 +772,7 @@ func (c *Config) validateSims(p *problems) {
 	sims := map[string]bool{}
 	for i, s := range c.Simulators {
 		f := "simulators[" + strconv.Itoa(i) + "]"
-		if !validName(s.Name) {
+		if !route.ValidName(s.Name) {
 			p.bad(f+".name", "%q: want 1-64 characters of a-z, 0-9 and -", s.Name)
 		}
 		if sims[s.Name] {
@@ -852,18 +853,6 @@ func loopbackAddr(addr string) error {
 	return nil
 }
 
-func validName(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
-			return false
-		}
-	}
-	return true
-}
-
 // SimulatedTiers returns the names of the tiers with a sim:// server: tiers
 // served by an in-process simulator, which reserve no real bridge. The
 // daemon warns at start when there is one (the embedded default has three).
@@ -893,7 +882,7 @@ func ParseServer(u string) (Server, error) {
 	switch {
 	case strings.HasPrefix(u, "sim://"):
 		n := strings.TrimPrefix(u, "sim://")
-		if !validName(n) {
+		if !route.ValidName(n) {
 			return Server{}, fmt.Errorf("%q: sim://NAME wants a name of a-z, 0-9 and -", u)
 		}
 		return Server{Sim: n}, nil

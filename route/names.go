@@ -1,9 +1,9 @@
 package route
 
-// validName reports whether s is a well-formed tier name: 1 to 64 of
-// a-z, 0-9 and '-'. The orphan journal rejects a record naming anything
-// else (the daemon's config validates tier names by the same rule).
-func validName(s string) bool {
+// ValidName reports whether s is a well-formed tier name: 1 to 64 of
+// a-z, 0-9 and '-'. The daemon's config refuses any other tier name, and
+// the orphan journal any record naming one.
+func ValidName(s string) bool {
 	if s == "" || len(s) > 64 {
 		return false
 	}

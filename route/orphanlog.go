@@ -108,7 +108,7 @@ func replayOrphans(path string) (pending []orphan, bad int, err error) {
 
 func parseOrphanRecord(line []byte) (op byte, or orphan, ok bool) {
 	f := bytes.Fields(line)
-	if (len(f) != 4 && len(f) != 5) || string(f[len(f)-1]) != "." || len(f[0]) != 1 || (f[0][0] != '+' && f[0][0] != '-') || !validName(string(f[1])) {
+	if (len(f) != 4 && len(f) != 5) || string(f[len(f)-1]) != "." || len(f[0]) != 1 || (f[0][0] != '+' && f[0][0] != '-') || !ValidName(string(f[1])) {
 		return 0, orphan{}, false
 	}
 	key, err := strconv.ParseUint(string(f[2]), 10, 64)
