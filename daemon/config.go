@@ -17,6 +17,7 @@ import (
 
 	"switchboard/breaker"
 	"switchboard/configs"
+	"switchboard/frontend"
 	"switchboard/internal/defaults"
 	"switchboard/internal/strictyaml"
 	"switchboard/keygen"
@@ -426,20 +427,22 @@ func (c *Config) applyDefaults() {
 	}
 }
 
+// applyDefaults fills the server section from the front-end server's
+// defaults (frontend.DefaultConfig); the two lifecycle bounds are the
+// daemon's own.
 func (s *ServerConfig) applyDefaults() {
-	if s.Transport == "" {
-		s.Transport = "net"
-	}
-	defaults.Or(&s.MaxFrame, wire.DefaultMaxFrame)
-	defaults.Or(&s.MaxConns, 1024)
-	defaults.Or(&s.MaxInFlight, 4096)
-	defaults.Or(&s.MaxConnInFlight, 1024)
-	defaults.Or(&s.MaxConnUnanswered, 256)
-	defaults.Or(&s.MaxConnQueuedBytes, 1<<20)
-	defaults.Or(&s.IdleTimeout, 5*time.Minute)
-	defaults.Or(&s.RequestTimeout, 2*time.Second)
-	defaults.Or(&s.ReadTimeout, 5*time.Second)
-	defaults.Or(&s.WriteTimeout, 5*time.Second)
+	fd := frontend.DefaultConfig()
+	defaults.Or(&s.Transport, fd.Transport)
+	defaults.Or(&s.MaxFrame, fd.MaxFrame)
+	defaults.Or(&s.MaxConns, fd.MaxConns)
+	defaults.Or(&s.MaxInFlight, fd.MaxInFlight)
+	defaults.Or(&s.MaxConnInFlight, fd.MaxConnInFlight)
+	defaults.Or(&s.MaxConnUnanswered, fd.MaxConnUnanswered)
+	defaults.Or(&s.MaxConnQueuedBytes, fd.MaxConnQueuedBytes)
+	defaults.Or(&s.IdleTimeout, fd.IdleTimeout)
+	defaults.Or(&s.RequestTimeout, fd.RequestTimeout)
+	defaults.Or(&s.ReadTimeout, fd.ReadTimeout)
+	defaults.Or(&s.WriteTimeout, fd.WriteTimeout)
 	defaults.Or(&s.ReadyTimeout, 5*time.Second)
 	defaults.Or(&s.ShutdownTimeout, 10*time.Second)
 }

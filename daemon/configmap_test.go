@@ -2,10 +2,12 @@ package daemon
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
 	"switchboard/breaker"
+	"switchboard/frontend"
 	"switchboard/internal/strictyaml"
 	"switchboard/keygen"
 	"switchboard/keygen/etcdstore"
@@ -39,6 +41,9 @@ func TestDefaultsAreTheLowerPackages(t *testing.T) {
 		e.RequestTimeout != etcdstore.DefaultRequestTimeout || e.MaxBlock != etcdstore.DefaultMaxBlock ||
 		e.BlockPeriod != etcdstore.DefaultPeriod {
 		t.Errorf("keys.etcd %+v, etcdstore's defaults", e)
+	}
+	if got, want := frontendConfig(c.Server), frontend.DefaultConfig(); !reflect.DeepEqual(got, want) {
+		t.Errorf("server %+v, frontend's defaults %+v", got, want)
 	}
 }
 
