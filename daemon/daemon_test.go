@@ -32,9 +32,9 @@ type harness struct {
 	sock string
 }
 
-// startDaemon runs a daemon on the embedded default (three sim:// tiers) in a
-// temporary directory, with a client connected; both stop at cleanup.
-func startDaemon(t testing.TB, mutate func(*Config), opts ...Option) *harness {
+// testConfig returns the embedded default configuration with its socket and
+// data directory in a new short temporary directory.
+func testConfig(t testing.TB) *Config {
 	t.Helper()
 	cfg, err := DefaultConfig()
 	if err != nil {
@@ -43,6 +43,14 @@ func startDaemon(t testing.TB, mutate func(*Config), opts ...Option) *harness {
 	dir := testsupport.ShortTempDir(t)
 	cfg.Socket = filepath.Join(dir, "sb.sock")
 	cfg.DataDir = filepath.Join(dir, "data")
+	return cfg
+}
+
+// startDaemon runs a daemon on the embedded default (three sim:// tiers) in a
+// temporary directory, with a client connected; both stop at cleanup.
+func startDaemon(t testing.TB, mutate func(*Config), opts ...Option) *harness {
+	t.Helper()
+	cfg := testConfig(t)
 	cfg.Keys.BlockSize = 1024
 	cfg.Cache.SizeMB = 32
 	cfg.Server.ShutdownTimeout = 5 * time.Second

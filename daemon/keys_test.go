@@ -10,7 +10,6 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
-	"switchboard/internal/testsupport"
 	"switchboard/keygen"
 	"switchboard/telsim/simhost"
 )
@@ -19,13 +18,7 @@ import (
 // fails with keygen.ErrStateMissing and writes none; InitKeys creates it
 // once, and SkipKeys moves its mark forward.
 func TestRunNeverCreatesKeySpace(t *testing.T) {
-	cfg, err := DefaultConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := testsupport.ShortTempDir(t)
-	cfg.Socket = filepath.Join(dir, "sb.sock")
-	cfg.DataDir = filepath.Join(dir, "data")
+	cfg := testConfig(t)
 	cfg.Keys.BlockSize = 64
 	d, err := New(cfg, WithLogger(zaptest.NewLogger(t)), WithSimHost(simhost.New()))
 	if err != nil {

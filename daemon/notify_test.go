@@ -54,13 +54,7 @@ func (f *fakeSystemd) next(t *testing.T, pings *int) string {
 func TestSystemdNotifications(t *testing.T) {
 	sd := newFakeSystemd(t)
 	env := map[string]string{"NOTIFY_SOCKET": sd.path, "WATCHDOG_USEC": "40000"}
-	cfg, err := DefaultConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := testsupport.ShortTempDir(t)
-	cfg.Socket = filepath.Join(dir, "sb.sock")
-	cfg.DataDir = filepath.Join(dir, "data")
+	cfg := testConfig(t)
 	mustInitKeys(t, cfg)
 	d, err := New(cfg, WithLogger(zaptest.NewLogger(t)), withEnv(func(k string) string { return env[k] }), WithSimHost(simhost.New()))
 	if err != nil {

@@ -2,13 +2,11 @@ package daemon
 
 import (
 	"context"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
 	"switchboard/client"
-	"switchboard/internal/testsupport"
 	"switchboard/telsim/simhost"
 )
 
@@ -23,13 +21,7 @@ import (
 func BenchmarkReadyAfterStart(b *testing.B) {
 	var starts []time.Duration
 	for i := 0; i < b.N; i++ {
-		cfg, err := DefaultConfig()
-		if err != nil {
-			b.Fatal(err)
-		}
-		dir := testsupport.ShortTempDir(b)
-		cfg.Socket = filepath.Join(dir, "sb.sock")
-		cfg.DataDir = filepath.Join(dir, "data")
+		cfg := testConfig(b)
 		cfg.Cache.SizeMB = 32
 
 		if _, err := InitKeys(cfg, 0); err != nil {

@@ -2,24 +2,15 @@ package daemon
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"switchboard/internal/testsupport"
 )
 
 // The daemon does not host simulators: without a SimHost a sim:// tier does
 // not start (and nothing is left running); tcp:// servers need none.
 func TestSimTierNeedsSimHost(t *testing.T) {
-	cfg, err := DefaultConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := testsupport.ShortTempDir(t)
-	cfg.Socket = filepath.Join(dir, "sb.sock")
-	cfg.DataDir = filepath.Join(dir, "data")
+	cfg := testConfig(t)
 	ensureKeys(t, cfg)
 	d, err := New(cfg)
 	if err != nil {
