@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"switchboard/internal/flushq"
 	"switchboard/wire"
 )
 
@@ -128,10 +129,10 @@ func (c *conn) waitReadable(check func() bool) bool {
 // on net exactly those the kernel took whole before the failure; on
 // netpoll, which does not say how much of a failed flush reached the
 // socket, every answer of the batch (docs/protocol.md §2.4).
-func (c *conn) keptOnFailure(frames []heldFrame, written int) {
+func (c *conn) keptOnFailure(frames []flushq.Mark[Held], written int) {
 	n := 0
 	for _, f := range frames {
-		if f.end <= written {
+		if f.End <= written {
 			n++
 		}
 	}
@@ -263,6 +264,7 @@ func (s *Server) newConn(tc transportConn, uid uint32, uidCounted bool) *conn {
 	// A nanosecond before the tick: among connections last heard of in the
 	// same tick, one that never sent a request is evicted first.
 	c.lastReq.Store(now - 1)
+	c.q.Init(&c.mu, &c.pending, c, 0)
 	s.connMu.Lock()
 	s.conns[c] = struct{}{}
 	s.connMu.Unlock()

@@ -24,11 +24,15 @@
 //   - admission (admission.go): the in-flight bounds, then a slot at the
 //     tiers under an adaptive, latency-targeting limit, served fairly
 //     across connections;
-//   - flush-combined writes (server.go): a handler appends its frame under
-//     the connection's mutex and, if no flush runs, becomes the flusher;
-//     no lock is held across the write. The answers a Handler holds (an
-//     ALLOCATE's in-flight slot) travel with their bytes and are settled
-//     once written, or when they never will be.
+//   - flush-combined writes (server.go, through internal/flushq, the
+//     scheme mux uses too): a handler appends its frame under the
+//     connection's mutex and, if no flush runs, becomes the flusher; no
+//     lock is held across the write. The answers a Handler holds (an
+//     ALLOCATE's in-flight slot) travel with their bytes as flushq marks
+//     and are settled once written, or when they never will be
+//     (conn.WriteBatch). What is the front end's own stays here: the
+//     politeAt yield, the queue bound, the reader never the flusher, the
+//     write counts for stall detection.
 //
 // The request path holds no lock across I/O and allocates nothing in steady
 // state: request state is pooled, the request and admission-wait deadlines

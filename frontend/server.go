@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -15,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"switchboard/internal/deadline"
+	"switchboard/internal/flushq"
 	"switchboard/internal/unixsock"
 	"switchboard/wire"
 )
@@ -87,10 +87,11 @@ type Observer interface {
 var reqPool = sync.Pool{New: func() any { return &reqState{out: make([]byte, 0, 512)} }}
 
 // conn is one front-end connection. Requests on it run concurrently;
-// responses are written by flush-combining: whoever finds no flush running
-// becomes the flusher and writes everything queued, so no goroutine waits
-// for the socket while holding the lock and netpoll's writer is only ever
-// used by one goroutine at a time (docs/libraries.md N2).
+// responses are written by flush-combining (internal/flushq): whoever
+// finds no flush running becomes the flusher and writes everything queued,
+// so no goroutine waits for the socket while holding the lock and
+// netpoll's writer is only ever used by one goroutine at a time
+// (docs/libraries.md N2).
 type conn struct {
 	s  *Server
 	tc transportConn
@@ -128,14 +129,16 @@ type conn struct {
 	uid        uint32
 	uidCounted bool
 
-	mu       sync.Mutex
-	pending  []byte // guarded by mu
-	pendingN int    // responses in pending, guarded by mu
-	spare    []byte // guarded by mu
-	flushing bool   // guarded by mu
-	// The held answers in pending (and its spare), settled once those
-	// bytes are written (Handler.Settle).
-	pendingSlots, spareSlots []heldFrame // guarded by mu
+	mu      sync.Mutex
+	pending []byte // response frames not yet written, guarded by mu
+	// q flush-combines pending, guarded by mu; the held answers in it
+	// travel as its marks and are settled once their bytes are written
+	// (Handler.Settle, conn.WriteBatch).
+	q flushq.Queue[Held]
+	// flushErr is the error of a failed write of the running flush: the
+	// rest of that flush is settled, not written. Only the flusher
+	// touches it.
+	flushErr error
 }
 
 // Server is the front-end socket server: it accepts connections on a Unix
@@ -506,16 +509,14 @@ func (c *conn) writeHeld(frame []byte, held Held) {
 		// allocation and a release): on a busy daemon the yield sends it
 		// behind every runnable goroutine, for a batch of two at best
 		// (bench/results/burst.txt, set 7).
-		c.mu.Unlock()
-		runtime.Gosched()
-		c.mu.Lock()
+		c.q.Yield()
 	}
 	c.flushPending()
 }
 
 // queue appends frame (carrying the held answer held, 0: none) to the
 // pending bytes. True: no flush was running and the caller is now the
-// flusher (c.flushing set, c.mu held): it must call flushPending. False:
+// flusher (c.q.Claim, c.mu held): it must call flushPending. False:
 // a running flusher writes it (or the connection was cut at maxPending),
 // c.mu released.
 func (c *conn) queue(frame []byte, held Held) bool {
@@ -529,16 +530,16 @@ func (c *conn) queue(frame []byte, held Held) bool {
 		return false
 	}
 	c.pending = append(c.pending, frame...)
-	c.pendingN++
 	c.queued.Add(int64(len(frame)))
 	if held != 0 {
-		c.pendingSlots = append(c.pendingSlots, heldFrame{held: held, end: len(c.pending)})
+		c.q.AddedMarked(held)
+	} else {
+		c.q.Added()
 	}
-	if c.flushing {
+	if !c.q.Claim() {
 		c.mu.Unlock()
 		return false
 	}
-	c.flushing = true
 	return true
 }
 
@@ -586,29 +587,31 @@ func (s *Server) startFlusher() bool {
 // flushPending writes pending bytes until none is left; the caller is the
 // flusher and holds c.mu, which is released on return.
 func (c *conn) flushPending() {
-	var failed error // once a write failed, the rest is not written, only settled
-	for len(c.pending) > 0 {
-		buf, n, slots := c.pending, c.pendingN, c.pendingSlots
-		c.pending, c.pendingN, c.pendingSlots = c.spare[:0], 0, c.spareSlots[:0]
-		c.mu.Unlock()
-		err, written := failed, 0
-		if err == nil {
-			if written, err = c.flush(buf); err == nil {
-				c.wrote(n, len(buf))
-			}
-		}
-		if len(slots) > 0 {
-			c.s.delivered(slots, written, err)
-			if err != nil {
-				c.keptOnFailure(slots, written)
-			}
-		}
-		failed = err
-		c.mu.Lock()
-		c.spare, c.spareSlots = buf[:0], slots[:0]
-	}
-	c.flushing = false
+	c.q.Flush(0) // WriteBatch never stops it
+	c.flushErr = nil
 	c.mu.Unlock()
+}
+
+// WriteBatch writes one batch of n responses for the flusher (the
+// connection as the Writer of its queue, flushq.Writer) and settles the
+// held answers in it. Once a write failed (the connection is closed), the
+// rest of the flush is not written, only settled. It never stops the
+// flush: every batch must be settled.
+func (c *conn) WriteBatch(buf []byte, n int, held []flushq.Mark[Held]) (int, error) {
+	err, written := c.flushErr, 0
+	if err == nil {
+		if written, err = c.flush(buf); err == nil {
+			c.wrote(n, len(buf))
+		}
+	}
+	if len(held) > 0 {
+		c.s.delivered(held, written, err)
+		if err != nil {
+			c.keptOnFailure(held, written)
+		}
+	}
+	c.flushErr = err
+	return written, nil
 }
 
 // flush writes b; on an error it closes the connection and returns how
@@ -631,17 +634,10 @@ func (c *conn) flush(b []byte) (int, error) {
 // wholly within them counts as delivered (the client may hold its answer,
 // even if the write failed later on); a frame beyond them, or cut by them,
 // never reached the client whole.
-func (s *Server) delivered(frames []heldFrame, written int, err error) {
+func (s *Server) delivered(frames []flushq.Mark[Held], written int, err error) {
 	for _, f := range frames {
-		s.h.Settle(f.held, err == nil || f.end <= written)
+		s.h.Settle(f.Val, err == nil || f.End <= written)
 	}
-}
-
-// heldFrame is a held answer queued on a connection (Handler.Handle):
-// what it holds and where its frame ends in the pending bytes.
-type heldFrame struct {
-	held Held
-	end  int
 }
 
 // writePing answers a PING; it is called by the reader (writeNoWait).

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -14,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"switchboard/internal/flushq"
 	"switchboard/wire"
 )
 
@@ -123,20 +123,22 @@ type Conn struct {
 	maxInFlight atomic.Int64
 	late        atomic.Uint64
 
-	// deadlineSet is when the flusher last armed the write deadline. Only
-	// the current flusher (c.flushing) touches it.
+	// deadlineSet is when the flusher last armed the write deadline;
+	// ownDeadline is the calling flusher's deadline for its first write
+	// (zero: none), which that write consumes. Only the current flusher
+	// touches them.
 	deadlineSet time.Time
+	ownDeadline time.Time
 
 	mu sync.Mutex
 	// Guarded by mu.
-	nextID    uint64           // last id issued; ids start at 1
-	calls     map[uint64]*call // waiting calls by id
-	pending   []byte           // encoded frames not yet handed to Write
-	spare     []byte           // the other write buffer, while not being written
-	flushing  bool             // a caller is writing; others only append
-	err       error            // cause of death; nil while alive
-	lostErr   error            // what in-flight calls get: matches ErrConnLost
-	closedErr error            // what later calls get: matches ErrClosed
+	nextID    uint64                 // last id issued; ids start at 1
+	calls     map[uint64]*call       // waiting calls by id
+	pending   []byte                 // encoded frames not yet handed to Write
+	q         flushq.Queue[struct{}] // flush-combines pending (flushLocked)
+	err       error                  // cause of death; nil while alive
+	lostErr   error                  // what in-flight calls get: matches ErrConnLost
+	closedErr error                  // what later calls get: matches ErrClosed
 
 	readerDone chan struct{}
 	helpers    sync.WaitGroup // flush helpers; none starts after death
@@ -163,6 +165,7 @@ func New(nc net.Conn, cfg Config, opts ...Option) *Conn {
 		calls:      make(map[uint64]*call),
 		readerDone: make(chan struct{}),
 	}
+	c.q.Init(&c.mu, &c.pending, (*connWriter)(c), maxKeptBuf)
 	c.maxInFlight.Store(int64(c.cfg.MaxInFlight))
 	c.alive.Store(true)
 	go c.readLoop()
@@ -253,7 +256,7 @@ func (c *Conn) killLocked(cause error) bool {
 		cl.ch <- result{err: failed}
 	}
 	clear(c.calls)
-	c.pending = c.pending[:0]
+	c.q.Discard()
 	return true
 }
 
@@ -309,8 +312,9 @@ func (c *Conn) call(ctx context.Context, op wire.Op, req wire.Payload, now bool)
 		return nil, fmt.Errorf("mux: encode %v request: %w", op, err)
 	}
 	own.end = len(c.pending)
+	c.q.Added()
 	c.calls[id] = cl
-	if c.flushing {
+	if !c.q.Claim() {
 		c.mu.Unlock()
 	} else {
 		own.deadline, _ = ctx.Deadline()
@@ -405,10 +409,11 @@ func (c *Conn) finish(cl *call) {
 	callPool.Put(cl)
 }
 
-// flushLocked makes the caller the flusher: it writes pending buffers until
-// none is left, unlocking around each write. After rounds writes (0: no
-// limit) it hands what is still pending to a helper goroutine. Called with
-// c.mu held; returns with c.mu released.
+// flushLocked is the flusher's part (the caller won c.q.Claim, or is a
+// helper): it writes pending buffers until none is left, unlocking around
+// each write (flushq.Queue.Flush). After rounds writes (0: no limit) it
+// hands what is still pending to a helper goroutine. Called with c.mu
+// held; returns with c.mu released.
 //
 // A caller (rounds > 0) that is not alone on the connection yields the
 // processor once before its first write. Without that, frames only combine
@@ -416,7 +421,7 @@ func (c *Conn) finish(cl *call) {
 // usually finds no write in progress and writes its frame alone, while
 // the goroutines that are about to call (woken by the same batch of replies
 // or requests) wait in the run queue behind its syscall. Yielding lets them
-// run first; they find c.flushing set, append and park, and the flusher
+// run first; they find a flush running (c.q), append and park, and the flusher
 // then sends their frames with its own in one write. A lone caller
 // (inFlight == 1) never yields, so its latency is unchanged; a yield with
 // nobody runnable costs a trip through the scheduler, far less than the
@@ -437,67 +442,64 @@ func (c *Conn) finish(cl *call) {
 // If the caller's own frame was not begun when a write failed (for any
 // reason), the call is not sent.
 func (c *Conn) flushLocked(rounds int, own *ownFrame) (sent bool) {
-	c.flushing = true
 	sent = true
 	if rounds > 0 && !own.now && c.inFlight.Load() > 1 {
-		c.mu.Unlock()
-		runtime.Gosched()
-		c.mu.Lock()
-		// A kill during the yield emptied pending: the loop does nothing.
+		c.q.Yield()
+		// A kill during the yield emptied pending: Flush does nothing.
 	}
-	var deadline time.Time
 	if own != nil && !own.deadline.IsZero() && c.err == nil && c.calls[own.id] != nil {
-		deadline = own.deadline
-		if !time.Now().Before(deadline) {
+		c.ownDeadline = own.deadline
+		if !time.Now().Before(own.deadline) {
 			// Late already: take the frame back and write the rest
 			// for the others, as a helper would.
-			c.pending = append(c.pending[:own.start], c.pending[own.end:]...)
+			c.q.TakeBack(own.start, own.end)
 			delete(c.calls, own.id)
-			sent, deadline = false, time.Time{}
+			sent, c.ownDeadline = false, time.Time{}
 		}
 	}
-	for n := 0; len(c.pending) > 0; n++ {
-		if n == rounds && rounds > 0 {
-			// Still flushing: the helper inherits the role. Pending is
-			// non-empty, so the connection is alive and Close has not
-			// started waiting for helpers.
-			c.helpers.Add(1)
-			go c.flushHelper()
-			c.mu.Unlock()
-			return
+	r := c.q.Flush(rounds)
+	c.ownDeadline = time.Time{} // consumed by the first write, if there was one
+	switch {
+	case r.More:
+		// Still flushing: the helper inherits the role. Pending is
+		// non-empty, so the connection is alive and Close has not
+		// started waiting for helpers.
+		c.helpers.Add(1)
+		go c.flushHelper()
+	case r.Err != nil:
+		if r.Batch == 0 && sent && own != nil && r.Written <= own.start && c.err == nil && c.calls[own.id] != nil {
+			// The write failed (its deadline, or the peer gone: EPIPE)
+			// before the caller's own frame began: not sent, so the
+			// caller may retry it elsewhere.
+			delete(c.calls, own.id)
+			sent = false
 		}
-		out := c.pending
-		c.pending, c.spare = c.spare[:0], nil
+		if c.goodbye && c.err == nil && peerGone(r.Err) {
+			c.awaitGoodbye()
+		}
+		c.q.End()
+		first := c.killLocked(fmt.Errorf("mux: write: %w", r.Err))
 		c.mu.Unlock()
-		wrote, err := c.write(out, deadline)
-		c.mu.Lock()
-		if cap(out) <= maxKeptBuf {
-			c.spare = out[:0]
+		if first {
+			_ = c.nc.Close()
 		}
-		if err != nil {
-			if n == 0 && sent && own != nil && wrote <= own.start && c.err == nil && c.calls[own.id] != nil {
-				// The write failed (its deadline, or the peer gone: EPIPE)
-				// before the caller's own frame began: not sent, so the
-				// caller may retry it elsewhere.
-				delete(c.calls, own.id)
-				sent = false
-			}
-			if c.goodbye && c.err == nil && peerGone(err) {
-				c.awaitGoodbye()
-			}
-			c.flushing = false
-			first := c.killLocked(fmt.Errorf("mux: write: %w", err))
-			c.mu.Unlock()
-			if first {
-				_ = c.nc.Close()
-			}
-			return sent
-		}
-		deadline = time.Time{} // later rounds write for others, under WriteTimeout
+		return sent
 	}
-	c.flushing = false
 	c.mu.Unlock()
 	return sent
+}
+
+// connWriter is the Conn as its queue's Writer (flushq.Writer), kept out
+// of Conn's exported methods.
+type connWriter Conn
+
+// WriteBatch writes one batch for the flusher: the first write of a
+// calling flusher under its own deadline, the others under WriteTimeout.
+func (w *connWriter) WriteBatch(b []byte, _ int, _ []flushq.Mark[struct{}]) (int, error) {
+	c := (*Conn)(w)
+	d := c.ownDeadline
+	c.ownDeadline = time.Time{}
+	return c.write(b, d)
 }
 
 // goodbyeWait bounds how long a write that found the peer gone waits for
@@ -517,8 +519,8 @@ func peerGone(err error) bool {
 // error (a daemon gone) instead of as refused ("busy, retry"). The peer is
 // gone, so the reader reads what it sent, then EOF, at once; goodbyeWait
 // bounds the wait for a peer that only stopped reading. Called by the
-// flusher with c.mu held (released during the wait); the connection stays
-// marked flushing, so other callers only append, and a kill by the reader
+// flusher with c.mu held (released during the wait); the flush stays
+// running (c.q), so other callers only append, and a kill by the reader
 // fails them.
 func (c *Conn) awaitGoodbye() {
 	c.mu.Unlock()

@@ -10,12 +10,16 @@
 //
 // # Design
 //
-// Writes use flush-combining instead of a writer goroutine: a caller encodes
-// its frame into a shared pending buffer under a mutex; if nobody is writing,
-// it becomes the flusher, swaps the pending buffer for a spare one, unlocks,
-// writes, re-locks and repeats until nothing is pending. Concurrent callers
-// thus share one write syscall, no lock is held across I/O, and there is no
-// goroutine handoff on the request path.
+// Writes use flush-combining instead of a writer goroutine (the scheme is
+// internal/flushq, shared with the daemon's front-end server): a caller
+// encodes its frame into a shared pending buffer under a mutex; if nobody
+// is writing, it becomes the flusher, swaps the pending buffer for a spare
+// one, unlocks, writes, re-locks and repeats until nothing is pending.
+// Concurrent callers thus share one write syscall, no lock is held across
+// I/O, and there is no goroutine handoff on the request path. What is
+// mux's own is below: when the flusher yields, how long a caller flushes
+// for others, deadlines, and what a failed write means; flushq calls back
+// only to write a batch, with no lock held.
 //
 // Frames rarely queue during a write on few cores: a caller usually finds no
 // write running, while the goroutines about to call wait in the run queue
@@ -34,16 +38,13 @@
 // write has a deadline (Config.WriteTimeout), so a peer that never reads
 // cannot wedge the flusher; a write error kills the connection.
 //
-// The daemon's front-end server (package frontend) writes its answers by
-// the same scheme in its own code, not with this one: what its flusher does
-// around each write differs in everything but the buffer swap. It carries
-// the in-flight slots of the answers with their byte offsets and settles
-// them by how much of the write reached the peer, counts completed writes
-// for its stall detection, cuts a connection at its queue bound, never lets
-// the connection's reader become the flusher, and neither takes a frame
-// back nor hands the flush to a helper. Sharing the ten lines of the swap
-// would mean callbacks run under the connection's mutex on both hot paths,
-// for no behaviour in common.
+// The daemon's front-end server (package frontend) writes its answers
+// through the same flushq, with its own choices around it: it carries the
+// in-flight slots of the answers as per-frame marks with their byte
+// offsets and settles them by how much of a write reached the peer, counts
+// completed writes for its stall detection, cuts a connection at its queue
+// bound, never lets the connection's reader become the flusher, and
+// neither takes a frame back nor hands the flush to a helper.
 //
 // A caller never writes past its own deadline: its writes have the deadline
 // min(WriteTimeout, its context's deadline). A caller whose deadline has
