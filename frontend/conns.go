@@ -182,7 +182,11 @@ func (c *conn) Paused() bool      { return c.paused.Load() }
 func (c *conn) retire() {
 	nc, ok := c.tc.(netConn)
 	if !ok {
-		c.cut(cutEvicted)
+		if _, polled := c.tc.(netpollConn); polled {
+			c.retirePolled()
+		} else {
+			c.cut(cutEvicted) // a transport without a graceful eviction
+		}
 		return
 	}
 	if !c.cutOnce.CompareAndSwap(false, true) {
@@ -200,6 +204,47 @@ func (c *conn) retire() {
 		c.close()
 	}
 	select { // a reader paused at its bounds (waitReadable) stops too
+	case c.resume <- struct{}{}:
+	default:
+	}
+}
+
+// retirePolled is retire on the netpoll transport, whose poller cannot
+// stop reading one connection: from the moment evicting is set, the
+// connection's onRequest drops every frame it takes (never executed; a
+// frame counts as received before evicting is read, and evicting is set
+// before the answers are counted, so each frame is either answered before
+// the GOODBYE or dropped), and a goroutine of its own (counted with the
+// flushers, waited for at shutdown) says the GOODBYE once the answers are
+// written, then closes.
+func (c *conn) retirePolled() {
+	if !c.s.startFlusher() {
+		c.cut(cutEvicted) // shutting down: the connections are closing
+		return
+	}
+	if !c.cutOnce.CompareAndSwap(false, true) {
+		c.s.flushers.Done()
+		return // being cut already
+	}
+	c.s.stats.cuts[cutEvicted].Add(1)
+	c.s.log.Warn("front-end connection cut",
+		zap.Stringer("reason", cutEvicted),
+		zap.Int32("unanswered", c.unanswered.Load()),
+		zap.Int64("queued_bytes", c.queued.Load()))
+	c.evicting.Store(true)
+	go func() {
+		defer c.s.flushers.Done()
+		c.sayGoodbye()
+		c.close()
+	}()
+}
+
+// dropEvicted is what onRequest does with a frame it took from an evicted
+// connection (conn.retirePolled) after counting it received: the frame is
+// never executed, and it no longer waits for an answer.
+func (c *conn) dropEvicted() {
+	c.unanswered.Add(-1)
+	select { // sayGoodbye may be waiting for exactly this one
 	case c.resume <- struct{}{}:
 	default:
 	}

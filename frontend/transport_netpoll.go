@@ -244,6 +244,12 @@ func (t *netpollTransport) onRequest(ctx context.Context, nc netpoll.Connection)
 			return nc.Close()
 		}
 		c.received()
+		if c.evicting.Load() {
+			// Evicted (conn.retirePolled): dropped, never executed; the
+			// GOODBYE that follows the answers tells the client so.
+			c.dropEvicted()
+			continue
+		}
 		t.s.dispatch(c, h, frame[wire.HeaderSize:])
 	}
 	return r.Release()
