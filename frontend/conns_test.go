@@ -1,6 +1,7 @@
 package frontend
 
 import (
+	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -191,24 +192,43 @@ func TestPoliteAnswerIsWrittenWithoutYielding(t *testing.T) {
 		{"polite connection", politeAt, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := &Server{log: zaptest.NewLogger(t), conns: map[*conn]struct{}{}}
-			s.lim.Store(&serverLimits{maxConnUnanswered: 8, maxConnQueued: 1 << 20})
-			ftc := &sizesTC{}
-			c := s.newConn(ftc, 0, false)
-			c.inFlight.Store(tc.inFlight)
-			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-			done := make(chan struct{})
-			go func() { // runnable, but runs only when this goroutine yields or blocks
-				defer close(done)
-				c.write(frame)
-			}()
-			c.write(frame)
-			<-done
-			ftc.mu.Lock()
-			defer ftc.mu.Unlock()
-			if got := ftc.sizes[0] / len(frame); got != tc.wantFrames {
-				t.Fatalf("writes %v (frames of %d bytes): first write carried %d frames, want %d", ftc.sizes, len(frame), got, tc.wantFrames)
+			// On one processor the other writer runs only when this one
+			// yields, blocks, or is preempted (10 ms slices, reached
+			// under load or -race): a yield shows every time, a
+			// preemption rarely, so five tries and one pass is enough.
+			var failed string
+			for try := 0; try < 5; try++ {
+				if failed = politeTry(t, frame, tc.inFlight, tc.wantFrames); failed == "" {
+					return
+				}
+				t.Logf("try %d: %s", try, failed)
 			}
+			t.Fatal(failed)
 		})
 	}
+}
+
+// politeTry writes two answers on a connection with inFlight requests in
+// flight, on one processor, and says what is wrong with the first write
+// ("" if it carried wantFrames frames).
+func politeTry(t *testing.T, frame []byte, inFlight int32, wantFrames int) string {
+	s := &Server{log: zaptest.NewLogger(t), conns: map[*conn]struct{}{}}
+	s.lim.Store(&serverLimits{maxConnUnanswered: 8, maxConnQueued: 1 << 20})
+	ftc := &sizesTC{}
+	c := s.newConn(ftc, 0, false)
+	c.inFlight.Store(inFlight)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	done := make(chan struct{})
+	go func() { // runnable, but runs only when this goroutine yields or blocks
+		defer close(done)
+		c.write(frame)
+	}()
+	c.write(frame)
+	<-done
+	ftc.mu.Lock()
+	defer ftc.mu.Unlock()
+	if got := ftc.sizes[0] / len(frame); got != wantFrames {
+		return fmt.Sprintf("writes %v (frames of %d bytes): first write carried %d frames, want %d", ftc.sizes, len(frame), got, wantFrames)
+	}
+	return ""
 }
