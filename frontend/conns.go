@@ -189,14 +189,9 @@ func (c *conn) retire() {
 		}
 		return
 	}
-	if !c.cutOnce.CompareAndSwap(false, true) {
+	if !c.markEvicted() {
 		return // being cut already
 	}
-	c.s.stats.cuts[cutEvicted].Add(1)
-	c.s.log.Warn("front-end connection cut",
-		zap.Stringer("reason", cutEvicted),
-		zap.Int32("unanswered", c.unanswered.Load()),
-		zap.Int64("queued_bytes", c.queued.Load()))
 	// Set before the deadline: a reader that sets its own deadline after
 	// this one then sees evicting (transport_net.go, setReadDeadline).
 	c.evicting.Store(true)
@@ -207,6 +202,20 @@ func (c *conn) retire() {
 	case c.resume <- struct{}{}:
 	default:
 	}
+}
+
+// markEvicted claims c's one cut for a graceful eviction (counted and
+// logged as cut would); false if c is being cut already.
+func (c *conn) markEvicted() bool {
+	if !c.cutOnce.CompareAndSwap(false, true) {
+		return false
+	}
+	c.s.stats.cuts[cutEvicted].Add(1)
+	c.s.log.Warn("front-end connection cut",
+		zap.Stringer("reason", cutEvicted),
+		zap.Int32("unanswered", c.unanswered.Load()),
+		zap.Int64("queued_bytes", c.queued.Load()))
+	return true
 }
 
 // retirePolled is retire on the netpoll transport, whose poller cannot
@@ -222,15 +231,10 @@ func (c *conn) retirePolled() {
 		c.cut(cutEvicted) // shutting down: the connections are closing
 		return
 	}
-	if !c.cutOnce.CompareAndSwap(false, true) {
+	if !c.markEvicted() {
 		c.s.flushers.Done()
 		return // being cut already
 	}
-	c.s.stats.cuts[cutEvicted].Add(1)
-	c.s.log.Warn("front-end connection cut",
-		zap.Stringer("reason", cutEvicted),
-		zap.Int32("unanswered", c.unanswered.Load()),
-		zap.Int64("queued_bytes", c.queued.Load()))
 	c.evicting.Store(true)
 	go func() {
 		defer c.s.flushers.Done()
