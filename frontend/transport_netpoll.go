@@ -209,6 +209,14 @@ func (t *netpollTransport) onRequest(ctx context.Context, nc netpoll.Connection)
 	}
 	for r.Len() > 0 {
 		if !c.waitReadable(overflow) {
+			if c.evicting.Load() {
+				// Evicted (conn.retirePolled): what is buffered is dropped
+				// unexecuted and never counted; the goodbye goroutine
+				// writes the answers' GOODBYE and closes. Closing here
+				// would cut the answers and the GOODBYE off.
+				_ = r.Skip(r.Len())
+				return r.Release()
+			}
 			return nc.Close()
 		}
 		var first time.Time // when a partial frame started waiting
