@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"switchboard/internal/httpbound"
+	"switchboard/internal/unixsock"
 )
 
 // Metrics and health (docs/operations.md §5, "xmlapi"): the front end
@@ -170,32 +171,13 @@ func ListenMetrics(addr string) (net.Listener, error) {
 	if !ok {
 		return net.Listen("tcp", addr)
 	}
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("%w: metrics.addr %s: exists and is not a socket", ErrConfig, path)
-		}
-		if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("metrics.addr %s: in use by another process", path)
-		}
-	}
-	priv, err := os.MkdirTemp(filepath.Dir(path), ".m")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(priv)
-	tmp := filepath.Join(priv, "s")
-	ln, err := net.Listen("unix", tmp)
-	if err != nil {
-		return nil, err
-	}
-	ln.(*net.UnixListener).SetUnlinkOnClose(false)
-	if err := os.Chmod(tmp, 0o660); err != nil {
-		ln.Close()
-		return nil, err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		ln.Close()
+	ln, err := unixsock.Listen(path, 0o660)
+	switch {
+	case errors.Is(err, unixsock.ErrNotSocket):
+		return nil, fmt.Errorf("%w: metrics.addr %s: exists and is not a socket", ErrConfig, path)
+	case errors.Is(err, unixsock.ErrSocketInUse):
+		return nil, fmt.Errorf("metrics.addr %s: in use by another process", path)
+	case err != nil:
 		return nil, err
 	}
 	return &unlinkListener{Listener: ln, path: path}, nil
