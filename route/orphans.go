@@ -2,7 +2,6 @@ package route
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -359,17 +358,22 @@ func (o *orphans) work(r dest, list []orphan, tiers []*Tier) {
 		ctx, cancel := context.WithTimeout(o.ctx, attempt)
 		reply, err := r.pool.RoundTripTo(ctx, r.server, wire.OpTelRelease, &wire.KeyRequest{Key: or.key})
 		cancel()
-		switch {
-		case err == nil:
+		// What the server said is final whatever the releaser's state
+		// (res.met); o.ctx is the releaser's life, the "request".
+		switch res := classify(o.ctx, err); res.met {
+		case OutcomeOK:
 			reply.Release()
 			o.log.Info("released a possible orphan", zap.String("tier", or.tier), zap.String("server_id", or.server), zap.Uint64("key", or.key))
-		case errors.Is(err, wire.StatusNotFound):
+		case OutcomeNotFound:
 			// Never landed, or already released. A RESERVE of this key
 			// still queued on the server cannot land later: the
 			// protocol requires the server to refuse it (telephony
 			// RELEASE tombstone, docs/protocol.md).
 		default:
-			if errors.Is(err, pool.ErrServerDown) || errors.Is(err, pool.ErrClosed) {
+			if res.met == OutcomeUnreachable || res.met == OutcomeLocal {
+				// The server has no live connection (or the pool does
+				// not know it), or its pool is closing: the rest of the
+				// list would meet the same.
 				stopped.Store(true)
 			}
 			mu.Lock()

@@ -12,19 +12,38 @@ import (
 	"switchboard/wire"
 )
 
-// Outcome classifies one attempt on a tier. classify is the one place that
-// decides what an attempt's result means, and everything else reads the
-// Outcome, never the error: the tier's breaker (verdict), the metric label
-// of switchboard_tier_attempts_total (String, through the TierObserver),
-// whether an allocation tries the next tier (Router.onTier), and the status
-// the client gets for a follow-up (serverErr). The status of any request's
-// error is StatusOf, below.
+// Outcome is what one call to a telephony server met. classify is the one
+// place that reads a call's error, and every decision of this package
+// about an attempt or a follow-up reads what it returns (a result), never
+// the error:
+//
+//   - for an allocation's RESERVE (Router.onTier): the tier's breaker
+//     (verdict), the metric label of switchboard_tier_attempts_total
+//     (String, through the TierObserver), whether the allocation waits for
+//     a slot (OutcomeBusy), takes a fresh key (OutcomeKeyExists, and a key
+//     the tier may hold: result.unknown, which also queues it as an
+//     orphan) or tries the next tier;
+//   - for a follow-up to the server holding a session (locate, Update,
+//     Release, callServer, serverErr): whether the session is gone
+//     (OutcomeNotFound), the call waits for a slot (OutcomeBusy), the
+//     server is merely busy (OVERLOADED) or unreachable (UNAVAILABLE), and
+//     whether a RELEASE is deferred to the orphan releaser;
+//   - for the orphan releaser's RELEASE (orphans.work): whether the orphan
+//     is done (OK, NOT_FOUND), kept for the next sweep, and whether its
+//     server is gone so that its worker stops (OutcomeUnreachable, or the
+//     pool closed: OutcomeLocal).
+//
+// The status of any request's error is StatusOf, below.
 //
 // The rule: only what the telephony server did, or failed to do in time,
 // says anything about its tier. A local limit (the pool is full, has no
 // connection, or is closing: nothing was sent) and the end of the request's
 // own deadline say nothing, so they never open a breaker; a request that met
 // only local limits is answered OVERLOADED (retry), never UNAVAILABLE.
+//
+// Several Outcomes share a metric label: the label set is the one
+// docs/operations.md lists, and an Outcome finer than its label (busy,
+// not found, unreachable) only says more to the router.
 type Outcome int
 
 const (
@@ -35,33 +54,87 @@ const (
 	OutcomeTimeout                   // the attempt deadline passed: the tier did not answer in time
 	OutcomeCallerGone                // the request's own deadline or cancellation came first
 	OutcomeFailure                   // any other failure (connection lost, INTERNAL, DRAINING…)
-	OutcomeLocal                     // a local limit: pool full, no connection, pool closing; not sent
+	OutcomeLocal                     // a local limit: no connection, pool closing; not sent
 	OutcomeStalled                   // timed out with the tier's bytes received and unread (mux.ErrLocalDelay): blames nobody
+	// OutcomeBusy: every connection to the tier (or server) is at its
+	// in-flight limit (mux.ErrBusy): a local limit, not sent, labelled
+	// "local"; the caller waits briefly for a slot on the same tier.
+	OutcomeBusy
+	// OutcomeNotFound: the server has no reservation under the key, the
+	// final answer to a follow-up (LOOKUP, UPDATE, RELEASE; follow-ups feed
+	// neither a breaker nor the metric). RESERVE never gets it
+	// (docs/protocol.md §6): a server that sends it anyway broke the
+	// protocol, and the attempt is a failure (label, verdict).
+	OutcomeNotFound
+	// OutcomeUnreachable: the one server a follow-up must go to has no live
+	// connection, or its pool does not know it (pool.ErrServerDown,
+	// pool.ErrUnknownServer): not sent. Only follow-ups (RoundTripTo) get
+	// it; as an attempt it would be a failure (label, verdict).
+	OutcomeUnreachable
 	NumOutcomes
 )
 
-var outcomeNames = [NumOutcomes]string{"ok", "capacity", "key_exists", "rejected", "timeout", "caller_gone", "failure", "local", "timeout_local"}
+var outcomeNames = [NumOutcomes]string{"ok", "capacity", "key_exists", "rejected", "timeout", "caller_gone", "failure", "local", "timeout_local",
+	"local", "failure", "failure"}
 
-// classify returns the Outcome of an attempt that returned err, made on
-// behalf of a request whose context is ctx.
-func classify(ctx context.Context, err error) Outcome {
-	switch {
-	case err == nil:
-		return OutcomeOK
-	case ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, breaker.ErrCallerGone):
-		// Whatever the attempt met, the request ended first: the attempt
-		// deadline is cut to the request's, so its timeout is the caller's.
+// result is classify's reading of one call's result.
+type result struct {
+	// met is what the call met, read from its error alone: the server's
+	// answer, a local limit, a timeout. A follow-up reads it: a server's
+	// NOT_FOUND or BAD_REQUEST is final even when the request has ended.
+	met Outcome
+	// gone: the request ended (its context, or a cancellation) before the
+	// call's result was known.
+	gone bool
+	// unknown: the request was sent and its outcome is unknown
+	// (mux.ErrUnknownOutcome): the server may have executed it (for a
+	// RESERVE: it may hold a bridge under the key).
+	unknown bool
+}
+
+// Outcome is the call's Outcome as its tier sees it: the request's end
+// comes first (an attempt that met anything once its request had ended is
+// the caller's, OutcomeCallerGone: the attempt deadline is cut to the
+// request's, so its timeout is the caller's).
+func (r result) Outcome() Outcome {
+	if r.gone {
 		return OutcomeCallerGone
-	case errors.Is(err, mux.ErrBusy), errors.Is(err, pool.ErrNoConn), errors.Is(err, pool.ErrClosed),
-		errors.Is(err, mux.ErrClosed):
+	}
+	return r.met
+}
+
+// classify returns what a call that returned err met, made on behalf of a
+// request whose context is ctx.
+func classify(ctx context.Context, err error) result {
+	if err == nil {
+		return result{met: OutcomeOK}
+	}
+	return result{
+		met:     met(err),
+		gone:    ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, breaker.ErrCallerGone),
+		unknown: errors.Is(err, mux.ErrUnknownOutcome),
+	}
+}
+
+// met reads a call's non-nil error.
+func met(err error) Outcome {
+	switch {
+	case errors.Is(err, mux.ErrBusy):
+		// Nothing sent (mux.Sent): a slot may free at any reply.
+		return OutcomeBusy
+	case errors.Is(err, pool.ErrNoConn), errors.Is(err, pool.ErrClosed), errors.Is(err, mux.ErrClosed):
 		// Each of these guarantees that nothing was sent (mux.Sent).
 		return OutcomeLocal
+	case errors.Is(err, pool.ErrServerDown), errors.Is(err, pool.ErrUnknownServer):
+		return OutcomeUnreachable
 	case errors.Is(err, wire.StatusCapacity):
 		return OutcomeCapacity
 	case errors.Is(err, wire.StatusKeyExists):
 		return OutcomeKeyExists
 	case errors.Is(err, wire.StatusBadRequest):
 		return OutcomeRejected
+	case errors.Is(err, wire.StatusNotFound):
+		return OutcomeNotFound
 	case errors.Is(err, mux.ErrLocalDelay):
 		// The attempt timed out while its connection held bytes from the
 		// tier that this process had not read yet: the tier answered, we
@@ -79,11 +152,14 @@ func (o Outcome) verdict() breaker.Verdict {
 	switch o {
 	case OutcomeOK, OutcomeCapacity, OutcomeKeyExists, OutcomeRejected:
 		return breaker.Healthy
-	case OutcomeTimeout, OutcomeFailure:
+	case OutcomeTimeout, OutcomeFailure, OutcomeNotFound, OutcomeUnreachable:
 		return breaker.Unhealthy
 	}
 	return breaker.NoVerdict
 }
+
+// local reports whether o is a local limit: nothing was sent.
+func (o Outcome) local() bool { return o == OutcomeLocal || o == OutcomeBusy }
 
 // String names the Outcome as its metric label does.
 func (o Outcome) String() string {
@@ -131,19 +207,19 @@ func callerErr(ctx context.Context, err error) error {
 	return err
 }
 
-// serverErr maps a failed call to the server that holds a session, by its
-// Outcome (classify): a local limit (the pool full: nothing was sent) is
-// OVERLOADED, "busy, retry", never UNAVAILABLE: the server did nothing.
-func serverErr(ctx context.Context, t *Tier, serverID string, err error) error {
-	switch classify(ctx, err) {
-	case OutcomeCallerGone:
+// serverErr maps a failed call to the server that holds a session, by
+// what classify read in it (r): a local limit (the pool full: nothing was
+// sent) is OVERLOADED, "busy, retry", never UNAVAILABLE: the server did
+// nothing.
+func serverErr(ctx context.Context, t *Tier, serverID string, r result, err error) error {
+	switch {
+	case r.gone:
 		return callerErr(ctx, err)
-	case OutcomeLocal:
+	case r.met.local():
 		return errf(wire.StatusOverloaded, "server %s of tier %s holding the session is at its in-flight limit: %v", serverID, t.Name, err)
-	}
-	var re *wire.RemoteError
-	if errors.As(err, &re) && re.Status == wire.StatusBadRequest {
-		return errf(wire.StatusBadRequest, "server %s of tier %s: %s", serverID, t.Name, re.Message)
+	case r.met == OutcomeRejected:
+		_, msg := StatusOf(err)
+		return errf(wire.StatusBadRequest, "server %s of tier %s: %s", serverID, t.Name, msg)
 	}
 	return errf(wire.StatusUnavailable, "server %s of tier %s holding the session: %v", serverID, t.Name, err)
 }

@@ -424,11 +424,11 @@ func (s *Router) onTier(ctx context.Context, rs *Scratch, req *wire.AllocateRequ
 			// bridge: a tier failure with an unknown outcome.
 			err = fmt.Errorf("%w: undecodable RESERVE reply from tier %s: %w", mux.ErrUnknownOutcome, t.Name, err)
 		}
-		o := classify(ctx, err)
+		r := classify(ctx, err)
+		o := r.Outcome()
 		done.Record(o.verdict())
 		t.observe(o)
-		unknown := errors.Is(err, mux.ErrUnknownOutcome)
-		if unknown {
+		if r.unknown {
 			// The server may hold a bridge under the key: release it once
 			// the tier answers again; never reuse the key.
 			s.orphans.add(t.Name, serverID, a.key)
@@ -436,7 +436,7 @@ func (s *Router) onTier(ctx context.Context, rs *Scratch, req *wire.AllocateRequ
 		switch {
 		case o == OutcomeCallerGone:
 			return out, true, callerErr(ctx, err)
-		case o == OutcomeLocal && errors.Is(err, mux.ErrBusy):
+		case o == OutcomeBusy:
 			// The tier is healthy but every connection to it is at its
 			// in-flight limit. The tier order is a priority, not a
 			// spill-over: wait briefly for a slot on this tier, then shed
@@ -474,7 +474,7 @@ func (s *Router) onTier(ctx context.Context, rs *Scratch, req *wire.AllocateRequ
 				ce.Write(zap.String("tier", t.Name), zap.Error(err))
 			}
 		}
-		if unknown {
+		if r.unknown {
 			// The key may be held on t: the next tier gets a fresh one.
 			if a.key, err = s.nextKey(ctx); err != nil {
 				return out, true, err
@@ -592,13 +592,14 @@ func (s *Router) locate(ctx context.Context, rs *Scratch, ts *TierSet, key uint6
 			rs.kreq = wire.KeyRequest{Key: key}
 			reply, err := s.callServer(ctx, rs, &slot, t, id, wire.OpTelLookup, &rs.kreq)
 			if err != nil {
-				if errors.Is(err, wire.StatusNotFound) {
+				r := classify(ctx, err)
+				switch {
+				case r.met == OutcomeNotFound:
+					// Final, even for a request that has ended.
 					continue
-				}
-				switch classify(ctx, err) {
-				case OutcomeCallerGone:
+				case r.gone:
 					return nil, "", callerErr(ctx, err)
-				case OutcomeLocal:
+				case r.met.local():
 					// Its pool is full (nothing sent): busy, not down.
 					busy = fmt.Errorf("server %s of tier %s: %w", id, t.Name, err)
 				default:
@@ -691,11 +692,12 @@ func (s *Router) Update(ctx context.Context, rs *Scratch, req *wire.UpdateReques
 	var slot slotWait
 	reply, err := s.callServer(ctx, rs, &slot, t, id, wire.OpTelUpdate, req)
 	if err != nil {
-		if errors.Is(err, wire.StatusNotFound) {
+		r := classify(ctx, err)
+		if r.met == OutcomeNotFound {
 			s.idx.delSession(req.Key)
 			return out, errf(wire.StatusNotFound, "no session %d", req.Key)
 		}
-		return out, serverErr(ctx, t, id, err)
+		return out, serverErr(ctx, t, id, r, err)
 	}
 	defer reply.Release()
 	var b wire.Bridge
@@ -735,14 +737,14 @@ func (s *Router) Release(ctx context.Context, rs *Scratch, key uint64, out []byt
 	rs.kreq = wire.KeyRequest{Key: key}
 	reply, err := t.Pool.RoundTripTo(actx, id, wire.OpTelRelease, &rs.kreq)
 	cancel()
-	switch {
+	switch r := classify(ctx, err); {
 	case err == nil:
 		reply.Release()
-	case errors.Is(err, wire.StatusNotFound):
+	case r.met == OutcomeNotFound:
 		s.idx.delSession(key)
 		return out, errf(wire.StatusNotFound, "no session %d", key)
-	case errors.Is(err, wire.StatusBadRequest):
-		return out, serverErr(ctx, t, id, err)
+	case r.met == OutcomeRejected:
+		return out, serverErr(ctx, t, id, r, err)
 	default:
 		// The server holding the session cannot answer now (down, timed
 		// out, failing). The release is accepted and handed to the
@@ -767,7 +769,7 @@ func (s *Router) callServer(ctx context.Context, rs *Scratch, slot *slotWait, t 
 		actx, cancel := rs.adl.Within(ctx, t.Attempt)
 		reply, err := t.Pool.RoundTripTo(actx, serverID, op, req)
 		cancel()
-		if err == nil || !errors.Is(err, mux.ErrBusy) || !slot.wait(ctx, rs) {
+		if err == nil || classify(ctx, err).met != OutcomeBusy || !slot.wait(ctx, rs) {
 			return reply, err
 		}
 	}
