@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"switchboard/client"
-	"switchboard/frontend"
+	"switchboard/internal/testhook"
 	"switchboard/mux"
 	"switchboard/wire"
 )
@@ -59,7 +59,7 @@ func evictionRacingACall(t *testing.T, transport string) {
 	errc := make(chan error, 1)
 	hookErr := make(chan error, 1)
 	var fired atomic.Bool
-	hook := func(s *frontend.Server, c frontend.EvictingConn) {
+	hook := func(s any, c testhook.EvictingConn) {
 		if s != h.d.srv || !fired.CompareAndSwap(false, true) {
 			return // once: the client's redial at the end evicts again
 		}
@@ -76,8 +76,8 @@ func evictionRacingACall(t *testing.T, transport string) {
 		}
 		hookErr <- nil
 	}
-	frontend.TestHookEvict.Store(&hook)
-	defer frontend.TestHookEvict.Store(nil)
+	testhook.Evict.Store(&hook)
+	defer testhook.Evict.Store(nil)
 
 	over := rawConn(t, h.sock) // at max_conns: evicts the client's connection
 	if err := rawPing(1, over); err != nil {
@@ -130,7 +130,7 @@ func TestEvictedNeverReaderDoesNotKeepItsSlot(t *testing.T) {
 	defer func() { attacker.Close(); <-writeDone }()
 	var fired atomic.Bool
 	hookErr := make(chan error, 1)
-	hook := func(s *frontend.Server, c frontend.EvictingConn) {
+	hook := func(s any, c testhook.EvictingConn) {
 		if s != h.d.srv || !fired.CompareAndSwap(false, true) {
 			return
 		}
@@ -156,8 +156,8 @@ func TestEvictedNeverReaderDoesNotKeepItsSlot(t *testing.T) {
 		}
 		hookErr <- nil
 	}
-	frontend.TestHookEvict.Store(&hook)
-	defer frontend.TestHookEvict.Store(nil)
+	testhook.Evict.Store(&hook)
+	defer testhook.Evict.Store(nil)
 	over := rawConn(t, h.sock)
 	if err := <-hookErr; err != nil {
 		t.Fatal(err)

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"switchboard/route"
+	"switchboard/internal/testhook"
 	"switchboard/telsim"
 	"switchboard/wire"
 )
@@ -193,7 +193,7 @@ func TestOrphanReleaseCannotOvertakeQueuedReserve(t *testing.T) {
 // UPDATE whose reply is handled after a RELEASE removed the session must not
 // put the session back in the index.
 func TestUpdateReplyAfterReleaseDoesNotResurrect(t *testing.T) {
-	t.Cleanup(func() { route.TestHookBeforeRefresh.Store(nil) }) // after the daemon stops
+	t.Cleanup(func() { testhook.BeforeRefresh.Store(nil) }) // after the daemon stops
 	h := startDaemon(t, nil)
 	ctx := ctxT(t)
 	al, err := h.c.Allocate(ctx, &wire.AllocateRequest{Spec: spec("racy")})
@@ -207,12 +207,12 @@ func TestUpdateReplyAfterReleaseDoesNotResurrect(t *testing.T) {
 			once.Do(func() { relErr = h.c.Release(ctx, key) })
 		}
 	}
-	route.TestHookBeforeRefresh.Store(&hook)
+	testhook.BeforeRefresh.Store(&hook)
 	s2 := spec("late update")
 	if _, err := h.c.Update(ctx, al.Key, &s2, nil); err != nil {
 		t.Fatalf("update: %v", err)
 	}
-	route.TestHookBeforeRefresh.Store(nil)
+	testhook.BeforeRefresh.Store(nil)
 	if relErr != nil {
 		t.Fatalf("release inside the update: %v", relErr)
 	}

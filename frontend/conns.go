@@ -3,13 +3,13 @@ package frontend
 import (
 	"errors"
 	"slices"
-	"sync/atomic"
 	"syscall"
 	"time"
 
 	"go.uber.org/zap"
 
 	"switchboard/internal/flushq"
+	"switchboard/internal/testhook"
 	"switchboard/wire"
 )
 
@@ -154,18 +154,7 @@ var (
 	goodbyeEvicted        = goodbyeFrame("evicted: at max_conns")
 )
 
-// TestHookEvict, when set (tests only: the daemon's whole-process tests
-// race a request against an eviction), runs in evict between choosing a
-// quiet connection and evicting it.
-var TestHookEvict atomic.Pointer[func(*Server, EvictingConn)]
-
-// EvictingConn is what TestHookEvict sees of the connection chosen.
-type EvictingConn interface {
-	Unanswered() int64 // requests read and not yet answered
-	Writes() int64     // socket writes completed
-	Paused() bool      // its reader is paused at its bounds
-}
-
+// What testhook.Evict (tests only) sees of the connection chosen.
 func (c *conn) Unanswered() int64 { return int64(c.unanswered.Load()) }
 func (c *conn) Writes() int64     { return int64(c.writes.Load()) }
 func (c *conn) Paused() bool      { return c.paused.Load() }
@@ -444,7 +433,7 @@ func (s *Server) evict() bool {
 		if c.inFlight.Load() > 0 || c.unanswered.Load() > 0 {
 			continue // it became busy meanwhile
 		}
-		if h := TestHookEvict.Load(); h != nil {
+		if h := testhook.Evict.Load(); h != nil {
 			(*h)(s, c)
 		}
 		c.retire()

@@ -12,6 +12,7 @@ import (
 
 	"switchboard/breaker"
 	"switchboard/inflight"
+	"switchboard/internal/testhook"
 	"switchboard/keygen"
 	"switchboard/mux"
 	"switchboard/pool"
@@ -677,11 +678,6 @@ func (s *Router) Lookup(ctx context.Context, rs *Scratch, key uint64, out []byte
 	return rs.res.AppendTo(out), nil
 }
 
-// TestHookBeforeRefresh, when set (tests only), runs after an UPDATE's
-// reply arrived and before the index is refreshed with it: a test forces a
-// RELEASE into that window.
-var TestHookBeforeRefresh atomic.Pointer[func(key uint64)]
-
 func (s *Router) Update(ctx context.Context, rs *Scratch, req *wire.UpdateRequest, out []byte) ([]byte, error) {
 	ts := s.acquire()
 	defer ts.release()
@@ -704,7 +700,7 @@ func (s *Router) Update(ctx context.Context, rs *Scratch, req *wire.UpdateReques
 	if err := b.Decode(reply.Payload); err != nil {
 		return out, errf(wire.StatusInternal, "server %s of tier %s sent an undecodable UPDATE reply", id, t.Name)
 	}
-	if hook := TestHookBeforeRefresh.Load(); hook != nil {
+	if hook := testhook.BeforeRefresh.Load(); hook != nil {
 		(*hook)(req.Key)
 	}
 	rs.res = wire.Reservation{Key: req.Key, Tier: t.NameB, Bridge: b, Spec: req.Spec, Meta: req.Meta}
