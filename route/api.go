@@ -31,16 +31,6 @@ func (s *Router) Current() *TierSet { return s.set.Load() }
 // is shared: do not modify it).
 func (s *Router) Tiers() []*Tier { return *s.tiers.Load() }
 
-// FirstAvailable is the first tier new allocations may go to; nil if none.
-func (s *Router) FirstAvailable() *Tier {
-	for _, t := range *s.tiers.Load() {
-		if t.Available() {
-			return t
-		}
-	}
-	return nil
-}
-
 // OpenOrphans replays the orphan journal in dataDir, queues what it holds
 // for release and starts the releaser, sweeping every interval. It returns
 // what stops the releaser (leaving the journal with what is still pending).
@@ -115,16 +105,4 @@ func (s *Router) IndexStats(st *fastcache.Stats) { s.idx.c.UpdateStats(st) }
 func (s *Router) StopOrphanSweeps() {
 	close(s.orphans.stop)
 	<-s.orphans.done
-}
-
-// FirstCapacity returns the capacity of the first tier new allocations may
-// go to (the calls its connections may have in flight at once) and its
-// attempt bound; false when no tier is available. Atomic loads only: the
-// front end's admission reads it for every request.
-func (s *Router) FirstCapacity() (capacity int64, attempt time.Duration, ok bool) {
-	t := s.FirstAvailable()
-	if t == nil {
-		return 0, 0, false
-	}
-	return int64(t.Pool.Capacity()), t.Attempt, true
 }

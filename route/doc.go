@@ -18,11 +18,15 @@
 // What it holds:
 //
 //   - the tier order (TierSet), swapped whole by a reload and held by each
-//     request while it uses its tiers (router.go);
-//   - ONE outcome classifier (outcome.go): what an attempt's result means —
-//     which metric label, what the tier's breaker is told, whether the
-//     allocation tries the next tier — and the status a request's error
-//     gives the client (StatusOf);
+//     request while it uses its tiers, and each request's Scratch
+//     (router.go);
+//   - ONE outcome classifier (outcome.go): what the result of any call to
+//     a telephony server means — for an attempt, which metric label, what
+//     the tier's breaker is told, whether the allocation waits, takes a
+//     fresh key or tries the next tier; for a follow-up or an orphan's
+//     RELEASE, whether the session is gone, the server busy or
+//     unreachable, the release deferred — and the status a request's
+//     error gives the client (StatusOf);
 //   - idempotency flights and the token records, so that a retried
 //     ALLOCATE gets the same bridge (router.go, index.go);
 //   - the in-flight table, so that a crash does not leak a bridge whose
