@@ -142,7 +142,10 @@ func (d *Daemon) reload(ctx context.Context, nc *Config) (err error) {
 	}
 	d.m.wireFailovers(next)
 	retired := d.rt.Swap(next)
-	d.srv.SetLimits(frontendConfig(nc.Server))
+	if err := d.srv.SetLimits(frontendConfig(nc.Server)); err != nil {
+		// restartFields refused such a reload above.
+		d.log.Error("server limits not set", zap.Error(err))
+	}
 	d.retuneSims(old, nc)
 	if d.level != nil && d.level.String() != nc.Log.Level {
 		if err := d.level.UnmarshalText([]byte(nc.Log.Level)); err == nil {
