@@ -55,7 +55,7 @@ simulators:
 		`bad.yaml: line 13: tiers[0] (a).pool.min_conns: 100 not in 1..64 (inherited from pool.min_conns)`,
 		`bad.yaml: line 18: tiers[1] (a).name: "a" appears twice (also tiers[0]): tier names are unique`,
 		`bad.yaml: line 13: tiers[1] (a).pool.min_conns: 100 not in 1..64 (inherited from pool.min_conns)`,
-		`bad.yaml: line 22: simulators[0].capacity: -1 must be positive`,
+		`bad.yaml: line 22: simulators[0].capacity: -1 must not be negative (0: the simulator's default)`,
 	}
 	var got []string
 	for _, e := range strictyaml.List(err) {

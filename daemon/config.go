@@ -321,7 +321,9 @@ type TierConfig struct {
 type SimConfig struct {
 	// Name is the NAME of sim://NAME.
 	Name string `yaml:"name"`
-	// Capacity is the number of bridges it holds. Default 100000.
+	// Capacity is the number of bridges it holds. Default (0): the
+	// simulator's own (telsim.DefaultCapacity, 100000), which the daemon
+	// leaves to its simulator host.
 	Capacity int `yaml:"capacity"`
 	// Latency is added to every reply. Default 0.
 	Latency time.Duration `yaml:"latency"`
@@ -381,13 +383,10 @@ func ParseConfig(b []byte, name string) (*Config, error) {
 
 // Defaults of the daemon's own fields. The defaults of the fields that
 // configure a lower package (keys, keys.etcd, pool, breaker) are that
-// package's own, read from it (applyDefaults); simulators[].capacity is
-// telsim's (the daemon does not link the simulator: telsim/simhost's tests
-// check the two agree).
-const (
-	DefaultAttemptTimeout = 250 * time.Millisecond
-	DefaultSimCapacity    = 100000
-)
+// package's own, read from it (applyDefaults); simulators[].capacity stays
+// 0 unless set, which the simulator host reads as the simulator's default
+// (the daemon does not link the simulator).
+const DefaultAttemptTimeout = 250 * time.Millisecond
 
 // applyDefaults fills every zero field with its documented default.
 func (c *Config) applyDefaults() {
@@ -421,9 +420,6 @@ func (c *Config) applyDefaults() {
 		defaults.Or(&t.AttemptTimeout, DefaultAttemptTimeout)
 		t.Pool.inherit(c.Pool)
 		t.Breaker.inherit(c.Breaker)
-	}
-	for i := range c.Simulators {
-		defaults.Or(&c.Simulators[i].Capacity, DefaultSimCapacity)
 	}
 }
 
@@ -782,7 +778,9 @@ func (c *Config) validateSims(p *problems) {
 			p.bad(f+".name", "%q appears twice", s.Name)
 		}
 		sims[s.Name] = true
-		p.positive(f+".capacity", s.Capacity)
+		if s.Capacity < 0 {
+			p.bad(f+".capacity", "%d must not be negative (0: the simulator's default)", s.Capacity)
+		}
 		if s.Latency < 0 {
 			p.bad(f+".latency", "%v must not be negative", s.Latency)
 		}

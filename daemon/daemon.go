@@ -32,7 +32,8 @@ type Daemon struct {
 	ready  chan struct{}
 	env    func(string) string // os.Getenv; systemd's variables
 
-	simHost SimHost // WithSimHost; nil: sim:// servers do not resolve
+	simHost  SimHost  // WithSimHost; nil: no simulators are hosted
+	resolver Resolver // WithResolver; nil: the SimHost resolves
 
 	keys *keygen.Generator
 	// keysOverride, when set by a test, replaces keys on the request path.
@@ -114,8 +115,10 @@ func (d *Daemon) running() (*Daemon, bool) { return d, d.up.Load() }
 
 // Run starts every part, serves until ctx ends, then shuts down gracefully:
 // it stops accepting, answers the requests in flight (bounded by
-// server.shutdown_timeout), closes the pools, the key generator and the
-// simulators. It returns nil after a clean shutdown. Run may be called once.
+// server.shutdown_timeout), closes the pools and the key generator. It
+// returns nil after a clean shutdown. Run may be called once. The
+// simulators of a SimHost are the host's: its creator closes it after Run
+// returns.
 func (d *Daemon) Run(ctx context.Context) (err error) {
 	defer close(d.stopped)
 	cfg := d.cfg.Load()
@@ -148,17 +151,24 @@ func (c closers) run() {
 }
 
 // build starts everything the request path needs, in dependency order: the
-// simulators of sim:// tiers (through the SimHost), the key generator, the
-// tiers (warmed), and the router with its orphan journal and in-flight
-// table (allocations in flight when the previous run ended are settled
-// before serving: route/inflight.go). What it opened is added to c.
-func (d *Daemon) build(ctx context.Context, cfg *Config, c *closers) ([]*tier, error) {
-	if _, err := d.startSims(cfg); err != nil {
-		d.closeSims()
+// simulators of sim:// tiers (a plan of the SimHost, committed when build
+// succeeds and aborted when it fails), the key generator, the tiers
+// (warmed), and the router with its orphan journal and in-flight table
+// (allocations in flight when the previous run ended are settled before
+// serving: route/inflight.go). What it opened is added to c.
+func (d *Daemon) build(ctx context.Context, cfg *Config, c *closers) (_ []*tier, err error) {
+	sims, err := d.prepareSims(cfg)
+	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			sims.Abort()
+			return
+		}
+		sims.Commit()
+	}()
 	d.warnSimulated(cfg)
-	c.add(d.closeSims)
 
 	if err := d.openKeys(cfg); err != nil {
 		return nil, err

@@ -62,7 +62,7 @@ func startDaemon(t testing.TB, mutate func(*Config), opts ...Option) *harness {
 	}
 	// Tests that restart a daemon on one data directory keep its key space.
 	ensureKeys(t, cfg)
-	d, err := New(cfg, append([]Option{WithSimHost(simhost.New())}, opts...)...)
+	d, err := New(cfg, append([]Option{WithSimHost(testSimHost(t))}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,6 +79,15 @@ func startDaemon(t testing.TB, mutate func(*Config), opts ...Option) *harness {
 		}
 	})
 	return &harness{d: d, c: c, sock: cfg.Socket}
+}
+
+// testSimHost returns a simulator host for a test's daemon, closed at the
+// test's cleanup: after the daemon's stop, registered later (the host's
+// creator closes it, not the daemon).
+func testSimHost(t testing.TB) *simhost.Host {
+	h := simhost.New()
+	t.Cleanup(h.Close)
+	return h
 }
 
 // runUntilReady runs d until it is Ready (failing t if it does not get
@@ -486,7 +495,7 @@ func testShutdown(t *testing.T, tr string) {
 	c0.DataDir = filepath.Join(dir, "data")
 	c0.Tiers[0].AttemptTimeout = time.Second
 	mustInitKeys(t, c0)
-	d, err := New(c0, WithLogger(zaptest.NewLogger(t)), WithSimHost(simhost.New()))
+	d, err := New(c0, WithLogger(zaptest.NewLogger(t)), WithSimHost(testSimHost(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,9 +2,12 @@
 // and validates the configuration, builds the tiers (per-tier warm
 // connection pools and circuit breakers), owns the lifecycle (New, Run,
 // shutdown on context end) and reloads, serves the admin socket and the
-// Prometheus metrics. It does not link the simulator: the server of a
-// sim:// tier is resolved through a SimHost (telsim/simhost, wired by
-// cmd/switchboard and the tests).
+// Prometheus metrics. It does not link the simulator: a server that is
+// not tcp:// is resolved through a Resolver (WithResolver) or a SimHost
+// (WithSimHost: telsim/simhost, wired by cmd/switchboard and the tests).
+// Of the simulators it decides nothing: it hands the host the list a
+// configuration names (package simplan) and calls the plan's steps at its
+// reload's points (resolve.go); the host owns and closes them.
 //
 // The request path lives in two packages below it, which do not know each
 // other: frontend (the front-end socket server: transports, the default
@@ -23,5 +26,5 @@
 // request handlers (bounded by server.max_in_flight and awaited on
 // shutdown) and its reaper; the router owns the orphan releaser; the pools,
 // the key generator and the simulators own theirs and stop them when
-// closed.
+// closed (the simulators by their host's creator, after Run).
 package daemon

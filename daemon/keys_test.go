@@ -11,7 +11,6 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"switchboard/keygen"
-	"switchboard/telsim/simhost"
 )
 
 // TestRunNeverCreatesKeySpace: Run on a data directory without a key space
@@ -20,7 +19,7 @@ import (
 func TestRunNeverCreatesKeySpace(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Keys.BlockSize = 64
-	d, err := New(cfg, WithLogger(zaptest.NewLogger(t)), WithSimHost(simhost.New()))
+	d, err := New(cfg, WithLogger(zaptest.NewLogger(t)), WithSimHost(testSimHost(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,6 @@ import (
 	"switchboard/internal/testsupport"
 	"switchboard/keygen"
 	"switchboard/keygen/etcdstore"
-	"switchboard/telsim/simhost"
 	"switchboard/wire"
 )
 
@@ -81,7 +80,7 @@ func TestEtcdDaemonStartsWhileEtcdDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.Stop()
-	d, err := New(cfg, WithLogger(zaptest.NewLogger(t)), WithSimHost(simhost.New()))
+	d, err := New(cfg, WithLogger(zaptest.NewLogger(t)), WithSimHost(testSimHost(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,6 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"switchboard/internal/testsupport"
-	"switchboard/telsim/simhost"
 )
 
 // fakeSystemd is a NOTIFY_SOCKET listener collecting notifications.
@@ -56,7 +55,7 @@ func TestSystemdNotifications(t *testing.T) {
 	env := map[string]string{"NOTIFY_SOCKET": sd.path, "WATCHDOG_USEC": "40000"}
 	cfg := testConfig(t)
 	mustInitKeys(t, cfg)
-	d, err := New(cfg, WithLogger(zaptest.NewLogger(t)), withEnv(func(k string) string { return env[k] }), WithSimHost(simhost.New()))
+	d, err := New(cfg, WithLogger(zaptest.NewLogger(t)), withEnv(func(k string) string { return env[k] }), WithSimHost(testSimHost(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,8 @@ func BenchmarkReadyAfterStart(b *testing.B) {
 			b.Fatal(err)
 		}
 		t0 := time.Now()
-		d, err := New(cfg, WithSimHost(simhost.New()))
+		sims := simhost.New()
+		d, err := New(cfg, WithSimHost(sims))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -43,7 +44,9 @@ func BenchmarkReadyAfterStart(b *testing.B) {
 			c.Close()
 		}
 		pcancel()
-		if rerr := stop(); rerr != nil {
+		rerr := stop()
+		sims.Close()
+		if rerr != nil {
 			b.Fatalf("Run: %v", rerr)
 		}
 		if err != nil {

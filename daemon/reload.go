@@ -30,13 +30,15 @@ type ReloadOutcome struct {
 // Reload applies cfg to the running daemon and returns once it is in force
 // (or refused). In order: cfg is validated; a change to a field that cannot
 // change live (tagged reload:"restart": RestartFields) is refused with
-// ErrRequiresRestart; new simulators start (SimHost); tiers whose servers
+// ErrRequiresRestart; new simulators start (SimHost.Prepare); tiers whose servers
 // changed get a new pool (buildTiers), and every new pool must be warm
 // within server.ready_timeout (else ErrNotWarm); then,
 // at one atomic swap, the new tier order is in force, kept pools and
-// breakers are retuned in place, server limits and the log level change.
+// breakers are retuned in place, server limits, simulator settings
+// (SimHost's plan: Commit) and the log level change.
 // Finally the pools no longer used drain (requests already holding the old
-// order finish on it) and close, and simulators no longer named stop.
+// order finish on it) and close, and simulators no longer named stop
+// (Retire).
 //
 // A refused or failed reload changes nothing. Operator overrides (drain,
 // breaker override) are kept by tier name. Reloads are serialised by Run's
@@ -116,20 +118,19 @@ func (d *Daemon) reload(ctx context.Context, nc *Config) (err error) {
 	d.notify.send(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d\nSTATUS=reloading", monotonicUsec()))
 	defer d.notify.send("READY=1\nSTATUS=serving")
 
-	started, err := d.startSims(nc)
+	sims, err := d.prepareSims(nc)
 	if err != nil {
-		d.stopSims(started)
 		return err
 	}
 	built, err := d.buildTiers(nc, d.rt.Current().Tiers)
 	if err != nil {
-		d.stopSims(started)
+		sims.Abort()
 		return err
 	}
 	next, fresh := built.tiers, built.fresh
 	abort := func() {
 		built.abort()
-		d.stopSims(started)
+		sims.Abort()
 	}
 	if errs := waitWarm(ctx, nc.Server.ReadyTimeout, fresh); len(errs) > 0 {
 		abort()
@@ -142,8 +143,11 @@ func (d *Daemon) reload(ctx context.Context, nc *Config) (err error) {
 	}
 	d.m.wireFailovers(next)
 	retired := d.rt.Swap(next)
-	d.srv.SetLimits(frontendConfig(nc.Server))
-	d.retuneSims(old, nc)
+	if err := d.srv.SetLimits(frontendConfig(nc.Server)); err != nil {
+		// restartFields refused such a reload above.
+		d.log.Error("server limits not set", zap.Error(err))
+	}
+	sims.Commit()
 	if d.level != nil && d.level.String() != nc.Log.Level {
 		if err := d.level.UnmarshalText([]byte(nc.Log.Level)); err == nil {
 			d.log.Info("log level changed", zap.String("level", nc.Log.Level))
@@ -159,6 +163,7 @@ func (d *Daemon) reload(ctx context.Context, nc *Config) (err error) {
 	// Drain: wait until no request holds the old order, then close the
 	// pools it alone used and the simulators no longer named.
 	d.drainRetired(ctx, retired, next, nc)
+	sims.Retire()
 	return nil
 }
 
@@ -173,7 +178,8 @@ func (d *Daemon) warnSimulated(cfg *Config) {
 	}
 }
 
-// drainRetired closes what the retired tier order used and next does not.
+// drainRetired closes the pools the retired tier order used and next does
+// not.
 // When ctx ends (the daemon is stopping) it stops waiting for requests on
 // the old order and closes those pools within a second, so that a reload
 // in progress never holds a graceful stop back for its whole drain.
@@ -209,5 +215,4 @@ func (d *Daemon) drainRetired(ctx context.Context, retired *tierSet, next []*tie
 		}
 		cancel()
 	}
-	d.retireSims(nc)
 }

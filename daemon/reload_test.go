@@ -18,7 +18,6 @@ import (
 	"switchboard/breaker"
 	"switchboard/client"
 	"switchboard/telsim"
-	"switchboard/telsim/simhost"
 	"switchboard/wire"
 )
 
@@ -617,7 +616,7 @@ func TestReloadAfterStopIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := New(cfg, WithSimHost(simhost.New()))
+	d, err := New(cfg, WithSimHost(testSimHost(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,7 @@ import (
 )
 
 // A reload that changes simulators[].capacity retunes the running
-// simulator in place (reload: retuneSims through the SimHost), as the
+// simulator in place (reload: the SimHost's plan, at Commit), as the
 // daemon did when it hosted the simulators itself; one whose settings do
 // not change is left alone. A guard: no other test fails if the reload
 // stops retuning them.

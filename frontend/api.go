@@ -1,8 +1,41 @@
 package frontend
 
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ErrRestartOnly is returned by SetLimits for a Config whose fields that
+// only New reads (Transport, MaxFrame, ReadTimeout, WriteTimeout) differ
+// from the server's.
+var ErrRestartOnly = errors.New("fixed until restart")
+
 // SetLimits installs the reloadable part of cfg (Config): the requests
-// that follow read the new bounds.
-func (s *Server) SetLimits(cfg Config) { s.lim.Store(limitsOf(cfg)) }
+// that follow read the new bounds. The other fields must be those the
+// server was created with: if one differs, SetLimits changes nothing and
+// returns an error wrapping ErrRestartOnly that names the fields.
+func (s *Server) SetLimits(cfg Config) error {
+	var differ []string
+	for _, f := range []struct {
+		name string
+		same bool
+	}{
+		{"Transport", cfg.Transport == s.cfg.Transport},
+		{"MaxFrame", cfg.MaxFrame == s.cfg.MaxFrame},
+		{"ReadTimeout", cfg.ReadTimeout == s.cfg.ReadTimeout},
+		{"WriteTimeout", cfg.WriteTimeout == s.cfg.WriteTimeout},
+	} {
+		if !f.same {
+			differ = append(differ, f.name)
+		}
+	}
+	if len(differ) > 0 {
+		return fmt.Errorf("%w: %s", ErrRestartOnly, strings.Join(differ, ", "))
+	}
+	s.lim.Store(limitsOf(cfg))
+	return nil
+}
 
 // Path returns the socket's path.
 func (s *Server) Path() string { return s.path }

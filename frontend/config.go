@@ -11,7 +11,8 @@ import (
 // server section from them and validates the values with their YAML lines
 // (docs/operations.md): the server takes the values as given.
 type Config struct {
-	// Transport is "net" (the standard library) or "netpoll".
+	// Fixed by New (SetLimits refuses a change: ErrRestartOnly) down to
+	// WriteTimeout. Transport is "net" (the standard library) or "netpoll".
 	Transport string
 	// MaxFrame is the largest frame accepted, in bytes.
 	MaxFrame int

@@ -207,7 +207,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	})
 
 	// sim://NAME tiers (the embedded default's) are served by in-process
-	// simulators, hosted outside the daemon package.
+	// simulators, hosted outside the daemon package; the host is ours to
+	// close once Run has returned.
 	sims := simhost.New(simhost.WithLogger(log))
 	defer sims.Close()
 	d, err := daemon.New(cfg, daemon.WithLogger(log), daemon.WithLogLevel(level), daemon.WithConfigSource(load),

@@ -3,6 +3,7 @@ package simhost
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -10,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"switchboard/simplan"
 	"switchboard/telsim"
 )
 
@@ -18,12 +20,18 @@ import (
 var ErrNotRunning = errors.New("simulator not started")
 
 // Host runs named in-process simulators. The zero value is not usable:
-// create one with New.
+// create one with New, and Close it once the daemon it serves has stopped.
 type Host struct {
 	log *zap.Logger
 
 	mu   sync.Mutex
-	sims map[string]*telsim.Server // guarded by mu
+	sims map[string]*sim // guarded by mu
+}
+
+// sim is one running simulator and the settings it was last given.
+type sim struct {
+	srv     *telsim.Server
+	setting simplan.Sim
 }
 
 // Option configures a Host.
@@ -35,7 +43,7 @@ func WithLogger(l *zap.Logger) Option { return func(h *Host) { h.log = l } }
 
 // New returns a Host running no simulator.
 func New(opts ...Option) *Host {
-	h := &Host{log: zap.NewNop(), sims: map[string]*telsim.Server{}}
+	h := &Host{log: zap.NewNop(), sims: map[string]*sim{}}
 	for _, o := range opts {
 		o(h)
 	}
@@ -56,61 +64,79 @@ func (h *Host) Resolve(server string) (string, error) {
 	return s.Addr().String(), nil
 }
 
-// StartSim starts the simulator NAME for the tier named tier, unless one runs
-// under that name already (then it changes nothing and returns false).
-// capacity and latency are its settings; zero capacity means telsim's
-// default. It reports whether it started one.
-func (h *Host) StartSim(name, tier string, capacity int, latency time.Duration) (bool, error) {
-	if h.Simulator(name) != nil {
-		return false, nil
+// Prepare starts the simulators of want that are not running, each with its
+// settings, and returns the plan that ends the change (simplan.Plan). A
+// simulator already running keeps running as it is until Commit. When a
+// name appears more than once, its first entry counts. On error nothing it
+// started runs any more.
+func (h *Host) Prepare(want []simplan.Sim) (simplan.Plan, error) {
+	p := &plan{h: h, want: make(map[string]simplan.Sim, len(want))}
+	for _, w := range want {
+		if _, dup := p.want[w.Name]; dup {
+			continue
+		}
+		p.want[w.Name] = w
+		s, err := h.start(w)
+		if err != nil {
+			p.Abort()
+			return nil, err
+		}
+		if s != nil {
+			p.started = append(p.started, s)
+		}
+	}
+	return p, nil
+}
+
+// start starts the simulator w unless one runs under its name (then it
+// returns nil).
+func (h *Host) start(w simplan.Sim) (*sim, error) {
+	if h.Simulator(w.Name) != nil {
+		return nil, nil
 	}
 	sc := telsim.DefaultConfig()
-	sc.Tier = tier
-	sc.ServerID = "sim-" + name
-	if capacity != 0 {
-		sc.Capacity = capacity
+	sc.Tier = w.Tier
+	sc.ServerID = "sim-" + w.Name
+	if w.Capacity != 0 {
+		sc.Capacity = w.Capacity
 	}
-	sc.Latency = latency
-	ts, err := telsim.New(sc, telsim.WithLogger(h.log.Named("telsim").With(zap.String("sim", name))))
+	sc.Latency = w.Latency
+	ts, err := telsim.New(sc, telsim.WithLogger(h.log.Named("telsim").With(zap.String("sim", w.Name))))
 	if err != nil {
-		return false, fmt.Errorf("simulator %s: %w", name, err)
+		return nil, fmt.Errorf("simulator %s: %w", w.Name, err)
 	}
 	if _, err := ts.Start("127.0.0.1:0"); err != nil {
 		ts.Close()
-		return false, fmt.Errorf("simulator %s: %w", name, err)
+		return nil, fmt.Errorf("simulator %s: %w", w.Name, err)
 	}
+	s := &sim{srv: ts, setting: w}
 	h.mu.Lock()
-	if h.sims[name] != nil { // started meanwhile by another caller
+	if h.sims[w.Name] != nil { // started meanwhile by another plan
 		h.mu.Unlock()
 		ts.Close()
-		return false, nil
+		return nil, nil
 	}
-	h.sims[name] = ts
+	h.sims[w.Name] = s
 	h.mu.Unlock()
-	return true, nil
+	return s, nil
 }
 
-// RetuneSim sets the capacity and latency of the running simulator NAME (no
-// effect when it does not run). Zero capacity means telsim's default.
-func (h *Host) RetuneSim(name string, capacity int, latency time.Duration) {
-	s := h.Simulator(name)
-	if s == nil {
-		return
+// remove takes every simulator that keep refuses out of the host (called
+// with h.mu held) and returns their servers, which the caller closes with
+// no lock held.
+func (h *Host) remove(keep func(name string, s *sim) bool) []*telsim.Server {
+	var gone []*telsim.Server
+	for n, s := range h.sims {
+		if !keep(n, s) {
+			delete(h.sims, n)
+			gone = append(gone, s.srv)
+		}
 	}
-	if capacity == 0 {
-		capacity = telsim.DefaultCapacity
-	}
-	s.SetCapacity(capacity)
-	s.SetLatency(latency, 0)
+	return gone
 }
 
-// StopSim stops the simulator NAME, if it runs.
-func (h *Host) StopSim(name string) {
-	h.mu.Lock()
-	s := h.sims[name]
-	delete(h.sims, name)
-	h.mu.Unlock()
-	if s != nil {
+func closeAll(servers []*telsim.Server) {
+	for _, s := range servers {
 		s.Close()
 	}
 }
@@ -132,12 +158,101 @@ func (h *Host) Sims() []string {
 func (h *Host) Simulator(name string) *telsim.Server {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.sims[name]
+	if s := h.sims[name]; s != nil {
+		return s.srv
+	}
+	return nil
 }
 
-// Close stops every running simulator.
+// Close stops every running simulator. The Host can be used again after.
 func (h *Host) Close() {
-	for _, n := range h.Sims() {
-		h.StopSim(n)
+	h.mu.Lock()
+	gone := h.remove(func(string, *sim) bool { return false })
+	h.mu.Unlock()
+	closeAll(gone)
+}
+
+// plan is what Prepare returns: one configuration's simulators on their way
+// in. A Host serves one daemon, which ends a plan (Commit or Abort, then
+// Retire) before it prepares the next.
+type plan struct {
+	h       *Host
+	want    map[string]simplan.Sim
+	started []*sim // by Prepare: Abort stops them
+
+	mu        sync.Mutex
+	committed bool // Commit ran
+	ended     bool // Commit or Abort ran
+}
+
+// Commit gives the running simulators of the plan whose settings changed
+// their new capacity and latency (a simulator started by Prepare has them
+// already). Only the first of Commit and Abort has an effect.
+func (p *plan) Commit() {
+	if !p.end(true) {
+		return
 	}
+	type retune struct {
+		srv      *telsim.Server
+		capacity int
+		latency  time.Duration
+	}
+	var todo []retune
+	p.h.mu.Lock()
+	for n, w := range p.want {
+		s := p.h.sims[n]
+		if s == nil || (s.setting.Capacity == w.Capacity && s.setting.Latency == w.Latency) {
+			continue
+		}
+		s.setting.Capacity, s.setting.Latency = w.Capacity, w.Latency
+		c := w.Capacity
+		if c == 0 {
+			c = telsim.DefaultCapacity
+		}
+		todo = append(todo, retune{s.srv, c, w.Latency})
+	}
+	p.h.mu.Unlock()
+	for _, r := range todo {
+		r.srv.SetCapacity(r.capacity)
+		r.srv.SetLatency(r.latency, 0)
+	}
+}
+
+// Abort stops the simulators Prepare started; the others keep running as
+// they were. Only the first of Commit and Abort has an effect.
+func (p *plan) Abort() {
+	if !p.end(false) {
+		return
+	}
+	p.h.mu.Lock()
+	gone := p.h.remove(func(_ string, s *sim) bool { return !slices.Contains(p.started, s) })
+	p.h.mu.Unlock()
+	closeAll(gone)
+}
+
+// Retire stops every simulator of the host that the plan does not name. It
+// does nothing unless the plan was committed.
+func (p *plan) Retire() {
+	p.mu.Lock()
+	committed := p.committed
+	p.mu.Unlock()
+	if !committed {
+		return
+	}
+	p.h.mu.Lock()
+	gone := p.h.remove(func(n string, _ *sim) bool { _, ok := p.want[n]; return ok })
+	p.h.mu.Unlock()
+	closeAll(gone)
+}
+
+// end marks the plan ended (committed when commit) and reports whether this
+// call ended it.
+func (p *plan) end(commit bool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ended {
+		return false
+	}
+	p.ended, p.committed = true, commit
+	return true
 }
