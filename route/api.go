@@ -128,3 +128,24 @@ func (s *Router) FirstCapacity() (capacity int64, attempt time.Duration, ok bool
 	}
 	return int64(t.Pool.Capacity()), t.Attempt, true
 }
+
+// FirstAnswered returns a count that moves while the first available tier
+// answers (pool.Pool.Answered: replies read from its connections); 0 when
+// no tier is available. An atomic load per connection: the front end's
+// admission reads it for a request that has to wait.
+func (s *Router) FirstAnswered() uint64 {
+	if t := s.FirstAvailable(); t != nil {
+		return t.Pool.Answered()
+	}
+	return 0
+}
+
+// FirstSilent reports whether the first available tier has answered nothing
+// since FirstAnswered returned since, while no reply from it waits unread in
+// this process's sockets (pool.Pool.Unread: a syscall per connection, so a
+// stall of this process is not taken for the tier's silence). False when no
+// tier is available.
+func (s *Router) FirstSilent(since uint64) bool {
+	t := s.FirstAvailable()
+	return t != nil && t.Pool.Answered() == since && !t.Pool.Unread()
+}

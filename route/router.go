@@ -210,8 +210,9 @@ const (
 
 // slotWait is one allocation's wait for a slot on a full tier.
 type slotWait struct {
-	until time.Time     // zero until the allocation first finds a tier full
-	next  time.Duration // the next pause
+	until    time.Time     // zero until the allocation first finds a tier full
+	next     time.Duration // the next pause
+	answered uint64        // the tier's pool.Answered when the wait began
 }
 
 // wait pauses before the next try on a full tier and reports whether to try
@@ -220,10 +221,11 @@ type slotWait struct {
 // frees as soon as any of the tier's calls is answered. The pause uses the
 // request's attempt deadline (rs.adl, idle between attempts), so it does
 // not allocate a timer.
-func (w *slotWait) wait(ctx context.Context, rs *Scratch) bool {
+func (w *slotWait) wait(ctx context.Context, rs *Scratch, t *Tier) bool {
 	now := time.Now()
 	if w.until.IsZero() {
 		w.until, w.next = now.Add(slotWaitMax), 500*time.Microsecond
+		w.answered = t.Pool.Answered()
 	}
 	d := min(w.next, w.until.Sub(now))
 	if d <= 0 || ctx.Err() != nil {
@@ -237,6 +239,18 @@ func (w *slotWait) wait(ctx context.Context, rs *Scratch) bool {
 	}
 	rs.adl.Stop()
 	return ctx.Err() == nil
+}
+
+// silent reports, once a wait on t is spent, whether t was silent rather
+// than busy: not one reply read from its connections during the whole wait,
+// and none waiting unread in their sockets (which would mean this process,
+// not the tier, is behind). A busy tier answers and frees slots all the
+// time, even under a burst far above its capacity; a tier whose server
+// stopped answering without closing (a blackhole, a hung process) holds
+// every slot until its calls' attempt deadlines pass, which then count
+// against its breaker.
+func (w *slotWait) silent(t *Tier) bool {
+	return t.Pool.Answered() == w.answered && !t.Pool.Unread()
 }
 
 // allocate reserves a bridge for req on the first tier that takes it and
@@ -441,14 +455,21 @@ func (s *Router) onTier(ctx context.Context, rs *Scratch, req *wire.AllocateRequ
 			// in-flight limit. The tier order is a priority, not a
 			// spill-over: wait briefly for a slot on this tier, then shed
 			// the request (OVERLOADED, retry) rather than push the burst
-			// onto the next tier.
-			if a.slot.wait(ctx, rs) {
+			// onto the next tier; unless the tier was silent all along
+			// (slotWait.silent), which is no burst.
+			if a.slot.wait(ctx, rs, t) {
 				continue
 			}
 			if ctx.Err() != nil {
 				return out, true, ctx.Err()
 			}
-			return out, true, errf(wire.StatusOverloaded, "tier %s is at its in-flight limit", t.Name)
+			if !a.slot.silent(t) {
+				return out, true, errf(wire.StatusOverloaded, "tier %s is at its in-flight limit", t.Name)
+			}
+			// Full and silent: the next tier may serve (nothing was sent,
+			// nobody is blamed here); a later tier gets a wait of its own.
+			a.sawLocal = true
+			a.slot = slotWait{}
 		case o == OutcomeLocal:
 			// No connection (it died since Available()) or the pool is
 			// closing: nothing was sent, nobody is blamed; the next tier
@@ -767,7 +788,7 @@ func (s *Router) callServer(ctx context.Context, rs *Scratch, slot *slotWait, t 
 		actx, cancel := rs.adl.Within(ctx, t.Attempt)
 		reply, err := t.Pool.RoundTripTo(actx, serverID, op, req)
 		cancel()
-		if err == nil || !errors.Is(err, mux.ErrBusy) || !slot.wait(ctx, rs) {
+		if err == nil || !errors.Is(err, mux.ErrBusy) || !slot.wait(ctx, rs, t) {
 			return reply, err
 		}
 	}
