@@ -191,8 +191,17 @@ func newTierSlots() *tierSlots {
 // allocations may go to, its capacity (calls its connections may have in
 // flight at once) and the bound of one attempt on it; false when no tier
 // is available. It is atomic loads only (route.Router implements it).
+//
+// FirstAnswered and FirstSilent tell a silent first tier from a busy one,
+// for a request whose wait for a slot is up: FirstAnswered is a count that
+// moves while the first tier answers (read when the request starts to
+// wait), FirstSilent(since) reports that it has not moved since and that no
+// reply waits unread in this process (so a stall of ours is not taken for
+// the tier's silence). Slow path only: a syscall per connection.
 type Tiers interface {
 	FirstCapacity() (capacity int64, attempt time.Duration, ok bool)
+	FirstAnswered() uint64
+	FirstSilent(since uint64) bool
 }
 
 // slotWaiter is a request waiting for a slot, in its connection's queue.
@@ -200,6 +209,7 @@ type Tiers interface {
 type slotWaiter struct {
 	ready      chan struct{} // a granted slot is signalled here (buffer 1)
 	c          *conn
+	answered   uint64 // Tiers.FirstAnswered when the wait began
 	prev, next *slotWaiter
 	queued     bool // guarded by tierSlots.mu
 }
@@ -293,6 +303,7 @@ func (ts *tierSlots) take(ctx context.Context, s Tiers, c *conn, heavyAt int32, 
 		w.ready = make(chan struct{}, 1)
 	}
 	w.c = c
+	w.answered = s.FirstAnswered()
 	ts.mu.Lock()
 	ts.waiters.Add(1)
 	ts.enqueue(w)
@@ -315,11 +326,12 @@ func (ts *tierSlots) take(ctx context.Context, s Tiers, c *conn, heavyAt int32, 
 	}
 	ts.dequeue(w)
 	ts.waiters.Add(-1)
-	if err == nil && (ts.tryTake(s) || ts.overLimit(s, c.unanswered.Load(), heavyAt)) {
+	if err == nil && (ts.tryTake(s) || ts.overLimit(s, c.unanswered.Load(), heavyAt) || ts.silentTake(s, w.answered)) {
 		// Admission's own wait is up, and a slot is free (the bound
 		// grew: a connection came up, a reload), or the request's
 		// connection is not heavy: it takes a slot past the limit,
-		// within the safety bound.
+		// within the safety bound; or the first tier was silent
+		// throughout (silentTake).
 		ts.mu.Unlock()
 		return true, nil
 	}
@@ -336,6 +348,28 @@ func (ts *tierSlots) take(ctx context.Context, s Tiers, c *conn, heavyAt int32, 
 // politeSlots past it for a polite one.
 func (ts *tierSlots) overLimit(s Tiers, unanswered, heavyAt int32) bool {
 	return unanswered < heavyAt && ts.takeOver(s, unanswered <= politeAt)
+}
+
+// silentTake takes a slot past every bound for a request whose wait is up
+// while the first tier answered nothing since the wait began
+// (Tiers.FirstSilent): the requests holding the slots are not a load the
+// tier is working through but calls to a server that stopped answering
+// without closing (a blackhole, a hung process), each held until its
+// attempt deadline. Shedding the waiters would answer OVERLOADED while the
+// next tier could serve them. Let through, each finds the silent tier's
+// connections full and silent and the router sends it to the next tier
+// (route: slotWait.silent), or, while they have room, meets the silent
+// tier's attempt deadline and is retried on the next tier once; there its
+// pool's capacity bounds it, and server.max_in_flight bounds them all. A
+// busy tier answers all the time, so a burst is never let past the bounds
+// this way; neither is a stall of this process, whose unread replies
+// FirstSilent sees.
+func (ts *tierSlots) silentTake(s Tiers, since uint64) bool {
+	if !s.FirstSilent(since) {
+		return false
+	}
+	ts.active.Add(1)
+	return true
 }
 
 // enqueue puts w at the end of its connection's queue, and the connection

@@ -210,6 +210,37 @@ func TestAdmissionShedsHeavyConnectionsOnly(t *testing.T) {
 	}
 }
 
+// TestAdmissionLetsThroughWhenFirstTierSilent: a request whose wait is up
+// while the first tier answered nothing is not shed, even from a heavy
+// connection and with the tier's whole capacity held: the slots are held by
+// calls to a silent server (a blackhole), and the router fails the request
+// over to the next tier. With the tier answering, the same request is shed
+// (TestAdmissionShedsHeavyConnectionsOnly).
+func TestAdmissionLetsThroughWhenFirstTierSilent(t *testing.T) {
+	svc := fakeTiers{capacity: 1, attempt: time.Second, silent: true}
+	ts := newTierSlots()
+	ts.waitMax = 20 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const heavyAt = 128
+	if _, err := ts.take(ctx, svc, &conn{}, heavyAt, &reqState{}); err != nil {
+		t.Fatal(err)
+	}
+	heavy := &conn{}
+	heavy.unanswered.Store(300)
+	waited, err := ts.take(ctx, svc, heavy, heavyAt, &reqState{})
+	if err != nil || !waited {
+		t.Fatalf("request beside a silent full tier: waited %v, err %v; want let through after the wait", waited, err)
+	}
+	svc.silent = false
+	if _, err := ts.take(ctx, svc, heavy, heavyAt, &reqState{}); !errors.Is(err, wire.StatusOverloaded) {
+		t.Fatalf("request beside a full tier that answers: %v, want OVERLOADED", err)
+	}
+	if n := ts.active.Load(); n != 2 {
+		t.Fatalf("%d slots taken, want 2", n)
+	}
+}
+
 // TestAdmissionSafetyBoundHoldsLightConnections: past the adaptive limit a
 // light connection's request takes a slot only within the safety bound;
 // past that bound it is shed like any other, but for a polite connection's

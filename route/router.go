@@ -92,6 +92,27 @@ func (s *Router) FirstCapacity() (capacity int64, attempt time.Duration, ok bool
 	return int64(t.Pool.Capacity()), t.Attempt, true
 }
 
+// FirstAnswered returns a count that moves while the first available tier
+// answers (pool.Pool.Answered: replies read from its connections); 0 when
+// no tier is available. An atomic load per connection: the front end's
+// admission reads it for a request that has to wait.
+func (s *Router) FirstAnswered() uint64 {
+	if t := s.FirstAvailable(); t != nil {
+		return t.Pool.Answered()
+	}
+	return 0
+}
+
+// FirstSilent reports whether the first available tier has answered nothing
+// since FirstAnswered returned since, while no reply from it waits unread in
+// this process's sockets (pool.Pool.Unread: a syscall per connection, so a
+// stall of this process is not taken for the tier's silence). False when no
+// tier is available.
+func (s *Router) FirstSilent(since uint64) bool {
+	t := s.FirstAvailable()
+	return t != nil && t.Pool.Answered() == since && !t.Pool.Unread()
+}
+
 // TierSet is one generation of the tier order. Requests hold it (acquire,
 // release) while they use its tiers, so a reload knows when the pools it
 // retired are no longer reachable by any request and may be closed.
@@ -271,8 +292,9 @@ const (
 
 // slotWait is one allocation's wait for a slot on a full tier.
 type slotWait struct {
-	until time.Time     // zero until the allocation first finds a tier full
-	next  time.Duration // the next pause
+	until    time.Time     // zero until the allocation first finds a tier full
+	next     time.Duration // the next pause
+	answered uint64        // the tier's pool.Answered when the wait began
 }
 
 // wait pauses before the next try on a full tier and reports whether to try
@@ -281,10 +303,11 @@ type slotWait struct {
 // frees as soon as any of the tier's calls is answered. The pause uses the
 // request's attempt deadline (rs.adl, idle between attempts), so it does
 // not allocate a timer.
-func (w *slotWait) wait(ctx context.Context, rs *Scratch) bool {
+func (w *slotWait) wait(ctx context.Context, rs *Scratch, t *Tier) bool {
 	now := time.Now()
 	if w.until.IsZero() {
 		w.until, w.next = now.Add(slotWaitMax), 500*time.Microsecond
+		w.answered = t.Pool.Answered()
 	}
 	d := min(w.next, w.until.Sub(now))
 	if d <= 0 || ctx.Err() != nil {
@@ -298,6 +321,18 @@ func (w *slotWait) wait(ctx context.Context, rs *Scratch) bool {
 	}
 	rs.adl.Stop()
 	return ctx.Err() == nil
+}
+
+// silent reports, once a wait on t is spent, whether t was silent rather
+// than busy: not one reply read from its connections during the whole wait,
+// and none waiting unread in their sockets (which would mean this process,
+// not the tier, is behind). A busy tier answers and frees slots all the
+// time, even under a burst far above its capacity; a tier whose server
+// stopped answering without closing (a blackhole, a hung process) holds
+// every slot until its calls' attempt deadlines pass, which then count
+// against its breaker.
+func (w *slotWait) silent(t *Tier) bool {
+	return t.Pool.Answered() == w.answered && !t.Pool.Unread()
 }
 
 // allocate reserves a bridge for req on the first tier that takes it and
@@ -502,14 +537,21 @@ func (s *Router) onTier(ctx context.Context, rs *Scratch, req *wire.AllocateRequ
 			// in-flight limit. The tier order is a priority, not a
 			// spill-over: wait briefly for a slot on this tier, then shed
 			// the request (OVERLOADED, retry) rather than push the burst
-			// onto the next tier.
-			if a.slot.wait(ctx, rs) {
+			// onto the next tier; unless the tier was silent all along
+			// (slotWait.silent), which is no burst.
+			if a.slot.wait(ctx, rs, t) {
 				continue
 			}
 			if ctx.Err() != nil {
 				return out, true, ctx.Err()
 			}
-			return out, true, errf(wire.StatusOverloaded, "tier %s is at its in-flight limit", t.Name)
+			if !a.slot.silent(t) {
+				return out, true, errf(wire.StatusOverloaded, "tier %s is at its in-flight limit", t.Name)
+			}
+			// Full and silent: the next tier may serve (nothing was sent,
+			// nobody is blamed here); a later tier gets a wait of its own.
+			a.sawLocal = true
+			a.slot = slotWait{}
 		case o == OutcomeLocal:
 			// No connection (it died since Available()) or the pool is
 			// closing: nothing was sent, nobody is blamed; the next tier
@@ -825,7 +867,7 @@ func (s *Router) callServer(ctx context.Context, rs *Scratch, slot *slotWait, t 
 		actx, cancel := rs.adl.Within(ctx, t.Attempt)
 		reply, err := t.Pool.RoundTripTo(actx, serverID, op, req)
 		cancel()
-		if err == nil || classify(ctx, err).met != OutcomeBusy || !slot.wait(ctx, rs) {
+		if err == nil || classify(ctx, err).met != OutcomeBusy || !slot.wait(ctx, rs, t) {
 			return reply, err
 		}
 	}
