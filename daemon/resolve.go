@@ -3,7 +3,7 @@ package daemon
 import (
 	"fmt"
 
-	"switchboard/simplan"
+	"switchboard/telsim/simplan"
 )
 
 // Resolver maps a tier's server URL to the address its pool dials.

@@ -11,7 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"switchboard/simplan"
+	"switchboard/telsim/simplan"
 	"switchboard/telsim"
 )
 

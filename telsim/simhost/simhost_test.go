@@ -14,7 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"switchboard/daemon"
-	"switchboard/simplan"
+	"switchboard/telsim/simplan"
 	"switchboard/telsim"
 	"switchboard/telsim/simhost"
 )
