@@ -35,7 +35,9 @@ Scenarios:
   overload    closed loop, -concurrency 3000 on 4 connections (far above
               pool capacity): successes and OVERLOADED only, breakers closed
   conns       64 busy callers with -conns-list front-end connections open
-              (the rest idle): daemon RSS per connection, p99, throughput
+              (the rest idle): daemon RSS per connection, p99, throughput;
+              checks the daemon holds them all open (its /metrics). The
+              open-file hard limit must exceed the largest count + 256
   throughput  switchboard, the net/http baseline and the tuned gRPC peer
               (bin/peerbench) at 64 callers on 2 connections and at one
               caller, -rounds rounds alternated: cycles/s and ratios
