@@ -43,6 +43,10 @@ trap 'rm -rf "$tmp"' EXIT
 make build >/dev/null # incremental: the scenarios run what bin/ holds
 mkdir -p "$OUT"
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+# The commit measured, and whether the tree differs from it: taken before
+# this script writes its own files (results, the README), which would
+# otherwise always count as a modification.
+commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (modified)')"
 raw=$OUT/benchmarks.txt
 
 # gobench PKG REGEX: go test -bench REGEX in PKG, COUNT runs, appended to
@@ -110,7 +114,7 @@ conns_rows() {
 		done
 	done
 	if [ "${ONLY:-}" = conns ]; then
-		stamp=" (measured alone $(date -u '+%Y-%m-%d %H:%M UTC') on commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (modified)'), load average $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end)"
+		stamp=" (measured alone $(date -u '+%Y-%m-%d %H:%M UTC') on commit $commit, load average $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end)"
 	fi
 	jqmedian='def median: sort | if length == 0 then null elif length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;'
 	connscmd="bin/sbbench scenario conns -conns-list $CONNS -duration $DURATION -transport \$T -as conns-\$T -out $OUT  # T = net, netpoll, alternated, $CONNS_PAIRS pairs"
@@ -220,7 +224,6 @@ row "ready after start, sim:// tiers (median of the runs' p50; of their max in b
 
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 machine="$(nproc) × $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), Linux $(uname -r), $(go version | awk '{print $3}')"
-commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (modified)')"
 
 {
 	echo "<!-- budget-table:begin (written by bench/table.sh: do not edit by hand) -->"
