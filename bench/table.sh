@@ -4,7 +4,8 @@
 # the current value of each, the command that produced it, the date and the
 # machine. `make bench-table` runs it after `make build`.
 #
-#   bench/table.sh            # COUNT=6 DURATION=5s ROUNDS=3 CONNS=1,64,1024,10000
+#   bench/table.sh            # COUNT=6 DURATION=5s ROUNDS=3 CONNS=1,64,1024,10000 CONNS_PAIRS=3
+#   ONLY=conns bench/table.sh # the front-end connection rows alone (issue 14 point 3)
 #
 # It runs, in turn (nothing in parallel: each would disturb the others):
 #   go test -bench           BenchmarkAllocate/net (./bench), BenchmarkTierSkip
@@ -12,7 +13,8 @@
 #                            BenchmarkDetectPeerClose (./pool), BenchmarkNext
 #                            and BenchmarkNextParallel (./keygen), -count COUNT,
 #                            the median of each metric
-#   bin/sbbench scenario     throughput (-rounds ROUNDS), conns, overload,
+#   bin/sbbench scenario     throughput (-rounds ROUNDS), conns (net and
+#                            netpoll alternated, CONNS_PAIRS pairs), overload,
 #                            failover, failover -fault blackhole, reload, each
 #                            on real processes, -duration DURATION
 # The scenarios' reports, pictures and .hgrm files go to bench/results/scenarios/
@@ -31,6 +33,7 @@ COUNT=${COUNT:-6}
 DURATION=${DURATION:-5s}
 ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-1,64,1024,10000}
+CONNS_PAIRS=${CONNS_PAIRS:-3}
 OUT=bench/results/scenarios
 README=bench/README.md
 
@@ -40,8 +43,11 @@ trap 'rm -rf "$tmp"' EXIT
 make build >/dev/null # incremental: the scenarios run what bin/ holds
 mkdir -p "$OUT"
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+# The commit measured, and whether the tree differs from it: taken before
+# this script writes its own files (results, the README), which would
+# otherwise always count as a modification.
+commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (modified)')"
 raw=$OUT/benchmarks.txt
-: >"$raw"
 
 # gobench PKG REGEX: go test -bench REGEX in PKG, COUNT runs, appended to
 # $raw; the command in $last.
@@ -90,6 +96,69 @@ fmt() { [ "$1" = n/a ] && echo n/a || awk -v v="$1" 'BEGIN { if (v >= 1000) prin
 rows=()
 row() { rows+=("| $1 | $2 | $3 | $4 | \`$5\` |"); }
 
+# conns_rows: Issue 14 point 3, the conns scenario on both transports,
+# alternated (net, netpoll, net, …), CONNS_PAIRS pairs; each row gives
+# the median over the runs of each figure, and the ratio row the median of
+# the per-pair ratios (two runs of one pair are seconds apart). The last
+# pair's reports, pictures and .hgrm files go to $OUT as conns-net and
+# conns-netpoll, the others' to $tmp. Its rows' "now" cells end with
+# $stamp (set when ONLY=conns measures them alone).
+conns_rows() {
+	for i in $(seq 1 "$CONNS_PAIRS"); do
+		for tr in net netpoll; do
+			dir=$tmp as=conns-$tr-$i
+			[ "$i" = "$CONNS_PAIRS" ] && dir=$OUT as=conns-$tr
+			echo "== bin/sbbench scenario conns -conns-list $CONNS -duration $DURATION -transport $tr -as $as -out $dir (pair $i of $CONNS_PAIRS)" >&2
+			bin/sbbench scenario conns -conns-list "$CONNS" -duration "$DURATION" -transport "$tr" -as "$as" -out "$dir" >&2
+			cp "$dir/$as.json" "$tmp/pair-$i-$tr.json"
+		done
+	done
+	if [ "${ONLY:-}" = conns ]; then
+		stamp=" (measured alone $(date -u '+%Y-%m-%d %H:%M UTC') on commit $commit, load average $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end)"
+	fi
+	jqmedian='def median: sort | if length == 0 then null elif length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;'
+	connscmd="bin/sbbench scenario conns -conns-list $CONNS -duration $DURATION -transport \$T -as conns-\$T -out $OUT  # T = net, netpoll, alternated, $CONNS_PAIRS pairs"
+	# Every phase must have had all its connections open at the daemon and none cut.
+	bad=$(jq -s '[.[].checks[] | select((.name | contains("open at the daemon") or contains("cut or refused")) and (.met | not))] | length' "$tmp"/pair-*.json)
+	for tr in net netpoll; do
+		x=$(jq -rs "$jqmedian"' [.[].phases[]] | group_by(.conns) | map(
+			"\(.[0].conns): p99 \(map(.summary.p99_us) | median / 1000 * 10 | round / 10) ms, \(map(.summary.rate) | median | round)/s"
+			+ (if .[0].rss_per_conn_kb then ", \(map(.rss_per_conn_kb) | median * 10 | round / 10) KiB/conn" else "" end)) | join("; ")' "$tmp"/pair-*-"$tr".json)
+		v=measured
+		[ "$bad" = 0 ] || v="**invalid**: $bad phase(s) without all their connections open"
+		row "front-end connections, $tr transport (64 busy; median of $CONNS_PAIRS runs): p99, allocations/s, daemon RSS per connection beyond the first" "measured at ${CONNS//,/, }" "$x${stamp:-}" "$v" "$connscmd"
+	done
+	# netpoll ÷ net, pair by pair: allocations/s and p99 at the fewest
+	# connections (the issue: netpoll within 5 % of net at one connection),
+	# and at the most, with the RSS per connection.
+	ratios=$(jq -rs "$jqmedian"' (length / 2) as $n | [range(0; $n) as $k | [.[2 * $k].phases, .[2 * $k + 1].phases]] as $pairs |
+		def r(f; i): [$pairs[] | (.[1][i] | f) / (.[0][i] | f)] | median;
+		{one: r(.summary.rate; 0), one99: r(.summary.p99_us; 0), most: r(.summary.rate; -1), most99: r(.summary.p99_us; -1), rss: r(.rss_per_conn_kb // 0; -1)}
+		| "\(.one) \(.one99) \(.most) \(.most99) \(.rss)"' $(for i in $(seq 1 "$CONNS_PAIRS"); do echo "$tmp/pair-$i-net.json" "$tmp/pair-$i-netpoll.json"; done))
+	read -r one one99 most most99 rss <<<"$ratios"
+	fewest=${CONNS%%,*} mostc=${CONNS##*,}
+	row "front-end connections: netpoll ÷ net, same pair (median of $CONNS_PAIRS pairs): allocations/s at $fewest connection(s) (p99 ratio in brackets); at $mostc: allocations/s, p99, RSS per connection" "≥ 0.95 at $fewest (within 5 %), or a profile that shows why not (docs/architecture.md)" "$(fmt "$one") ($(fmt "$one99")); at $mostc: $(fmt "$most"), $(fmt "$most99"), $(fmt "$rss")${stamp:-}" "$(verdict "$one" '>=' 0.95)" "$connscmd"
+}
+
+# ONLY=conns measures the front-end connection rows alone and replaces
+# just those rows of the table (their "now" cells then say when, on which
+# commit and at what load); every other row stays as it was.
+if [ "${ONLY:-}" = conns ]; then
+	conns_rows
+	printf '%s\n' "${rows[@]}" >"$tmp/rows.md"
+	awk -v new="$tmp/rows.md" '
+		/<!-- budget-table:begin/ { in_table = 1 }
+		/<!-- budget-table:end/ { in_table = 0 }
+		in_table && /^\| front-end connections/ { if (!done) { while ((getline l < new) > 0) print l; done = 1 } next }
+		{ print }
+		END { if (!done) exit 1 }
+	' "$README" >"$tmp/README.md" || { echo "table.sh: no front-end connection rows in $README's table" >&2; exit 1; }
+	cp "$tmp/README.md" "$README"
+	cat "$tmp/rows.md"
+	exit 0
+fi
+
+: >"$raw"
 gobench ./bench '^BenchmarkAllocate$/^net$'
 x=$(median x-floor 'BenchmarkAllocate/net')
 row "allocation round trip, 1 client, p50 ÷ floor (UDS + TCP echo, same run; in process, default transport)" "≤ 1.25" "$(fmt "$x")" "$(verdict "$x" '<=' 1.25)" "$last"
@@ -103,12 +172,7 @@ row "throughput ÷ tuned gRPC peer, 64 callers on 2 connections" "≥ 6" "$(fmt 
 x=$(check "$f" "one-caller: switchboard cycles/s ÷ grpc-tuned")
 row "throughput ÷ tuned gRPC peer, one caller" "≥ 3" "$(fmt "$x")" "$(verdict "$x" '>=' 3)" "$last"
 
-for tr in net netpoll; do
-	scenario "conns-$tr" conns -conns-list "$CONNS" -duration "$DURATION" -transport "$tr"
-	f=$OUT/conns-$tr.json
-	x=$(jq -r '[.phases[] | "\(.conns): p99 \(.summary.p99_us / 1000 * 10 | round / 10) ms, \(.summary.rate | round)/s" + (if .rss_per_conn_kb then ", \(.rss_per_conn_kb * 10 | round / 10) KiB/conn" else "" end)] | join("; ")' "$f")
-	row "front-end connections, $tr transport (64 busy): p99, allocations/s, daemon RSS per connection beyond the first" "measured at 1, 64, 1,024, 10,000" "$x" "measured" "$last"
-done
+conns_rows
 
 scenario overload overload -duration "$DURATION"
 f=$OUT/overload.json
@@ -160,7 +224,6 @@ row "ready after start, sim:// tiers (median of the runs' p50; of their max in b
 
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 machine="$(nproc) × $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), Linux $(uname -r), $(go version | awk '{print $3}')"
-commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (modified)')"
 
 {
 	echo "<!-- budget-table:begin (written by bench/table.sh: do not edit by hand) -->"

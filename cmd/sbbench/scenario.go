@@ -35,7 +35,9 @@ Scenarios:
   overload    closed loop, -concurrency 3000 on 4 connections (far above
               pool capacity): successes and OVERLOADED only, breakers closed
   conns       64 busy callers with -conns-list front-end connections open
-              (the rest idle): daemon RSS per connection, p99, throughput
+              (the rest idle): daemon RSS per connection, p99, throughput;
+              checks the daemon holds them all open (its /metrics). The
+              open-file hard limit must exceed the largest count + 256
   throughput  switchboard, the net/http baseline and the tuned gRPC peer
               (bin/peerbench) at 64 callers on 2 connections and at one
               caller, -rounds rounds alternated: cycles/s and ratios
@@ -291,15 +293,17 @@ func (sr *scenarioRun) ready(c *child) {
 
 // daemon is the switchboard process of a scenario.
 type daemon struct {
-	proc   *child
-	socket string
-	admin  string
-	config string
+	proc    *child
+	socket  string
+	admin   string
+	config  string
+	metrics string // its metrics Unix socket, if daemonOptions.metrics; else ""
 }
 
 // daemonOptions are the few server settings a scenario changes.
 type daemonOptions struct {
-	maxConns int // server.max_conns; 0: the daemon's default
+	maxConns int  // server.max_conns; 0: the daemon's default
+	metrics  bool // serve /metrics on a Unix socket in the scenario's directory
 }
 
 // daemonConfig is the daemon's configuration file for telsims ts: the
@@ -348,8 +352,12 @@ func (sr *scenarioRun) startDaemon(ctx context.Context, ts *telsims, o daemonOpt
 	if err != nil {
 		return nil, fmt.Errorf("switchboard -init-keys: %v: %s", err, strings.TrimSpace(string(out)))
 	}
-	d.proc, err = sr.procs.start("switchboard", sb, "-config", d.config, "-socket", d.socket,
-		"-data-dir", data, "-admin-socket", d.admin)
+	args := []string{"-config", d.config, "-socket", d.socket, "-data-dir", data, "-admin-socket", d.admin}
+	if o.metrics {
+		d.metrics = filepath.Join(sr.dir, "metrics.sock")
+		args = append(args, "-metrics-addr", "unix:"+d.metrics)
+	}
+	d.proc, err = sr.procs.start("switchboard", sb, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -403,7 +411,8 @@ func (sr *scenarioRun) loadConfig(d *daemon) config {
 
 // phase runs one load phase against d with cfg (completed with its
 // defaults), files its summary and latency distribution in the report,
-// and prints its one-line result.
+// and prints its one-line result. extra, if not nil, runs once the load
+// has ended, while the load's connections are still open.
 func (sr *scenarioRun) phase(ctx context.Context, name string, cfg config, extra func(p *phaseReport)) (*phaseReport, error) {
 	if cfg.rate > 0 && cfg.maxInFlight == 0 {
 		cfg.maxInFlight = cfg.conns * client.DefaultMaxInFlight // as parseFlags does
@@ -423,11 +432,11 @@ func (sr *scenarioRun) phase(ctx context.Context, name string, cfg config, extra
 		label += " " + name
 	}
 	s, lat := runLoad(ctx, &cfg, tgt, newProgress(sr.stdout, label))
-	tgt.Close()
 	p := &phaseReport{Name: name, Summary: s, lat: lat}
 	if extra != nil {
 		extra(p)
 	}
+	tgt.Close()
 	sr.rep.Phases = append(sr.rep.Phases, p)
 	fmt.Fprintf(sr.stdout, "%-20s ok %d  overloaded %d  errors %d%s  %.0f/s  p50 %.1f µs  p99 %.1f µs  by tier: %s\n",
 		label, s.OK, s.Overloaded, sum(s.Errors), paren(counts(s.Errors)), s.Rate, s.P50, s.P99, counts(s.ByTier))

@@ -410,3 +410,60 @@ func mustRead(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+// TestScenarioConnsEndToEnd: the conns scenario holds every connection of
+// a phase open at the daemon while it measures (its /metrics agrees, none
+// cut or refused), and reports the RSS per connection beyond the first
+// phase's.
+func TestScenarioConnsEndToEnd(t *testing.T) {
+	bins := scenarioBins(t)
+	out := filepath.Join(t.TempDir(), "report")
+	r := sbbench(t, scenarioCtx(t), "scenario", "conns", "-out", out, "-bin", bins,
+		"-duration", "500ms", "-warmup", "200ms", "-conns-list", "1,80")
+	if r.code != exitOK || r.stderr != "" {
+		t.Fatalf("exit %d, stderr %q, stdout %q", r.code, r.stderr, r.stdout)
+	}
+	rep := readReport(t, out, "conns")
+	if len(rep.Phases) != 2 {
+		t.Fatalf("%d phases, want 2", len(rep.Phases))
+	}
+	for _, p := range rep.Phases {
+		if p.DaemonConns != p.Conns || p.DaemonRSSKB <= 0 || p.Summary.OK == 0 {
+			t.Fatalf("phase %s: daemon counted %d connections open of %d, RSS %d KiB, %d ok", p.Name, p.DaemonConns, p.Conns, p.DaemonRSSKB, p.Summary.OK)
+		}
+	}
+	if rep.Phases[1].RSSPerConnKB == 0 {
+		t.Fatal("no RSS per connection for the second phase")
+	}
+	n := 0
+	for _, c := range rep.Checks {
+		if strings.Contains(c.Name, "open at the daemon") || strings.Contains(c.Name, "cut or refused") {
+			n++
+			if !c.Met {
+				t.Fatalf("check %q not met: %v", c.Name, c.Value)
+			}
+		}
+	}
+	if n != 4 {
+		t.Fatalf("%d connection checks, want 2 per phase", n)
+	}
+}
+
+func TestParseFrontConns(t *testing.T) {
+	text := `# HELP switchboard_connections Front-end connections open.
+# TYPE switchboard_connections gauge
+switchboard_connections 10000
+switchboard_connection_read_pauses_total 7
+switchboard_connections_cut_total{reason="evicted"} 2
+switchboard_connections_cut_total{reason="idle"} 1
+switchboard_connections_not_allowed_total 5
+switchboard_connections_refused_total 3
+`
+	fc, err := parseFrontConns(text)
+	if err != nil || fc.open != 10000 || fc.cutOrRefused != 6 {
+		t.Fatalf("got %+v, %v; want 10000 open, 6 cut or refused", fc, err)
+	}
+	if _, err := parseFrontConns("switchboard_connections_cut_total{reason=\"idle\"} 1\n"); err == nil {
+		t.Fatal("no error without the switchboard_connections gauge")
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -173,10 +174,18 @@ const connsActive = 64
 // runConns: for each -conns-list N, N front-end connections open (at most
 // 64 of them busy with 64 closed-loop callers, the rest idle) while the
 // load runs; the daemon's RSS with them open, the p99 and the throughput.
+// Once each phase's load has ended, while its connections are still open,
+// it reads the daemon's RSS and, from its /metrics, the connections it
+// has open and those it cut or refused: a phase whose connections were
+// not all open at the daemon measured something else, and its check says
+// NOT met. The open-file limit is raised for the connections (the daemon
+// inherits it) and server.max_conns set above the most it opens.
 func runConns(ctx context.Context, sr *scenarioRun) error {
 	most := slices.Max(sr.cfg.connsList)
-	raiseFileLimit(most + 256) // the daemon inherits it
-	_, d, err := sr.startStack(ctx, daemonOptions{maxConns: most + 64})
+	if err := raiseFileLimit(most + 256); err != nil { // the daemon inherits it
+		return err
+	}
+	_, d, err := sr.startStack(ctx, daemonOptions{maxConns: most + 64, metrics: true})
 	if err != nil {
 		return err
 	}
@@ -191,20 +200,30 @@ func runConns(ctx context.Context, sr *scenarioRun) error {
 		cfg := sr.loadConfig(d)
 		cfg.concurrency = connsActive
 		cfg.conns = active
+		var fc frontConns
+		var ferr error
 		p, err := sr.phase(ctx, fmt.Sprintf("%d-conns", n), cfg, func(p *phaseReport) {
 			p.Conns = n
 			p.DaemonRSSKB = d.proc.rssKB()
+			fc, ferr = readFrontConns(ctx, d.metrics)
+			p.DaemonConns = fc.open
 		})
 		closeAll(idle)
 		if err != nil {
 			return err
 		}
+		if ferr != nil {
+			return fmt.Errorf("%d connections: the daemon's metrics: %w", n, ferr)
+		}
+		sr.rep.check(fmt.Sprintf("%d connections: open at the daemon at the end of the phase", n), float64(fc.open), fmt.Sprintf("= %d", n), fc.open == n)
+		sr.rep.check(fmt.Sprintf("%d connections: cut or refused by the daemon so far", n), float64(fc.cutOrRefused), "= 0", fc.cutOrRefused == 0)
 		if base == nil {
 			base = p
 		} else if n > base.Conns {
 			p.RSSPerConnKB = float64(p.DaemonRSSKB-base.DaemonRSSKB) / float64(n-base.Conns)
 		}
-		fmt.Fprintf(sr.stdout, "%-20s daemon RSS %d KiB%s\n", "", p.DaemonRSSKB, perConn(p))
+		fmt.Fprintf(sr.stdout, "%-20s daemon RSS %d KiB%s, %d connections open at the daemon, %d cut or refused\n",
+			"", p.DaemonRSSKB, perConn(p), fc.open, fc.cutOrRefused)
 	}
 	for _, p := range sr.rep.Phases {
 		sr.rep.check(fmt.Sprintf("%d connections: p99 µs", p.Conns), p.Summary.P99, "", true)
@@ -214,6 +233,70 @@ func runConns(ctx context.Context, sr *scenarioRun) error {
 		}
 	}
 	return nil
+}
+
+// frontConns is what the daemon's /metrics says of its front-end
+// connections: open now (switchboard_connections), and cut or refused
+// since it started (switchboard_connections_cut_total, every reason, and
+// switchboard_connections_refused_total).
+type frontConns struct {
+	open, cutOrRefused int
+}
+
+// readFrontConns scrapes frontConns from the daemon's /metrics on the
+// Unix socket path.
+func readFrontConns(ctx context.Context, path string) (frontConns, error) {
+	var fc frontConns
+	hc := newAdminHTTPClient(path, 5*time.Second) // any Unix socket: dials path for every URL
+	defer hc.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://switchboard/metrics", nil)
+	if err != nil {
+		return fc, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fc, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fc, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fc, err
+	}
+	return parseFrontConns(string(body))
+}
+
+// parseFrontConns reads frontConns from the Prometheus text exposition.
+func parseFrontConns(text string) (frontConns, error) {
+	var fc frontConns
+	seen := false
+	for _, l := range strings.Split(text, "\n") {
+		name, value, ok := strings.Cut(l, " ")
+		if !ok || strings.HasPrefix(l, "#") {
+			continue
+		}
+		family, _, _ := strings.Cut(name, "{")
+		switch family {
+		case "switchboard_connections", "switchboard_connections_cut_total", "switchboard_connections_refused_total":
+		default:
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err != nil {
+			return fc, fmt.Errorf("metrics line %q: %w", l, err)
+		}
+		if family == "switchboard_connections" {
+			fc.open, seen = int(v), true
+		} else {
+			fc.cutOrRefused += int(v)
+		}
+	}
+	if !seen {
+		return fc, errors.New("no switchboard_connections gauge in /metrics")
+	}
+	return fc, nil
 }
 
 // perConn renders a phase's RSS per extra connection, if it has one.
@@ -272,14 +355,24 @@ func closeAll(conns []net.Conn) {
 
 // raiseFileLimit raises this process's open-file soft limit to at least n
 // (within the hard limit), so thousands of connections fit; the processes
-// it starts inherit the limit.
-func raiseFileLimit(n int) {
+// it starts inherit the limit. It fails when the hard limit is below n
+// (raise it: ulimit -Hn, or the service manager's LimitNOFILE).
+func raiseFileLimit(n int) error {
 	var rl syscall.Rlimit
-	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl) != nil || rl.Cur >= uint64(n) {
-		return
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return fmt.Errorf("open-file limit: %w", err)
 	}
-	rl.Cur = min(max(uint64(n), rl.Cur), rl.Max)
-	_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
+	if rl.Cur >= uint64(n) {
+		return nil
+	}
+	if rl.Max < uint64(n) {
+		return fmt.Errorf("open-file hard limit %d is below the %d descriptors this needs: raise it (ulimit -Hn)", rl.Max, n)
+	}
+	rl.Cur = uint64(n)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return fmt.Errorf("raising the open-file limit to %d: %w", n, err)
+	}
+	return nil
 }
 
 // peerTargets are the services of the throughput scenario, measured in

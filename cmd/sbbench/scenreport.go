@@ -49,8 +49,9 @@ type machine struct {
 type phaseReport struct {
 	Name         string            `json:"name,omitempty"`
 	Conns        int               `json:"conns,omitempty"`           // conns: front-end connections open
-	DaemonRSSKB  int64             `json:"daemon_rss_kb,omitempty"`   // conns: the daemon's RSS at the end of the phase
+	DaemonRSSKB  int64             `json:"daemon_rss_kb,omitempty"`   // conns: the daemon's RSS when the load ended, its connections open
 	RSSPerConnKB float64           `json:"rss_per_conn_kb,omitempty"` // conns: (RSS − RSS of the first phase) / extra connections
+	DaemonConns  int               `json:"daemon_conns,omitempty"`    // conns: front-end connections the daemon's /metrics counted open
 	Breakers     map[string]string `json:"breakers,omitempty"`        // overload: tier → breaker state after the load
 	Hgrm         string            `json:"hgrm"`                      // the latency distribution's file, in the report directory
 	Summary      summary           `json:"summary"`
