@@ -164,6 +164,13 @@ type tierSlots struct {
 	sumNs, maxNs, samples, late, peak, winStart atomic.Int64
 	lateNs                                      atomic.Int64
 	updating                                    atomic.Bool
+	// Since when (Unix ns) the first tier is the one the limit is learnt
+	// from: a request admitted earlier spent its time at another tier
+	// (timing out on a tier that then failed, say), and its latency is no
+	// sample of this one's queue. first is that tier (Tiers.FirstTier);
+	// only touched while updating is held.
+	firstSince atomic.Int64
+	first      any
 	// When the safety bound was last cut (Unix ns); only touched while
 	// updating is held.
 	lastCut int64
@@ -198,8 +205,14 @@ func newTierSlots() *tierSlots {
 // wait), FirstSilent(since) reports that it has not moved since and that no
 // reply waits unread in this process (so a stall of ours is not taken for
 // the tier's silence). Slow path only: a syscall per connection.
+//
+// FirstTier identifies the first available tier (nil when none): the
+// limit and the safety bound are learnt from one tier's latency, and start
+// over when it changes (a breaker opened or closed, a drain, a reload).
+// Compared once per window, never dereferenced.
 type Tiers interface {
 	FirstCapacity() (capacity int64, attempt time.Duration, ok bool)
+	FirstTier() any
 	FirstAnswered() uint64
 	FirstSilent(since uint64) bool
 }
@@ -440,6 +453,12 @@ func (ts *tierSlots) dispatch(s Tiers) {
 // adapts the limit and hands the slot to a waiter, if any.
 func (ts *tierSlots) give(s Tiers, now time.Time, took time.Duration) {
 	active := ts.active.Add(-1) + 1
+	nowNs := now.UnixNano()
+	if nowNs-int64(took) < ts.firstSince.Load() {
+		// Admitted while another tier came first: no sample of this one.
+		ts.dispatchWaiters(s)
+		return
+	}
 	ts.sumNs.Add(int64(took))
 	if m := ts.maxNs.Load(); int64(took) > m {
 		ts.maxNs.CompareAndSwap(m, int64(took))
@@ -451,11 +470,15 @@ func (ts *tierSlots) give(s Tiers, now time.Time, took time.Duration) {
 	if p := ts.peak.Load(); active > p {
 		ts.peak.CompareAndSwap(p, active)
 	}
-	nowNs := now.UnixNano()
 	if n >= limitSamples && nowNs-ts.winStart.Load() >= int64(limitWindow) && ts.updating.CompareAndSwap(false, true) {
 		ts.adapt(s, nowNs)
 		ts.updating.Store(false)
 	}
+	ts.dispatchWaiters(s)
+}
+
+// dispatchWaiters hands free slots to waiters, if any.
+func (ts *tierSlots) dispatchWaiters(s Tiers) {
 	if ts.waiters.Load() > 0 {
 		ts.mu.Lock()
 		ts.dispatch(s)
@@ -470,6 +493,20 @@ func (ts *tierSlots) adapt(s Tiers, now int64) {
 	sum := ts.sumNs.Swap(0)
 	slowest, late := ts.maxNs.Swap(0), ts.late.Swap(0)
 	peak := ts.peak.Swap(ts.active.Load())
+	if f := s.FirstTier(); f != ts.first {
+		// Another tier comes first: what was learnt of the previous one
+		// (its no-load latency, the limit, the bound) says nothing of
+		// it, and the window's requests, like every request admitted
+		// before now, spent their time there (give drops their samples).
+		// Start over, as at the start.
+		ts.first = f
+		ts.firstSince.Store(now)
+		ts.limit.Store(startSlots)
+		ts.safe.Store(safeSlots)
+		ts.lateNs.Store(math.MaxInt64)
+		ts.baseCur, ts.basePrev, ts.epochStart, ts.slowAtFloor, ts.lastCut = 0, 0, now, 0, 0
+		return
+	}
 	capacity, attempt, ok := s.FirstCapacity()
 	if n <= 0 || !ok {
 		return

@@ -320,3 +320,58 @@ func TestAdmissionSafetyBoundAdapts(t *testing.T) {
 		t.Fatalf("after many slow windows: %d, want the floor %d", got, minSlots)
 	}
 }
+
+// movingTiers is fakeTiers whose first tier the test changes.
+type movingTiers struct {
+	fakeTiers
+	first string
+}
+
+func (m *movingTiers) FirstTier() any { return m.first }
+
+// TestAdmissionStartsOverWhenTheFirstTierChanges: the limit and the safety
+// bound are learnt from the first tier's latency. When another tier comes
+// first (the first one's breaker opened), they start over, and a request
+// admitted before the change is no sample (it spent its time at the other
+// tier). Before: the requests that timed out on a silent first tier and
+// failed over reported 250 ms each, the limit fell to its floor with the
+// next tier answering in microseconds, and a heavy connection's requests
+// were shed (sbbench scenario failover -fault blackhole: 129 OVERLOADED).
+func TestAdmissionStartsOverWhenTheFirstTierChanges(t *testing.T) {
+	s := &movingTiers{fakeTiers: fakeTiers{capacity: 2048, attempt: 250 * time.Millisecond}, first: "primary"}
+	ts := newTierSlots()
+	t0 := time.Unix(1000, 0)
+	window := func(now time.Time, took time.Duration) {
+		for i := 0; i < limitSamples; i++ {
+			ts.active.Add(1)
+			ts.give(s, now, took)
+		}
+	}
+	window(t0, time.Millisecond) // the first window learns which tier is first
+	ts.limit.Store(minSlots)     // as if cut by that tier's queue
+	ts.safe.Store(2 * minSlots)
+	window(t0.Add(2*limitWindow), time.Millisecond)
+	if l := ts.limit.Load(); l > 2*minSlots {
+		t.Fatalf("limit %d with the same first tier: the test's windows moved it by themselves", l)
+	}
+	s.first = "nextgen"
+	changed := t0.Add(4 * limitWindow)
+	window(changed, time.Millisecond)
+	if l, b := ts.limit.Load(), ts.safe.Load(); l != startSlots || b != safeSlots {
+		t.Fatalf("after the first tier changed: limit %d, bound %d; want both started over (%d, %d)", l, b, startSlots, safeSlots)
+	}
+	n := ts.samples.Load()
+	ts.active.Add(1)
+	ts.give(s, changed.Add(time.Millisecond), 250*time.Millisecond) // admitted before the change
+	if got := ts.samples.Load(); got != n {
+		t.Fatalf("a request admitted before the change counted as a sample (%d -> %d)", n, got)
+	}
+	ts.active.Add(1)
+	ts.give(s, changed.Add(2*time.Millisecond), time.Millisecond) // admitted after it
+	if got := ts.samples.Load(); got != n+1 {
+		t.Fatalf("a request admitted after the change: samples %d -> %d, want one more", n, got)
+	}
+	if a := ts.active.Load(); a != 0 {
+		t.Fatalf("%d slots still held", a)
+	}
+}

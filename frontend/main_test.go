@@ -22,5 +22,6 @@ type fakeTiers struct {
 
 func (f fakeTiers) FirstCapacity() (int64, time.Duration, bool) { return f.capacity, f.attempt, true }
 
+func (f fakeTiers) FirstTier() any                { return "first" }
 func (f fakeTiers) FirstAnswered() uint64         { return 0 }
 func (f fakeTiers) FirstSilent(since uint64) bool { return f.silent }

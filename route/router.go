@@ -92,6 +92,15 @@ func (s *Router) FirstCapacity() (capacity int64, attempt time.Duration, ok bool
 	return int64(t.Pool.Capacity()), t.Attempt, true
 }
 
+// FirstTier identifies the first available tier (its *Tier; nil when none)
+// for the front end's admission, which learns its limit per tier.
+func (s *Router) FirstTier() any {
+	if t := s.FirstAvailable(); t != nil {
+		return t
+	}
+	return nil
+}
+
 // FirstAnswered returns a count that moves while the first available tier
 // answers (pool.Pool.Answered: replies read from its connections); 0 when
 // no tier is available. An atomic load per connection: the front end's
