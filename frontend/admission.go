@@ -301,6 +301,7 @@ func (ts *tierSlots) takeOver(s Tiers, polite bool) bool {
 // request began). Otherwise the error is the answer (OVERLOADED, or the
 // context's error).
 func (ts *tierSlots) take(ctx context.Context, s Tiers, c *conn, heavyAt int32, rs *reqState) (waited bool, err error) {
+	rs.silent = nil
 	if ts.waiters.Load() == 0 && ts.tryTake(s) {
 		return false, nil
 	}
@@ -339,7 +340,7 @@ func (ts *tierSlots) take(ctx context.Context, s Tiers, c *conn, heavyAt int32, 
 	}
 	ts.dequeue(w)
 	ts.waiters.Add(-1)
-	if err == nil && (ts.tryTake(s) || ts.overLimit(s, c.unanswered.Load(), heavyAt) || ts.silentTake(s, w.answered)) {
+	if err == nil && (ts.tryTake(s) || ts.overLimit(s, c.unanswered.Load(), heavyAt) || ts.silentTake(s, w.answered, rs)) {
 		// Admission's own wait is up, and a slot is free (the bound
 		// grew: a connection came up, a reload), or the request's
 		// connection is not heavy: it takes a slot past the limit,
@@ -369,19 +370,19 @@ func (ts *tierSlots) overLimit(s Tiers, unanswered, heavyAt int32) bool {
 // tier is working through but calls to a server that stopped answering
 // without closing (a blackhole, a hung process), each held until its
 // attempt deadline. Shedding the waiters would answer OVERLOADED while the
-// next tier could serve them. Let through, each finds the silent tier's
-// connections full and silent and the router sends it to the next tier
-// (route: slotWait.silent), or, while they have room, meets the silent
-// tier's attempt deadline and is retried on the next tier once; there its
-// pool's capacity bounds it, and server.max_in_flight bounds them all. A
+// next tier could serve them. Let through, each carries the silent tier
+// (Request.Silent), which the router skips for it; there the next tier's
+// pool capacity bounds it, and server.max_in_flight bounds them all. A
 // busy tier answers all the time, so a burst is never let past the bounds
 // this way; neither is a stall of this process, whose unread replies
 // FirstSilent sees.
-func (ts *tierSlots) silentTake(s Tiers, since uint64) bool {
+func (ts *tierSlots) silentTake(s Tiers, since uint64, rs *reqState) bool {
+	first := s.FirstTier()
 	if !s.FirstSilent(since) {
 		return false
 	}
 	ts.active.Add(1)
+	rs.silent = first
 	return true
 }
 

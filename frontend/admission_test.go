@@ -228,9 +228,13 @@ func TestAdmissionLetsThroughWhenFirstTierSilent(t *testing.T) {
 	}
 	heavy := &conn{}
 	heavy.unanswered.Store(300)
-	waited, err := ts.take(ctx, svc, heavy, heavyAt, &reqState{})
+	rs := &reqState{}
+	waited, err := ts.take(ctx, svc, heavy, heavyAt, rs)
 	if err != nil || !waited {
 		t.Fatalf("request beside a silent full tier: waited %v, err %v; want let through after the wait", waited, err)
+	}
+	if rs.silent != svc.FirstTier() {
+		t.Fatalf("let through with Silent %v, want the silent tier (the router must skip it)", rs.silent)
 	}
 	svc.silent = false
 	if _, err := ts.take(ctx, svc, heavy, heavyAt, &reqState{}); !errors.Is(err, wire.StatusOverloaded) {

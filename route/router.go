@@ -226,8 +226,8 @@ type Router struct {
 // buffers for the index and the attempt deadline. The caller keeps it in
 // its own pooled per-request state and passes it to every Router call of
 // the request, so steady-state requests reuse memory instead of allocating
-// it. Only the router writes it, except for Polite, which the caller sets
-// before the call; the caller reads Slot after Allocate.
+// it. Only the router writes it, except for Polite and Silent, which the
+// caller sets before the call; the caller reads Slot after Allocate.
 //
 // A Scratch is used by one request at a time; Reset readies it for the
 // next one, keeping its buffers.
@@ -236,6 +236,12 @@ type Scratch struct {
 	// unanswered; its RESERVE is written without yielding
 	// (pool.RoundTripOnNow). Set by the caller.
 	Polite bool
+	// Silent, when not nil, is a tier the caller found silent (the front
+	// end's admission: not one reply from it while the request waited for
+	// a slot; frontend.Request.Silent): an allocation skips it, as a tier
+	// with no connection, instead of waiting out its attempt deadline.
+	// Compared with each *Tier, never dereferenced. Set by the caller.
+	Silent any
 	// Slot is the in-flight record of the allocation just answered (0:
 	// none). The caller must hand it, once the answer's bytes are written
 	// or known lost, to Router.Delivered or Router.Undelivered.
@@ -487,6 +493,10 @@ func (s *Router) allocateOnce(ctx context.Context, rs *Scratch, req *wire.Alloca
 	defer ts.release()
 	for _, t := range ts.Tiers {
 		if !t.Available() {
+			continue
+		}
+		if rs.Silent == any(t) {
+			a.sawLocal = true // nothing sent, nobody blamed: as with no connection
 			continue
 		}
 		var answered bool
