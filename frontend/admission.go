@@ -327,6 +327,7 @@ func (ts *tierSlots) take(ctx context.Context, s Tiers, c *conn, heavyAt int32, 
 	defer rs.wdl.Stop()
 	select {
 	case <-w.ready:
+		ts.noteSilent(s, w.answered, rs)
 		return true, nil
 	case <-rs.wdl.Done():
 	case <-ctx.Done():
@@ -336,6 +337,7 @@ func (ts *tierSlots) take(ctx context.Context, s Tiers, c *conn, heavyAt int32, 
 	if !w.queued { // granted meanwhile: the slot is ours
 		ts.mu.Unlock()
 		<-w.ready
+		ts.noteSilent(s, w.answered, rs)
 		return true, nil
 	}
 	ts.dequeue(w)
@@ -384,6 +386,17 @@ func (ts *tierSlots) silentTake(s Tiers, since uint64, rs *reqState) bool {
 	ts.active.Add(1)
 	rs.silent = first
 	return true
+}
+
+// noteSilent marks a request granted a slot after a wait during which the
+// first tier answered nothing (a slot freed by a request that did not use
+// that tier): like one let through by silentTake, it skips that tier
+// (Request.Silent) rather than wait out its attempt deadline there. While
+// the tier answers, one atomic load per connection and no syscall.
+func (ts *tierSlots) noteSilent(s Tiers, since uint64, rs *reqState) {
+	if first := s.FirstTier(); s.FirstSilent(since) {
+		rs.silent = first
+	}
 }
 
 // enqueue puts w at the end of its connection's queue, and the connection
