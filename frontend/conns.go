@@ -145,9 +145,10 @@ func (c *conn) keptOnFailure(frames []flushq.Mark[Held], written int) {
 }
 
 // GOODBYE frames (wire.OpGoodbye, docs/protocol.md §2.3): the only frame
-// of a connection refused at accept, written before it is closed unread;
-// and the last frame of a quiet connection evicted at max_conns, written
-// after the answers to everything read from it (conn.retire).
+// of a connection refused at accept, written before it is closed unread
+// (transportConn.goodbye); and the last frame of a quiet connection evicted
+// at max_conns, queued after the answers to everything read from it
+// (conn.retire, conn.sayGoodbye).
 var (
 	goodbyeMaxConns       = goodbyeFrame("refused: at max_conns")
 	goodbyeMaxConnsPerUID = goodbyeFrame("refused: at max_conns_per_uid")
@@ -256,13 +257,21 @@ func (c *conn) dropEvicted() {
 
 // sayGoodbye ends an evicted connection's reading (its reader calls it
 // once it has stopped, so nothing more is read): it waits until every
-// request read from c is answered on the socket, then writes the GOODBYE.
-// The reader closes c after it. An evicted connection still holds its slot,
-// so the wait is short: it goes on while a request runs (at most
-// server.request_timeout in all) or while answers are being written, and
-// ends without a GOODBYE once answers have waited stallLimit with no write
-// to the socket completing and no request running (a client that does not
-// read, which would not read the GOODBYE either), or if c closes meanwhile.
+// request read from c is answered on the socket, then writes the GOODBYE
+// and waits for it to be written likewise. The reader closes c after it.
+// An evicted connection still holds its slot, so the wait is short: it
+// goes on while a request runs (at most server.request_timeout in all) or
+// while answers are being written, and ends without a GOODBYE once answers
+// have waited stallLimit with no write to the socket completing and no
+// request running (a client that does not read, which would not read the
+// GOODBYE either), or if c closes meanwhile.
+//
+// The GOODBYE is queued like an answer (counted as one, so that the wait
+// ends once it is written) and written by a flusher goroutine: the answers
+// before it may have left the socket full, and a single non-blocking write
+// of it then failed, so that a client still reading its answers got EOF
+// instead, and failed the requests it had sent after the mark as lost
+// (TestRev5GoodbyeAfterAnswersOnAFullSocket).
 func (c *conn) sayGoodbye() {
 	c.paused.Store(true) // wrote wakes resume only while paused
 	defer c.paused.Store(false)
@@ -271,21 +280,29 @@ func (c *conn) sayGoodbye() {
 	t := time.NewTimer(stall)
 	defer t.Stop()
 	writes := c.writes.Load()
-	for c.unanswered.Load() > 0 {
-		select {
-		case <-c.resume:
-		case <-c.done:
-			return
-		case <-t.C:
-			w := c.writes.Load()
-			if w == writes && c.inFlight.Load() == 0 || time.Now().After(end) {
-				return
+	written := func() bool { // every frame counted in unanswered written
+		for c.unanswered.Load() > 0 {
+			select {
+			case <-c.resume:
+			case <-c.done:
+				return false
+			case <-t.C:
+				w := c.writes.Load()
+				if w == writes && c.inFlight.Load() == 0 || time.Now().After(end) {
+					return false
+				}
+				writes = w
+				t.Reset(stall)
 			}
-			writes = w
-			t.Reset(stall)
 		}
+		return true
 	}
-	c.tc.goodbye(goodbyeEvicted)
+	if !written() {
+		return
+	}
+	c.unanswered.Add(1) // the GOODBYE: wrote counts it as written
+	c.writeNoWait(goodbyeEvicted)
+	written()
 }
 
 func goodbyeFrame(msg string) []byte {
