@@ -145,10 +145,9 @@ func (c *conn) keptOnFailure(frames []flushq.Mark[Held], written int) {
 }
 
 // GOODBYE frames (wire.OpGoodbye, docs/protocol.md §2.3): the only frame
-// of a connection refused at accept, written before it is closed unread
-// (transportConn.goodbye); and the last frame of a quiet connection evicted
-// at max_conns, queued after the answers to everything read from it
-// (conn.retire, conn.sayGoodbye).
+// of a connection refused at accept, written before it is closed unread;
+// and the last frame of a quiet connection evicted at max_conns, written
+// after the answers to everything read from it (conn.retire).
 var (
 	goodbyeMaxConns       = goodbyeFrame("refused: at max_conns")
 	goodbyeMaxConnsPerUID = goodbyeFrame("refused: at max_conns_per_uid")
@@ -179,7 +178,7 @@ func (c *conn) Paused() bool      { return c.paused.Load() }
 // client wrote after the reader stopped stays unread in the socket and is
 // dropped with it: the client sends it again. Only the net transport can
 // stop its reader (netpoll's poller reads every connection into its own
-// buffer); on netpoll c is cut as before, without a GOODBYE.
+// buffer); on netpoll, retirePolled drops what is read after the mark.
 func (c *conn) retire() {
 	nc, ok := c.tc.(netConn)
 	if !ok {
