@@ -50,6 +50,12 @@ func (nopObserver) Request(wire.Op, wire.Status, time.Duration) {}
 // connection, and answers as large as 1 MiB; it is shut down at the end.
 func startTestServer(t *testing.T, transport string, h Handler) *Server {
 	t.Helper()
+	return startTestServerWith(t, transport, h, nil)
+}
+
+// startTestServerWith is startTestServer with the config changed by mutate.
+func startTestServerWith(t *testing.T, transport string, h Handler, mutate func(*Config)) *Server {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Transport = transport
 	cfg.MaxFrame = 1 << 20
@@ -57,6 +63,9 @@ func startTestServer(t *testing.T, transport string, h Handler) *Server {
 	cfg.RequestTimeout = 30 * time.Second
 	cfg.WriteTimeout = 30 * time.Second // the stall limit: maxStall (1s)
 	cfg.IdleTimeout = time.Hour
+	if mutate != nil {
+		mutate(&cfg)
+	}
 	path := filepath.Join(testsupport.ShortTempDir(t), "fe.sock")
 	s, err := New(zap.NewNop(), h, fakeTiers{capacity: 2048, attempt: time.Second}, nopObserver{}, cfg, path, time.Now)
 	if err != nil {
@@ -165,5 +174,66 @@ func TestRev5GoodbyeAfterAnswersOnAFullSocket(t *testing.T) {
 				t.Fatalf("after the GOODBYE: %v, want the end of the connection", err)
 			}
 		})
+	}
+}
+
+// TestRev5EvictedPolledConnAtItsBoundsKeepsItsAnswers: on netpoll, a
+// connection evicted while a request it sent runs, its reader paused at
+// its bounds (server.max_conn_unanswered) by the frame after it. Its
+// client goes on writing: everything read from then on is dropped
+// unexecuted anyway (conn.retirePolled), yet the paused reader kept it
+// buffered and went on checking the input bound, so past
+// server.max_conn_queued_bytes plus a frame the connection was cut as an
+// input overflow: the running request's answer and the GOODBYE were lost
+// (the request was executed; its client saw EOF, outcome unknown).
+func TestRev5EvictedPolledConnAtItsBoundsKeepsItsAnswers(t *testing.T) {
+	h := &heldHandler{size: 10, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	s := startTestServerWith(t, "netpoll", h, func(cfg *Config) {
+		cfg.MaxFrame = wire.MinMaxFrame
+		cfg.MaxConnUnanswered = 1
+		cfg.MaxConnQueuedBytes = 1 << 10
+	})
+	nc, err := net.Dial("unix", s.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	c := onlyConn(t, s)
+	nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	a, _ := wire.AppendFrame(nil, wire.Header{Op: wire.OpAllocate, ID: 1}, nil, wire.DefaultMaxFrame)
+	if _, err := nc.Write(a); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-h.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request never ran")
+	}
+	b, _ := wire.AppendFrame(nil, wire.Header{Op: wire.OpPing, ID: 2}, nil, wire.DefaultMaxFrame)
+	if _, err := nc.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	testsupport.WaitFor(t, "the reader paused at its bounds", c.paused.Load)
+	c.retire() // chosen quiet an instant before the request came
+	var more []byte
+	for id := uint64(3); len(more) < 4*wire.MinMaxFrame; id++ {
+		more, _ = wire.AppendFrame(more, wire.Header{Op: wire.OpPing, ID: id}, nil, wire.DefaultMaxFrame)
+	}
+	if _, err := nc.Write(more); err != nil {
+		t.Fatal(err)
+	}
+	testsupport.WaitFor(t, "the reader no longer paused", func() bool { return !c.paused.Load() })
+	close(h.release)
+	nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(nc)
+	hdr, _, buf, err := wire.ReadFrame(br, nil, wire.DefaultMaxFrame)
+	if err != nil {
+		t.Fatalf("the answer of the request running at the eviction: %v (the connection was closed under it)", err)
+	}
+	if hdr.ID != 1 || hdr.Status != wire.StatusOK {
+		t.Fatalf("first frame %+v, want the answer to id 1", hdr)
+	}
+	if hdr, _, _, err = wire.ReadFrame(br, buf, wire.DefaultMaxFrame); err != nil || hdr.Op != wire.OpGoodbye {
+		t.Fatalf("after the answer: %+v, %v; want the GOODBYE", hdr, err)
 	}
 }
