@@ -116,7 +116,10 @@ func (c *conn) waitReadable(check func() bool) bool {
 		case <-c.done:
 			return false
 		case <-tick:
-			if !check() {
+			if c.evicting.Load() || !check() {
+				// Evicted (netpoll: conn.retirePolled): what is buffered
+				// is dropped, not held against the input bound, whose cut
+				// would lose the running requests' answers.
 				return false
 			}
 		}

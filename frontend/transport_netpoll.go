@@ -208,10 +208,11 @@ func (t *netpollTransport) onRequest(ctx context.Context, nc netpoll.Connection)
 		return true
 	}
 	for r.Len() > 0 {
-		if !c.waitReadable(overflow) {
+		if c.evicting.Load() || !c.waitReadable(overflow) {
 			if c.evicting.Load() {
 				// Evicted (conn.retirePolled): what is buffered is dropped
-				// unexecuted and never counted; the goodbye goroutine
+				// unexecuted and never counted, at once rather than
+				// after a pause at the bounds; the goodbye goroutine
 				// writes the answers' GOODBYE and closes. Closing here
 				// would cut the answers and the GOODBYE off.
 				_ = r.Skip(r.Len())
