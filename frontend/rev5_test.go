@@ -237,3 +237,57 @@ func TestRev5EvictedPolledConnAtItsBoundsKeepsItsAnswers(t *testing.T) {
 		t.Fatalf("after the answer: %+v, %v; want the GOODBYE", hdr, err)
 	}
 }
+
+// TestRev5EvictedGoodbyeFollowsTheLastAnswer: the GOODBYE of an evicted
+// connection follows its last answer at once, not when sayGoodbye's stall
+// timer (1 s here) next fires. sayGoodbye was woken by wrote only while
+// paused was set, a flag it shared with netpoll's reader (waitReadable):
+// a reader leaving its pause cleared it under sayGoodbye (and could take
+// its wake-up from resume), so the last answer's wake-up was lost and the
+// GOODBYE, and the client's resend of what it had sent meanwhile, waited
+// for the timer (the known ~1 s delay; certain once the reader paused at
+// its bounds leaves its pause as soon as it sees the mark). The bound
+// below is the stall timer's: before the fix the GOODBYE could not come
+// earlier, after it a second is a generous margin.
+func TestRev5EvictedGoodbyeFollowsTheLastAnswer(t *testing.T) {
+	h := &heldHandler{size: 10, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	s := startTestServerWith(t, "netpoll", h, func(cfg *Config) { cfg.MaxConnUnanswered = 1 })
+	if stall := s.stallLimit(); stall != time.Second {
+		t.Fatalf("stall limit %v, want 1s", stall)
+	}
+	nc, err := net.Dial("unix", s.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	c := onlyConn(t, s)
+	nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	var reqs []byte
+	reqs, _ = wire.AppendFrame(reqs, wire.Header{Op: wire.OpAllocate, ID: 1}, nil, wire.DefaultMaxFrame)
+	reqs, _ = wire.AppendFrame(reqs, wire.Header{Op: wire.OpPing, ID: 2}, nil, wire.DefaultMaxFrame)
+	if _, err := nc.Write(reqs); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-h.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request never ran")
+	}
+	testsupport.WaitFor(t, "the reader paused at its bounds", c.paused.Load)
+	retired := time.Now()
+	c.retire() // chosen quiet an instant before the requests came
+	testsupport.WaitFor(t, "the reader no longer paused", func() bool { return !c.paused.Load() })
+	close(h.release)
+	nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(nc)
+	hdr, _, buf, err := wire.ReadFrame(br, nil, wire.DefaultMaxFrame)
+	if err != nil || hdr.ID != 1 {
+		t.Fatalf("the answer: %+v, %v", hdr, err)
+	}
+	if hdr, _, _, err = wire.ReadFrame(br, buf, wire.DefaultMaxFrame); err != nil || hdr.Op != wire.OpGoodbye {
+		t.Fatalf("after the answer: %+v, %v; want the GOODBYE", hdr, err)
+	}
+	if took := time.Since(retired); took >= time.Second {
+		t.Fatalf("the GOODBYE came %v after the eviction: it waited for the stall timer, not for the last answer", took)
+	}
+}
