@@ -66,16 +66,21 @@ func (c *conn) received() {
 }
 
 // wrote records n responses (b bytes) written to the socket and wakes a
-// reader paused on the bounds.
+// reader paused on the bounds, or an evicted connection's sayGoodbye.
 func (c *conn) wrote(n int, b int) {
 	c.writes.Add(1) // first: conn.stalled reads queued, then writes
 	c.unanswered.Add(int32(-n))
 	c.queued.Add(int64(-b))
-	if c.paused.Load() { // only then: a channel send takes a lock
-		select {
-		case c.resume <- struct{}{}:
-		default:
-		}
+	if c.paused.Load() || c.evicting.Load() { // only then: a channel send takes a lock
+		c.wake()
+	}
+}
+
+// wake signals resume, without blocking (its one slot may be full).
+func (c *conn) wake() {
+	select {
+	case c.resume <- struct{}{}:
+	default:
 	}
 }
 
@@ -111,7 +116,11 @@ func (c *conn) waitReadable(check func() bool) bool {
 		select {
 		case <-c.resume:
 			if c.evicting.Load() {
-				return false // conn.retire: stop reading, say goodbye
+				// conn.retire: stop reading, say goodbye. On netpoll
+				// sayGoodbye runs meanwhile and waits on resume too:
+				// the wake-up may have been its own.
+				c.wake()
+				return false
 			}
 		case <-c.done:
 			return false
@@ -251,10 +260,7 @@ func (c *conn) retirePolled() {
 // never executed, and it no longer waits for an answer.
 func (c *conn) dropEvicted() {
 	c.unanswered.Add(-1)
-	select { // sayGoodbye may be waiting for exactly this one
-	case c.resume <- struct{}{}:
-	default:
-	}
+	c.wake() // sayGoodbye may be waiting for exactly this one
 }
 
 // sayGoodbye ends an evicted connection's reading (its reader calls it
@@ -275,8 +281,10 @@ func (c *conn) dropEvicted() {
 // instead, and failed the requests it had sent after the mark as lost
 // (TestRev5GoodbyeAfterAnswersOnAFullSocket).
 func (c *conn) sayGoodbye() {
-	c.paused.Store(true) // wrote wakes resume only while paused
-	defer c.paused.Store(false)
+	// wrote wakes resume while evicting is set (before this is called).
+	// Not through paused: on netpoll the reader sets and clears that one
+	// meanwhile, and a wake-up lost to it held the GOODBYE for the stall
+	// timer (TestRev5EvictedGoodbyeFollowsTheLastAnswer).
 	stall := c.s.stallLimit()
 	end := time.Now().Add(c.s.lim.Load().requestTimeout + stall)
 	t := time.NewTimer(stall)
