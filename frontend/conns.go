@@ -274,11 +274,13 @@ func (c *conn) dropEvicted() {
 // request running (a client that does not read, which would not read the
 // GOODBYE either), or if c closes meanwhile.
 //
-// The GOODBYE is queued like an answer (counted as one, so that the wait
-// ends once it is written) and written by a flusher goroutine: the answers
-// before it may have left the socket full, and a single non-blocking write
-// of it then failed, so that a client still reading its answers got EOF
-// instead, and failed the requests it had sent after the mark as lost
+// The GOODBYE is written at once if the socket takes it (no answer is
+// being written then: all are). If not, what is left of it is queued like
+// an answer (counted as one, so that the wait ends once it is written) and
+// written by a flusher goroutine: the answers before it may have left the
+// socket full, and the GOODBYE was lost when only the write at once was
+// tried, so that a client still reading its answers got EOF instead, and
+// failed the requests it had sent after the mark as lost
 // (TestRev5GoodbyeAfterAnswersOnAFullSocket).
 func (c *conn) sayGoodbye() {
 	// wrote wakes resume while evicting is set (before this is called).
@@ -310,8 +312,12 @@ func (c *conn) sayGoodbye() {
 	if !written() {
 		return
 	}
-	c.unanswered.Add(1) // the GOODBYE: wrote counts it as written
-	c.writeNoWait(goodbyeEvicted)
+	n := c.tc.goodbye(goodbyeEvicted)
+	if n == len(goodbyeEvicted) {
+		return
+	}
+	c.unanswered.Add(1) // the rest of the GOODBYE: wrote counts it as written
+	c.writeNoWait(goodbyeEvicted[n:])
 	written()
 }
 
@@ -324,11 +330,15 @@ func goodbyeFrame(msg string) []byte {
 	return f
 }
 
-// writeNow writes b on the non-blocking socket fd if it takes it whole at
-// once (a fresh connection's empty buffer always does); a partial write
-// is left as it is, and the caller closes the connection.
-func writeNow(fd int, b []byte) {
-	_, _ = syscall.Write(fd, b)
+// writeNow writes what of b the non-blocking socket fd takes at once (a
+// fresh connection's empty buffer takes it whole) and returns how much
+// that was.
+func writeNow(fd int, b []byte) int {
+	n, err := syscall.Write(fd, b)
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
 }
 
 // newConn creates, registers and returns the connection over tc (for

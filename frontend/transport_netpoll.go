@@ -82,10 +82,11 @@ func (c netpollConn) peerCred() (uid, gid uint32, ok bool) {
 	return peerCredFd(fc.Fd())
 }
 
-func (c netpollConn) goodbye(b []byte) {
-	if fc, ok := c.nc.(interface{ Fd() int }); ok {
-		writeNow(fc.Fd(), b)
+func (c netpollConn) goodbye(b []byte) int {
+	if fc, ok := c.nc.(interface{ Fd() int }); ok && c.nc.IsActive() {
+		return writeNow(fc.Fd(), b)
 	}
+	return 0
 }
 
 func (c netpollConn) unread() (int, bool) {
