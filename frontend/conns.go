@@ -66,16 +66,21 @@ func (c *conn) received() {
 }
 
 // wrote records n responses (b bytes) written to the socket and wakes a
-// reader paused on the bounds.
+// reader paused on the bounds, or an evicted connection's sayGoodbye.
 func (c *conn) wrote(n int, b int) {
 	c.writes.Add(1) // first: conn.stalled reads queued, then writes
 	c.unanswered.Add(int32(-n))
 	c.queued.Add(int64(-b))
-	if c.paused.Load() { // only then: a channel send takes a lock
-		select {
-		case c.resume <- struct{}{}:
-		default:
-		}
+	if c.paused.Load() || c.evicting.Load() { // only then: a channel send takes a lock
+		c.wake()
+	}
+}
+
+// wake signals resume, without blocking (its one slot may be full).
+func (c *conn) wake() {
+	select {
+	case c.resume <- struct{}{}:
+	default:
 	}
 }
 
@@ -111,12 +116,19 @@ func (c *conn) waitReadable(check func() bool) bool {
 		select {
 		case <-c.resume:
 			if c.evicting.Load() {
-				return false // conn.retire: stop reading, say goodbye
+				// conn.retire: stop reading, say goodbye. On netpoll
+				// sayGoodbye runs meanwhile and waits on resume too:
+				// the wake-up may have been its own.
+				c.wake()
+				return false
 			}
 		case <-c.done:
 			return false
 		case <-tick:
-			if !check() {
+			if c.evicting.Load() || !check() {
+				// Evicted (netpoll: conn.retirePolled): what is buffered
+				// is dropped, not held against the input bound, whose cut
+				// would lose the running requests' answers.
 				return false
 			}
 		}
@@ -167,7 +179,7 @@ func (c *conn) Paused() bool      { return c.paused.Load() }
 // client wrote after the reader stopped stays unread in the socket and is
 // dropped with it: the client sends it again. Only the net transport can
 // stop its reader (netpoll's poller reads every connection into its own
-// buffer); on netpoll c is cut as before, without a GOODBYE.
+// buffer); on netpoll, retirePolled drops what is read after the mark.
 func (c *conn) retire() {
 	nc, ok := c.tc.(netConn)
 	if !ok {
@@ -237,44 +249,65 @@ func (c *conn) retirePolled() {
 // never executed, and it no longer waits for an answer.
 func (c *conn) dropEvicted() {
 	c.unanswered.Add(-1)
-	select { // sayGoodbye may be waiting for exactly this one
-	case c.resume <- struct{}{}:
-	default:
-	}
+	c.wake() // sayGoodbye may be waiting for exactly this one
 }
 
 // sayGoodbye ends an evicted connection's reading (its reader calls it
 // once it has stopped, so nothing more is read): it waits until every
-// request read from c is answered on the socket, then writes the GOODBYE.
-// The reader closes c after it. An evicted connection still holds its slot,
-// so the wait is short: it goes on while a request runs (at most
-// server.request_timeout in all) or while answers are being written, and
-// ends without a GOODBYE once answers have waited stallLimit with no write
-// to the socket completing and no request running (a client that does not
-// read, which would not read the GOODBYE either), or if c closes meanwhile.
+// request read from c is answered on the socket, then writes the GOODBYE
+// and waits for it to be written likewise. The reader closes c after it.
+// An evicted connection still holds its slot, so the wait is short: it
+// goes on while a request runs (at most server.request_timeout in all) or
+// while answers are being written, and ends without a GOODBYE once answers
+// have waited stallLimit with no write to the socket completing and no
+// request running (a client that does not read, which would not read the
+// GOODBYE either), or if c closes meanwhile.
+//
+// The GOODBYE is written at once if the socket takes it (no answer is
+// being written then: all are). If not, what is left of it is queued like
+// an answer (counted as one, so that the wait ends once it is written) and
+// written by a flusher goroutine: the answers before it may have left the
+// socket full, and the GOODBYE was lost when only the write at once was
+// tried, so that a client still reading its answers got EOF instead, and
+// failed the requests it had sent after the mark as lost
+// (TestRev5GoodbyeAfterAnswersOnAFullSocket).
 func (c *conn) sayGoodbye() {
-	c.paused.Store(true) // wrote wakes resume only while paused
-	defer c.paused.Store(false)
+	// wrote wakes resume while evicting is set (before this is called).
+	// Not through paused: on netpoll the reader sets and clears that one
+	// meanwhile, and a wake-up lost to it held the GOODBYE for the stall
+	// timer (TestRev5EvictedGoodbyeFollowsTheLastAnswer).
 	stall := c.s.stallLimit()
 	end := time.Now().Add(c.s.lim.Load().requestTimeout + stall)
 	t := time.NewTimer(stall)
 	defer t.Stop()
 	writes := c.writes.Load()
-	for c.unanswered.Load() > 0 {
-		select {
-		case <-c.resume:
-		case <-c.done:
-			return
-		case <-t.C:
-			w := c.writes.Load()
-			if w == writes && c.inFlight.Load() == 0 || time.Now().After(end) {
-				return
+	written := func() bool { // every frame counted in unanswered written
+		for c.unanswered.Load() > 0 {
+			select {
+			case <-c.resume:
+			case <-c.done:
+				return false
+			case <-t.C:
+				w := c.writes.Load()
+				if w == writes && c.inFlight.Load() == 0 || time.Now().After(end) {
+					return false
+				}
+				writes = w
+				t.Reset(stall)
 			}
-			writes = w
-			t.Reset(stall)
 		}
+		return true
 	}
-	c.tc.goodbye(goodbyeEvicted)
+	if !written() {
+		return
+	}
+	n := c.tc.goodbye(goodbyeEvicted)
+	if n == len(goodbyeEvicted) {
+		return
+	}
+	c.unanswered.Add(1) // the rest of the GOODBYE: wrote counts it as written
+	c.writeNoWait(goodbyeEvicted[n:])
+	written()
 }
 
 func goodbyeFrame(msg string) []byte {
@@ -286,11 +319,15 @@ func goodbyeFrame(msg string) []byte {
 	return f
 }
 
-// writeNow writes b on the non-blocking socket fd if it takes it whole at
-// once (a fresh connection's empty buffer always does); a partial write
-// is left as it is, and the caller closes the connection.
-func writeNow(fd int, b []byte) {
-	_, _ = syscall.Write(fd, b)
+// writeNow writes what of b the non-blocking socket fd takes at once (a
+// fresh connection's empty buffer takes it whole) and returns how much
+// that was.
+func writeNow(fd int, b []byte) int {
+	n, err := syscall.Write(fd, b)
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
 }
 
 // newConn creates, registers and returns the connection over tc (for

@@ -28,7 +28,7 @@ func (f *fakeTC) incoming() (int, bool)          { return 0, true }
 func (f *fakeTC) peerCred() (uid, gid uint32, ok bool) {
 	return f.uid, f.gid, f.cred
 }
-func (f *fakeTC) goodbye([]byte) { f.saidGoodbye = true }
+func (f *fakeTC) goodbye(b []byte) int { f.saidGoodbye = true; return len(b) }
 
 // TestReapOnceIdleDefinition: on the reaper's clock (no sleeping), a
 // connection stays while it sends requests and reads what it is sent; one

@@ -294,9 +294,10 @@ type transportConn interface {
 	// peerCred returns the connecting process's uid and gid
 	// (SO_PEERCRED); false when the platform cannot tell.
 	peerCred() (uid, gid uint32, ok bool)
-	// goodbye writes b (a GOODBYE frame) if the socket takes it whole at
-	// once; it never blocks (admitConn calls it on the accept path).
-	goodbye(b []byte)
+	// goodbye writes what of b (a GOODBYE frame) the socket takes at once
+	// and returns how much that was; it never blocks (admitConn calls it
+	// on the accept path).
+	goodbye(b []byte) int
 }
 
 // transport is a front-end socket server: it accepts connections, reads

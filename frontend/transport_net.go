@@ -75,7 +75,10 @@ func (c netConn) peerCred() (uid, gid uint32, ok bool) {
 	return uid, gid, ok
 }
 
-func (c netConn) goodbye(b []byte) { c.control(func(fd int) { writeNow(fd, b) }) }
+func (c netConn) goodbye(b []byte) (n int) {
+	c.control(func(fd int) { n = writeNow(fd, b) })
+	return n
+}
 
 // control runs f on the connection's descriptor; false if it has none.
 func (c netConn) control(f func(fd int)) bool {

@@ -82,10 +82,11 @@ func (c netpollConn) peerCred() (uid, gid uint32, ok bool) {
 	return peerCredFd(fc.Fd())
 }
 
-func (c netpollConn) goodbye(b []byte) {
-	if fc, ok := c.nc.(interface{ Fd() int }); ok {
-		writeNow(fc.Fd(), b)
+func (c netpollConn) goodbye(b []byte) int {
+	if fc, ok := c.nc.(interface{ Fd() int }); ok && c.nc.IsActive() {
+		return writeNow(fc.Fd(), b)
 	}
+	return 0
 }
 
 func (c netpollConn) unread() (int, bool) {
@@ -208,10 +209,11 @@ func (t *netpollTransport) onRequest(ctx context.Context, nc netpoll.Connection)
 		return true
 	}
 	for r.Len() > 0 {
-		if !c.waitReadable(overflow) {
+		if c.evicting.Load() || !c.waitReadable(overflow) {
 			if c.evicting.Load() {
 				// Evicted (conn.retirePolled): what is buffered is dropped
-				// unexecuted and never counted; the goodbye goroutine
+				// unexecuted and never counted, at once rather than
+				// after a pause at the bounds; the goodbye goroutine
 				// writes the answers' GOODBYE and closes. Closing here
 				// would cut the answers and the GOODBYE off.
 				_ = r.Skip(r.Len())
