@@ -11,8 +11,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"switchboard/telsim/simplan"
 	"switchboard/telsim"
+	"switchboard/telsim/simplan"
 )
 
 // ErrNotRunning is returned by Resolve for a sim://NAME whose simulator is

@@ -14,9 +14,9 @@ import (
 	"go.uber.org/goleak"
 
 	"switchboard/daemon"
-	"switchboard/telsim/simplan"
 	"switchboard/telsim"
 	"switchboard/telsim/simhost"
+	"switchboard/telsim/simplan"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
