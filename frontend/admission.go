@@ -57,6 +57,11 @@ const (
 	// polite connections together cannot queue more than that.
 	politeAt    = 2
 	politeSlots = minSlots
+	// silentAfter: a first tier that answered nothing for this long while
+	// requests waited for its slots is silent, not busy (noteSilent,
+	// silentTake): a busy tier answers within microseconds to a few
+	// milliseconds, and admitWaitMax is what a waiter waits anyway.
+	silentAfter = admitWaitMax
 )
 
 // tierSlots sizes admission by what the telephony pools can carry and by
@@ -152,6 +157,7 @@ const (
 // its pooled state).
 type tierSlots struct {
 	waitMax time.Duration // admitWaitMax; tests lengthen it
+	silent  time.Duration // silentAfter; tests change it
 	active  atomic.Int64  // requests holding a slot
 	waiters atomic.Int64  // requests in the queue
 	limit   atomic.Int64  // the adaptive limit (the capacity bounds it too)
@@ -187,7 +193,7 @@ type tierSlots struct {
 }
 
 func newTierSlots() *tierSlots {
-	ts := &tierSlots{waitMax: admitWaitMax}
+	ts := &tierSlots{waitMax: admitWaitMax, silent: silentAfter}
 	ts.limit.Store(startSlots)
 	ts.safe.Store(safeSlots)
 	ts.lateNs.Store(math.MaxInt64) // no target before the first window
@@ -222,7 +228,8 @@ type Tiers interface {
 type slotWaiter struct {
 	ready      chan struct{} // a granted slot is signalled here (buffer 1)
 	c          *conn
-	answered   uint64 // Tiers.FirstAnswered when the wait began
+	answered   uint64    // Tiers.FirstAnswered when the wait began
+	since      time.Time // when the wait began
 	prev, next *slotWaiter
 	queued     bool // guarded by tierSlots.mu
 }
@@ -317,7 +324,7 @@ func (ts *tierSlots) take(ctx context.Context, s Tiers, c *conn, heavyAt int32, 
 		w.ready = make(chan struct{}, 1)
 	}
 	w.c = c
-	w.answered = s.FirstAnswered()
+	w.answered, w.since = s.FirstAnswered(), time.Now()
 	ts.mu.Lock()
 	ts.waiters.Add(1)
 	ts.enqueue(w)
@@ -327,7 +334,7 @@ func (ts *tierSlots) take(ctx context.Context, s Tiers, c *conn, heavyAt int32, 
 	defer rs.wdl.Stop()
 	select {
 	case <-w.ready:
-		ts.noteSilent(s, w.answered, rs)
+		ts.noteSilent(s, w, rs)
 		return true, nil
 	case <-rs.wdl.Done():
 	case <-ctx.Done():
@@ -337,12 +344,12 @@ func (ts *tierSlots) take(ctx context.Context, s Tiers, c *conn, heavyAt int32, 
 	if !w.queued { // granted meanwhile: the slot is ours
 		ts.mu.Unlock()
 		<-w.ready
-		ts.noteSilent(s, w.answered, rs)
+		ts.noteSilent(s, w, rs)
 		return true, nil
 	}
 	ts.dequeue(w)
 	ts.waiters.Add(-1)
-	if err == nil && (ts.tryTake(s) || ts.overLimit(s, c.unanswered.Load(), heavyAt) || ts.silentTake(s, w.answered, rs)) {
+	if err == nil && (ts.tryTake(s) || ts.overLimit(s, c.unanswered.Load(), heavyAt) || ts.silentTake(s, w, rs)) {
 		// Admission's own wait is up, and a slot is free (the bound
 		// grew: a connection came up, a reload), or the request's
 		// connection is not heavy: it takes a slot past the limit,
@@ -378,9 +385,9 @@ func (ts *tierSlots) overLimit(s Tiers, unanswered, heavyAt int32) bool {
 // busy tier answers all the time, so a burst is never let past the bounds
 // this way; neither is a stall of this process, whose unread replies
 // FirstSilent sees.
-func (ts *tierSlots) silentTake(s Tiers, since uint64, rs *reqState) bool {
+func (ts *tierSlots) silentTake(s Tiers, w *slotWaiter, rs *reqState) bool {
 	first := s.FirstTier()
-	if !s.FirstSilent(since) {
+	if time.Since(w.since) < ts.silent || !s.FirstSilent(w.answered) {
 		return false
 	}
 	ts.active.Add(1)
@@ -393,8 +400,13 @@ func (ts *tierSlots) silentTake(s Tiers, since uint64, rs *reqState) bool {
 // that tier): like one let through by silentTake, it skips that tier
 // (Request.Silent) rather than wait out its attempt deadline there. While
 // the tier answers, one atomic load per connection and no syscall.
-func (ts *tierSlots) noteSilent(s Tiers, since uint64, rs *reqState) {
-	if first := s.FirstTier(); s.FirstSilent(since) {
+func (ts *tierSlots) noteSilent(s Tiers, w *slotWaiter, rs *reqState) {
+	if time.Since(w.since) < ts.silent {
+		// Too short a wait to say: the slot may have been freed by a
+		// reply read just before it began.
+		return
+	}
+	if first := s.FirstTier(); s.FirstSilent(w.answered) {
 		rs.silent = first
 	}
 }

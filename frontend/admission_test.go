@@ -220,6 +220,7 @@ func TestAdmissionLetsThroughWhenFirstTierSilent(t *testing.T) {
 	svc := fakeTiers{capacity: 1, attempt: time.Second, silent: true}
 	ts := newTierSlots()
 	ts.waitMax = 20 * time.Millisecond
+	ts.silent = ts.waitMax
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	const heavyAt = 128
@@ -387,10 +388,16 @@ func TestAdmissionStartsOverWhenTheFirstTierChanges(t *testing.T) {
 // there (the blackhole scenario's slowest allocations: 375 ms in 2 of 5
 // runs, attempt deadline 250 ms, before).
 func TestAdmissionGrantAfterSilenceSkipsTheSilentTier(t *testing.T) {
-	for _, silent := range []bool{true, false} {
+	for _, c := range []struct {
+		silent      bool          // the first tier answers nothing
+		silentAfter time.Duration // the wait that says so
+		want        bool          // the request skips it
+	}{{true, 0, true}, {false, 0, false}, {true, time.Minute, false}} {
+		silent := c.silent
 		svc := fakeTiers{capacity: 2048, attempt: time.Second, silent: silent}
 		ts := newTierSlots()
 		ts.waitMax = time.Minute // granted, not let through after the wait
+		ts.silent = c.silentAfter
 		ts.limit.Store(1)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		if _, err := ts.take(ctx, svc, &conn{}, 1000, &reqState{}); err != nil {
@@ -415,8 +422,8 @@ func TestAdmissionGrantAfterSilenceSkipsTheSilentTier(t *testing.T) {
 			t.Fatal(err)
 		}
 		cancel()
-		if want := map[bool]any{true: svc.FirstTier(), false: nil}[silent]; rs.silent != want {
-			t.Fatalf("first tier silent %v: granted with Silent %v, want %v", silent, rs.silent, want)
+		if want := map[bool]any{true: svc.FirstTier(), false: nil}[c.want]; rs.silent != want {
+			t.Fatalf("first tier silent %v, after %v: granted with Silent %v, want %v (a wait shorter than silentAfter says nothing)", silent, c.silentAfter, rs.silent, want)
 		}
 	}
 }
