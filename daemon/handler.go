@@ -32,7 +32,6 @@ func (h handler) Handle(ctx context.Context, state any, req frontend.Request, ou
 	rt.Reset()
 	*st = handlerState{rt: rt}
 	st.rt.Polite = req.Polite
-	st.rt.Silent = req.Silent
 	var err error
 	switch req.Op {
 	case wire.OpAllocate:

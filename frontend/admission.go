@@ -57,11 +57,6 @@ const (
 	// polite connections together cannot queue more than that.
 	politeAt    = 2
 	politeSlots = minSlots
-	// silentAfter: a first tier that answered nothing for this long while
-	// requests waited for its slots is silent, not busy (noteSilent,
-	// silentTake): a busy tier answers within microseconds to a few
-	// milliseconds, and admitWaitMax is what a waiter waits anyway.
-	silentAfter = admitWaitMax
 )
 
 // tierSlots sizes admission by what the telephony pools can carry and by
@@ -157,7 +152,6 @@ const (
 // its pooled state).
 type tierSlots struct {
 	waitMax time.Duration // admitWaitMax; tests lengthen it
-	silent  time.Duration // silentAfter; tests change it
 	active  atomic.Int64  // requests holding a slot
 	waiters atomic.Int64  // requests in the queue
 	limit   atomic.Int64  // the adaptive limit (the capacity bounds it too)
@@ -193,7 +187,7 @@ type tierSlots struct {
 }
 
 func newTierSlots() *tierSlots {
-	ts := &tierSlots{waitMax: admitWaitMax, silent: silentAfter}
+	ts := &tierSlots{waitMax: admitWaitMax}
 	ts.limit.Store(startSlots)
 	ts.safe.Store(safeSlots)
 	ts.lateNs.Store(math.MaxInt64) // no target before the first window
@@ -205,13 +199,6 @@ func newTierSlots() *tierSlots {
 // flight at once) and the bound of one attempt on it; false when no tier
 // is available. It is atomic loads only (route.Router implements it).
 //
-// FirstAnswered and FirstSilent tell a silent first tier from a busy one,
-// for a request whose wait for a slot is up: FirstAnswered is a count that
-// moves while the first tier answers (read when the request starts to
-// wait), FirstSilent(since) reports that it has not moved since and that no
-// reply waits unread in this process (so a stall of ours is not taken for
-// the tier's silence). Slow path only: a syscall per connection.
-//
 // FirstTier identifies the first available tier (nil when none): the
 // limit and the safety bound are learnt from one tier's latency, and start
 // over when it changes (a breaker opened or closed, a drain, a reload).
@@ -219,8 +206,6 @@ func newTierSlots() *tierSlots {
 type Tiers interface {
 	FirstCapacity() (capacity int64, attempt time.Duration, ok bool)
 	FirstTier() any
-	FirstAnswered() uint64
-	FirstSilent(since uint64) bool
 }
 
 // slotWaiter is a request waiting for a slot, in its connection's queue.
@@ -228,8 +213,6 @@ type Tiers interface {
 type slotWaiter struct {
 	ready      chan struct{} // a granted slot is signalled here (buffer 1)
 	c          *conn
-	answered   uint64    // Tiers.FirstAnswered when the wait began
-	since      time.Time // when the wait began
 	prev, next *slotWaiter
 	queued     bool // guarded by tierSlots.mu
 }
@@ -308,7 +291,6 @@ func (ts *tierSlots) takeOver(s Tiers, polite bool) bool {
 // request began). Otherwise the error is the answer (OVERLOADED, or the
 // context's error).
 func (ts *tierSlots) take(ctx context.Context, s Tiers, c *conn, heavyAt int32, rs *reqState) (waited bool, err error) {
-	rs.silent = nil
 	if ts.waiters.Load() == 0 && ts.tryTake(s) {
 		return false, nil
 	}
@@ -324,7 +306,6 @@ func (ts *tierSlots) take(ctx context.Context, s Tiers, c *conn, heavyAt int32, 
 		w.ready = make(chan struct{}, 1)
 	}
 	w.c = c
-	w.answered, w.since = s.FirstAnswered(), time.Now()
 	ts.mu.Lock()
 	ts.waiters.Add(1)
 	ts.enqueue(w)
@@ -334,7 +315,6 @@ func (ts *tierSlots) take(ctx context.Context, s Tiers, c *conn, heavyAt int32, 
 	defer rs.wdl.Stop()
 	select {
 	case <-w.ready:
-		ts.noteSilent(s, w, rs)
 		return true, nil
 	case <-rs.wdl.Done():
 	case <-ctx.Done():
@@ -344,17 +324,15 @@ func (ts *tierSlots) take(ctx context.Context, s Tiers, c *conn, heavyAt int32, 
 	if !w.queued { // granted meanwhile: the slot is ours
 		ts.mu.Unlock()
 		<-w.ready
-		ts.noteSilent(s, w, rs)
 		return true, nil
 	}
 	ts.dequeue(w)
 	ts.waiters.Add(-1)
-	if err == nil && (ts.tryTake(s) || ts.overLimit(s, c.unanswered.Load(), heavyAt) || ts.silentTake(s, w, rs)) {
+	if err == nil && (ts.tryTake(s) || ts.overLimit(s, c.unanswered.Load(), heavyAt)) {
 		// Admission's own wait is up, and a slot is free (the bound
 		// grew: a connection came up, a reload), or the request's
 		// connection is not heavy: it takes a slot past the limit,
-		// within the safety bound; or the first tier was silent
-		// throughout (silentTake).
+		// within the safety bound.
 		ts.mu.Unlock()
 		return true, nil
 	}
@@ -371,44 +349,6 @@ func (ts *tierSlots) take(ctx context.Context, s Tiers, c *conn, heavyAt int32, 
 // politeSlots past it for a polite one.
 func (ts *tierSlots) overLimit(s Tiers, unanswered, heavyAt int32) bool {
 	return unanswered < heavyAt && ts.takeOver(s, unanswered <= politeAt)
-}
-
-// silentTake takes a slot past every bound for a request whose wait is up
-// while the first tier answered nothing since the wait began
-// (Tiers.FirstSilent): the requests holding the slots are not a load the
-// tier is working through but calls to a server that stopped answering
-// without closing (a blackhole, a hung process), each held until its
-// attempt deadline. Shedding the waiters would answer OVERLOADED while the
-// next tier could serve them. Let through, each carries the silent tier
-// (Request.Silent), which the router skips for it; there the next tier's
-// pool capacity bounds it, and server.max_in_flight bounds them all. A
-// busy tier answers all the time, so a burst is never let past the bounds
-// this way; neither is a stall of this process, whose unread replies
-// FirstSilent sees.
-func (ts *tierSlots) silentTake(s Tiers, w *slotWaiter, rs *reqState) bool {
-	first := s.FirstTier()
-	if time.Since(w.since) < ts.silent || !s.FirstSilent(w.answered) {
-		return false
-	}
-	ts.active.Add(1)
-	rs.silent = first
-	return true
-}
-
-// noteSilent marks a request granted a slot after a wait during which the
-// first tier answered nothing (a slot freed by a request that did not use
-// that tier): like one let through by silentTake, it skips that tier
-// (Request.Silent) rather than wait out its attempt deadline there. While
-// the tier answers, one atomic load per connection and no syscall.
-func (ts *tierSlots) noteSilent(s Tiers, w *slotWaiter, rs *reqState) {
-	if time.Since(w.since) < ts.silent {
-		// Too short a wait to say: the slot may have been freed by a
-		// reply read just before it began.
-		return
-	}
-	if first := s.FirstTier(); s.FirstSilent(w.answered) {
-		rs.silent = first
-	}
 }
 
 // enqueue puts w at the end of its connection's queue, and the connection

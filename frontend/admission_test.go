@@ -210,42 +210,6 @@ func TestAdmissionShedsHeavyConnectionsOnly(t *testing.T) {
 	}
 }
 
-// TestAdmissionLetsThroughWhenFirstTierSilent: a request whose wait is up
-// while the first tier answered nothing is not shed, even from a heavy
-// connection and with the tier's whole capacity held: the slots are held by
-// calls to a silent server (a blackhole), and the router fails the request
-// over to the next tier. With the tier answering, the same request is shed
-// (TestAdmissionShedsHeavyConnectionsOnly).
-func TestAdmissionLetsThroughWhenFirstTierSilent(t *testing.T) {
-	svc := fakeTiers{capacity: 1, attempt: time.Second, silent: true}
-	ts := newTierSlots()
-	ts.waitMax = 20 * time.Millisecond
-	ts.silent = ts.waitMax
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	const heavyAt = 128
-	if _, err := ts.take(ctx, svc, &conn{}, heavyAt, &reqState{}); err != nil {
-		t.Fatal(err)
-	}
-	heavy := &conn{}
-	heavy.unanswered.Store(300)
-	rs := &reqState{}
-	waited, err := ts.take(ctx, svc, heavy, heavyAt, rs)
-	if err != nil || !waited {
-		t.Fatalf("request beside a silent full tier: waited %v, err %v; want let through after the wait", waited, err)
-	}
-	if rs.silent != svc.FirstTier() {
-		t.Fatalf("let through with Silent %v, want the silent tier (the router must skip it)", rs.silent)
-	}
-	svc.silent = false
-	if _, err := ts.take(ctx, svc, heavy, heavyAt, &reqState{}); !errors.Is(err, wire.StatusOverloaded) {
-		t.Fatalf("request beside a full tier that answers: %v, want OVERLOADED", err)
-	}
-	if n := ts.active.Load(); n != 2 {
-		t.Fatalf("%d slots taken, want 2", n)
-	}
-}
-
 // TestAdmissionSafetyBoundHoldsLightConnections: past the adaptive limit a
 // light connection's request takes a slot only within the safety bound;
 // past that bound it is shed like any other, but for a polite connection's
@@ -378,52 +342,5 @@ func TestAdmissionStartsOverWhenTheFirstTierChanges(t *testing.T) {
 	}
 	if a := ts.active.Load(); a != 0 {
 		t.Fatalf("%d slots still held", a)
-	}
-}
-
-// TestAdmissionGrantAfterSilenceSkipsTheSilentTier: a request granted a
-// slot after a wait during which the first tier answered nothing (a slot
-// freed by a request that did not use that tier) carries that tier as
-// silent, so the router skips it rather than wait out its attempt deadline
-// there (the blackhole scenario's slowest allocations: 375 ms in 2 of 5
-// runs, attempt deadline 250 ms, before).
-func TestAdmissionGrantAfterSilenceSkipsTheSilentTier(t *testing.T) {
-	for _, c := range []struct {
-		silent      bool          // the first tier answers nothing
-		silentAfter time.Duration // the wait that says so
-		want        bool          // the request skips it
-	}{{true, 0, true}, {false, 0, false}, {true, time.Minute, false}} {
-		silent := c.silent
-		svc := fakeTiers{capacity: 2048, attempt: time.Second, silent: silent}
-		ts := newTierSlots()
-		ts.waitMax = time.Minute // granted, not let through after the wait
-		ts.silent = c.silentAfter
-		ts.limit.Store(1)
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		if _, err := ts.take(ctx, svc, &conn{}, 1000, &reqState{}); err != nil {
-			t.Fatal(err)
-		}
-		rs := &reqState{}
-		done := make(chan error, 1)
-		light := &conn{} // not polite: it queues
-		light.unanswered.Store(politeAt + 1)
-		go func() {
-			_, err := ts.take(ctx, svc, light, 1000, rs)
-			done <- err
-		}()
-		for ts.waiters.Load() != 1 {
-			if ctx.Err() != nil {
-				t.Fatal("the second request never waited")
-			}
-			time.Sleep(time.Millisecond)
-		}
-		ts.give(svc, time.Now(), time.Millisecond)
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
-		cancel()
-		if want := map[bool]any{true: svc.FirstTier(), false: nil}[c.want]; rs.silent != want {
-			t.Fatalf("first tier silent %v, after %v: granted with Silent %v, want %v (a wait shorter than silentAfter says nothing)", silent, c.silentAfter, rs.silent, want)
-		}
 	}
 }

@@ -17,11 +17,8 @@ func TestMain(m *testing.M) { testsupport.VerifyTestMainNetpoll(m) }
 type fakeTiers struct {
 	capacity int64
 	attempt  time.Duration
-	silent   bool // the first tier answers nothing (FirstSilent)
 }
 
 func (f fakeTiers) FirstCapacity() (int64, time.Duration, bool) { return f.capacity, f.attempt, true }
 
-func (f fakeTiers) FirstTier() any                { return "first" }
-func (f fakeTiers) FirstAnswered() uint64         { return 0 }
-func (f fakeTiers) FirstSilent(since uint64) bool { return f.silent }
+func (f fakeTiers) FirstTier() any { return "first" }

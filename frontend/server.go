@@ -40,9 +40,6 @@ type reqState struct {
 	// wait is the request in admission's queue when it waits for a slot
 	// (admission.go); its channel is kept from one request to the next.
 	wait slotWaiter
-	// silent is the tier admission found silent when it let the request
-	// through (Tiers.FirstTier; silentTake), nil otherwise: Request.Silent.
-	silent any
 }
 
 // Handler serves the requests the front-end server admits: the server
@@ -74,12 +71,6 @@ type Request struct {
 	// it reached admission; a handler may write its upstream call without
 	// yielding.
 	Polite bool
-	// Silent, when not nil, is the tier (Tiers.FirstTier) that admission
-	// found silent when it let the request through past its bounds: not
-	// one reply from it during the request's wait. The handler need not
-	// try it (it would hold the request until that tier's attempt
-	// deadline, then go to the next).
-	Silent any
 }
 
 // Held identifies an answer whose delivery the handler must learn of
@@ -467,7 +458,7 @@ func (s *Server) handle(c *conn, rs *reqState) {
 		if rs.hs == nil {
 			rs.hs = s.h.NewState()
 		}
-		out, held, err = s.h.Handle(ctx, rs.hs, Request{Op: rs.h.Op, Payload: rs.in, Polite: polite, Silent: rs.silent}, out)
+		out, held, err = s.h.Handle(ctx, rs.hs, Request{Op: rs.h.Op, Payload: rs.in, Polite: polite}, out)
 		now := time.Now()
 		s.slots.give(s.tiers, now, now.Sub(admitted))
 	}

@@ -122,7 +122,6 @@ type Conn struct {
 	inFlight    atomic.Int64
 	maxInFlight atomic.Int64
 	late        atomic.Uint64
-	answered    atomic.Uint64 // reply frames read, late ones included; written by the reader only
 
 	// deadlineSet is when the flusher last armed the write deadline;
 	// ownDeadline is the calling flusher's deadline for its first write
@@ -182,22 +181,6 @@ func (c *Conn) InFlight() int { return int(c.inFlight.Load()) }
 // LateReplies returns how many replies arrived for calls that had already
 // given up (timed out or cancelled); they were dropped.
 func (c *Conn) LateReplies() uint64 { return c.late.Load() }
-
-// Answered returns how many replies the peer has sent on the connection,
-// late ones included (an atomic load): a count that moves while the peer
-// answers. With every slot of a pool held, a count that does not move tells
-// a peer that stopped answering from one that is merely busy
-// (pool.Pool.Answered).
-func (c *Conn) Answered() uint64 { return c.answered.Load() }
-
-// Unread reports whether the connection's socket holds bytes from the peer
-// that its reader has not read yet (SIOCINQ; false where the platform cannot
-// tell): the peer spoke and this process is behind. A syscall: not for the
-// hot path.
-func (c *Conn) Unread() bool {
-	n, ok := c.unreadIn()
-	return ok && n > 0
-}
 
 // SetMaxInFlight changes the in-flight limit live; n ≤ 0 means the default.
 // Calls already waiting are not affected.
@@ -627,7 +610,6 @@ func (c *Conn) readLoop() {
 		}
 		issued := c.nextID
 		c.mu.Unlock()
-		c.answered.Store(c.answered.Load() + 1) // one writer: no read-modify-write needed
 		if cl == nil {
 			if h.ID == 0 || h.ID > issued {
 				c.kill(fmt.Errorf("%w: reply to id %d, never issued", ErrProtocol, h.ID))

@@ -223,33 +223,6 @@ func (p *Pool) LiveChanged() <-chan struct{} {
 // RoundTrip beyond it finds every connection full (mux.ErrBusy).
 func (p *Pool) Capacity() int { return len(*p.live.Load()) * p.cfg.Load().MaxInFlight }
 
-// Answered returns the replies the pool's live connections have read, late
-// ones included (the sum of mux.Conn.Answered: an atomic load per
-// connection). It moves while the tier answers; comparing it across a wait
-// tells a busy tier, whose calls complete and free slots, from a silent one,
-// whose calls hold their slots until their deadlines. The sum also changes
-// when a connection dies or joins, so only "unchanged" means anything.
-func (p *Pool) Answered() uint64 {
-	var n uint64
-	for _, c := range *p.live.Load() {
-		n += c.mc.Answered()
-	}
-	return n
-}
-
-// Unread reports whether a live connection holds bytes from its server that
-// this process has not read yet (mux.Conn.Unread: a syscall per
-// connection): replies Answered does not count yet because this process,
-// not the server, is behind.
-func (p *Pool) Unread() bool {
-	for _, c := range *p.live.Load() {
-		if c.mc.Unread() {
-			return true
-		}
-	}
-	return false
-}
-
 // RoundTrip sends one request on a live connection and waits for its reply
 // (see mux.Conn.Call for the reply's ownership and the errors). It never
 // dials and never waits for a connection: with none live it returns

@@ -101,27 +101,6 @@ func (s *Router) FirstTier() any {
 	return nil
 }
 
-// FirstAnswered returns a count that moves while the first available tier
-// answers (pool.Pool.Answered: replies read from its connections); 0 when
-// no tier is available. An atomic load per connection: the front end's
-// admission reads it for a request that has to wait.
-func (s *Router) FirstAnswered() uint64 {
-	if t := s.FirstAvailable(); t != nil {
-		return t.Pool.Answered()
-	}
-	return 0
-}
-
-// FirstSilent reports whether the first available tier has answered nothing
-// since FirstAnswered returned since, while no reply from it waits unread in
-// this process's sockets (pool.Pool.Unread: a syscall per connection, so a
-// stall of this process is not taken for the tier's silence). False when no
-// tier is available.
-func (s *Router) FirstSilent(since uint64) bool {
-	t := s.FirstAvailable()
-	return t != nil && t.Pool.Answered() == since && !t.Pool.Unread()
-}
-
 // TierSet is one generation of the tier order. Requests hold it (acquire,
 // release) while they use its tiers, so a reload knows when the pools it
 // retired are no longer reachable by any request and may be closed.
@@ -226,8 +205,8 @@ type Router struct {
 // buffers for the index and the attempt deadline. The caller keeps it in
 // its own pooled per-request state and passes it to every Router call of
 // the request, so steady-state requests reuse memory instead of allocating
-// it. Only the router writes it, except for Polite and Silent, which the
-// caller sets before the call; the caller reads Slot after Allocate.
+// it. Only the router writes it, except for Polite, which the caller sets
+// before the call; the caller reads Slot after Allocate.
 //
 // A Scratch is used by one request at a time; Reset readies it for the
 // next one, keeping its buffers.
@@ -236,12 +215,6 @@ type Scratch struct {
 	// unanswered; its RESERVE is written without yielding
 	// (pool.RoundTripOnNow). Set by the caller.
 	Polite bool
-	// Silent, when not nil, is a tier the caller found silent (the front
-	// end's admission: not one reply from it while the request waited for
-	// a slot; frontend.Request.Silent): an allocation skips it, as a tier
-	// with no connection, instead of waiting out its attempt deadline.
-	// Compared with each *Tier, never dereferenced. Set by the caller.
-	Silent any
 	// Slot is the in-flight record of the allocation just answered (0:
 	// none). The caller must hand it, once the answer's bytes are written
 	// or known lost, to Router.Delivered or Router.Undelivered.
@@ -307,9 +280,8 @@ const (
 
 // slotWait is one allocation's wait for a slot on a full tier.
 type slotWait struct {
-	until    time.Time     // zero until the allocation first finds a tier full
-	next     time.Duration // the next pause
-	answered uint64        // the tier's pool.Answered when the wait began
+	until time.Time     // zero until the allocation first finds a tier full
+	next  time.Duration // the next pause
 }
 
 // wait pauses before the next try on a full tier and reports whether to try
@@ -318,11 +290,10 @@ type slotWait struct {
 // frees as soon as any of the tier's calls is answered. The pause uses the
 // request's attempt deadline (rs.adl, idle between attempts), so it does
 // not allocate a timer.
-func (w *slotWait) wait(ctx context.Context, rs *Scratch, t *Tier) bool {
+func (w *slotWait) wait(ctx context.Context, rs *Scratch) bool {
 	now := time.Now()
 	if w.until.IsZero() {
 		w.until, w.next = now.Add(slotWaitMax), 500*time.Microsecond
-		w.answered = t.Pool.Answered()
 	}
 	d := min(w.next, w.until.Sub(now))
 	if d <= 0 || ctx.Err() != nil {
@@ -336,18 +307,6 @@ func (w *slotWait) wait(ctx context.Context, rs *Scratch, t *Tier) bool {
 	}
 	rs.adl.Stop()
 	return ctx.Err() == nil
-}
-
-// silent reports, once a wait on t is spent, whether t was silent rather
-// than busy: not one reply read from its connections during the whole wait,
-// and none waiting unread in their sockets (which would mean this process,
-// not the tier, is behind). A busy tier answers and frees slots all the
-// time, even under a burst far above its capacity; a tier whose server
-// stopped answering without closing (a blackhole, a hung process) holds
-// every slot until its calls' attempt deadlines pass, which then count
-// against its breaker.
-func (w *slotWait) silent(t *Tier) bool {
-	return t.Pool.Answered() == w.answered && !t.Pool.Unread()
 }
 
 // allocate reserves a bridge for req on the first tier that takes it and
@@ -495,10 +454,6 @@ func (s *Router) allocateOnce(ctx context.Context, rs *Scratch, req *wire.Alloca
 		if !t.Available() {
 			continue
 		}
-		if rs.Silent == any(t) {
-			a.sawLocal = true // nothing sent, nobody blamed: as with no connection
-			continue
-		}
 		var answered bool
 		if out, answered, err = s.onTier(ctx, rs, req, t, &a, out); answered {
 			return out, err
@@ -556,21 +511,14 @@ func (s *Router) onTier(ctx context.Context, rs *Scratch, req *wire.AllocateRequ
 			// in-flight limit. The tier order is a priority, not a
 			// spill-over: wait briefly for a slot on this tier, then shed
 			// the request (OVERLOADED, retry) rather than push the burst
-			// onto the next tier; unless the tier was silent all along
-			// (slotWait.silent), which is no burst.
-			if a.slot.wait(ctx, rs, t) {
+			// onto the next tier.
+			if a.slot.wait(ctx, rs) {
 				continue
 			}
 			if ctx.Err() != nil {
 				return out, true, ctx.Err()
 			}
-			if !a.slot.silent(t) {
-				return out, true, errf(wire.StatusOverloaded, "tier %s is at its in-flight limit", t.Name)
-			}
-			// Full and silent: the next tier may serve (nothing was sent,
-			// nobody is blamed here); a later tier gets a wait of its own.
-			a.sawLocal = true
-			a.slot = slotWait{}
+			return out, true, errf(wire.StatusOverloaded, "tier %s is at its in-flight limit", t.Name)
 		case o == OutcomeLocal:
 			// No connection (it died since Available()) or the pool is
 			// closing: nothing was sent, nobody is blamed; the next tier
@@ -886,7 +834,7 @@ func (s *Router) callServer(ctx context.Context, rs *Scratch, slot *slotWait, t 
 		actx, cancel := rs.adl.Within(ctx, t.Attempt)
 		reply, err := t.Pool.RoundTripTo(actx, serverID, op, req)
 		cancel()
-		if err == nil || classify(ctx, err).met != OutcomeBusy || !slot.wait(ctx, rs, t) {
+		if err == nil || classify(ctx, err).met != OutcomeBusy || !slot.wait(ctx, rs) {
 			return reply, err
 		}
 	}

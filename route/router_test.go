@@ -61,13 +61,6 @@ const tokenTTL = time.Hour
 // then the simulators.
 func newTestRouter(t *testing.T, names ...string) *testRouter {
 	t.Helper()
-	return newTestRouterWith(t, nil, names...)
-}
-
-// newTestRouterWith is newTestRouter with each pool's configuration
-// changed by poolCfg (given the tier's position) when it is not nil.
-func newTestRouterWith(t *testing.T, poolCfg func(pos int, c *pool.Config), names ...string) *testRouter {
-	t.Helper()
 	clk := clocktest.New(time.Unix(1_800_000_000, 0))
 	tr := &testRouter{clock: clk}
 	var tiers []*Tier
@@ -81,12 +74,9 @@ func newTestRouterWith(t *testing.T, poolCfg func(pos int, c *pool.Config), name
 		if err != nil {
 			t.Fatal(err)
 		}
-		pc := pool.Config{Tier: name, Servers: []string{addr.String()}, MinConns: 1,
-			BackoffBase: 5 * time.Millisecond, BackoffMax: 50 * time.Millisecond}
-		if poolCfg != nil {
-			poolCfg(i, &pc)
-		}
-		p, err := pool.New(pc, pool.WithLogger(zap.NewNop()))
+		p, err := pool.New(pool.Config{Tier: name, Servers: []string{addr.String()}, MinConns: 1,
+			BackoffBase: 5 * time.Millisecond, BackoffMax: 50 * time.Millisecond},
+			pool.WithLogger(zap.NewNop()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -450,61 +440,5 @@ func TestRouterReplaysAnIdempotencyToken(t *testing.T) {
 	}
 	if got := tr.held(); got != 2 {
 		t.Fatalf("the simulators hold %d bridges, want 2", got)
-	}
-}
-
-// TestRouterSkipsAFullSilentTier: a tier whose connections are all full
-// and from which not one reply came during the wait for a slot is silent (a
-// server that stopped answering without closing), not busy: the allocation
-// goes to the next tier instead of OVERLOADED. A full tier that answers is
-// busy: OVERLOADED, the next tier untouched (the order is a priority). And
-// a tier the caller found silent (Scratch.Silent, from the front end's
-// admission) is skipped at once.
-func TestRouterSkipsAFullSilentTier(t *testing.T) {
-	tr := newTestRouterWith(t, func(pos int, c *pool.Config) {
-		if pos == 0 {
-			c.MaxInFlight = 1
-			c.HeartbeatInterval, c.HeartbeatTimeout = time.Hour, time.Hour // the silent server stays connected
-		}
-	}, "primary", "nextgen")
-	p := tr.tiers[0]
-	ctx := testCtx(t)
-	if err := p.sim.SetFault(telsim.Fault{Mode: telsim.ModeBlackhole}); err != nil {
-		t.Fatal(err)
-	}
-	stuck := make(chan error, 1)
-	go func() { // holds primary's one slot until its attempt deadline
-		_, err := tr.allocate(ctx, allocReq("stuck"))
-		stuck <- err
-	}()
-	for p.tier.Pool.Stats().InFlight == 0 {
-		if ctx.Err() != nil {
-			t.Fatal("the stuck call never reached primary")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	resp, err := tr.allocate(ctx, allocReq("beside a silent tier"))
-	if err != nil || string(resp.Tier) != "nextgen" {
-		t.Fatalf("beside a full silent tier: %s %v, want the next tier", resp.Tier, err)
-	}
-	if p.obs.get(OutcomeBusy) == 0 {
-		t.Fatal("primary was not found full: the test proves nothing")
-	}
-	busy := p.obs.get(OutcomeBusy)
-	var rs Scratch
-	rs.Silent = p.tier
-	out, err := tr.Allocate(ctx, &rs, allocReq("skipped"), nil)
-	resp = wire.AllocateResponse{}
-	if err != nil || resp.Decode(out) != nil || string(resp.Tier) != "nextgen" {
-		t.Fatalf("with primary found silent by the caller: %s %v, want nextgen", resp.Tier, err)
-	}
-	if n := p.obs.get(OutcomeBusy); n != busy {
-		t.Fatalf("primary found silent by the caller was tried anyway (%d more busy attempts)", n-busy)
-	}
-	if err := p.sim.SetFault(telsim.Fault{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-stuck; err != nil {
-		t.Fatalf("the call held by the silent tier: %v, want it failed over", err)
 	}
 }
