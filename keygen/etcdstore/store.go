@@ -631,7 +631,7 @@ func (s *Store) Create(ctx context.Context, b keygen.Binding) (keygen.Partition,
 	s.ok()
 	if resp.Succeeded {
 		rev := resp.Header.Revision
-		s.bind(b, hi, 0, rev, rev, 0, rev, 0)
+		s.bind(b, hi, 0, rev, rev, 0, rev, 0, rev)
 		return keygen.Partition{Lo: 0, Hi: hi, Next: 0, Created: true}, nil
 	}
 	oldB, oldM := first(resp.Responses[0].GetResponseRange().Kvs), first(resp.Responses[1].GetResponseRange().Kvs)
@@ -657,8 +657,16 @@ func (s *Store) Create(ctx context.Context, b keygen.Binding) (keygen.Partition,
 
 // bind makes the store bound and starts its watch of the mark key (not
 // for the operator's Retire stores); recorded is the mark RecordFile
-// holds. Called with the token held.
-func (s *Store) bind(b keygen.Binding, hi, mark uint64, rev, bindRev int64, fence uint64, fenceRev int64, recorded uint64) {
+// holds. readRev is the revision of the read the store binds from: the
+// watch delivers every write of the mark after it (or, where etcd
+// compacted that history, checks the fleet), so that a write made between
+// the bind and the watch's first read (another daemon's lease, then a
+// restore putting the mark back) is not taken as never having happened. A
+// watch that began from its own first read instead missed exactly that
+// when its goroutine ran late: the store re-leased another daemon's
+// counters after a restore (TestAdv13bWholeRestoreWhileWatchBroken, under
+// load). Called with the token held.
+func (s *Store) bind(b keygen.Binding, hi, mark uint64, rev, bindRev int64, fence uint64, fenceRev int64, recorded uint64, readRev int64) {
 	s.bound, s.b, s.hi, s.bindRev = true, b, hi, bindRev
 	s.known, s.mark, s.rev = true, mark, rev
 	s.fence, s.fenceRev = fence, fenceRev
@@ -669,7 +677,7 @@ func (s *Store) bind(b keygen.Binding, hi, mark uint64, rev, bindRev int64, fenc
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go s.watch(ctx, done)
+	go s.watch(ctx, done, watchState{watched: readRev, epoch: s.snap().epoch})
 	s.stop = func() { cancel(); <-done }
 }
 
@@ -717,7 +725,7 @@ func (s *Store) Bind(ctx context.Context, b keygen.Binding) (keygen.Partition, e
 		}
 		return keygen.Partition{Lo: 0, Hi: hi, Next: max(s.mark, s.segNext)}, nil
 	}
-	bkv, mkv, fkv, seen, _, err := s.read(ctx)
+	bkv, mkv, fkv, seen, readRev, err := s.read(ctx)
 	if err != nil {
 		return keygen.Partition{}, err
 	}
@@ -747,7 +755,7 @@ func (s *Store) Bind(ctx context.Context, b keygen.Binding) (keygen.Partition, e
 		return keygen.Partition{}, fmt.Errorf("%w: the etcd mark under %s is %d, but this host already leased or saw a mark of %d in it (%s): etcd was restored from an older backup, and leasing from it would reissue the keys issued since, by this daemon or another. Move the mark forward past every key issued since the backup (switchboard -skip-keys N, N at least %d); the daemons lease again by themselves once it is at least %d",
 			keygen.ErrStateStale, s.cfg.Prefix, mark, floor, s.cfg.RecordFile, floor-mark, floor)
 	}
-	s.bind(b, hi, mark, mkv.modRev, bkv.modRev, fence, modRev(fkv), rec)
+	s.bind(b, hi, mark, mkv.modRev, bkv.modRev, fence, modRev(fkv), rec, readRev)
 	return keygen.Partition{Lo: 0, Hi: hi, Next: mark}, nil
 }
 
@@ -820,10 +828,9 @@ type watchState struct {
 // late rather than never; where etcd compacted that history, it checks
 // the fleet's last leases first (checkFleet), then starts from a fresh
 // read.
-func (s *Store) watch(ctx context.Context, done chan<- struct{}) {
+func (s *Store) watch(ctx context.Context, done chan<- struct{}, st watchState) {
 	defer close(done)
 	defer s.record()
-	var st watchState
 	delay := watchMinBackoff
 	for {
 		if s.watchOnce(ctx, &st) {
