@@ -121,6 +121,25 @@ func runUntilReady(t testing.TB, d *Daemon) (stop func() error) {
 	return stop
 }
 
+// serveWithClient runs d until it is Ready and returns a client of its
+// socket; at cleanup the client closes, then Run is stopped (failing t if
+// it returned an error).
+func serveWithClient(t *testing.T, d *Daemon, socket string) *client.Client {
+	t.Helper()
+	stop := runUntilReady(t, d)
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	c, err := client.Dial(context.Background(), socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)

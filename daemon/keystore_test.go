@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -12,7 +11,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap/zaptest"
 
-	"switchboard/client"
 	"switchboard/internal/etcdtest"
 	"switchboard/internal/strictyaml"
 	"switchboard/internal/testsupport"
@@ -84,17 +82,7 @@ func TestEtcdDaemonStartsWhileEtcdDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := runUntilReady(t, d)
-	defer func() {
-		if err := stop(); err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	c, err := client.Dial(context.Background(), cfg.Socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := serveWithClient(t, d, cfg.Socket)
 	if _, err := c.Allocate(ctxT(t), &wire.AllocateRequest{Spec: spec("etcd down")}); !errors.Is(err, wire.StatusKeysExhausted) {
 		t.Fatalf("allocation with etcd down: %v, want KEYS_EXHAUSTED", err)
 	}

@@ -10,7 +10,6 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
-	"switchboard/client"
 	"switchboard/telsim"
 	"switchboard/wire"
 )
@@ -77,17 +76,7 @@ func TestResolverAloneServesTiers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := runUntilReady(t, d)
-	defer func() {
-		if err := stop(); err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	c, err := client.Dial(context.Background(), cfg.Socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := serveWithClient(t, d, cfg.Socket)
 	if _, err := c.Allocate(ctxT(t), &wire.AllocateRequest{Spec: spec("resolved")}); err != nil {
 		t.Fatal(err)
 	}

@@ -801,8 +801,9 @@ func (s *Store) record() {
 // watchState is the watch goroutine's own view of the mark's history.
 type watchState struct {
 	// watched is the revision up to which every write of the mark was
-	// delivered (0: none; the next watch starts from a fresh read), in
-	// etcd's timeline epoch.
+	// delivered, in etcd's timeline epoch: at first the revision of the
+	// read the store bound from (bind); 0 after a gap or a new timeline
+	// (the next watch then starts from a fresh read).
 	watched int64
 	epoch   uint64
 	// gap: the watch could not resume from watched (etcd compacted that
